@@ -1,0 +1,217 @@
+//! JSON bodies exchanged with name servers, brokers and clients. Field names follow the
+//! Java classes they mirror; unknown fields are ignored on input.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// Topic permission bits (`PermName.java`).
+pub mod perm {
+    pub const PRIORITY: i32 = 8;
+    pub const READ: i32 = 4;
+    pub const WRITE: i32 = 2;
+    pub const INHERIT: i32 = 1;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVersion {
+    pub timestamp: i64,
+    pub counter: i64,
+    #[serde(default)]
+    pub state_version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicConfig {
+    pub topic_name: String,
+    pub read_queue_nums: i32,
+    pub write_queue_nums: i32,
+    pub perm: i32,
+    #[serde(default = "default_filter_type")]
+    pub topic_filter_type: String,
+    #[serde(default)]
+    pub topic_sys_flag: i32,
+    #[serde(default)]
+    pub order: bool,
+}
+
+fn default_filter_type() -> String {
+    "SINGLE_TAG".to_string()
+}
+
+impl TopicConfig {
+    pub fn new(topic: &str, queues: i32, perm: i32) -> Self {
+        TopicConfig {
+            topic_name: topic.to_string(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm,
+            topic_filter_type: default_filter_type(),
+            topic_sys_flag: 0,
+            order: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicConfigSerializeWrapper {
+    pub topic_config_table: BTreeMap<String, TopicConfig>,
+    pub data_version: DataVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterBrokerBody {
+    pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
+    #[serde(default)]
+    pub filter_server_list: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueData {
+    pub broker_name: String,
+    pub read_queue_nums: i32,
+    pub write_queue_nums: i32,
+    pub perm: i32,
+    #[serde(default)]
+    pub topic_sys_flag: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerData {
+    pub cluster: String,
+    pub broker_name: String,
+    /// brokerId (0 = master) → "ip:port". Serialized with quoted keys, which both the Go
+    /// and Java clients accept.
+    pub broker_addrs: BTreeMap<i64, String>,
+    #[serde(default)]
+    pub enable_acting_master: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicRouteData {
+    pub queue_datas: Vec<QueueData>,
+    pub broker_datas: Vec<BrokerData>,
+    #[serde(default)]
+    pub filter_server_table: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    pub broker_addr_table: BTreeMap<String, BrokerData>,
+    pub cluster_addr_table: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicList {
+    pub topic_list: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerIdList {
+    pub consumer_id_list: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+pub struct HeartbeatData {
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    #[serde(rename = "producerDataSet", default)]
+    pub producer_data_set: Vec<ProducerData>,
+    #[serde(rename = "consumerDataSet", default)]
+    pub consumer_data_set: Vec<ConsumerData>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerData {
+    pub group_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerData {
+    pub group_name: String,
+    #[serde(default)]
+    pub consume_type: String,
+    #[serde(default)]
+    pub message_model: String,
+    #[serde(default)]
+    pub consume_from_where: String,
+    #[serde(default)]
+    pub subscription_data_set: Vec<SubscriptionData>,
+    #[serde(default)]
+    pub unit_mode: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionData {
+    pub topic: String,
+    #[serde(default)]
+    pub sub_string: String,
+    #[serde(default)]
+    pub tags_set: Vec<String>,
+    /// Go sends these as strings, Java as numbers; the broker recomputes them from
+    /// `tags_set` anyway, so they are kept only for display.
+    #[serde(default)]
+    pub code_set: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub sub_version: i64,
+    #[serde(default = "default_expression_type")]
+    pub expression_type: String,
+    #[serde(default)]
+    pub class_filter_mode: bool,
+}
+
+fn default_expression_type() -> String {
+    "TAG".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_data_is_compact_with_quoted_broker_ids() {
+        let route = TopicRouteData {
+            queue_datas: vec![QueueData {
+                broker_name: "broker-a".into(),
+                read_queue_nums: 4,
+                write_queue_nums: 4,
+                perm: 6,
+                topic_sys_flag: 0,
+            }],
+            broker_datas: vec![BrokerData {
+                cluster: "DefaultCluster".into(),
+                broker_name: "broker-a".into(),
+                broker_addrs: BTreeMap::from([(0, "127.0.0.1:10911".to_string())]),
+                enable_acting_master: false,
+            }],
+            filter_server_table: HashMap::new(),
+        };
+        let json = serde_json::to_string(&route).unwrap();
+        assert!(json.contains(r#""brokerAddrs":{"0":"127.0.0.1:10911"}"#), "{json}");
+        assert!(!json.contains(' '));
+        assert_eq!(serde_json::from_str::<TopicRouteData>(&json).unwrap(), route);
+    }
+
+    #[test]
+    fn go_heartbeat_with_string_code_set_parses() {
+        let json = r#"{"clientID":"10.0.0.5@123","producerDataSet":[],"consumerDataSet":[{"groupName":"maxshop",
+            "consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet":[{"classFilterMode":false,"topic":"imooc1","subString":"*","tagsSet":[],"codeSet":["2598919"],
+            "subVersion":1700000000000000000,"expressionType":"TAG"}],"unitMode":false}]}"#;
+        let hb: HeartbeatData = serde_json::from_str(json).unwrap();
+        assert_eq!(hb.consumer_data_set[0].subscription_data_set[0].sub_version, 1_700_000_000_000_000_000);
+    }
+}

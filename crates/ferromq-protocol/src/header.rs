@@ -1,0 +1,342 @@
+//! Typed request and response headers. On the wire every field is a string in
+//! `extFields`; these types parse and format them in one place.
+
+use crate::command::ExtFields;
+use crate::error::HeaderError;
+
+/// A value that can live in `extFields`.
+pub trait HeaderValue: Sized {
+    fn parse(key: &'static str, raw: Option<&String>) -> Result<Self, HeaderError>;
+    fn put(&self, key: &str, fields: &mut ExtFields);
+}
+
+macro_rules! parsed_header_value {
+    ($($t:ty),*) => {$(
+        impl HeaderValue for $t {
+            fn parse(key: &'static str, raw: Option<&String>) -> Result<Self, HeaderError> {
+                let raw = raw.ok_or(HeaderError::Missing(key))?;
+                raw.trim().parse().map_err(|_| HeaderError::Invalid { field: key, value: raw.clone() })
+            }
+            fn put(&self, key: &str, fields: &mut ExtFields) {
+                fields.insert(key.to_string(), self.to_string());
+            }
+        }
+    )*};
+}
+parsed_header_value!(i32, i64, bool);
+
+impl HeaderValue for String {
+    fn parse(key: &'static str, raw: Option<&String>) -> Result<Self, HeaderError> {
+        raw.cloned().ok_or(HeaderError::Missing(key))
+    }
+    fn put(&self, key: &str, fields: &mut ExtFields) {
+        fields.insert(key.to_string(), self.clone());
+    }
+}
+
+impl<T: HeaderValue> HeaderValue for Option<T> {
+    fn parse(key: &'static str, raw: Option<&String>) -> Result<Self, HeaderError> {
+        match raw {
+            None => Ok(None),
+            // Go sends empty strings for unset optional values.
+            Some(s) if s.is_empty() => Ok(None),
+            Some(_) => T::parse(key, raw).map(Some),
+        }
+    }
+    fn put(&self, key: &str, fields: &mut ExtFields) {
+        if let Some(v) = self {
+            v.put(key, fields);
+        }
+    }
+}
+
+/// A header that converts to and from `extFields`.
+pub trait CommandHeader: Sized {
+    /// # Errors
+    /// A required field is missing or a field does not parse.
+    fn decode(fields: &ExtFields) -> Result<Self, HeaderError>;
+    fn encode(&self, fields: &mut ExtFields);
+}
+
+/// Declares a header struct whose fields map one-to-one to `extFields` keys.
+macro_rules! command_header {
+    ($(#[$meta:meta])* pub struct $name:ident { $($field:ident: $ty:ty => $key:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Default)]
+        pub struct $name { $(pub $field: $ty),* }
+        impl CommandHeader for $name {
+            fn decode(fields: &ExtFields) -> Result<Self, HeaderError> {
+                Ok(Self { $($field: <$ty as HeaderValue>::parse($key, fields.get($key))?),* })
+            }
+            fn encode(&self, fields: &mut ExtFields) {
+                $(self.$field.put($key, fields);)*
+            }
+        }
+    };
+}
+
+command_header! {
+    /// SEND_MESSAGE (10) header, V1 keys. V2 (310/320) keys are mapped onto these first.
+    pub struct SendMessageRequestHeader {
+        producer_group: String => "producerGroup",
+        topic: String => "topic",
+        default_topic: Option<String> => "defaultTopic",
+        default_topic_queue_nums: Option<i32> => "defaultTopicQueueNums",
+        queue_id: i32 => "queueId",
+        sys_flag: i32 => "sysFlag",
+        born_timestamp: i64 => "bornTimestamp",
+        flag: i32 => "flag",
+        properties: Option<String> => "properties",
+        reconsume_times: Option<i32> => "reconsumeTimes",
+        unit_mode: Option<bool> => "unitMode",
+        max_reconsume_times: Option<i32> => "maxReconsumeTimes",
+        batch: Option<bool> => "batch",
+    }
+}
+
+/// SEND_MESSAGE_V2 one-letter keys and their V1 names (`SendMessageRequestHeaderV2.java`).
+const SEND_V2_KEYS: [(&str, &str); 13] = [
+    ("a", "producerGroup"),
+    ("b", "topic"),
+    ("c", "defaultTopic"),
+    ("d", "defaultTopicQueueNums"),
+    ("e", "queueId"),
+    ("f", "sysFlag"),
+    ("g", "bornTimestamp"),
+    ("h", "flag"),
+    ("i", "properties"),
+    ("j", "reconsumeTimes"),
+    ("k", "unitMode"),
+    ("l", "maxReconsumeTimes"),
+    ("m", "batch"),
+];
+
+impl SendMessageRequestHeader {
+    /// Decodes a V2 (one-letter keys) header.
+    pub fn decode_v2(fields: &ExtFields) -> Result<Self, HeaderError> {
+        let mut v1 = ExtFields::with_capacity(SEND_V2_KEYS.len());
+        for (short, long) in SEND_V2_KEYS {
+            if let Some(v) = fields.get(short) {
+                v1.insert(long.to_string(), v.clone());
+            }
+        }
+        Self::decode(&v1)
+    }
+
+    /// Encodes with V2 keys, as Java clients do for codes 310 and 320.
+    pub fn encode_v2(&self, fields: &mut ExtFields) {
+        let mut v1 = ExtFields::new();
+        self.encode(&mut v1);
+        for (short, long) in SEND_V2_KEYS {
+            if let Some(v) = v1.remove(long) {
+                fields.insert(short.to_string(), v);
+            }
+        }
+    }
+}
+
+command_header! {
+    pub struct SendMessageResponseHeader {
+        msg_id: String => "msgId",
+        queue_id: i32 => "queueId",
+        queue_offset: i64 => "queueOffset",
+        transaction_id: Option<String> => "transactionId",
+    }
+}
+
+command_header! {
+    pub struct PullMessageRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        queue_offset: i64 => "queueOffset",
+        max_msg_nums: i32 => "maxMsgNums",
+        sys_flag: i32 => "sysFlag",
+        commit_offset: i64 => "commitOffset",
+        suspend_timeout_millis: i64 => "suspendTimeoutMillis",
+        subscription: Option<String> => "subscription",
+        sub_version: i64 => "subVersion",
+        expression_type: Option<String> => "expressionType",
+        max_msg_bytes: Option<i32> => "maxMsgBytes",
+    }
+}
+
+command_header! {
+    pub struct PullMessageResponseHeader {
+        next_begin_offset: i64 => "nextBeginOffset",
+        min_offset: i64 => "minOffset",
+        max_offset: i64 => "maxOffset",
+        suggest_which_broker_id: i64 => "suggestWhichBrokerId",
+    }
+}
+
+command_header! {
+    pub struct QueryConsumerOffsetRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        set_zero_if_not_found: Option<bool> => "setZeroIfNotFound",
+    }
+}
+
+command_header! {
+    pub struct UpdateConsumerOffsetRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        commit_offset: i64 => "commitOffset",
+    }
+}
+
+command_header! {
+    /// GET_MAX_OFFSET, GET_MIN_OFFSET and GET_EARLIEST_MSG_STORETIME.
+    pub struct QueueRequestHeader {
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+    }
+}
+
+command_header! {
+    pub struct SearchOffsetRequestHeader {
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        timestamp: i64 => "timestamp",
+        boundary_type: Option<String> => "boundaryType",
+    }
+}
+
+command_header! {
+    pub struct ViewMessageRequestHeader {
+        offset: i64 => "offset",
+    }
+}
+
+command_header! {
+    pub struct QueryMessageRequestHeader {
+        topic: String => "topic",
+        key: String => "key",
+        max_num: i32 => "maxNum",
+        begin_timestamp: i64 => "beginTimestamp",
+        end_timestamp: i64 => "endTimestamp",
+        unique_key_query: Option<bool> => "_UNIQUE_KEY_QUERY",
+    }
+}
+
+command_header! {
+    pub struct ConsumerGroupRequestHeader {
+        consumer_group: String => "consumerGroup",
+    }
+}
+
+command_header! {
+    pub struct UnregisterClientRequestHeader {
+        client_id: String => "clientID",
+        producer_group: Option<String> => "producerGroup",
+        consumer_group: Option<String> => "consumerGroup",
+    }
+}
+
+command_header! {
+    pub struct CreateTopicRequestHeader {
+        topic: String => "topic",
+        default_topic: Option<String> => "defaultTopic",
+        read_queue_nums: i32 => "readQueueNums",
+        write_queue_nums: i32 => "writeQueueNums",
+        perm: i32 => "perm",
+        topic_filter_type: Option<String> => "topicFilterType",
+        topic_sys_flag: Option<i32> => "topicSysFlag",
+        order: Option<bool> => "order",
+    }
+}
+
+command_header! {
+    /// DELETE_TOPIC_IN_BROKER, DELETE_TOPIC_IN_NAMESRV and GET_ROUTEINFO_BY_TOPIC.
+    pub struct TopicRequestHeader {
+        topic: String => "topic",
+    }
+}
+
+command_header! {
+    pub struct RegisterBrokerRequestHeader {
+        broker_name: String => "brokerName",
+        broker_addr: String => "brokerAddr",
+        cluster_name: String => "clusterName",
+        ha_server_addr: Option<String> => "haServerAddr",
+        broker_id: i64 => "brokerId",
+        compressed: Option<bool> => "compressed",
+        body_crc32: Option<i32> => "bodyCrc32",
+        heartbeat_timeout_millis: Option<i64> => "heartbeatTimeoutMillis",
+    }
+}
+
+command_header! {
+    pub struct UnregisterBrokerRequestHeader {
+        broker_name: String => "brokerName",
+        broker_addr: String => "brokerAddr",
+        cluster_name: String => "clusterName",
+        broker_id: i64 => "brokerId",
+    }
+}
+
+command_header! {
+    pub struct BrokerHeartbeatRequestHeader {
+        cluster_name: String => "clusterName",
+        broker_addr: String => "brokerAddr",
+        broker_name: String => "brokerName",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_required_field_names_the_key() {
+        let fields = ExtFields::new();
+        assert_eq!(QueueRequestHeader::decode(&fields), Err(HeaderError::Missing("topic")));
+    }
+
+    #[test]
+    fn unparsable_number_names_field_and_value() {
+        let mut fields = ExtFields::new();
+        fields.insert("topic".into(), "T".into());
+        fields.insert("queueId".into(), "zero".into());
+        assert_eq!(
+            QueueRequestHeader::decode(&fields),
+            Err(HeaderError::Invalid { field: "queueId", value: "zero".into() })
+        );
+    }
+
+    #[test]
+    fn empty_optional_values_read_as_absent() {
+        let mut fields = ExtFields::new();
+        fields.insert("clientID".into(), "c".into());
+        fields.insert("producerGroup".into(), "".into());
+        let h = UnregisterClientRequestHeader::decode(&fields).unwrap();
+        assert_eq!(h.producer_group, None);
+    }
+
+    #[test]
+    fn send_header_v2_keys_map_to_v1() {
+        let h = SendMessageRequestHeader {
+            producer_group: "PG".into(),
+            topic: "T".into(),
+            default_topic: Some("TBW102".into()),
+            default_topic_queue_nums: Some(4),
+            queue_id: 2,
+            sys_flag: 0,
+            born_timestamp: 1_700_000_000_000,
+            flag: 0,
+            properties: Some("KEYS\u{1}k\u{2}".into()),
+            reconsume_times: Some(0),
+            unit_mode: Some(false),
+            max_reconsume_times: None,
+            batch: Some(false),
+        };
+        let mut v2 = ExtFields::new();
+        h.encode_v2(&mut v2);
+        assert_eq!(v2.get("b").map(String::as_str), Some("T"));
+        assert!(!v2.contains_key("topic"));
+        assert_eq!(SendMessageRequestHeader::decode_v2(&v2).unwrap(), h);
+    }
+}
