@@ -14,7 +14,7 @@ import (
 
 const deliveryTimeout = 30 * time.Second
 
-var hex32 = regexp.MustCompile(`^[0-9A-F]{32}$`)
+var hex32 = regexp.MustCompile(`(?i)^[0-9a-f]{32}$`)
 
 // checkSendResults verifies the fields the Go client extracts from a SEND
 // response: distinct (queueId, queueOffset) pairs, topic, non-empty ids.

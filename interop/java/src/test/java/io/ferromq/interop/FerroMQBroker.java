@@ -169,11 +169,16 @@ public final class FerroMQBroker implements AutoCloseable {
         return dataDir;
     }
 
-    /** SIGTERM, wait up to 5 s, then SIGKILL; removes the data directory. */
+    /** SIGTERM, wait up to 5 s, then SIGKILL (destroyForcibly); removes the data directory. */
     @Override
     public void close() {
         if (process != null && process.isAlive()) {
-            process.destroy();
+            // SIGTERM through the ProcessHandle: unlike Process.destroy() it does not close our
+            // ends of the stdout/stderr pipes, so the broker's shutdown output is still captured
+            // and it does not hit EPIPE while logging its shutdown.
+            if (!process.toHandle().destroy()) {
+                process.destroy();
+            }
             try {
                 if (!process.waitFor(5, TimeUnit.SECONDS)) {
                     log("[harness] no exit 5 s after SIGTERM; killing");

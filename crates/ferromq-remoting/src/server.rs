@@ -1,0 +1,65 @@
+//! Accept loop.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::connection::{Connection, InboundHandler};
+
+/// Server limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest frame accepted; larger ones close the connection.
+    pub max_frame_bytes: usize,
+    /// Connections served at once; further ones are closed right after accept.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame_bytes: ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` is cancelled; open connections
+/// are then closed.
+pub async fn serve<H: InboundHandler>(listener: TcpListener, handler: Arc<H>, config: ServerConfig, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, max = config.max_connections, "connection limit reached; refusing connection");
+            drop(stream);
+            continue;
+        };
+        let conn = Connection::spawn(stream, handler.clone(), config.max_frame_bytes);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn.closed() => {}
+                _ = shutdown.cancelled() => conn.close(),
+            }
+            drop(permit);
+        });
+    }
+    info!(?local, "listener stopped");
+}
