@@ -21,6 +21,7 @@ import (
 //   - other queues: parked from ~T0 until the 20 s hold expires;
 //   - probe 1 at T0+6.5 s; its queue re-pulls ~5 s after delivery;
 //   - probe 2 at T0+13.5 s (all pulls parked again).
+//
 // Each probe's send→consume latency must be < 1 s.
 func TestLongPollingWakeup(t *testing.T) {
 	captureClientLog(t)

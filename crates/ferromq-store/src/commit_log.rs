@@ -1,0 +1,252 @@
+//! The commit log: one append-only sequence of entries over fixed-size segment files.
+//! An entry never spans two segments; when it does not fit, the writer moves to the next
+//! segment, whose base offset is the previous base plus the segment size.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tracing::{info, warn};
+
+use crate::{io_err, list_offset_files, offset_file_name, StoreError, ENTRY_HEADER_BYTES};
+
+/// Smallest valid record: the fixed fields of a V1 record with empty body, topic, props.
+const MIN_RECORD_BYTES: u32 = 84 + 4 + 1 + 2;
+
+pub(crate) struct Segment {
+    pub base: u64,
+    pub file: File,
+    pub path: PathBuf,
+}
+
+pub(crate) struct CommitLog {
+    dir: PathBuf,
+    segment_bytes: u64,
+    segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    /// Offset where the next entry goes (or, rolled, the next segment's base).
+    write_offset: AtomicU64,
+    /// Offset up to which an fsync has completed.
+    flushed_offset: AtomicU64,
+}
+
+/// Calls `f(entry_offset, record)` for each valid entry found by a scan.
+pub(crate) type RecordVisitor<'a> = dyn FnMut(u64, &[u8]) + 'a;
+
+impl CommitLog {
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut segments = BTreeMap::new();
+        for (base, path) in list_offset_files(dir)? {
+            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+            segments.insert(base, Arc::new(Segment { base, file, path }));
+        }
+        Ok(CommitLog {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            segments: RwLock::new(segments),
+            write_offset: AtomicU64::new(0),
+            flushed_offset: AtomicU64::new(0),
+        })
+    }
+
+    pub fn write_offset(&self) -> u64 {
+        self.write_offset.load(Ordering::Acquire)
+    }
+
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    /// Smallest offset still stored.
+    pub fn min_offset(&self) -> u64 {
+        let segs = self.segments.read().expect("segments lock");
+        segs.keys().next().copied().unwrap_or_else(|| self.write_offset())
+    }
+
+    /// Scans from `from` (an entry boundary; clamped to the oldest segment), verifying every
+    /// entry's CRC, calling `visit` for each. The first invalid entry ends the log: it and
+    /// everything after it are removed. Returns the end offset.
+    pub fn recover(&self, from: u64, visit: &mut RecordVisitor<'_>) -> Result<u64, StoreError> {
+        let segs: Vec<Arc<Segment>> = self.segments.read().expect("segments lock").values().cloned().collect();
+        let Some(first) = segs.first() else {
+            self.write_offset.store(from, Ordering::Release);
+            self.flushed_offset.store(from, Ordering::Release);
+            return Ok(from);
+        };
+        let start = from.max(first.base);
+        let mut pos = start;
+        let mut end = pos;
+        let mut torn = false;
+        for seg in segs.iter().filter(|s| s.base + self.segment_bytes > start) {
+            if torn {
+                warn!(path = %seg.path.display(), "removing segment after a torn entry");
+                std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+                self.segments.write().expect("segments lock").remove(&seg.base);
+                continue;
+            }
+            if pos < seg.base {
+                pos = seg.base;
+            }
+            let (valid_end, clean) = self.scan_segment(seg, pos - seg.base, visit)?;
+            end = seg.base + valid_end;
+            if !clean {
+                warn!(path = %seg.path.display(), offset = end, "torn or corrupt entry; truncating the commit log here");
+                seg.file.set_len(valid_end).map_err(io_err(&seg.path))?;
+                seg.file.sync_all().map_err(io_err(&seg.path))?;
+                torn = true;
+            }
+            pos = end;
+        }
+        self.write_offset.store(end, Ordering::Release);
+        self.flushed_offset.store(end, Ordering::Release);
+        info!(end_offset = end, "commit log recovered");
+        Ok(end)
+    }
+
+    /// Returns (end of valid data within the segment, whether the segment ended cleanly).
+    fn scan_segment(&self, seg: &Segment, start: u64, visit: &mut RecordVisitor<'_>) -> Result<(u64, bool), StoreError> {
+        let len = seg.file.metadata().map_err(io_err(&seg.path))?.len();
+        if start > len {
+            return Ok((len, false));
+        }
+        let mut reader = BufReader::with_capacity(1 << 20, &seg.file);
+        reader.seek(SeekFrom::Start(start)).map_err(io_err(&seg.path))?;
+        let mut pos = start;
+        let mut record = Vec::new();
+        loop {
+            if pos == len {
+                return Ok((pos, true));
+            }
+            if len - pos < ENTRY_HEADER_BYTES + 4 {
+                return Ok((pos, false));
+            }
+            let mut head = [0u8; 8];
+            reader.read_exact(&mut head).map_err(io_err(&seg.path))?;
+            let crc = u32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
+            let size = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
+            if size < MIN_RECORD_BYTES || (size as u64) > len - pos - ENTRY_HEADER_BYTES {
+                return Ok((pos, false));
+            }
+            record.clear();
+            record.extend_from_slice(&head[4..8]);
+            record.resize(size as usize, 0);
+            reader.read_exact(&mut record[4..]).map_err(io_err(&seg.path))?;
+            if crc32fast::hash(&record) != crc {
+                return Ok((pos, false));
+            }
+            visit(seg.base + pos, &record);
+            pos += ENTRY_HEADER_BYTES + size as u64;
+        }
+    }
+
+    /// Where an entry of `entry_len` bytes starting at or after `offset` goes.
+    pub fn place(&self, offset: u64, entry_len: u64) -> Result<u64, StoreError> {
+        if entry_len > self.segment_bytes {
+            return Err(StoreError::RecordTooLarge { size: entry_len as usize, segment_bytes: self.segment_bytes });
+        }
+        let within = offset % self.segment_bytes;
+        if within + entry_len > self.segment_bytes {
+            Ok(offset - within + self.segment_bytes)
+        } else {
+            Ok(offset)
+        }
+    }
+
+    /// Writes `bytes` (whole entries, within one segment) at `offset`. Only the appender
+    /// calls this, and `offset` is the current write offset or the next segment's base.
+    pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let base = offset - offset % self.segment_bytes;
+        let seg = self.segment_for_write(base)?;
+        seg.file.write_all_at(bytes, offset - base).map_err(io_err(&seg.path))?;
+        self.write_offset.store(offset + bytes.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    fn segment_for_write(&self, base: u64) -> Result<Arc<Segment>, StoreError> {
+        if let Some(seg) = self.segments.read().expect("segments lock").get(&base) {
+            return Ok(seg.clone());
+        }
+        let path = self.dir.join(offset_file_name(base));
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err(&path))?;
+        // Make the new file's directory entry durable before anything in it is acknowledged.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        let seg = Arc::new(Segment { base, file, path });
+        self.segments.write().expect("segments lock").insert(base, seg.clone());
+        Ok(seg)
+    }
+
+    /// Reads `len` bytes at `offset`; `None` when that range is not stored.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        if offset + len as u64 > self.write_offset() {
+            return Ok(None);
+        }
+        let base = offset - offset % self.segment_bytes;
+        let Some(seg) = self.segments.read().expect("segments lock").get(&base).cloned() else { return Ok(None) };
+        let mut buf = vec![0u8; len];
+        match seg.file.read_exact_at(&mut buf, offset - base) {
+            Ok(()) => Ok(Some(buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(io_err(&seg.path)(e)),
+        }
+    }
+
+    /// Reads the record of the entry at `offset`, checking its CRC.
+    pub fn read_record(&self, offset: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(head) = self.read(offset, 8)? else { return Ok(None) };
+        let crc = u32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
+        let size = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
+        if size < MIN_RECORD_BYTES || size as u64 > self.segment_bytes {
+            return Ok(None);
+        }
+        let Some(record) = self.read(offset + ENTRY_HEADER_BYTES, size as usize)? else { return Ok(None) };
+        if crc32fast::hash(&record) != crc {
+            warn!(offset, "record failed its CRC check; not served");
+            return Ok(None);
+        }
+        Ok(Some(record))
+    }
+
+    /// fsyncs every segment that may hold unflushed data. Returns the flushed offset.
+    pub fn flush(&self) -> Result<u64, StoreError> {
+        let target = self.write_offset();
+        let from = self.flushed_offset();
+        if target <= from {
+            return Ok(from);
+        }
+        let first_base = from - from % self.segment_bytes;
+        let segs: Vec<Arc<Segment>> =
+            self.segments.read().expect("segments lock").range(first_base..).map(|(_, s)| s.clone()).collect();
+        for seg in segs {
+            seg.file.sync_data().map_err(io_err(&seg.path))?;
+        }
+        self.flushed_offset.fetch_max(target, Ordering::AcqRel);
+        Ok(target)
+    }
+
+    /// Deletes whole segments, oldest first, that were last written before `cutoff` and are
+    /// not the active one. Returns the new minimum offset.
+    pub fn delete_segments_older_than(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {
+        let active = self.write_offset().saturating_sub(1);
+        let active_base = active - active % self.segment_bytes;
+        let segs: Vec<Arc<Segment>> = self.segments.read().expect("segments lock").values().cloned().collect();
+        for seg in segs {
+            if seg.base >= active_base {
+                break;
+            }
+            let modified = seg.file.metadata().and_then(|m| m.modified()).map_err(io_err(&seg.path))?;
+            if modified >= cutoff {
+                break;
+            }
+            info!(path = %seg.path.display(), "deleting expired commit-log segment");
+            self.segments.write().expect("segments lock").remove(&seg.base);
+            std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+        }
+        Ok(self.min_offset())
+    }
+}

@@ -1,0 +1,216 @@
+//! Hash index from `topic#key` (message keys and unique ids) to commit-log offsets.
+//!
+//! ```text
+//! | magic u32 | count u32 | min_phys u64 | max_phys u64 | begin_ms i64 | end_ms i64 |   header, 40 bytes
+//! | slot u32 × slots |                       1-based number of the newest entry per hash slot
+//! | hash u32 | phys u64 | store_ms i64 | prev u32 | × entries      24 bytes each, chained by prev
+//! ```
+//! Files are sparse and written with positioned writes; a file is full at `entries`.
+//! Hash collisions and stale chains after a crash are tolerated: callers verify each hit
+//! against the stored record.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::{io_err, list_offset_files, offset_file_name, StoreError};
+
+const MAGIC: u32 = 0x4645_4958; // "FEIX"
+const HEADER_BYTES: u64 = 40;
+const ENTRY_BYTES: u64 = 24;
+/// Chain steps one query may take, so a pathological chain cannot stall a request.
+const MAX_CHAIN_STEPS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Header {
+    count: u32,
+    min_phys: u64,
+    max_phys: u64,
+    begin_ms: i64,
+    end_ms: i64,
+}
+
+struct IndexFile {
+    file: File,
+    path: PathBuf,
+    header: Mutex<Header>,
+}
+
+pub(crate) struct Index {
+    dir: PathBuf,
+    slots: u32,
+    entries: u32,
+    files: RwLock<Vec<Arc<IndexFile>>>,
+}
+
+fn key_hash(key: &str) -> u32 {
+    crc32fast::hash(key.as_bytes())
+}
+
+impl IndexFile {
+    fn slot_pos(slot: u32) -> u64 {
+        HEADER_BYTES + slot as u64 * 4
+    }
+
+    fn entry_pos(&self, slots: u32, n: u32) -> u64 {
+        HEADER_BYTES + slots as u64 * 4 + (n as u64 - 1) * ENTRY_BYTES
+    }
+
+    fn read_u32(&self, pos: u64) -> Result<u32, StoreError> {
+        let mut b = [0u8; 4];
+        match self.file.read_exact_at(&mut b, pos) {
+            Ok(()) => Ok(u32::from_be_bytes(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            Err(e) => Err(io_err(&self.path)(e)),
+        }
+    }
+
+    fn write_header(&self) -> Result<(), StoreError> {
+        let h = *self.header.lock().expect("index header lock");
+        let mut b = Vec::with_capacity(HEADER_BYTES as usize);
+        b.extend_from_slice(&MAGIC.to_be_bytes());
+        b.extend_from_slice(&h.count.to_be_bytes());
+        b.extend_from_slice(&h.min_phys.to_be_bytes());
+        b.extend_from_slice(&h.max_phys.to_be_bytes());
+        b.extend_from_slice(&h.begin_ms.to_be_bytes());
+        b.extend_from_slice(&h.end_ms.to_be_bytes());
+        self.file.write_all_at(&b, 0).map_err(io_err(&self.path))
+    }
+
+    fn read_header(file: &File, path: &Path) -> Result<Header, StoreError> {
+        let mut b = [0u8; HEADER_BYTES as usize];
+        file.read_exact_at(&mut b, 0).map_err(io_err(path))?;
+        if u32::from_be_bytes(b[0..4].try_into().expect("4 bytes")) != MAGIC {
+            return Ok(Header::default());
+        }
+        Ok(Header {
+            count: u32::from_be_bytes(b[4..8].try_into().expect("4 bytes")),
+            min_phys: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+            max_phys: u64::from_be_bytes(b[16..24].try_into().expect("8 bytes")),
+            begin_ms: i64::from_be_bytes(b[24..32].try_into().expect("8 bytes")),
+            end_ms: i64::from_be_bytes(b[32..40].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+impl Index {
+    pub fn open(dir: &Path, slots: u32, entries: u32) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut files = Vec::new();
+        for (_, path) in list_offset_files(dir)? {
+            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+            let header = IndexFile::read_header(&file, &path)?;
+            files.push(Arc::new(IndexFile { file, path, header: Mutex::new(header) }));
+        }
+        Ok(Index { dir: dir.to_path_buf(), slots, entries, files: RwLock::new(files) })
+    }
+
+    fn writable_file(&self, phys: u64) -> Result<Arc<IndexFile>, StoreError> {
+        if let Some(last) = self.files.read().expect("index files lock").last().cloned() {
+            if last.header.lock().expect("index header lock").count < self.entries {
+                return Ok(last);
+            }
+            // Seal the full file before moving on.
+            last.write_header()?;
+            last.file.sync_data().map_err(io_err(&last.path))?;
+        }
+        let path = self.dir.join(offset_file_name(phys));
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).map_err(io_err(&path))?;
+        let len = HEADER_BYTES + self.slots as u64 * 4 + self.entries as u64 * ENTRY_BYTES;
+        file.set_len(len).map_err(io_err(&path))?;
+        let f = Arc::new(IndexFile { file, path, header: Mutex::new(Header { min_phys: phys, ..Default::default() }) });
+        f.write_header()?;
+        self.files.write().expect("index files lock").push(f.clone());
+        Ok(f)
+    }
+
+    /// Adds `key` → `phys`. Only the appender calls this.
+    pub fn put(&self, key: &str, phys: u64, store_ms: i64) -> Result<(), StoreError> {
+        let f = self.writable_file(phys)?;
+        let hash = key_hash(key);
+        let slot = hash % self.slots;
+        let prev = f.read_u32(IndexFile::slot_pos(slot))?;
+        let n = {
+            let mut h = f.header.lock().expect("index header lock");
+            h.count += 1;
+            if h.count == 1 {
+                h.min_phys = phys;
+                h.begin_ms = store_ms;
+            }
+            h.max_phys = h.max_phys.max(phys);
+            h.end_ms = h.end_ms.max(store_ms);
+            h.count
+        };
+        let mut e = Vec::with_capacity(ENTRY_BYTES as usize);
+        e.extend_from_slice(&hash.to_be_bytes());
+        e.extend_from_slice(&phys.to_be_bytes());
+        e.extend_from_slice(&store_ms.to_be_bytes());
+        e.extend_from_slice(&prev.to_be_bytes());
+        f.file.write_all_at(&e, f.entry_pos(self.slots, n)).map_err(io_err(&f.path))?;
+        // The slot is written last so a reader never follows it to an unwritten entry.
+        f.file.write_all_at(&n.to_be_bytes(), IndexFile::slot_pos(slot)).map_err(io_err(&f.path))?;
+        Ok(())
+    }
+
+    /// Candidate commit-log offsets for `key` stored within `[begin_ms, end_ms]`, newest
+    /// first, at most `max`.
+    pub fn query(&self, key: &str, max: usize, begin_ms: i64, end_ms: i64) -> Result<Vec<u64>, StoreError> {
+        let hash = key_hash(key);
+        let slot = hash % self.slots;
+        let files: Vec<Arc<IndexFile>> = self.files.read().expect("index files lock").clone();
+        let mut out = Vec::new();
+        for f in files.iter().rev() {
+            let h = *f.header.lock().expect("index header lock");
+            if h.count == 0 || h.end_ms < begin_ms || h.begin_ms > end_ms {
+                continue;
+            }
+            let mut n = f.read_u32(IndexFile::slot_pos(slot))?;
+            let mut steps = 0;
+            while n != 0 && n <= self.entries && out.len() < max && steps < MAX_CHAIN_STEPS {
+                let mut e = [0u8; ENTRY_BYTES as usize];
+                f.file.read_exact_at(&mut e, f.entry_pos(self.slots, n)).map_err(io_err(&f.path))?;
+                let ehash = u32::from_be_bytes(e[0..4].try_into().expect("4 bytes"));
+                let phys = u64::from_be_bytes(e[4..12].try_into().expect("8 bytes"));
+                let ms = i64::from_be_bytes(e[12..20].try_into().expect("8 bytes"));
+                let prev = u32::from_be_bytes(e[20..24].try_into().expect("4 bytes"));
+                if ehash == hash && ms >= begin_ms && ms <= end_ms && !out.contains(&phys) {
+                    out.push(phys);
+                }
+                // Chains only point backwards; anything else is damage.
+                if prev >= n {
+                    break;
+                }
+                n = prev;
+                steps += 1;
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let files: Vec<Arc<IndexFile>> = self.files.read().expect("index files lock").clone();
+        if let Some(last) = files.last() {
+            last.write_header()?;
+            last.file.sync_data().map_err(io_err(&last.path))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes full files whose entries all point below `min_phys`.
+    pub fn delete_below(&self, min_phys: u64) -> Result<(), StoreError> {
+        let mut files = self.files.write().expect("index files lock");
+        while files.len() > 1 {
+            let h = *files[0].header.lock().expect("index header lock");
+            if h.max_phys >= min_phys {
+                break;
+            }
+            let f = files.remove(0);
+            std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
+        }
+        Ok(())
+    }
+}

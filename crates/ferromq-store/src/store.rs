@@ -1,0 +1,483 @@
+//! `MessageStore`: the commit log, consume queues and index behind one synchronous API.
+//! One appender at a time (the write lock); reads run concurrently with it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use ferromq_protocol::message::{patch_record, property, tag_hash, MessageExt};
+use tracing::{info, warn};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::commit_log::CommitLog;
+use crate::consume_queue::{ConsumeQueue, CqEntry};
+use crate::index::Index;
+use crate::{io_err, now_ms, StoreConfig, StoreError, ENTRY_HEADER_BYTES};
+
+/// Consume-queue entries one pull may scan past when a filter rejects them.
+const MAX_SCAN_ENTRIES: usize = 2000;
+
+type QueueKey = (String, i32);
+
+/// A message ready to append: its encoded record (offsets and store time are filled in
+/// by the store) and what the consume queue and index need.
+#[derive(Debug)]
+pub struct PutMessage {
+    pub topic: String,
+    pub queue_id: i32,
+    pub tag_code: i64,
+    /// Index keys (without the topic prefix): each KEYS entry and the UNIQ_KEY.
+    pub keys: Vec<String>,
+    pub record: BytesMut,
+}
+
+impl PutMessage {
+    /// Derives tag code and index keys from the message properties.
+    pub fn new(topic: String, queue_id: i32, properties: &str, record: BytesMut) -> Self {
+        let (tag_code, keys) = dispatch_info(properties);
+        PutMessage { topic, queue_id, tag_code, keys, record }
+    }
+}
+
+fn dispatch_info(properties: &str) -> (i64, Vec<String>) {
+    let tag_code = property(properties, "TAGS").map(tag_hash).unwrap_or(0);
+    let mut keys: Vec<String> = property(properties, "KEYS")
+        .map(|k| k.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    if let Some(uniq) = property(properties, "UNIQ_KEY") {
+        keys.push(uniq.to_string());
+    }
+    (tag_code, keys)
+}
+
+/// Where an appended message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub phys_offset: u64,
+    pub queue_offset: u64,
+    pub record_bytes: u32,
+    pub store_ms: i64,
+    /// Commit-log offset just past this entry: it is durable once the flushed offset
+    /// reaches it.
+    pub end_offset: u64,
+}
+
+/// Outcome of a read from a queue, named as Apache's `GetMessageStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    NoMessageInQueue,
+    OffsetTooSmall,
+    OffsetOverflowOne,
+    OffsetOverflowBadly,
+    NoMatchedMessage,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    pub status: GetStatus,
+    pub next_begin_offset: u64,
+    pub min_offset: u64,
+    pub max_offset: u64,
+    /// Whole records, each verified against its CRC.
+    pub messages: Vec<Bytes>,
+}
+
+/// Offsets of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    pub topic: String,
+    pub queue_id: i32,
+    pub min_offset: u64,
+    pub max_offset: u64,
+    pub last_store_ms: Option<i64>,
+}
+
+pub struct MessageStore {
+    config: StoreConfig,
+    commit_log: CommitLog,
+    queues: RwLock<HashMap<QueueKey, Arc<ConsumeQueue>>>,
+    index: Index,
+    write_lock: Mutex<()>,
+    /// Commit-log offset below which every record's queue and index entries are written.
+    dispatched_offset: AtomicU64,
+    _lock_file: File,
+}
+
+fn queue_dir(root: &Path, topic: &str, queue_id: i32) -> PathBuf {
+    root.join("consumequeue").join(topic).join(queue_id.to_string())
+}
+
+impl MessageStore {
+    /// Opens (creating if needed) the store and recovers it: the commit log is verified
+    /// from the checkpoint on, a torn tail is truncated, and queue and index entries past
+    /// the checkpoint are rebuilt.
+    ///
+    /// # Errors
+    /// I/O failures, or another process holding the directory.
+    pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
+        let root = config.root.clone();
+        std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+        let lock_path = root.join("lock");
+        let lock_file = File::create(&lock_path).map_err(io_err(&lock_path))?;
+        if lock_file.try_lock().is_err() {
+            return Err(StoreError::Locked { path: root });
+        }
+        let cp = checkpoint::load(&root);
+        let commit_log = CommitLog::open(&config.commit_log_path(), config.segment_bytes)?;
+        let index = Index::open(&root.join("index"), config.index_slots, config.index_entries)?;
+        let store = MessageStore {
+            queues: RwLock::new(Self::open_queues(&root, config.consume_queue_file_entries)?),
+            config,
+            commit_log,
+            index,
+            write_lock: Mutex::new(()),
+            dispatched_offset: AtomicU64::new(0),
+            _lock_file: lock_file,
+        };
+        store.recover(cp)?;
+        Ok(store)
+    }
+
+    fn open_queues(root: &Path, file_entries: u64) -> Result<HashMap<QueueKey, Arc<ConsumeQueue>>, StoreError> {
+        let mut queues = HashMap::new();
+        let base = root.join("consumequeue");
+        let Ok(topics) = std::fs::read_dir(&base) else { return Ok(queues) };
+        for topic in topics.flatten() {
+            let Some(topic_name) = topic.file_name().to_str().map(str::to_string) else { continue };
+            let Ok(qdirs) = std::fs::read_dir(topic.path()) else { continue };
+            for q in qdirs.flatten() {
+                let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+                let cq = ConsumeQueue::open(&q.path(), file_entries)?;
+                queues.insert((topic_name.clone(), qid), Arc::new(cq));
+            }
+        }
+        Ok(queues)
+    }
+
+    fn recover(&self, cp: Checkpoint) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let from = cp.consistent_offset;
+        for cq in self.queues.read().expect("queues lock").values() {
+            cq.truncate_from_phys(from)?;
+        }
+        let mut rebuilt = 0u64;
+        let mut failure = None;
+        let end = self.commit_log.recover(from, &mut |phys, record| {
+            if failure.is_some() {
+                return;
+            }
+            match self.redispatch(phys, record) {
+                Ok(()) => rebuilt += 1,
+                Err(e) => failure = Some(e),
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for cq in self.queues.read().expect("queues lock").values() {
+            cq.truncate_from_phys(end)?;
+        }
+        let min_phys = self.commit_log.min_offset();
+        for cq in self.queues.read().expect("queues lock").values() {
+            cq.drop_below_phys(min_phys)?;
+        }
+        self.dispatched_offset.store(end, Ordering::Release);
+        self.checkpoint()?;
+        info!(from, end, rebuilt, elapsed_ms = started.elapsed().as_millis() as u64, "store recovered");
+        Ok(())
+    }
+
+    fn redispatch(&self, phys: u64, record: &[u8]) -> Result<(), StoreError> {
+        let Ok((msg, _)) = MessageExt::decode(record) else {
+            warn!(phys, "record with a valid CRC does not decode; skipped");
+            return Ok(());
+        };
+        let (tag_code, keys) = dispatch_info(&msg.properties);
+        let cq = self.queue(&msg.topic, msg.queue_id)?;
+        if cq.max_offset() != msg.queue_offset as u64 {
+            warn!(topic = %msg.topic, queue_id = msg.queue_id, expected = cq.max_offset(), found = msg.queue_offset,
+                "queue offset gap while rebuilding; appending at the queue's end");
+        }
+        cq.append(&[CqEntry { phys, size: record.len() as u32, tag: tag_code, store_ms: msg.store_timestamp }])?;
+        for key in keys {
+            self.index.put(&format!("{}#{}", msg.topic, key), phys, msg.store_timestamp)?;
+        }
+        Ok(())
+    }
+
+    fn queue(&self, topic: &str, queue_id: i32) -> Result<Arc<ConsumeQueue>, StoreError> {
+        if let Some(q) = self.queues.read().expect("queues lock").get(&(topic.to_string(), queue_id)) {
+            return Ok(q.clone());
+        }
+        let mut queues = self.queues.write().expect("queues lock");
+        if let Some(q) = queues.get(&(topic.to_string(), queue_id)) {
+            return Ok(q.clone());
+        }
+        let dir = queue_dir(&self.config.root, topic, queue_id);
+        let q = Arc::new(ConsumeQueue::open(&dir, self.config.consume_queue_file_entries)?);
+        queues.insert((topic.to_string(), queue_id), q.clone());
+        Ok(q)
+    }
+
+    fn existing_queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.queues.read().expect("queues lock").get(&(topic.to_string(), queue_id)).cloned()
+    }
+
+    /// Appends messages in order, as one batch: records are written with one positioned
+    /// write per segment touched, then their queue and index entries.
+    ///
+    /// # Errors
+    /// I/O failure (nothing of the batch is visible) or a record larger than a segment.
+    pub fn append(&self, msgs: &mut [PutMessage]) -> Result<Vec<AppendResult>, StoreError> {
+        let _writer = self.write_lock.lock().expect("store write lock");
+        let store_ms = now_ms();
+        let mut offset = self.commit_log.write_offset();
+        let mut run_start = offset;
+        let mut run = Vec::with_capacity(msgs.iter().map(|m| m.record.len() + 4).sum());
+        let mut results = Vec::with_capacity(msgs.len());
+        let mut queue_entries: HashMap<QueueKey, (Arc<ConsumeQueue>, Vec<CqEntry>)> = HashMap::new();
+        for m in msgs.iter_mut() {
+            let entry_len = ENTRY_HEADER_BYTES + m.record.len() as u64;
+            let at = self.commit_log.place(offset, entry_len)?;
+            if at != offset {
+                if !run.is_empty() {
+                    self.commit_log.write(run_start, &run)?;
+                    run.clear();
+                }
+                run_start = at;
+            }
+            let (cq, entries) = match queue_entries.get_mut(&(m.topic.clone(), m.queue_id)) {
+                Some(e) => e,
+                None => {
+                    let cq = self.queue(&m.topic, m.queue_id)?;
+                    queue_entries.entry((m.topic.clone(), m.queue_id)).or_insert((cq, Vec::new()))
+                }
+            };
+            let queue_offset = cq.max_offset() + entries.len() as u64;
+            patch_record(&mut m.record, queue_offset as i64, at as i64, store_ms);
+            run.extend_from_slice(&crc32fast::hash(&m.record).to_be_bytes());
+            run.extend_from_slice(&m.record);
+            entries.push(CqEntry { phys: at, size: m.record.len() as u32, tag: m.tag_code, store_ms });
+            offset = at + entry_len;
+            results.push(AppendResult {
+                phys_offset: at,
+                queue_offset,
+                record_bytes: m.record.len() as u32,
+                store_ms,
+                end_offset: offset,
+            });
+        }
+        if !run.is_empty() {
+            self.commit_log.write(run_start, &run)?;
+        }
+        for (cq, entries) in queue_entries.values() {
+            cq.append(entries)?;
+        }
+        for (m, r) in msgs.iter().zip(&results) {
+            for key in &m.keys {
+                self.index.put(&format!("{}#{}", m.topic, key), r.phys_offset, store_ms)?;
+            }
+        }
+        self.dispatched_offset.store(offset, Ordering::Release);
+        Ok(results)
+    }
+
+    /// Reads up to `max_msgs` messages (and about `max_bytes`) from a queue starting at
+    /// logical `offset`, keeping those whose tag code `filter` accepts.
+    pub fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        max_msgs: usize,
+        max_bytes: usize,
+        filter: &dyn Fn(i64) -> bool,
+    ) -> Result<GetResult, StoreError> {
+        let Some(cq) = self.existing_queue(topic, queue_id) else {
+            return Ok(GetResult { status: GetStatus::NoMessageInQueue, next_begin_offset: 0, min_offset: 0, max_offset: 0, messages: vec![] });
+        };
+        let (min, max) = (cq.min_offset(), cq.max_offset());
+        let result = |status, next| GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages: vec![] };
+        if max == 0 {
+            return Ok(result(GetStatus::NoMessageInQueue, 0));
+        }
+        if offset < min {
+            return Ok(result(GetStatus::OffsetTooSmall, min));
+        }
+        if offset == max {
+            return Ok(result(GetStatus::OffsetOverflowOne, offset));
+        }
+        if offset > max {
+            return Ok(result(GetStatus::OffsetOverflowBadly, max));
+        }
+        let entries = cq.read(offset, MAX_SCAN_ENTRIES.max(max_msgs))?;
+        let log_min = self.commit_log.min_offset();
+        let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = offset;
+        let mut i = 0;
+        while i < entries.len() && messages.len() < max_msgs && bytes < max_bytes {
+            let e = entries[i];
+            if e.phys < log_min || !filter(e.tag) {
+                i += 1;
+                next += 1;
+                continue;
+            }
+            // Read the longest run of adjacent wanted entries with one positioned read.
+            let mut j = i + 1;
+            let mut run_bytes = e.size as usize;
+            while j < entries.len()
+                && messages.len() + (j - i) < max_msgs
+                && bytes + run_bytes < max_bytes
+                && entries[j].phys == entries[j - 1].phys + ENTRY_HEADER_BYTES + entries[j - 1].size as u64
+                && filter(entries[j].tag)
+            {
+                run_bytes += entries[j].size as usize;
+                j += 1;
+            }
+            let last = entries[j - 1];
+            let span = (last.phys + ENTRY_HEADER_BYTES + last.size as u64 - e.phys) as usize;
+            let Some(raw) = self.commit_log.read(e.phys, span)? else { break };
+            let raw = Bytes::from(raw);
+            for entry in &entries[i..j] {
+                let at = (entry.phys - e.phys) as usize;
+                let crc = u32::from_be_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
+                let record = raw.slice(at + 4..at + 4 + entry.size as usize);
+                if crc32fast::hash(&record) == crc {
+                    bytes += record.len();
+                    messages.push(record);
+                } else {
+                    warn!(topic, queue_id, phys = entry.phys, "record failed its CRC check; skipped");
+                }
+                next += 1;
+            }
+            i = j;
+        }
+        let status = if messages.is_empty() { GetStatus::NoMatchedMessage } else { GetStatus::Found };
+        Ok(GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages })
+    }
+
+    /// The record stored at a commit-log offset, CRC-checked.
+    pub fn read_message(&self, phys: u64) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.commit_log.read_record(phys)?.map(Bytes::from))
+    }
+
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.existing_queue(topic, queue_id).map_or(0, |q| q.max_offset())
+    }
+
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.existing_queue(topic, queue_id).map_or(0, |q| q.min_offset())
+    }
+
+    /// First offset stored at or after `timestamp_ms`, or the max offset if none.
+    pub fn search_offset_by_time(&self, topic: &str, queue_id: i32, timestamp_ms: i64) -> Result<u64, StoreError> {
+        let Some(q) = self.existing_queue(topic, queue_id) else { return Ok(0) };
+        q.partition_point(q.min_offset(), q.max_offset(), |e| e.store_ms >= timestamp_ms)
+    }
+
+    /// Store time of the oldest message still in the queue.
+    pub fn earliest_store_time(&self, topic: &str, queue_id: i32) -> Result<Option<i64>, StoreError> {
+        let Some(q) = self.existing_queue(topic, queue_id) else { return Ok(None) };
+        Ok(q.entry(q.min_offset())?.map(|e| e.store_ms))
+    }
+
+    /// Records of `topic` carrying `key` (a KEYS entry or the UNIQ_KEY), newest first.
+    pub fn query_by_key(&self, topic: &str, key: &str, max: usize, begin_ms: i64, end_ms: i64) -> Result<Vec<Bytes>, StoreError> {
+        let mut out = Vec::new();
+        for phys in self.index.query(&format!("{topic}#{key}"), max.saturating_mul(2), begin_ms, end_ms)? {
+            let Some(record) = self.read_message(phys)? else { continue };
+            let Ok((m, _)) = MessageExt::decode(&record) else { continue };
+            let (_, keys) = dispatch_info(&m.properties);
+            if m.topic == topic && keys.iter().any(|k| k == key) {
+                out.push(record);
+                if out.len() >= max {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every queue the store holds, with its offsets.
+    pub fn queue_stats(&self) -> Vec<QueueStats> {
+        let queues: Vec<(QueueKey, Arc<ConsumeQueue>)> =
+            self.queues.read().expect("queues lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut out: Vec<QueueStats> = queues
+            .into_iter()
+            .map(|((topic, queue_id), q)| {
+                let max = q.max_offset();
+                let last_store_ms = if max > 0 { q.entry(max - 1).ok().flatten().map(|e| e.store_ms) } else { None };
+                QueueStats { topic, queue_id, min_offset: q.min_offset(), max_offset: max, last_store_ms }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
+        out
+    }
+
+    /// Removes a topic's queues (its records stay in the commit log until retention).
+    pub fn delete_topic(&self, topic: &str) -> Result<(), StoreError> {
+        let _writer = self.write_lock.lock().expect("store write lock");
+        let doomed: Vec<Arc<ConsumeQueue>> = {
+            let mut queues = self.queues.write().expect("queues lock");
+            let keys: Vec<QueueKey> = queues.keys().filter(|(t, _)| t == topic).cloned().collect();
+            keys.iter().filter_map(|k| queues.remove(k)).collect()
+        };
+        for q in doomed {
+            q.destroy()?;
+        }
+        let dir = self.config.root.join("consumequeue").join(topic);
+        let _ = std::fs::remove_dir_all(dir);
+        Ok(())
+    }
+
+    /// fsyncs the commit log. Returns the offset now durable.
+    pub fn flush(&self) -> Result<u64, StoreError> {
+        self.commit_log.flush()
+    }
+
+    pub fn flushed_offset(&self) -> u64 {
+        self.commit_log.flushed_offset()
+    }
+
+    pub fn write_offset(&self) -> u64 {
+        self.commit_log.write_offset()
+    }
+
+    pub fn min_commit_log_offset(&self) -> u64 {
+        self.commit_log.min_offset()
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Makes queues and index durable up to what has been dispatched and records that in
+    /// the checkpoint, so the next start rebuilds only what came after.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let consistent = self.dispatched_offset.load(Ordering::Acquire);
+        self.commit_log.flush()?;
+        let queues: Vec<Arc<ConsumeQueue>> = self.queues.read().expect("queues lock").values().cloned().collect();
+        for q in queues {
+            q.flush()?;
+        }
+        self.index.flush()?;
+        checkpoint::store(&self.config.root, Checkpoint { consistent_offset: consistent, timestamp_ms: now_ms() })
+    }
+
+    /// Deletes commit-log segments last written before `cutoff`, then the queue and index
+    /// entries that pointed into them. Returns the new minimum commit-log offset.
+    pub fn delete_expired(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {
+        let min = self.commit_log.delete_segments_older_than(cutoff)?;
+        let queues: Vec<Arc<ConsumeQueue>> = self.queues.read().expect("queues lock").values().cloned().collect();
+        for q in queues {
+            q.drop_below_phys(min)?;
+        }
+        self.index.delete_below(min)?;
+        Ok(min)
+    }
+}
