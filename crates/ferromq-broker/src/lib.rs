@@ -1,1 +1,240 @@
-//! placeholder
+//! The FerroMQ broker: request processors over the store, client and offset tables,
+//! long polling, name-server registration and housekeeping.
+//!
+//! The broker owns no sockets of its own making: [`Broker::serve`] takes a bound
+//! listener, so the binary (or a test) decides where it listens.
+
+pub mod client;
+pub mod config;
+pub mod offset;
+mod persist;
+mod processor;
+mod register;
+mod stats;
+pub mod store_service;
+pub mod topic;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferromq_protocol::code::request;
+use ferromq_protocol::RemotingCommand;
+use ferromq_remoting::{Connection, InboundHandler, ServerConfig};
+use ferromq_store::{MessageStore, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::{BrokerConfig, ConfigError};
+
+use client::{ClientManager, CHANNEL_EXPIRY};
+use offset::ConsumerOffsetManager;
+use stats::BrokerStats;
+use store_service::StoreService;
+use topic::TopicConfigManager;
+
+/// How often committed consumer offsets are written to disk.
+const OFFSET_PERSIST_INTERVAL: Duration = Duration::from_secs(5);
+/// How often silent clients are looked for.
+const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// How often retention is considered.
+const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("opening the message store failed: {0}")]
+    Store(#[from] ferromq_store::StoreError),
+    #[error("reading broker metadata under {path} failed: {source}")]
+    Metadata { path: String, source: std::io::Error },
+}
+
+pub struct Broker {
+    config: Arc<BrokerConfig>,
+    store: Arc<StoreService>,
+    topics: TopicConfigManager,
+    offsets: ConsumerOffsetManager,
+    clients: ClientManager,
+    stats: BrokerStats,
+    register_now: Notify,
+    store_host: SocketAddr,
+    started: Instant,
+    boot_ms: i64,
+    uniq_counter: AtomicU64,
+    namesrv_conns: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The store host written into records: brokerIP1 resolved once, with the listen port.
+fn resolve_store_host(config: &BrokerConfig) -> SocketAddr {
+    if let Ok(ip) = config.broker_ip1.parse::<IpAddr>() {
+        return SocketAddr::new(ip, config.listen_port);
+    }
+    match (config.broker_ip1.as_str(), config.listen_port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
+        Some(addr) => addr,
+        None => {
+            warn!(broker_ip1 = %config.broker_ip1, "brokerIP1 does not resolve; using 127.0.0.1 in message ids");
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), config.listen_port)
+        }
+    }
+}
+
+impl Broker {
+    /// Opens the store (recovering it) and the metadata, and starts the store threads.
+    ///
+    /// # Errors
+    /// The store or metadata cannot be read.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        let mut store_config = StoreConfig::new(&config.store_root);
+        store_config.commit_log_dir = config.store_commit_log.clone();
+        store_config.segment_bytes = config.commit_log_segment_bytes;
+        store_config.flush_mode = config.flush_mode;
+        let store = Arc::new(MessageStore::open(store_config)?);
+        let meta_err = |source| BrokerError::Metadata { path: config.store_root.display().to_string(), source };
+        let topics = TopicConfigManager::open(&config.store_root, config.auto_create_topic, config.default_topic_queue_nums).map_err(meta_err)?;
+        let offsets = ConsumerOffsetManager::open(&config.store_root).map_err(meta_err)?;
+        let store = StoreService::start(
+            store,
+            config.flush_mode,
+            Duration::from_millis(config.flush_interval_ms),
+            Duration::from_millis(config.sync_flush_timeout_ms),
+        );
+        Ok(Arc::new(Broker {
+            store_host: resolve_store_host(&config),
+            config: Arc::new(config),
+            store,
+            topics,
+            offsets,
+            clients: ClientManager::default(),
+            stats: BrokerStats::default(),
+            register_now: Notify::new(),
+            started: Instant::now(),
+            boot_ms: now_ms(),
+            uniq_counter: AtomicU64::new(0),
+            namesrv_conns: Default::default(),
+        }))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Registers with the name servers once, waiting for the answers.
+    pub async fn register_once(&self) {
+        register::register_all(self).await;
+    }
+
+    /// Serves clients on `listener` and runs housekeeping until `shutdown`; then stops
+    /// accepting, unregisters from name servers, persists offsets and flushes the store.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let tasks = tokio_util::task::TaskTracker::new();
+        tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
+        tasks.spawn(self.clone().housekeeping(shutdown.clone()));
+        let server_config = ServerConfig { max_connections: self.config.max_connections, ..Default::default() };
+        ferromq_remoting::serve(listener, self.clone(), server_config, shutdown.clone()).await;
+        tasks.close();
+        tasks.wait().await;
+        register::unregister_all(&self).await;
+        for conn in self.namesrv_conns.lock().expect("namesrv connections lock").drain() {
+            conn.1.close();
+        }
+        if let Err(e) = self.offsets.persist() {
+            warn!(error = %e, "persisting consumer offsets failed");
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        info!("broker stopped");
+    }
+
+    async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut offsets = tokio::time::interval(OFFSET_PERSIST_INTERVAL);
+        let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
+        let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = offsets.tick() => {
+                    if let Err(e) = self.offsets.persist() {
+                        warn!(error = %e, "persisting consumer offsets failed");
+                    }
+                }
+                _ = clients.tick() => {
+                    for conn in self.clients.expired(CHANNEL_EXPIRY) {
+                        info!(peer = %conn.peer(), "client silent for 120 s; closing its connection");
+                        conn.close();
+                    }
+                }
+                _ = retention.tick() => self.clone().run_retention_if_due().await,
+            }
+        }
+    }
+
+    async fn run_retention_if_due(self: Arc<Self>) {
+        let hour = ((now_ms() / 3_600_000) % 24) as u32;
+        if !self.config.delete_when.contains(&hour) {
+            return;
+        }
+        let cutoff = std::time::SystemTime::now() - Duration::from_secs(self.config.file_reserved_hours * 3600);
+        let store = self.store.store().clone();
+        match tokio::task::spawn_blocking(move || store.delete_expired(cutoff)).await {
+            Ok(Ok(min)) => tracing::debug!(min_offset = min, "retention checked"),
+            Ok(Err(e)) => warn!(error = %e, "deleting expired files failed"),
+            Err(e) => warn!(error = %e, "retention task failed"),
+        }
+    }
+
+    /// Asks the registration task to register with name servers now (topics changed).
+    pub(crate) fn request_registration(&self) {
+        self.register_now.notify_one();
+    }
+
+    /// Tells every member of a group to rebalance.
+    pub(crate) fn notify_consumer_ids_changed(&self, group: &str) {
+        let conns = self.clients.consumer_connections(group);
+        if conns.is_empty() {
+            return;
+        }
+        let group = group.to_string();
+        tokio::spawn(async move {
+            for conn in conns {
+                let cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED).with_field("consumerGroup", &group);
+                let mut cmd = cmd;
+                cmd.language = ferromq_protocol::LanguageCode::Java;
+                let _ = conn.invoke_oneway(cmd).await;
+            }
+        });
+    }
+
+    /// A unique message id for messages that arrive without one: broker IP, process id,
+    /// boot time and a counter, 32 hex characters like the clients' ids.
+    pub(crate) fn next_uniq_key(&self) -> String {
+        let n = self.uniq_counter.fetch_add(1, Ordering::Relaxed);
+        let ip = match self.store_host.ip() {
+            IpAddr::V4(v4) => u32::from(v4),
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+            }
+        };
+        format!("{ip:08X}{:04X}{:08X}{n:012X}", std::process::id() as u16, self.boot_ms as u32)
+    }
+}
+
+impl InboundHandler for Broker {
+    async fn on_request(&self, conn: Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+        self.process(&conn, request).await
+    }
+
+    fn on_close(&self, conn: &Connection) {
+        for group in self.clients.connection_closed(conn.id()) {
+            info!(peer = %conn.peer(), group = %group, "consumer left");
+            self.notify_consumer_ids_changed(&group);
+        }
+    }
+}

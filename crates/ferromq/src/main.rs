@@ -1,1 +1,190 @@
-fn main(){}
+//! `ferromq`: the one binary. Subcommands run the name server, the broker, or both.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ferromq_broker::{Broker, BrokerConfig};
+use ferromq_namesrv::{NameServer, NamesrvConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(name = "ferromq", version, about = "A RocketMQ-compatible message queue in one binary")]
+struct Cli {
+    /// Log filter (e.g. info, debug, ferromq_broker=debug); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Name server and broker in one process, on the default ports.
+    Standalone(StandaloneArgs),
+    /// Name server only.
+    Namesrv {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:9876")]
+        listen: SocketAddr,
+    },
+    /// Broker only; registers with the name servers in `namesrvAddr`.
+    Broker(BrokerArgs),
+}
+
+#[derive(Args)]
+struct StandaloneArgs {
+    /// Data directory (overrides storePathRootDir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Apache-style broker.conf.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Name server listen address.
+    #[arg(long, default_value = "0.0.0.0:9876")]
+    namesrv_listen: SocketAddr,
+    /// Broker listen address (its port overrides listenPort).
+    #[arg(long)]
+    broker_listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    /// Apache-style broker.conf.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides storePathRootDir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Name servers, `host:port;host:port` (overrides namesrvAddr).
+    #[arg(short = 'n', long)]
+    namesrv: Option<String>,
+    /// Listen address (its port overrides listenPort).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
+        .context("invalid --log-level")?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Standalone(args) => standalone(args).await,
+            Command::Namesrv { listen } => namesrv(listen).await,
+            Command::Broker(args) => broker(args).await,
+        }
+    })
+}
+
+/// Cancels the token on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+fn load_broker_config(path: Option<&PathBuf>) -> Result<BrokerConfig> {
+    let Some(path) = path else { return Ok(BrokerConfig::default()) };
+    let (config, warnings) = BrokerConfig::from_file(path).with_context(|| format!("loading {}", path.display()))?;
+    for w in warnings {
+        warn!("{}: {w}", path.display());
+    }
+    Ok(config)
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("binding the {what} to {addr} (is another process using the port?)"))
+}
+
+fn advise_on_broker_ip(config: &BrokerConfig, from_file: bool) {
+    if !from_file || config.broker_ip1 == "127.0.0.1" {
+        warn!(
+            "brokerIP1 is {}: clients on other machines cannot reach this broker; set brokerIP1 in broker.conf to an address they can reach",
+            config.broker_ip1
+        );
+    }
+}
+
+async fn standalone(args: StandaloneArgs) -> Result<()> {
+    let mut config = load_broker_config(args.config.as_ref())?;
+    if let Some(dir) = args.data_dir {
+        config.store_root = dir;
+    }
+    let broker_addr = args.broker_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
+    let namesrv_listener = bind(args.namesrv_listen, "name server").await?;
+    let broker_listener = bind(broker_addr, "broker").await?;
+    config.listen_port = broker_listener.local_addr()?.port();
+    let namesrv_port = namesrv_listener.local_addr()?.port();
+    let namesrv_ip = if args.namesrv_listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { args.namesrv_listen.ip().to_string() };
+    let local_namesrv = format!("{namesrv_ip}:{namesrv_port}");
+    if !config.namesrv_addrs.contains(&local_namesrv) {
+        config.namesrv_addrs.insert(0, local_namesrv.clone());
+    }
+    advise_on_broker_ip(&config, args.config.is_some());
+    let shutdown = shutdown_on_signals();
+    let namesrv = NameServer::new(NamesrvConfig::default());
+    let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, shutdown.clone()));
+    let broker = open_broker(config)?;
+    broker.register_once().await;
+    println!("FerroMQ is ready: name server {local_namesrv}, broker {}", broker.config().advertised_addr());
+    broker.serve(broker_listener, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = namesrv_task.await;
+    Ok(())
+}
+
+fn open_broker(config: BrokerConfig) -> Result<Arc<Broker>> {
+    let root = config.store_root.display().to_string();
+    info!(data_dir = %root, flush = ?config.flush_mode, advertised = %config.advertised_addr(), "opening the broker");
+    Broker::open(config).with_context(|| format!("opening the broker store in {root}"))
+}
+
+async fn namesrv(listen: SocketAddr) -> Result<()> {
+    let listener = bind(listen, "name server").await?;
+    let shutdown = shutdown_on_signals();
+    println!("FerroMQ is ready: name server {}", listener.local_addr()?);
+    NameServer::new(NamesrvConfig::default()).serve(listener, shutdown).await;
+    Ok(())
+}
+
+async fn broker(args: BrokerArgs) -> Result<()> {
+    let mut config = load_broker_config(args.config.as_ref())?;
+    if let Some(dir) = args.data_dir {
+        config.store_root = dir;
+    }
+    if let Some(n) = args.namesrv {
+        let mut map = std::collections::HashMap::new();
+        map.insert("namesrvAddr".to_string(), n);
+        config.apply(&map).context("--namesrv")?;
+    }
+    if config.namesrv_addrs.is_empty() {
+        bail!("no name server configured: set namesrvAddr in broker.conf or pass --namesrv host:port");
+    }
+    let addr = args.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
+    let listener = bind(addr, "broker").await?;
+    config.listen_port = listener.local_addr()?.port();
+    advise_on_broker_ip(&config, args.config.is_some());
+    let shutdown = shutdown_on_signals();
+    let broker = open_broker(config)?;
+    broker.register_once().await;
+    println!("FerroMQ is ready: broker {}", broker.config().advertised_addr());
+    broker.serve(listener, shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Broker configuration in Apache's `broker.conf` (Java properties) format.
+//!
+//! Keys are Apache's names. Unknown keys produce a warning naming them; a value that
+//! does not parse stops start-up with the key, the value and what is allowed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ferromq_store::FlushMode;
+
+/// Apache keys that are accepted for compatibility but have no effect in FerroMQ.
+const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
+    "brokerIP2",
+    "haListenPort",
+    "brokerRole",
+    "diskMaxUsedSpaceRatio",
+    "sendMessageThreadPoolNums",
+    "pullMessageThreadPoolNums",
+    "useReentrantLockWhenPutMessage",
+    "transientStorePoolEnable",
+    "warmMapedFileEnable",
+    "mapedFileSizeConsumeQueue",
+    "mappedFileSizeConsumeQueue",
+    "storePathConsumeQueue",
+    "storePathIndex",
+    "storeCheckpoint",
+    "abortFile",
+    "traceTopicEnable",
+    "enablePropertyFilter",
+    "aclEnable",
+    "slaveReadEnable",
+    "waitTimeMillsInSendQueue",
+    "osPageCacheBusyTimeOutMills",
+];
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value '{value}' for {key}: expected {expected}")]
+    Invalid { key: String, value: String, expected: String },
+    #[error("cannot read configuration file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+}
+
+/// Everything the broker reads from `broker.conf`, with Apache's defaults unless noted.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `brokerClusterName`, default `DefaultCluster`.
+    pub cluster_name: String,
+    /// `brokerName`, default `broker-a`.
+    pub broker_name: String,
+    /// `brokerId`: 0 = master.
+    pub broker_id: i64,
+    /// `namesrvAddr`: `host:port` list separated by `;`.
+    pub namesrv_addrs: Vec<String>,
+    /// `listenPort`, default 10911.
+    pub listen_port: u16,
+    /// `brokerIP1`: the address clients are told to use. FerroMQ defaults to 127.0.0.1
+    /// (Apache guesses a local interface, a classic source of unreachable brokers).
+    pub broker_ip1: String,
+    /// `storePathRootDir`, default `./ferromq-data`.
+    pub store_root: PathBuf,
+    /// `storePathCommitLog`, default `<root>/commitlog`.
+    pub store_commit_log: Option<PathBuf>,
+    /// `mapedFileSizeCommitLog` (or `mappedFileSizeCommitLog`), bytes, default 1 GiB.
+    pub commit_log_segment_bytes: u64,
+    /// `flushDiskType`: `ASYNC_FLUSH` (default) or `SYNC_FLUSH`.
+    pub flush_mode: FlushMode,
+    /// `flushIntervalCommitLog`, ms between background fsyncs under ASYNC_FLUSH, default 500.
+    pub flush_interval_ms: u64,
+    /// `syncFlushTimeout`, ms a SYNC_FLUSH send waits before FLUSH_DISK_TIMEOUT, default 5000.
+    pub sync_flush_timeout_ms: u64,
+    /// `autoCreateTopicEnable`, default true.
+    pub auto_create_topic: bool,
+    /// `autoCreateSubscriptionGroup`, default true.
+    pub auto_create_subscription_group: bool,
+    /// `defaultTopicQueueNums`, default 4.
+    pub default_topic_queue_nums: i32,
+    /// `maxMessageSize`, bytes, default 4 MiB.
+    pub max_message_size: usize,
+    /// `fileReservedTime`, hours a commit-log segment is kept, default 72.
+    pub file_reserved_hours: u64,
+    /// `deleteWhen`: hours of the day (UTC) when expired files are deleted, default `04`.
+    pub delete_when: Vec<u32>,
+    /// `messageDelayLevel`, default `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`.
+    pub message_delay_levels_ms: Vec<u64>,
+    /// `transactionCheckInterval`, ms, default 60000.
+    pub transaction_check_interval_ms: u64,
+    /// `transactionTimeOut`, ms, default 6000.
+    pub transaction_timeout_ms: u64,
+    /// `transactionCheckMax`, default 15.
+    pub transaction_check_max: u32,
+    /// `registerNameServerPeriod`, ms, clamped to 10 s – 60 s, default 30000.
+    pub register_name_server_period_ms: u64,
+    /// `maxConnections` (FerroMQ): connections served at once, default 10000.
+    pub max_connections: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            namesrv_addrs: vec![],
+            listen_port: 10911,
+            broker_ip1: "127.0.0.1".into(),
+            store_root: PathBuf::from("ferromq-data"),
+            store_commit_log: None,
+            commit_log_segment_bytes: 1 << 30,
+            flush_mode: FlushMode::Async,
+            flush_interval_ms: 500,
+            sync_flush_timeout_ms: 5000,
+            auto_create_topic: true,
+            auto_create_subscription_group: true,
+            default_topic_queue_nums: 4,
+            max_message_size: 4 * 1024 * 1024,
+            file_reserved_hours: 72,
+            delete_when: vec![4],
+            message_delay_levels_ms: parse_delay_levels("1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h")
+                .expect("default delay levels parse"),
+            transaction_check_interval_ms: 60_000,
+            transaction_timeout_ms: 6_000,
+            transaction_check_max: 15,
+            register_name_server_period_ms: 30_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: value.into(), expected: expected.into() }
+}
+
+fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(key: &str, value: &str, min: T, max: T) -> Result<T, ConfigError> {
+    match value.parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(invalid(key, value, &format!("an integer from {min} to {max}"))),
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "true or false")),
+    }
+}
+
+/// Parses `1s 5s 1m 2h 1d` into milliseconds.
+pub fn parse_delay_levels(value: &str) -> Option<Vec<u64>> {
+    let levels: Option<Vec<u64>> = value
+        .split_whitespace()
+        .map(|tok| {
+            let (num, unit) = tok.split_at(tok.len().checked_sub(1)?);
+            let n: u64 = num.parse().ok()?;
+            let ms = match unit {
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return None,
+            };
+            n.checked_mul(ms)
+        })
+        .collect();
+    levels.filter(|l| !l.is_empty())
+}
+
+fn parse_addr_list(key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    let addrs: Vec<String> = value.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    for a in &addrs {
+        let ok = a.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            return Err(invalid(key, value, "host:port entries separated by ';'"));
+        }
+    }
+    Ok(addrs)
+}
+
+impl BrokerConfig {
+    /// Reads a `broker.conf` file over the defaults. Returns the config and one warning
+    /// per key that is unknown or has no effect.
+    pub fn from_file(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+        let file = std::fs::File::open(path).map_err(|e| ConfigError::Read { path: path.into(), reason: e.to_string() })?;
+        let map = java_properties::read(std::io::BufReader::new(file))
+            .map_err(|e| ConfigError::Read { path: path.into(), reason: e.to_string() })?;
+        let mut cfg = BrokerConfig::default();
+        let warnings = cfg.apply(&map)?;
+        Ok((cfg, warnings))
+    }
+
+    /// Applies key/value pairs. Returns warnings for unknown and ineffective keys.
+    pub fn apply(&mut self, map: &HashMap<String, String>) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for key in keys {
+            let v = map[key].trim();
+            match key.as_str() {
+                "brokerClusterName" => self.cluster_name = non_empty(key, v)?,
+                "brokerName" => self.broker_name = non_empty(key, v)?,
+                "brokerId" => self.broker_id = parse_num(key, v, 0i64, i64::MAX)?,
+                "namesrvAddr" => self.namesrv_addrs = parse_addr_list(key, v)?,
+                "listenPort" => self.listen_port = parse_num(key, v, 0u16, u16::MAX)?,
+                "brokerIP1" => {
+                    if v.is_empty() {
+                        return Err(invalid(key, v, "an IP address or host name clients can reach"));
+                    }
+                    self.broker_ip1 = v.to_string();
+                }
+                "storePathRootDir" => self.store_root = PathBuf::from(non_empty(key, v)?),
+                "storePathCommitLog" => self.store_commit_log = Some(PathBuf::from(non_empty(key, v)?)),
+                "mapedFileSizeCommitLog" | "mappedFileSizeCommitLog" => {
+                    self.commit_log_segment_bytes = parse_num(key, v, 64 * 1024u64, 1u64 << 40)?
+                }
+                "flushDiskType" => {
+                    self.flush_mode = match v {
+                        "ASYNC_FLUSH" => FlushMode::Async,
+                        "SYNC_FLUSH" => FlushMode::Sync,
+                        _ => return Err(invalid(key, v, "ASYNC_FLUSH or SYNC_FLUSH")),
+                    }
+                }
+                "flushIntervalCommitLog" => self.flush_interval_ms = parse_num(key, v, 1u64, 60_000)?,
+                "syncFlushTimeout" => self.sync_flush_timeout_ms = parse_num(key, v, 1u64, 600_000)?,
+                "autoCreateTopicEnable" => self.auto_create_topic = parse_bool(key, v)?,
+                "autoCreateSubscriptionGroup" => self.auto_create_subscription_group = parse_bool(key, v)?,
+                "defaultTopicQueueNums" => self.default_topic_queue_nums = parse_num(key, v, 1i32, 1024)?,
+                "maxMessageSize" => self.max_message_size = parse_num(key, v, 1usize, 64 * 1024 * 1024)?,
+                "fileReservedTime" => self.file_reserved_hours = parse_num(key, v, 1u64, 24 * 365 * 100)?,
+                "deleteWhen" => {
+                    let hours: Option<Vec<u32>> =
+                        v.split(';').map(|h| h.trim().parse::<u32>().ok().filter(|h| *h < 24)).collect();
+                    self.delete_when = hours.filter(|h| !h.is_empty()).ok_or_else(|| invalid(key, v, "hours 00-23 separated by ';'"))?;
+                }
+                "messageDelayLevel" => {
+                    self.message_delay_levels_ms = parse_delay_levels(v)
+                        .ok_or_else(|| invalid(key, v, "durations like '1s 5s 10s 1m 2h 1d' separated by spaces"))?
+                }
+                "transactionCheckInterval" => self.transaction_check_interval_ms = parse_num(key, v, 1u64, u64::MAX / 2)?,
+                "transactionTimeOut" => self.transaction_timeout_ms = parse_num(key, v, 0u64, u64::MAX / 2)?,
+                "transactionCheckMax" => self.transaction_check_max = parse_num(key, v, 1u32, 10_000)?,
+                "registerNameServerPeriod" => {
+                    self.register_name_server_period_ms = parse_num(key, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
+                }
+                "maxConnections" => self.max_connections = parse_num(key, v, 1usize, 1_000_000)?,
+                k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {
+                    warnings.push(format!("configuration key {k} is accepted for compatibility but has no effect in FerroMQ"))
+                }
+                k => warnings.push(format!("unknown configuration key {k} ignored")),
+            }
+        }
+        if self.max_message_size as u64 + 1024 > self.commit_log_segment_bytes {
+            return Err(invalid(
+                "mapedFileSizeCommitLog",
+                &self.commit_log_segment_bytes.to_string(),
+                &format!("a size larger than maxMessageSize ({}) plus 1 KiB", self.max_message_size),
+            ));
+        }
+        Ok(warnings)
+    }
+
+    /// Address clients are given, `brokerIP1:listenPort`.
+    pub fn advertised_addr(&self) -> String {
+        if self.broker_ip1.contains(':') {
+            format!("[{}]:{}", self.broker_ip1, self.listen_port)
+        } else {
+            format!("{}:{}", self.broker_ip1, self.listen_port)
+        }
+    }
+}
+
+fn non_empty(key: &str, v: &str) -> Result<String, ConfigError> {
+    if v.is_empty() {
+        Err(invalid(key, v, "a non-empty value"))
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(pairs: &[(&str, &str)]) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cfg = BrokerConfig::default();
+        let w = cfg.apply(&map)?;
+        Ok((cfg, w))
+    }
+
+    #[test]
+    fn apache_broker_conf_keys_are_read() {
+        let (cfg, warnings) = apply(&[
+            ("brokerClusterName", "C1"),
+            ("brokerName", "b1"),
+            ("brokerId", "0"),
+            ("namesrvAddr", "127.0.0.1:9876;127.0.0.2:9876"),
+            ("listenPort", "10921"),
+            ("brokerIP1", "192.0.2.10"),
+            ("flushDiskType", "SYNC_FLUSH"),
+            ("deleteWhen", "04;10"),
+            ("messageDelayLevel", "1s 2m 1h 1d"),
+        ])
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(cfg.namesrv_addrs, vec!["127.0.0.1:9876", "127.0.0.2:9876"]);
+        assert_eq!(cfg.flush_mode, FlushMode::Sync);
+        assert_eq!(cfg.advertised_addr(), "192.0.2.10:10921");
+        assert_eq!(cfg.delete_when, vec![4, 10]);
+        assert_eq!(cfg.message_delay_levels_ms, vec![1_000, 120_000, 3_600_000, 86_400_000]);
+    }
+
+    #[test]
+    fn unknown_keys_warn_by_name() {
+        let (_, warnings) = apply(&[("noSuchKey", "1"), ("brokerRole", "ASYNC_MASTER")]).unwrap();
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings.iter().any(|w| w.contains("noSuchKey")));
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_expectation() {
+        for (k, v, expect) in [
+            ("flushDiskType", "SOMETIMES", "ASYNC_FLUSH or SYNC_FLUSH"),
+            ("listenPort", "99999", "0 to 65535"),
+            ("autoCreateTopicEnable", "yes", "true or false"),
+            ("namesrvAddr", "localhost", "host:port"),
+            ("messageDelayLevel", "1s 5x", "durations"),
+            ("deleteWhen", "25", "hours"),
+        ] {
+            let err = apply(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(k) && err.contains(v) && err.contains(expect), "{err}");
+        }
+    }
+
+    #[test]
+    fn segment_smaller_than_max_message_is_refused() {
+        let err = apply(&[("mapedFileSizeCommitLog", "1048576"), ("maxMessageSize", "2097152")]).unwrap_err();
+        assert!(err.to_string().contains("mapedFileSizeCommitLog"));
+    }
+}

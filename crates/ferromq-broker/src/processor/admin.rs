@@ -1,0 +1,128 @@
+//! Messages by id and key, topic administration, broker information:
+//! VIEW_MESSAGE_BY_ID, QUERY_MESSAGE, UPDATE_AND_CREATE_TOPIC, DELETE_TOPIC_IN_BROKER,
+//! GET_ALL_TOPIC_CONFIG, GET_BROKER_RUNTIME_INFO.
+
+use std::collections::BTreeMap;
+
+use bytes::BytesMut;
+use ferromq_protocol::body::TopicConfig;
+use ferromq_protocol::code::response;
+use ferromq_protocol::header::{CreateTopicRequestHeader, QueryMessageRequestHeader, TopicRequestHeader, ViewMessageRequestHeader};
+use ferromq_protocol::RemotingCommand;
+
+use super::header;
+use crate::topic::validate_topic_name;
+use crate::Broker;
+
+/// Results one QUERY_MESSAGE returns at most (Apache `defaultQueryMaxNum`).
+const MAX_QUERY_RESULTS: usize = 32;
+
+impl Broker {
+    pub(crate) fn view_message(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<ViewMessageRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        if h.offset < 0 {
+            return RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("can not find message by the offset {}", h.offset));
+        }
+        match self.store.store().read_message(h.offset as u64) {
+            Ok(Some(record)) => RemotingCommand::response_to(req, response::SUCCESS).with_body(record),
+            Ok(None) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("can not find message by the offset {}", h.offset)),
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+        }
+    }
+
+    pub(crate) fn query_message(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<QueryMessageRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        let max = if h.unique_key_query == Some(true) { MAX_QUERY_RESULTS } else { (h.max_num.max(1) as usize).min(MAX_QUERY_RESULTS) };
+        let end = if h.end_timestamp <= 0 { i64::MAX } else { h.end_timestamp };
+        let store = self.store.store();
+        match store.query_by_key(&h.topic, &h.key, max, h.begin_timestamp, end) {
+            Ok(records) if records.is_empty() => {
+                RemotingCommand::error_response(req, response::QUERY_NOT_FOUND, "can not find message, maybe time range not correct")
+            }
+            Ok(records) => {
+                let mut body = BytesMut::new();
+                for r in &records {
+                    body.extend_from_slice(r);
+                }
+                RemotingCommand::response_to(req, response::SUCCESS)
+                    .with_body(body.freeze())
+                    .with_field("indexLastUpdateTimestamp", crate::now_ms())
+                    .with_field("indexLastUpdatePhyoffset", store.write_offset())
+            }
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+        }
+    }
+
+    pub(crate) fn create_topic(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<CreateTopicRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        if let Err(why) = validate_topic_name(&h.topic) {
+            return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
+        }
+        if !(1..=1024).contains(&h.read_queue_nums) || !(1..=1024).contains(&h.write_queue_nums) {
+            return RemotingCommand::error_response(req, response::INVALID_PARAMETER, "queue counts must be between 1 and 1024");
+        }
+        let config = TopicConfig {
+            topic_name: h.topic.clone(),
+            read_queue_nums: h.read_queue_nums,
+            write_queue_nums: h.write_queue_nums,
+            perm: h.perm & 0xF,
+            topic_filter_type: h.topic_filter_type.unwrap_or_else(|| "SINGLE_TAG".into()),
+            topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
+            order: h.order.unwrap_or(false),
+        };
+        match self.topics.upsert(config) {
+            Ok(_) => {
+                self.request_registration();
+                RemotingCommand::response_to(req, response::SUCCESS)
+            }
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("persisting the topic failed: {e}")),
+        }
+    }
+
+    pub(crate) fn delete_topic(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<TopicRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        let result = self.topics.delete(&h.topic).map_err(|e| e.to_string()).and_then(|_| {
+            self.offsets.remove_topic(&h.topic);
+            self.store.store().delete_topic(&h.topic).map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => {
+                self.request_registration();
+                RemotingCommand::response_to(req, response::SUCCESS)
+            }
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("deleting the topic failed: {e}")),
+        }
+    }
+
+    pub(crate) fn all_topic_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        let body = serde_json::to_vec(&self.topics.wrapper()).expect("topic table serializes");
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
+    }
+
+    pub(crate) fn runtime_info(&self, req: &RemotingCommand) -> RemotingCommand {
+        let store = self.store.store();
+        let mut table = BTreeMap::new();
+        table.insert("brokerVersionDesc", format!("FerroMQ {}", env!("CARGO_PKG_VERSION")));
+        table.insert("brokerVersion", ferromq_protocol::CURRENT_VERSION.to_string());
+        table.insert("msgPutTotalTodayNow", self.stats.puts().to_string());
+        table.insert("msgGetTotalTodayNow", self.stats.gets().to_string());
+        table.insert("commitLogMinOffset", store.min_commit_log_offset().to_string());
+        table.insert("commitLogMaxOffset", store.write_offset().to_string());
+        table.insert("bootTimestamp", self.boot_ms.to_string());
+        table.insert("runtime", format!("{} seconds", self.started.elapsed().as_secs()));
+        let body = serde_json::to_vec(&serde_json::json!({ "table": table })).expect("runtime info serializes");
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
+    }
+}

@@ -1,0 +1,48 @@
+//! Request processors, one module per concern, dispatched by request code. Wire results
+//! are not Rust errors: each processor answers with a response code and remark.
+
+mod admin;
+mod consumer;
+mod pull;
+mod send;
+
+use ferromq_protocol::code::{request, response};
+use ferromq_protocol::header::CommandHeader;
+use ferromq_protocol::RemotingCommand;
+use ferromq_remoting::Connection;
+use tracing::debug;
+
+use crate::Broker;
+
+impl Broker {
+    /// Handles one request; `None` sends no reply.
+    pub(crate) async fn process(&self, conn: &Connection, req: RemotingCommand) -> Option<RemotingCommand> {
+        debug!(code = req.code, opaque = req.opaque, peer = %conn.peer(), body_len = req.body.len(), "request");
+        let resp = match req.code {
+            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => self.send_message(conn, &req).await,
+            request::PULL_MESSAGE => self.pull_message(&req).await,
+            request::HEART_BEAT => self.heartbeat(conn, &req),
+            request::UNREGISTER_CLIENT => self.unregister_client(conn, &req),
+            request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(&req),
+            request::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(&req),
+            request::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(&req),
+            request::GET_MAX_OFFSET => self.max_offset(&req),
+            request::GET_MIN_OFFSET => self.min_offset(&req),
+            request::SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(&req),
+            request::GET_EARLIEST_MSG_STORETIME => self.earliest_store_time(&req),
+            request::VIEW_MESSAGE_BY_ID => self.view_message(&req),
+            request::QUERY_MESSAGE => self.query_message(&req),
+            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
+            request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
+            request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),
+            request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
+            code => RemotingCommand::error_response(&req, response::REQUEST_CODE_NOT_SUPPORTED, format!(" request type {code} not supported")),
+        };
+        Some(resp)
+    }
+}
+
+/// Decodes a typed header or produces the error reply naming the bad field.
+pub(crate) fn header<H: CommandHeader>(req: &RemotingCommand) -> Result<H, RemotingCommand> {
+    H::decode(&req.ext_fields).map_err(|e| RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()))
+}

@@ -1,0 +1,280 @@
+//! The broker's wrapper around the synchronous store:
+//!
+//! * one **appender** thread takes every queued append job and writes them as one batch
+//!   (natural batching under load, none when idle), then wakes long-polling pulls of the
+//!   queues it touched;
+//! * under `SYNC_FLUSH` a **flusher** thread fsyncs once for everything appended before it
+//!   started (group commit) and publishes the flushed offset; senders wait for it to pass
+//!   their entry; under `ASYNC_FLUSH` it fsyncs every `flushIntervalCommitLog`;
+//! * a **checkpoint** thread makes queues and index durable every few seconds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ferromq_store::{AppendResult, FlushMode, MessageStore, PutMessage};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tracing::error;
+
+/// Append jobs queued before senders wait: the memory bound of the send path.
+const APPEND_QUEUE_JOBS: usize = 4096;
+/// Jobs merged into one store append at most.
+const MAX_JOBS_PER_BATCH: usize = 512;
+/// Bytes merged into one store append at most.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Interval between checkpoints.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3);
+
+struct AppendJob {
+    msgs: Vec<PutMessage>,
+    reply: oneshot::Sender<Result<Vec<AppendResult>, String>>,
+}
+
+/// Per-queue wake-ups for parked pulls.
+#[derive(Default)]
+pub struct PullWaker {
+    queues: Mutex<HashMap<(String, i32), Arc<Notify>>>,
+}
+
+impl PullWaker {
+    /// The notifier of one queue; register interest before re-checking the queue.
+    pub fn notifier(&self, topic: &str, queue_id: i32) -> Arc<Notify> {
+        self.queues.lock().expect("waker lock").entry((topic.to_string(), queue_id)).or_default().clone()
+    }
+
+    fn wake(&self, touched: &HashSet<(String, i32)>) {
+        let q = self.queues.lock().expect("waker lock");
+        for key in touched {
+            if let Some(n) = q.get(key) {
+                n.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Why a put did not complete as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("store append failed: {0}")]
+    Store(String),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    #[error("flush did not complete in time")]
+    FlushTimeout(Vec<AppendResult>),
+}
+
+pub struct StoreService {
+    store: Arc<MessageStore>,
+    jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    flushed: watch::Receiver<u64>,
+    flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    mode: FlushMode,
+    sync_flush_timeout: Duration,
+    waker: Arc<PullWaker>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StoreService {
+    pub fn start(store: Arc<MessageStore>, mode: FlushMode, flush_interval: Duration, sync_flush_timeout: Duration) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(APPEND_QUEUE_JOBS);
+        let (flushed_tx, flushed_rx) = watch::channel(store.flushed_offset());
+        let flush_wanted = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let waker = Arc::new(PullWaker::default());
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        {
+            let store = store.clone();
+            let waker = waker.clone();
+            let flush_wanted = flush_wanted.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ferromq-appender".into())
+                    .spawn(move || append_loop(store, rx, waker, mode, flush_wanted))
+                    .expect("spawning the appender thread"),
+            );
+        }
+        {
+            let store = store.clone();
+            let flush_wanted = flush_wanted.clone();
+            let stopping = stopping.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ferromq-flusher".into())
+                    .spawn(move || flush_loop(store, flushed_tx, flush_wanted, mode, flush_interval, stopping))
+                    .expect("spawning the flusher thread"),
+            );
+        }
+        {
+            let store = store.clone();
+            let stopping = stopping.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ferromq-checkpoint".into())
+                    .spawn(move || {
+                        while !sleep_unless_stopping(&stopping, CHECKPOINT_INTERVAL) {
+                            if let Err(e) = store.checkpoint() {
+                                error!(error = %e, "checkpoint failed");
+                            }
+                        }
+                    })
+                    .expect("spawning the checkpoint thread"),
+            );
+        }
+        Arc::new(StoreService {
+            store,
+            jobs: Mutex::new(Some(tx)),
+            flushed: flushed_rx,
+            flush_wanted,
+            mode,
+            sync_flush_timeout,
+            waker,
+            threads: Mutex::new(threads),
+            stopping,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<MessageStore> {
+        &self.store
+    }
+
+    pub fn waker(&self) -> &Arc<PullWaker> {
+        &self.waker
+    }
+
+    /// Appends messages; under SYNC_FLUSH (unless `wait_flush` is false) returns only once
+    /// an fsync covers them.
+    pub async fn put(&self, msgs: Vec<PutMessage>, wait_flush: bool) -> Result<Vec<AppendResult>, PutError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.jobs.lock().expect("job sender lock").clone().ok_or(PutError::ShuttingDown)?;
+        tx.send(AppendJob { msgs, reply }).await.map_err(|_| PutError::ShuttingDown)?;
+        let results = rx.await.map_err(|_| PutError::ShuttingDown)?.map_err(PutError::Store)?;
+        if self.mode == FlushMode::Sync && wait_flush {
+            let end = results.last().map_or(0, |r| r.end_offset);
+            let mut flushed = self.flushed.clone();
+            let outcome = tokio::time::timeout(self.sync_flush_timeout, async { flushed.wait_for(|f| *f >= end).await.is_ok() }).await;
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => return Err(PutError::ShuttingDown),
+                Err(_) => return Err(PutError::FlushTimeout(results)),
+            }
+        }
+        Ok(results)
+    }
+
+    /// Stops the threads after draining queued appends, then flushes and checkpoints.
+    pub fn shutdown(&self) {
+        self.jobs.lock().expect("job sender lock").take();
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
+        {
+            let (lock, cvar) = &*self.flush_wanted;
+            *lock.lock().expect("flush flag lock") = true;
+            cvar.notify_all();
+        }
+        for t in self.threads.lock().expect("threads lock").drain(..) {
+            let _ = t.join();
+        }
+        if let Err(e) = self.store.checkpoint() {
+            error!(error = %e, "final checkpoint failed");
+        }
+    }
+}
+
+/// Sleeps up to `d` in small steps; returns true once stopping.
+fn sleep_unless_stopping(stopping: &std::sync::atomic::AtomicBool, d: Duration) -> bool {
+    let step = Duration::from_millis(50);
+    let mut left = d;
+    while !left.is_zero() {
+        if stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left -= s;
+    }
+    stopping.load(std::sync::atomic::Ordering::Acquire)
+}
+
+fn append_loop(
+    store: Arc<MessageStore>,
+    mut rx: mpsc::Receiver<AppendJob>,
+    waker: Arc<PullWaker>,
+    mode: FlushMode,
+    flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        let mut bytes: usize = jobs[0].msgs.iter().map(|m| m.record.len()).sum();
+        while jobs.len() < MAX_JOBS_PER_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.msgs.iter().map(|m| m.record.len()).sum::<usize>();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let counts: Vec<usize> = jobs.iter().map(|j| j.msgs.len()).collect();
+        let mut all: Vec<PutMessage> = Vec::with_capacity(counts.iter().sum());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            all.extend(job.msgs);
+            replies.push(job.reply);
+        }
+        let touched: HashSet<(String, i32)> = all.iter().map(|m| (m.topic.clone(), m.queue_id)).collect();
+        match store.append(&mut all) {
+            Ok(results) => {
+                if mode == FlushMode::Sync {
+                    let (lock, cvar) = &*flush_wanted;
+                    *lock.lock().expect("flush flag lock") = true;
+                    cvar.notify_one();
+                }
+                let mut it = results.into_iter();
+                for (reply, n) in replies.into_iter().zip(counts) {
+                    let _ = reply.send(Ok(it.by_ref().take(n).collect()));
+                }
+                waker.wake(&touched);
+            }
+            Err(e) => {
+                error!(error = %e, "append failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn flush_loop(
+    store: Arc<MessageStore>,
+    flushed: watch::Sender<u64>,
+    flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    mode: FlushMode,
+    interval: Duration,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        let stop = match mode {
+            FlushMode::Sync => {
+                let (lock, cvar) = &*flush_wanted;
+                let mut wanted = lock.lock().expect("flush flag lock");
+                while !*wanted {
+                    wanted = cvar.wait(wanted).expect("flush flag lock");
+                }
+                *wanted = false;
+                stopping.load(std::sync::atomic::Ordering::Acquire)
+            }
+            FlushMode::Async => sleep_unless_stopping(&stopping, interval),
+        };
+        match store.flush() {
+            Ok(offset) => {
+                flushed.send_replace(offset);
+            }
+            Err(e) => error!(error = %e, "commit-log flush failed"),
+        }
+        if stop {
+            break;
+        }
+    }
+}
