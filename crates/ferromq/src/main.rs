@@ -73,7 +73,11 @@ fn main() -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
         .context("invalid --log-level")?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
@@ -139,13 +143,15 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     }
     advise_on_broker_ip(&config, args.config.is_some());
     let shutdown = shutdown_on_signals();
+    // The name server outlives the broker so the broker can unregister on the way out.
+    let namesrv_shutdown = CancellationToken::new();
     let namesrv = NameServer::new(NamesrvConfig::default());
-    let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, shutdown.clone()));
+    let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, namesrv_shutdown.clone()));
     let broker = open_broker(config)?;
     broker.register_once().await;
     println!("FerroMQ is ready: name server {local_namesrv}, broker {}", broker.config().advertised_addr());
-    broker.serve(broker_listener, shutdown.clone()).await;
-    shutdown.cancel();
+    broker.serve(broker_listener, shutdown).await;
+    namesrv_shutdown.cancel();
     let _ = namesrv_task.await;
     Ok(())
 }
