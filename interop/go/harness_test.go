@@ -582,23 +582,44 @@ func startPushConsumer(t *testing.T, nsAddr, topic string, c *collector, o consu
 	if o.group == "" {
 		o.group = uniq(t, "CG")
 	}
-	opts := []consumer.Option{
-		consumer.WithNameServer([]string{nsAddr}),
-		consumer.WithGroupName(o.group),
-		consumer.WithInstance(uniq(t, "cinst")),
-		consumer.WithConsumeFromWhere(o.from),
-		consumer.WithConsumerModel(consumer.Clustering),
-	}
-	opts = append(opts, o.extra...)
-	pc, err := rocketmq.NewPushConsumer(opts...)
-	if err != nil {
-		t.Fatalf("NewPushConsumer(group %s): %v", o.group, err)
-	}
-	if err := pc.Subscribe(topic, consumer.MessageSelector{}, c.handle); err != nil {
-		t.Fatalf("Subscribe(%s): %v", topic, err)
-	}
-	if err := pc.Start(); err != nil {
-		t.Fatalf("push consumer Start (group %s, topic %s): %v", o.group, topic, err)
+	// Start() fails when the name server has no route for the topic yet. A
+	// broker registers an auto-created topic with the name server shortly
+	// after the first send (asynchronously, like Apache RocketMQ), so retry
+	// that specific error for a bounded time.
+	const routeWait = 10 * time.Second
+	begin := time.Now()
+	var pc rocketmq.PushConsumer
+	for attempt := 1; ; attempt++ {
+		opts := []consumer.Option{
+			consumer.WithNameServer([]string{nsAddr}),
+			consumer.WithGroupName(o.group),
+			consumer.WithInstance(uniq(t, "cinst")),
+			consumer.WithConsumeFromWhere(o.from),
+			consumer.WithConsumerModel(consumer.Clustering),
+		}
+		opts = append(opts, o.extra...)
+		var err error
+		pc, err = rocketmq.NewPushConsumer(opts...)
+		if err != nil {
+			t.Fatalf("NewPushConsumer(group %s): %v", o.group, err)
+		}
+		if err := pc.Subscribe(topic, consumer.MessageSelector{}, c.handle); err != nil {
+			t.Fatalf("Subscribe(%s): %v", topic, err)
+		}
+		err = pc.Start()
+		if err == nil {
+			if attempt > 1 {
+				t.Logf("push consumer started after %d attempts (%v): the topic route appeared late on the name server",
+					attempt, time.Since(begin).Round(time.Millisecond))
+			}
+			break
+		}
+		_ = pc.Shutdown()
+		if !strings.Contains(err.Error(), "route info not found") || time.Since(begin) > routeWait {
+			t.Fatalf("push consumer Start (group %s, topic %s, attempt %d after %v): %v",
+				o.group, topic, attempt, time.Since(begin).Round(time.Millisecond), err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	var once sync.Once
 	shutdown := func() { once.Do(func() { _ = pc.Shutdown() }) }
