@@ -39,7 +39,9 @@ pub struct ClientManager {
 impl ClientManager {
     pub fn register_producer(&self, group: &str, channel: ClientChannel) {
         let mut p = self.producers.lock().expect("producer table lock");
-        p.entry(group.to_string()).or_default().insert(channel.conn.id(), channel);
+        p.entry(group.to_string())
+            .or_default()
+            .insert(channel.conn.id(), channel);
     }
 
     /// Registers a consumer's heartbeat. Returns whether the group's membership or its
@@ -54,7 +56,8 @@ impl ClientManager {
         let mut topics_changed = false;
         for sub in &data.subscription_data_set {
             match info.subscriptions.get(&sub.topic) {
-                Some(old) if old.sub_version >= sub.sub_version && old.sub_string == sub.sub_string => {}
+                Some(old)
+                    if old.sub_version >= sub.sub_version && old.sub_string == sub.sub_string => {}
                 Some(_) => {
                     info.subscriptions.insert(sub.topic.clone(), sub.clone());
                 }
@@ -69,15 +72,29 @@ impl ClientManager {
 
     /// Removes one client from one group (UNREGISTER_CLIENT). Returns whether a consumer
     /// group lost a member.
-    pub fn unregister(&self, conn_id: u64, producer_group: Option<&str>, consumer_group: Option<&str>) -> bool {
+    pub fn unregister(
+        &self,
+        conn_id: u64,
+        producer_group: Option<&str>,
+        consumer_group: Option<&str>,
+    ) -> bool {
         if let Some(g) = producer_group {
-            if let Some(m) = self.producers.lock().expect("producer table lock").get_mut(g) {
+            if let Some(m) = self
+                .producers
+                .lock()
+                .expect("producer table lock")
+                .get_mut(g)
+            {
                 m.remove(&conn_id);
             }
         }
-        let Some(g) = consumer_group else { return false };
+        let Some(g) = consumer_group else {
+            return false;
+        };
         let mut c = self.consumers.lock().expect("consumer table lock");
-        let Some(info) = c.get_mut(g) else { return false };
+        let Some(info) = c.get_mut(g) else {
+            return false;
+        };
         let removed = info.channels.remove(&conn_id).is_some();
         if info.channels.is_empty() {
             c.remove(g);
@@ -87,13 +104,23 @@ impl ClientManager {
 
     /// Forgets a closed connection everywhere. Returns the consumer groups it left.
     pub fn connection_closed(&self, conn_id: u64) -> Vec<String> {
-        for m in self.producers.lock().expect("producer table lock").values_mut() {
+        for m in self
+            .producers
+            .lock()
+            .expect("producer table lock")
+            .values_mut()
+        {
             m.remove(&conn_id);
         }
-        self.producers.lock().expect("producer table lock").retain(|_, m| !m.is_empty());
+        self.producers
+            .lock()
+            .expect("producer table lock")
+            .retain(|_, m| !m.is_empty());
         let mut c = self.consumers.lock().expect("consumer table lock");
-        let groups: Vec<String> =
-            c.iter_mut().filter_map(|(g, info)| info.channels.remove(&conn_id).map(|_| g.clone())).collect();
+        let groups: Vec<String> = c
+            .iter_mut()
+            .filter_map(|(g, info)| info.channels.remove(&conn_id).map(|_| g.clone()))
+            .collect();
         c.retain(|_, info| !info.channels.is_empty());
         groups
     }
@@ -107,7 +134,12 @@ impl ClientManager {
             out.extend(m.values().filter(|c| stale(c)).map(|c| c.conn.clone()));
         }
         for info in self.consumers.lock().expect("consumer table lock").values() {
-            out.extend(info.channels.values().filter(|c| stale(c)).map(|c| c.conn.clone()));
+            out.extend(
+                info.channels
+                    .values()
+                    .filter(|c| stale(c))
+                    .map(|c| c.conn.clone()),
+            );
         }
         out.sort_by_key(|c| c.id());
         out.dedup();
@@ -117,7 +149,10 @@ impl ClientManager {
     /// Client ids of a group's live consumers, sorted.
     pub fn consumer_ids(&self, group: &str) -> Vec<String> {
         let c = self.consumers.lock().expect("consumer table lock");
-        let mut ids: Vec<String> = c.get(group).map(|i| i.channels.values().map(|ch| ch.client_id.clone()).collect()).unwrap_or_default();
+        let mut ids: Vec<String> = c
+            .get(group)
+            .map(|i| i.channels.values().map(|ch| ch.client_id.clone()).collect())
+            .unwrap_or_default();
         ids.sort();
         ids.dedup();
         ids
@@ -125,28 +160,52 @@ impl ClientManager {
 
     pub fn consumer_connections(&self, group: &str) -> Vec<Connection> {
         let c = self.consumers.lock().expect("consumer table lock");
-        c.get(group).map(|i| i.channels.values().map(|ch| ch.conn.clone()).collect()).unwrap_or_default()
+        c.get(group)
+            .map(|i| i.channels.values().map(|ch| ch.conn.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The subscription a group registered for a topic.
     pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
-        self.consumers.lock().expect("consumer table lock").get(group).and_then(|i| i.subscriptions.get(topic).cloned())
+        self.consumers
+            .lock()
+            .expect("consumer table lock")
+            .get(group)
+            .and_then(|i| i.subscriptions.get(topic).cloned())
     }
 
     /// Live producer channels of a group.
     pub fn producer_channels(&self, group: &str) -> Vec<ClientChannel> {
-        self.producers.lock().expect("producer table lock").get(group).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.producers
+            .lock()
+            .expect("producer table lock")
+            .get(group)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn consumer_groups(&self) -> Vec<String> {
-        self.consumers.lock().expect("consumer table lock").keys().cloned().collect()
+        self.consumers
+            .lock()
+            .expect("consumer table lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn message_model(&self, group: &str) -> Option<String> {
-        self.consumers.lock().expect("consumer table lock").get(group).map(|i| i.message_model.clone())
+        self.consumers
+            .lock()
+            .expect("consumer table lock")
+            .get(group)
+            .map(|i| i.message_model.clone())
     }
 
     pub fn consume_from_where(&self, group: &str) -> Option<String> {
-        self.consumers.lock().expect("consumer table lock").get(group).map(|i| i.consume_from_where.clone())
+        self.consumers
+            .lock()
+            .expect("consumer table lock")
+            .get(group)
+            .map(|i| i.consume_from_where.clone())
     }
 }

@@ -37,7 +37,11 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid value '{value}' for {key}: expected {expected}")]
-    Invalid { key: String, value: String, expected: String },
+    Invalid {
+        key: String,
+        value: String,
+        expected: String,
+    },
     #[error("cannot read configuration file {path}: {reason}")]
     Read { path: PathBuf, reason: String },
 }
@@ -117,8 +121,10 @@ impl Default for BrokerConfig {
             max_message_size: 4 * 1024 * 1024,
             file_reserved_hours: 72,
             delete_when: vec![4],
-            message_delay_levels_ms: parse_delay_levels("1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h")
-                .expect("default delay levels parse"),
+            message_delay_levels_ms: parse_delay_levels(
+                "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h",
+            )
+            .expect("default delay levels parse"),
             transaction_check_interval_ms: 60_000,
             transaction_timeout_ms: 6_000,
             transaction_check_max: 15,
@@ -129,13 +135,26 @@ impl Default for BrokerConfig {
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), value: value.into(), expected: expected.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        expected: expected.into(),
+    }
 }
 
-fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(key: &str, value: &str, min: T, max: T) -> Result<T, ConfigError> {
+fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
     match value.parse::<T>() {
         Ok(v) if v >= min && v <= max => Ok(v),
-        _ => Err(invalid(key, value, &format!("an integer from {min} to {max}"))),
+        _ => Err(invalid(
+            key,
+            value,
+            &format!("an integer from {min} to {max}"),
+        )),
     }
 }
 
@@ -168,9 +187,16 @@ pub fn parse_delay_levels(value: &str) -> Option<Vec<u64>> {
 }
 
 fn parse_addr_list(key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
-    let addrs: Vec<String> = value.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let addrs: Vec<String> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     for a in &addrs {
-        let ok = a.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        let ok = a
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
         if !ok {
             return Err(invalid(key, value, "host:port entries separated by ';'"));
         }
@@ -182,9 +208,16 @@ impl BrokerConfig {
     /// Reads a `broker.conf` file over the defaults. Returns the config and one warning
     /// per key that is unknown or has no effect.
     pub fn from_file(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
-        let file = std::fs::File::open(path).map_err(|e| ConfigError::Read { path: path.into(), reason: e.to_string() })?;
-        let map = java_properties::read(std::io::BufReader::new(file))
-            .map_err(|e| ConfigError::Read { path: path.into(), reason: e.to_string() })?;
+        let file = std::fs::File::open(path).map_err(|e| ConfigError::Read {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        let map = java_properties::read(std::io::BufReader::new(file)).map_err(|e| {
+            ConfigError::Read {
+                path: path.into(),
+                reason: e.to_string(),
+            }
+        })?;
         let mut cfg = BrokerConfig::default();
         let warnings = cfg.apply(&map)?;
         Ok((cfg, warnings))
@@ -254,7 +287,10 @@ impl BrokerConfig {
             return Err(invalid(
                 "mapedFileSizeCommitLog",
                 &self.commit_log_segment_bytes.to_string(),
-                &format!("a size larger than maxMessageSize ({}) plus 1 KiB", self.max_message_size),
+                &format!(
+                    "a size larger than maxMessageSize ({}) plus 1 KiB",
+                    self.max_message_size
+                ),
             ));
         }
         Ok(warnings)
@@ -283,7 +319,10 @@ mod tests {
     use super::*;
 
     fn apply(pairs: &[(&str, &str)]) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut cfg = BrokerConfig::default();
         let w = cfg.apply(&map)?;
         Ok((cfg, w))
@@ -308,7 +347,10 @@ mod tests {
         assert_eq!(cfg.flush_mode, FlushMode::Sync);
         assert_eq!(cfg.advertised_addr(), "192.0.2.10:10921");
         assert_eq!(cfg.delete_when, vec![4, 10]);
-        assert_eq!(cfg.message_delay_levels_ms, vec![1_000, 120_000, 3_600_000, 86_400_000]);
+        assert_eq!(
+            cfg.message_delay_levels_ms,
+            vec![1_000, 120_000, 3_600_000, 86_400_000]
+        );
     }
 
     #[test]
@@ -329,13 +371,20 @@ mod tests {
             ("deleteWhen", "25", "hours"),
         ] {
             let err = apply(&[(k, v)]).unwrap_err().to_string();
-            assert!(err.contains(k) && err.contains(v) && err.contains(expect), "{err}");
+            assert!(
+                err.contains(k) && err.contains(v) && err.contains(expect),
+                "{err}"
+            );
         }
     }
 
     #[test]
     fn segment_smaller_than_max_message_is_refused() {
-        let err = apply(&[("mapedFileSizeCommitLog", "1048576"), ("maxMessageSize", "2097152")]).unwrap_err();
+        let err = apply(&[
+            ("mapedFileSizeCommitLog", "1048576"),
+            ("maxMessageSize", "2097152"),
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("mapedFileSizeCommitLog"));
     }
 }

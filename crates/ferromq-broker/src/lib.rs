@@ -49,7 +49,10 @@ pub enum BrokerError {
     #[error("opening the message store failed: {0}")]
     Store(#[from] ferromq_store::StoreError),
     #[error("reading broker metadata under {path} failed: {source}")]
-    Metadata { path: String, source: std::io::Error },
+    Metadata {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Broker {
@@ -68,7 +71,10 @@ pub struct Broker {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The store host written into records: brokerIP1 resolved once, with the listen port.
@@ -76,7 +82,11 @@ fn resolve_store_host(config: &BrokerConfig) -> SocketAddr {
     if let Ok(ip) = config.broker_ip1.parse::<IpAddr>() {
         return SocketAddr::new(ip, config.listen_port);
     }
-    match (config.broker_ip1.as_str(), config.listen_port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
+    match (config.broker_ip1.as_str(), config.listen_port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    {
         Some(addr) => addr,
         None => {
             warn!(broker_ip1 = %config.broker_ip1, "brokerIP1 does not resolve; using 127.0.0.1 in message ids");
@@ -96,8 +106,16 @@ impl Broker {
         store_config.segment_bytes = config.commit_log_segment_bytes;
         store_config.flush_mode = config.flush_mode;
         let store = Arc::new(MessageStore::open(store_config)?);
-        let meta_err = |source| BrokerError::Metadata { path: config.store_root.display().to_string(), source };
-        let topics = TopicConfigManager::open(&config.store_root, config.auto_create_topic, config.default_topic_queue_nums).map_err(meta_err)?;
+        let meta_err = |source| BrokerError::Metadata {
+            path: config.store_root.display().to_string(),
+            source,
+        };
+        let topics = TopicConfigManager::open(
+            &config.store_root,
+            config.auto_create_topic,
+            config.default_topic_queue_nums,
+        )
+        .map_err(meta_err)?;
         let offsets = ConsumerOffsetManager::open(&config.store_root).map_err(meta_err)?;
         let store = StoreService::start(
             store,
@@ -136,12 +154,20 @@ impl Broker {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
-        let server_config = ServerConfig { max_connections: self.config.max_connections, ..Default::default() };
+        let server_config = ServerConfig {
+            max_connections: self.config.max_connections,
+            ..Default::default()
+        };
         ferromq_remoting::serve(listener, self.clone(), server_config, shutdown.clone()).await;
         tasks.close();
         tasks.wait().await;
         register::unregister_all(&self).await;
-        for conn in self.namesrv_conns.lock().expect("namesrv connections lock").drain() {
+        for conn in self
+            .namesrv_conns
+            .lock()
+            .expect("namesrv connections lock")
+            .drain()
+        {
             conn.1.close();
         }
         if let Err(e) = self.offsets.persist() {
@@ -180,7 +206,8 @@ impl Broker {
         if !self.config.delete_when.contains(&hour) {
             return;
         }
-        let cutoff = std::time::SystemTime::now() - Duration::from_secs(self.config.file_reserved_hours * 3600);
+        let cutoff = std::time::SystemTime::now()
+            - Duration::from_secs(self.config.file_reserved_hours * 3600);
         let store = self.store.store().clone();
         match tokio::task::spawn_blocking(move || store.delete_expired(cutoff)).await {
             Ok(Ok(min)) => tracing::debug!(min_offset = min, "retention checked"),
@@ -203,7 +230,8 @@ impl Broker {
         let group = group.to_string();
         tokio::spawn(async move {
             for conn in conns {
-                let cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED).with_field("consumerGroup", &group);
+                let cmd = RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED)
+                    .with_field("consumerGroup", &group);
                 let mut cmd = cmd;
                 cmd.language = ferromq_protocol::LanguageCode::Java;
                 let _ = conn.invoke_oneway(cmd).await;
@@ -222,12 +250,20 @@ impl Broker {
                 u32::from_be_bytes([o[12], o[13], o[14], o[15]])
             }
         };
-        format!("{ip:08X}{:04X}{:08X}{n:012X}", std::process::id() as u16, self.boot_ms as u32)
+        format!(
+            "{ip:08X}{:04X}{:08X}{n:012X}",
+            std::process::id() as u16,
+            self.boot_ms as u32
+        )
     }
 }
 
 impl InboundHandler for Broker {
-    async fn on_request(&self, conn: Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+    async fn on_request(
+        &self,
+        conn: Connection,
+        request: RemotingCommand,
+    ) -> Option<RemotingCommand> {
         self.process(&conn, request).await
     }
 

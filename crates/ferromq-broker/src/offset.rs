@@ -36,23 +36,40 @@ impl ConsumerOffsetManager {
     }
 
     pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
-        self.table.lock().expect("offset table lock").entry(key(topic, group)).or_default().insert(queue_id, offset);
+        self.table
+            .lock()
+            .expect("offset table lock")
+            .entry(key(topic, group))
+            .or_default()
+            .insert(queue_id, offset);
         self.dirty.store(true, Ordering::Release);
     }
 
     pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
-        self.table.lock().expect("offset table lock").get(&key(topic, group)).and_then(|q| q.get(&queue_id).copied())
+        self.table
+            .lock()
+            .expect("offset table lock")
+            .get(&key(topic, group))
+            .and_then(|q| q.get(&queue_id).copied())
     }
 
     /// Offsets of a group on a topic, per queue.
     pub fn group_offsets(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
-        self.table.lock().expect("offset table lock").get(&key(topic, group)).cloned().unwrap_or_default()
+        self.table
+            .lock()
+            .expect("offset table lock")
+            .get(&key(topic, group))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Forgets every group's offsets on a deleted topic.
     pub fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");
-        self.table.lock().expect("offset table lock").retain(|k, _| !k.starts_with(&prefix));
+        self.table
+            .lock()
+            .expect("offset table lock")
+            .retain(|k, _| !k.starts_with(&prefix));
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -61,8 +78,17 @@ impl ConsumerOffsetManager {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let snapshot = OffsetFile { offset_table: self.table.lock().expect("offset table lock").clone().into_iter().collect() };
-        persist::store(&self.path, &snapshot).inspect_err(|_| self.dirty.store(true, Ordering::Release))
+        let snapshot = OffsetFile {
+            offset_table: self
+                .table
+                .lock()
+                .expect("offset table lock")
+                .clone()
+                .into_iter()
+                .collect(),
+        };
+        persist::store(&self.path, &snapshot)
+            .inspect_err(|_| self.dirty.store(true, Ordering::Release))
     }
 }
 

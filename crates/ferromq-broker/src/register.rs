@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ferromq_protocol::body::RegisterBrokerBody;
 use ferromq_protocol::code::{request, response};
-use ferromq_protocol::header::{CommandHeader, RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
+use ferromq_protocol::header::{
+    CommandHeader, RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader,
+};
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::NoInbound;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +31,10 @@ pub(crate) async fn registration_loop(broker: Arc<Broker>, shutdown: Cancellatio
 }
 
 pub(crate) async fn register_all(broker: &Broker) {
-    let body = RegisterBrokerBody { topic_config_serialize_wrapper: broker.topics.wrapper(), filter_server_list: vec![] };
+    let body = RegisterBrokerBody {
+        topic_config_serialize_wrapper: broker.topics.wrapper(),
+        filter_server_list: vec![],
+    };
     let body = serde_json::to_vec(&body).expect("registration body serializes");
     let mut req = RemotingCommand::request(request::REGISTER_BROKER);
     RegisterBrokerRequestHeader {
@@ -79,13 +84,27 @@ pub(crate) async fn unregister_all(broker: &Broker) {
 
 /// Name-server connections are kept open: a name server forgets brokers whose
 /// registering connection closes. A closed one is replaced on the next call.
-async fn invoke(broker: &Broker, addr: &str, req: RemotingCommand) -> Result<RemotingCommand, ferromq_remoting::RemotingError> {
-    let cached = broker.namesrv_conns.lock().expect("namesrv connections lock").get(addr).filter(|c| !c.is_closed()).cloned();
+async fn invoke(
+    broker: &Broker,
+    addr: &str,
+    req: RemotingCommand,
+) -> Result<RemotingCommand, ferromq_remoting::RemotingError> {
+    let cached = broker
+        .namesrv_conns
+        .lock()
+        .expect("namesrv connections lock")
+        .get(addr)
+        .filter(|c| !c.is_closed())
+        .cloned();
     let conn = match cached {
         Some(c) => c,
         None => {
             let c = ferromq_remoting::connect(addr, Arc::new(NoInbound), REGISTER_TIMEOUT).await?;
-            broker.namesrv_conns.lock().expect("namesrv connections lock").insert(addr.to_string(), c.clone());
+            broker
+                .namesrv_conns
+                .lock()
+                .expect("namesrv connections lock")
+                .insert(addr.to_string(), c.clone());
             c
         }
     };

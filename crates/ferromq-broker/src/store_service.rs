@@ -40,7 +40,12 @@ pub struct PullWaker {
 impl PullWaker {
     /// The notifier of one queue; register interest before re-checking the queue.
     pub fn notifier(&self, topic: &str, queue_id: i32) -> Arc<Notify> {
-        self.queues.lock().expect("waker lock").entry((topic.to_string(), queue_id)).or_default().clone()
+        self.queues
+            .lock()
+            .expect("waker lock")
+            .entry((topic.to_string(), queue_id))
+            .or_default()
+            .clone()
     }
 
     fn wake(&self, touched: &HashSet<(String, i32)>) {
@@ -77,7 +82,12 @@ pub struct StoreService {
 }
 
 impl StoreService {
-    pub fn start(store: Arc<MessageStore>, mode: FlushMode, flush_interval: Duration, sync_flush_timeout: Duration) -> Arc<Self> {
+    pub fn start(
+        store: Arc<MessageStore>,
+        mode: FlushMode,
+        flush_interval: Duration,
+        sync_flush_timeout: Duration,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(APPEND_QUEUE_JOBS);
         let (flushed_tx, flushed_rx) = watch::channel(store.flushed_offset());
         let flush_wanted = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -102,7 +112,16 @@ impl StoreService {
             threads.push(
                 std::thread::Builder::new()
                     .name("ferromq-flusher".into())
-                    .spawn(move || flush_loop(store, flushed_tx, flush_wanted, mode, flush_interval, stopping))
+                    .spawn(move || {
+                        flush_loop(
+                            store,
+                            flushed_tx,
+                            flush_wanted,
+                            mode,
+                            flush_interval,
+                            stopping,
+                        )
+                    })
                     .expect("spawning the flusher thread"),
             );
         }
@@ -145,15 +164,32 @@ impl StoreService {
 
     /// Appends messages; under SYNC_FLUSH (unless `wait_flush` is false) returns only once
     /// an fsync covers them.
-    pub async fn put(&self, msgs: Vec<PutMessage>, wait_flush: bool) -> Result<Vec<AppendResult>, PutError> {
+    pub async fn put(
+        &self,
+        msgs: Vec<PutMessage>,
+        wait_flush: bool,
+    ) -> Result<Vec<AppendResult>, PutError> {
         let (reply, rx) = oneshot::channel();
-        let tx = self.jobs.lock().expect("job sender lock").clone().ok_or(PutError::ShuttingDown)?;
-        tx.send(AppendJob { msgs, reply }).await.map_err(|_| PutError::ShuttingDown)?;
-        let results = rx.await.map_err(|_| PutError::ShuttingDown)?.map_err(PutError::Store)?;
+        let tx = self
+            .jobs
+            .lock()
+            .expect("job sender lock")
+            .clone()
+            .ok_or(PutError::ShuttingDown)?;
+        tx.send(AppendJob { msgs, reply })
+            .await
+            .map_err(|_| PutError::ShuttingDown)?;
+        let results = rx
+            .await
+            .map_err(|_| PutError::ShuttingDown)?
+            .map_err(PutError::Store)?;
         if self.mode == FlushMode::Sync && wait_flush {
             let end = results.last().map_or(0, |r| r.end_offset);
             let mut flushed = self.flushed.clone();
-            let outcome = tokio::time::timeout(self.sync_flush_timeout, async { flushed.wait_for(|f| *f >= end).await.is_ok() }).await;
+            let outcome = tokio::time::timeout(self.sync_flush_timeout, async {
+                flushed.wait_for(|f| *f >= end).await.is_ok()
+            })
+            .await;
             match outcome {
                 Ok(true) => {}
                 Ok(false) => return Err(PutError::ShuttingDown),
@@ -166,7 +202,8 @@ impl StoreService {
     /// Stops the threads after draining queued appends, then flushes and checkpoints.
     pub fn shutdown(&self) {
         self.jobs.lock().expect("job sender lock").take();
-        self.stopping.store(true, std::sync::atomic::Ordering::Release);
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         {
             let (lock, cvar) = &*self.flush_wanted;
             *lock.lock().expect("flush flag lock") = true;
@@ -222,7 +259,8 @@ fn append_loop(
             all.extend(job.msgs);
             replies.push(job.reply);
         }
-        let touched: HashSet<(String, i32)> = all.iter().map(|m| (m.topic.clone(), m.queue_id)).collect();
+        let touched: HashSet<(String, i32)> =
+            all.iter().map(|m| (m.topic.clone(), m.queue_id)).collect();
         match store.append(&mut all) {
             Ok(results) => {
                 if mode == FlushMode::Sync {

@@ -25,10 +25,17 @@ pub fn validate_topic_name(topic: &str) -> Result<(), String> {
         return Err("the topic name is empty".into());
     }
     if topic.len() > MAX_TOPIC_LEN {
-        return Err(format!("the topic name is longer than {MAX_TOPIC_LEN} characters"));
+        return Err(format!(
+            "the topic name is longer than {MAX_TOPIC_LEN} characters"
+        ));
     }
-    if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'%' || b == b'|' || b == b'_' || b == b'-') {
-        return Err(format!("the topic name '{topic}' contains characters other than %|a-zA-Z0-9_-"));
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'%' || b == b'|' || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "the topic name '{topic}' contains characters other than %|a-zA-Z0-9_-"
+        ));
     }
     Ok(())
 }
@@ -44,40 +51,80 @@ pub struct TopicConfigManager {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl TopicConfigManager {
     /// Loads `topics.json` and ensures the system topics exist.
-    pub fn open(root: &std::path::Path, auto_create: bool, default_queues: i32) -> std::io::Result<Self> {
+    pub fn open(
+        root: &std::path::Path,
+        auto_create: bool,
+        default_queues: i32,
+    ) -> std::io::Result<Self> {
         let path = root.join("config").join("topics.json");
         let topics: BTreeMap<String, TopicConfig> = persist::load(&path)?.unwrap_or_default();
         let mgr = TopicConfigManager {
             path,
-            table: Mutex::new(Table { topics, version: DataVersion { timestamp: now_ms(), counter: 0, state_version: 0 } }),
+            table: Mutex::new(Table {
+                topics,
+                version: DataVersion {
+                    timestamp: now_ms(),
+                    counter: 0,
+                    state_version: 0,
+                },
+            }),
         };
         // TBW102's INHERIT bit is what lets clients auto-create through it; Apache forces
         // it off when auto-creation is disabled.
-        let template_perm = if auto_create { perm::READ | perm::WRITE | perm::INHERIT } else { perm::READ | perm::WRITE };
-        mgr.upsert(TopicConfig::new(AUTO_CREATE_TOPIC_TEMPLATE, default_queues, template_perm))?;
+        let template_perm = if auto_create {
+            perm::READ | perm::WRITE | perm::INHERIT
+        } else {
+            perm::READ | perm::WRITE
+        };
+        mgr.upsert(TopicConfig::new(
+            AUTO_CREATE_TOPIC_TEMPLATE,
+            default_queues,
+            template_perm,
+        ))?;
         if mgr.get(SELF_TEST_TOPIC).is_none() {
-            mgr.upsert(TopicConfig::new(SELF_TEST_TOPIC, 1, perm::READ | perm::WRITE))?;
+            mgr.upsert(TopicConfig::new(
+                SELF_TEST_TOPIC,
+                1,
+                perm::READ | perm::WRITE,
+            ))?;
         }
         Ok(mgr)
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
-        self.table.lock().expect("topic table lock").topics.get(topic).cloned()
+        self.table
+            .lock()
+            .expect("topic table lock")
+            .topics
+            .get(topic)
+            .cloned()
     }
 
     pub fn all(&self) -> Vec<TopicConfig> {
-        self.table.lock().expect("topic table lock").topics.values().cloned().collect()
+        self.table
+            .lock()
+            .expect("topic table lock")
+            .topics
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The table as registered with name servers.
     pub fn wrapper(&self) -> TopicConfigSerializeWrapper {
         let t = self.table.lock().expect("topic table lock");
-        TopicConfigSerializeWrapper { topic_config_table: t.topics.clone(), data_version: t.version.clone() }
+        TopicConfigSerializeWrapper {
+            topic_config_table: t.topics.clone(),
+            data_version: t.version.clone(),
+        }
     }
 
     /// Creates or replaces a topic. Returns whether anything changed.
@@ -107,8 +154,15 @@ impl TopicConfigManager {
 
     /// Creates `topic` from a template named by a send request, as Apache's
     /// `createTopicInSendMessageMethod`: only if the template exists and has INHERIT.
-    pub fn create_from_template(&self, topic: &str, template: &str, requested_queues: i32) -> std::io::Result<Option<TopicConfig>> {
-        let Some(tpl) = self.get(template) else { return Ok(None) };
+    pub fn create_from_template(
+        &self,
+        topic: &str,
+        template: &str,
+        requested_queues: i32,
+    ) -> std::io::Result<Option<TopicConfig>> {
+        let Some(tpl) = self.get(template) else {
+            return Ok(None);
+        };
         if tpl.perm & perm::INHERIT == 0 {
             return Ok(None);
         }
@@ -126,7 +180,12 @@ impl TopicConfigManager {
     }
 
     /// Creates a group's retry or dead-letter topic if missing.
-    pub fn ensure_system_topic(&self, topic: &str, queues: i32, perm_bits: i32) -> std::io::Result<(TopicConfig, bool)> {
+    pub fn ensure_system_topic(
+        &self,
+        topic: &str,
+        queues: i32,
+        perm_bits: i32,
+    ) -> std::io::Result<(TopicConfig, bool)> {
         if let Some(existing) = self.get(topic) {
             return Ok((existing, false));
         }
@@ -153,7 +212,10 @@ mod tests {
     fn auto_create_inherits_from_template_and_persists() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = TopicConfigManager::open(dir.path(), true, 4).unwrap();
-        let created = mgr.create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 16).unwrap().unwrap();
+        let created = mgr
+            .create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 16)
+            .unwrap()
+            .unwrap();
         assert_eq!(created.write_queue_nums, 4);
         assert_eq!(created.perm, perm::READ | perm::WRITE);
         let reopened = TopicConfigManager::open(dir.path(), true, 4).unwrap();
@@ -164,6 +226,10 @@ mod tests {
     fn auto_create_disabled_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = TopicConfigManager::open(dir.path(), false, 4).unwrap();
-        assert_eq!(mgr.create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 4).unwrap(), None);
+        assert_eq!(
+            mgr.create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 4)
+                .unwrap(),
+            None
+        );
     }
 }

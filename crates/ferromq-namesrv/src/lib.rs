@@ -34,7 +34,10 @@ pub struct NamesrvConfig {
 
 impl Default for NamesrvConfig {
     fn default() -> Self {
-        NamesrvConfig { broker_expiry: Duration::from_secs(120), scan_interval: Duration::from_secs(5) }
+        NamesrvConfig {
+            broker_expiry: Duration::from_secs(120),
+            scan_interval: Duration::from_secs(5),
+        }
     }
 }
 
@@ -46,7 +49,10 @@ pub struct NameServer {
 
 impl NameServer {
     pub fn new(config: NamesrvConfig) -> Arc<Self> {
-        Arc::new(NameServer { config, routes: RouteTable::default() })
+        Arc::new(NameServer {
+            config,
+            routes: RouteTable::default(),
+        })
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -75,20 +81,29 @@ impl NameServer {
     fn process(&self, conn: &Connection, req: &RemotingCommand) -> RemotingCommand {
         match req.code {
             request::REGISTER_BROKER => self.register_broker(conn, req),
-            request::UNREGISTER_BROKER => match UnregisterBrokerRequestHeader::decode(&req.ext_fields) {
-                Ok(h) => {
-                    self.routes.unregister(&h.cluster_name, &h.broker_name, &h.broker_addr, h.broker_id);
-                    RemotingCommand::response_to(req, response::SUCCESS)
+            request::UNREGISTER_BROKER => {
+                match UnregisterBrokerRequestHeader::decode(&req.ext_fields) {
+                    Ok(h) => {
+                        self.routes.unregister(
+                            &h.cluster_name,
+                            &h.broker_name,
+                            &h.broker_addr,
+                            h.broker_id,
+                        );
+                        RemotingCommand::response_to(req, response::SUCCESS)
+                    }
+                    Err(e) => bad_header(req, e),
                 }
-                Err(e) => bad_header(req, e),
-            },
-            request::BROKER_HEARTBEAT => match BrokerHeartbeatRequestHeader::decode(&req.ext_fields) {
-                Ok(h) => {
-                    self.routes.touch(&h.broker_addr);
-                    RemotingCommand::response_to(req, response::SUCCESS)
+            }
+            request::BROKER_HEARTBEAT => {
+                match BrokerHeartbeatRequestHeader::decode(&req.ext_fields) {
+                    Ok(h) => {
+                        self.routes.touch(&h.broker_addr);
+                        RemotingCommand::response_to(req, response::SUCCESS)
+                    }
+                    Err(e) => bad_header(req, e),
                 }
-                Err(e) => bad_header(req, e),
-            },
+            }
             request::GET_ROUTEINFO_BY_TOPIC => match TopicRequestHeader::decode(&req.ext_fields) {
                 Ok(h) => match self.routes.route(&h.topic) {
                     Some(route) => RemotingCommand::response_to(req, response::SUCCESS)
@@ -96,18 +111,25 @@ impl NameServer {
                     None => RemotingCommand::error_response(
                         req,
                         response::TOPIC_NOT_EXIST,
-                        format!("No topic route info in name server for the topic: {}", h.topic),
+                        format!(
+                            "No topic route info in name server for the topic: {}",
+                            h.topic
+                        ),
                     ),
                 },
                 Err(e) => bad_header(req, e),
             },
             request::GET_BROKER_CLUSTER_INFO => {
                 let info: ClusterInfo = self.routes.cluster_info();
-                RemotingCommand::response_to(req, response::SUCCESS).with_body(serde_json::to_vec(&info).expect("cluster info serializes"))
+                RemotingCommand::response_to(req, response::SUCCESS)
+                    .with_body(serde_json::to_vec(&info).expect("cluster info serializes"))
             }
             request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => {
-                let list = TopicList { topic_list: self.routes.topics() };
-                RemotingCommand::response_to(req, response::SUCCESS).with_body(serde_json::to_vec(&list).expect("topic list serializes"))
+                let list = TopicList {
+                    topic_list: self.routes.topics(),
+                };
+                RemotingCommand::response_to(req, response::SUCCESS)
+                    .with_body(serde_json::to_vec(&list).expect("topic list serializes"))
             }
             request::DELETE_TOPIC_IN_NAMESRV => match TopicRequestHeader::decode(&req.ext_fields) {
                 Ok(h) => {
@@ -116,7 +138,11 @@ impl NameServer {
                 }
                 Err(e) => bad_header(req, e),
             },
-            code => RemotingCommand::error_response(req, response::REQUEST_CODE_NOT_SUPPORTED, format!(" request type {code} not supported")),
+            code => RemotingCommand::error_response(
+                req,
+                response::REQUEST_CODE_NOT_SUPPORTED,
+                format!(" request type {code} not supported"),
+            ),
         }
     }
 
@@ -135,26 +161,42 @@ impl NameServer {
         if let Some(crc) = h.body_crc32.filter(|c| *c != 0) {
             let actual = ferromq_protocol::message::body_crc(&req.body) as i32;
             if actual != crc {
-                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, "crc32 not match");
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    "crc32 not match",
+                );
             }
         }
         let body: RegisterBrokerBody = if req.body.is_empty() {
             RegisterBrokerBody {
-                topic_config_serialize_wrapper: ferromq_protocol::body::TopicConfigSerializeWrapper {
-                    topic_config_table: Default::default(),
-                    data_version: ferromq_protocol::body::DataVersion { timestamp: 0, counter: 0, state_version: 0 },
-                },
+                topic_config_serialize_wrapper:
+                    ferromq_protocol::body::TopicConfigSerializeWrapper {
+                        topic_config_table: Default::default(),
+                        data_version: ferromq_protocol::body::DataVersion {
+                            timestamp: 0,
+                            counter: 0,
+                            state_version: 0,
+                        },
+                    },
                 filter_server_list: vec![],
             }
         } else {
             match serde_json::from_slice(&req.body) {
                 Ok(b) => b,
                 Err(e) => {
-                    return RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("invalid RegisterBrokerBody: {e}"))
+                    return RemotingCommand::error_response(
+                        req,
+                        response::SYSTEM_ERROR,
+                        format!("invalid RegisterBrokerBody: {e}"),
+                    )
                 }
             }
         };
-        let timeout = h.heartbeat_timeout_millis.filter(|t| *t > 0).map(|t| Duration::from_millis(t as u64));
+        let timeout = h
+            .heartbeat_timeout_millis
+            .filter(|t| *t > 0)
+            .map(|t| Duration::from_millis(t as u64));
         let master = self.routes.register(&h, &body, conn.id(), timeout);
         debug!(broker = %h.broker_name, addr = %h.broker_addr, topics = body.topic_config_serialize_wrapper.topic_config_table.len(), "broker registered");
         let mut resp = RemotingCommand::response_to(req, response::SUCCESS);
@@ -170,7 +212,11 @@ fn bad_header(req: &RemotingCommand, e: ferromq_protocol::HeaderError) -> Remoti
 }
 
 impl InboundHandler for NameServer {
-    async fn on_request(&self, conn: Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+    async fn on_request(
+        &self,
+        conn: Connection,
+        request: RemotingCommand,
+    ) -> Option<RemotingCommand> {
         Some(self.process(&conn, &request))
     }
 

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferromq_protocol::body::{BrokerData, ClusterInfo, QueueData, RegisterBrokerBody, TopicRouteData};
+use ferromq_protocol::body::{
+    BrokerData, ClusterInfo, QueueData, RegisterBrokerBody, TopicRouteData,
+};
 use ferromq_protocol::header::RegisterBrokerRequestHeader;
 use tracing::info;
 
@@ -34,17 +36,30 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Records a registration. Returns the master's address when the registrant is a slave.
-    pub fn register(&self, h: &RegisterBrokerRequestHeader, body: &RegisterBrokerBody, connection_id: u64, timeout: Option<Duration>) -> Option<String> {
+    pub fn register(
+        &self,
+        h: &RegisterBrokerRequestHeader,
+        body: &RegisterBrokerBody,
+        connection_id: u64,
+        timeout: Option<Duration>,
+    ) -> Option<String> {
         let mut t = self.tables.lock().expect("route table lock");
-        t.clusters.entry(h.cluster_name.clone()).or_default().insert(h.broker_name.clone());
-        let bd = t.brokers.entry(h.broker_name.clone()).or_insert_with(|| BrokerData {
-            cluster: h.cluster_name.clone(),
-            broker_name: h.broker_name.clone(),
-            broker_addrs: BTreeMap::new(),
-            enable_acting_master: false,
-        });
+        t.clusters
+            .entry(h.cluster_name.clone())
+            .or_default()
+            .insert(h.broker_name.clone());
+        let bd = t
+            .brokers
+            .entry(h.broker_name.clone())
+            .or_insert_with(|| BrokerData {
+                cluster: h.cluster_name.clone(),
+                broker_name: h.broker_name.clone(),
+                broker_addrs: BTreeMap::new(),
+                enable_acting_master: false,
+            });
         // One address per id: a restarted broker on a new address replaces the old one.
-        bd.broker_addrs.retain(|id, addr| *id != h.broker_id && *addr != h.broker_addr);
+        bd.broker_addrs
+            .retain(|id, addr| *id != h.broker_id && *addr != h.broker_addr);
         bd.broker_addrs.insert(h.broker_id, h.broker_addr.clone());
         let master = bd.broker_addrs.get(&0).cloned();
         if h.broker_id == 0 {
@@ -85,7 +100,13 @@ impl RouteTable {
     }
 
     pub fn touch(&self, broker_addr: &str) {
-        if let Some(l) = self.tables.lock().expect("route table lock").live.get_mut(broker_addr) {
+        if let Some(l) = self
+            .tables
+            .lock()
+            .expect("route table lock")
+            .live
+            .get_mut(broker_addr)
+        {
             l.last_update = Instant::now();
         }
     }
@@ -97,10 +118,17 @@ impl RouteTable {
         info!(broker_name, broker_addr, "broker unregistered");
     }
 
-    fn remove_broker_addr(t: &mut Tables, cluster: &str, broker_name: &str, broker_addr: &str, broker_id: i64) {
+    fn remove_broker_addr(
+        t: &mut Tables,
+        cluster: &str,
+        broker_name: &str,
+        broker_addr: &str,
+        broker_id: i64,
+    ) {
         let mut now_empty = false;
         if let Some(bd) = t.brokers.get_mut(broker_name) {
-            bd.broker_addrs.retain(|id, addr| !(*id == broker_id && addr == broker_addr));
+            bd.broker_addrs
+                .retain(|id, addr| !(*id == broker_id && addr == broker_addr));
             now_empty = bd.broker_addrs.is_empty();
         }
         if broker_id == 0 || now_empty {
@@ -127,7 +155,9 @@ impl RouteTable {
         let dead: Vec<String> = t
             .live
             .iter()
-            .filter(|(_, l)| now.duration_since(l.last_update) > l.timeout.unwrap_or(default_timeout))
+            .filter(|(_, l)| {
+                now.duration_since(l.last_update) > l.timeout.unwrap_or(default_timeout)
+            })
             .map(|(a, _)| a.clone())
             .collect();
         for addr in dead {
@@ -141,7 +171,12 @@ impl RouteTable {
     /// Drops the brokers that registered over a connection that has closed.
     pub fn connection_closed(&self, connection_id: u64) -> Vec<String> {
         let mut t = self.tables.lock().expect("route table lock");
-        let gone: Vec<String> = t.live.iter().filter(|(_, l)| l.connection_id == connection_id).map(|(a, _)| a.clone()).collect();
+        let gone: Vec<String> = t
+            .live
+            .iter()
+            .filter(|(_, l)| l.connection_id == connection_id)
+            .map(|(a, _)| a.clone())
+            .collect();
         for addr in &gone {
             if let Some(l) = t.live.remove(addr) {
                 Self::remove_broker_addr(&mut t, &l.cluster, &l.broker_name, addr, l.broker_id);
@@ -154,26 +189,47 @@ impl RouteTable {
         let t = self.tables.lock().expect("route table lock");
         let queues = t.topic_queues.get(topic)?;
         let queue_datas: Vec<QueueData> = queues.values().cloned().collect();
-        let broker_datas: Vec<BrokerData> = queues.keys().filter_map(|name| t.brokers.get(name).cloned()).collect();
+        let broker_datas: Vec<BrokerData> = queues
+            .keys()
+            .filter_map(|name| t.brokers.get(name).cloned())
+            .collect();
         if queue_datas.is_empty() || broker_datas.is_empty() {
             return None;
         }
-        Some(TopicRouteData { queue_datas, broker_datas, filter_server_table: HashMap::new() })
+        Some(TopicRouteData {
+            queue_datas,
+            broker_datas,
+            filter_server_table: HashMap::new(),
+        })
     }
 
     pub fn cluster_info(&self) -> ClusterInfo {
         let t = self.tables.lock().expect("route table lock");
         ClusterInfo {
             broker_addr_table: t.brokers.clone(),
-            cluster_addr_table: t.clusters.iter().map(|(c, names)| (c.clone(), names.iter().cloned().collect())).collect(),
+            cluster_addr_table: t
+                .clusters
+                .iter()
+                .map(|(c, names)| (c.clone(), names.iter().cloned().collect()))
+                .collect(),
         }
     }
 
     pub fn topics(&self) -> Vec<String> {
-        self.tables.lock().expect("route table lock").topic_queues.keys().cloned().collect()
+        self.tables
+            .lock()
+            .expect("route table lock")
+            .topic_queues
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn delete_topic(&self, topic: &str) {
-        self.tables.lock().expect("route table lock").topic_queues.remove(topic);
+        self.tables
+            .lock()
+            .expect("route table lock")
+            .topic_queues
+            .remove(topic);
     }
 }

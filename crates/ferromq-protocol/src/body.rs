@@ -200,9 +200,15 @@ mod tests {
             filter_server_table: HashMap::new(),
         };
         let json = serde_json::to_string(&route).unwrap();
-        assert!(json.contains(r#""brokerAddrs":{"0":"127.0.0.1:10911"}"#), "{json}");
+        assert!(
+            json.contains(r#""brokerAddrs":{"0":"127.0.0.1:10911"}"#),
+            "{json}"
+        );
         assert!(!json.contains(' '));
-        assert_eq!(serde_json::from_str::<TopicRouteData>(&json).unwrap(), route);
+        assert_eq!(
+            serde_json::from_str::<TopicRouteData>(&json).unwrap(),
+            route
+        );
     }
 
     #[test]
@@ -212,6 +218,9 @@ mod tests {
             "subscriptionDataSet":[{"classFilterMode":false,"topic":"imooc1","subString":"*","tagsSet":[],"codeSet":["2598919"],
             "subVersion":1700000000000000000,"expressionType":"TAG"}],"unitMode":false}]}"#;
         let hb: HeartbeatData = serde_json::from_str(json).unwrap();
-        assert_eq!(hb.consumer_data_set[0].subscription_data_set[0].sub_version, 1_700_000_000_000_000_000);
+        assert_eq!(
+            hb.consumer_data_set[0].subscription_data_set[0].sub_version,
+            1_700_000_000_000_000_000
+        );
     }
 }

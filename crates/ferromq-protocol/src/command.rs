@@ -72,13 +72,18 @@ const LANGUAGES: [(LanguageCode, &str); 14] = [
 
 impl LanguageCode {
     pub fn from_code(code: u8) -> Self {
-        LANGUAGES.get(code as usize).map_or(LanguageCode::Other, |(l, _)| *l)
+        LANGUAGES
+            .get(code as usize)
+            .map_or(LanguageCode::Other, |(l, _)| *l)
     }
     pub fn code(self) -> u8 {
         LANGUAGES.iter().position(|(l, _)| *l == self).unwrap_or(7) as u8
     }
     pub fn from_name(name: &str) -> Self {
-        LANGUAGES.iter().find(|(_, n)| *n == name).map_or(LanguageCode::Other, |(l, _)| *l)
+        LANGUAGES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map_or(LanguageCode::Other, |(l, _)| *l)
     }
     pub fn name(self) -> &'static str {
         LANGUAGES[self.code() as usize].1
@@ -169,7 +174,10 @@ impl RemotingCommand {
     /// # Errors
     /// A length outside `4..=max_frame_bytes` or an undecodable header; the caller should
     /// close the connection since framing is lost.
-    pub fn decode_frame(src: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<Self>, DecodeError> {
+    pub fn decode_frame(
+        src: &mut BytesMut,
+        max_frame_bytes: usize,
+    ) -> Result<Option<Self>, DecodeError> {
         if src.len() < 4 {
             return Ok(None);
         }
@@ -178,7 +186,10 @@ impl RemotingCommand {
             return Err(DecodeError::FrameTooShort { len: total });
         }
         if total as u64 > max_frame_bytes as u64 {
-            return Err(DecodeError::FrameTooLarge { len: total, max: max_frame_bytes });
+            return Err(DecodeError::FrameTooLarge {
+                len: total,
+                max: max_frame_bytes,
+            });
         }
         let total = total as usize;
         if src.len() < 4 + total {
@@ -194,13 +205,18 @@ impl RemotingCommand {
     pub fn decode_frame_body(mut frame: Bytes) -> Result<Self, DecodeError> {
         let frame_len = frame.len();
         if frame_len < 4 {
-            return Err(DecodeError::FrameTooShort { len: frame_len as i64 });
+            return Err(DecodeError::FrameTooShort {
+                len: frame_len as i64,
+            });
         }
         let word = frame.get_u32();
         let ser = (word >> 24) as u8;
         let header_len = (word & 0x00FF_FFFF) as usize;
         if header_len > frame.len() {
-            return Err(DecodeError::HeaderLength { header_len, frame_len });
+            return Err(DecodeError::HeaderLength {
+                header_len,
+                frame_len,
+            });
         }
         let header = frame.split_to(header_len);
         let mut cmd = match ser {
@@ -269,10 +285,13 @@ struct JsonHeaderOut<'a> {
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
-    let h: JsonHeaderIn = serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let h: JsonHeaderIn =
+        serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
     let language = match h.language {
         Some(serde_json::Value::String(name)) => LanguageCode::from_name(&name),
-        Some(serde_json::Value::Number(n)) => LanguageCode::from_code(n.as_u64().unwrap_or(7).min(255) as u8),
+        Some(serde_json::Value::Number(n)) => {
+            LanguageCode::from_code(n.as_u64().unwrap_or(7).min(255) as u8)
+        }
         _ => LanguageCode::Other,
     };
     // Values are strings on the wire; be lenient with peers that send numbers or booleans.
@@ -310,7 +329,8 @@ fn encode_json_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
         ext_fields: &cmd.ext_fields,
     };
     let mut writer = dst.writer();
-    serde_json::to_writer(&mut writer, &out).expect("serializing a header of strings and integers cannot fail");
+    serde_json::to_writer(&mut writer, &out)
+        .expect("serializing a header of strings and integers cannot fail");
 }
 
 /// Bounds-checked reader over a binary header.
@@ -322,17 +342,25 @@ struct HeaderReader<'a> {
 impl<'a> HeaderReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() - self.pos < n {
-            return Err(DecodeError::Truncated { offset: self.pos, needed: n, have: self.buf.len() - self.pos });
+            return Err(DecodeError::Truncated {
+                offset: self.pos,
+                needed: n,
+                have: self.buf.len() - self.pos,
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
     }
     fn i16(&mut self) -> Result<i16, DecodeError> {
-        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("took 2 bytes")))
+        Ok(i16::from_be_bytes(
+            self.take(2)?.try_into().expect("took 2 bytes"),
+        ))
     }
     fn i32(&mut self) -> Result<i32, DecodeError> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("took 4 bytes")))
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().expect("took 4 bytes"),
+        ))
     }
     fn string(&mut self, len: i32, field: &'static str) -> Result<String, DecodeError> {
         if len < 0 {
@@ -345,9 +373,16 @@ impl<'a> HeaderReader<'a> {
 
 fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     if header.len() < BINARY_HEADER_FIXED_BYTES {
-        return Err(DecodeError::Truncated { offset: 0, needed: BINARY_HEADER_FIXED_BYTES, have: header.len() });
+        return Err(DecodeError::Truncated {
+            offset: 0,
+            needed: BINARY_HEADER_FIXED_BYTES,
+            have: header.len(),
+        });
     }
-    let mut r = HeaderReader { buf: header, pos: 0 };
+    let mut r = HeaderReader {
+        buf: header,
+        pos: 0,
+    };
     let code = r.i16()? as i32;
     let language = LanguageCode::from_code(r.take(1)?[0]);
     let version = r.i16()? as i32;
@@ -357,7 +392,10 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     let remark = r.string(remark_len, "remark")?;
     let ext_len = r.i32()?;
     if ext_len < 0 {
-        return Err(DecodeError::NegativeLength { field: "extFields", len: ext_len });
+        return Err(DecodeError::NegativeLength {
+            field: "extFields",
+            len: ext_len,
+        });
     }
     let ext = r.take(ext_len as usize)?;
     let mut er = HeaderReader { buf: ext, pos: 0 };
@@ -391,7 +429,11 @@ fn encode_binary_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
     let remark = cmd.remark.as_deref().unwrap_or("");
     dst.put_i32(remark.len() as i32);
     dst.put_slice(remark.as_bytes());
-    let ext_len: usize = cmd.ext_fields.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
+    let ext_len: usize = cmd
+        .ext_fields
+        .iter()
+        .map(|(k, v)| 2 + k.len() + 4 + v.len())
+        .sum();
     dst.put_i32(ext_len as i32);
     for (k, v) in &cmd.ext_fields {
         dst.put_i16(k.len() as i16);
@@ -420,7 +462,9 @@ mod tests {
     fn json_frame_round_trips() {
         let cmd = sample(SerializeType::Json);
         let mut buf = BytesMut::from(&cmd.to_bytes()[..]);
-        let back = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        let back = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
         assert_eq!(back, cmd);
         assert!(buf.is_empty());
     }
@@ -429,7 +473,9 @@ mod tests {
     fn binary_frame_round_trips() {
         let cmd = sample(SerializeType::RocketMq);
         let mut buf = BytesMut::from(&cmd.to_bytes()[..]);
-        let back = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        let back = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
         assert_eq!(back, cmd);
     }
 
@@ -438,7 +484,11 @@ mod tests {
         let bytes = sample(SerializeType::Json).to_bytes();
         for cut in 0..bytes.len() {
             let mut buf = BytesMut::from(&bytes[..cut]);
-            assert_eq!(RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES), Ok(None), "cut at {cut}");
+            assert_eq!(
+                RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES),
+                Ok(None),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -451,8 +501,20 @@ mod tests {
         let mut buf = BytesMut::new();
         a.encode(&mut buf);
         b.encode(&mut buf);
-        assert_eq!(RemotingCommand::decode_frame(&mut buf, 1 << 20).unwrap().unwrap().opaque, 1);
-        assert_eq!(RemotingCommand::decode_frame(&mut buf, 1 << 20).unwrap().unwrap().opaque, 2);
+        assert_eq!(
+            RemotingCommand::decode_frame(&mut buf, 1 << 20)
+                .unwrap()
+                .unwrap()
+                .opaque,
+            1
+        );
+        assert_eq!(
+            RemotingCommand::decode_frame(&mut buf, 1 << 20)
+                .unwrap()
+                .unwrap()
+                .opaque,
+            2
+        );
     }
 
     #[test]
@@ -521,7 +583,10 @@ mod tests {
         let header = &full[8..8 + header_len];
         for cut in 0..header.len() {
             let mut buf = frame_with_header(1, &header[..cut]);
-            assert!(RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES).is_err(), "cut at {cut}");
+            assert!(
+                RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -546,7 +611,9 @@ mod tests {
     fn go_style_json_header_decodes() {
         let header = br#"{"code":105,"language":"GO","version":317,"opaque":7,"flag":0,"remark":"","extFields":{"topic":"T"}}"#;
         let mut buf = frame_with_header(0, header);
-        let cmd = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        let cmd = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
         assert_eq!(cmd.code, 105);
         assert_eq!(cmd.language, LanguageCode::Go);
         assert_eq!(cmd.opaque, 7);

@@ -293,7 +293,10 @@ mod tests {
     #[test]
     fn missing_required_field_names_the_key() {
         let fields = ExtFields::new();
-        assert_eq!(QueueRequestHeader::decode(&fields), Err(HeaderError::Missing("topic")));
+        assert_eq!(
+            QueueRequestHeader::decode(&fields),
+            Err(HeaderError::Missing("topic"))
+        );
     }
 
     #[test]
@@ -303,7 +306,10 @@ mod tests {
         fields.insert("queueId".into(), "zero".into());
         assert_eq!(
             QueueRequestHeader::decode(&fields),
-            Err(HeaderError::Invalid { field: "queueId", value: "zero".into() })
+            Err(HeaderError::Invalid {
+                field: "queueId",
+                value: "zero".into()
+            })
         );
     }
 

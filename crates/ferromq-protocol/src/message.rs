@@ -69,7 +69,9 @@ pub fn properties_iter(props: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// One property's value.
 pub fn property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
-    properties_iter(props).find(|(k, _)| *k == name).map(|(_, v)| v)
+    properties_iter(props)
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// Appends one property to a properties string.
@@ -169,7 +171,14 @@ impl MessageExt {
 
     /// Bytes this record takes when encoded.
     pub fn encoded_len(&self) -> usize {
-        4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8
+        4 + 4
+            + 4
+            + 4
+            + 4
+            + 8
+            + 8
+            + 4
+            + 8
             + host_len(&self.born_host)
             + 8
             + host_len(&self.store_host)
@@ -190,8 +199,14 @@ impl MessageExt {
     /// If the topic exceeds [`MAX_TOPIC_BYTES`] or properties exceed
     /// [`MAX_PROPERTIES_BYTES`]; callers validate both first.
     pub fn encode(&self, dst: &mut BytesMut) {
-        assert!(self.topic.len() <= MAX_TOPIC_BYTES, "topic validated by caller");
-        assert!(self.properties.len() <= MAX_PROPERTIES_BYTES, "properties validated by caller");
+        assert!(
+            self.topic.len() <= MAX_TOPIC_BYTES,
+            "topic validated by caller"
+        );
+        assert!(
+            self.properties.len() <= MAX_PROPERTIES_BYTES,
+            "properties validated by caller"
+        );
         let mut sys = self.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
         if self.born_host.is_ipv6() {
             sys |= sys_flag::BORNHOST_V6;
@@ -232,7 +247,10 @@ impl MessageExt {
         if total < 4 || total as usize > buf.len() {
             return Err(DecodeError::Message("total size out of range"));
         }
-        let mut r = RecordReader { buf: &buf[..total as usize], pos: 4 };
+        let mut r = RecordReader {
+            buf: &buf[..total as usize],
+            pos: 4,
+        };
         if r.i32()? != MAGIC_V1 {
             return Err(DecodeError::Message("unknown magic code"));
         }
@@ -307,11 +325,25 @@ impl MessageExt {
 }
 
 /// Writes the offsets and store time the appender assigns into an encoded record.
-pub fn patch_record(record: &mut [u8], queue_offset: i64, physical_offset: i64, store_timestamp: i64) {
+pub fn patch_record(
+    record: &mut [u8],
+    queue_offset: i64,
+    physical_offset: i64,
+    store_timestamp: i64,
+) {
     record[QUEUE_OFFSET_POS..QUEUE_OFFSET_POS + 8].copy_from_slice(&queue_offset.to_be_bytes());
-    record[PHYSICAL_OFFSET_POS..PHYSICAL_OFFSET_POS + 8].copy_from_slice(&physical_offset.to_be_bytes());
-    let sys = i32::from_be_bytes(record[SYS_FLAG_POS..SYS_FLAG_POS + 4].try_into().expect("4 bytes"));
-    let born = if sys & sys_flag::BORNHOST_V6 != 0 { 20 } else { 8 };
+    record[PHYSICAL_OFFSET_POS..PHYSICAL_OFFSET_POS + 8]
+        .copy_from_slice(&physical_offset.to_be_bytes());
+    let sys = i32::from_be_bytes(
+        record[SYS_FLAG_POS..SYS_FLAG_POS + 4]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let born = if sys & sys_flag::BORNHOST_V6 != 0 {
+        20
+    } else {
+        8
+    };
     let pos = BORN_HOST_POS + born;
     record[pos..pos + 8].copy_from_slice(&store_timestamp.to_be_bytes());
 }
@@ -404,7 +436,10 @@ pub fn decode_batch(mut body: &[u8]) -> Result<Vec<BatchEntry>, DecodeError> {
         if total < 20 || total as usize > body.len() {
             return Err(DecodeError::Message("batch entry size out of range"));
         }
-        let mut r = RecordReader { buf: &body[..total as usize], pos: 4 };
+        let mut r = RecordReader {
+            buf: &body[..total as usize],
+            pos: 4,
+        };
         let _magic = r.i32()?;
         let _crc = r.i32()?;
         let flag = r.i32()?;
@@ -421,9 +456,15 @@ pub fn decode_batch(mut body: &[u8]) -> Result<Vec<BatchEntry>, DecodeError> {
             .map_err(|_| DecodeError::Message("batch properties are not UTF-8"))?
             .to_string();
         if r.pos != total as usize {
-            return Err(DecodeError::Message("batch entry size disagrees with fields"));
+            return Err(DecodeError::Message(
+                "batch entry size disagrees with fields",
+            ));
         }
-        out.push(BatchEntry { flag, body: msg_body, properties });
+        out.push(BatchEntry {
+            flag,
+            body: msg_body,
+            properties,
+        });
         body = &body[total as usize..];
     }
     Ok(out)
@@ -472,7 +513,13 @@ mod tests {
         let (back, used) = MessageExt::decode(&buf).unwrap();
         assert_eq!(used, buf.len());
         assert_eq!(back.body_crc, body_crc(b"this is imooc1"));
-        assert_eq!(MessageExt { body_crc: 0, ..back }, m);
+        assert_eq!(
+            MessageExt {
+                body_crc: 0,
+                ..back
+            },
+            m
+        );
     }
 
     #[test]
@@ -483,7 +530,10 @@ mod tests {
         let mut buf = BytesMut::new();
         m.encode(&mut buf);
         let (back, _) = MessageExt::decode(&buf).unwrap();
-        assert_eq!(back.sys_flag & (sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6), 0x30);
+        assert_eq!(
+            back.sys_flag & (sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6),
+            0x30
+        );
         assert_eq!(back.store_host, m.store_host);
         assert_eq!(buf.len(), m.encoded_len());
     }
@@ -495,7 +545,14 @@ mod tests {
         m.encode(&mut buf);
         patch_record(&mut buf, 99, 123456, 5);
         let (back, _) = MessageExt::decode(&buf).unwrap();
-        assert_eq!((back.queue_offset, back.commit_log_offset, back.store_timestamp), (99, 123456, 5));
+        assert_eq!(
+            (
+                back.queue_offset,
+                back.commit_log_offset,
+                back.store_timestamp
+            ),
+            (99, 123456, 5)
+        );
     }
 
     #[test]
@@ -511,7 +568,10 @@ mod tests {
     fn offset_msg_id_round_trips() {
         let id = offset_msg_id("127.0.0.1:10911".parse().unwrap(), 0x1234);
         assert_eq!(id, "7F00000100002A9F0000000000001234");
-        assert_eq!(decode_offset_msg_id(&id), Some(("127.0.0.1:10911".parse().unwrap(), 0x1234)));
+        assert_eq!(
+            decode_offset_msg_id(&id),
+            Some(("127.0.0.1:10911".parse().unwrap(), 0x1234))
+        );
         assert_eq!(decode_offset_msg_id("zz"), None);
         assert_eq!(decode_offset_msg_id(&"G".repeat(32)), None);
     }
@@ -535,8 +595,16 @@ mod tests {
     #[test]
     fn batch_round_trips_and_rejects_bad_sizes() {
         let entries = vec![
-            BatchEntry { flag: 0, body: Bytes::from_static(b"one"), properties: encode_properties([("KEYS", "k1")]) },
-            BatchEntry { flag: 7, body: Bytes::from_static(b""), properties: String::new() },
+            BatchEntry {
+                flag: 0,
+                body: Bytes::from_static(b"one"),
+                properties: encode_properties([("KEYS", "k1")]),
+            },
+            BatchEntry {
+                flag: 7,
+                body: Bytes::from_static(b""),
+                properties: String::new(),
+            },
         ];
         let mut buf = BytesMut::new();
         for e in &entries {

@@ -32,7 +32,11 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub trait InboundHandler: Send + Sync + 'static {
     /// Processes one request. The returned command, if any, is sent back with the
     /// request's opaque; nothing is sent for requests flagged oneway.
-    fn on_request(&self, conn: Connection, request: RemotingCommand) -> impl Future<Output = Option<RemotingCommand>> + Send;
+    fn on_request(
+        &self,
+        conn: Connection,
+        request: RemotingCommand,
+    ) -> impl Future<Output = Option<RemotingCommand>> + Send;
 
     /// Called once when the connection has closed.
     fn on_close(&self, _conn: &Connection) {}
@@ -42,7 +46,11 @@ pub trait InboundHandler: Send + Sync + 'static {
 pub struct NoInbound;
 
 impl InboundHandler for NoInbound {
-    async fn on_request(&self, _conn: Connection, _request: RemotingCommand) -> Option<RemotingCommand> {
+    async fn on_request(
+        &self,
+        _conn: Connection,
+        _request: RemotingCommand,
+    ) -> Option<RemotingCommand> {
         None
     }
 }
@@ -77,9 +85,15 @@ impl Eq for Connection {}
 
 impl Connection {
     /// Starts the reader and writer tasks for `stream`.
-    pub fn spawn<H: InboundHandler>(stream: TcpStream, handler: Arc<H>, max_frame_bytes: usize) -> Connection {
+    pub fn spawn<H: InboundHandler>(
+        stream: TcpStream,
+        handler: Arc<H>,
+        max_frame_bytes: usize,
+    ) -> Connection {
         let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (reader, writer) = stream.into_split();
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
         let conn = Connection {
@@ -136,11 +150,19 @@ impl Connection {
     ///
     /// # Errors
     /// Closed connection or no response within `timeout`.
-    pub async fn invoke(&self, mut request: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, RemotingError> {
+    pub async fn invoke(
+        &self,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
         let opaque = self.inner.next_opaque.fetch_add(1, Ordering::Relaxed);
         request.opaque = opaque;
         let (tx, rx) = oneshot::channel();
-        self.inner.pending.lock().expect("pending table lock").insert(opaque, tx);
+        self.inner
+            .pending
+            .lock()
+            .expect("pending table lock")
+            .insert(opaque, tx);
         let outcome = async {
             self.send(&request).await?;
             tokio::select! {
@@ -156,7 +178,11 @@ impl Connection {
                 timeout_ms: timeout.as_millis() as u64,
             }),
         };
-        self.inner.pending.lock().expect("pending table lock").remove(&opaque);
+        self.inner
+            .pending
+            .lock()
+            .expect("pending table lock")
+            .remove(&opaque);
         result
     }
 
@@ -171,17 +197,27 @@ impl Connection {
     }
 
     fn closed_error(&self) -> RemotingError {
-        RemotingError::Closed { peer: self.inner.peer.to_string() }
+        RemotingError::Closed {
+            peer: self.inner.peer.to_string(),
+        }
     }
 
     fn complete(&self, response: RemotingCommand) {
-        let waiter = self.inner.pending.lock().expect("pending table lock").remove(&response.opaque);
+        let waiter = self
+            .inner
+            .pending
+            .lock()
+            .expect("pending table lock")
+            .remove(&response.opaque);
         match waiter {
             Some(tx) => {
                 let _ = tx.send(response);
             }
             // Late replies (after a timeout) and replies to fire-and-forget requests.
-            None => trace!(opaque = response.opaque, "response without a waiting caller dropped"),
+            None => trace!(
+                opaque = response.opaque,
+                "response without a waiting caller dropped"
+            ),
         }
     }
 }
@@ -190,16 +226,37 @@ impl Connection {
 ///
 /// # Errors
 /// Connection refused or not established within `timeout`.
-pub async fn connect<H: InboundHandler>(addr: &str, handler: Arc<H>, timeout: Duration) -> Result<Connection, RemotingError> {
+pub async fn connect<H: InboundHandler>(
+    addr: &str,
+    handler: Arc<H>,
+    timeout: Duration,
+) -> Result<Connection, RemotingError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(source)) => return Err(RemotingError::Connect { addr: addr.to_string(), source }),
-        Err(_) => return Err(RemotingError::ConnectTimeout { addr: addr.to_string() }),
+        Ok(Err(source)) => {
+            return Err(RemotingError::Connect {
+                addr: addr.to_string(),
+                source,
+            })
+        }
+        Err(_) => {
+            return Err(RemotingError::ConnectTimeout {
+                addr: addr.to_string(),
+            })
+        }
     };
-    Ok(Connection::spawn(stream, handler, ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES))
+    Ok(Connection::spawn(
+        stream,
+        handler,
+        ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES,
+    ))
 }
 
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, closed: CancellationToken) {
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    closed: CancellationToken,
+) {
     let mut batch = BytesMut::new();
     loop {
         let first = tokio::select! {
@@ -230,7 +287,12 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, c
     let _ = writer.shutdown().await;
 }
 
-async fn read_loop<H: InboundHandler>(mut reader: OwnedReadHalf, conn: Connection, handler: Arc<H>, max_frame_bytes: usize) {
+async fn read_loop<H: InboundHandler>(
+    mut reader: OwnedReadHalf,
+    conn: Connection,
+    handler: Arc<H>,
+    max_frame_bytes: usize,
+) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     'read: loop {
         loop {
@@ -261,7 +323,11 @@ async fn read_loop<H: InboundHandler>(mut reader: OwnedReadHalf, conn: Connectio
     }
     conn.close();
     // Fail every caller still waiting on this connection.
-    conn.inner.pending.lock().expect("pending table lock").clear();
+    conn.inner
+        .pending
+        .lock()
+        .expect("pending table lock")
+        .clear();
     handler.on_close(&conn);
 }
 

@@ -17,11 +17,18 @@ pub use server::{serve, ServerConfig};
 #[non_exhaustive]
 pub enum RemotingError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("connect to {addr} timed out")]
     ConnectTimeout { addr: String },
     #[error("no response from {peer} within {timeout_ms} ms (request code {code})")]
-    Timeout { peer: String, code: i32, timeout_ms: u64 },
+    Timeout {
+        peer: String,
+        code: i32,
+        timeout_ms: u64,
+    },
     #[error("connection to {peer} is closed")]
     Closed { peer: String },
 }

@@ -29,7 +29,12 @@ impl Default for ServerConfig {
 
 /// Accepts connections on `listener` until `shutdown` is cancelled; open connections
 /// are then closed.
-pub async fn serve<H: InboundHandler>(listener: TcpListener, handler: Arc<H>, config: ServerConfig, shutdown: CancellationToken) {
+pub async fn serve<H: InboundHandler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) {
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let local = listener.local_addr().ok();
     loop {

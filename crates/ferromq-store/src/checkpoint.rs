@@ -22,12 +22,16 @@ pub(crate) fn path(root: &Path) -> PathBuf {
 
 /// Reads the checkpoint; a missing or damaged file reads as "nothing known".
 pub(crate) fn load(root: &Path) -> Checkpoint {
-    let Ok(bytes) = std::fs::read(path(root)) else { return Checkpoint::default() };
+    let Ok(bytes) = std::fs::read(path(root)) else {
+        return Checkpoint::default();
+    };
     if bytes.len() != BYTES {
         return Checkpoint::default();
     }
     let crc = u32::from_be_bytes(bytes[20..24].try_into().expect("4 bytes"));
-    if crc32fast::hash(&bytes[..20]) != crc || u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) != MAGIC {
+    if crc32fast::hash(&bytes[..20]) != crc
+        || u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) != MAGIC
+    {
         return Checkpoint::default();
     }
     Checkpoint {

@@ -41,7 +41,11 @@ impl CommitLog {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut segments = BTreeMap::new();
         for (base, path) in list_offset_files(dir)? {
-            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             segments.insert(base, Arc::new(Segment { base, file, path }));
         }
         Ok(CommitLog {
@@ -64,14 +68,23 @@ impl CommitLog {
     /// Smallest offset still stored.
     pub fn min_offset(&self) -> u64 {
         let segs = self.segments.read().expect("segments lock");
-        segs.keys().next().copied().unwrap_or_else(|| self.write_offset())
+        segs.keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.write_offset())
     }
 
     /// Scans from `from` (an entry boundary; clamped to the oldest segment), verifying every
     /// entry's CRC, calling `visit` for each. The first invalid entry ends the log: it and
     /// everything after it are removed. Returns the end offset.
     pub fn recover(&self, from: u64, visit: &mut RecordVisitor<'_>) -> Result<u64, StoreError> {
-        let segs: Vec<Arc<Segment>> = self.segments.read().expect("segments lock").values().cloned().collect();
+        let segs: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .expect("segments lock")
+            .values()
+            .cloned()
+            .collect();
         let Some(first) = segs.first() else {
             self.write_offset.store(from, Ordering::Release);
             self.flushed_offset.store(from, Ordering::Release);
@@ -85,7 +98,10 @@ impl CommitLog {
             if torn {
                 warn!(path = %seg.path.display(), "removing segment after a torn entry");
                 std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
-                self.segments.write().expect("segments lock").remove(&seg.base);
+                self.segments
+                    .write()
+                    .expect("segments lock")
+                    .remove(&seg.base);
                 continue;
             }
             if pos < seg.base {
@@ -108,13 +124,20 @@ impl CommitLog {
     }
 
     /// Returns (end of valid data within the segment, whether the segment ended cleanly).
-    fn scan_segment(&self, seg: &Segment, start: u64, visit: &mut RecordVisitor<'_>) -> Result<(u64, bool), StoreError> {
+    fn scan_segment(
+        &self,
+        seg: &Segment,
+        start: u64,
+        visit: &mut RecordVisitor<'_>,
+    ) -> Result<(u64, bool), StoreError> {
         let len = seg.file.metadata().map_err(io_err(&seg.path))?.len();
         if start > len {
             return Ok((len, false));
         }
         let mut reader = BufReader::with_capacity(1 << 20, &seg.file);
-        reader.seek(SeekFrom::Start(start)).map_err(io_err(&seg.path))?;
+        reader
+            .seek(SeekFrom::Start(start))
+            .map_err(io_err(&seg.path))?;
         let mut pos = start;
         let mut record = Vec::new();
         loop {
@@ -134,7 +157,9 @@ impl CommitLog {
             record.clear();
             record.extend_from_slice(&head[4..8]);
             record.resize(size as usize, 0);
-            reader.read_exact(&mut record[4..]).map_err(io_err(&seg.path))?;
+            reader
+                .read_exact(&mut record[4..])
+                .map_err(io_err(&seg.path))?;
             if crc32fast::hash(&record) != crc {
                 return Ok((pos, false));
             }
@@ -146,7 +171,10 @@ impl CommitLog {
     /// Where an entry of `entry_len` bytes starting at or after `offset` goes.
     pub fn place(&self, offset: u64, entry_len: u64) -> Result<u64, StoreError> {
         if entry_len > self.segment_bytes {
-            return Err(StoreError::RecordTooLarge { size: entry_len as usize, segment_bytes: self.segment_bytes });
+            return Err(StoreError::RecordTooLarge {
+                size: entry_len as usize,
+                segment_bytes: self.segment_bytes,
+            });
         }
         let within = offset % self.segment_bytes;
         if within + entry_len > self.segment_bytes {
@@ -161,8 +189,11 @@ impl CommitLog {
     pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let base = offset - offset % self.segment_bytes;
         let seg = self.segment_for_write(base)?;
-        seg.file.write_all_at(bytes, offset - base).map_err(io_err(&seg.path))?;
-        self.write_offset.store(offset + bytes.len() as u64, Ordering::Release);
+        seg.file
+            .write_all_at(bytes, offset - base)
+            .map_err(io_err(&seg.path))?;
+        self.write_offset
+            .store(offset + bytes.len() as u64, Ordering::Release);
         Ok(())
     }
 
@@ -171,13 +202,22 @@ impl CommitLog {
             return Ok(seg.clone());
         }
         let path = self.dir.join(offset_file_name(base));
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
         // Make the new file's directory entry durable before anything in it is acknowledged.
         if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
         }
         let seg = Arc::new(Segment { base, file, path });
-        self.segments.write().expect("segments lock").insert(base, seg.clone());
+        self.segments
+            .write()
+            .expect("segments lock")
+            .insert(base, seg.clone());
         Ok(seg)
     }
 
@@ -187,7 +227,15 @@ impl CommitLog {
             return Ok(None);
         }
         let base = offset - offset % self.segment_bytes;
-        let Some(seg) = self.segments.read().expect("segments lock").get(&base).cloned() else { return Ok(None) };
+        let Some(seg) = self
+            .segments
+            .read()
+            .expect("segments lock")
+            .get(&base)
+            .cloned()
+        else {
+            return Ok(None);
+        };
         let mut buf = vec![0u8; len];
         match seg.file.read_exact_at(&mut buf, offset - base) {
             Ok(()) => Ok(Some(buf)),
@@ -198,13 +246,17 @@ impl CommitLog {
 
     /// Reads the record of the entry at `offset`, checking its CRC.
     pub fn read_record(&self, offset: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(head) = self.read(offset, 8)? else { return Ok(None) };
+        let Some(head) = self.read(offset, 8)? else {
+            return Ok(None);
+        };
         let crc = u32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
         let size = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
         if size < MIN_RECORD_BYTES || size as u64 > self.segment_bytes {
             return Ok(None);
         }
-        let Some(record) = self.read(offset + ENTRY_HEADER_BYTES, size as usize)? else { return Ok(None) };
+        let Some(record) = self.read(offset + ENTRY_HEADER_BYTES, size as usize)? else {
+            return Ok(None);
+        };
         if crc32fast::hash(&record) != crc {
             warn!(offset, "record failed its CRC check; not served");
             return Ok(None);
@@ -220,8 +272,13 @@ impl CommitLog {
             return Ok(from);
         }
         let first_base = from - from % self.segment_bytes;
-        let segs: Vec<Arc<Segment>> =
-            self.segments.read().expect("segments lock").range(first_base..).map(|(_, s)| s.clone()).collect();
+        let segs: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .expect("segments lock")
+            .range(first_base..)
+            .map(|(_, s)| s.clone())
+            .collect();
         for seg in segs {
             seg.file.sync_data().map_err(io_err(&seg.path))?;
         }
@@ -231,20 +288,36 @@ impl CommitLog {
 
     /// Deletes whole segments, oldest first, that were last written before `cutoff` and are
     /// not the active one. Returns the new minimum offset.
-    pub fn delete_segments_older_than(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {
+    pub fn delete_segments_older_than(
+        &self,
+        cutoff: std::time::SystemTime,
+    ) -> Result<u64, StoreError> {
         let active = self.write_offset().saturating_sub(1);
         let active_base = active - active % self.segment_bytes;
-        let segs: Vec<Arc<Segment>> = self.segments.read().expect("segments lock").values().cloned().collect();
+        let segs: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .expect("segments lock")
+            .values()
+            .cloned()
+            .collect();
         for seg in segs {
             if seg.base >= active_base {
                 break;
             }
-            let modified = seg.file.metadata().and_then(|m| m.modified()).map_err(io_err(&seg.path))?;
+            let modified = seg
+                .file
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(io_err(&seg.path))?;
             if modified >= cutoff {
                 break;
             }
             info!(path = %seg.path.display(), "deleting expired commit-log segment");
-            self.segments.write().expect("segments lock").remove(&seg.base);
+            self.segments
+                .write()
+                .expect("segments lock")
+                .remove(&seg.base);
             std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
         }
         Ok(self.min_offset())

@@ -63,7 +63,11 @@ impl ConsumeQueue {
         let mut min = None;
         for (first_byte, path) in list_offset_files(dir)? {
             let first = first_byte / ENTRY_BYTES;
-            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             let len = file.metadata().map_err(io_err(&path))?.len();
             let whole = len / ENTRY_BYTES;
             if whole * ENTRY_BYTES != len {
@@ -110,7 +114,9 @@ impl ConsumeQueue {
                 e.encode(&mut buf);
             }
             let f = self.file_for_write(first)?;
-            f.file.write_all_at(&buf, (offset - first) * ENTRY_BYTES).map_err(io_err(&f.path))?;
+            f.file
+                .write_all_at(&buf, (offset - first) * ENTRY_BYTES)
+                .map_err(io_err(&f.path))?;
             offset += now.len() as u64;
             rest = later;
         }
@@ -124,10 +130,18 @@ impl ConsumeQueue {
             return Ok(f.clone());
         }
         let path = self.dir.join(offset_file_name(first * ENTRY_BYTES));
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
         let f = Arc::new(CqFile { first, file, path });
-        self.files.write().expect("cq files lock").insert(first, f.clone());
+        self.files
+            .write()
+            .expect("cq files lock")
+            .insert(first, f.clone());
         Ok(f)
     }
 
@@ -141,10 +155,20 @@ impl ConsumeQueue {
         let mut offset = from;
         while offset < end {
             let first = offset - offset % self.file_entries;
-            let Some(f) = self.files.read().expect("cq files lock").get(&first).cloned() else { break };
+            let Some(f) = self
+                .files
+                .read()
+                .expect("cq files lock")
+                .get(&first)
+                .cloned()
+            else {
+                break;
+            };
             let upto = end.min(first + self.file_entries);
             let mut buf = vec![0u8; ((upto - offset) * ENTRY_BYTES) as usize];
-            f.file.read_exact_at(&mut buf, (offset - first) * ENTRY_BYTES).map_err(io_err(&f.path))?;
+            f.file
+                .read_exact_at(&mut buf, (offset - first) * ENTRY_BYTES)
+                .map_err(io_err(&f.path))?;
             out.extend(buf.chunks_exact(ENTRY_BYTES as usize).map(CqEntry::decode));
             offset = upto;
         }
@@ -157,7 +181,12 @@ impl ConsumeQueue {
 
     /// First logical offset in `[lo, hi)` whose entry satisfies `pred`, assuming `pred` is
     /// monotonic (false…false true…true); `hi` when none does.
-    pub fn partition_point(&self, mut lo: u64, mut hi: u64, pred: impl Fn(&CqEntry) -> bool) -> Result<u64, StoreError> {
+    pub fn partition_point(
+        &self,
+        mut lo: u64,
+        mut hi: u64,
+        pred: impl Fn(&CqEntry) -> bool,
+    ) -> Result<u64, StoreError> {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.entry(mid)? {
@@ -183,7 +212,9 @@ impl ConsumeQueue {
             }
         }
         if let Some((_, f)) = files.range(..cut).next_back() {
-            f.file.set_len((cut - f.first) * ENTRY_BYTES).map_err(io_err(&f.path))?;
+            f.file
+                .set_len((cut - f.first) * ENTRY_BYTES)
+                .map_err(io_err(&f.path))?;
         }
         drop(files);
         self.max_offset.store(cut, Ordering::Release);
@@ -202,7 +233,13 @@ impl ConsumeQueue {
             return Ok(());
         }
         let first = from - from % self.file_entries;
-        let files: Vec<Arc<CqFile>> = self.files.read().expect("cq files lock").range(first..).map(|(_, f)| f.clone()).collect();
+        let files: Vec<Arc<CqFile>> = self
+            .files
+            .read()
+            .expect("cq files lock")
+            .range(first..)
+            .map(|(_, f)| f.clone())
+            .collect();
         for f in files {
             f.file.sync_data().map_err(io_err(&f.path))?;
         }
@@ -217,7 +254,11 @@ impl ConsumeQueue {
         let new_min = self.partition_point(self.min_offset(), max, |e| e.phys >= min_phys)?;
         self.set_min_offset(new_min);
         let mut files = self.files.write().expect("cq files lock");
-        let doomed: Vec<u64> = files.keys().copied().filter(|first| first + self.file_entries <= new_min).collect();
+        let doomed: Vec<u64> = files
+            .keys()
+            .copied()
+            .filter(|first| first + self.file_entries <= new_min)
+            .collect();
         for first in doomed {
             if let Some(f) = files.remove(&first) {
                 std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;

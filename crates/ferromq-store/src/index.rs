@@ -99,11 +99,24 @@ impl Index {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut files = Vec::new();
         for (_, path) in list_offset_files(dir)? {
-            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             let header = IndexFile::read_header(&file, &path)?;
-            files.push(Arc::new(IndexFile { file, path, header: Mutex::new(header) }));
+            files.push(Arc::new(IndexFile {
+                file,
+                path,
+                header: Mutex::new(header),
+            }));
         }
-        Ok(Index { dir: dir.to_path_buf(), slots, entries, files: RwLock::new(files) })
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            slots,
+            entries,
+            files: RwLock::new(files),
+        })
     }
 
     fn writable_file(&self, phys: u64) -> Result<Arc<IndexFile>, StoreError> {
@@ -116,12 +129,28 @@ impl Index {
             last.file.sync_data().map_err(io_err(&last.path))?;
         }
         let path = self.dir.join(offset_file_name(phys));
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         let len = HEADER_BYTES + self.slots as u64 * 4 + self.entries as u64 * ENTRY_BYTES;
         file.set_len(len).map_err(io_err(&path))?;
-        let f = Arc::new(IndexFile { file, path, header: Mutex::new(Header { min_phys: phys, ..Default::default() }) });
+        let f = Arc::new(IndexFile {
+            file,
+            path,
+            header: Mutex::new(Header {
+                min_phys: phys,
+                ..Default::default()
+            }),
+        });
         f.write_header()?;
-        self.files.write().expect("index files lock").push(f.clone());
+        self.files
+            .write()
+            .expect("index files lock")
+            .push(f.clone());
         Ok(f)
     }
 
@@ -147,15 +176,25 @@ impl Index {
         e.extend_from_slice(&phys.to_be_bytes());
         e.extend_from_slice(&store_ms.to_be_bytes());
         e.extend_from_slice(&prev.to_be_bytes());
-        f.file.write_all_at(&e, f.entry_pos(self.slots, n)).map_err(io_err(&f.path))?;
+        f.file
+            .write_all_at(&e, f.entry_pos(self.slots, n))
+            .map_err(io_err(&f.path))?;
         // The slot is written last so a reader never follows it to an unwritten entry.
-        f.file.write_all_at(&n.to_be_bytes(), IndexFile::slot_pos(slot)).map_err(io_err(&f.path))?;
+        f.file
+            .write_all_at(&n.to_be_bytes(), IndexFile::slot_pos(slot))
+            .map_err(io_err(&f.path))?;
         Ok(())
     }
 
     /// Candidate commit-log offsets for `key` stored within `[begin_ms, end_ms]`, newest
     /// first, at most `max`.
-    pub fn query(&self, key: &str, max: usize, begin_ms: i64, end_ms: i64) -> Result<Vec<u64>, StoreError> {
+    pub fn query(
+        &self,
+        key: &str,
+        max: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<u64>, StoreError> {
         let hash = key_hash(key);
         let slot = hash % self.slots;
         let files: Vec<Arc<IndexFile>> = self.files.read().expect("index files lock").clone();
@@ -169,7 +208,9 @@ impl Index {
             let mut steps = 0;
             while n != 0 && n <= self.entries && out.len() < max && steps < MAX_CHAIN_STEPS {
                 let mut e = [0u8; ENTRY_BYTES as usize];
-                f.file.read_exact_at(&mut e, f.entry_pos(self.slots, n)).map_err(io_err(&f.path))?;
+                f.file
+                    .read_exact_at(&mut e, f.entry_pos(self.slots, n))
+                    .map_err(io_err(&f.path))?;
                 let ehash = u32::from_be_bytes(e[0..4].try_into().expect("4 bytes"));
                 let phys = u64::from_be_bytes(e[4..12].try_into().expect("8 bytes"));
                 let ms = i64::from_be_bytes(e[12..20].try_into().expect("8 bytes"));

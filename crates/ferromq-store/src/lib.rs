@@ -68,7 +68,9 @@ impl StoreConfig {
     }
 
     pub fn commit_log_path(&self) -> PathBuf {
-        self.commit_log_dir.clone().unwrap_or_else(|| self.root.join("commitlog"))
+        self.commit_log_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join("commitlog"))
     }
 }
 
@@ -77,8 +79,13 @@ impl StoreConfig {
 #[non_exhaustive]
 pub enum StoreError {
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("record of {size} bytes does not fit in a commit-log segment of {segment_bytes} bytes")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "record of {size} bytes does not fit in a commit-log segment of {segment_bytes} bytes"
+    )]
     RecordTooLarge { size: usize, segment_bytes: u64 },
     #[error("store directory {path} is in use by another process")]
     Locked { path: PathBuf },

@@ -38,14 +38,25 @@ impl PutMessage {
     /// Derives tag code and index keys from the message properties.
     pub fn new(topic: String, queue_id: i32, properties: &str, record: BytesMut) -> Self {
         let (tag_code, keys) = dispatch_info(properties);
-        PutMessage { topic, queue_id, tag_code, keys, record }
+        PutMessage {
+            topic,
+            queue_id,
+            tag_code,
+            keys,
+            record,
+        }
     }
 }
 
 fn dispatch_info(properties: &str) -> (i64, Vec<String>) {
     let tag_code = property(properties, "TAGS").map(tag_hash).unwrap_or(0);
     let mut keys: Vec<String> = property(properties, "KEYS")
-        .map(|k| k.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .map(|k| {
+            k.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(uniq) = property(properties, "UNIQ_KEY") {
         keys.push(uniq.to_string());
@@ -108,7 +119,9 @@ pub struct MessageStore {
 }
 
 fn queue_dir(root: &Path, topic: &str, queue_id: i32) -> PathBuf {
-    root.join("consumequeue").join(topic).join(queue_id.to_string())
+    root.join("consumequeue")
+        .join(topic)
+        .join(queue_id.to_string())
 }
 
 impl MessageStore {
@@ -128,7 +141,11 @@ impl MessageStore {
         }
         let cp = checkpoint::load(&root);
         let commit_log = CommitLog::open(&config.commit_log_path(), config.segment_bytes)?;
-        let index = Index::open(&root.join("index"), config.index_slots, config.index_entries)?;
+        let index = Index::open(
+            &root.join("index"),
+            config.index_slots,
+            config.index_entries,
+        )?;
         let store = MessageStore {
             queues: RwLock::new(Self::open_queues(&root, config.consume_queue_file_entries)?),
             config,
@@ -142,15 +159,26 @@ impl MessageStore {
         Ok(store)
     }
 
-    fn open_queues(root: &Path, file_entries: u64) -> Result<HashMap<QueueKey, Arc<ConsumeQueue>>, StoreError> {
+    fn open_queues(
+        root: &Path,
+        file_entries: u64,
+    ) -> Result<HashMap<QueueKey, Arc<ConsumeQueue>>, StoreError> {
         let mut queues = HashMap::new();
         let base = root.join("consumequeue");
-        let Ok(topics) = std::fs::read_dir(&base) else { return Ok(queues) };
+        let Ok(topics) = std::fs::read_dir(&base) else {
+            return Ok(queues);
+        };
         for topic in topics.flatten() {
-            let Some(topic_name) = topic.file_name().to_str().map(str::to_string) else { continue };
-            let Ok(qdirs) = std::fs::read_dir(topic.path()) else { continue };
+            let Some(topic_name) = topic.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(qdirs) = std::fs::read_dir(topic.path()) else {
+                continue;
+            };
             for q in qdirs.flatten() {
-                let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+                let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
                 let cq = ConsumeQueue::open(&q.path(), file_entries)?;
                 queues.insert((topic_name.clone(), qid), Arc::new(cq));
             }
@@ -187,7 +215,13 @@ impl MessageStore {
         }
         self.dispatched_offset.store(end, Ordering::Release);
         self.checkpoint()?;
-        info!(from, end, rebuilt, elapsed_ms = started.elapsed().as_millis() as u64, "store recovered");
+        info!(
+            from,
+            end,
+            rebuilt,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store recovered"
+        );
         Ok(())
     }
 
@@ -202,15 +236,26 @@ impl MessageStore {
             warn!(topic = %msg.topic, queue_id = msg.queue_id, expected = cq.max_offset(), found = msg.queue_offset,
                 "queue offset gap while rebuilding; appending at the queue's end");
         }
-        cq.append(&[CqEntry { phys, size: record.len() as u32, tag: tag_code, store_ms: msg.store_timestamp }])?;
+        cq.append(&[CqEntry {
+            phys,
+            size: record.len() as u32,
+            tag: tag_code,
+            store_ms: msg.store_timestamp,
+        }])?;
         for key in keys {
-            self.index.put(&format!("{}#{}", msg.topic, key), phys, msg.store_timestamp)?;
+            self.index
+                .put(&format!("{}#{}", msg.topic, key), phys, msg.store_timestamp)?;
         }
         Ok(())
     }
 
     fn queue(&self, topic: &str, queue_id: i32) -> Result<Arc<ConsumeQueue>, StoreError> {
-        if let Some(q) = self.queues.read().expect("queues lock").get(&(topic.to_string(), queue_id)) {
+        if let Some(q) = self
+            .queues
+            .read()
+            .expect("queues lock")
+            .get(&(topic.to_string(), queue_id))
+        {
             return Ok(q.clone());
         }
         let mut queues = self.queues.write().expect("queues lock");
@@ -218,13 +263,20 @@ impl MessageStore {
             return Ok(q.clone());
         }
         let dir = queue_dir(&self.config.root, topic, queue_id);
-        let q = Arc::new(ConsumeQueue::open(&dir, self.config.consume_queue_file_entries)?);
+        let q = Arc::new(ConsumeQueue::open(
+            &dir,
+            self.config.consume_queue_file_entries,
+        )?);
         queues.insert((topic.to_string(), queue_id), q.clone());
         Ok(q)
     }
 
     fn existing_queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
-        self.queues.read().expect("queues lock").get(&(topic.to_string(), queue_id)).cloned()
+        self.queues
+            .read()
+            .expect("queues lock")
+            .get(&(topic.to_string(), queue_id))
+            .cloned()
     }
 
     /// Appends messages in order, as one batch: records are written with one positioned
@@ -239,7 +291,8 @@ impl MessageStore {
         let mut run_start = offset;
         let mut run = Vec::with_capacity(msgs.iter().map(|m| m.record.len() + 4).sum());
         let mut results = Vec::with_capacity(msgs.len());
-        let mut queue_entries: HashMap<QueueKey, (Arc<ConsumeQueue>, Vec<CqEntry>)> = HashMap::new();
+        let mut queue_entries: HashMap<QueueKey, (Arc<ConsumeQueue>, Vec<CqEntry>)> =
+            HashMap::new();
         for m in msgs.iter_mut() {
             let entry_len = ENTRY_HEADER_BYTES + m.record.len() as u64;
             let at = self.commit_log.place(offset, entry_len)?;
@@ -254,14 +307,21 @@ impl MessageStore {
                 Some(e) => e,
                 None => {
                     let cq = self.queue(&m.topic, m.queue_id)?;
-                    queue_entries.entry((m.topic.clone(), m.queue_id)).or_insert((cq, Vec::new()))
+                    queue_entries
+                        .entry((m.topic.clone(), m.queue_id))
+                        .or_insert((cq, Vec::new()))
                 }
             };
             let queue_offset = cq.max_offset() + entries.len() as u64;
             patch_record(&mut m.record, queue_offset as i64, at as i64, store_ms);
             run.extend_from_slice(&crc32fast::hash(&m.record).to_be_bytes());
             run.extend_from_slice(&m.record);
-            entries.push(CqEntry { phys: at, size: m.record.len() as u32, tag: m.tag_code, store_ms });
+            entries.push(CqEntry {
+                phys: at,
+                size: m.record.len() as u32,
+                tag: m.tag_code,
+                store_ms,
+            });
             offset = at + entry_len;
             results.push(AppendResult {
                 phys_offset: at,
@@ -279,7 +339,8 @@ impl MessageStore {
         }
         for (m, r) in msgs.iter().zip(&results) {
             for key in &m.keys {
-                self.index.put(&format!("{}#{}", m.topic, key), r.phys_offset, store_ms)?;
+                self.index
+                    .put(&format!("{}#{}", m.topic, key), r.phys_offset, store_ms)?;
             }
         }
         self.dispatched_offset.store(offset, Ordering::Release);
@@ -298,10 +359,22 @@ impl MessageStore {
         filter: &dyn Fn(i64) -> bool,
     ) -> Result<GetResult, StoreError> {
         let Some(cq) = self.existing_queue(topic, queue_id) else {
-            return Ok(GetResult { status: GetStatus::NoMessageInQueue, next_begin_offset: 0, min_offset: 0, max_offset: 0, messages: vec![] });
+            return Ok(GetResult {
+                status: GetStatus::NoMessageInQueue,
+                next_begin_offset: 0,
+                min_offset: 0,
+                max_offset: 0,
+                messages: vec![],
+            });
         };
         let (min, max) = (cq.min_offset(), cq.max_offset());
-        let result = |status, next| GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages: vec![] };
+        let result = |status, next| GetResult {
+            status,
+            next_begin_offset: next,
+            min_offset: min,
+            max_offset: max,
+            messages: vec![],
+        };
         if max == 0 {
             return Ok(result(GetStatus::NoMessageInQueue, 0));
         }
@@ -333,7 +406,8 @@ impl MessageStore {
             while j < entries.len()
                 && messages.len() + (j - i) < max_msgs
                 && bytes + run_bytes < max_bytes
-                && entries[j].phys == entries[j - 1].phys + ENTRY_HEADER_BYTES + entries[j - 1].size as u64
+                && entries[j].phys
+                    == entries[j - 1].phys + ENTRY_HEADER_BYTES + entries[j - 1].size as u64
                 && filter(entries[j].tag)
             {
                 run_bytes += entries[j].size as usize;
@@ -341,7 +415,9 @@ impl MessageStore {
             }
             let last = entries[j - 1];
             let span = (last.phys + ENTRY_HEADER_BYTES + last.size as u64 - e.phys) as usize;
-            let Some(raw) = self.commit_log.read(e.phys, span)? else { break };
+            let Some(raw) = self.commit_log.read(e.phys, span)? else {
+                break;
+            };
             let raw = Bytes::from(raw);
             for entry in &entries[i..j] {
                 let at = (entry.phys - e.phys) as usize;
@@ -351,14 +427,29 @@ impl MessageStore {
                     bytes += record.len();
                     messages.push(record);
                 } else {
-                    warn!(topic, queue_id, phys = entry.phys, "record failed its CRC check; skipped");
+                    warn!(
+                        topic,
+                        queue_id,
+                        phys = entry.phys,
+                        "record failed its CRC check; skipped"
+                    );
                 }
                 next += 1;
             }
             i = j;
         }
-        let status = if messages.is_empty() { GetStatus::NoMatchedMessage } else { GetStatus::Found };
-        Ok(GetResult { status, next_begin_offset: next, min_offset: min, max_offset: max, messages })
+        let status = if messages.is_empty() {
+            GetStatus::NoMatchedMessage
+        } else {
+            GetStatus::Found
+        };
+        Ok(GetResult {
+            status,
+            next_begin_offset: next,
+            min_offset: min,
+            max_offset: max,
+            messages,
+        })
     }
 
     /// The record stored at a commit-log offset, CRC-checked.
@@ -367,31 +458,64 @@ impl MessageStore {
     }
 
     pub fn max_offset(&self, topic: &str, queue_id: i32) -> u64 {
-        self.existing_queue(topic, queue_id).map_or(0, |q| q.max_offset())
+        self.existing_queue(topic, queue_id)
+            .map_or(0, |q| q.max_offset())
     }
 
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> u64 {
-        self.existing_queue(topic, queue_id).map_or(0, |q| q.min_offset())
+        self.existing_queue(topic, queue_id)
+            .map_or(0, |q| q.min_offset())
     }
 
     /// First offset stored at or after `timestamp_ms`, or the max offset if none.
-    pub fn search_offset_by_time(&self, topic: &str, queue_id: i32, timestamp_ms: i64) -> Result<u64, StoreError> {
-        let Some(q) = self.existing_queue(topic, queue_id) else { return Ok(0) };
-        q.partition_point(q.min_offset(), q.max_offset(), |e| e.store_ms >= timestamp_ms)
+    pub fn search_offset_by_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let Some(q) = self.existing_queue(topic, queue_id) else {
+            return Ok(0);
+        };
+        q.partition_point(q.min_offset(), q.max_offset(), |e| {
+            e.store_ms >= timestamp_ms
+        })
     }
 
     /// Store time of the oldest message still in the queue.
-    pub fn earliest_store_time(&self, topic: &str, queue_id: i32) -> Result<Option<i64>, StoreError> {
-        let Some(q) = self.existing_queue(topic, queue_id) else { return Ok(None) };
+    pub fn earliest_store_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(q) = self.existing_queue(topic, queue_id) else {
+            return Ok(None);
+        };
         Ok(q.entry(q.min_offset())?.map(|e| e.store_ms))
     }
 
     /// Records of `topic` carrying `key` (a KEYS entry or the UNIQ_KEY), newest first.
-    pub fn query_by_key(&self, topic: &str, key: &str, max: usize, begin_ms: i64, end_ms: i64) -> Result<Vec<Bytes>, StoreError> {
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Bytes>, StoreError> {
         let mut out = Vec::new();
-        for phys in self.index.query(&format!("{topic}#{key}"), max.saturating_mul(2), begin_ms, end_ms)? {
-            let Some(record) = self.read_message(phys)? else { continue };
-            let Ok((m, _)) = MessageExt::decode(&record) else { continue };
+        for phys in self.index.query(
+            &format!("{topic}#{key}"),
+            max.saturating_mul(2),
+            begin_ms,
+            end_ms,
+        )? {
+            let Some(record) = self.read_message(phys)? else {
+                continue;
+            };
+            let Ok((m, _)) = MessageExt::decode(&record) else {
+                continue;
+            };
             let (_, keys) = dispatch_info(&m.properties);
             if m.topic == topic && keys.iter().any(|k| k == key) {
                 out.push(record);
@@ -405,14 +529,29 @@ impl MessageStore {
 
     /// Every queue the store holds, with its offsets.
     pub fn queue_stats(&self) -> Vec<QueueStats> {
-        let queues: Vec<(QueueKey, Arc<ConsumeQueue>)> =
-            self.queues.read().expect("queues lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let queues: Vec<(QueueKey, Arc<ConsumeQueue>)> = self
+            .queues
+            .read()
+            .expect("queues lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut out: Vec<QueueStats> = queues
             .into_iter()
             .map(|((topic, queue_id), q)| {
                 let max = q.max_offset();
-                let last_store_ms = if max > 0 { q.entry(max - 1).ok().flatten().map(|e| e.store_ms) } else { None };
-                QueueStats { topic, queue_id, min_offset: q.min_offset(), max_offset: max, last_store_ms }
+                let last_store_ms = if max > 0 {
+                    q.entry(max - 1).ok().flatten().map(|e| e.store_ms)
+                } else {
+                    None
+                };
+                QueueStats {
+                    topic,
+                    queue_id,
+                    min_offset: q.min_offset(),
+                    max_offset: max,
+                    last_store_ms,
+                }
             })
             .collect();
         out.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
@@ -461,19 +600,37 @@ impl MessageStore {
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let consistent = self.dispatched_offset.load(Ordering::Acquire);
         self.commit_log.flush()?;
-        let queues: Vec<Arc<ConsumeQueue>> = self.queues.read().expect("queues lock").values().cloned().collect();
+        let queues: Vec<Arc<ConsumeQueue>> = self
+            .queues
+            .read()
+            .expect("queues lock")
+            .values()
+            .cloned()
+            .collect();
         for q in queues {
             q.flush()?;
         }
         self.index.flush()?;
-        checkpoint::store(&self.config.root, Checkpoint { consistent_offset: consistent, timestamp_ms: now_ms() })
+        checkpoint::store(
+            &self.config.root,
+            Checkpoint {
+                consistent_offset: consistent,
+                timestamp_ms: now_ms(),
+            },
+        )
     }
 
     /// Deletes commit-log segments last written before `cutoff`, then the queue and index
     /// entries that pointed into them. Returns the new minimum commit-log offset.
     pub fn delete_expired(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {
         let min = self.commit_log.delete_segments_older_than(cutoff)?;
-        let queues: Vec<Arc<ConsumeQueue>> = self.queues.read().expect("queues lock").values().cloned().collect();
+        let queues: Vec<Arc<ConsumeQueue>> = self
+            .queues
+            .read()
+            .expect("queues lock")
+            .values()
+            .cloned()
+            .collect();
         for q in queues {
             q.drop_below_phys(min)?;
         }

@@ -13,7 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 #[derive(Parser)]
-#[command(name = "ferromq", version, about = "A RocketMQ-compatible message queue in one binary")]
+#[command(
+    name = "ferromq",
+    version,
+    about = "A RocketMQ-compatible message queue in one binary"
+)]
 struct Cli {
     /// Log filter (e.g. info, debug, ferromq_broker=debug); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info")]
@@ -78,7 +82,10 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
             Command::Standalone(args) => standalone(args).await,
@@ -93,7 +100,8 @@ fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -105,8 +113,11 @@ fn shutdown_on_signals() -> CancellationToken {
 }
 
 fn load_broker_config(path: Option<&PathBuf>) -> Result<BrokerConfig> {
-    let Some(path) = path else { return Ok(BrokerConfig::default()) };
-    let (config, warnings) = BrokerConfig::from_file(path).with_context(|| format!("loading {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(BrokerConfig::default());
+    };
+    let (config, warnings) =
+        BrokerConfig::from_file(path).with_context(|| format!("loading {}", path.display()))?;
     for w in warnings {
         warn!("{}: {w}", path.display());
     }
@@ -114,7 +125,9 @@ fn load_broker_config(path: Option<&PathBuf>) -> Result<BrokerConfig> {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("binding the {what} to {addr} (is another process using the port?)"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("binding the {what} to {addr} (is another process using the port?)")
+    })
 }
 
 fn advise_on_broker_ip(config: &BrokerConfig, from_file: bool) {
@@ -131,12 +144,18 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     if let Some(dir) = args.data_dir {
         config.store_root = dir;
     }
-    let broker_addr = args.broker_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
+    let broker_addr = args
+        .broker_listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
     let namesrv_listener = bind(args.namesrv_listen, "name server").await?;
     let broker_listener = bind(broker_addr, "broker").await?;
     config.listen_port = broker_listener.local_addr()?.port();
     let namesrv_port = namesrv_listener.local_addr()?.port();
-    let namesrv_ip = if args.namesrv_listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { args.namesrv_listen.ip().to_string() };
+    let namesrv_ip = if args.namesrv_listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.namesrv_listen.ip().to_string()
+    };
     let local_namesrv = format!("{namesrv_ip}:{namesrv_port}");
     if !config.namesrv_addrs.contains(&local_namesrv) {
         config.namesrv_addrs.insert(0, local_namesrv.clone());
@@ -149,7 +168,10 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, namesrv_shutdown.clone()));
     let broker = open_broker(config)?;
     broker.register_once().await;
-    println!("FerroMQ is ready: name server {local_namesrv}, broker {}", broker.config().advertised_addr());
+    println!(
+        "FerroMQ is ready: name server {local_namesrv}, broker {}",
+        broker.config().advertised_addr()
+    );
     broker.serve(broker_listener, shutdown).await;
     namesrv_shutdown.cancel();
     let _ = namesrv_task.await;
@@ -166,7 +188,9 @@ async fn namesrv(listen: SocketAddr) -> Result<()> {
     let listener = bind(listen, "name server").await?;
     let shutdown = shutdown_on_signals();
     println!("FerroMQ is ready: name server {}", listener.local_addr()?);
-    NameServer::new(NamesrvConfig::default()).serve(listener, shutdown).await;
+    NameServer::new(NamesrvConfig::default())
+        .serve(listener, shutdown)
+        .await;
     Ok(())
 }
 
@@ -181,16 +205,23 @@ async fn broker(args: BrokerArgs) -> Result<()> {
         config.apply(&map).context("--namesrv")?;
     }
     if config.namesrv_addrs.is_empty() {
-        bail!("no name server configured: set namesrvAddr in broker.conf or pass --namesrv host:port");
+        bail!(
+            "no name server configured: set namesrvAddr in broker.conf or pass --namesrv host:port"
+        );
     }
-    let addr = args.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
+    let addr = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
     let listener = bind(addr, "broker").await?;
     config.listen_port = listener.local_addr()?.port();
     advise_on_broker_ip(&config, args.config.is_some());
     let shutdown = shutdown_on_signals();
     let broker = open_broker(config)?;
     broker.register_once().await;
-    println!("FerroMQ is ready: broker {}", broker.config().advertised_addr());
+    println!(
+        "FerroMQ is ready: broker {}",
+        broker.config().advertised_addr()
+    );
     broker.serve(listener, shutdown).await;
     Ok(())
 }

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 use ferromq_protocol::body::TopicConfig;
 use ferromq_protocol::code::response;
-use ferromq_protocol::header::{CreateTopicRequestHeader, QueryMessageRequestHeader, TopicRequestHeader, ViewMessageRequestHeader};
+use ferromq_protocol::header::{
+    CreateTopicRequestHeader, QueryMessageRequestHeader, TopicRequestHeader,
+    ViewMessageRequestHeader,
+};
 use ferromq_protocol::RemotingCommand;
 
 use super::header;
@@ -24,11 +27,21 @@ impl Broker {
             Err(resp) => return resp,
         };
         if h.offset < 0 {
-            return RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("can not find message by the offset {}", h.offset));
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("can not find message by the offset {}", h.offset),
+            );
         }
         match self.store.store().read_message(h.offset as u64) {
-            Ok(Some(record)) => RemotingCommand::response_to(req, response::SUCCESS).with_body(record),
-            Ok(None) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("can not find message by the offset {}", h.offset)),
+            Ok(Some(record)) => {
+                RemotingCommand::response_to(req, response::SUCCESS).with_body(record)
+            }
+            Ok(None) => RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("can not find message by the offset {}", h.offset),
+            ),
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }
     }
@@ -38,13 +51,23 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        let max = if h.unique_key_query == Some(true) { MAX_QUERY_RESULTS } else { (h.max_num.max(1) as usize).min(MAX_QUERY_RESULTS) };
-        let end = if h.end_timestamp <= 0 { i64::MAX } else { h.end_timestamp };
+        let max = if h.unique_key_query == Some(true) {
+            MAX_QUERY_RESULTS
+        } else {
+            (h.max_num.max(1) as usize).min(MAX_QUERY_RESULTS)
+        };
+        let end = if h.end_timestamp <= 0 {
+            i64::MAX
+        } else {
+            h.end_timestamp
+        };
         let store = self.store.store();
         match store.query_by_key(&h.topic, &h.key, max, h.begin_timestamp, end) {
-            Ok(records) if records.is_empty() => {
-                RemotingCommand::error_response(req, response::QUERY_NOT_FOUND, "can not find message, maybe time range not correct")
-            }
+            Ok(records) if records.is_empty() => RemotingCommand::error_response(
+                req,
+                response::QUERY_NOT_FOUND,
+                "can not find message, maybe time range not correct",
+            ),
             Ok(records) => {
                 let mut body = BytesMut::new();
                 for r in &records {
@@ -68,7 +91,11 @@ impl Broker {
             return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
         }
         if !(1..=1024).contains(&h.read_queue_nums) || !(1..=1024).contains(&h.write_queue_nums) {
-            return RemotingCommand::error_response(req, response::INVALID_PARAMETER, "queue counts must be between 1 and 1024");
+            return RemotingCommand::error_response(
+                req,
+                response::INVALID_PARAMETER,
+                "queue counts must be between 1 and 1024",
+            );
         }
         let config = TopicConfig {
             topic_name: h.topic.clone(),
@@ -84,7 +111,11 @@ impl Broker {
                 self.request_registration();
                 RemotingCommand::response_to(req, response::SUCCESS)
             }
-            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("persisting the topic failed: {e}")),
+            Err(e) => RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("persisting the topic failed: {e}"),
+            ),
         }
     }
 
@@ -93,16 +124,27 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        let result = self.topics.delete(&h.topic).map_err(|e| e.to_string()).and_then(|_| {
-            self.offsets.remove_topic(&h.topic);
-            self.store.store().delete_topic(&h.topic).map_err(|e| e.to_string())
-        });
+        let result = self
+            .topics
+            .delete(&h.topic)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                self.offsets.remove_topic(&h.topic);
+                self.store
+                    .store()
+                    .delete_topic(&h.topic)
+                    .map_err(|e| e.to_string())
+            });
         match result {
             Ok(()) => {
                 self.request_registration();
                 RemotingCommand::response_to(req, response::SUCCESS)
             }
-            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("deleting the topic failed: {e}")),
+            Err(e) => RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("deleting the topic failed: {e}"),
+            ),
         }
     }
 
@@ -114,15 +156,28 @@ impl Broker {
     pub(crate) fn runtime_info(&self, req: &RemotingCommand) -> RemotingCommand {
         let store = self.store.store();
         let mut table = BTreeMap::new();
-        table.insert("brokerVersionDesc", format!("FerroMQ {}", env!("CARGO_PKG_VERSION")));
-        table.insert("brokerVersion", ferromq_protocol::CURRENT_VERSION.to_string());
+        table.insert(
+            "brokerVersionDesc",
+            format!("FerroMQ {}", env!("CARGO_PKG_VERSION")),
+        );
+        table.insert(
+            "brokerVersion",
+            ferromq_protocol::CURRENT_VERSION.to_string(),
+        );
         table.insert("msgPutTotalTodayNow", self.stats.puts().to_string());
         table.insert("msgGetTotalTodayNow", self.stats.gets().to_string());
-        table.insert("commitLogMinOffset", store.min_commit_log_offset().to_string());
+        table.insert(
+            "commitLogMinOffset",
+            store.min_commit_log_offset().to_string(),
+        );
         table.insert("commitLogMaxOffset", store.write_offset().to_string());
         table.insert("bootTimestamp", self.boot_ms.to_string());
-        table.insert("runtime", format!("{} seconds", self.started.elapsed().as_secs()));
-        let body = serde_json::to_vec(&serde_json::json!({ "table": table })).expect("runtime info serializes");
+        table.insert(
+            "runtime",
+            format!("{} seconds", self.started.elapsed().as_secs()),
+        );
+        let body = serde_json::to_vec(&serde_json::json!({ "table": table }))
+            .expect("runtime info serializes");
         RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
     }
 }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use ferromq_protocol::body::{perm, ConsumerIdList, HeartbeatData};
 use ferromq_protocol::code::response;
 use ferromq_protocol::header::{
-    ConsumerGroupRequestHeader, QueryConsumerOffsetRequestHeader, QueueRequestHeader, SearchOffsetRequestHeader,
-    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    ConsumerGroupRequestHeader, QueryConsumerOffsetRequestHeader, QueueRequestHeader,
+    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
@@ -23,7 +23,13 @@ impl Broker {
     pub(crate) fn heartbeat(&self, conn: &Connection, req: &RemotingCommand) -> RemotingCommand {
         let data: HeartbeatData = match serde_json::from_slice(&req.body) {
             Ok(d) => d,
-            Err(e) => return RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("invalid heartbeat body: {e}")),
+            Err(e) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("invalid heartbeat body: {e}"),
+                )
+            }
         };
         let channel = ClientChannel {
             conn: conn.clone(),
@@ -33,17 +39,23 @@ impl Broker {
             last_heartbeat: Instant::now(),
         };
         for p in &data.producer_data_set {
-            self.clients.register_producer(&p.group_name, channel.clone());
+            self.clients
+                .register_producer(&p.group_name, channel.clone());
         }
         for c in &data.consumer_data_set {
             // Apache creates the retry topic on first sight of the group, so a consumer's
             // automatic %RETRY% subscription has a route.
             let retry_topic = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", c.group_name);
             if retry_topic.len() <= crate::topic::MAX_TOPIC_LEN + 8 {
-                match self.topics.ensure_system_topic(&retry_topic, 1, perm::READ | perm::WRITE) {
+                match self
+                    .topics
+                    .ensure_system_topic(&retry_topic, 1, perm::READ | perm::WRITE)
+                {
                     Ok((_, true)) => self.request_registration(),
                     Ok(_) => {}
-                    Err(e) => warn!(topic = %retry_topic, error = %e, "creating the retry topic failed"),
+                    Err(e) => {
+                        warn!(topic = %retry_topic, error = %e, "creating the retry topic failed")
+                    }
                 }
             }
             if self.clients.register_consumer(c, channel.clone()) {
@@ -53,12 +65,20 @@ impl Broker {
         RemotingCommand::response_to(req, response::SUCCESS)
     }
 
-    pub(crate) fn unregister_client(&self, conn: &Connection, req: &RemotingCommand) -> RemotingCommand {
+    pub(crate) fn unregister_client(
+        &self,
+        conn: &Connection,
+        req: &RemotingCommand,
+    ) -> RemotingCommand {
         let h = match header::<UnregisterClientRequestHeader>(req) {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        if self.clients.unregister(conn.id(), h.producer_group.as_deref(), h.consumer_group.as_deref()) {
+        if self.clients.unregister(
+            conn.id(),
+            h.producer_group.as_deref(),
+            h.consumer_group.as_deref(),
+        ) {
             if let Some(g) = &h.consumer_group {
                 self.notify_consumer_ids_changed(g);
             }
@@ -73,9 +93,16 @@ impl Broker {
         };
         let ids = self.clients.consumer_ids(&h.consumer_group);
         if ids.is_empty() {
-            return RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("no consumer for this group, {}", h.consumer_group));
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("no consumer for this group, {}", h.consumer_group),
+            );
         }
-        let body = serde_json::to_vec(&ConsumerIdList { consumer_id_list: ids }).expect("id list serializes");
+        let body = serde_json::to_vec(&ConsumerIdList {
+            consumer_id_list: ids,
+        })
+        .expect("id list serializes");
         RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
     }
 
@@ -85,7 +112,8 @@ impl Broker {
             Err(resp) => return resp,
         };
         if let Some(offset) = self.offsets.query(&h.consumer_group, &h.topic, h.queue_id) {
-            return RemotingCommand::response_to(req, response::SUCCESS).with_field("offset", offset);
+            return RemotingCommand::response_to(req, response::SUCCESS)
+                .with_field("offset", offset);
         }
         // A new group on a queue that still holds its first message starts from 0, even
         // with CONSUME_FROM_LAST_OFFSET: the seed runs its producer before its consumer.
@@ -93,7 +121,11 @@ impl Broker {
         if store.min_offset(&h.topic, h.queue_id) == 0 || h.set_zero_if_not_found == Some(true) {
             return RemotingCommand::response_to(req, response::SUCCESS).with_field("offset", 0);
         }
-        RemotingCommand::error_response(req, response::QUERY_NOT_FOUND, "Not found, maybe this group consumer boot first")
+        RemotingCommand::error_response(
+            req,
+            response::QUERY_NOT_FOUND,
+            "Not found, maybe this group consumer boot first",
+        )
     }
 
     pub(crate) fn update_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
@@ -101,22 +133,27 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        self.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        self.offsets
+            .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         RemotingCommand::response_to(req, response::SUCCESS)
     }
 
     pub(crate) fn max_offset(&self, req: &RemotingCommand) -> RemotingCommand {
         match header::<QueueRequestHeader>(req) {
-            Ok(h) => RemotingCommand::response_to(req, response::SUCCESS)
-                .with_field("offset", self.store.store().max_offset(&h.topic, h.queue_id)),
+            Ok(h) => RemotingCommand::response_to(req, response::SUCCESS).with_field(
+                "offset",
+                self.store.store().max_offset(&h.topic, h.queue_id),
+            ),
             Err(resp) => resp,
         }
     }
 
     pub(crate) fn min_offset(&self, req: &RemotingCommand) -> RemotingCommand {
         match header::<QueueRequestHeader>(req) {
-            Ok(h) => RemotingCommand::response_to(req, response::SUCCESS)
-                .with_field("offset", self.store.store().min_offset(&h.topic, h.queue_id)),
+            Ok(h) => RemotingCommand::response_to(req, response::SUCCESS).with_field(
+                "offset",
+                self.store.store().min_offset(&h.topic, h.queue_id),
+            ),
             Err(resp) => resp,
         }
     }
@@ -126,8 +163,14 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        match self.store.store().search_offset_by_time(&h.topic, h.queue_id, h.timestamp) {
-            Ok(offset) => RemotingCommand::response_to(req, response::SUCCESS).with_field("offset", offset),
+        match self
+            .store
+            .store()
+            .search_offset_by_time(&h.topic, h.queue_id, h.timestamp)
+        {
+            Ok(offset) => {
+                RemotingCommand::response_to(req, response::SUCCESS).with_field("offset", offset)
+            }
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }
     }
@@ -138,7 +181,8 @@ impl Broker {
             Err(resp) => return resp,
         };
         match self.store.store().earliest_store_time(&h.topic, h.queue_id) {
-            Ok(ts) => RemotingCommand::response_to(req, response::SUCCESS).with_field("timestamp", ts.unwrap_or(0)),
+            Ok(ts) => RemotingCommand::response_to(req, response::SUCCESS)
+                .with_field("timestamp", ts.unwrap_or(0)),
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }
     }

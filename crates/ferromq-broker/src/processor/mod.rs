@@ -16,10 +16,16 @@ use crate::Broker;
 
 impl Broker {
     /// Handles one request; `None` sends no reply.
-    pub(crate) async fn process(&self, conn: &Connection, req: RemotingCommand) -> Option<RemotingCommand> {
+    pub(crate) async fn process(
+        &self,
+        conn: &Connection,
+        req: RemotingCommand,
+    ) -> Option<RemotingCommand> {
         debug!(code = req.code, opaque = req.opaque, peer = %conn.peer(), body_len = req.body.len(), "request");
         let resp = match req.code {
-            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => self.send_message(conn, &req).await,
+            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+                self.send_message(conn, &req).await
+            }
             request::PULL_MESSAGE => self.pull_message(&req).await,
             request::HEART_BEAT => self.heartbeat(conn, &req),
             request::UNREGISTER_CLIENT => self.unregister_client(conn, &req),
@@ -36,7 +42,11 @@ impl Broker {
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),
             request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
-            code => RemotingCommand::error_response(&req, response::REQUEST_CODE_NOT_SUPPORTED, format!(" request type {code} not supported")),
+            code => RemotingCommand::error_response(
+                &req,
+                response::REQUEST_CODE_NOT_SUPPORTED,
+                format!(" request type {code} not supported"),
+            ),
         };
         Some(resp)
     }
@@ -44,5 +54,6 @@ impl Broker {
 
 /// Decodes a typed header or produces the error reply naming the bad field.
 pub(crate) fn header<H: CommandHeader>(req: &RemotingCommand) -> Result<H, RemotingCommand> {
-    H::decode(&req.ext_fields).map_err(|e| RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()))
+    H::decode(&req.ext_fields)
+        .map_err(|e| RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()))
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ferromq_protocol::body::perm;
 use ferromq_protocol::code::response;
-use ferromq_protocol::header::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
+use ferromq_protocol::header::{
+    CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+};
 use ferromq_protocol::message::tag_hash;
 use ferromq_protocol::RemotingCommand;
 use ferromq_store::{GetResult, GetStatus};
@@ -34,7 +36,13 @@ fn tag_filter(expression: &str) -> Option<HashSet<i64>> {
     if expr.is_empty() || expr == "*" {
         return None;
     }
-    Some(expr.split("||").map(str::trim).filter(|t| !t.is_empty()).map(tag_hash).collect())
+    Some(
+        expr.split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(tag_hash)
+            .collect(),
+    )
 }
 
 impl Broker {
@@ -44,23 +52,37 @@ impl Broker {
             Err(resp) => return resp,
         };
         let Some(topic) = self.topics.get(&h.topic) else {
-            return RemotingCommand::error_response(req, response::TOPIC_NOT_EXIST, format!("topic[{}] not exist, apply first please!", h.topic));
+            return RemotingCommand::error_response(
+                req,
+                response::TOPIC_NOT_EXIST,
+                format!("topic[{}] not exist, apply first please!", h.topic),
+            );
         };
         if topic.perm & perm::READ == 0 {
-            return RemotingCommand::error_response(req, response::NO_PERMISSION, format!("the topic[{}] pulling message is forbidden", h.topic));
+            return RemotingCommand::error_response(
+                req,
+                response::NO_PERMISSION,
+                format!("the topic[{}] pulling message is forbidden", h.topic),
+            );
         }
         if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
             return RemotingCommand::error_response(
                 req,
                 response::SYSTEM_ERROR,
-                format!("queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]", h.queue_id, h.topic, topic.read_queue_nums),
+                format!(
+                    "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
+                    h.queue_id, h.topic, topic.read_queue_nums
+                ),
             );
         }
         // The request's own expression wins when flagged; else the heartbeat's. With
         // neither (a pull racing the first heartbeat after a broker restart) everything is
         // delivered and the client's exact tag check filters: no stall, no loss.
         let (expression, expression_type) = if h.sys_flag & PULL_SUBSCRIPTION != 0 {
-            (h.subscription.clone().unwrap_or_default(), h.expression_type.clone().unwrap_or_else(|| "TAG".into()))
+            (
+                h.subscription.clone().unwrap_or_default(),
+                h.expression_type.clone().unwrap_or_else(|| "TAG".into()),
+            )
         } else {
             match self.clients.subscription(&h.consumer_group, &h.topic) {
                 Some(s) => (s.sub_string, s.expression_type),
@@ -68,24 +90,41 @@ impl Broker {
             }
         };
         if expression_type.eq_ignore_ascii_case("SQL92") {
-            return RemotingCommand::error_response(req, response::SYSTEM_ERROR, "The broker does not support consumer to filter message by SQL92");
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                "The broker does not support consumer to filter message by SQL92",
+            );
         }
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
-            self.offsets.commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+            self.offsets
+                .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         }
         let filter = tag_filter(&expression);
         let accept = |tag: i64| filter.as_ref().is_none_or(|set| set.contains(&tag));
         let offset = h.queue_offset.max(0) as u64;
         let max_msgs = (h.max_msg_nums.max(1) as usize).min(MAX_PULL_MESSAGES);
         let store = self.store.store();
-        let read = || store.get_messages(&h.topic, h.queue_id, offset, max_msgs, MAX_PULL_BYTES, &accept);
+        let read = || {
+            store.get_messages(
+                &h.topic,
+                h.queue_id,
+                offset,
+                max_msgs,
+                MAX_PULL_BYTES,
+                &accept,
+            )
+        };
         let mut result = match read() {
             Ok(r) => r,
-            Err(e) => return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+            Err(e) => {
+                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
+            }
         };
         let caught_up = |r: &GetResult| classify(r, offset).0 == response::PULL_NOT_FOUND;
         if h.sys_flag & PULL_SUSPEND != 0 && h.suspend_timeout_millis > 0 && caught_up(&result) {
-            let deadline = Instant::now() + Duration::from_millis(h.suspend_timeout_millis as u64).min(MAX_HOLD);
+            let deadline = Instant::now()
+                + Duration::from_millis(h.suspend_timeout_millis as u64).min(MAX_HOLD);
             let notify = self.store.waker().notifier(&h.topic, h.queue_id);
             loop {
                 let notified = notify.notified();
@@ -94,13 +133,23 @@ impl Broker {
                 notified.as_mut().enable();
                 result = match read() {
                     Ok(r) => r,
-                    Err(e) => return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+                    Err(e) => {
+                        return RemotingCommand::error_response(
+                            req,
+                            response::SYSTEM_ERROR,
+                            e.to_string(),
+                        )
+                    }
                 };
                 if !caught_up(&result) {
                     break;
                 }
                 let now = Instant::now();
-                if now >= deadline || tokio::time::timeout(deadline - now, notified).await.is_err() {
+                if now >= deadline
+                    || tokio::time::timeout(deadline - now, notified)
+                        .await
+                        .is_err()
+                {
                     break;
                 }
             }
@@ -117,7 +166,9 @@ fn classify(r: &GetResult, requested: u64) -> (i32, u64) {
         GetStatus::Found => (response::SUCCESS, r.next_begin_offset),
         GetStatus::NoMessageInQueue if requested == 0 => (response::PULL_NOT_FOUND, 0),
         GetStatus::NoMessageInQueue => (response::PULL_OFFSET_MOVED, 0),
-        GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly => (response::PULL_OFFSET_MOVED, r.next_begin_offset),
+        GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly => {
+            (response::PULL_OFFSET_MOVED, r.next_begin_offset)
+        }
         GetStatus::OffsetOverflowOne => (response::PULL_NOT_FOUND, r.next_begin_offset),
         GetStatus::NoMatchedMessage => (response::PULL_RETRY_IMMEDIATELY, r.next_begin_offset),
     }

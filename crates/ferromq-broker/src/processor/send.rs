@@ -3,7 +3,9 @@
 use bytes::BytesMut;
 use ferromq_protocol::body::{perm, TopicConfig};
 use ferromq_protocol::code::{request, response};
-use ferromq_protocol::header::{CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader};
+use ferromq_protocol::header::{
+    CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader,
+};
 use ferromq_protocol::message::{self, decode_batch, property, MessageExt, MAX_PROPERTIES_BYTES};
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
@@ -23,18 +25,27 @@ struct Outgoing {
 }
 
 impl Broker {
-    pub(crate) async fn send_message(&self, conn: &Connection, req: &RemotingCommand) -> RemotingCommand {
-        let h = if req.code == request::SEND_MESSAGE || (req.code == request::SEND_BATCH_MESSAGE && !req.ext_fields.contains_key("b")) {
+    pub(crate) async fn send_message(
+        &self,
+        conn: &Connection,
+        req: &RemotingCommand,
+    ) -> RemotingCommand {
+        let h = if req.code == request::SEND_MESSAGE
+            || (req.code == request::SEND_BATCH_MESSAGE && !req.ext_fields.contains_key("b"))
+        {
             header::<SendMessageRequestHeader>(req)
         } else {
-            SendMessageRequestHeader::decode_v2(&req.ext_fields)
-                .map_err(|e| RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()))
+            SendMessageRequestHeader::decode_v2(&req.ext_fields).map_err(|e| {
+                RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
+            })
         };
         let h = match h {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        let illegal = |remark: String| RemotingCommand::error_response(req, response::MESSAGE_ILLEGAL, remark);
+        let illegal = |remark: String| {
+            RemotingCommand::error_response(req, response::MESSAGE_ILLEGAL, remark)
+        };
         if let Err(why) = validate_topic_name(&h.topic) {
             return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
         }
@@ -43,7 +54,11 @@ impl Broker {
             Err(resp) => return resp,
         };
         if topic.perm & perm::WRITE == 0 {
-            return RemotingCommand::error_response(req, response::NO_PERMISSION, format!("the topic[{}] sending message is forbidden", h.topic));
+            return RemotingCommand::error_response(
+                req,
+                response::NO_PERMISSION,
+                format!("the topic[{}] sending message is forbidden", h.topic),
+            );
         }
         let queue_nums = topic.write_queue_nums.max(topic.read_queue_nums);
         let queue_id = if h.queue_id < 0 {
@@ -52,29 +67,47 @@ impl Broker {
             return RemotingCommand::error_response(
                 req,
                 response::SYSTEM_ERROR,
-                format!("queueId[{}] is illegal, topic:[{}] topicConfig.writeQueueNums:[{}]", h.queue_id, h.topic, topic.write_queue_nums),
+                format!(
+                    "queueId[{}] is illegal, topic:[{}] topicConfig.writeQueueNums:[{}]",
+                    h.queue_id, h.topic, topic.write_queue_nums
+                ),
             );
         } else {
             h.queue_id
         };
         let header_props = h.properties.clone().unwrap_or_default();
         if header_props.len() > MAX_PROPERTIES_BYTES {
-            return illegal(format!("the message properties length {} exceeds {MAX_PROPERTIES_BYTES}", header_props.len()));
+            return illegal(format!(
+                "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
+                header_props.len()
+            ));
         }
         if req.body.len() > self.config.max_message_size {
-            return illegal(format!("the message body size over max value, MAX: {}", self.config.max_message_size));
+            return illegal(format!(
+                "the message body size over max value, MAX: {}",
+                self.config.max_message_size
+            ));
         }
         let batch = req.code == request::SEND_BATCH_MESSAGE;
         let outgoing: Vec<Outgoing> = if batch {
             match decode_batch(&req.body) {
-                Ok(entries) if !entries.is_empty() => {
-                    entries.into_iter().map(|e| Outgoing { flag: e.flag, body: e.body, properties: e.properties }).collect()
-                }
+                Ok(entries) if !entries.is_empty() => entries
+                    .into_iter()
+                    .map(|e| Outgoing {
+                        flag: e.flag,
+                        body: e.body,
+                        properties: e.properties,
+                    })
+                    .collect(),
                 Ok(_) => return illegal("the batch is empty".into()),
                 Err(e) => return illegal(format!("the batch body is malformed: {e}")),
             }
         } else {
-            vec![Outgoing { flag: h.flag, body: req.body.clone(), properties: header_props.clone() }]
+            vec![Outgoing {
+                flag: h.flag,
+                body: req.body.clone(),
+                properties: header_props.clone(),
+            }]
         };
         let wait_flush = property(&header_props, message::property::WAIT) != Some("false");
         let mut puts = Vec::with_capacity(outgoing.len());
@@ -88,18 +121,33 @@ impl Broker {
                     "transaction messages are not supported by this FerroMQ version yet",
                 );
             }
-            if property(&props, message::property::DELAY).is_some_and(|d| d.parse::<i32>().is_ok_and(|l| l > 0)) {
-                return illegal("delay-level messages are not supported by this FerroMQ version yet".into());
+            if property(&props, message::property::DELAY)
+                .is_some_and(|d| d.parse::<i32>().is_ok_and(|l| l > 0))
+            {
+                return illegal(
+                    "delay-level messages are not supported by this FerroMQ version yet".into(),
+                );
             }
             if !batch && property(&props, message::property::UNIQ_KEY).is_none() {
-                message::push_property(&mut props, message::property::UNIQ_KEY, &self.next_uniq_key());
+                message::push_property(
+                    &mut props,
+                    message::property::UNIQ_KEY,
+                    &self.next_uniq_key(),
+                );
             }
             if !batch {
                 uniq_key = property(&props, message::property::UNIQ_KEY).map(str::to_string);
             }
-            message::push_property(&mut props, message::property::CLUSTER, &self.config.cluster_name);
+            message::push_property(
+                &mut props,
+                message::property::CLUSTER,
+                &self.config.cluster_name,
+            );
             if props.len() > MAX_PROPERTIES_BYTES {
-                return illegal(format!("the message properties length {} exceeds {MAX_PROPERTIES_BYTES}", props.len()));
+                return illegal(format!(
+                    "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
+                    props.len()
+                ));
             }
             let msg = MessageExt {
                 topic: h.topic.clone(),
@@ -113,18 +161,32 @@ impl Broker {
                 body: out.body,
                 ..Default::default()
             };
-            let msg = MessageExt { properties: props, ..msg };
+            let msg = MessageExt {
+                properties: props,
+                ..msg
+            };
             let mut record = BytesMut::with_capacity(msg.encoded_len());
             msg.encode(&mut record);
-            puts.push(PutMessage::new(h.topic.clone(), queue_id, &msg.properties, record));
+            puts.push(PutMessage::new(
+                h.topic.clone(),
+                queue_id,
+                &msg.properties,
+                record,
+            ));
         }
         let (code, results) = match self.store.put(puts, wait_flush).await {
             Ok(r) => (response::SUCCESS, r),
             Err(PutError::FlushTimeout(r)) => (response::FLUSH_DISK_TIMEOUT, r),
             Err(PutError::ShuttingDown) => {
-                return RemotingCommand::error_response(req, response::SERVICE_NOT_AVAILABLE, "the broker is shutting down")
+                return RemotingCommand::error_response(
+                    req,
+                    response::SERVICE_NOT_AVAILABLE,
+                    "the broker is shutting down",
+                )
             }
-            Err(e) => return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+            Err(e) => {
+                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
+            }
         };
         self.stats.record_put(results.len() as u64);
         let msg_id = results
@@ -140,18 +202,27 @@ impl Broker {
             transaction_id: uniq_key,
         }
         .encode(&mut resp.ext_fields);
-        resp.with_field("MSG_REGION", "DefaultRegion").with_field("TRACE_ON", "true")
+        resp.with_field("MSG_REGION", "DefaultRegion")
+            .with_field("TRACE_ON", "true")
     }
 
     /// The topic's config, auto-creating it when allowed; otherwise the error reply.
-    fn topic_for_send(&self, req: &RemotingCommand, h: &SendMessageRequestHeader) -> Result<TopicConfig, RemotingCommand> {
+    fn topic_for_send(
+        &self,
+        req: &RemotingCommand,
+        h: &SendMessageRequestHeader,
+    ) -> Result<TopicConfig, RemotingCommand> {
         if let Some(t) = self.topics.get(&h.topic) {
             return Ok(t);
         }
         let created = if h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
-            self.topics.ensure_system_topic(&h.topic, 1, perm::READ | perm::WRITE).map(|(t, _)| Some(t))
+            self.topics
+                .ensure_system_topic(&h.topic, 1, perm::READ | perm::WRITE)
+                .map(|(t, _)| Some(t))
         } else if let Some(template) = h.default_topic.as_deref().filter(|t| !t.is_empty()) {
-            let queues = h.default_topic_queue_nums.unwrap_or(self.config.default_topic_queue_nums);
+            let queues = h
+                .default_topic_queue_nums
+                .unwrap_or(self.config.default_topic_queue_nums);
             self.topics.create_from_template(&h.topic, template, queues)
         } else {
             Ok(None)
@@ -166,7 +237,11 @@ impl Broker {
                 response::TOPIC_NOT_EXIST,
                 format!("topic[{}] not exist, apply first please!", h.topic),
             )),
-            Err(e) => Err(RemotingCommand::error_response(req, response::SYSTEM_ERROR, format!("creating the topic failed: {e}"))),
+            Err(e) => Err(RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("creating the topic failed: {e}"),
+            )),
         }
     }
 }

@@ -19,7 +19,11 @@ fn config(dir: &Path) -> StoreConfig {
 }
 
 fn put(topic: &str, queue: i32, body: &[u8], tag: &str, key: &str) -> PutMessage {
-    let props = encode_properties([("TAGS", tag), ("KEYS", key), ("UNIQ_KEY", &format!("U-{key}"))]);
+    let props = encode_properties([
+        ("TAGS", tag),
+        ("KEYS", key),
+        ("UNIQ_KEY", &format!("U-{key}")),
+    ]);
     let m = MessageExt {
         topic: topic.into(),
         queue_id: queue,
@@ -35,19 +39,30 @@ fn put(topic: &str, queue: i32, body: &[u8], tag: &str, key: &str) -> PutMessage
 }
 
 fn bodies(store: &MessageStore, topic: &str, queue: i32, from: u64) -> Vec<Vec<u8>> {
-    let r = store.get_messages(topic, queue, from, 1000, usize::MAX, &|_| true).unwrap();
-    r.messages.iter().map(|m| MessageExt::decode(m).unwrap().0.body.to_vec()).collect()
+    let r = store
+        .get_messages(topic, queue, from, 1000, usize::MAX, &|_| true)
+        .unwrap();
+    r.messages
+        .iter()
+        .map(|m| MessageExt::decode(m).unwrap().0.body.to_vec())
+        .collect()
 }
 
 fn all_bodies(store: &MessageStore, topic: &str, queue: i32) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut offset = store.min_offset(topic, queue);
     loop {
-        let r = store.get_messages(topic, queue, offset, 32, usize::MAX, &|_| true).unwrap();
+        let r = store
+            .get_messages(topic, queue, offset, 32, usize::MAX, &|_| true)
+            .unwrap();
         if r.status != GetStatus::Found {
             return out;
         }
-        out.extend(r.messages.iter().map(|m| MessageExt::decode(m).unwrap().0.body.to_vec()));
+        out.extend(
+            r.messages
+                .iter()
+                .map(|m| MessageExt::decode(m).unwrap().0.body.to_vec()),
+        );
         offset = r.next_begin_offset;
     }
 }
@@ -56,13 +71,28 @@ fn all_bodies(store: &MessageStore, topic: &str, queue: i32) -> Vec<Vec<u8>> {
 fn appended_messages_read_back_with_offsets_assigned() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    let mut batch = vec![put("T", 0, b"a", "x", "k1"), put("T", 1, b"b", "x", "k2"), put("T", 0, b"c", "y", "k3")];
+    let mut batch = vec![
+        put("T", 0, b"a", "x", "k1"),
+        put("T", 1, b"b", "x", "k2"),
+        put("T", 0, b"c", "y", "k3"),
+    ];
     let results = store.append(&mut batch).unwrap();
-    assert_eq!(results.iter().map(|r| r.queue_offset).collect::<Vec<_>>(), vec![0, 0, 1]);
-    assert_eq!(bodies(&store, "T", 0, 0), vec![b"a".to_vec(), b"c".to_vec()]);
-    let r = store.get_messages("T", 0, 0, 10, usize::MAX, &|_| true).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.queue_offset).collect::<Vec<_>>(),
+        vec![0, 0, 1]
+    );
+    assert_eq!(
+        bodies(&store, "T", 0, 0),
+        vec![b"a".to_vec(), b"c".to_vec()]
+    );
+    let r = store
+        .get_messages("T", 0, 0, 10, usize::MAX, &|_| true)
+        .unwrap();
     let (m, _) = MessageExt::decode(&r.messages[1]).unwrap();
-    assert_eq!((m.queue_offset, m.commit_log_offset), (1, results[2].phys_offset as i64));
+    assert_eq!(
+        (m.queue_offset, m.commit_log_offset),
+        (1, results[2].phys_offset as i64)
+    );
     assert!(m.store_timestamp > 0);
     assert_eq!(r.next_begin_offset, 2);
     assert_eq!(store.max_offset("T", 0), 2);
@@ -72,24 +102,43 @@ fn appended_messages_read_back_with_offsets_assigned() {
 fn read_statuses_follow_apache_semantics() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    assert_eq!(store.get_messages("T", 0, 0, 1, usize::MAX, &|_| true).unwrap().status, GetStatus::NoMessageInQueue);
+    assert_eq!(
+        store
+            .get_messages("T", 0, 0, 1, usize::MAX, &|_| true)
+            .unwrap()
+            .status,
+        GetStatus::NoMessageInQueue
+    );
     store.append(&mut [put("T", 0, b"a", "TagA", "k")]).unwrap();
-    let get = |o| store.get_messages("T", 0, o, 1, usize::MAX, &|_| true).unwrap();
+    let get = |o| {
+        store
+            .get_messages("T", 0, o, 1, usize::MAX, &|_| true)
+            .unwrap()
+    };
     assert_eq!(get(1).status, GetStatus::OffsetOverflowOne);
     assert_eq!(get(5).status, GetStatus::OffsetOverflowBadly);
     assert_eq!(get(5).next_begin_offset, 1);
-    let filtered = store.get_messages("T", 0, 0, 1, usize::MAX, &|tag| tag == 42).unwrap();
-    assert_eq!((filtered.status, filtered.next_begin_offset), (GetStatus::NoMatchedMessage, 1));
+    let filtered = store
+        .get_messages("T", 0, 0, 1, usize::MAX, &|tag| tag == 42)
+        .unwrap();
+    assert_eq!(
+        (filtered.status, filtered.next_begin_offset),
+        (GetStatus::NoMatchedMessage, 1)
+    );
 }
 
 #[test]
 fn tag_filter_skips_entries_but_counts_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    let mut batch: Vec<PutMessage> = (0..10).map(|i| put("T", 0, &[i], if i % 2 == 0 { "even" } else { "odd" }, "k")).collect();
+    let mut batch: Vec<PutMessage> = (0..10)
+        .map(|i| put("T", 0, &[i], if i % 2 == 0 { "even" } else { "odd" }, "k"))
+        .collect();
     store.append(&mut batch).unwrap();
     let even = ferromq_protocol::message::tag_hash("even");
-    let r = store.get_messages("T", 0, 0, 32, usize::MAX, &|t| t == even).unwrap();
+    let r = store
+        .get_messages("T", 0, 0, 32, usize::MAX, &|t| t == even)
+        .unwrap();
     assert_eq!(r.messages.len(), 5);
     assert_eq!(r.next_begin_offset, 10);
 }
@@ -102,8 +151,13 @@ fn segments_roll_over_and_records_never_span_two() {
     for _ in 0..200 {
         store.append(&mut [put("T", 0, &body, "t", "k")]).unwrap();
     }
-    let segments = std::fs::read_dir(dir.path().join("commitlog")).unwrap().count();
-    assert!(segments >= 3, "expected several 64 KiB segments, found {segments}");
+    let segments = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count();
+    assert!(
+        segments >= 3,
+        "expected several 64 KiB segments, found {segments}"
+    );
     assert_eq!(all_bodies(&store, "T", 0).len(), 200);
     let names: Vec<u64> = std::fs::read_dir(dir.path().join("commitlog"))
         .unwrap()
@@ -118,7 +172,9 @@ fn reopen_after_clean_close_keeps_everything() {
     {
         let store = MessageStore::open(config(dir.path())).unwrap();
         for i in 0..50u8 {
-            store.append(&mut [put("T", (i % 2) as i32, &[i], "t", &format!("k{i}"))]).unwrap();
+            store
+                .append(&mut [put("T", (i % 2) as i32, &[i], "t", &format!("k{i}"))])
+                .unwrap();
         }
         store.checkpoint().unwrap();
     }
@@ -130,7 +186,10 @@ fn reopen_after_clean_close_keeps_everything() {
 }
 
 fn last_segment(dir: &Path) -> std::path::PathBuf {
-    let mut segs: Vec<_> = std::fs::read_dir(dir.join("commitlog")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segs.sort();
     segs.pop().unwrap()
 }
@@ -141,21 +200,30 @@ fn truncated_tail_is_cut_and_queues_rebuilt_without_checkpoint() {
     {
         let store = MessageStore::open(config(dir.path())).unwrap();
         for i in 0..10u8 {
-            store.append(&mut [put("T", 0, &[i; 100], "t", "k")]).unwrap();
+            store
+                .append(&mut [put("T", 0, &[i; 100], "t", "k")])
+                .unwrap();
         }
         // No checkpoint: as after a crash, queues must be rebuilt from the log.
     }
     std::fs::remove_file(dir.path().join("checkpoint")).ok();
     let seg = last_segment(dir.path());
     let len = std::fs::metadata(&seg).unwrap().len();
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 30).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 30)
+        .unwrap();
     // Also lose the consume queue entirely.
     std::fs::remove_dir_all(dir.path().join("consumequeue")).unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     let got = all_bodies(&store, "T", 0);
     assert_eq!(got.len(), 9);
     assert_eq!(got[8], vec![8u8; 100]);
-    let r = store.append(&mut [put("T", 0, b"after", "t", "k")]).unwrap();
+    let r = store
+        .append(&mut [put("T", 0, b"after", "t", "k")])
+        .unwrap();
     assert_eq!(r[0].queue_offset, 9);
     assert_eq!(all_bodies(&store, "T", 0).last().unwrap(), b"after");
 }
@@ -166,17 +234,25 @@ fn torn_record_with_bad_crc_ends_the_log() {
     let offsets;
     {
         let store = MessageStore::open(config(dir.path())).unwrap();
-        let mut batch: Vec<PutMessage> = (0..5u8).map(|i| put("T", 0, &[i; 64], "t", "k")).collect();
+        let mut batch: Vec<PutMessage> =
+            (0..5u8).map(|i| put("T", 0, &[i; 64], "t", "k")).collect();
         offsets = store.append(&mut batch).unwrap();
     }
     std::fs::remove_file(dir.path().join("checkpoint")).ok();
     // Flip a body byte of the fourth record: CRC mismatch.
     let seg = last_segment(dir.path());
-    let f = OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
     let pos = offsets[3].phys_offset + 4 + offsets[3].record_bytes as u64 - 20;
     std::os::unix::fs::FileExt::write_all_at(&f, &[0xFF], pos).unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    assert_eq!(all_bodies(&store, "T", 0), (0..3u8).map(|i| vec![i; 64]).collect::<Vec<_>>());
+    assert_eq!(
+        all_bodies(&store, "T", 0),
+        (0..3u8).map(|i| vec![i; 64]).collect::<Vec<_>>()
+    );
     assert_eq!(store.write_offset(), offsets[3].phys_offset);
 }
 
@@ -189,7 +265,12 @@ fn garbage_after_the_last_record_is_truncated() {
     }
     std::fs::remove_file(dir.path().join("checkpoint")).ok();
     let seg = last_segment(dir.path());
-    OpenOptions::new().append(true).open(&seg).unwrap().write_all(&[0u8; 500]).unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&[0u8; 500])
+        .unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     assert_eq!(all_bodies(&store, "T", 0), vec![b"kept".to_vec()]);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), store.write_offset());
@@ -202,20 +283,38 @@ fn consume_queue_entries_past_the_checkpoint_are_rebuilt() {
         let store = MessageStore::open(config(dir.path())).unwrap();
         store.append(&mut [put("T", 0, b"one", "t", "k")]).unwrap();
         store.checkpoint().unwrap();
-        store.append(&mut [put("T", 0, b"two", "t", "k"), put("T", 0, b"three", "t", "k")]).unwrap();
+        store
+            .append(&mut [
+                put("T", 0, b"two", "t", "k"),
+                put("T", 0, b"three", "t", "k"),
+            ])
+            .unwrap();
     }
     // Lose the queue's unflushed tail: truncate the consume queue to its first entry.
     let cq = dir.path().join("consumequeue/T/0/00000000000000000000");
-    OpenOptions::new().write(true).open(&cq).unwrap().set_len(28).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&cq)
+        .unwrap()
+        .set_len(28)
+        .unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    assert_eq!(all_bodies(&store, "T", 0), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    assert_eq!(
+        all_bodies(&store, "T", 0),
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
 }
 
 #[test]
 fn messages_are_found_by_key_and_unique_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    store.append(&mut [put("T", 0, b"order-1", "t", "order1 buyer7"), put("T", 1, b"order-2", "t", "order2")]).unwrap();
+    store
+        .append(&mut [
+            put("T", 0, b"order-1", "t", "order1 buyer7"),
+            put("T", 1, b"order-2", "t", "order2"),
+        ])
+        .unwrap();
     let found = |key: &str| {
         store
             .query_by_key("T", key, 10, 0, i64::MAX)
@@ -227,7 +326,10 @@ fn messages_are_found_by_key_and_unique_key() {
     assert_eq!(found("buyer7"), vec![b"order-1".to_vec()]);
     assert_eq!(found("U-order2"), vec![b"order-2".to_vec()]);
     assert!(found("nobody").is_empty());
-    assert!(store.query_by_key("OTHER", "order1", 10, 0, i64::MAX).unwrap().is_empty());
+    assert!(store
+        .query_by_key("OTHER", "order1", 10, 0, i64::MAX)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -235,11 +337,19 @@ fn index_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = MessageStore::open(config(dir.path())).unwrap();
-        store.append(&mut [put("T", 0, b"x", "t", "findme")]).unwrap();
+        store
+            .append(&mut [put("T", 0, b"x", "t", "findme")])
+            .unwrap();
         store.checkpoint().unwrap();
     }
     let store = MessageStore::open(config(dir.path())).unwrap();
-    assert_eq!(store.query_by_key("T", "findme", 10, 0, i64::MAX).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .query_by_key("T", "findme", 10, 0, i64::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -250,18 +360,34 @@ fn retention_deletes_old_segments_and_moves_queue_min_offsets() {
     for _ in 0..200 {
         store.append(&mut [put("T", 0, &body, "t", "k")]).unwrap();
     }
-    let before = std::fs::read_dir(dir.path().join("commitlog")).unwrap().count();
-    let min = store.delete_expired(SystemTime::now() + Duration::from_secs(3600)).unwrap();
-    let after = std::fs::read_dir(dir.path().join("commitlog")).unwrap().count();
+    let before = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count();
+    let min = store
+        .delete_expired(SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    let after = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count();
     assert_eq!(after, 1, "all but the active segment go ({before} before)");
     assert_eq!(store.min_commit_log_offset(), min);
     let qmin = store.min_offset("T", 0);
     assert!(qmin > 0);
-    let r = store.get_messages("T", 0, 0, 1, usize::MAX, &|_| true).unwrap();
-    assert_eq!((r.status, r.next_begin_offset), (GetStatus::OffsetTooSmall, qmin));
+    let r = store
+        .get_messages("T", 0, 0, 1, usize::MAX, &|_| true)
+        .unwrap();
+    assert_eq!(
+        (r.status, r.next_begin_offset),
+        (GetStatus::OffsetTooSmall, qmin)
+    );
     assert_eq!(all_bodies(&store, "T", 0).len() as u64, 200 - qmin);
     // Nothing newer than the cutoff is touched.
-    assert_eq!(store.delete_expired(SystemTime::now() - Duration::from_secs(3600)).unwrap(), min);
+    assert_eq!(
+        store
+            .delete_expired(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap(),
+        min
+    );
 }
 
 #[test]
@@ -281,7 +407,10 @@ fn search_by_time_and_earliest_store_time() {
 fn second_process_cannot_open_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let _store = MessageStore::open(config(dir.path())).unwrap();
-    assert!(matches!(MessageStore::open(config(dir.path())), Err(ferromq_store::StoreError::Locked { .. })));
+    assert!(matches!(
+        MessageStore::open(config(dir.path())),
+        Err(ferromq_store::StoreError::Locked { .. })
+    ));
 }
 
 #[test]

@@ -1,0 +1,174 @@
+//! Starts the real binary on free loopback ports in a temp directory.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferromq_protocol::RemotingCommand;
+use ferromq_remoting::{Connection, NoInbound};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    child: Child,
+    pub namesrv: String,
+    pub broker: String,
+    pub output: Arc<Mutex<String>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `ferromq standalone` with the given broker.conf lines.
+    pub fn start(conf: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Self::start_in(dir.path(), conf);
+        s._dir = Some(dir);
+        s
+    }
+
+    pub fn start_in(dir: &Path, conf: &str) -> Server {
+        let conf_path = dir.join("broker.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let (np, bp) = (free_port(), free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferromq"))
+            .args(["standalone", "--data-dir"])
+            .arg(dir.join("data"))
+            .arg("-c")
+            .arg(&conf_path)
+            .args([
+                "--namesrv-listen",
+                &format!("127.0.0.1:{np}"),
+                "--broker-listen",
+                &format!("127.0.0.1:{bp}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("FerroMQ is ready") {
+                    let _ = ready_tx.send(());
+                }
+                out.lock().unwrap().push_str(&line);
+                out.lock().unwrap().push('\n');
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let err = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                err.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            panic!("ferromq did not become ready:\n{}", output.lock().unwrap());
+        }
+        Server {
+            child,
+            namesrv: format!("127.0.0.1:{np}"),
+            broker: format!("127.0.0.1:{bp}"),
+            output,
+            _dir: None,
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn logs(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- ferromq output ----\n{}", self.logs());
+        }
+    }
+}
+
+pub async fn connect(addr: &str) -> Connection {
+    ferromq_remoting::connect(addr, Arc::new(NoInbound), TIMEOUT)
+        .await
+        .unwrap()
+}
+
+pub async fn call(conn: &Connection, cmd: RemotingCommand) -> RemotingCommand {
+    conn.invoke(cmd, TIMEOUT).await.unwrap()
+}
+
+/// A SEND_MESSAGE request with V1 keys, as the Go client sends it.
+pub fn send_request(topic: &str, body: &[u8], properties: &str) -> RemotingCommand {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    RemotingCommand::request(10)
+        .with_field("producerGroup", "PG")
+        .with_field("topic", topic)
+        .with_field("defaultTopic", "TBW102")
+        .with_field("defaultTopicQueueNums", 4)
+        .with_field("queueId", 0)
+        .with_field("sysFlag", 0)
+        .with_field("bornTimestamp", now)
+        .with_field("flag", 0)
+        .with_field("properties", properties)
+        .with_field("reconsumeTimes", 0)
+        .with_field("unitMode", false)
+        .with_field("batch", false)
+        .with_body(body.to_vec())
+}
+
+pub fn pull_request(topic: &str, queue: i32, offset: i64, suspend_ms: i64) -> RemotingCommand {
+    RemotingCommand::request(11)
+        .with_field("consumerGroup", "CG")
+        .with_field("topic", topic)
+        .with_field("queueId", queue)
+        .with_field("queueOffset", offset)
+        .with_field("maxMsgNums", 32)
+        .with_field("sysFlag", if suspend_ms > 0 { 2 } else { 0 })
+        .with_field("commitOffset", 0)
+        .with_field("suspendTimeoutMillis", suspend_ms)
+        .with_field("subscription", "*")
+        .with_field("subVersion", 0)
+        .with_field("expressionType", "TAG")
+}
+
+/// Waits (bounded) until `f` holds.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}

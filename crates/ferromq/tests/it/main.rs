@@ -1,0 +1,5 @@
+//! Black-box tests of the `ferromq` binary over real sockets on 127.0.0.1.
+
+mod harness;
+mod malformed;
+mod protocol;

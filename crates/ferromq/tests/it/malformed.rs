@@ -1,0 +1,164 @@
+//! Bad input gets a clear error and never takes the broker down.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ferromq_protocol::RemotingCommand;
+
+use crate::harness::{call, connect, send_request, Server};
+
+#[tokio::test]
+async fn unknown_request_code_is_not_supported() {
+    let server = Server::start("");
+    for addr in [&server.broker, &server.namesrv] {
+        let conn = connect(addr).await;
+        let resp = call(&conn, RemotingCommand::request(9999)).await;
+        assert_eq!(resp.code, 3);
+        assert!(resp.remark.unwrap().contains("9999"));
+    }
+}
+
+#[tokio::test]
+async fn message_over_max_size_is_illegal() {
+    let server = Server::start("maxMessageSize=1024\n");
+    let broker = connect(&server.broker).await;
+    let resp = call(&broker, send_request("big", &vec![0u8; 1025], "")).await;
+    assert_eq!(resp.code, 13);
+    assert!(resp.remark.unwrap().contains("1024"));
+    assert_eq!(
+        call(&broker, send_request("big", &vec![0u8; 1024], ""))
+            .await
+            .code,
+        0
+    );
+}
+
+#[tokio::test]
+async fn missing_header_field_is_named_in_the_error() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    let mut req = send_request("t", b"x", "");
+    req.ext_fields.remove("bornTimestamp");
+    let resp = call(&broker, req).await;
+    assert_eq!(resp.code, 1);
+    assert!(resp.remark.unwrap().contains("bornTimestamp"));
+    let bad = RemotingCommand::request(30)
+        .with_field("topic", "t")
+        .with_field("queueId", "zero");
+    let resp = call(&broker, bad).await;
+    assert!(resp.remark.unwrap().contains("queueId"));
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_refused() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    let mut batch = send_request("t", &[0, 0, 0, 99, 1, 2], "");
+    batch.code = 320;
+    assert_eq!(call(&broker, batch).await.code, 13);
+    let hb = call(
+        &broker,
+        RemotingCommand::request(34).with_body(&b"{not json"[..]),
+    )
+    .await;
+    assert_eq!(hb.code, 1);
+    let bad_topic = call(&broker, send_request("bad topic!", b"x", "")).await;
+    assert_eq!(bad_topic.code, 29);
+    let ns = connect(&server.namesrv).await;
+    let reg = RemotingCommand::request(103)
+        .with_field("brokerName", "b")
+        .with_field("brokerAddr", "127.0.0.1:1")
+        .with_field("clusterName", "c")
+        .with_field("brokerId", 0)
+        .with_body(&b"[1,2"[..]);
+    assert_eq!(call(&ns, reg).await.code, 1);
+}
+
+/// Sends raw bytes on a fresh connection and reports whether the server closed it.
+fn closed_after(addr: &str, bytes: &[u8]) -> bool {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
+}
+
+#[tokio::test]
+async fn garbage_closes_only_that_connection() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    assert_eq!(
+        call(&broker, send_request("t", b"before", "")).await.code,
+        0
+    );
+    let cases: Vec<Vec<u8>> = vec![
+        // Claims a 2 GiB frame: refused before allocating.
+        vec![0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+        // Negative length.
+        vec![0xff, 0xff, 0xff, 0xf0],
+        // Header length beyond the frame.
+        vec![0, 0, 0, 8, 0, 0, 0x10, 0, 1, 2, 3, 4],
+        // Invalid JSON header.
+        [&[0u8, 0, 0, 9, 0, 0, 0, 5][..], b"{oops"].concat(),
+        // Unknown serialization type.
+        [&[0u8, 0, 0, 6, 7, 0, 0, 2][..], b"{}"].concat(),
+        // Truncated binary header.
+        [&[0u8, 0, 0, 7, 1, 0, 0, 3][..], &[0, 10, 9]].concat(),
+    ];
+    for (i, bytes) in cases.iter().enumerate() {
+        for addr in [server.broker.clone(), server.namesrv.clone()] {
+            let addr2 = addr.clone();
+            let bytes = bytes.clone();
+            let closed = tokio::task::spawn_blocking(move || closed_after(&addr2, &bytes))
+                .await
+                .unwrap();
+            assert!(
+                closed,
+                "case {i}: {addr} kept a connection that sent garbage"
+            );
+        }
+        assert_eq!(
+            call(
+                &broker,
+                send_request("t", format!("after {i}").as_bytes(), "")
+            )
+            .await
+            .code,
+            0
+        );
+    }
+}
+
+#[test]
+fn bad_config_value_refuses_to_start_and_unknown_keys_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("broker.conf");
+    std::fs::write(&conf, "flushDiskType=SOMETIMES\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
+        .args([
+            "standalone",
+            "--namesrv-listen",
+            "127.0.0.1:0",
+            "--broker-listen",
+            "127.0.0.1:0",
+            "-c",
+        ])
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flushDiskType") && err.contains("SOMETIMES") && err.contains("SYNC_FLUSH"),
+        "{err}"
+    );
+
+    let mut server = Server::start("someFutureKey=1\nbrokerName=b1\n");
+    assert!(server.is_running());
+    crate::harness::eventually("the unknown-key warning", || {
+        server.logs().contains("someFutureKey")
+    });
+}
