@@ -233,3 +233,81 @@ impl RouteTable {
             .remove(topic);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferromq_protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+
+    fn header(name: &str, addr: &str, id: i64) -> RegisterBrokerRequestHeader {
+        RegisterBrokerRequestHeader {
+            broker_name: name.into(),
+            broker_addr: addr.into(),
+            cluster_name: "C".into(),
+            broker_id: id,
+            ..Default::default()
+        }
+    }
+
+    fn body(topics: &[&str]) -> RegisterBrokerBody {
+        RegisterBrokerBody {
+            topic_config_serialize_wrapper: TopicConfigSerializeWrapper {
+                topic_config_table: topics.iter().map(|t| (t.to_string(), TopicConfig::new(t, 4, 6))).collect(),
+                data_version: DataVersion { timestamp: 0, counter: 0, state_version: 0 },
+            },
+            filter_server_list: vec![],
+        }
+    }
+
+    #[test]
+    fn route_lists_every_master_hosting_the_topic() {
+        let t = RouteTable::default();
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T", "A"]), 1, None);
+        t.register(&header("b", "127.0.0.1:2", 0), &body(&["T"]), 2, None);
+        let route = t.route("T").unwrap();
+        assert_eq!(route.queue_datas.len(), 2);
+        assert_eq!(route.broker_datas.len(), 2);
+        assert_eq!(t.route("A").unwrap().broker_datas[0].broker_name, "a");
+        assert!(t.route("missing").is_none());
+    }
+
+    #[test]
+    fn reregistration_replaces_the_brokers_topics() {
+        let t = RouteTable::default();
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T", "Old"]), 1, None);
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
+        assert!(t.route("Old").is_none());
+        assert!(t.route("T").is_some());
+    }
+
+    #[test]
+    fn silent_brokers_expire_and_their_topics_vanish() {
+        let t = RouteTable::default();
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, Some(Duration::from_millis(1)));
+        t.register(&header("b", "127.0.0.1:2", 0), &body(&["U"]), 2, None);
+        std::thread::sleep(Duration::from_millis(5));
+        t.expire(Duration::from_secs(120));
+        assert!(t.route("T").is_none());
+        assert!(t.route("U").is_some());
+        assert_eq!(t.cluster_info().cluster_addr_table["C"], vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn closing_the_registering_connection_unregisters() {
+        let t = RouteTable::default();
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 7, None);
+        assert_eq!(t.connection_closed(8), Vec::<String>::new());
+        assert_eq!(t.connection_closed(7), vec!["127.0.0.1:1".to_string()]);
+        assert!(t.route("T").is_none());
+    }
+
+    #[test]
+    fn slave_registration_reports_the_master_and_adds_no_queues() {
+        let t = RouteTable::default();
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
+        let master = t.register(&header("a", "127.0.0.1:3", 1), &body(&["T", "SlaveOnly"]), 2, None);
+        assert_eq!(master.as_deref(), Some("127.0.0.1:1"));
+        assert!(t.route("SlaveOnly").is_none());
+        assert_eq!(t.route("T").unwrap().broker_datas[0].broker_addrs.len(), 2);
+    }
+}

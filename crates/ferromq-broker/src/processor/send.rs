@@ -49,7 +49,7 @@ impl Broker {
         if let Err(why) = validate_topic_name(&h.topic) {
             return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
         }
-        let topic = match self.topic_for_send(req, &h) {
+        let topic = match self.topic_for_send(req, &h).await {
             Ok(t) => t,
             Err(resp) => return resp,
         };
@@ -207,7 +207,9 @@ impl Broker {
     }
 
     /// The topic's config, auto-creating it when allowed; otherwise the error reply.
-    fn topic_for_send(
+    /// A created topic is registered with the name servers before the send is answered,
+    /// so a consumer started right after the first send finds its route.
+    async fn topic_for_send(
         &self,
         req: &RemotingCommand,
         h: &SendMessageRequestHeader,
@@ -229,7 +231,7 @@ impl Broker {
         };
         match created {
             Ok(Some(t)) => {
-                self.request_registration();
+                crate::register::register_all(self).await;
                 Ok(t)
             }
             Ok(None) => Err(RemotingCommand::error_response(

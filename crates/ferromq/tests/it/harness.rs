@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,38 +19,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub struct Server {
+/// A running `ferromq` process whose output is collected.
+pub struct Proc {
     child: Child,
-    pub namesrv: String,
-    pub broker: String,
     pub output: Arc<Mutex<String>>,
-    _dir: Option<tempfile::TempDir>,
 }
 
-impl Server {
-    /// Starts `ferromq standalone` with the given broker.conf lines.
-    pub fn start(conf: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Self::start_in(dir.path(), conf);
-        s._dir = Some(dir);
-        s
-    }
-
-    pub fn start_in(dir: &Path, conf: &str) -> Server {
-        let conf_path = dir.join("broker.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let (np, bp) = (free_port(), free_port());
+impl Proc {
+    /// Spawns `ferromq ARGS` and waits (bounded) for its ready line.
+    pub fn spawn(args: &[String]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferromq"))
-            .args(["standalone", "--data-dir"])
-            .arg(dir.join("data"))
-            .arg("-c")
-            .arg(&conf_path)
-            .args([
-                "--namesrv-listen",
-                &format!("127.0.0.1:{np}"),
-                "--broker-listen",
-                &format!("127.0.0.1:{bp}"),
-            ])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -77,22 +55,14 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                err.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+                err.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = child.kill();
-            panic!("ferromq did not become ready:\n{}", output.lock().unwrap());
+            panic!("ferromq {args:?} did not become ready:\n{}", output.lock().unwrap());
         }
-        Server {
-            child,
-            namesrv: format!("127.0.0.1:{np}"),
-            broker: format!("127.0.0.1:{bp}"),
-            output,
-            _dir: None,
-        }
+        Proc { child, output }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -102,15 +72,68 @@ impl Server {
     pub fn logs(&self) -> String {
         self.output.lock().unwrap().clone()
     }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "unclean exit {status}:\n{}", self.logs());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("ferromq did not stop on SIGTERM:\n{}", self.logs());
+    }
 }
 
-impl Drop for Server {
+impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("---- ferromq output ----\n{}", self.logs());
         }
+    }
+}
+
+/// `ferromq standalone` on free ports in a temp directory.
+pub struct Server {
+    pub proc: Proc,
+    pub namesrv: String,
+    pub broker: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `ferromq standalone` with the given broker.conf lines.
+    pub fn start(conf: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_path = dir.path().join("broker.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let (np, bp) = (free_port(), free_port());
+        let args: Vec<String> = vec![
+            "standalone".into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "-c".into(),
+            conf_path.display().to_string(),
+            "--namesrv-listen".into(),
+            format!("127.0.0.1:{np}"),
+            "--broker-listen".into(),
+            format!("127.0.0.1:{bp}"),
+        ];
+        let proc = Proc::spawn(&args);
+        Server { proc, namesrv: format!("127.0.0.1:{np}"), broker: format!("127.0.0.1:{bp}"), _dir: dir }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
+    }
+
+    pub fn logs(&self) -> String {
+        self.proc.logs()
     }
 }
 
