@@ -24,6 +24,6 @@ step "Go interop suite (official rocketmq-client-go)"
 (cd interop/go && go vet ./... && go test ./... -count=1 -timeout 20m)
 
 step "Java interop suite (official rocketmq-client)"
-(cd interop/java && mvn -B -q test)
+(cd interop/java && mvn -B -ntp test)
 
 printf '\nAll suites passed.\n'

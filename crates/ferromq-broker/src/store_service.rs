@@ -1,8 +1,9 @@
 //! The broker's wrapper around the synchronous store:
 //!
-//! * one **appender** thread takes every queued append job and writes them as one batch
-//!   (natural batching under load, none when idle), then wakes long-polling pulls of the
-//!   queues it touched;
+//! * appends are **combined**: a sender queues its job and, if no append is running, runs
+//!   one for everything queued (natural batching under load, none when idle, and no
+//!   hand-off to another thread: on two cores the context switches cost more than the
+//!   write); then long-polling pulls of the touched queues are woken;
 //! * under `SYNC_FLUSH` a **flusher** thread fsyncs once for everything appended before it
 //!   started (group commit) and publishes the flushed offset; senders wait for it to pass
 //!   their entry; under `ASYNC_FLUSH` it fsyncs every `flushIntervalCommitLog`;
@@ -14,15 +15,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ferromq_store::{AppendResult, FlushMode, MessageStore, PutMessage};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tracing::error;
 
-/// Append jobs queued before senders wait: the memory bound of the send path.
-const APPEND_QUEUE_JOBS: usize = 4096;
 /// Jobs merged into one store append at most.
 const MAX_JOBS_PER_BATCH: usize = 512;
-/// Bytes merged into one store append at most.
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Interval between checkpoints.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -71,7 +68,11 @@ pub enum PutError {
 
 pub struct StoreService {
     store: Arc<MessageStore>,
-    jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    /// Jobs waiting for the next append; bounded by the requests in flight.
+    pending: Mutex<Vec<AppendJob>>,
+    /// Held by whoever is appending.
+    appending: Mutex<()>,
+    closed: std::sync::atomic::AtomicBool,
     flushed: watch::Receiver<u64>,
     flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
     mode: FlushMode,
@@ -88,23 +89,11 @@ impl StoreService {
         flush_interval: Duration,
         sync_flush_timeout: Duration,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(APPEND_QUEUE_JOBS);
         let (flushed_tx, flushed_rx) = watch::channel(store.flushed_offset());
         let flush_wanted = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let waker = Arc::new(PullWaker::default());
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut threads = Vec::new();
-        {
-            let store = store.clone();
-            let waker = waker.clone();
-            let flush_wanted = flush_wanted.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("ferromq-appender".into())
-                    .spawn(move || append_loop(store, rx, waker, mode, flush_wanted))
-                    .expect("spawning the appender thread"),
-            );
-        }
         {
             let store = store.clone();
             let flush_wanted = flush_wanted.clone();
@@ -143,7 +132,9 @@ impl StoreService {
         }
         Arc::new(StoreService {
             store,
-            jobs: Mutex::new(Some(tx)),
+            pending: Mutex::new(Vec::new()),
+            appending: Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             flushed: flushed_rx,
             flush_wanted,
             mode,
@@ -169,16 +160,15 @@ impl StoreService {
         msgs: Vec<PutMessage>,
         wait_flush: bool,
     ) -> Result<Vec<AppendResult>, PutError> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(PutError::ShuttingDown);
+        }
         let (reply, rx) = oneshot::channel();
-        let tx = self
-            .jobs
+        self.pending
             .lock()
-            .expect("job sender lock")
-            .clone()
-            .ok_or(PutError::ShuttingDown)?;
-        tx.send(AppendJob { msgs, reply })
-            .await
-            .map_err(|_| PutError::ShuttingDown)?;
+            .expect("pending jobs lock")
+            .push(AppendJob { msgs, reply });
+        self.drain();
         let results = rx
             .await
             .map_err(|_| PutError::ShuttingDown)?
@@ -199,9 +189,69 @@ impl StoreService {
         Ok(results)
     }
 
-    /// Stops the threads after draining queued appends, then flushes and checkpoints.
+    /// Appends every queued job unless another caller is already doing so. That caller
+    /// re-checks the queue after releasing the lock, so no job is left behind: a job is
+    /// queued before its owner tries the lock, and the holder looks again after letting go.
+    fn drain(&self) {
+        loop {
+            let Ok(_guard) = self.appending.try_lock() else {
+                return;
+            };
+            loop {
+                let jobs: Vec<AppendJob> = {
+                    let mut pending = self.pending.lock().expect("pending jobs lock");
+                    let n = pending.len().min(MAX_JOBS_PER_BATCH);
+                    pending.drain(..n).collect()
+                };
+                if jobs.is_empty() {
+                    break;
+                }
+                self.append_jobs(jobs);
+            }
+            drop(_guard);
+            if self.pending.lock().expect("pending jobs lock").is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn append_jobs(&self, jobs: Vec<AppendJob>) {
+        let counts: Vec<usize> = jobs.iter().map(|j| j.msgs.len()).collect();
+        let mut all: Vec<PutMessage> = Vec::with_capacity(counts.iter().sum());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            all.extend(job.msgs);
+            replies.push(job.reply);
+        }
+        let touched: HashSet<(String, i32)> =
+            all.iter().map(|m| (m.topic.clone(), m.queue_id)).collect();
+        match self.store.append(&mut all) {
+            Ok(results) => {
+                if self.mode == FlushMode::Sync {
+                    let (lock, cvar) = &*self.flush_wanted;
+                    *lock.lock().expect("flush flag lock") = true;
+                    cvar.notify_one();
+                }
+                let mut it = results.into_iter();
+                for (reply, n) in replies.into_iter().zip(counts) {
+                    let _ = reply.send(Ok(it.by_ref().take(n).collect()));
+                }
+                self.waker.wake(&touched);
+            }
+            Err(e) => {
+                error!(error = %e, "append failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Refuses new appends, stops the threads, then flushes and checkpoints.
     pub fn shutdown(&self) {
-        self.jobs.lock().expect("job sender lock").take();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        drop(self.appending.lock().expect("append lock"));
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
         {
@@ -231,57 +281,6 @@ fn sleep_unless_stopping(stopping: &std::sync::atomic::AtomicBool, d: Duration) 
         left -= s;
     }
     stopping.load(std::sync::atomic::Ordering::Acquire)
-}
-
-fn append_loop(
-    store: Arc<MessageStore>,
-    mut rx: mpsc::Receiver<AppendJob>,
-    waker: Arc<PullWaker>,
-    mode: FlushMode,
-    flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
-) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        let mut bytes: usize = jobs[0].msgs.iter().map(|m| m.record.len()).sum();
-        while jobs.len() < MAX_JOBS_PER_BATCH && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(job) => {
-                    bytes += job.msgs.iter().map(|m| m.record.len()).sum::<usize>();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let counts: Vec<usize> = jobs.iter().map(|j| j.msgs.len()).collect();
-        let mut all: Vec<PutMessage> = Vec::with_capacity(counts.iter().sum());
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            all.extend(job.msgs);
-            replies.push(job.reply);
-        }
-        let touched: HashSet<(String, i32)> =
-            all.iter().map(|m| (m.topic.clone(), m.queue_id)).collect();
-        match store.append(&mut all) {
-            Ok(results) => {
-                if mode == FlushMode::Sync {
-                    let (lock, cvar) = &*flush_wanted;
-                    *lock.lock().expect("flush flag lock") = true;
-                    cvar.notify_one();
-                }
-                let mut it = results.into_iter();
-                for (reply, n) in replies.into_iter().zip(counts) {
-                    let _ = reply.send(Ok(it.by_ref().take(n).collect()));
-                }
-                waker.wake(&touched);
-            }
-            Err(e) => {
-                error!(error = %e, "append failed");
-                for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            }
-        }
-    }
 }
 
 fn flush_loop(

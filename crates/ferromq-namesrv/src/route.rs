@@ -252,8 +252,15 @@ mod tests {
     fn body(topics: &[&str]) -> RegisterBrokerBody {
         RegisterBrokerBody {
             topic_config_serialize_wrapper: TopicConfigSerializeWrapper {
-                topic_config_table: topics.iter().map(|t| (t.to_string(), TopicConfig::new(t, 4, 6))).collect(),
-                data_version: DataVersion { timestamp: 0, counter: 0, state_version: 0 },
+                topic_config_table: topics
+                    .iter()
+                    .map(|t| (t.to_string(), TopicConfig::new(t, 4, 6)))
+                    .collect(),
+                data_version: DataVersion {
+                    timestamp: 0,
+                    counter: 0,
+                    state_version: 0,
+                },
             },
             filter_server_list: vec![],
         }
@@ -274,7 +281,12 @@ mod tests {
     #[test]
     fn reregistration_replaces_the_brokers_topics() {
         let t = RouteTable::default();
-        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T", "Old"]), 1, None);
+        t.register(
+            &header("a", "127.0.0.1:1", 0),
+            &body(&["T", "Old"]),
+            1,
+            None,
+        );
         t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
         assert!(t.route("Old").is_none());
         assert!(t.route("T").is_some());
@@ -283,13 +295,21 @@ mod tests {
     #[test]
     fn silent_brokers_expire_and_their_topics_vanish() {
         let t = RouteTable::default();
-        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, Some(Duration::from_millis(1)));
+        t.register(
+            &header("a", "127.0.0.1:1", 0),
+            &body(&["T"]),
+            1,
+            Some(Duration::from_millis(1)),
+        );
         t.register(&header("b", "127.0.0.1:2", 0), &body(&["U"]), 2, None);
         std::thread::sleep(Duration::from_millis(5));
         t.expire(Duration::from_secs(120));
         assert!(t.route("T").is_none());
         assert!(t.route("U").is_some());
-        assert_eq!(t.cluster_info().cluster_addr_table["C"], vec!["b".to_string()]);
+        assert_eq!(
+            t.cluster_info().cluster_addr_table["C"],
+            vec!["b".to_string()]
+        );
     }
 
     #[test]
@@ -305,7 +325,12 @@ mod tests {
     fn slave_registration_reports_the_master_and_adds_no_queues() {
         let t = RouteTable::default();
         t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
-        let master = t.register(&header("a", "127.0.0.1:3", 1), &body(&["T", "SlaveOnly"]), 2, None);
+        let master = t.register(
+            &header("a", "127.0.0.1:3", 1),
+            &body(&["T", "SlaveOnly"]),
+            2,
+            None,
+        );
         assert_eq!(master.as_deref(), Some("127.0.0.1:1"));
         assert!(t.route("SlaveOnly").is_none());
         assert_eq!(t.route("T").unwrap().broker_datas[0].broker_addrs.len(), 2);

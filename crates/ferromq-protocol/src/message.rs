@@ -74,8 +74,12 @@ pub fn property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Appends one property to a properties string.
+/// Appends one property to a properties string. The Java client does not end its
+/// string with a separator, so one is added first when missing.
 pub fn push_property(props: &mut String, name: &str, value: &str) {
+    if !props.is_empty() && !props.ends_with(PROPERTY_SEPARATOR) {
+        props.push(PROPERTY_SEPARATOR);
+    }
     props.push_str(name);
     props.push(NAME_VALUE_SEPARATOR);
     props.push_str(value);
@@ -590,6 +594,17 @@ mod tests {
         let pairs: Vec<_> = properties_iter(p).collect();
         assert_eq!(pairs, vec![("KEYS", "a b"), ("TAGS", "T")]);
         assert_eq!(property(p, "TAGS"), Some("T"));
+    }
+
+    #[test]
+    fn pushing_onto_a_java_style_string_without_trailing_separator_keeps_the_last_value() {
+        let mut java = "KEYS\u{1}k1\u{2}TAGS\u{1}TagA".to_string();
+        push_property(&mut java, "CLUSTER", "DefaultCluster");
+        assert_eq!(property(&java, "TAGS"), Some("TagA"));
+        assert_eq!(property(&java, "CLUSTER"), Some("DefaultCluster"));
+        let mut go = "TAGS\u{1}TagA\u{2}".to_string();
+        push_property(&mut go, "CLUSTER", "C");
+        assert_eq!(go, "TAGS\u{1}TagA\u{2}CLUSTER\u{1}C\u{2}");
     }
 
     #[test]

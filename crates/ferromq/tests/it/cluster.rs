@@ -7,7 +7,10 @@ use crate::harness::{call, connect, free_port, send_request, Proc};
 
 fn namesrv() -> (Proc, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    (Proc::spawn(&["namesrv".into(), "--listen".into(), addr.clone()]), addr)
+    (
+        Proc::spawn(&["namesrv".into(), "--listen".into(), addr.clone()]),
+        addr,
+    )
 }
 
 #[tokio::test]
@@ -16,7 +19,11 @@ async fn broker_registers_with_every_name_server_and_unregisters_on_shutdown() {
     let (_ns2, b) = namesrv();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("broker.conf");
-    std::fs::write(&conf, format!("brokerName=broker-x\nbrokerClusterName=ClusterX\nnamesrvAddr={a};{b}\n")).unwrap();
+    std::fs::write(
+        &conf,
+        format!("brokerName=broker-x\nbrokerClusterName=ClusterX\nnamesrvAddr={a};{b}\n"),
+    )
+    .unwrap();
     let port = free_port();
     let mut broker = Proc::spawn(&[
         "broker".into(),
@@ -31,18 +38,32 @@ async fn broker_registers_with_every_name_server_and_unregisters_on_shutdown() {
     assert_eq!(call(&conn, send_request("multi", b"x", "")).await.code, 0);
     for ns in [&a, &b] {
         let c = connect(ns).await;
-        let route = call(&c, RemotingCommand::request(105).with_field("topic", "multi")).await;
+        let route = call(
+            &c,
+            RemotingCommand::request(105).with_field("topic", "multi"),
+        )
+        .await;
         assert_eq!(route.code, 0, "{ns}: {:?}", route.remark);
         let route: TopicRouteData = serde_json::from_slice(&route.body).unwrap();
-        assert_eq!(route.broker_datas[0].broker_addrs[&0], format!("127.0.0.1:{port}"));
+        assert_eq!(
+            route.broker_datas[0].broker_addrs[&0],
+            format!("127.0.0.1:{port}")
+        );
         let info = call(&c, RemotingCommand::request(106)).await;
         let info: ClusterInfo = serde_json::from_slice(&info.body).unwrap();
-        assert_eq!(info.cluster_addr_table["ClusterX"], vec!["broker-x".to_string()]);
+        assert_eq!(
+            info.cluster_addr_table["ClusterX"],
+            vec!["broker-x".to_string()]
+        );
     }
     broker.terminate();
     for ns in [&a, &b] {
         let c = connect(ns).await;
-        let route = call(&c, RemotingCommand::request(105).with_field("topic", "multi")).await;
+        let route = call(
+            &c,
+            RemotingCommand::request(105).with_field("topic", "multi"),
+        )
+        .await;
         assert_eq!(route.code, 17, "{ns} still routes to a stopped broker");
     }
 }

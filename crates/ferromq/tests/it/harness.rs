@@ -55,12 +55,17 @@ impl Proc {
                 if n == 0 {
                     break;
                 }
-                err.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                err.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = child.kill();
-            panic!("ferromq {args:?} did not become ready:\n{}", output.lock().unwrap());
+            panic!(
+                "ferromq {args:?} did not become ready:\n{}",
+                output.lock().unwrap()
+            );
         }
         Proc { child, output }
     }
@@ -75,7 +80,10 @@ impl Proc {
 
     /// Sends SIGTERM and waits (bounded) for a clean exit.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -125,7 +133,12 @@ impl Server {
             format!("127.0.0.1:{bp}"),
         ];
         let proc = Proc::spawn(&args);
-        Server { proc, namesrv: format!("127.0.0.1:{np}"), broker: format!("127.0.0.1:{bp}"), _dir: dir }
+        Server {
+            proc,
+            namesrv: format!("127.0.0.1:{np}"),
+            broker: format!("127.0.0.1:{bp}"),
+            _dir: dir,
+        }
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -140,9 +140,9 @@ class JavaClientInteropTest {
             MessageExt x = byId.get(r.getMsgId());
             String ctx = "message #" + i + " (" + r.getMsgId() + ")";
             assertEquals(new String(m.getBody(), StandardCharsets.UTF_8), Received.body(x), ctx);
-            assertEquals("TagA", x.getTags(), "tag, " + ctx);
-            assertEquals(m.getKeys(), x.getKeys(), "keys, " + ctx);
-            assertEquals(Integer.toString(i), x.getUserProperty("seq"), "user property, " + ctx);
+            assertText("TagA", x.getTags(), "tag, " + ctx);
+            assertText(m.getKeys(), x.getKeys(), "keys, " + ctx);
+            assertText(Integer.toString(i), x.getUserProperty("seq"), "user property, " + ctx);
             assertEquals(topic, x.getTopic(), ctx);
             assertEquals(r.getMessageQueue().getQueueId(), x.getQueueId(), "queueId, " + ctx);
             assertEquals(r.getQueueOffset(), x.getQueueOffset(), "queueOffset, " + ctx);
@@ -220,8 +220,8 @@ class JavaClientInteropTest {
             MessageExt x = byId.get(r.getMsgId());
             String ctx = "async message #" + i;
             assertEquals(new String(sent.get(i).getBody(), StandardCharsets.UTF_8), Received.body(x), ctx);
-            assertEquals("TagAsync", x.getTags(), ctx);
-            assertEquals(sent.get(i).getKeys(), x.getKeys(), ctx);
+            assertText("TagAsync", x.getTags(), "tag, " + ctx);
+            assertText(sent.get(i).getKeys(), x.getKeys(), "keys, " + ctx);
             assertEquals(r.getMessageQueue().getQueueId(), x.getQueueId(), ctx);
             assertEquals(r.getQueueOffset(), x.getQueueOffset(), ctx);
         }
@@ -250,8 +250,8 @@ class JavaClientInteropTest {
             MessageExt x = byId.get(MessageClientIDSetter.getUniqID(m));
             String ctx = "oneway message #" + i;
             assertEquals(new String(m.getBody(), StandardCharsets.UTF_8), Received.body(x), ctx);
-            assertEquals("TagOneway", x.getTags(), ctx);
-            assertEquals(m.getKeys(), x.getKeys(), ctx);
+            assertText("TagOneway", x.getTags(), "tag, " + ctx);
+            assertText(m.getKeys(), x.getKeys(), "keys, " + ctx);
         }
         assertDenseOffsetsPerQueue(got);
     }
@@ -302,9 +302,9 @@ class JavaClientInteropTest {
             MessageExt x = byId.get(uniqIds.get(i));
             String mctx = "batched message #" + i;
             assertEquals(new String(m.getBody(), StandardCharsets.UTF_8), Received.body(x), mctx);
-            assertEquals("TagBatch", x.getTags(), mctx);
-            assertEquals(m.getKeys(), x.getKeys(), mctx);
-            assertEquals(Integer.toString(i), x.getUserProperty("seq"), mctx);
+            assertText("TagBatch", x.getTags(), "tag, " + mctx);
+            assertText(m.getKeys(), x.getKeys(), "keys, " + mctx);
+            assertText(Integer.toString(i), x.getUserProperty("seq"), "user property, " + mctx);
             assertEquals(q, x.getQueueId(), "all batched messages go to the queue of the SendResult, " + mctx);
             assertEquals(r.getQueueOffset() + i, x.getQueueOffset(), "consecutive queue offsets, " + mctx);
             assertEquals(offIds[i], ((MessageClientExt) x).getOffsetMsgId(), "offsetMsgId, " + mctx);
@@ -500,6 +500,26 @@ class JavaClientInteropTest {
             }
         }
         return out;
+    }
+
+    /** assertEquals for strings taken from message properties; control characters are made visible. */
+    private static void assertText(String expected, String actual, String ctx) {
+        assertEquals(visible(expected), visible(actual), ctx);
+    }
+
+    static String visible(String s) {
+        if (s == null) {
+            return null;
+        }
+        StringBuilder sb = new StringBuilder();
+        for (char c : s.toCharArray()) {
+            if (c < 0x20) {
+                sb.append(String.format("\\u%04x", (int) c));
+            } else {
+                sb.append(c);
+            }
+        }
+        return sb.toString();
     }
 
     private static List<Long> range(long from, int count) {

@@ -57,8 +57,8 @@ final class Received {
             sb.append("\n  q=").append(m.getQueueId())
                 .append(" off=").append(m.getQueueOffset())
                 .append(" msgId=").append(m.getMsgId())
-                .append(" tags=").append(m.getTags())
-                .append(" keys=").append(m.getKeys())
+                .append(" tags=").append(JavaClientInteropTest.visible(m.getTags()))
+                .append(" keys=").append(JavaClientInteropTest.visible(m.getKeys()))
                 .append(" body=").append(body(m));
         }
         return sb.toString();
