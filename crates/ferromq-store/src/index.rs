@@ -42,6 +42,15 @@ pub(crate) struct Index {
     slots: u32,
     entries: u32,
     files: RwLock<Vec<Arc<IndexFile>>>,
+    /// The file being written, with its slot table in memory: appends then cost one
+    /// positioned write per batch, and the table is written out at checkpoints.
+    active: Mutex<Option<ActiveFile>>,
+}
+
+struct ActiveFile {
+    file: Arc<IndexFile>,
+    slots: Vec<u32>,
+    dirty: bool,
 }
 
 fn key_hash(key: &str) -> u32 {
@@ -50,6 +59,7 @@ fn key_hash(key: &str) -> u32 {
 
 impl IndexFile {
     fn slot_pos(slot: u32) -> u64 {
+        // Slots of sealed files are read from disk; the active file's live in memory.
         HEADER_BYTES + slot as u64 * 4
     }
 
@@ -116,73 +126,130 @@ impl Index {
             slots,
             entries,
             files: RwLock::new(files),
+            active: Mutex::new(None),
         })
     }
 
-    fn writable_file(&self, phys: u64) -> Result<Arc<IndexFile>, StoreError> {
-        if let Some(last) = self.files.read().expect("index files lock").last().cloned() {
-            if last.header.lock().expect("index header lock").count < self.entries {
-                return Ok(last);
-            }
-            // Seal the full file before moving on.
-            last.write_header()?;
-            last.file.sync_data().map_err(io_err(&last.path))?;
-        }
-        let path = self.dir.join(offset_file_name(phys));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let len = HEADER_BYTES + self.slots as u64 * 4 + self.entries as u64 * ENTRY_BYTES;
-        file.set_len(len).map_err(io_err(&path))?;
-        let f = Arc::new(IndexFile {
-            file,
-            path,
-            header: Mutex::new(Header {
-                min_phys: phys,
-                ..Default::default()
-            }),
-        });
-        f.write_header()?;
-        self.files
-            .write()
-            .expect("index files lock")
-            .push(f.clone());
-        Ok(f)
+    fn slot_table_bytes(&self) -> usize {
+        self.slots as usize * 4
     }
 
-    /// Adds `key` → `phys`. Only the appender calls this.
-    pub fn put(&self, key: &str, phys: u64, store_ms: i64) -> Result<(), StoreError> {
-        let f = self.writable_file(phys)?;
-        let hash = key_hash(key);
-        let slot = hash % self.slots;
-        let prev = f.read_u32(IndexFile::slot_pos(slot))?;
-        let n = {
-            let mut h = f.header.lock().expect("index header lock");
-            h.count += 1;
-            if h.count == 1 {
-                h.min_phys = phys;
-                h.begin_ms = store_ms;
+    fn load_slots(&self, f: &IndexFile) -> Result<Vec<u32>, StoreError> {
+        let mut raw = vec![0u8; self.slot_table_bytes()];
+        f.file
+            .read_exact_at(&mut raw, HEADER_BYTES)
+            .map_err(io_err(&f.path))?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    fn write_slots(&self, active: &ActiveFile) -> Result<(), StoreError> {
+        let mut raw = Vec::with_capacity(self.slot_table_bytes());
+        for s in &active.slots {
+            raw.extend_from_slice(&s.to_be_bytes());
+        }
+        let f = &active.file;
+        f.file
+            .write_all_at(&raw, HEADER_BYTES)
+            .map_err(io_err(&f.path))?;
+        f.write_header()
+    }
+
+    /// The active file, opening the newest one or creating a new one when it is full.
+    fn active_file<'a>(
+        &self,
+        active: &'a mut Option<ActiveFile>,
+        phys: u64,
+    ) -> Result<&'a mut ActiveFile, StoreError> {
+        let full =
+            |a: &ActiveFile| a.file.header.lock().expect("index header lock").count >= self.entries;
+        if active.is_none() {
+            let newest = self.files.read().expect("index files lock").last().cloned();
+            if let Some(f) = newest {
+                let slots = self.load_slots(&f)?;
+                *active = Some(ActiveFile {
+                    file: f,
+                    slots,
+                    dirty: false,
+                });
             }
-            h.max_phys = h.max_phys.max(phys);
-            h.end_ms = h.end_ms.max(store_ms);
-            h.count
-        };
-        let mut e = Vec::with_capacity(ENTRY_BYTES as usize);
-        e.extend_from_slice(&hash.to_be_bytes());
-        e.extend_from_slice(&phys.to_be_bytes());
-        e.extend_from_slice(&store_ms.to_be_bytes());
-        e.extend_from_slice(&prev.to_be_bytes());
-        f.file
-            .write_all_at(&e, f.entry_pos(self.slots, n))
-            .map_err(io_err(&f.path))?;
-        // The slot is written last so a reader never follows it to an unwritten entry.
-        f.file
-            .write_all_at(&n.to_be_bytes(), IndexFile::slot_pos(slot))
-            .map_err(io_err(&f.path))?;
+        }
+        if active.as_ref().is_some_and(full) {
+            // Seal the full file before moving on.
+            let a = active.take().expect("checked above");
+            self.write_slots(&a)?;
+            a.file.file.sync_data().map_err(io_err(&a.file.path))?;
+        }
+        if active.is_none() {
+            let path = self.dir.join(offset_file_name(phys));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            let len = HEADER_BYTES + self.slots as u64 * 4 + self.entries as u64 * ENTRY_BYTES;
+            file.set_len(len).map_err(io_err(&path))?;
+            let f = Arc::new(IndexFile {
+                file,
+                path,
+                header: Mutex::new(Header {
+                    min_phys: phys,
+                    ..Default::default()
+                }),
+            });
+            f.write_header()?;
+            self.files
+                .write()
+                .expect("index files lock")
+                .push(f.clone());
+            *active = Some(ActiveFile {
+                file: f,
+                slots: vec![0; self.slots as usize],
+                dirty: false,
+            });
+        }
+        Ok(active.as_mut().expect("set above"))
+    }
+
+    /// Adds `key` → `phys` entries. Only the appender calls this.
+    pub fn put_batch(&self, items: &[(String, u64, i64)]) -> Result<(), StoreError> {
+        let mut guard = self.active.lock().expect("active index lock");
+        let mut rest = items;
+        while let Some(first) = rest.first() {
+            let a = self.active_file(&mut guard, first.1)?;
+            let mut h = *a.file.header.lock().expect("index header lock");
+            let room = (self.entries - h.count) as usize;
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            let first_n = h.count + 1;
+            let mut buf = Vec::with_capacity(now.len() * ENTRY_BYTES as usize);
+            for (key, phys, ms) in now {
+                let hash = key_hash(key);
+                let slot = (hash % self.slots) as usize;
+                h.count += 1;
+                if h.count == 1 {
+                    h.min_phys = *phys;
+                    h.begin_ms = *ms;
+                }
+                h.max_phys = h.max_phys.max(*phys);
+                h.end_ms = h.end_ms.max(*ms);
+                buf.extend_from_slice(&hash.to_be_bytes());
+                buf.extend_from_slice(&phys.to_be_bytes());
+                buf.extend_from_slice(&ms.to_be_bytes());
+                buf.extend_from_slice(&a.slots[slot].to_be_bytes());
+                a.slots[slot] = h.count;
+            }
+            let f = &a.file;
+            f.file
+                .write_all_at(&buf, f.entry_pos(self.slots, first_n))
+                .map_err(io_err(&f.path))?;
+            *f.header.lock().expect("index header lock") = h;
+            a.dirty = true;
+            rest = later;
+        }
         Ok(())
     }
 
@@ -204,7 +271,17 @@ impl Index {
             if h.count == 0 || h.end_ms < begin_ms || h.begin_ms > end_ms {
                 continue;
             }
-            let mut n = f.read_u32(IndexFile::slot_pos(slot))?;
+            let in_memory = {
+                let active = self.active.lock().expect("active index lock");
+                active
+                    .as_ref()
+                    .filter(|a| Arc::ptr_eq(&a.file, f))
+                    .map(|a| a.slots[slot as usize])
+            };
+            let mut n = match in_memory {
+                Some(n) => n,
+                None => f.read_u32(IndexFile::slot_pos(slot))?,
+            };
             let mut steps = 0;
             while n != 0 && n <= self.entries && out.len() < max && steps < MAX_CHAIN_STEPS {
                 let mut e = [0u8; ENTRY_BYTES as usize];
@@ -232,11 +309,13 @@ impl Index {
         Ok(out)
     }
 
+    /// Writes the active file's slot table and header, then syncs it.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let files: Vec<Arc<IndexFile>> = self.files.read().expect("index files lock").clone();
-        if let Some(last) = files.last() {
-            last.write_header()?;
-            last.file.sync_data().map_err(io_err(&last.path))?;
+        let mut guard = self.active.lock().expect("active index lock");
+        if let Some(a) = guard.as_mut().filter(|a| a.dirty) {
+            self.write_slots(a)?;
+            a.file.file.sync_data().map_err(io_err(&a.file.path))?;
+            a.dirty = false;
         }
         Ok(())
     }

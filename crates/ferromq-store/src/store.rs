@@ -242,10 +242,11 @@ impl MessageStore {
             tag: tag_code,
             store_ms: msg.store_timestamp,
         }])?;
-        for key in keys {
-            self.index
-                .put(&format!("{}#{}", msg.topic, key), phys, msg.store_timestamp)?;
-        }
+        let items: Vec<(String, u64, i64)> = keys
+            .iter()
+            .map(|k| (format!("{}#{}", msg.topic, k), phys, msg.store_timestamp))
+            .collect();
+        self.index.put_batch(&items)?;
         Ok(())
     }
 
@@ -337,12 +338,16 @@ impl MessageStore {
         for (cq, entries) in queue_entries.values() {
             cq.append(entries)?;
         }
-        for (m, r) in msgs.iter().zip(&results) {
-            for key in &m.keys {
-                self.index
-                    .put(&format!("{}#{}", m.topic, key), r.phys_offset, store_ms)?;
-            }
-        }
+        let index_items: Vec<(String, u64, i64)> = msgs
+            .iter()
+            .zip(&results)
+            .flat_map(|(m, r)| {
+                m.keys
+                    .iter()
+                    .map(move |k| (format!("{}#{}", m.topic, k), r.phys_offset, store_ms))
+            })
+            .collect();
+        self.index.put_batch(&index_items)?;
         self.dispatched_offset.store(offset, Ordering::Release);
         Ok(results)
     }
