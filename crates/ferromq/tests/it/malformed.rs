@@ -162,3 +162,53 @@ fn bad_config_value_refuses_to_start_and_unknown_keys_warn() {
         server.logs().contains("someFutureKey")
     });
 }
+
+#[tokio::test]
+async fn out_of_range_queues_topics_and_properties_are_refused() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    assert_eq!(call(&broker, send_request("q", b"x", "")).await.code, 0);
+    let mut bad_queue = send_request("q", b"x", "");
+    bad_queue.ext_fields.insert("queueId".into(), "99".into());
+    let resp = call(&broker, bad_queue).await;
+    assert_eq!(resp.code, 1);
+    assert!(resp.remark.unwrap().contains("queueId[99]"));
+    let long_props = format!("KEYS\u{1}{}\u{2}", "k".repeat(40_000));
+    assert_eq!(
+        call(&broker, send_request("q", b"x", &long_props))
+            .await
+            .code,
+        13
+    );
+    let pull_unknown = call(
+        &broker,
+        crate::harness::pull_request("never-created", 0, 0, 0),
+    )
+    .await;
+    assert_eq!(pull_unknown.code, 17);
+    let pull_bad_queue = call(&broker, crate::harness::pull_request("q", 42, 0, 0)).await;
+    assert_eq!(pull_bad_queue.code, 1);
+    let mut no_template = send_request("not-auto", b"x", "");
+    no_template.ext_fields.remove("defaultTopic");
+    assert_eq!(call(&broker, no_template).await.code, 17);
+    let sql = crate::harness::pull_request("q", 0, 0, 0)
+        .with_field("sysFlag", 4)
+        .with_field("expressionType", "SQL92")
+        .with_field("subscription", "a > 1");
+    assert_eq!(call(&broker, sql).await.code, 1);
+    assert_eq!(
+        call(&broker, send_request("q", b"still serving", ""))
+            .await
+            .code,
+        0
+    );
+}
+
+#[tokio::test]
+async fn auto_create_disabled_refuses_unknown_topics() {
+    let server = Server::start("autoCreateTopicEnable=false\n");
+    let broker = connect(&server.broker).await;
+    let resp = call(&broker, send_request("fresh", b"x", "")).await;
+    assert_eq!(resp.code, 17);
+    assert!(resp.remark.unwrap().contains("fresh"));
+}
