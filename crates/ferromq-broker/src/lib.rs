@@ -10,6 +10,7 @@ pub mod offset;
 mod persist;
 mod processor;
 mod register;
+pub mod schedule;
 mod stats;
 pub mod store_service;
 pub mod topic;
@@ -19,10 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use ferromq_protocol::code::request;
+use ferromq_protocol::message::{MessageExt, MAX_PROPERTIES_BYTES};
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::{Connection, InboundHandler, ServerConfig};
-use ferromq_store::{MessageStore, StoreConfig};
+use ferromq_store::{AppendResult, MessageStore, PutMessage, StoreConfig};
+use schedule::ScheduleService;
+use store_service::PutError;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +65,7 @@ pub struct Broker {
     store: Arc<StoreService>,
     topics: TopicConfigManager,
     offsets: ConsumerOffsetManager,
+    schedule: ScheduleService,
     clients: ClientManager,
     stats: BrokerStats,
     register_now: Notify,
@@ -117,6 +123,9 @@ impl Broker {
         )
         .map_err(meta_err)?;
         let offsets = ConsumerOffsetManager::open(&config.store_root).map_err(meta_err)?;
+        let schedule =
+            ScheduleService::open(&config.store_root, config.message_delay_levels_ms.clone())
+                .map_err(meta_err)?;
         let store = StoreService::start(
             store,
             config.flush_mode,
@@ -129,6 +138,7 @@ impl Broker {
             store,
             topics,
             offsets,
+            schedule,
             clients: ClientManager::default(),
             stats: BrokerStats::default(),
             register_now: Notify::new(),
@@ -154,6 +164,7 @@ impl Broker {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
+        tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
         let server_config = ServerConfig {
             max_connections: self.config.max_connections,
             ..Default::default()
@@ -214,6 +225,35 @@ impl Broker {
             Ok(Err(e)) => warn!(error = %e, "deleting expired files failed"),
             Err(e) => warn!(error = %e, "retention task failed"),
         }
+    }
+
+    /// Stores messages: sets the store host, moves delayed ones to the schedule topic,
+    /// encodes and appends them. Under SYNC_FLUSH waits for the fsync unless told not to.
+    pub(crate) async fn put_messages(
+        &self,
+        msgs: Vec<MessageExt>,
+        wait_flush: bool,
+    ) -> Result<Vec<AppendResult>, PutError> {
+        let mut puts = Vec::with_capacity(msgs.len());
+        let mut scheduled = false;
+        for mut m in msgs {
+            m.store_host = self.store_host;
+            scheduled |= self.schedule.apply(&mut m);
+            if m.properties.len() > MAX_PROPERTIES_BYTES {
+                return Err(PutError::Illegal(format!(
+                    "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
+                    m.properties.len()
+                )));
+            }
+            let mut record = BytesMut::with_capacity(m.encoded_len());
+            m.encode(&mut record);
+            puts.push(PutMessage::new(m.topic, m.queue_id, &m.properties, record));
+        }
+        let results = self.store.put(puts, wait_flush).await?;
+        if scheduled {
+            self.schedule.notify_stored();
+        }
+        Ok(results)
     }
 
     /// Asks the registration task to register with name servers now (topics changed).

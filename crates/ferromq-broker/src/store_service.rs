@@ -64,6 +64,8 @@ pub enum PutError {
     ShuttingDown,
     #[error("flush did not complete in time")]
     FlushTimeout(Vec<AppendResult>),
+    #[error("{0}")]
+    Illegal(String),
 }
 
 pub struct StoreService {

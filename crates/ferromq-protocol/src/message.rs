@@ -53,6 +53,17 @@ pub mod property {
     pub const REAL_TOPIC: &str = "REAL_TOPIC";
     pub const REAL_QID: &str = "REAL_QID";
     pub const MSG_REGION: &str = "MSG_REGION";
+    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    pub const PGROUP: &str = "PGROUP";
+    pub const TRANSACTION_ID: &str = "__transactionId__";
+    pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
+    pub const CHECK_IMMUNITY_TIME_IN_SECONDS: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    pub const START_DELIVER_TIME: &str = "__STARTDELIVERTIME";
+    pub const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
     pub const TRACE_ON: &str = "TRACE_ON";
 }
 
@@ -84,6 +95,17 @@ pub fn push_property(props: &mut String, name: &str, value: &str) {
     props.push(NAME_VALUE_SEPARATOR);
     props.push_str(value);
     props.push(PROPERTY_SEPARATOR);
+}
+
+/// A properties string without the named properties.
+pub fn without_properties(props: &str, names: &[&str]) -> String {
+    let mut out = String::with_capacity(props.len());
+    for (k, v) in properties_iter(props) {
+        if !names.contains(&k) {
+            push_property(&mut out, k, v);
+        }
+    }
+    out
 }
 
 /// Builds a properties string from pairs.
@@ -605,6 +627,15 @@ mod tests {
         let mut go = "TAGS\u{1}TagA\u{2}".to_string();
         push_property(&mut go, "CLUSTER", "C");
         assert_eq!(go, "TAGS\u{1}TagA\u{2}CLUSTER\u{1}C\u{2}");
+    }
+
+    #[test]
+    fn properties_can_be_removed_by_name() {
+        let p = encode_properties([("A", "1"), ("DELAY", "3"), ("B", "2")]);
+        assert_eq!(
+            without_properties(&p, &["DELAY"]),
+            encode_properties([("A", "1"), ("B", "2")])
+        );
     }
 
     #[test]

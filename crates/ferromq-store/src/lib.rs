@@ -20,7 +20,10 @@ mod consume_queue;
 mod index;
 mod store;
 
-pub use store::{AppendResult, GetResult, GetStatus, MessageStore, PutMessage, QueueStats};
+pub use store::{
+    AppendResult, GetResult, GetStatus, MessageStore, PutMessage, QueueEntry, QueueStats,
+    DUE_TIME_PROPERTY,
+};
 
 use std::path::PathBuf;
 

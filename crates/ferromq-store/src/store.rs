@@ -48,8 +48,17 @@ impl PutMessage {
     }
 }
 
+/// Property holding a due time (ms): delayed and timer messages carry it, and their
+/// consume-queue tag slot holds the due time instead of a tag hash, so schedulers can
+/// tell what is due from the queue alone.
+pub const DUE_TIME_PROPERTY: &str = "TIMER_OUT_MS";
+
 fn dispatch_info(properties: &str) -> (i64, Vec<String>) {
-    let tag_code = property(properties, "TAGS").map(tag_hash).unwrap_or(0);
+    let tag_code = match property(properties, DUE_TIME_PROPERTY).and_then(|d| d.parse::<i64>().ok())
+    {
+        Some(due_ms) => due_ms,
+        None => property(properties, "TAGS").map(tag_hash).unwrap_or(0),
+    };
     let mut keys: Vec<String> = property(properties, "KEYS")
         .map(|k| {
             k.split(' ')
@@ -95,6 +104,20 @@ pub struct GetResult {
     pub max_offset: u64,
     /// Whole records, each verified against its CRC.
     pub messages: Vec<Bytes>,
+}
+
+/// One consume-queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// Logical offset in the queue.
+    pub offset: u64,
+    /// Commit-log offset of the entry.
+    pub phys: u64,
+    /// Record size in bytes.
+    pub size: u32,
+    /// Tag hash, or the due time for delayed and timer messages.
+    pub tag: i64,
+    pub store_ms: i64,
 }
 
 /// Offsets of one queue.
@@ -455,6 +478,31 @@ impl MessageStore {
             max_offset: max,
             messages,
         })
+    }
+
+    /// Raw consume-queue entries of a queue from logical `from`, at most `max`.
+    pub fn queue_entries(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let Some(q) = self.existing_queue(topic, queue_id) else {
+            return Ok(Vec::new());
+        };
+        let from = from.max(q.min_offset());
+        Ok(q.read(from, max)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| QueueEntry {
+                offset: from + i as u64,
+                phys: e.phys,
+                size: e.size,
+                tag: e.tag,
+                store_ms: e.store_ms,
+            })
+            .collect())
     }
 
     /// The record stored at a commit-log offset, CRC-checked.

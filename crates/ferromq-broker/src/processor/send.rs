@@ -1,6 +1,5 @@
 //! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320).
 
-use bytes::BytesMut;
 use ferromq_protocol::body::{perm, TopicConfig};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::{
@@ -9,7 +8,6 @@ use ferromq_protocol::header::{
 use ferromq_protocol::message::{self, decode_batch, property, MessageExt, MAX_PROPERTIES_BYTES};
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
-use ferromq_store::PutMessage;
 use rand::Rng;
 
 use super::header;
@@ -110,7 +108,7 @@ impl Broker {
             }]
         };
         let wait_flush = property(&header_props, message::property::WAIT) != Some("false");
-        let mut puts = Vec::with_capacity(outgoing.len());
+        let mut msgs = Vec::with_capacity(outgoing.len());
         let mut uniq_key = None;
         for out in outgoing {
             let mut props = out.properties;
@@ -119,13 +117,6 @@ impl Broker {
                     req,
                     response::NO_PERMISSION,
                     "transaction messages are not supported by this FerroMQ version yet",
-                );
-            }
-            if property(&props, message::property::DELAY)
-                .is_some_and(|d| d.parse::<i32>().is_ok_and(|l| l > 0))
-            {
-                return illegal(
-                    "delay-level messages are not supported by this FerroMQ version yet".into(),
                 );
             }
             if !batch && property(&props, message::property::UNIQ_KEY).is_none() {
@@ -143,38 +134,20 @@ impl Broker {
                 message::property::CLUSTER,
                 &self.config.cluster_name,
             );
-            if props.len() > MAX_PROPERTIES_BYTES {
-                return illegal(format!(
-                    "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
-                    props.len()
-                ));
-            }
-            let msg = MessageExt {
+            msgs.push(MessageExt {
                 topic: h.topic.clone(),
                 queue_id,
                 flag: out.flag,
                 sys_flag: h.sys_flag,
                 born_timestamp: h.born_timestamp,
                 born_host: conn.peer(),
-                store_host: self.store_host,
                 reconsume_times: h.reconsume_times.unwrap_or(0),
                 body: out.body,
-                ..Default::default()
-            };
-            let msg = MessageExt {
                 properties: props,
-                ..msg
-            };
-            let mut record = BytesMut::with_capacity(msg.encoded_len());
-            msg.encode(&mut record);
-            puts.push(PutMessage::new(
-                h.topic.clone(),
-                queue_id,
-                &msg.properties,
-                record,
-            ));
+                ..Default::default()
+            });
         }
-        let (code, results) = match self.store.put(puts, wait_flush).await {
+        let (code, results) = match self.put_messages(msgs, wait_flush).await {
             Ok(r) => (response::SUCCESS, r),
             Err(PutError::FlushTimeout(r)) => (response::FLUSH_DISK_TIMEOUT, r),
             Err(PutError::ShuttingDown) => {
@@ -184,6 +157,7 @@ impl Broker {
                     "the broker is shutting down",
                 )
             }
+            Err(PutError::Illegal(why)) => return illegal(why),
             Err(e) => {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
             }
