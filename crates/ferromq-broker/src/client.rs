@@ -3,12 +3,14 @@
 //! connection removes its client at once, and silence for `CHANNEL_EXPIRY` does too.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferromq_protocol::body::{ConsumerData, SubscriptionData};
 use ferromq_protocol::LanguageCode;
 use ferromq_remoting::Connection;
+
+use crate::filter::{FilterError, MessageFilter};
 
 /// A client silent this long is dropped (Apache `channelExpiredTimeout`).
 pub const CHANNEL_EXPIRY: Duration = Duration::from_secs(120);
@@ -22,12 +24,34 @@ pub struct ClientChannel {
     pub last_heartbeat: Instant,
 }
 
+/// A registered subscription and its filter, compiled once per subscription version.
+struct Subscription {
+    data: SubscriptionData,
+    filter: Result<Arc<MessageFilter>, FilterError>,
+}
+
+impl Subscription {
+    fn new(data: SubscriptionData) -> Self {
+        let filter = MessageFilter::compile(&data.expression_type, &data.sub_string).map(Arc::new);
+        Subscription { data, filter }
+    }
+}
+
 #[derive(Default)]
 struct ConsumerGroupInfo {
     channels: HashMap<u64, ClientChannel>,
-    subscriptions: HashMap<String, SubscriptionData>,
+    subscriptions: HashMap<String, Subscription>,
+    consume_type: String,
     message_model: String,
     consume_from_where: String,
+}
+
+/// What a group's consumers told the broker about themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerGroupSettings {
+    pub consume_type: String,
+    pub message_model: String,
+    pub consume_from_where: String,
 }
 
 #[derive(Default)]
@@ -51,19 +75,26 @@ impl ClientManager {
         let info = c.entry(data.group_name.clone()).or_default();
         let new_member = !info.channels.contains_key(&channel.conn.id());
         info.channels.insert(channel.conn.id(), channel);
+        info.consume_type = data.consume_type.clone();
         info.message_model = data.message_model.clone();
         info.consume_from_where = data.consume_from_where.clone();
         let mut topics_changed = false;
         for sub in &data.subscription_data_set {
-            match info.subscriptions.get(&sub.topic) {
-                Some(old)
-                    if old.sub_version >= sub.sub_version && old.sub_string == sub.sub_string => {}
-                Some(_) => {
-                    info.subscriptions.insert(sub.topic.clone(), sub.clone());
+            let unchanged = info.subscriptions.get(&sub.topic).map(|old| {
+                old.data.sub_version >= sub.sub_version
+                    && old.data.sub_string == sub.sub_string
+                    && old.data.expression_type == sub.expression_type
+            });
+            match unchanged {
+                Some(true) => {}
+                Some(false) => {
+                    info.subscriptions
+                        .insert(sub.topic.clone(), Subscription::new(sub.clone()));
                 }
                 None => {
                     topics_changed = true;
-                    info.subscriptions.insert(sub.topic.clone(), sub.clone());
+                    info.subscriptions
+                        .insert(sub.topic.clone(), Subscription::new(sub.clone()));
                 }
             }
         }
@@ -104,18 +135,13 @@ impl ClientManager {
 
     /// Forgets a closed connection everywhere. Returns the consumer groups it left.
     pub fn connection_closed(&self, conn_id: u64) -> Vec<String> {
-        for m in self
-            .producers
-            .lock()
-            .expect("producer table lock")
-            .values_mut()
         {
-            m.remove(&conn_id);
+            let mut p = self.producers.lock().expect("producer table lock");
+            for m in p.values_mut() {
+                m.remove(&conn_id);
+            }
+            p.retain(|_, m| !m.is_empty());
         }
-        self.producers
-            .lock()
-            .expect("producer table lock")
-            .retain(|_, m| !m.is_empty());
         let mut c = self.consumers.lock().expect("consumer table lock");
         let groups: Vec<String> = c
             .iter_mut()
@@ -148,40 +174,72 @@ impl ClientManager {
 
     /// Client ids of a group's live consumers, sorted.
     pub fn consumer_ids(&self, group: &str) -> Vec<String> {
-        let c = self.consumers.lock().expect("consumer table lock");
-        let mut ids: Vec<String> = c
-            .get(group)
-            .map(|i| i.channels.values().map(|ch| ch.client_id.clone()).collect())
-            .unwrap_or_default();
+        let mut ids: Vec<String> = self
+            .consumer_channels(group)
+            .into_iter()
+            .map(|ch| ch.client_id)
+            .collect();
         ids.sort();
         ids.dedup();
         ids
     }
 
     pub fn consumer_connections(&self, group: &str) -> Vec<Connection> {
+        self.consumer_channels(group)
+            .into_iter()
+            .map(|ch| ch.conn)
+            .collect()
+    }
+
+    /// Live consumer channels of a group.
+    pub fn consumer_channels(&self, group: &str) -> Vec<ClientChannel> {
         let c = self.consumers.lock().expect("consumer table lock");
         c.get(group)
-            .map(|i| i.channels.values().map(|ch| ch.conn.clone()).collect())
+            .map(|i| i.channels.values().cloned().collect())
             .unwrap_or_default()
     }
 
     /// The subscription a group registered for a topic.
     pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
-        self.consumers
-            .lock()
-            .expect("consumer table lock")
-            .get(group)
-            .and_then(|i| i.subscriptions.get(topic).cloned())
+        let c = self.consumers.lock().expect("consumer table lock");
+        c.get(group)
+            .and_then(|i| i.subscriptions.get(topic).map(|s| s.data.clone()))
+    }
+
+    /// Every subscription of a group.
+    pub fn subscriptions(&self, group: &str) -> Vec<SubscriptionData> {
+        let c = self.consumers.lock().expect("consumer table lock");
+        c.get(group)
+            .map(|i| i.subscriptions.values().map(|s| s.data.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The compiled filter of a group's subscription to a topic.
+    pub fn filter(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Option<Result<Arc<MessageFilter>, FilterError>> {
+        let c = self.consumers.lock().expect("consumer table lock");
+        c.get(group)
+            .and_then(|i| i.subscriptions.get(topic).map(|s| s.filter.clone()))
     }
 
     /// Live producer channels of a group.
     pub fn producer_channels(&self, group: &str) -> Vec<ClientChannel> {
+        let p = self.producers.lock().expect("producer table lock");
+        p.get(group)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn producer_groups(&self) -> Vec<String> {
         self.producers
             .lock()
             .expect("producer table lock")
-            .get(group)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn consumer_groups(&self) -> Vec<String> {
@@ -193,19 +251,15 @@ impl ClientManager {
             .collect()
     }
 
-    pub fn message_model(&self, group: &str) -> Option<String> {
+    pub fn settings(&self, group: &str) -> Option<ConsumerGroupSettings> {
         self.consumers
             .lock()
             .expect("consumer table lock")
             .get(group)
-            .map(|i| i.message_model.clone())
-    }
-
-    pub fn consume_from_where(&self, group: &str) -> Option<String> {
-        self.consumers
-            .lock()
-            .expect("consumer table lock")
-            .get(group)
-            .map(|i| i.consume_from_where.clone())
+            .map(|i| ConsumerGroupSettings {
+                consume_type: i.consume_type.clone(),
+                message_model: i.message_model.clone(),
+                consume_from_where: i.consume_from_where.clone(),
+            })
     }
 }

@@ -26,7 +26,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "storeCheckpoint",
     "abortFile",
     "traceTopicEnable",
-    "enablePropertyFilter",
     "aclEnable",
     "slaveReadEnable",
     "waitTimeMillsInSendQueue",
@@ -98,6 +97,8 @@ pub struct BrokerConfig {
     pub register_name_server_period_ms: u64,
     /// `maxConnections` (FerroMQ): connections served at once, default 10000.
     pub max_connections: usize,
+    /// `enablePropertyFilter`: allow SQL92 subscriptions, default false.
+    pub enable_property_filter: bool,
 }
 
 impl Default for BrokerConfig {
@@ -130,6 +131,7 @@ impl Default for BrokerConfig {
             transaction_check_max: 15,
             register_name_server_period_ms: 30_000,
             max_connections: 10_000,
+            enable_property_filter: false,
         }
     }
 }
@@ -276,6 +278,7 @@ impl BrokerConfig {
                 "registerNameServerPeriod" => {
                     self.register_name_server_period_ms = parse_num(key, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
                 }
+                "enablePropertyFilter" => self.enable_property_filter = parse_bool(key, v)?,
                 "maxConnections" => self.max_connections = parse_num(key, v, 1usize, 1_000_000)?,
                 k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {
                     warnings.push(format!("configuration key {k} is accepted for compatibility but has no effect in FerroMQ"))

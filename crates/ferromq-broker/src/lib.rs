@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod filter;
 pub mod offset;
 mod persist;
 mod processor;
@@ -66,6 +67,7 @@ pub struct Broker {
     topics: TopicConfigManager,
     offsets: ConsumerOffsetManager,
     schedule: ScheduleService,
+    locks: processor::lock::LockManager,
     clients: ClientManager,
     stats: BrokerStats,
     register_now: Notify,
@@ -139,6 +141,7 @@ impl Broker {
             topics,
             offsets,
             schedule,
+            locks: Default::default(),
             clients: ClientManager::default(),
             stats: BrokerStats::default(),
             register_now: Notify::new(),

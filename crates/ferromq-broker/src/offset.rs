@@ -63,6 +63,16 @@ impl ConsumerOffsetManager {
             .unwrap_or_default()
     }
 
+    /// Topics a group has committed offsets on.
+    pub fn topics_of_group(&self, group: &str) -> Vec<String> {
+        let suffix = format!("@{group}");
+        let table = self.table.lock().expect("offset table lock");
+        table
+            .keys()
+            .filter_map(|k| k.strip_suffix(&suffix).map(str::to_string))
+            .collect()
+    }
+
     /// Forgets every group's offsets on a deleted topic.
     pub fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");

@@ -177,8 +177,93 @@ fn default_expression_type() -> String {
     "TAG".to_string()
 }
 
+/// A message queue as clients name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageQueue {
+    pub topic: String,
+    pub broker_name: String,
+    pub queue_id: i32,
+}
+
+impl MessageQueue {
+    /// The key form fastjson writes for a `MessageQueue` map key (fields sorted).
+    pub fn fastjson_key(&self) -> String {
+        format!(
+            r#"{{"brokerName":{},"queueId":{},"topic":{}}}"#,
+            serde_json::to_string(&self.broker_name).expect("string serializes"),
+            self.queue_id,
+            serde_json::to_string(&self.topic).expect("string serializes")
+        )
+    }
+}
+
+/// Writes `{"<field>":{<MessageQueue>:<value>,...}<rest>}` the way Apache's fastjson does:
+/// objects as map keys. Not valid JSON, but what Java tools and the Go client parse.
+pub fn fastjson_queue_map<V: Serialize>(
+    field: &str,
+    entries: &[(MessageQueue, V)],
+    rest: &str,
+) -> String {
+    let mut out = format!("{{\"{field}\":{{");
+    for (i, (mq, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&mq.fastjson_key());
+        out.push(':');
+        out.push_str(&serde_json::to_string(v).expect("value serializes"));
+    }
+    out.push('}');
+    out.push_str(rest);
+    out.push('}');
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockBatchRequestBody {
+    #[serde(default)]
+    pub consumer_group: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub only_this_broker: bool,
+    #[serde(default)]
+    pub mq_set: Vec<MessageQueue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockBatchResponseBody {
+    #[serde(rename = "lockOKMQSet")]
+    pub lock_ok_mq_set: Vec<MessageQueue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckClientConfigBody {
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub group: String,
+    pub subscription_data: SubscriptionData,
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fastjson_queue_maps_use_object_keys() {
+        let mq = MessageQueue {
+            topic: "T".into(),
+            broker_name: "b".into(),
+            queue_id: 2,
+        };
+        assert_eq!(
+            fastjson_queue_map("offsetTable", &[(mq, 5i64)], ""),
+            r#"{"offsetTable":{{"brokerName":"b","queueId":2,"topic":"T"}:5}}"#
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -38,6 +38,9 @@ pub mod request {
     pub const GET_CONSUME_STATS: i32 = 208;
     pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
     pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
+    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
+    pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const QUERY_DATA_VERSION: i32 = 322;
@@ -60,5 +63,7 @@ pub mod response {
     pub const PULL_OFFSET_MOVED: i32 = 21;
     pub const QUERY_NOT_FOUND: i32 = 22;
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
     pub const INVALID_PARAMETER: i32 = 29;
+    pub const CONSUMER_NOT_ONLINE: i32 = 206;
 }

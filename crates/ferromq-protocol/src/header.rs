@@ -286,6 +286,49 @@ command_header! {
     }
 }
 
+command_header! {
+    pub struct ConsumerSendMsgBackRequestHeader {
+        offset: i64 => "offset",
+        group: String => "group",
+        delay_level: i32 => "delayLevel",
+        origin_msg_id: Option<String> => "originMsgId",
+        origin_topic: Option<String> => "originTopic",
+        unit_mode: Option<bool> => "unitMode",
+        max_reconsume_times: Option<i32> => "maxReconsumeTimes",
+    }
+}
+
+command_header! {
+    /// INVOKE_BROKER_TO_RESET_OFFSET (222) and RESET_CONSUMER_CLIENT_OFFSET (220).
+    pub struct ResetOffsetRequestHeader {
+        topic: String => "topic",
+        group: String => "group",
+        timestamp: i64 => "timestamp",
+        is_force: Option<bool> => "isForce",
+    }
+}
+
+command_header! {
+    pub struct GetConsumeStatsRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: Option<String> => "topic",
+    }
+}
+
+command_header! {
+    pub struct GetConsumerRunningInfoRequestHeader {
+        consumer_group: String => "consumerGroup",
+        client_id: String => "clientId",
+        jstack_enable: Option<bool> => "jstackEnable",
+    }
+}
+
+command_header! {
+    pub struct ProducerGroupRequestHeader {
+        producer_group: String => "producerGroup",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

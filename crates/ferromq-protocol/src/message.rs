@@ -350,6 +350,32 @@ impl MessageExt {
     }
 }
 
+/// The properties string of an encoded record, found without decoding the rest.
+pub fn record_properties(record: &[u8]) -> Option<&str> {
+    let sys = i32::from_be_bytes(
+        record
+            .get(SYS_FLAG_POS..SYS_FLAG_POS + 4)?
+            .try_into()
+            .ok()?,
+    );
+    let host = |v6: bool| if v6 { 20 } else { 8 };
+    let mut pos = BORN_HOST_POS
+        + host(sys & sys_flag::BORNHOST_V6 != 0)
+        + 8
+        + host(sys & sys_flag::STOREHOST_V6 != 0)
+        + 4
+        + 8;
+    let body_len = i32::from_be_bytes(record.get(pos..pos + 4)?.try_into().ok()?);
+    pos = pos
+        .checked_add(4)?
+        .checked_add(usize::try_from(body_len).ok()?)?;
+    let topic_len = *record.get(pos)? as usize;
+    pos += 1 + topic_len;
+    let prop_len = i16::from_be_bytes(record.get(pos..pos + 2)?.try_into().ok()?);
+    pos += 2;
+    std::str::from_utf8(record.get(pos..pos + usize::try_from(prop_len).ok()?)?).ok()
+}
+
 /// Writes the offsets and store time the appender assigns into an encoded record.
 pub fn patch_record(
     record: &mut [u8],
@@ -562,6 +588,19 @@ mod tests {
         );
         assert_eq!(back.store_host, m.store_host);
         assert_eq!(buf.len(), m.encoded_len());
+    }
+
+    #[test]
+    fn record_properties_are_found_in_place() {
+        for store_host in ["127.0.0.1:10911", "[::1]:10911"] {
+            let mut m = sample();
+            m.store_host = store_host.parse().unwrap();
+            let mut buf = BytesMut::new();
+            m.encode(&mut buf);
+            assert_eq!(record_properties(&buf), Some(m.properties.as_str()));
+            assert_eq!(record_properties(&buf[..buf.len() - 1]), None);
+        }
+        assert_eq!(record_properties(&[0u8; 10]), None);
     }
 
     #[test]

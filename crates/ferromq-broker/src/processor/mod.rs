@@ -3,7 +3,10 @@
 
 mod admin;
 mod consumer;
+mod group;
+pub(crate) mod lock;
 mod pull;
+mod retry;
 mod send;
 
 use ferromq_protocol::code::{request, response};
@@ -42,6 +45,16 @@ impl Broker {
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),
             request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
+            request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
+            request::LOCK_BATCH_MQ => self.lock_batch(&req),
+            request::UNLOCK_BATCH_MQ => self.unlock_batch(&req),
+            request::CHECK_CLIENT_CONFIG => self.check_client_config(&req),
+            request::INVOKE_BROKER_TO_RESET_OFFSET => self.reset_offset(&req).await,
+            request::GET_CONSUME_STATS => self.consume_stats(&req),
+            request::GET_TOPIC_STATS_INFO => self.topic_stats(&req),
+            request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),
+            request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(&req),
+            request::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(&req).await,
             code => RemotingCommand::error_response(
                 &req,
                 response::REQUEST_CODE_NOT_SUPPORTED,

@@ -2,7 +2,6 @@
 //! queue's notifier and answered as soon as the appender stores a message there, or at
 //! the client's suspend timeout.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -11,7 +10,10 @@ use ferromq_protocol::code::response;
 use ferromq_protocol::header::{
     CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader,
 };
-use ferromq_protocol::message::tag_hash;
+use ferromq_protocol::message::record_properties;
+use std::sync::Arc;
+
+use crate::filter::MessageFilter;
 use ferromq_protocol::RemotingCommand;
 use ferromq_store::{GetResult, GetStatus};
 
@@ -20,6 +22,9 @@ use crate::Broker;
 
 /// Pull sysFlag bits (`PullSysFlag.java`).
 const PULL_COMMIT_OFFSET: i32 = 0x1;
+/// Apache's remark when SQL92 filtering is off (`enablePropertyFilter=false`).
+pub(crate) const SQL_DISABLED: &str =
+    "The broker does not support consumer to filter message by SQL92";
 const PULL_SUSPEND: i32 = 0x2;
 const PULL_SUBSCRIPTION: i32 = 0x4;
 
@@ -30,19 +35,18 @@ const MAX_PULL_BYTES: usize = 256 * 1024;
 /// Longest hold; both clients give up at 30 s.
 const MAX_HOLD: Duration = Duration::from_secs(25);
 
-/// Which tag codes a subscription accepts; `None` accepts all.
-fn tag_filter(expression: &str) -> Option<HashSet<i64>> {
-    let expr = expression.trim();
-    if expr.is_empty() || expr == "*" {
-        return None;
+/// Drops records the filter rejects on their properties (exact tags, SQL92). Skipped
+/// records still count towards the next offset.
+fn exact_filter(mut r: GetResult, filter: &MessageFilter) -> GetResult {
+    if !filter.needs_properties() || r.status != GetStatus::Found {
+        return r;
     }
-    Some(
-        expr.split("||")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(tag_hash)
-            .collect(),
-    )
+    r.messages
+        .retain(|m| record_properties(m).is_some_and(|p| filter.accepts_properties(p)));
+    if r.messages.is_empty() {
+        r.status = GetStatus::NoMatchedMessage;
+    }
+    r
 }
 
 impl Broker {
@@ -78,42 +82,46 @@ impl Broker {
         // The request's own expression wins when flagged; else the heartbeat's. With
         // neither (a pull racing the first heartbeat after a broker restart) everything is
         // delivered and the client's exact tag check filters: no stall, no loss.
-        let (expression, expression_type) = if h.sys_flag & PULL_SUBSCRIPTION != 0 {
-            (
-                h.subscription.clone().unwrap_or_default(),
-                h.expression_type.clone().unwrap_or_else(|| "TAG".into()),
-            )
+        let filter = if h.sys_flag & PULL_SUBSCRIPTION != 0 {
+            let expression = h.subscription.clone().unwrap_or_default();
+            let kind = h.expression_type.clone().unwrap_or_else(|| "TAG".into());
+            Some(MessageFilter::compile(&kind, &expression).map(Arc::new))
         } else {
-            match self.clients.subscription(&h.consumer_group, &h.topic) {
-                Some(s) => (s.sub_string, s.expression_type),
-                None => (String::new(), "TAG".into()),
+            self.clients.filter(&h.consumer_group, &h.topic)
+        };
+        let filter = match filter {
+            None => Arc::new(MessageFilter::All),
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SUBSCRIPTION_PARSE_FAILED,
+                    e.to_string(),
+                )
             }
         };
-        if expression_type.eq_ignore_ascii_case("SQL92") {
-            return RemotingCommand::error_response(
-                req,
-                response::SYSTEM_ERROR,
-                "The broker does not support consumer to filter message by SQL92",
-            );
+        if matches!(*filter, MessageFilter::Sql(_)) && !self.config.enable_property_filter {
+            return RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED);
         }
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
             self.offsets
                 .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         }
-        let filter = tag_filter(&expression);
-        let accept = |tag: i64| filter.as_ref().is_none_or(|set| set.contains(&tag));
+        let accept = |tag: i64| filter.accepts_code(tag);
         let offset = h.queue_offset.max(0) as u64;
         let max_msgs = (h.max_msg_nums.max(1) as usize).min(MAX_PULL_MESSAGES);
         let store = self.store.store();
         let read = || {
-            store.get_messages(
-                &h.topic,
-                h.queue_id,
-                offset,
-                max_msgs,
-                MAX_PULL_BYTES,
-                &accept,
-            )
+            store
+                .get_messages(
+                    &h.topic,
+                    h.queue_id,
+                    offset,
+                    max_msgs,
+                    MAX_PULL_BYTES,
+                    &accept,
+                )
+                .map(|r| exact_filter(r, &filter))
         };
         let mut result = match read() {
             Ok(r) => r,
@@ -192,18 +200,4 @@ fn pull_response(req: &RemotingCommand, r: GetResult, requested: u64) -> Remotin
         resp.body = body.freeze();
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tag_expressions_parse_like_apache() {
-        assert_eq!(tag_filter("*"), None);
-        assert_eq!(tag_filter(""), None);
-        let set = tag_filter("TagA || TagB").unwrap();
-        assert!(set.contains(&tag_hash("TagA")) && set.contains(&tag_hash("TagB")));
-        assert_eq!(set.len(), 2);
-    }
 }

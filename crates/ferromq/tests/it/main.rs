@@ -2,6 +2,7 @@
 
 mod cluster;
 mod delay;
+mod groups;
 mod harness;
 mod malformed;
 mod protocol;

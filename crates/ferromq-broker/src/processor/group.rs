@@ -1,0 +1,303 @@
+//! Consumer-group administration: CHECK_CLIENT_CONFIG, INVOKE_BROKER_TO_RESET_OFFSET
+//! (which tells live clients with RESET_CONSUMER_CLIENT_OFFSET), GET_CONSUME_STATS,
+//! GET_TOPIC_STATS_INFO, GET_CONSUMER_CONNECTION_LIST, GET_PRODUCER_CONNECTION_LIST and
+//! GET_CONSUMER_RUNNING_INFO (forwarded to the client).
+
+use std::time::Duration;
+
+use ferromq_protocol::body::{fastjson_queue_map, CheckClientConfigBody, MessageQueue};
+use ferromq_protocol::code::{request, response};
+use ferromq_protocol::header::{
+    CommandHeader, ConsumerGroupRequestHeader, GetConsumeStatsRequestHeader,
+    GetConsumerRunningInfoRequestHeader, ProducerGroupRequestHeader, ResetOffsetRequestHeader,
+    TopicRequestHeader,
+};
+use ferromq_protocol::RemotingCommand;
+use serde_json::json;
+use tracing::info;
+
+use super::header;
+use super::pull::SQL_DISABLED;
+use crate::filter::MessageFilter;
+use crate::topic::RETRY_GROUP_TOPIC_PREFIX;
+use crate::Broker;
+
+/// How long a forwarded request waits for the client.
+const CLIENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Broker {
+    fn queues_of(&self, topic: &str) -> Vec<MessageQueue> {
+        let n = self
+            .topics
+            .get(topic)
+            .map_or(0, |t| t.read_queue_nums.max(t.write_queue_nums));
+        (0..n)
+            .map(|queue_id| MessageQueue {
+                topic: topic.to_string(),
+                broker_name: self.config.broker_name.clone(),
+                queue_id,
+            })
+            .collect()
+    }
+
+    pub(crate) fn check_client_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        let body: CheckClientConfigBody = match serde_json::from_slice(&req.body) {
+            Ok(b) => b,
+            Err(e) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("invalid body: {e}"),
+                )
+            }
+        };
+        let sub = &body.subscription_data;
+        match MessageFilter::compile(&sub.expression_type, &sub.sub_string) {
+            Ok(MessageFilter::Sql(_)) if !self.config.enable_property_filter => {
+                RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED)
+            }
+            Ok(_) => RemotingCommand::response_to(req, response::SUCCESS),
+            Err(e) => RemotingCommand::error_response(
+                req,
+                response::SUBSCRIPTION_PARSE_FAILED,
+                e.to_string(),
+            ),
+        }
+    }
+
+    /// Moves a group's offsets on a topic to the first message stored at or after a time
+    /// (or only backwards unless forced), then tells the group's live clients.
+    pub(crate) async fn reset_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<ResetOffsetRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        if self.topics.get(&h.topic).is_none() {
+            return RemotingCommand::error_response(
+                req,
+                response::TOPIC_NOT_EXIST,
+                format!("topic[{}] not exist", h.topic),
+            );
+        }
+        let store = self.store.store();
+        let force = h.is_force.unwrap_or(true);
+        let mut table = Vec::new();
+        for mq in self.queues_of(&h.topic) {
+            let target = match store.search_offset_by_time(&h.topic, mq.queue_id, h.timestamp) {
+                Ok(o) => o as i64,
+                Err(e) => {
+                    return RemotingCommand::error_response(
+                        req,
+                        response::SYSTEM_ERROR,
+                        e.to_string(),
+                    )
+                }
+            };
+            let current = self.offsets.query(&h.group, &h.topic, mq.queue_id);
+            let offset = match current {
+                Some(c) if !force && c < target => c,
+                _ => target,
+            };
+            self.offsets.commit(&h.group, &h.topic, mq.queue_id, offset);
+            table.push((mq, offset));
+        }
+        let body = fastjson_queue_map("offsetTable", &table, "");
+        let conns = self.clients.consumer_connections(&h.group);
+        info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp, clients = conns.len(), "consumer offsets reset");
+        for conn in conns {
+            let mut notify = RemotingCommand::request(request::RESET_CONSUMER_CLIENT_OFFSET)
+                .with_body(body.clone());
+            h.encode(&mut notify.ext_fields);
+            notify.language = ferromq_protocol::LanguageCode::Java;
+            let _ = conn.invoke_oneway(notify).await;
+        }
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
+    }
+
+    pub(crate) fn consume_stats(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<GetConsumeStatsRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        let mut topics: Vec<String> = match h.topic.filter(|t| !t.is_empty()) {
+            Some(t) => vec![t],
+            None => self
+                .clients
+                .subscriptions(&h.consumer_group)
+                .into_iter()
+                .map(|s| s.topic)
+                .collect(),
+        };
+        if topics.is_empty() {
+            topics = self.offsets.topics_of_group(&h.consumer_group);
+        }
+        topics.sort();
+        let retry = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.consumer_group);
+        if !topics.contains(&retry) && self.topics.get(&retry).is_some() {
+            topics.push(retry);
+        }
+        let store = self.store.store();
+        let mut table = Vec::new();
+        for topic in &topics {
+            for mq in self.queues_of(topic) {
+                let broker_offset = store.max_offset(topic, mq.queue_id) as i64;
+                let consumer_offset = self
+                    .offsets
+                    .query(&h.consumer_group, topic, mq.queue_id)
+                    .unwrap_or(0);
+                let last_timestamp = if consumer_offset > 0 {
+                    store
+                        .queue_entries(topic, mq.queue_id, (consumer_offset - 1) as u64, 1)
+                        .ok()
+                        .and_then(|e| e.first().map(|e| e.store_ms))
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                table.push((
+                    mq,
+                    json!({"brokerOffset": broker_offset, "consumerOffset": consumer_offset,
+                           "pullOffset": consumer_offset, "lastTimestamp": last_timestamp}),
+                ));
+            }
+        }
+        let body = fastjson_queue_map("offsetTable", &table, r#","consumeTps":0.0"#);
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
+    }
+
+    pub(crate) fn topic_stats(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<TopicRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        if self.topics.get(&h.topic).is_none() {
+            return RemotingCommand::error_response(
+                req,
+                response::TOPIC_NOT_EXIST,
+                format!("topic[{}] not exist", h.topic),
+            );
+        }
+        let store = self.store.store();
+        let table: Vec<_> = self
+            .queues_of(&h.topic)
+            .into_iter()
+            .map(|mq| {
+                let max = store.max_offset(&h.topic, mq.queue_id);
+                let last = if max > 0 {
+                    store.queue_entries(&h.topic, mq.queue_id, max - 1, 1).ok().and_then(|e| e.first().map(|e| e.store_ms))
+                } else {
+                    None
+                };
+                let stats = json!({"minOffset": store.min_offset(&h.topic, mq.queue_id), "maxOffset": max,
+                                   "lastUpdateTimestamp": last.unwrap_or(0)});
+                (mq, stats)
+            })
+            .collect();
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(fastjson_queue_map(
+            "offsetTable",
+            &table,
+            "",
+        ))
+    }
+
+    pub(crate) fn consumer_connections(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<ConsumerGroupRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        let channels = self.clients.consumer_channels(&h.consumer_group);
+        let Some(settings) = self
+            .clients
+            .settings(&h.consumer_group)
+            .filter(|_| !channels.is_empty())
+        else {
+            return RemotingCommand::error_response(
+                req,
+                response::CONSUMER_NOT_ONLINE,
+                format!("the consumer group[{}] not online", h.consumer_group),
+            );
+        };
+        let connections: Vec<_> = channels.iter().map(connection_json).collect();
+        let subscriptions: serde_json::Map<String, serde_json::Value> = self
+            .clients
+            .subscriptions(&h.consumer_group)
+            .into_iter()
+            .map(|s| {
+                (
+                    s.topic.clone(),
+                    serde_json::to_value(&s).expect("subscription serializes"),
+                )
+            })
+            .collect();
+        let body = json!({
+            "connectionSet": connections,
+            "subscriptionTable": subscriptions,
+            "consumeType": settings.consume_type,
+            "messageModel": settings.message_model,
+            "consumeFromWhere": settings.consume_from_where,
+        });
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body.to_string())
+    }
+
+    pub(crate) fn producer_connections(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<ProducerGroupRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        let connections: Vec<_> = self
+            .clients
+            .producer_channels(&h.producer_group)
+            .iter()
+            .map(connection_json)
+            .collect();
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(json!({ "connectionSet": connections }).to_string())
+    }
+
+    /// Forwards GET_CONSUMER_RUNNING_INFO to the named client and relays its answer.
+    pub(crate) async fn consumer_running_info(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<GetConsumerRunningInfoRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        let Some(channel) = self
+            .clients
+            .consumer_channels(&h.consumer_group)
+            .into_iter()
+            .find(|c| c.client_id == h.client_id)
+        else {
+            return RemotingCommand::error_response(
+                req,
+                response::CONSUMER_NOT_ONLINE,
+                format!(
+                    "the consumer <{}> <{}> not online",
+                    h.consumer_group, h.client_id
+                ),
+            );
+        };
+        let mut forward = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO);
+        h.encode(&mut forward.ext_fields);
+        forward.language = ferromq_protocol::LanguageCode::Java;
+        match channel.conn.invoke(forward, CLIENT_CALL_TIMEOUT).await {
+            Ok(resp) => {
+                let mut out = RemotingCommand::response_to(req, resp.code).with_body(resp.body);
+                out.remark = resp.remark;
+                out
+            }
+            Err(e) => RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("asking the client failed: {e}"),
+            ),
+        }
+    }
+}
+
+fn connection_json(c: &crate::client::ClientChannel) -> serde_json::Value {
+    json!({
+        "clientId": c.client_id,
+        "clientAddr": c.conn.peer().to_string(),
+        "language": c.language.name(),
+        "version": c.version,
+    })
+}
