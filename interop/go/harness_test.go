@@ -79,7 +79,9 @@ func levelRank(s string) int {
 type capturingLogger struct {
 	mu    sync.Mutex
 	level int
-	buf   *bytes.Buffer // current test's buffer; nil = discard
+	// Buffers of the tests running now (one per test; several while tests
+	// that call t.Parallel() run together). Empty = discard.
+	bufs map[*bytes.Buffer]struct{}
 }
 
 var clientLog = &capturingLogger{level: 2}
@@ -99,10 +101,13 @@ func (l *capturingLogger) log(rank int, lvl, msg string, fields map[string]inter
 		fmt.Fprintf(&sb, " %s=%v", k, fields[k])
 	}
 	sb.WriteByte('\n')
+	line := sb.String()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.buf != nil && l.buf.Len() < 4<<20 {
-		l.buf.WriteString(sb.String())
+	for buf := range l.bufs {
+		if buf.Len() < 4<<20 {
+			buf.WriteString(line)
+		}
 	}
 }
 
@@ -115,12 +120,19 @@ func (l *capturingLogger) Level(level string)                           {}
 func (l *capturingLogger) OutputPath(path string) error                 { return nil }
 
 // captureClientLog routes client (rlog) output into a per-test buffer that is
-// printed only when the test fails. Tests in this package run sequentially.
+// printed only when the test fails. rlog is process-global, so while tests
+// that call t.Parallel() run together each of their buffers receives every
+// line: a failing parallel test's log also holds its neighbours' lines (group,
+// topic and instance names, which embed the test name, tell them apart).
+// Likewise a recovered client panic is reported by every test running then.
 func captureClientLog(t *testing.T) {
 	t.Helper()
 	buf := &bytes.Buffer{}
 	clientLog.mu.Lock()
-	clientLog.buf = buf
+	if clientLog.bufs == nil {
+		clientLog.bufs = map[*bytes.Buffer]struct{}{}
+	}
+	clientLog.bufs[buf] = struct{}{}
 	clientLog.mu.Unlock()
 	panicMark := panics.count()
 	t.Cleanup(func() {
@@ -129,9 +141,7 @@ func captureClientLog(t *testing.T) {
 		}
 		clientLog.mu.Lock()
 		out := buf.String()
-		if clientLog.buf == buf {
-			clientLog.buf = nil
-		}
+		delete(clientLog.bufs, buf)
 		clientLog.mu.Unlock()
 		if t.Failed() && out != "" {
 			t.Logf("---- Go client log (rlog >= level) ----\n%s---- end client log ----", tail(out, 64<<10))
@@ -569,15 +579,36 @@ func (c *collector) waitAll(want []string, timeout time.Duration) bool {
 }
 
 type consumerOpts struct {
-	group string // "" = unique
-	from  consumer.ConsumeFromWhere
-	extra []consumer.Option
+	group    string // "" = unique
+	instance string // "" = unique
+	from     consumer.ConsumeFromWhere
+	extra    []consumer.Option
 }
+
+// handlerFunc is a push consumer's message callback.
+type handlerFunc = func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error)
 
 // startPushConsumer creates, subscribes (topic, all tags) and starts a
 // clustering push consumer with a unique instance name. Shutdown runs in
 // t.Cleanup (and may be called earlier through the returned func).
 func startPushConsumer(t *testing.T, nsAddr, topic string, c *collector, o consumerOpts) (rocketmq.PushConsumer, func()) {
+	t.Helper()
+	return startConsumer(t, nsAddr, topic, consumer.MessageSelector{}, c.handle, o)
+}
+
+// startConsumer is startPushConsumer with any selector and callback; a
+// failure to start is fatal.
+func startConsumer(t *testing.T, nsAddr, topic string, sel consumer.MessageSelector, f handlerFunc, o consumerOpts) (rocketmq.PushConsumer, func()) {
+	t.Helper()
+	pc, shutdown, err := tryStartConsumer(t, nsAddr, topic, sel, f, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc, shutdown
+}
+
+// tryStartConsumer is startConsumer returning the error instead.
+func tryStartConsumer(t *testing.T, nsAddr, topic string, sel consumer.MessageSelector, f handlerFunc, o consumerOpts) (rocketmq.PushConsumer, func(), error) {
 	t.Helper()
 	if o.group == "" {
 		o.group = uniq(t, "CG")
@@ -590,10 +621,14 @@ func startPushConsumer(t *testing.T, nsAddr, topic string, c *collector, o consu
 	begin := time.Now()
 	var pc rocketmq.PushConsumer
 	for attempt := 1; ; attempt++ {
+		instance := o.instance
+		if instance == "" {
+			instance = uniq(t, "cinst")
+		}
 		opts := []consumer.Option{
 			consumer.WithNameServer([]string{nsAddr}),
 			consumer.WithGroupName(o.group),
-			consumer.WithInstance(uniq(t, "cinst")),
+			consumer.WithInstance(instance),
 			consumer.WithConsumeFromWhere(o.from),
 			consumer.WithConsumerModel(consumer.Clustering),
 		}
@@ -601,10 +636,10 @@ func startPushConsumer(t *testing.T, nsAddr, topic string, c *collector, o consu
 		var err error
 		pc, err = rocketmq.NewPushConsumer(opts...)
 		if err != nil {
-			t.Fatalf("NewPushConsumer(group %s): %v", o.group, err)
+			return nil, nil, fmt.Errorf("NewPushConsumer(group %s): %v", o.group, err)
 		}
-		if err := pc.Subscribe(topic, consumer.MessageSelector{}, c.handle); err != nil {
-			t.Fatalf("Subscribe(%s): %v", topic, err)
+		if err := pc.Subscribe(topic, sel, f); err != nil {
+			return nil, nil, fmt.Errorf("Subscribe(%s, %+v): %v", topic, sel, err)
 		}
 		err = pc.Start()
 		if err == nil {
@@ -616,7 +651,7 @@ func startPushConsumer(t *testing.T, nsAddr, topic string, c *collector, o consu
 		}
 		_ = pc.Shutdown()
 		if !strings.Contains(err.Error(), "route info not found") || time.Since(begin) > routeWait {
-			t.Fatalf("push consumer Start (group %s, topic %s, attempt %d after %v): %v",
+			return nil, nil, fmt.Errorf("push consumer Start (group %s, topic %s, attempt %d after %v): %v",
 				o.group, topic, attempt, time.Since(begin).Round(time.Millisecond), err)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -624,7 +659,7 @@ func startPushConsumer(t *testing.T, nsAddr, topic string, c *collector, o consu
 	var once sync.Once
 	shutdown := func() { once.Do(func() { _ = pc.Shutdown() }) }
 	t.Cleanup(shutdown)
-	return pc, shutdown
+	return pc, shutdown, nil
 }
 
 // ---------------------------------------------------------------------------

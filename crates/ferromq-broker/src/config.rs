@@ -99,6 +99,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `enablePropertyFilter`: allow SQL92 subscriptions, default false.
     pub enable_property_filter: bool,
+    /// `timerMaxDelaySec`: how far ahead a timer message may be due, default 3 days.
+    pub timer_max_delay_sec: u64,
 }
 
 impl Default for BrokerConfig {
@@ -132,6 +134,7 @@ impl Default for BrokerConfig {
             register_name_server_period_ms: 30_000,
             max_connections: 10_000,
             enable_property_filter: false,
+            timer_max_delay_sec: 3 * 24 * 3600,
         }
     }
 }
@@ -278,6 +281,7 @@ impl BrokerConfig {
                 "registerNameServerPeriod" => {
                     self.register_name_server_period_ms = parse_num(key, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
                 }
+                "timerMaxDelaySec" => self.timer_max_delay_sec = parse_num(key, v, 1u64, 366 * 24 * 3600)?,
                 "enablePropertyFilter" => self.enable_property_filter = parse_bool(key, v)?,
                 "maxConnections" => self.max_connections = parse_num(key, v, 1usize, 1_000_000)?,
                 k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {

@@ -14,6 +14,7 @@ mod register;
 pub mod schedule;
 mod stats;
 pub mod store_service;
+pub mod timer;
 pub mod topic;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -67,6 +68,7 @@ pub struct Broker {
     topics: TopicConfigManager,
     offsets: ConsumerOffsetManager,
     schedule: ScheduleService,
+    timers: timer::TimerService,
     locks: processor::lock::LockManager,
     clients: ClientManager,
     stats: BrokerStats,
@@ -128,6 +130,7 @@ impl Broker {
         let schedule =
             ScheduleService::open(&config.store_root, config.message_delay_levels_ms.clone())
                 .map_err(meta_err)?;
+        let timers = timer::TimerService::open(&config.store_root, config.timer_max_delay_sec)?;
         let store = StoreService::start(
             store,
             config.flush_mode,
@@ -141,6 +144,7 @@ impl Broker {
             topics,
             offsets,
             schedule,
+            timers,
             locks: Default::default(),
             clients: ClientManager::default(),
             stats: BrokerStats::default(),
@@ -168,6 +172,7 @@ impl Broker {
         tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
         tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
+        tasks.spawn(self.clone().timer_loop(shutdown.clone()));
         let server_config = ServerConfig {
             max_connections: self.config.max_connections,
             ..Default::default()
@@ -239,9 +244,14 @@ impl Broker {
     ) -> Result<Vec<AppendResult>, PutError> {
         let mut puts = Vec::with_capacity(msgs.len());
         let mut scheduled = false;
+        let mut timed = false;
         for mut m in msgs {
             m.store_host = self.store_host;
-            scheduled |= self.schedule.apply(&mut m);
+            if self.schedule.apply(&mut m) {
+                scheduled = true;
+            } else {
+                timed |= self.timers.apply(&mut m).map_err(PutError::Illegal)?;
+            }
             if m.properties.len() > MAX_PROPERTIES_BYTES {
                 return Err(PutError::Illegal(format!(
                     "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
@@ -255,6 +265,9 @@ impl Broker {
         let results = self.store.put(puts, wait_flush).await?;
         if scheduled {
             self.schedule.notify_stored();
+        }
+        if timed {
+            self.timers.notify_stored();
         }
         Ok(results)
     }

@@ -19,6 +19,7 @@ mod commit_log;
 mod consume_queue;
 mod index;
 mod store;
+pub mod timer;
 
 pub use store::{
     AppendResult, GetResult, GetStatus, MessageStore, PutMessage, QueueEntry, QueueStats,

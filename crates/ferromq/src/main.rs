@@ -1,5 +1,7 @@
 //! `ferromq`: the one binary. Subcommands run the name server, the broker, or both.
 
+mod bench;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +40,9 @@ enum Command {
     },
     /// Broker only; registers with the name servers in `namesrvAddr`.
     Broker(BrokerArgs),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Args)]
@@ -91,6 +96,7 @@ fn main() -> Result<()> {
             Command::Standalone(args) => standalone(args).await,
             Command::Namesrv { listen } => namesrv(listen).await,
             Command::Broker(args) => broker(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
         }
     })
 }

@@ -155,27 +155,55 @@ impl Broker {
 
     pub(crate) fn runtime_info(&self, req: &RemotingCommand) -> RemotingCommand {
         let store = self.store.store();
-        let mut table = BTreeMap::new();
+        let mut table: BTreeMap<String, String> = BTreeMap::new();
         table.insert(
-            "brokerVersionDesc",
+            "brokerVersionDesc".to_string(),
             format!("FerroMQ {}", env!("CARGO_PKG_VERSION")),
         );
         table.insert(
-            "brokerVersion",
+            "brokerVersion".to_string(),
             ferromq_protocol::CURRENT_VERSION.to_string(),
         );
-        table.insert("msgPutTotalTodayNow", self.stats.puts().to_string());
-        table.insert("msgGetTotalTodayNow", self.stats.gets().to_string());
         table.insert(
-            "commitLogMinOffset",
+            "msgPutTotalTodayNow".to_string(),
+            self.stats.puts().to_string(),
+        );
+        table.insert(
+            "msgGetTotalTodayNow".to_string(),
+            self.stats.gets().to_string(),
+        );
+        table.insert(
+            "commitLogMinOffset".to_string(),
             store.min_commit_log_offset().to_string(),
         );
-        table.insert("commitLogMaxOffset", store.write_offset().to_string());
-        table.insert("bootTimestamp", self.boot_ms.to_string());
         table.insert(
-            "runtime",
+            "commitLogMaxOffset".to_string(),
+            store.write_offset().to_string(),
+        );
+        table.insert("bootTimestamp".to_string(), self.boot_ms.to_string());
+        table.insert(
+            "runtime".to_string(),
             format!("{} seconds", self.started.elapsed().as_secs()),
         );
+        for (level, pending) in self.schedule.pending(store) {
+            table.insert(
+                format!("scheduleMessagePending.level{level}"),
+                pending.to_string(),
+            );
+        }
+        table.insert(
+            "timerPending".to_string(),
+            self.timers.pending().to_string(),
+        );
+        let now = crate::now_ms();
+        for (label, secs) in [("1m", 60), ("10m", 600), ("1h", 3600), ("1d", 86_400)] {
+            table.insert(
+                format!("timerPendingWithin{label}"),
+                self.timers
+                    .pending_between(now, now + secs * 1000)
+                    .to_string(),
+            );
+        }
         let body = serde_json::to_vec(&serde_json::json!({ "table": table }))
             .expect("runtime info serializes");
         RemotingCommand::response_to(req, response::SUCCESS).with_body(body)

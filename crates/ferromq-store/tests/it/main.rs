@@ -503,3 +503,46 @@ fn index_entries_after_the_checkpoint_are_rebuilt_after_a_crash() {
         );
     }
 }
+
+#[test]
+fn a_million_timers_over_ten_minutes_come_back_bucket_by_bucket() {
+    use ferromq_store::timer::{Timer, TimerWheel};
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1_800_000_000_000i64;
+    let span_ms = 600_000i64;
+    let n = 1_000_000u64;
+    // Timers in a shuffled order of due times, as producers would send them.
+    let timers: Vec<Timer> = (0..n)
+        .map(|i| {
+            let scrambled = (i.wrapping_mul(2_654_435_761) % n) as i64;
+            Timer {
+                due_ms: base + scrambled * span_ms / n as i64,
+                phys: i * 100,
+            }
+        })
+        .collect();
+    let mut wheel = TimerWheel::open(dir.path(), 1000, 4000, 64 << 20).unwrap();
+    for chunk in timers.chunks(4096) {
+        wheel.add(chunk).unwrap();
+    }
+    assert_eq!(wheel.pending_between(base, base + span_ms), n);
+    // Walk the first minute bucket by bucket, as the broker does just before each is due.
+    let mut seen = 0u64;
+    for b in 0..60 {
+        let start = base + b * 1000;
+        let bucket = wheel.bucket(start).unwrap();
+        assert!(bucket
+            .iter()
+            .all(|t| t.due_ms >= start && t.due_ms < start + 1000));
+        seen += bucket.len() as u64;
+    }
+    assert_eq!(
+        seen,
+        n / 10,
+        "the first tenth of the window is due in the first minute"
+    );
+    wheel.flush().unwrap();
+    drop(wheel);
+    let wheel = TimerWheel::open(dir.path(), 1000, 4000, 64 << 20).unwrap();
+    assert_eq!(wheel.bucket(base + 599_000).unwrap().len() as u64, n / 600);
+}

@@ -55,3 +55,129 @@ async fn levels_beyond_the_table_clamp_to_the_highest() {
         "{elapsed:?}"
     );
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Waits (held pulls) for the first message of a queue at `offset`; returns it and when.
+async fn await_message(
+    conn: &ferromq_remoting::Connection,
+    topic: &str,
+    offset: i64,
+) -> (MessageExt, i64) {
+    for _ in 0..10 {
+        let resp = call(conn, pull_request(topic, 0, offset, 5_000)).await;
+        if resp.code == 0 {
+            return (
+                MessageExt::decode_all(&resp.body).unwrap().remove(0),
+                now_ms(),
+            );
+        }
+    }
+    panic!("no message arrived in {topic}");
+}
+
+#[tokio::test]
+async fn timer_messages_are_delivered_at_their_due_time() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    assert_eq!(call(&broker, send_request("t", b"first", "")).await.code, 0);
+    let due = now_ms() + 1500;
+    let props = encode_properties([("TIMER_DELIVER_MS", due.to_string().as_str())]);
+    assert_eq!(
+        call(&broker, send_request("t", b"at", &props)).await.code,
+        0
+    );
+    assert_eq!(
+        call(&broker, pull_request("t", 0, 1, 0)).await.code,
+        19,
+        "visible before due"
+    );
+    let (msg, at) = await_message(&broker, "t", 1).await;
+    assert_eq!(&msg.body[..], b"at");
+    assert_eq!(msg.property("TIMER_DELIVER_MS"), None);
+    assert!((at - due).abs() < 300, "delivered {} ms from due", at - due);
+
+    let sent = now_ms();
+    let props = encode_properties([("TIMER_DELAY_SEC", "1")]);
+    assert_eq!(
+        call(&broker, send_request("t", b"rel", &props)).await.code,
+        0
+    );
+    let (msg, at) = await_message(&broker, "t", 2).await;
+    assert_eq!(&msg.body[..], b"rel");
+    assert!(
+        at - sent >= 950 && at - sent < 1400,
+        "delivered after {} ms",
+        at - sent
+    );
+}
+
+#[tokio::test]
+async fn timers_beyond_the_maximum_are_refused_and_past_ones_delivered_now() {
+    let server = Server::start("timerMaxDelaySec=60\n");
+    let broker = connect(&server.broker).await;
+    let far = encode_properties([("TIMER_DELAY_SEC", "61")]);
+    let resp = call(&broker, send_request("t", b"far", &far)).await;
+    assert_eq!(resp.code, 13);
+    assert!(resp.remark.unwrap().contains("timerMaxDelaySec"));
+    let past = encode_properties([("TIMER_DELIVER_MS", "1000")]);
+    assert_eq!(
+        call(&broker, send_request("t", b"past", &past)).await.code,
+        0
+    );
+    assert_eq!(call(&broker, pull_request("t", 0, 0, 0)).await.code, 0);
+}
+
+#[tokio::test]
+async fn pending_timers_and_delays_survive_a_crash() {
+    let server = Server::start("messageDelayLevel=2s\n");
+    let broker = connect(&server.broker).await;
+    let due = now_ms() + 2500;
+    let timer = encode_properties([("TIMER_DELIVER_MS", due.to_string().as_str())]);
+    let delayed = encode_properties([("DELAY", "1")]);
+    let sent = now_ms();
+    for i in 0..50 {
+        assert_eq!(
+            call(
+                &broker,
+                send_request("timer", format!("t{i}").as_bytes(), &timer)
+            )
+            .await
+            .code,
+            0
+        );
+        assert_eq!(
+            call(
+                &broker,
+                send_request("delay", format!("d{i}").as_bytes(), &delayed)
+            )
+            .await
+            .code,
+            0
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let server = server.crash_and_restart("messageDelayLevel=2s\n");
+    let broker = connect(&server.broker).await;
+    for topic in ["timer", "delay"] {
+        let mut got = std::collections::BTreeSet::new();
+        let mut offset = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 50 && Instant::now() < deadline {
+            let resp = call(&broker, pull_request(topic, 0, offset, 2_000)).await;
+            if resp.code == 0 {
+                for m in MessageExt::decode_all(&resp.body).unwrap() {
+                    assert!(m.store_timestamp >= sent + 1900, "{topic}: delivered early");
+                    got.insert(String::from_utf8(m.body.to_vec()).unwrap());
+                }
+                offset = resp.field("nextBeginOffset").unwrap().parse().unwrap();
+            }
+        }
+        assert_eq!(got.len(), 50, "{topic}: {got:?}");
+    }
+}

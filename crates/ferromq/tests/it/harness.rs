@@ -117,7 +117,19 @@ pub struct Server {
 impl Server {
     /// Starts `ferromq standalone` with the given broker.conf lines.
     pub fn start(conf: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), conf)
+    }
+
+    /// Kills the process (SIGKILL) and starts it again on the same data, new ports.
+    pub fn crash_and_restart(self, conf: &str) -> Server {
+        let Server {
+            proc, _dir: dir, ..
+        } = self;
+        drop(proc);
+        Self::start_in(dir, conf)
+    }
+
+    fn start_in(dir: tempfile::TempDir, conf: &str) -> Server {
         let conf_path = dir.path().join("broker.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let (np, bp) = (free_port(), free_port());

@@ -1,0 +1,100 @@
+package interop
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+)
+
+// TestTimerMessages (5.x timer messages, §5.3; v2.1.2 has no helper, the
+// properties are set by hand):
+//   - TIMER_DELIVER_MS = an absolute time 3 s ahead → received at that time ± 0.3 s;
+//   - TIMER_DELAY_SEC = "3" → received 3 s ± 0.3 s after the send;
+//   - a timer more than 3 days ahead (timerMaxDelaySec) is refused: SendSync
+//     returns an error and nothing is delivered.
+//
+// Apache rounds deliver times down to timerPrecisionMs (1 s). To accept both
+// an exact and a whole-second implementation within ± 0.3 s, the absolute
+// target is a whole second and the sends happen just after a whole second.
+func TestTimerMessages(t *testing.T) {
+	captureClientLog(t)
+	b := startBroker(t, brokerOpts{})
+	topic := uniq(t, "T")
+	p := newProducer(t, b.NamesrvAdr)
+	warm := "warmup-" + nonce()
+	sendSyncN(t, p, topic, []string{warm})
+	c := newCollector()
+	startPushConsumer(t, b.NamesrvAdr, topic, c, consumerOpts{from: consumer.ConsumeFromFirstOffset})
+	if !c.waitAll([]string{warm}, deliveryTimeout) {
+		t.Fatalf("warm-up message not consumed within %v", deliveryTimeout)
+	}
+
+	const tol = 300 * time.Millisecond
+	n := nonce()
+	bodyAbs, bodyRel := "timer-abs-"+n, "timer-rel-"+n
+	// Refusals first (a broken broker might take a while to answer them).
+	tooFar := []struct{ key, val, body string }{
+		{"TIMER_DELIVER_MS", strconv.FormatInt(time.Now().Add(73*time.Hour).UnixMilli(), 10), "timer-far-abs-" + n},
+		{"TIMER_DELAY_SEC", strconv.Itoa(3*24*3600 + 3600), "timer-far-rel-" + n},
+	}
+	for _, tf := range tooFar {
+		m := primitive.NewMessage(topic, []byte(tf.body))
+		m.WithProperty(tf.key, tf.val)
+		r, err := trySend(p, m)
+		if err == nil {
+			t.Errorf("%s=%s (more than 3 days ahead) was accepted: %s; want SendSync to fail (Apache: code 13 MESSAGE_ILLEGAL, "+
+				"timer message illegal)", tf.key, tf.val, r)
+		} else {
+			t.Logf("%s=%s refused: %v", tf.key, tf.val, err)
+		}
+	}
+
+	boundary := time.Now().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(boundary.Add(20 * time.Millisecond)))
+	target := boundary.Add(3 * time.Second)
+	mAbs := primitive.NewMessage(topic, []byte(bodyAbs))
+	mAbs.WithProperty("TIMER_DELIVER_MS", strconv.FormatInt(target.UnixMilli(), 10))
+	mRel := primitive.NewMessage(topic, []byte(bodyRel))
+	mRel.WithProperty("TIMER_DELAY_SEC", "3")
+	sendMsg(t, p, mAbs)
+	relSent := time.Now()
+	sendMsg(t, p, mRel)
+	if el := time.Since(boundary); el > 500*time.Millisecond {
+		t.Logf("note: the two sends ended %v after the whole second", el.Round(time.Millisecond))
+	}
+
+	if !c.waitAll([]string{bodyAbs, bodyRel}, 15*time.Second) {
+		t.Errorf("timer messages not delivered within 15s: %s", compare([]string{bodyAbs, bodyRel}, c.snapshot()))
+	}
+	time.Sleep(1 * time.Second)
+	if at, ok := c.receivedAt(bodyAbs); ok {
+		off := at.Sub(target)
+		m := c.firstMsg(bodyAbs)
+		t.Logf("TIMER_DELIVER_MS: received %v relative to the deliver time (topic %s)", off.Round(time.Millisecond), m.Topic)
+		if off < -tol || off > tol {
+			t.Errorf("TIMER_DELIVER_MS message received %v relative to its deliver time, want ± %v", off.Round(time.Millisecond), tol)
+		}
+		if m.Topic != topic {
+			t.Errorf("TIMER_DELIVER_MS message delivered with topic %q, want %q", m.Topic, topic)
+		}
+	}
+	if at, ok := c.receivedAt(bodyRel); ok {
+		lat := at.Sub(relSent)
+		t.Logf("TIMER_DELAY_SEC=3: received %v after the send", lat.Round(time.Millisecond))
+		if lat < 3*time.Second-tol || lat > 3*time.Second+tol {
+			t.Errorf("TIMER_DELAY_SEC=3 message received %v after the send, want 3s ± %v", lat.Round(time.Millisecond), tol)
+		}
+	}
+	for body, k := range c.snapshot() {
+		if strings.HasPrefix(body, "timer-far-") {
+			t.Errorf("refused timer message %s was delivered", body)
+		}
+		if k > 1 {
+			t.Errorf("%s delivered %d times", body, k)
+		}
+	}
+}
