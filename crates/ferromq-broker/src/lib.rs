@@ -16,6 +16,7 @@ mod stats;
 pub mod store_service;
 pub mod timer;
 pub mod topic;
+pub mod transaction;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +70,7 @@ pub struct Broker {
     offsets: ConsumerOffsetManager,
     schedule: ScheduleService,
     timers: timer::TimerService,
+    transactions: transaction::TransactionService,
     locks: processor::lock::LockManager,
     clients: ClientManager,
     stats: BrokerStats,
@@ -131,6 +133,8 @@ impl Broker {
             ScheduleService::open(&config.store_root, config.message_delay_levels_ms.clone())
                 .map_err(meta_err)?;
         let timers = timer::TimerService::open(&config.store_root, config.timer_max_delay_sec)?;
+        let transactions =
+            transaction::TransactionService::open(&config.store_root, &store).map_err(meta_err)?;
         let store = StoreService::start(
             store,
             config.flush_mode,
@@ -145,6 +149,7 @@ impl Broker {
             offsets,
             schedule,
             timers,
+            transactions,
             locks: Default::default(),
             clients: ClientManager::default(),
             stats: BrokerStats::default(),
@@ -173,6 +178,7 @@ impl Broker {
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
         tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
         tasks.spawn(self.clone().timer_loop(shutdown.clone()));
+        tasks.spawn(self.clone().transaction_check_loop(shutdown.clone()));
         let server_config = ServerConfig {
             max_connections: self.config.max_connections,
             ..Default::default()
@@ -247,7 +253,10 @@ impl Broker {
         let mut timed = false;
         for mut m in msgs {
             m.store_host = self.store_host;
-            if self.schedule.apply(&mut m) {
+            let internal = m.topic == transaction::HALF_TOPIC || m.topic == transaction::OP_TOPIC;
+            if internal {
+                // Half messages wait for their decision, not for a delay.
+            } else if self.schedule.apply(&mut m) {
                 scheduled = true;
             } else {
                 timed |= self.timers.apply(&mut m).map_err(PutError::Illegal)?;

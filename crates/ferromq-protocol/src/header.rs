@@ -329,6 +329,29 @@ command_header! {
     }
 }
 
+command_header! {
+    pub struct EndTransactionRequestHeader {
+        producer_group: String => "producerGroup",
+        tran_state_table_offset: i64 => "tranStateTableOffset",
+        commit_log_offset: i64 => "commitLogOffset",
+        commit_or_rollback: i32 => "commitOrRollback",
+        from_transaction_check: Option<bool> => "fromTransactionCheck",
+        msg_id: Option<String> => "msgId",
+        transaction_id: Option<String> => "transactionId",
+    }
+}
+
+command_header! {
+    /// CHECK_TRANSACTION_STATE (39), broker → producer.
+    pub struct CheckTransactionStateRequestHeader {
+        tran_state_table_offset: i64 => "tranStateTableOffset",
+        commit_log_offset: i64 => "commitLogOffset",
+        msg_id: Option<String> => "msgId",
+        transaction_id: Option<String> => "transactionId",
+        offset_msg_id: Option<String> => "offsetMsgId",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

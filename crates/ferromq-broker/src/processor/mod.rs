@@ -25,6 +25,9 @@ impl Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         debug!(code = req.code, opaque = req.opaque, peer = %conn.peer(), body_len = req.body.len(), "request");
+        if req.code == request::END_TRANSACTION {
+            return self.end_transaction(&req).await;
+        }
         let resp = match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 self.send_message(conn, &req).await

@@ -112,12 +112,9 @@ impl Broker {
         let mut uniq_key = None;
         for out in outgoing {
             let mut props = out.properties;
-            if property(&props, message::property::TRAN_MSG) == Some("true") {
-                return RemotingCommand::error_response(
-                    req,
-                    response::NO_PERMISSION,
-                    "transaction messages are not supported by this FerroMQ version yet",
-                );
+            let prepared = property(&props, message::property::TRAN_MSG) == Some("true");
+            if prepared && batch {
+                return illegal("a batch cannot carry transaction messages".into());
             }
             if !batch && property(&props, message::property::UNIQ_KEY).is_none() {
                 message::push_property(
@@ -146,6 +143,11 @@ impl Broker {
                 properties: props,
                 ..Default::default()
             });
+            if prepared {
+                if let Some(m) = msgs.last_mut() {
+                    crate::transaction::to_half(m);
+                }
+            }
         }
         let (code, results) = match self.put_messages(msgs, wait_flush).await {
             Ok(r) => (response::SUCCESS, r),

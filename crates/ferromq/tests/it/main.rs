@@ -6,3 +6,4 @@ mod groups;
 mod harness;
 mod malformed;
 mod protocol;
+mod transaction;
