@@ -183,7 +183,7 @@ func TestSQL92Filter(t *testing.T) {
 // malformed expression in the request returns an error or no message.
 func TestSQL92Malformed(t *testing.T) {
 	t.Parallel()
-	captureClientLog(t)
+	clientLines := captureClientLog(t)
 	b := startBroker(t, brokerOpts{conf: "enablePropertyFilter=true\n"})
 	topic := uniq(t, "T")
 	other := uniq(t, "T2")
@@ -239,6 +239,19 @@ func TestSQL92Malformed(t *testing.T) {
 		default:
 			t.Logf("PullFrom with malformed SQL92 (queue %d, offset 0): status %d, no messages, nextBeginOffset %d", mq.QueueId, res.Status, res.NextBeginOffset)
 		}
+	}
+	// What v2.1.2 made of it (observation, not an assertion).
+	var pullErrs []string
+	for _, ln := range strings.Split(clientLines(), "\n") {
+		if strings.Contains(ln, b.BrokerAddr) && strings.Contains(ln, "pull message from broker error") {
+			pullErrs = append(pullErrs, ln)
+		}
+	}
+	if len(pullErrs) > 0 {
+		t.Logf("client log: %d failed pulls from this broker (v2.1.2 logs a non-pull response code and retries after 3 s), e.g.\n%s",
+			len(pullErrs), pullErrs[0])
+	} else {
+		t.Logf("client log: no failed pulls from this broker (its pulls were answered with pull codes)")
 	}
 	if !routeExists(b.NamesrvAdr, other) {
 		t.Errorf("name server no longer serves routes")

@@ -125,7 +125,10 @@ func (l *capturingLogger) OutputPath(path string) error                 { return
 // line: a failing parallel test's log also holds its neighbours' lines (group,
 // topic and instance names, which embed the test name, tell them apart).
 // Likewise a recovered client panic is reported by every test running then.
-func captureClientLog(t *testing.T) {
+//
+// The returned func gives the lines captured so far (for tests that report
+// what the client did).
+func captureClientLog(t *testing.T) func() string {
 	t.Helper()
 	buf := &bytes.Buffer{}
 	clientLog.mu.Lock()
@@ -147,6 +150,11 @@ func captureClientLog(t *testing.T) {
 			t.Logf("---- Go client log (rlog >= level) ----\n%s---- end client log ----", tail(out, 64<<10))
 		}
 	})
+	return func() string {
+		clientLog.mu.Lock()
+		defer clientLog.mu.Unlock()
+		return buf.String()
+	}
 }
 
 type panicRecorder struct {

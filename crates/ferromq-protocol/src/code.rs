@@ -45,6 +45,10 @@ pub mod request {
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const QUERY_DATA_VERSION: i32 = 322;
     pub const BROKER_HEARTBEAT: i32 = 904;
+
+    /// FerroMQ extension: undecided transactions with age and check count (JSON body).
+    /// Extension codes live in 9000–9099, a range Apache RocketMQ does not use.
+    pub const FERROMQ_LIST_UNDECIDED_TRANSACTIONS: i32 = 9001;
 }
 
 /// Response codes.

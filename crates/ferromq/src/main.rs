@@ -43,6 +43,8 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Operate a cluster (mqadmin-style commands).
+    Admin(ferromq_cli::AdminArgs),
 }
 
 #[derive(Args)]
@@ -77,7 +79,18 @@ struct BrokerArgs {
     listen: Option<SocketAddr>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain: what an operator needs, nothing more.
+            eprintln!("ferromq: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
@@ -97,6 +110,7 @@ fn main() -> Result<()> {
             Command::Namesrv { listen } => namesrv(listen).await,
             Command::Broker(args) => broker(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Admin(args) => ferromq_cli::run(args).await,
         }
     })
 }

@@ -27,32 +27,61 @@ func main() {
 	size := flag.Int("size", 1024, "body size in bytes")
 	topic := flag.String("topic", "BenchmarkTest", "topic")
 	maxDuration := flag.Duration("max-duration", 5*time.Minute, "stop after this long even if not all messages are sent")
+	mode := flag.String("mode", "sync", "sync | tx (half + commit) | e2e (fixed-rate send, consume latency) | rebalance")
+	rate := flag.Int("rate", 5000, "e2e: messages per second")
+	seconds := flag.Int("seconds", 30, "e2e/rebalance: how long to run")
 	flag.Parse()
 	rlog.SetLogLevel("error")
+	switch *mode {
+	case "e2e":
+		endToEnd(*namesrv, *topic, *size, *rate, *seconds)
+		return
+	case "rebalance":
+		rebalance(*namesrv, *topic, *seconds)
+		return
+	case "sync", "tx":
+	default:
+		panic("unknown -mode " + *mode)
+	}
+	tx := *mode == "tx"
 
 	body := make([]byte, *size)
 	for i := range body {
 		body[i] = byte('a' + i%26)
 	}
-	ps := make([]rocketmq.Producer, *producers)
+	ps := make([]sender, *producers)
 	for i := range ps {
-		p, err := rocketmq.NewProducer(
+		opts := []producer.Option{
 			producer.WithNameServer([]string{*namesrv}),
 			producer.WithGroupName(fmt.Sprintf("bench-%d", i)),
 			producer.WithInstanceName(fmt.Sprintf("bench-%d-%d", os.Getpid(), i)),
 			producer.WithRetry(2),
-		)
-		if err != nil {
-			panic(err)
 		}
-		if err := p.Start(); err != nil {
-			panic(err)
+		var s sender
+		if tx {
+			p, err := rocketmq.NewTransactionProducer(commitAll{}, opts...)
+			if err != nil {
+				panic(err)
+			}
+			if err := p.Start(); err != nil {
+				panic(err)
+			}
+			s = txSender{p}
+		} else {
+			p, err := rocketmq.NewProducer(opts...)
+			if err != nil {
+				panic(err)
+			}
+			if err := p.Start(); err != nil {
+				panic(err)
+			}
+			s = syncSender{p}
 		}
 		// Warm up: route lookup and topic auto-creation happen outside the measurement.
-		if _, err := p.SendSync(context.Background(), primitive.NewMessage(*topic, body)); err != nil {
+		if err := s.send(primitive.NewMessage(*topic, body)); err != nil {
 			panic(err)
 		}
-		ps[i] = p
+		ps[i] = s
 	}
 
 	var next int64 = -1
@@ -68,8 +97,8 @@ func main() {
 			local := make([]time.Duration, 0, *messages / *producers + 1)
 			for atomic.AddInt64(&next, 1) < int64(*messages) && time.Now().Before(deadline) {
 				t0 := time.Now()
-				res, err := ps[i].SendSync(context.Background(), primitive.NewMessage(*topic, body))
-				if err != nil || res.Status != primitive.SendOK {
+				err := ps[i].send(primitive.NewMessage(*topic, body))
+				if err != nil {
 					atomic.AddInt64(&failures, 1)
 					continue
 				}
@@ -95,6 +124,43 @@ func main() {
 	fmt.Printf("throughput=%.0f msgs/s (%.1f MB/s)\n", float64(len(all))/elapsed.Seconds(), float64(len(all)*(*size))/elapsed.Seconds()/1e6)
 	fmt.Printf("latency p50=%v p99=%v p99.9=%v max=%v\n", pct(0.5), pct(0.99), pct(0.999), pct(1))
 	for _, p := range ps {
-		_ = p.Shutdown()
+		p.shutdown()
 	}
+}
+
+type sender interface {
+	send(*primitive.Message) error
+	shutdown()
+}
+
+type syncSender struct{ p rocketmq.Producer }
+
+func (s syncSender) send(m *primitive.Message) error {
+	res, err := s.p.SendSync(context.Background(), m)
+	if err == nil && res.Status != primitive.SendOK {
+		err = fmt.Errorf("status %d", res.Status)
+	}
+	return err
+}
+func (s syncSender) shutdown() { _ = s.p.Shutdown() }
+
+type txSender struct{ p rocketmq.TransactionProducer }
+
+func (s txSender) send(m *primitive.Message) error {
+	res, err := s.p.SendMessageInTransaction(context.Background(), m)
+	if err == nil && res.State != primitive.CommitMessageState {
+		err = fmt.Errorf("state %d", res.State)
+	}
+	return err
+}
+func (s txSender) shutdown() { _ = s.p.Shutdown() }
+
+// commitAll commits every local transaction at once.
+type commitAll struct{}
+
+func (commitAll) ExecuteLocalTransaction(*primitive.Message) primitive.LocalTransactionState {
+	return primitive.CommitMessageState
+}
+func (commitAll) CheckLocalTransaction(*primitive.MessageExt) primitive.LocalTransactionState {
+	return primitive.CommitMessageState
 }

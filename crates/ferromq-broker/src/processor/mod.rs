@@ -58,6 +58,16 @@ impl Broker {
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(&req),
             request::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(&req).await,
+            request::FERROMQ_LIST_UNDECIDED_TRANSACTIONS => {
+                let max = req
+                    .field("max")
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(1000usize)
+                    .min(100_000);
+                let list = self.undecided_transactions(max);
+                RemotingCommand::response_to(&req, response::SUCCESS)
+                    .with_body(serde_json::to_vec(&list).expect("transactions serialize"))
+            }
             code => RemotingCommand::error_response(
                 &req,
                 response::REQUEST_CODE_NOT_SUPPORTED,
