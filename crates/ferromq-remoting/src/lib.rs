@@ -16,7 +16,7 @@ pub use server::{serve, ServerConfig};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemotingError {
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         addr: String,
         source: std::io::Error,
