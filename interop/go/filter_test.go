@@ -241,11 +241,17 @@ func TestSQL92Malformed(t *testing.T) {
 		}
 	}
 	// What v2.1.2 made of it (observation, not an assertion).
-	var pullErrs []string
+	var pullErrs, hbFails []string
 	for _, ln := range strings.Split(clientLines(), "\n") {
 		if strings.Contains(ln, b.BrokerAddr) && strings.Contains(ln, "pull message from broker error") {
 			pullErrs = append(pullErrs, ln)
 		}
+		if strings.Contains(ln, b.BrokerAddr) && strings.Contains(ln, "send heart beat to broker failed") {
+			hbFails = append(hbFails, ln)
+		}
+	}
+	if len(hbFails) > 0 {
+		t.Logf("client log: %d refused heartbeats from this broker, e.g.\n%s", len(hbFails), hbFails[0])
 	}
 	if len(pullErrs) > 0 {
 		t.Logf("client log: %d failed pulls from this broker (v2.1.2 logs a non-pull response code and retries after 3 s), e.g.\n%s",

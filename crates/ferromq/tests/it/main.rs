@@ -1,6 +1,7 @@
 //! Black-box tests of the `ferromq` binary over real sockets on 127.0.0.1.
 
 mod admin;
+mod client;
 mod cluster;
 mod delay;
 mod groups;
