@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod cluster;
 mod delay;
+mod examples;
 mod groups;
 mod harness;
 mod malformed;
