@@ -5,6 +5,7 @@ mod client;
 mod cluster;
 mod delay;
 mod examples;
+mod failover;
 mod groups;
 mod harness;
 mod malformed;
