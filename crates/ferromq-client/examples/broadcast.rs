@@ -6,13 +6,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferromq_client::{ConsumeFrom, ConsumeResult, Message, MessageModel, Producer, PushConsumer, Selector};
+use ferromq_client::{
+    ConsumeFrom, ConsumeResult, Message, MessageModel, Producer, PushConsumer, Selector,
+};
 
 #[tokio::main]
 async fn main() -> ferromq_client::Result<()> {
     let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_else(|_| "127.0.0.1:9876".into());
     let topic = format!("news-{}", std::process::id());
-    let producer = Producer::builder().name_servers([namesrv.clone()]).group("broadcast-example").build()?;
+    let producer = Producer::builder()
+        .name_servers([namesrv.clone()])
+        .group("broadcast-example")
+        .build()?;
     producer.send(Message::new(&topic, "create topic")).await?;
     let mut counts = Vec::new();
     let mut consumers = Vec::new();
@@ -39,7 +44,9 @@ async fn main() -> ferromq_client::Result<()> {
         counts.push(count);
     }
     for i in 0..10 {
-        producer.send(Message::new(&topic, format!("news {i}"))).await?;
+        producer
+            .send(Message::new(&topic, format!("news {i}")))
+            .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline && counts.iter().any(|c| c.load(Ordering::Relaxed) < 11) {

@@ -11,7 +11,10 @@ use ferromq_client::{ConsumeFrom, ConsumeResult, Message, Producer, PushConsumer
 async fn main() -> ferromq_client::Result<()> {
     let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_else(|_| "127.0.0.1:9876".into());
     let topic = format!("order-timeout-{}", std::process::id());
-    let producer = Producer::builder().name_servers([namesrv.clone()]).group("delay-example").build()?;
+    let producer = Producer::builder()
+        .name_servers([namesrv.clone()])
+        .group("delay-example")
+        .build()?;
     producer.send(Message::new(&topic, "create topic")).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let consumer = PushConsumer::builder()
@@ -30,10 +33,17 @@ async fn main() -> ferromq_client::Result<()> {
         })
         .await?;
     let sent = Instant::now();
-    producer.send(Message::new(&topic, "order 42: return stock").with_delay_level(2)).await?;
+    producer
+        .send(Message::new(&topic, "order 42: return stock").with_delay_level(2))
+        .await?;
     let mut ok = false;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while let Ok(Some(body)) = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), rx.recv()).await {
+    while let Ok(Some(body)) = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        rx.recv(),
+    )
+    .await
+    {
         if body.starts_with("order 42") {
             println!("{body} after {:.1} s", sent.elapsed().as_secs_f64());
             ok = sent.elapsed() >= Duration::from_millis(4500);

@@ -6,17 +6,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferromq_client::{ConsumeFrom, ConsumeResult, HashSelector, Message, Producer, PushConsumer, Selector};
+use ferromq_client::{
+    ConsumeFrom, ConsumeResult, HashSelector, Message, Producer, PushConsumer, Selector,
+};
 
 #[tokio::main]
 async fn main() -> ferromq_client::Result<()> {
     let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_else(|_| "127.0.0.1:9876".into());
     let topic = format!("orders-{}", std::process::id());
-    let producer = Producer::builder().name_servers([namesrv.clone()]).group("ordered-example").selector(HashSelector).build()?;
+    let producer = Producer::builder()
+        .name_servers([namesrv.clone()])
+        .group("ordered-example")
+        .selector(HashSelector)
+        .build()?;
     let keys = ["order-1", "order-2", "order-3"];
     for step in 0..10 {
         for key in keys {
-            producer.send(Message::new(&topic, format!("{key}:{step}")).with_sharding_key(key)).await?;
+            producer
+                .send(Message::new(&topic, format!("{key}:{step}")).with_sharding_key(key))
+                .await?;
         }
     }
     let seen: Arc<Mutex<HashMap<String, Vec<u32>>>> = Default::default();
@@ -33,14 +41,20 @@ async fn main() -> ferromq_client::Result<()> {
                 for m in msgs {
                     let body = String::from_utf8_lossy(&m.body).to_string();
                     let (key, step) = body.split_once(':').expect("key:step");
-                    s.lock().unwrap().entry(key.into()).or_default().push(step.parse().expect("step"));
+                    s.lock()
+                        .unwrap()
+                        .entry(key.into())
+                        .or_default()
+                        .push(step.parse().expect("step"));
                 }
                 ConsumeResult::Success
             }
         })
         .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline && seen.lock().unwrap().values().map(Vec::len).sum::<usize>() < 30 {
+    while Instant::now() < deadline
+        && seen.lock().unwrap().values().map(Vec::len).sum::<usize>() < 30
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     consumer.shutdown().await;

@@ -8,7 +8,9 @@ use ferromq_client::{Message, Producer};
 async fn main() -> ferromq_client::Result<()> {
     let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_else(|_| "127.0.0.1:9876".into());
     let producer = Producer::builder().name_servers([namesrv]).build()?;
-    let result = producer.send(Message::new("imooc1", "this is imooc1")).await?;
+    let result = producer
+        .send(Message::new("imooc1", "this is imooc1"))
+        .await?;
     println!("发送成功: {result:?}");
     producer.shutdown();
     Ok(())

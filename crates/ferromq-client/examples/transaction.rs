@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use ferromq_client::{
-    ConsumeFrom, ConsumeResult, LocalTransactionState, Message, MessageExt, Producer, PushConsumer, Selector,
-    TransactionListener, TransactionProducer,
+    ConsumeFrom, ConsumeResult, LocalTransactionState, Message, MessageExt, Producer, PushConsumer,
+    Selector, TransactionListener, TransactionProducer,
 };
 
 struct OrderListener;
@@ -28,7 +28,10 @@ impl TransactionListener for OrderListener {
 async fn main() -> ferromq_client::Result<()> {
     let namesrv = std::env::var("NAMESRV_ADDR").unwrap_or_else(|_| "127.0.0.1:9876".into());
     let topic = format!("transTopic-{}", std::process::id());
-    let setup = Producer::builder().name_servers([namesrv.clone()]).group("tx-setup").build()?;
+    let setup = Producer::builder()
+        .name_servers([namesrv.clone()])
+        .group("tx-setup")
+        .build()?;
     setup.send(Message::new(&topic, "create topic")).await?;
     setup.shutdown();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -47,8 +50,15 @@ async fn main() -> ferromq_client::Result<()> {
             }
         })
         .await?;
-    let producer = TransactionProducer::new(Producer::builder().name_servers([namesrv]).group("tx-example"), OrderListener)?;
-    let result = producer.send_in_transaction(Message::new(&topic, "this is transaction message")).await?;
+    let producer = TransactionProducer::new(
+        Producer::builder()
+            .name_servers([namesrv])
+            .group("tx-example"),
+        OrderListener,
+    )?;
+    let result = producer
+        .send_in_transaction(Message::new(&topic, "this is transaction message"))
+        .await?;
     println!("发送成功: {:?}", result.send.status);
     let mut delivered = false;
     while let Ok(Some(body)) = tokio::time::timeout(Duration::from_secs(90), rx.recv()).await {

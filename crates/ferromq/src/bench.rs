@@ -11,11 +11,66 @@ use ferromq_remoting::{Connection, NoInbound};
 use hdrhistogram::Histogram;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Async sends a bench producer keeps in flight at most.
+const ASYNC_IN_FLIGHT: usize = 1024;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Producers sending at full speed or a fixed rate; prints throughput and latency.
+    Produce(ProduceArgs),
+    /// Consumers draining a topic; prints throughput.
+    Consume(ConsumeArgs),
     /// Timer messages: schedule N timers over a window, then measure delivery lateness.
     Timers(TimerArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendMode {
+    Sync,
+    Async,
+    Oneway,
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    /// Name server (loopback).
+    #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(long, default_value = "BenchmarkTest")]
+    topic: String,
+    /// Concurrent producers, each with its own connection.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    #[arg(long, value_enum, default_value_t = SendMode::Sync)]
+    mode: SendMode,
+    /// Messages per second over all producers (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Stop after this many messages (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    messages: u64,
+}
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(long, default_value = "BenchmarkTest")]
+    topic: String,
+    #[arg(long, default_value = "benchmark-consumer")]
+    group: String,
+    /// Stop after this many messages.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    seconds: u64,
 }
 
 #[derive(Args)]
@@ -42,8 +97,205 @@ pub struct TimerArgs {
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
+        BenchCommand::Produce(args) => produce(args).await,
+        BenchCommand::Consume(args) => consume(args).await,
         BenchCommand::Timers(args) => timers(args).await,
     }
+}
+
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} {wide_bar} {pos}/{len} {per_sec}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+fn print_latency(what: &str, h: &Histogram<u64>) {
+    println!(
+        "{what} latency µs: p50={} p99={} p99.9={} max={}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    );
+}
+
+async fn produce(args: ProduceArgs) -> Result<()> {
+    use ferromq_client::{Message, Producer};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let body = bytes::Bytes::from(vec![b'x'; args.size]);
+    let mut producers = Vec::new();
+    for i in 0..args.producers.max(1) {
+        let p = Producer::builder()
+            .name_servers([args.namesrv.clone()])
+            .group(format!("ferromq-bench-{i}"))
+            .instance_name(format!("bench-{i}"))
+            .compress_over(usize::MAX)
+            .build()?;
+        // Route lookup and topic creation happen before the clock starts.
+        p.send(Message::new(&args.topic, body.clone()))
+            .await
+            .context("warm-up send")?;
+        producers.push(p);
+    }
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let limit = if args.messages == 0 {
+        u64::MAX
+    } else {
+        args.messages
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let per_producer_rate = if args.rate == 0 {
+        0.0
+    } else {
+        args.rate as f64 / producers.len() as f64
+    };
+    let bar = progress_bar((args.messages > 0).then_some(args.messages));
+    // Async sends in flight at most; finishing waits for all of them.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(ASYNC_IN_FLIGHT));
+    // Async round trips are timed in their callbacks.
+    let async_hist = Arc::new(std::sync::Mutex::new(
+        Histogram::<u64>::new(3).expect("histogram bounds"),
+    ));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in producers.clone() {
+        let (sent, failed, body, topic, bar) = (
+            sent.clone(),
+            failed.clone(),
+            body.clone(),
+            args.topic.clone(),
+            bar.clone(),
+        );
+        let in_flight = in_flight.clone();
+        let async_hist = async_hist.clone();
+        let mode = args.mode;
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).expect("histogram bounds");
+            let mut n = 0u64;
+            while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < limit {
+                if per_producer_rate > 0.0 {
+                    let due = started + Duration::from_secs_f64(n as f64 / per_producer_rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                n += 1;
+                let msg = Message::new(&topic, body.clone());
+                let t0 = Instant::now();
+                let ok = match mode {
+                    SendMode::Sync => p.send(msg).await.is_ok(),
+                    SendMode::Oneway => p.send_oneway(msg).await.is_ok(),
+                    SendMode::Async => {
+                        let failed = failed.clone();
+                        let permit = in_flight
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore open");
+                        let (async_hist, bar) = (async_hist.clone(), bar.clone());
+                        p.send_with_callback(msg, move |r| {
+                            match r {
+                                Ok(_) => {
+                                    async_hist
+                                        .lock()
+                                        .expect("histogram lock")
+                                        .record(t0.elapsed().as_micros() as u64)
+                                        .ok();
+                                    bar.inc(1);
+                                }
+                                Err(_) => {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            drop(permit);
+                        });
+                        continue;
+                    }
+                };
+                if ok {
+                    hist.record(t0.elapsed().as_micros() as u64).ok();
+                    bar.inc(1);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            hist
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3).expect("histogram bounds");
+    for t in tasks {
+        hist.add(t.await.context("producer task")?).ok();
+    }
+    let _all_done = tokio::time::timeout(
+        Duration::from_secs(30),
+        in_flight.acquire_many(ASYNC_IN_FLIGHT as u32),
+    )
+    .await;
+    hist.add(&*async_hist.lock().expect("histogram lock")).ok();
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let done = hist.len();
+    println!(
+        "{} producers, {} B, {:?}: {} sent, {} failed in {:.1} s: {:.0} msgs/s, {:.1} MB/s",
+        producers.len(),
+        args.size,
+        match args.mode {
+            SendMode::Sync => "sync",
+            SendMode::Async => "async",
+            SendMode::Oneway => "oneway",
+        },
+        done,
+        failed.load(Ordering::Relaxed),
+        elapsed,
+        done as f64 / elapsed,
+        done as f64 * args.size as f64 / elapsed / 1e6
+    );
+    print_latency("send", &hist);
+    for p in producers {
+        p.shutdown();
+    }
+    Ok(())
+}
+
+async fn consume(args: ConsumeArgs) -> Result<()> {
+    use ferromq_client::{ConsumeFrom, ConsumeResult, PushConsumer, Selector};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let count = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(Some(args.messages));
+    let (c, b) = (count.clone(), bar.clone());
+    let started = Instant::now();
+    let consumer = PushConsumer::builder()
+        .name_servers([args.namesrv.clone()])
+        .group(&args.group)
+        .consume_from(ConsumeFrom::FirstOffset)
+        .consume_batch_size(32)
+        .subscribe(&args.topic, Selector::All)
+        .start(move |msgs| {
+            c.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+            b.inc(msgs.len() as u64);
+            async { ConsumeResult::Success }
+        })
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    while count.load(Ordering::Relaxed) < args.messages && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let n = count.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    consumer.shutdown().await;
+    println!(
+        "consumed {n} messages in {elapsed:.1} s: {:.0} msgs/s",
+        n as f64 / elapsed
+    );
+    Ok(())
 }
 
 fn now_ms() -> i64 {

@@ -155,3 +155,63 @@ async fn reset_offset_by_time_and_error_paths() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn bench_produces_and_consumes_through_the_client() {
+    let server = Server::start("");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferromq"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = run(&[
+        "produce",
+        "-n",
+        &server.namesrv,
+        "--topic",
+        "b",
+        "--producers",
+        "2",
+        "--messages",
+        "300",
+        "--seconds",
+        "30",
+    ]);
+    assert!(out.contains("300 sent, 0 failed"), "{out}");
+    assert!(out.contains("send latency µs: p50="), "{out}");
+    let out = run(&[
+        "produce",
+        "-n",
+        &server.namesrv,
+        "--topic",
+        "b",
+        "--mode",
+        "async",
+        "--messages",
+        "100",
+        "--seconds",
+        "30",
+    ]);
+    assert!(out.contains("100 sent, 0 failed"), "{out}");
+    // 2 warm-up + 300 + 1 warm-up + 100.
+    let out = run(&[
+        "consume",
+        "-n",
+        &server.namesrv,
+        "--topic",
+        "b",
+        "--messages",
+        "403",
+        "--seconds",
+        "30",
+    ]);
+    assert!(out.contains("consumed 403 messages"), "{out}");
+}

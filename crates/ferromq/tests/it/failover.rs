@@ -43,7 +43,12 @@ async fn sends_fail_over_to_the_other_broker_and_nothing_acknowledged_is_lost() 
     let (_b, b_addr) = broker("broker-b", &ns_addr, dir.path());
     create_topic(&a_addr, "fo").await;
     create_topic(&b_addr, "fo").await;
-    let producer = Producer::builder().name_servers([ns_addr.clone()]).group("pg-fo").retries(2).build().unwrap();
+    let producer = Producer::builder()
+        .name_servers([ns_addr.clone()])
+        .group("pg-fo")
+        .retries(2)
+        .build()
+        .unwrap();
     let mut acked = BTreeSet::new();
     for i in 0..200 {
         if i == 60 {
@@ -54,8 +59,14 @@ async fn sends_fail_over_to_the_other_broker_and_nothing_acknowledged_is_lost() 
         acked.insert((format!("m{i}"), r.queue.broker_name.clone()));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert!(acked.iter().any(|(_, b)| b == "broker-a"), "broker-a took sends before it stopped");
-    assert!(acked.iter().filter(|(m, _)| m[1..].parse::<u32>().unwrap() > 70).all(|(_, b)| b == "broker-b"));
+    assert!(
+        acked.iter().any(|(_, b)| b == "broker-a"),
+        "broker-a took sends before it stopped"
+    );
+    assert!(acked
+        .iter()
+        .filter(|(m, _)| m[1..].parse::<u32>().unwrap() > 70)
+        .all(|(_, b)| b == "broker-b"));
     producer.shutdown();
     // Bring broker-a back on its data and read everything from both.
     let (_a2, _) = broker("broker-a", &ns_addr, dir.path());
@@ -73,11 +84,19 @@ async fn sends_fail_over_to_the_other_broker_and_nothing_acknowledged_is_lost() 
     for mq in &queues {
         let mut offset = 0;
         loop {
-            let r = consumer.pull(mq, &Selector::All, offset, 32, Duration::ZERO).await.unwrap();
+            let r = consumer
+                .pull(mq, &Selector::All, offset, 32, Duration::ZERO)
+                .await
+                .unwrap();
             if r.status != PullStatus::Found {
                 break;
             }
-            got.extend(r.messages.iter().map(|m| (String::from_utf8(m.body.to_vec()).unwrap(), mq.broker_name.clone())));
+            got.extend(r.messages.iter().map(|m| {
+                (
+                    String::from_utf8(m.body.to_vec()).unwrap(),
+                    mq.broker_name.clone(),
+                )
+            }));
             offset = r.next_offset;
         }
     }

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod cluster;
+mod crossclient;
 mod delay;
 mod examples;
 mod failover;
