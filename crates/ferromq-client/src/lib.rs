@@ -16,7 +16,9 @@
 //! - [`PushConsumer`]: clustering or broadcasting, concurrent or orderly, tag and SQL92
 //!   selectors, retries through the broker, periodic offset commits, graceful shutdown.
 //! - [`PullConsumer`]: queues and offsets chosen by the application.
+//! - [`admin::AdminClient`]: clusters, topics, groups, offsets and messages.
 
+pub mod admin;
 pub mod consumer;
 mod error;
 mod instance;
