@@ -60,6 +60,9 @@ struct Decisions {
     decided: BTreeMap<u64, u64>,
     /// Halves whose decision is being written.
     in_progress: std::collections::HashSet<u64>,
+    /// When each half was last checked: a producer still working on an answer is not
+    /// asked again before `transactionTimeOut` has passed once more.
+    last_check_ms: BTreeMap<u64, i64>,
 }
 
 pub struct TransactionService {
@@ -111,6 +114,7 @@ impl TransactionService {
                 state,
                 decided,
                 in_progress: Default::default(),
+                last_check_ms: BTreeMap::new(),
             }),
             dirty: AtomicBool::new(false),
             next_channel: AtomicUsize::new(0),
@@ -154,6 +158,7 @@ impl TransactionService {
             d.state.check_cursor = cursor;
             d.decided = d.decided.split_off(&cursor);
             d.state.check_times = d.state.check_times.split_off(&cursor);
+            d.last_check_ms = d.last_check_ms.split_off(&cursor);
             self.dirty.store(true, Ordering::Release);
         }
         let scan_from = d.decided.values().min().copied().unwrap_or(op_max);
@@ -420,6 +425,13 @@ impl Broker {
                     self.give_up(&half, times).await?;
                     continue;
                 }
+                let recently_checked = {
+                    let d = self.transactions.decisions.lock().expect("transaction state lock");
+                    d.last_check_ms.get(&e.offset).is_some_and(|at| now - at < timeout)
+                };
+                if recently_checked {
+                    continue;
+                }
                 let group = property(&half.properties, message::property::PGROUP)
                     .unwrap_or_default()
                     .to_string();
@@ -440,6 +452,7 @@ impl Broker {
                         .lock()
                         .expect("transaction state lock");
                     d.state.check_times.insert(e.offset, times);
+                    d.last_check_ms.insert(e.offset, now);
                 }
                 self.transactions.dirty.store(true, Ordering::Release);
                 let check_msg = restore(&half, Some(times));
