@@ -22,6 +22,24 @@ pub enum BenchCommand {
     Consume(ConsumeArgs),
     /// Timer messages: schedule N timers over a window, then measure delivery lateness.
     Timers(TimerArgs),
+    /// Undecided transactions: store N half messages, then time the broker's check round.
+    Transactions(TransactionArgs),
+}
+
+#[derive(Args)]
+pub struct TransactionArgs {
+    /// Broker address (loopback).
+    #[arg(long, default_value = "127.0.0.1:10911")]
+    broker: String,
+    /// Half messages left undecided.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// How long to wait for the checks.
+    #[arg(long, default_value_t = 120)]
+    wait_secs: u64,
+    /// Requests in flight while sending.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,6 +118,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Consume(args) => consume(args).await,
         BenchCommand::Timers(args) => timers(args).await,
+        BenchCommand::Transactions(args) => transactions(args).await,
     }
 }
 
@@ -390,6 +409,66 @@ async fn timers(args: TimerArgs) -> Result<()> {
         lateness.value_at_quantile(0.999),
         lateness.max()
     );
+    Ok(())
+}
+
+/// Counts CHECK_TRANSACTION_STATE requests and notes when the first and last arrived.
+struct CheckCounter {
+    count: std::sync::atomic::AtomicU64,
+    first_last: std::sync::Mutex<Option<(Instant, Instant)>>,
+}
+
+impl ferromq_remoting::InboundHandler for CheckCounter {
+    async fn on_request(&self, _conn: Connection, req: RemotingCommand) -> Option<RemotingCommand> {
+        if req.code == 39 {
+            self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let now = Instant::now();
+            let mut fl = self.first_last.lock().expect("check times lock");
+            *fl = Some(fl.map_or((now, now), |(first, _)| (first, now)));
+        }
+        None
+    }
+}
+
+async fn transactions(args: TransactionArgs) -> Result<()> {
+    let counter = Arc::new(CheckCounter { count: Default::default(), first_last: Default::default() });
+    let conn = ferromq_remoting::connect(&args.broker, counter.clone(), Duration::from_secs(5))
+        .await
+        .with_context(|| format!("connecting to {}", args.broker))?;
+    let group = format!("bench-tx-{}", std::process::id());
+    let hb = format!(r#"{{"clientID":"{group}@1","producerDataSet":[{{"groupName":"{group}"}}],"consumerDataSet":[]}}"#);
+    conn.invoke(RemotingCommand::request(34).with_body(hb.into_bytes()), CALL_TIMEOUT).await?;
+    let topic = format!("bench-tx-{}", std::process::id());
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1)));
+    let mut tasks = Vec::new();
+    for i in 0..args.count {
+        let uniq = format!("BENCHTX{i:025}");
+        let props = encode_properties([("TRAN_MSG", "true"), ("PGROUP", group.as_str()), ("UNIQ_KEY", uniq.as_str())]);
+        let mut req = send_request(&topic, (i % 4) as i32, vec![b'x'; 1024], &props);
+        req.ext_fields.insert("sysFlag".into(), "4".into());
+        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = conn.invoke(req, CALL_TIMEOUT).await;
+            drop(permit);
+            r
+        }));
+    }
+    for t in tasks {
+        let resp = t.await.context("send task")?.context("send")?;
+        if resp.code != 0 {
+            bail!("half message refused: code {} {:?}", resp.code, resp.remark);
+        }
+    }
+    println!("stored {} undecided half messages in {:.1} s", args.count, started.elapsed().as_secs_f64());
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    while counter.count.load(std::sync::atomic::Ordering::Relaxed) < args.count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let n = counter.count.load(std::sync::atomic::Ordering::Relaxed);
+    let span = counter.first_last.lock().expect("check times lock").map(|(a, b)| b - a).unwrap_or_default();
+    println!("received {n} checks; first to last check of the round: {:.2} s", span.as_secs_f64());
     Ok(())
 }
 

@@ -121,12 +121,12 @@ func rebalance(namesrv, topic string, seconds int) {
 	}
 	var mu sync.Mutex
 	var secondSeen []seen
-	firstQueues := map[int]bool{}
+	firstQueues := map[int]time.Time{}
 	var stopped atomic.Bool
 	c1 := newConsumer(namesrv, "rebalance-group", "rb-1", topic, func(m *primitive.MessageExt) {
 		if !stopped.Load() {
 			mu.Lock()
-			firstQueues[m.Queue.QueueId] = true
+			firstQueues[m.Queue.QueueId] = time.Now()
 			mu.Unlock()
 		}
 	})
@@ -149,9 +149,12 @@ func rebalance(namesrv, topic string, seconds int) {
 	}()
 	time.Sleep(time.Duration(seconds) * time.Second / 2)
 	mu.Lock()
+	// The queues consumer 1 was consuming when it stopped (seen in the last second).
 	queues := map[int]bool{}
-	for q := range firstQueues {
-		queues[q] = true
+	for q, at := range firstQueues {
+		if time.Since(at) < time.Second {
+			queues[q] = true
+		}
 	}
 	mu.Unlock()
 	stopped.Store(true)
