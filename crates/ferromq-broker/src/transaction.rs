@@ -426,8 +426,14 @@ impl Broker {
                     continue;
                 }
                 let recently_checked = {
-                    let d = self.transactions.decisions.lock().expect("transaction state lock");
-                    d.last_check_ms.get(&e.offset).is_some_and(|at| now - at < timeout)
+                    let d = self
+                        .transactions
+                        .decisions
+                        .lock()
+                        .expect("transaction state lock");
+                    d.last_check_ms
+                        .get(&e.offset)
+                        .is_some_and(|at| now - at < timeout)
                 };
                 if recently_checked {
                     continue;

@@ -54,6 +54,7 @@ pub(crate) struct ClientInstance {
     namesrv: Vec<String>,
     next_namesrv: AtomicUsize,
     conns: Mutex<HashMap<String, Connection>>,
+    connecting: tokio::sync::Mutex<()>,
     routes: RwLock<HashMap<String, TopicRouteData>>,
     dispatch: Arc<Dispatch>,
     heartbeat: Mutex<HeartbeatData>,
@@ -74,6 +75,7 @@ impl ClientInstance {
             namesrv,
             next_namesrv: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
+            connecting: tokio::sync::Mutex::new(()),
             routes: RwLock::new(HashMap::new()),
             dispatch: Arc::new(Dispatch::default()),
             shutdown: CancellationToken::new(),
@@ -109,14 +111,14 @@ impl ClientInstance {
 
     /// The connection to `addr`, opened on first use and replaced when closed.
     pub async fn connection(&self, addr: &str) -> Result<Connection> {
-        if let Some(c) = self
-            .conns
-            .lock()
-            .expect("connections lock")
-            .get(addr)
-            .filter(|c| !c.is_closed())
-        {
-            return Ok(c.clone());
+        if let Some(c) = self.cached_connection(addr) {
+            return Ok(c);
+        }
+        // Opening is serialized so concurrent callers share one connection: a broker
+        // counts a client once per connection, and two would list it twice in its group.
+        let _opening = self.connecting.lock().await;
+        if let Some(c) = self.cached_connection(addr) {
+            return Ok(c);
         }
         let c = ferromq_remoting::connect(addr, self.dispatch.clone(), CONNECT_TIMEOUT).await?;
         self.conns
@@ -124,6 +126,15 @@ impl ClientInstance {
             .expect("connections lock")
             .insert(addr.to_string(), c.clone());
         Ok(c)
+    }
+
+    fn cached_connection(&self, addr: &str) -> Option<Connection> {
+        self.conns
+            .lock()
+            .expect("connections lock")
+            .get(addr)
+            .filter(|c| !c.is_closed())
+            .cloned()
     }
 
     pub async fn invoke(&self, addr: &str, req: RemotingCommand) -> Result<RemotingCommand> {

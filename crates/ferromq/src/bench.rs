@@ -421,7 +421,8 @@ struct CheckCounter {
 impl ferromq_remoting::InboundHandler for CheckCounter {
     async fn on_request(&self, _conn: Connection, req: RemotingCommand) -> Option<RemotingCommand> {
         if req.code == 39 {
-            self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let now = Instant::now();
             let mut fl = self.first_last.lock().expect("check times lock");
             *fl = Some(fl.map_or((now, now), |(first, _)| (first, now)));
@@ -431,20 +432,33 @@ impl ferromq_remoting::InboundHandler for CheckCounter {
 }
 
 async fn transactions(args: TransactionArgs) -> Result<()> {
-    let counter = Arc::new(CheckCounter { count: Default::default(), first_last: Default::default() });
+    let counter = Arc::new(CheckCounter {
+        count: Default::default(),
+        first_last: Default::default(),
+    });
     let conn = ferromq_remoting::connect(&args.broker, counter.clone(), Duration::from_secs(5))
         .await
         .with_context(|| format!("connecting to {}", args.broker))?;
     let group = format!("bench-tx-{}", std::process::id());
-    let hb = format!(r#"{{"clientID":"{group}@1","producerDataSet":[{{"groupName":"{group}"}}],"consumerDataSet":[]}}"#);
-    conn.invoke(RemotingCommand::request(34).with_body(hb.into_bytes()), CALL_TIMEOUT).await?;
+    let hb = format!(
+        r#"{{"clientID":"{group}@1","producerDataSet":[{{"groupName":"{group}"}}],"consumerDataSet":[]}}"#
+    );
+    conn.invoke(
+        RemotingCommand::request(34).with_body(hb.into_bytes()),
+        CALL_TIMEOUT,
+    )
+    .await?;
     let topic = format!("bench-tx-{}", std::process::id());
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1)));
     let mut tasks = Vec::new();
     for i in 0..args.count {
         let uniq = format!("BENCHTX{i:025}");
-        let props = encode_properties([("TRAN_MSG", "true"), ("PGROUP", group.as_str()), ("UNIQ_KEY", uniq.as_str())]);
+        let props = encode_properties([
+            ("TRAN_MSG", "true"),
+            ("PGROUP", group.as_str()),
+            ("UNIQ_KEY", uniq.as_str()),
+        ]);
         let mut req = send_request(&topic, (i % 4) as i32, vec![b'x'; 1024], &props);
         req.ext_fields.insert("sysFlag".into(), "4".into());
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
@@ -461,14 +475,28 @@ async fn transactions(args: TransactionArgs) -> Result<()> {
             bail!("half message refused: code {} {:?}", resp.code, resp.remark);
         }
     }
-    println!("stored {} undecided half messages in {:.1} s", args.count, started.elapsed().as_secs_f64());
+    println!(
+        "stored {} undecided half messages in {:.1} s",
+        args.count,
+        started.elapsed().as_secs_f64()
+    );
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    while counter.count.load(std::sync::atomic::Ordering::Relaxed) < args.count && Instant::now() < deadline {
+    while counter.count.load(std::sync::atomic::Ordering::Relaxed) < args.count
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let n = counter.count.load(std::sync::atomic::Ordering::Relaxed);
-    let span = counter.first_last.lock().expect("check times lock").map(|(a, b)| b - a).unwrap_or_default();
-    println!("received {n} checks; first to last check of the round: {:.2} s", span.as_secs_f64());
+    let span = counter
+        .first_last
+        .lock()
+        .expect("check times lock")
+        .map(|(a, b)| b - a)
+        .unwrap_or_default();
+    println!(
+        "received {n} checks; first to last check of the round: {:.2} s",
+        span.as_secs_f64()
+    );
     Ok(())
 }
 

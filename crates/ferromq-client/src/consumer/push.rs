@@ -34,6 +34,9 @@ type BoxFuture = Pin<Box<dyn Future<Output = ConsumeResult> + Send>>;
 type Handler = Arc<dyn Fn(Vec<MessageExt>) -> BoxFuture + Send + Sync>;
 
 const PULL_SUSPEND: Duration = Duration::from_secs(15);
+/// A subscribed topic's route is awaited this many times this long apart at start.
+const ROUTE_WAIT_ATTEMPTS: usize = 10;
+const ROUTE_WAIT_STEP: Duration = Duration::from_millis(500);
 const PULL_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const PULL_ERROR_BACKOFF: Duration = Duration::from_secs(3);
 const FLOW_CONTROL_PAUSE: Duration = Duration::from_millis(50);
@@ -155,7 +158,17 @@ impl PushConsumerBuilder {
             subscriptions.insert(format!("%RETRY%{}", self.group), Selector::All);
         }
         for topic in self.subscriptions.keys() {
-            if instance.fetch_route(topic).await?.is_none() {
+            // A topic created a moment ago may not be registered yet (Apache registers
+            // asynchronously): give it a few seconds before refusing to start.
+            let mut found = false;
+            for _ in 0..ROUTE_WAIT_ATTEMPTS {
+                if instance.fetch_route(topic).await?.is_some() {
+                    found = true;
+                    break;
+                }
+                tokio::time::sleep(ROUTE_WAIT_STEP).await;
+            }
+            if !found {
                 instance.close();
                 return Err(ClientError::NoRoute {
                     topic: topic.clone(),
@@ -475,6 +488,8 @@ impl Inner {
                 Ok(resp) if resp.code == response::SUCCESS => {
                     let mut list: ConsumerIdList = serde_json::from_slice(&resp.body).ok()?;
                     list.consumer_id_list.sort();
+                    // A client connected twice is listed twice by some brokers.
+                    list.consumer_id_list.dedup();
                     return Some(list.consumer_id_list);
                 }
                 Ok(_) => {
