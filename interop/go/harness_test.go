@@ -285,8 +285,9 @@ func startBroker(t *testing.T, o brokerOpts) *Broker {
 	if o.name == "" {
 		o.name = "broker"
 	}
+	// Tests run many brokers: none of them needs the dashboard (and its port 8080).
 	args := []string{"standalone", "--data-dir", o.dataDir,
-		"--namesrv-listen", o.namesrvAddr, "--broker-listen", o.brokerAddr}
+		"--namesrv-listen", o.namesrvAddr, "--broker-listen", o.brokerAddr, "--no-dashboard"}
 	if o.conf != "" {
 		confPath := filepath.Join(t.TempDir(), "broker.conf")
 		if err := os.WriteFile(confPath, []byte(o.conf), 0o644); err != nil {

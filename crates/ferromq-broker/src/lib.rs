@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod filter;
+pub mod groups;
 pub mod offset;
 mod persist;
 mod processor;
@@ -71,6 +72,7 @@ pub struct Broker {
     schedule: ScheduleService,
     timers: timer::TimerService,
     transactions: transaction::TransactionService,
+    groups: groups::SubscriptionGroupManager,
     locks: processor::lock::LockManager,
     clients: ClientManager,
     stats: BrokerStats,
@@ -129,6 +131,8 @@ impl Broker {
         )
         .map_err(meta_err)?;
         let offsets = ConsumerOffsetManager::open(&config.store_root).map_err(meta_err)?;
+        let groups =
+            groups::SubscriptionGroupManager::open(&config.store_root).map_err(meta_err)?;
         let schedule =
             ScheduleService::open(&config.store_root, config.message_delay_levels_ms.clone())
                 .map_err(meta_err)?;
@@ -150,6 +154,7 @@ impl Broker {
             schedule,
             timers,
             transactions,
+            groups,
             locks: Default::default(),
             clients: ClientManager::default(),
             stats: BrokerStats::default(),

@@ -73,6 +73,28 @@ impl ConsumerOffsetManager {
             .collect()
     }
 
+    /// Every group with committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        let table = self.table.lock().expect("offset table lock");
+        let mut groups: Vec<String> = table
+            .keys()
+            .filter_map(|k| k.split_once('@').map(|(_, g)| g.to_string()))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// Forgets a deleted group's offsets.
+    pub fn remove_group(&self, group: &str) {
+        let suffix = format!("@{group}");
+        self.table
+            .lock()
+            .expect("offset table lock")
+            .retain(|k, _| !k.ends_with(&suffix));
+        self.dirty.store(true, Ordering::Release);
+    }
+
     /// Forgets every group's offsets on a deleted topic.
     pub fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");

@@ -644,6 +644,110 @@ impl AdminClient {
         serde_json::from_slice(&resp.body).map_err(|e| malformed("LIST_UNDECIDED_TRANSACTIONS", e))
     }
 
+    /// Consumer groups known to any master.
+    pub async fn consumer_groups(&self) -> Result<Vec<String>> {
+        let mut groups = std::collections::BTreeSet::new();
+        for addr in self.masters().await?.values() {
+            let resp = self
+                .broker_call(
+                    addr,
+                    RemotingCommand::request(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG),
+                    "GET_ALL_SUBSCRIPTIONGROUP_CONFIG",
+                )
+                .await?;
+            let v: serde_json::Value = serde_json::from_slice(&resp.body)
+                .map_err(|e| malformed("GET_ALL_SUBSCRIPTIONGROUP_CONFIG", e))?;
+            if let Some(t) = v["subscriptionGroupTable"].as_object() {
+                groups.extend(t.keys().cloned());
+            }
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// Producer groups with live connections (FerroMQ only).
+    pub async fn producer_groups(&self) -> Result<Vec<String>> {
+        let mut groups = std::collections::BTreeSet::new();
+        for addr in self.masters().await?.values() {
+            let resp = self
+                .instance
+                .invoke(
+                    addr,
+                    RemotingCommand::request(request::FERROMQ_LIST_PRODUCER_GROUPS),
+                )
+                .await?;
+            if resp.code != response::SUCCESS {
+                return Err(refused("LIST_PRODUCER_GROUPS", addr, resp));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&resp.body)
+                .map_err(|e| malformed("LIST_PRODUCER_GROUPS", e))?;
+            groups.extend(
+                v["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.as_str().map(str::to_string)),
+            );
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// Creates or updates a consumer group's configuration on every master.
+    pub async fn update_group(&self, group: &str, retry_max_times: i32) -> Result<()> {
+        let body = serde_json::json!({"groupName": group, "consumeEnable": true, "retryMaxTimes": retry_max_times, "retryQueueNums": 1});
+        for addr in self.masters().await?.values() {
+            let req = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+                .with_body(body.to_string());
+            self.broker_call(addr, req, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a consumer group (configuration and committed offsets) on every master.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        for addr in self.masters().await?.values() {
+            let req = RemotingCommand::request(request::DELETE_SUBSCRIPTIONGROUP)
+                .with_field("groupName", group);
+            self.broker_call(addr, req, "DELETE_SUBSCRIPTIONGROUP")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a copy of a message to `topic` (a group's retry topic re-delivers it to the
+    /// group), reconsume count reset.
+    pub async fn resend(&self, msg: &MessageExt, topic: &str) -> Result<()> {
+        let route = self
+            .topic_route(topic)
+            .await?
+            .ok_or_else(|| ClientError::NoRoute {
+                topic: topic.into(),
+            })?;
+        let addr = route
+            .broker_datas
+            .iter()
+            .find_map(|b| b.broker_addrs.get(&0).cloned())
+            .ok_or_else(|| ClientError::NoRoute {
+                topic: topic.into(),
+            })?;
+        let req = RemotingCommand::request(request::SEND_MESSAGE)
+            .with_field("producerGroup", "ferromq-admin")
+            .with_field("topic", topic)
+            .with_field("queueId", 0)
+            .with_field(
+                "sysFlag",
+                msg.sys_flag & ferromq_protocol::message::sys_flag::COMPRESSED,
+            )
+            .with_field("bornTimestamp", msg.born_timestamp)
+            .with_field("flag", msg.flag)
+            .with_field("properties", &msg.properties)
+            .with_field("reconsumeTimes", 0)
+            .with_body(msg.body.clone());
+        self.broker_call(&addr, req, "SEND_MESSAGE")
+            .await
+            .map(|_| ())
+    }
+
     pub fn shutdown(&self) {
         self.instance.close();
     }

@@ -30,7 +30,9 @@ pub mod request {
     pub const UNREGISTER_BROKER: i32 = 104;
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
+    pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
     pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
+    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
     pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
     pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
@@ -49,6 +51,8 @@ pub mod request {
     /// FerroMQ extension: undecided transactions with age and check count (JSON body).
     /// Extension codes live in 9000–9099, a range Apache RocketMQ does not use.
     pub const FERROMQ_LIST_UNDECIDED_TRANSACTIONS: i32 = 9001;
+    /// FerroMQ extension: producer groups with live connections (JSON body).
+    pub const FERROMQ_LIST_PRODUCER_GROUPS: i32 = 9002;
 }
 
 /// Response codes.

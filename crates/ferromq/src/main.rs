@@ -45,6 +45,17 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Operate a cluster (mqadmin-style commands).
     Admin(ferromq_cli::AdminArgs),
+    /// The web dashboard for any cluster.
+    Dashboard {
+        /// Name servers, `host:port;host:port`.
+        #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Require this `user:password`.
+        #[arg(long)]
+        login: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -61,6 +72,15 @@ struct StandaloneArgs {
     /// Broker listen address (its port overrides listenPort).
     #[arg(long)]
     broker_listen: Option<SocketAddr>,
+    /// Dashboard listen address.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    dashboard_listen: SocketAddr,
+    /// Serve no dashboard.
+    #[arg(long)]
+    no_dashboard: bool,
+    /// Require this `user:password` on the dashboard.
+    #[arg(long)]
+    dashboard_login: Option<String>,
 }
 
 #[derive(Args)]
@@ -111,6 +131,11 @@ fn run() -> Result<()> {
             Command::Broker(args) => broker(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Admin(args) => ferromq_cli::run(args).await,
+            Command::Dashboard {
+                namesrv,
+                listen,
+                login,
+            } => dashboard(namesrv, listen, login).await,
         }
     })
 }
@@ -188,14 +213,69 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, namesrv_shutdown.clone()));
     let broker = open_broker(config)?;
     broker.register_once().await;
+    let mut dashboard_note = String::new();
+    if !args.no_dashboard {
+        // The dashboard is a convenience: a taken port must not stop the broker.
+        match TcpListener::bind(args.dashboard_listen).await {
+            Ok(listener) => {
+                dashboard_note = format!(", dashboard http://{}", listener.local_addr()?);
+                let config = ferromq_dashboard::DashboardConfig {
+                    namesrv: vec![local_namesrv.clone()],
+                    login: parse_login(args.dashboard_login)?,
+                };
+                let stop = namesrv_shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = ferromq_dashboard::serve(listener, config, stop).await {
+                        warn!(error = %e, "the dashboard stopped");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(addr = %args.dashboard_listen, error = %e, "cannot serve the dashboard; running without it")
+            }
+        }
+    }
     println!(
-        "FerroMQ is ready: name server {local_namesrv}, broker {}",
+        "FerroMQ is ready: name server {local_namesrv}, broker {}{dashboard_note}",
         broker.config().advertised_addr()
     );
     broker.serve(broker_listener, shutdown).await;
     namesrv_shutdown.cancel();
     let _ = namesrv_task.await;
     Ok(())
+}
+
+fn parse_login(login: Option<String>) -> Result<Option<(String, String)>> {
+    match login {
+        None => Ok(None),
+        Some(l) => match l.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => {
+                Ok(Some((u.to_string(), p.to_string())))
+            }
+            _ => bail!("the dashboard login must be user:password"),
+        },
+    }
+}
+
+async fn dashboard(namesrv: String, listen: SocketAddr, login: Option<String>) -> Result<()> {
+    let listener = bind(listen, "dashboard").await?;
+    let namesrv: Vec<String> = namesrv
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let config = ferromq_dashboard::DashboardConfig {
+        namesrv,
+        login: parse_login(login)?,
+    };
+    println!(
+        "FerroMQ is ready: dashboard http://{}",
+        listener.local_addr()?
+    );
+    ferromq_dashboard::serve(listener, config, shutdown_on_signals())
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 fn open_broker(config: BrokerConfig) -> Result<Arc<Broker>> {

@@ -58,6 +58,9 @@ impl Broker {
                     }
                 }
             }
+            if let Err(e) = self.groups.ensure(&c.group_name) {
+                warn!(group = %c.group_name, error = %e, "persisting the group config failed");
+            }
             if self.clients.register_consumer(c, channel.clone()) {
                 self.notify_consumer_ids_changed(&c.group_name);
             }

@@ -293,6 +293,68 @@ impl Broker {
     }
 }
 
+impl Broker {
+    pub(crate) fn all_group_configs(&self, req: &RemotingCommand) -> RemotingCommand {
+        // Groups that only ever committed offsets or heartbeated are listed too.
+        let mut table = self.groups.all();
+        for g in self
+            .clients
+            .consumer_groups()
+            .into_iter()
+            .chain(self.offsets.groups())
+        {
+            table
+                .entry(g.clone())
+                .or_insert_with(|| crate::groups::SubscriptionGroupConfig::new(&g));
+        }
+        let body = json!({
+            "subscriptionGroupTable": table,
+            "dataVersion": {"timestamp": crate::now_ms(), "counter": table.len()},
+        });
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body.to_string())
+    }
+
+    pub(crate) fn update_group(&self, req: &RemotingCommand) -> RemotingCommand {
+        let config: crate::groups::SubscriptionGroupConfig = match serde_json::from_slice(&req.body)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("invalid group config: {e}"),
+                )
+            }
+        };
+        if config.group_name.is_empty() || config.group_name.len() > 120 {
+            return RemotingCommand::error_response(
+                req,
+                response::INVALID_PARAMETER,
+                "the group name must have 1 to 120 characters",
+            );
+        }
+        match self.groups.upsert(config) {
+            Ok(()) => RemotingCommand::response_to(req, response::SUCCESS),
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+        }
+    }
+
+    pub(crate) fn delete_group(&self, req: &RemotingCommand) -> RemotingCommand {
+        let Some(group) = req.field("groupName").map(str::to_string) else {
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                "the header field 'groupName' is required",
+            );
+        };
+        self.offsets.remove_group(&group);
+        match self.groups.delete(&group) {
+            Ok(_) => RemotingCommand::response_to(req, response::SUCCESS),
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+        }
+    }
+}
+
 fn connection_json(c: &crate::client::ClientChannel) -> serde_json::Value {
     json!({
         "clientId": c.client_id,

@@ -58,6 +58,15 @@ impl Broker {
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(&req),
             request::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(&req).await,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_group_configs(&req),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(&req),
+            request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(&req),
+            request::FERROMQ_LIST_PRODUCER_GROUPS => {
+                let mut groups = self.clients.producer_groups();
+                groups.sort();
+                RemotingCommand::response_to(&req, response::SUCCESS)
+                    .with_body(serde_json::json!({ "groups": groups }).to_string())
+            }
             request::FERROMQ_LIST_UNDECIDED_TRANSACTIONS => {
                 let max = req
                     .field("max")

@@ -111,6 +111,7 @@ pub struct Server {
     pub proc: Proc,
     pub namesrv: String,
     pub broker: String,
+    pub dashboard: String,
     _dir: tempfile::TempDir,
 }
 
@@ -132,7 +133,7 @@ impl Server {
     fn start_in(dir: tempfile::TempDir, conf: &str) -> Server {
         let conf_path = dir.path().join("broker.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let (np, bp) = (free_port(), free_port());
+        let (np, bp, dp) = (free_port(), free_port(), free_port());
         let args: Vec<String> = vec![
             "standalone".into(),
             "--data-dir".into(),
@@ -143,12 +144,15 @@ impl Server {
             format!("127.0.0.1:{np}"),
             "--broker-listen".into(),
             format!("127.0.0.1:{bp}"),
+            "--dashboard-listen".into(),
+            format!("127.0.0.1:{dp}"),
         ];
         let proc = Proc::spawn(&args);
         Server {
             proc,
             namesrv: format!("127.0.0.1:{np}"),
             broker: format!("127.0.0.1:{bp}"),
+            dashboard: format!("127.0.0.1:{dp}"),
             _dir: dir,
         }
     }

@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod cluster;
 mod crossclient;
+mod dashboard;
 mod delay;
 mod examples;
 mod failover;

@@ -87,7 +87,8 @@ public final class FerroMQBroker implements AutoCloseable {
             binary.toString(), "standalone",
             "--data-dir", dataDir.toString(),
             "--namesrv-listen", "127.0.0.1:" + namesrvPort,
-            "--broker-listen", "127.0.0.1:" + brokerPort);
+            "--broker-listen", "127.0.0.1:" + brokerPort,
+            "--no-dashboard");
         log("[harness] starting: " + String.join(" ", cmd));
         ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.redirectInput(ProcessBuilder.Redirect.PIPE);

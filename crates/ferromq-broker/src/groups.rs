@@ -1,0 +1,110 @@
+//! Subscription-group configurations (`SubscriptionGroupManager`): created when a group
+//! first heartbeats or commits, or by an administrator; persisted in
+//! `config/subscriptionGroup.json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::persist;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionGroupConfig {
+    pub group_name: String,
+    #[serde(default = "yes")]
+    pub consume_enable: bool,
+    #[serde(default = "yes")]
+    pub consume_broadcast_enable: bool,
+    #[serde(default = "default_retry_queue_nums")]
+    pub retry_queue_nums: i32,
+    #[serde(default = "default_retry_max_times")]
+    pub retry_max_times: i32,
+    #[serde(default)]
+    pub broker_id: i64,
+    #[serde(default = "default_which_broker")]
+    pub which_broker_when_consume_slowly: i64,
+    #[serde(default = "yes")]
+    pub notify_consumer_ids_changed_enable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_retry_queue_nums() -> i32 {
+    1
+}
+fn default_retry_max_times() -> i32 {
+    16
+}
+fn default_which_broker() -> i64 {
+    1
+}
+
+impl SubscriptionGroupConfig {
+    pub fn new(group: &str) -> Self {
+        SubscriptionGroupConfig {
+            group_name: group.to_string(),
+            consume_enable: true,
+            consume_broadcast_enable: true,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+        }
+    }
+}
+
+pub struct SubscriptionGroupManager {
+    path: PathBuf,
+    groups: Mutex<BTreeMap<String, SubscriptionGroupConfig>>,
+}
+
+impl SubscriptionGroupManager {
+    pub fn open(root: &std::path::Path) -> std::io::Result<Self> {
+        let path = root.join("config").join("subscriptionGroup.json");
+        let groups = persist::load(&path)?.unwrap_or_default();
+        Ok(SubscriptionGroupManager {
+            path,
+            groups: Mutex::new(groups),
+        })
+    }
+
+    /// Creates the group's config if it has none.
+    pub fn ensure(&self, group: &str) -> std::io::Result<()> {
+        let mut g = self.groups.lock().expect("group table lock");
+        if g.contains_key(group) {
+            return Ok(());
+        }
+        g.insert(group.to_string(), SubscriptionGroupConfig::new(group));
+        persist::store(&self.path, &*g)
+    }
+
+    pub fn upsert(&self, config: SubscriptionGroupConfig) -> std::io::Result<()> {
+        let mut g = self.groups.lock().expect("group table lock");
+        g.insert(config.group_name.clone(), config);
+        persist::store(&self.path, &*g)
+    }
+
+    pub fn delete(&self, group: &str) -> std::io::Result<bool> {
+        let mut g = self.groups.lock().expect("group table lock");
+        let removed = g.remove(group).is_some();
+        persist::store(&self.path, &*g)?;
+        Ok(removed)
+    }
+
+    pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+        self.groups
+            .lock()
+            .expect("group table lock")
+            .get(group)
+            .cloned()
+    }
+
+    pub fn all(&self) -> BTreeMap<String, SubscriptionGroupConfig> {
+        self.groups.lock().expect("group table lock").clone()
+    }
+}

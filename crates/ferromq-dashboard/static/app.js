@@ -1,0 +1,227 @@
+// FerroMQ dashboard: hash-routed pages over the JSON API (/api/openapi.json).
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const fmtTime = (ms) => (ms && ms > 0 ? new Date(Number(ms)).toISOString().replace("T", " ").slice(0, 23) : "—");
+const fmtNum = (n) => (typeof n === "number" ? (Number.isInteger(n) ? n.toLocaleString("en-US") : n.toFixed(1)) : esc(n));
+
+async function api(path, options = {}) {
+  const res = await fetch("/api" + path, {
+    headers: { "content-type": "application/json" },
+    ...options,
+    body: options.body ? JSON.stringify(options.body) : undefined,
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  return data;
+}
+
+function showError(e) {
+  const box = $("#error");
+  box.textContent = e.message || String(e);
+  box.hidden = false;
+  setTimeout(() => (box.hidden = true), 6000);
+}
+
+function table(headers, rows, id) {
+  const head = headers.map((h) => `<th>${esc(h)}</th>`).join("");
+  const body = rows.map((r) => `<tr>${r.map((c) => (typeof c === "number" ? `<td class="num">${fmtNum(c)}</td>` : `<td>${c ?? ""}</td>`)).join("")}</tr>`).join("");
+  return `<table${id ? ` id="${id}"` : ""}><thead><tr>${head}</tr></thead><tbody>${body || `<tr><td colspan="${headers.length}" class="muted">none</td></tr>`}</tbody></table>`;
+}
+
+// A small line chart of put/get TPS drawn as SVG.
+function chart(points, width = 520, height = 120) {
+  if (!points || points.length < 2) return `<svg class="chart" width="${width}" height="${height}"><text x="10" y="20" fill="#6b7385">collecting samples…</text></svg>`;
+  const max = Math.max(1, ...points.map((p) => Math.max(p.putTps, p.getTps)));
+  const x = (i) => 30 + (i * (width - 40)) / (points.length - 1);
+  const y = (v) => height - 15 - (v / max) * (height - 30);
+  const line = (key, color) => `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.map((p, i) => `${x(i).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ")}"/>`;
+  return `<svg class="chart" width="${width}" height="${height}">${line("putTps", "#c2410c")}${line("getTps", "#2563eb")}
+    <text x="4" y="14" font-size="11" fill="#6b7385">${fmtNum(max)}/s</text>
+    <text x="${width - 150}" y="14" font-size="11" fill="#c2410c">put</text><text x="${width - 110}" y="14" font-size="11" fill="#2563eb">get</text></svg>`;
+}
+
+const pages = {
+  async cluster() {
+    const c = await api("/cluster");
+    const rows = c.brokers.map((b) => [esc(b.cluster), esc(b.brokerName), b.brokerId, esc(b.addr), esc(b.role), esc(b.version), b.putTps, b.getTps,
+      fmtNum(Number(b.msgPutTotal)), esc(b.commitLogMinOffset), esc(b.commitLogMaxOffset), fmtNum(b.dataBytes), esc(b.runtime)]);
+    const charts = Object.entries(c.series || {}).map(([name, pts]) => `<h3>${esc(name)}: messages per second</h3>${chart(pts)}`).join("");
+    return `<h2>Cluster</h2>
+      <div class="cards"><div class="card"><div class="v" id="broker-count">${c.brokers.length}</div><div class="k">brokers</div></div>
+      <div class="card"><div class="v">${esc(c.nameServers.join(", "))}</div><div class="k">name servers</div></div></div>
+      ${table(["Cluster", "Broker", "ID", "Address", "Role", "Version", "Put TPS", "Get TPS", "Messages put", "Commit log min", "Commit log max", "Data bytes", "Uptime"], rows, "brokers")}
+      ${charts}`;
+  },
+
+  async topics(params) {
+    const search = params.get("search") || "";
+    const kind = params.get("kind") || "all";
+    const list = await api(`/topics?search=${encodeURIComponent(search)}&kind=${encodeURIComponent(kind)}`);
+    const rows = list.map((t) => [`<a class="link" href="#/topic?name=${encodeURIComponent(t.topic)}">${esc(t.topic)}</a>`, esc(t.kind)]);
+    return `<h2>Topics</h2>
+      <form id="topic-filter"><input name="search" placeholder="search" value="${esc(search)}">
+        <select name="kind">${["all", "normal", "retry", "dlq", "system"].map((k) => `<option${k === kind ? " selected" : ""}>${k}</option>`).join("")}</select>
+        <button>Filter</button></form>
+      <form id="create-topic"><input name="topic" placeholder="new topic" required><input name="queues" type="number" value="4" min="1" max="1024">
+        <select name="perm"><option value="6">read+write</option><option value="4">read only</option><option value="2">write only</option></select>
+        <button>Create / update</button></form>
+      ${table(["Topic", "Kind"], rows, "topic-list")}`;
+  },
+
+  async topic(params) {
+    const name = params.get("name");
+    const t = await api(`/topics/${encodeURIComponent(name)}`);
+    const route = t.route.brokerDatas.map((b) => [esc(b.brokerName), esc(b.cluster), esc(JSON.stringify(b.brokerAddrs))]);
+    const queues = t.queues.map((q) => [esc(q.brokerName), q.queueId, q.minOffset, q.maxOffset, fmtTime(q.lastUpdateTimestamp)]);
+    const groups = t.groups.map((g) => [`<a class="link" href="#/group?name=${encodeURIComponent(g.group)}">${esc(g.group)}</a>`, g.lag]);
+    return `<h2>Topic <span id="topic-name">${esc(name)}</span> <span class="muted">(${esc(t.kind)})</span></h2>
+      <h3>Route</h3>${table(["Broker", "Cluster", "Addresses"], route)}
+      <h3>Queues</h3>${table(["Broker", "Queue", "Min offset", "Max offset", "Last update"], queues, "queue-offsets")}
+      <h3>Consumer groups</h3>${table(["Group", "Lag"], groups, "topic-groups")}
+      <h3>Send a test message</h3>
+      <form id="send-message" data-topic="${esc(name)}"><input name="body" placeholder="body" required><input name="tag" placeholder="tag"><input name="keys" placeholder="keys"><button>Send</button></form>
+      <div id="send-result" class="muted"></div>
+      <form id="delete-topic" data-topic="${esc(name)}"><button class="plain">Delete topic</button></form>`;
+  },
+
+  async groups() {
+    const list = await api("/groups");
+    const rows = list.map((g) => [`<a class="link" href="#/group?name=${encodeURIComponent(g.group)}">${esc(g.group)}</a>`, g.consumers, g.lag, g.consumeTps]);
+    return `<h2>Consumer groups</h2>${table(["Group", "Consumers", "Lag", "Consume TPS"], rows, "group-list")}`;
+  },
+
+  async group(params) {
+    const name = params.get("name");
+    const g = await api(`/groups/${encodeURIComponent(name)}`);
+    const conns = (g.connections.connectionSet || []).map((c) => [esc(c.clientId), esc(c.clientAddr), esc(c.language), c.version]);
+    const subs = Object.values(g.connections.subscriptionTable || {}).map((s) => [esc(s.topic), esc(s.expressionType), esc(s.subString)]);
+    const progress = g.progress.map((p) => [esc(p.topic), esc(p.brokerName), p.queueId, p.brokerOffset, p.consumerOffset, p.lag, fmtTime(p.lastTimestamp)]);
+    const topics = [...new Set(g.progress.map((p) => p.topic))];
+    return `<h2>Consumer group <span id="group-name">${esc(name)}</span></h2>
+      <div class="cards"><div class="card"><div class="v" id="group-lag">${g.progress.reduce((a, p) => a + p.lag, 0)}</div><div class="k">total lag</div></div></div>
+      <h3>Clients</h3>${table(["Client", "Address", "Language", "Version"], conns, "group-clients")}
+      <h3>Subscriptions</h3>${table(["Topic", "Type", "Expression"], subs)}
+      <h3>Progress</h3>${table(["Topic", "Broker", "Queue", "Broker offset", "Consumer offset", "Lag", "Last consumed"], progress, "group-progress")}
+      <h3>Reset offsets to a time</h3>
+      <form id="reset-offset" data-group="${esc(name)}"><select name="topic">${topics.map((t) => `<option>${esc(t)}</option>`).join("")}</select>
+        <input name="time" type="datetime-local" step="1"><input name="timestamp" placeholder="or ms since epoch"><button>Reset</button></form>
+      <div id="reset-result" class="muted"></div>
+      <form id="redeliver-dlq" data-group="${esc(name)}"><button class="plain">Re-deliver dead letters</button></form>
+      <form id="delete-group" data-group="${esc(name)}"><button class="plain">Delete group</button></form>`;
+  },
+
+  async messages(params) {
+    const topic = params.get("topic") || "";
+    const key = params.get("key") || "";
+    const id = params.get("id") || "";
+    let results = "";
+    if (id) {
+      results = messageDetail(await api(`/messages/by-id/${encodeURIComponent(id)}${topic ? `?topic=${encodeURIComponent(topic)}` : ""}`));
+    } else if (topic && key) {
+      results = messageTable(await api(`/messages/by-key?topic=${encodeURIComponent(topic)}&key=${encodeURIComponent(key)}`));
+    } else if (topic) {
+      const page = Number(params.get("page") || 0);
+      const begin = params.get("begin") || "";
+      const end = params.get("end") || "";
+      const r = await api(`/messages?topic=${encodeURIComponent(topic)}&page=${page}&size=20${begin ? `&begin=${begin}` : ""}${end ? `&end=${end}` : ""}`);
+      results = messageTable(r.items) + `<div><a class="link" href="#/messages?topic=${encodeURIComponent(topic)}&page=${page + 1}&begin=${begin}&end=${end}">next page</a></div>`;
+    }
+    return `<h2>Messages</h2>
+      <form id="query-time"><input name="topic" placeholder="topic" value="${esc(topic)}" required><input name="begin" placeholder="from (ms)"><input name="end" placeholder="to (ms)"><button>By topic and time</button></form>
+      <form id="query-key"><input name="topic" placeholder="topic" value="${esc(topic)}" required><input name="key" placeholder="key" required><button>By key</button></form>
+      <form id="query-id"><input name="topic" placeholder="topic (for unique ids)" value="${esc(topic)}"><input name="id" placeholder="message id" required><button>By id</button></form>
+      <div id="message-results">${results}</div>`;
+  },
+
+  async delayed() {
+    const [delayed, txs] = await Promise.all([api("/delayed"), api("/transactions")]);
+    const levels = delayed.flatMap((b) => Object.entries(b.levels).map(([l, n]) => [esc(b.broker), `level ${esc(l)}`, Number(n)]));
+    const timers = delayed.flatMap((b) => Object.entries(b.timers).map(([k, n]) => [esc(b.broker), esc(k), Number(n)]));
+    const undecided = txs.flatMap((b) => (b.transactions || []).map((t) => [esc(b.broker), esc(t.transactionId), esc(t.producerGroup), esc(t.topic), Math.round(t.ageMs / 1000), t.checkTimes]));
+    return `<h2>Delayed and transactional messages</h2>
+      <h3>Delay levels</h3>${table(["Broker", "Level", "Pending"], levels, "delay-levels")}
+      <h3>Timers</h3>${table(["Broker", "Window", "Pending"], timers, "timers")}
+      <h3>Undecided transactions</h3>${table(["Broker", "Transaction", "Producer group", "Topic", "Age (s)", "Checks"], undecided, "transactions")}`;
+  },
+
+  async producers() {
+    const list = await api("/producers");
+    const rows = list.flatMap((g) => g.connections.map((c) => [esc(g.group), esc(c.clientId), esc(c.clientAddr), esc(c.language), c.version]));
+    return `<h2>Producers</h2>${table(["Group", "Client", "Address", "Language", "Version"], rows, "producer-list")}`;
+  },
+};
+
+function messageTable(items) {
+  const rows = items.map((m) => [`<a class="link" href="#/messages?id=${encodeURIComponent(m.offsetMsgId)}">${esc(m.msgId)}</a>`, esc(m.topic), m.queueId, m.queueOffset, esc(m.tags), esc(m.keys.join(" ")), esc(m.bodyText.slice(0, 80)), fmtTime(m.storeTimestamp)]);
+  return table(["Message id", "Topic", "Queue", "Offset", "Tags", "Keys", "Body", "Stored"], rows, "message-list");
+}
+
+function messageDetail(m) {
+  let pretty = m.bodyText;
+  try { pretty = JSON.stringify(JSON.parse(m.bodyText), null, 2); } catch (_) { /* not JSON */ }
+  const props = Object.entries(m.properties).map(([k, v]) => [esc(k), esc(v)]);
+  const groups = (m.groups || []).map((g) => [esc(g.group), g.consumed ? "consumed" : "pending"]);
+  return `<h3>Message <span id="detail-id">${esc(m.msgId)}</span></h3>
+    ${table(["Field", "Value"], [["Topic", esc(m.topic)], ["Queue / offset", `${m.queueId} / ${m.queueOffset}`], ["Offset id", esc(m.offsetMsgId)],
+      ["Stored", `${fmtTime(m.storeTimestamp)} at ${esc(m.storeHost)}`], ["Born", `${fmtTime(m.bornTimestamp)} at ${esc(m.bornHost)}`], ["Reconsumed", m.reconsumeTimes]], "message-detail")}
+    <h3>Body (${m.bodySize} bytes)</h3><pre id="detail-body">${esc(pretty)}</pre><details><summary>hex</summary><pre>${esc(m.bodyHex)}</pre></details>
+    <h3>Properties</h3>${table(["Name", "Value"], props)}
+    <h3>Consumer groups</h3>${table(["Group", "State"], groups, "detail-groups")}
+    <form id="resend" data-id="${esc(m.offsetMsgId)}" data-topic="${esc(m.topic)}"><input name="group" placeholder="consumer group" required><button>Resend to group</button></form>`;
+}
+
+async function render() {
+  const [path, query] = (location.hash.slice(2) || "cluster").split("?");
+  const params = new URLSearchParams(query || "");
+  const page = pages[path] || pages.cluster;
+  document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", path.startsWith(a.dataset.page.slice(0, 5))));
+  try {
+    $("#page").innerHTML = await page(params);
+    $("#refreshed").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    $("#page").innerHTML = `<p class="muted">Could not load this page: ${esc(e.message)}</p>`;
+  }
+}
+
+// Form actions, delegated so they survive re-renders.
+document.addEventListener("submit", async (ev) => {
+  const form = ev.target;
+  ev.preventDefault();
+  const f = Object.fromEntries(new FormData(form));
+  try {
+    switch (form.id) {
+      case "topic-filter": location.hash = `#/topics?search=${encodeURIComponent(f.search)}&kind=${f.kind}`; break;
+      case "create-topic": await api("/topics", { method: "POST", body: { topic: f.topic, queues: Number(f.queues), perm: Number(f.perm) } }); await render(); break;
+      case "send-message": {
+        const r = await api(`/topics/${encodeURIComponent(form.dataset.topic)}/messages`, { method: "POST", body: f });
+        $("#send-result").textContent = `sent: ${r.msgId} (queue ${r.queueId}, offset ${r.queueOffset})`;
+        break;
+      }
+      case "delete-topic": await api(`/topics/${encodeURIComponent(form.dataset.topic)}`, { method: "DELETE" }); location.hash = "#/topics"; break;
+      case "reset-offset": {
+        const ts = f.timestamp ? Number(f.timestamp) : Date.parse(f.time + "Z");
+        await api(`/groups/${encodeURIComponent(form.dataset.group)}/reset`, { method: "POST", body: { topic: f.topic, timestamp: ts } });
+        $("#reset-result").textContent = `offsets of ${f.topic} reset to ${fmtTime(ts)}`;
+        break;
+      }
+      case "redeliver-dlq": { const r = await api(`/dlq/${encodeURIComponent(form.dataset.group)}/redeliver`, { method: "POST" }); alert(`${r.redelivered} dead letters re-delivered`); break; }
+      case "delete-group": await api(`/groups/${encodeURIComponent(form.dataset.group)}`, { method: "DELETE" }); location.hash = "#/groups"; break;
+      case "query-time": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&begin=${f.begin}&end=${f.end}`; break;
+      case "query-key": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&key=${encodeURIComponent(f.key)}`; break;
+      case "query-id": location.hash = `#/messages?id=${encodeURIComponent(f.id)}&topic=${encodeURIComponent(f.topic)}`; break;
+      case "resend": await api("/messages/resend", { method: "POST", body: { id: form.dataset.id, topic: form.dataset.topic, group: f.group } }); alert("resent"); break;
+    }
+  } catch (e) {
+    showError(e);
+  }
+});
+
+window.addEventListener("hashchange", render);
+render();
+// Live figures: refresh the overview pages by themselves.
+setInterval(() => {
+  const path = location.hash.slice(2).split("?")[0] || "cluster";
+  if (["cluster", "groups", "delayed", "producers"].includes(path) && !document.activeElement?.closest("form")) render();
+}, 5000);
