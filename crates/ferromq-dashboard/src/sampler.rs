@@ -28,11 +28,14 @@ struct Series {
     points: VecDeque<Point>,
 }
 
+/// (when, consumer offsets summed over the group's queues)
+type Consumed = (i64, i64);
+
 #[derive(Default)]
 pub struct Sampler {
     brokers: Mutex<BTreeMap<String, Series>>,
-    /// group → (ms, consumed offsets summed) of the last two samples
-    groups: Mutex<BTreeMap<String, ((i64, i64), (i64, i64))>>,
+    /// group → the last two samples of its consumed offsets
+    groups: Mutex<BTreeMap<String, (Consumed, Consumed)>>,
 }
 
 fn now_ms() -> i64 {
