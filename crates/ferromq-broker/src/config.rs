@@ -303,6 +303,77 @@ impl BrokerConfig {
         Ok(warnings)
     }
 
+    /// The effective configuration as `broker.conf` lines, keys sorted.
+    pub fn to_properties(&self) -> String {
+        let flush = match self.flush_mode {
+            FlushMode::Async => "ASYNC_FLUSH",
+            FlushMode::Sync => "SYNC_FLUSH",
+        };
+        let levels: Vec<String> = self
+            .message_delay_levels_ms
+            .iter()
+            .map(|ms| format!("{}s", ms / 1000))
+            .collect();
+        let pairs: Vec<(&str, String)> = vec![
+            (
+                "autoCreateSubscriptionGroup",
+                self.auto_create_subscription_group.to_string(),
+            ),
+            ("autoCreateTopicEnable", self.auto_create_topic.to_string()),
+            ("brokerClusterName", self.cluster_name.clone()),
+            ("brokerIP1", self.broker_ip1.clone()),
+            ("brokerId", self.broker_id.to_string()),
+            ("brokerName", self.broker_name.clone()),
+            (
+                "defaultTopicQueueNums",
+                self.default_topic_queue_nums.to_string(),
+            ),
+            (
+                "deleteWhen",
+                self.delete_when
+                    .iter()
+                    .map(|h| format!("{h:02}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            ),
+            (
+                "enablePropertyFilter",
+                self.enable_property_filter.to_string(),
+            ),
+            ("fileReservedTime", self.file_reserved_hours.to_string()),
+            ("flushDiskType", flush.to_string()),
+            ("flushIntervalCommitLog", self.flush_interval_ms.to_string()),
+            ("listenPort", self.listen_port.to_string()),
+            (
+                "mapedFileSizeCommitLog",
+                self.commit_log_segment_bytes.to_string(),
+            ),
+            ("maxConnections", self.max_connections.to_string()),
+            ("maxMessageSize", self.max_message_size.to_string()),
+            ("messageDelayLevel", levels.join(" ")),
+            ("namesrvAddr", self.namesrv_addrs.join(";")),
+            ("storePathRootDir", self.store_root.display().to_string()),
+            ("syncFlushTimeout", self.sync_flush_timeout_ms.to_string()),
+            ("timerMaxDelaySec", self.timer_max_delay_sec.to_string()),
+            (
+                "transactionCheckInterval",
+                self.transaction_check_interval_ms.to_string(),
+            ),
+            (
+                "transactionCheckMax",
+                self.transaction_check_max.to_string(),
+            ),
+            (
+                "transactionTimeOut",
+                self.transaction_timeout_ms.to_string(),
+            ),
+        ];
+        pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect()
+    }
+
     /// Address clients are given, `brokerIP1:listenPort`.
     pub fn advertised_addr(&self) -> String {
         if self.broker_ip1.contains(':') {

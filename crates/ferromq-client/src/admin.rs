@@ -644,6 +644,27 @@ impl AdminClient {
         serde_json::from_slice(&resp.body).map_err(|e| malformed("LIST_UNDECIDED_TRANSACTIONS", e))
     }
 
+    /// A broker's configuration as `key=value` lines.
+    pub async fn broker_config(&self, addr: &str) -> Result<String> {
+        let resp = self
+            .broker_call(
+                addr,
+                RemotingCommand::request(request::GET_BROKER_CONFIG),
+                "GET_BROKER_CONFIG",
+            )
+            .await?;
+        Ok(String::from_utf8_lossy(&resp.body).into_owned())
+    }
+
+    /// Asks a broker to change a configuration key at run time.
+    pub async fn update_broker_config(&self, addr: &str, key: &str, value: &str) -> Result<()> {
+        let req = RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+            .with_body(format!("{key}={value}\n"));
+        self.broker_call(addr, req, "UPDATE_BROKER_CONFIG")
+            .await
+            .map(|_| ())
+    }
+
     /// Consumer groups known to any master.
     pub async fn consumer_groups(&self) -> Result<Vec<String>> {
         let mut groups = std::collections::BTreeSet::new();
@@ -717,12 +738,17 @@ impl AdminClient {
     /// Sends a copy of a message to `topic` (a group's retry topic re-delivers it to the
     /// group), reconsume count reset.
     pub async fn resend(&self, msg: &MessageExt, topic: &str) -> Result<()> {
-        let route = self
-            .topic_route(topic)
-            .await?
-            .ok_or_else(|| ClientError::NoRoute {
-                topic: topic.into(),
-            })?;
+        // A group's retry topic may not exist yet; the broker holding the message creates
+        // it on the first send to a `%RETRY%` name.
+        let route = match self.topic_route(topic).await? {
+            Some(r) => r,
+            None => self
+                .topic_route(&msg.topic)
+                .await?
+                .ok_or_else(|| ClientError::NoRoute {
+                    topic: topic.into(),
+                })?,
+        };
         let addr = route
             .broker_datas
             .iter()

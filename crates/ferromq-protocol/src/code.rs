@@ -9,6 +9,8 @@ pub mod request {
     pub const QUERY_CONSUMER_OFFSET: i32 = 14;
     pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
     pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
+    pub const UPDATE_BROKER_CONFIG: i32 = 25;
+    pub const GET_BROKER_CONFIG: i32 = 26;
     pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
     pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
     pub const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;

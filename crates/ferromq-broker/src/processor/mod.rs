@@ -59,6 +59,13 @@ impl Broker {
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(&req),
             request::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(&req).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_group_configs(&req),
+            request::GET_BROKER_CONFIG => RemotingCommand::response_to(&req, response::SUCCESS)
+                .with_body(self.config.to_properties()),
+            request::UPDATE_BROKER_CONFIG => RemotingCommand::error_response(
+                &req,
+                response::SYSTEM_ERROR,
+                "FerroMQ does not change its configuration at run time: edit broker.conf and restart the broker",
+            ),
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(&req),
             request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(&req),
             request::FERROMQ_LIST_PRODUCER_GROUPS => {

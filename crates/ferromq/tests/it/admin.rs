@@ -215,3 +215,110 @@ fn bench_produces_and_consumes_through_the_client() {
     ]);
     assert!(out.contains("consumed 403 messages"), "{out}");
 }
+
+#[tokio::test]
+async fn mqadmin_commands_manage_topics_groups_and_messages() {
+    let server = Server::start("");
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = admin(&server, args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&ok(&a)).unwrap()
+    };
+    ok(&["updateTopic", "-t", "cli-topic", "-r", "3"]);
+    assert!(ok(&["topicList"]).lines().any(|l| l.trim() == "cli-topic"));
+    assert_eq!(
+        json(&["topicRoute", "-t", "cli-topic"])["queueDatas"][0]["writeQueueNums"],
+        3
+    );
+    let sent = json(&[
+        "sendMessage",
+        "-t",
+        "cli-topic",
+        "-p",
+        "hello-cli",
+        "-c",
+        "TagZ",
+        "-k",
+        "key-1",
+    ]);
+    let offset_id = sent["offsetMsgId"].as_str().unwrap().to_string();
+    let status = json(&["topicStatus", "-t", "cli-topic"]);
+    assert_eq!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["maxOffset"].as_i64().unwrap())
+            .sum::<i64>(),
+        1
+    );
+    assert_eq!(
+        json(&["queryMsgByKey", "-t", "cli-topic", "-k", "key-1"])[0]["body"],
+        "hello-cli"
+    );
+    assert_eq!(json(&["queryMsgById", "-i", &offset_id])["tags"], "TagZ");
+    let queue = sent["queueId"].as_i64().unwrap().to_string();
+    assert_eq!(
+        json(&[
+            "queryMsgByOffset",
+            "-t",
+            "cli-topic",
+            "-b",
+            "broker-a",
+            "-i",
+            &queue,
+            "-o",
+            "0"
+        ])["body"],
+        "hello-cli"
+    );
+    let consumed = json(&[
+        "consumeMessage",
+        "-t",
+        "cli-topic",
+        "-g",
+        "cli-group",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(consumed[0]["body"], "hello-cli");
+    crate::harness::eventually("the consumed offset to be committed", || {
+        let (_, out, _) = admin(&server, &["consumerProgress", "-g", "cli-group", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .is_ok_and(|v| v["totalDiff"] == 0 && !v["queues"].as_array().unwrap().is_empty())
+    });
+    ok(&["updateSubGroup", "-g", "configured-group", "-r", "5"]);
+    ok(&["deleteSubGroup", "-g", "cli-group"]);
+    let cfg = json(&["getBrokerConfig"]);
+    assert_eq!(cfg["broker-a"]["brokerName"], "broker-a");
+    let (ok_upd, _, err) = admin(
+        &server,
+        &["updateBrokerConfig", "-k", "fileReservedTime", "-v", "1"],
+    );
+    assert!(!ok_upd && err.contains("broker.conf"), "{err}");
+    let (online, _, err) = admin(&server, &["consumerConnection", "-g", "nobody-here"]);
+    assert!(!online && err.contains("not online"), "{err}");
+    assert_eq!(
+        json(&["producerConnection", "-g", "nobody"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    ok(&["deleteTopic", "-t", "cli-topic"]);
+    assert!(!ok(&["topicList"]).lines().any(|l| l.trim() == "cli-topic"));
+    for args in [
+        &["topicRoute", "-t", "cli-topic"][..],
+        &["deleteTopic", "-t", "cli-topic"],
+        &["topicStatus", "-t", "nope"],
+    ] {
+        let (success, _, err) = admin(&server, args);
+        assert!(!success && err.contains("unknown topic"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    }
+}
