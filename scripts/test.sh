@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs every FerroMQ test suite: Rust (format, lints, unit and black-box tests), the Go
-# interop suite with the official Go client, and the Java interop suite with the official
-# Java client. Installs what they need from the package registries (Go modules, Maven
-# artefacts) on the way.
+# interop suite with the official Go client, the Java interop suite with the official
+# Java client, and the dashboard's browser tests. Installs what they need from the package
+# registries (Go modules, Maven artefacts, npm packages, Debian's Chromium) on the way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v chromium >/dev/null; then
+    step "installing Debian's Chromium for the dashboard tests"
+    if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,5 +30,8 @@ step "Go interop suite (official rocketmq-client-go)"
 
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)
+
+step "Dashboard in a browser (Debian's Chromium, playwright-core)"
+(cd dashboard-e2e && npm ci --no-audit --no-fund && npm test)
 
 printf '\nAll suites passed.\n'

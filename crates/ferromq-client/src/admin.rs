@@ -511,21 +511,25 @@ impl AdminClient {
 
     /// A message by its offset id (which names the broker), or by unique id within a topic.
     pub async fn query_by_id(&self, topic: Option<&str>, id: &str) -> Result<Option<MessageExt>> {
+        // A unique id can look like an offset id too: only ask a host that is one of the
+        // cluster's brokers, never an address merely decoded from an id.
         if let Some((host, offset)) = ferromq_protocol::message::decode_offset_msg_id(id) {
             let addr = host.to_string();
-            let req =
-                RemotingCommand::request(request::VIEW_MESSAGE_BY_ID).with_field("offset", offset);
-            if let Ok(resp) = self.instance.invoke(&addr, req).await {
-                if resp.code == response::SUCCESS {
-                    return Ok(MessageExt::decode_all(&resp.body)
-                        .map_err(|e| malformed("VIEW_MESSAGE_BY_ID", e))?
-                        .pop());
+            if self.brokers().await?.iter().any(|b| b.addr == addr) {
+                let req = RemotingCommand::request(request::VIEW_MESSAGE_BY_ID)
+                    .with_field("offset", offset);
+                if let Ok(resp) = self.instance.invoke(&addr, req).await {
+                    if resp.code == response::SUCCESS {
+                        return Ok(MessageExt::decode_all(&resp.body)
+                            .map_err(|e| malformed("VIEW_MESSAGE_BY_ID", e))?
+                            .pop());
+                    }
                 }
             }
         }
         match topic {
-            Some(t) => Ok(self.query_by_key(t, id, 1).await?.into_iter().next()),
-            None => Ok(None),
+            Some(t) if !t.is_empty() => Ok(self.query_by_key(t, id, 1).await?.into_iter().next()),
+            _ => Ok(None),
         }
     }
 

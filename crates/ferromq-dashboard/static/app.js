@@ -131,7 +131,7 @@ const pages = {
     return `<h2>Messages</h2>
       <form id="query-time"><input name="topic" placeholder="topic" value="${esc(topic)}" required><input name="begin" placeholder="from (ms)"><input name="end" placeholder="to (ms)"><button>By topic and time</button></form>
       <form id="query-key"><input name="topic" placeholder="topic" value="${esc(topic)}" required><input name="key" placeholder="key" required><button>By key</button></form>
-      <form id="query-id"><input name="topic" placeholder="topic (for unique ids)" value="${esc(topic)}"><input name="id" placeholder="message id" required><button>By id</button></form>
+      <form id="query-id"><input name="topic" placeholder="topic (for unique ids)" value="${esc(topic)}"><input name="msgId" placeholder="message id" required><button>By id</button></form>
       <div id="message-results">${results}</div>`;
   },
 
@@ -190,8 +190,9 @@ document.addEventListener("submit", async (ev) => {
   const form = ev.target;
   ev.preventDefault();
   const f = Object.fromEntries(new FormData(form));
+  // getAttribute: a field named "id" would shadow form.id.
   try {
-    switch (form.id) {
+    switch (form.getAttribute("id")) {
       case "topic-filter": location.hash = `#/topics?search=${encodeURIComponent(f.search)}&kind=${f.kind}`; break;
       case "create-topic": await api("/topics", { method: "POST", body: { topic: f.topic, queues: Number(f.queues), perm: Number(f.perm) } }); await render(); break;
       case "send-message": {
@@ -210,7 +211,7 @@ document.addEventListener("submit", async (ev) => {
       case "delete-group": await api(`/groups/${encodeURIComponent(form.dataset.group)}`, { method: "DELETE" }); location.hash = "#/groups"; break;
       case "query-time": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&begin=${f.begin}&end=${f.end}`; break;
       case "query-key": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&key=${encodeURIComponent(f.key)}`; break;
-      case "query-id": location.hash = `#/messages?id=${encodeURIComponent(f.id)}&topic=${encodeURIComponent(f.topic)}`; break;
+      case "query-id": location.hash = `#/messages?id=${encodeURIComponent(f.msgId)}&topic=${encodeURIComponent(f.topic)}`; break;
       case "resend": await api("/messages/resend", { method: "POST", body: { id: form.dataset.id, topic: form.dataset.topic, group: f.group } }); alert("resent"); break;
     }
   } catch (e) {
