@@ -101,6 +101,9 @@ pub struct BrokerConfig {
     pub enable_property_filter: bool,
     /// `timerMaxDelaySec`: how far ahead a timer message may be due, default 3 days.
     pub timer_max_delay_sec: u64,
+    /// `serverChannelMaxIdleTimeSeconds`: a client completing no request for this long is
+    /// disconnected, default 120.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for BrokerConfig {
@@ -135,6 +138,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             enable_property_filter: false,
             timer_max_delay_sec: 3 * 24 * 3600,
+            idle_timeout_secs: 120,
         }
     }
 }
@@ -281,6 +285,7 @@ impl BrokerConfig {
                 "registerNameServerPeriod" => {
                     self.register_name_server_period_ms = parse_num(key, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
                 }
+                "serverChannelMaxIdleTimeSeconds" => self.idle_timeout_secs = parse_num(key, v, 1u64, 86_400)?,
                 "timerMaxDelaySec" => self.timer_max_delay_sec = parse_num(key, v, 1u64, 366 * 24 * 3600)?,
                 "enablePropertyFilter" => self.enable_property_filter = parse_bool(key, v)?,
                 "maxConnections" => self.max_connections = parse_num(key, v, 1usize, 1_000_000)?,

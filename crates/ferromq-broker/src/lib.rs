@@ -186,6 +186,7 @@ impl Broker {
         tasks.spawn(self.clone().transaction_check_loop(shutdown.clone()));
         let server_config = ServerConfig {
             max_connections: self.config.max_connections,
+            idle_timeout: Duration::from_secs(self.config.idle_timeout_secs),
             ..Default::default()
         };
         ferromq_remoting::serve(listener, self.clone(), server_config, shutdown.clone()).await;

@@ -327,12 +327,9 @@ impl AdminClient {
 
     /// Deletes a topic from every master and the name servers.
     pub async fn delete_topic(&self, topic: &str) -> Result<()> {
-        for addr in self.masters().await?.values() {
-            let req = RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER)
-                .with_field("topic", topic);
-            self.broker_call(addr, req, "DELETE_TOPIC_IN_BROKER")
-                .await?;
-        }
+        let req =
+            RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER).with_field("topic", topic);
+        self.call_masters(req, "DELETE_TOPIC_IN_BROKER").await?;
         for addr in &self.namesrv {
             let req = RemotingCommand::request(request::DELETE_TOPIC_IN_NAMESRV)
                 .with_field("topic", topic);
@@ -719,22 +716,23 @@ impl AdminClient {
     /// Creates or updates a consumer group's configuration on every master.
     pub async fn update_group(&self, group: &str, retry_max_times: i32) -> Result<()> {
         let body = serde_json::json!({"groupName": group, "consumeEnable": true, "retryMaxTimes": retry_max_times, "retryQueueNums": 1});
-        for addr in self.masters().await?.values() {
-            let req = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
-                .with_body(body.to_string());
-            self.broker_call(addr, req, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP")
-                .await?;
-        }
-        Ok(())
+        let req = RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+            .with_body(body.to_string());
+        self.call_masters(req, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP")
+            .await
     }
 
     /// Deletes a consumer group (configuration and committed offsets) on every master.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let req = RemotingCommand::request(request::DELETE_SUBSCRIPTIONGROUP)
+            .with_field("groupName", group);
+        self.call_masters(req, "DELETE_SUBSCRIPTIONGROUP").await
+    }
+
+    /// Sends the same request to every master; the first refusal is the error.
+    async fn call_masters(&self, req: RemotingCommand, operation: &'static str) -> Result<()> {
         for addr in self.masters().await?.values() {
-            let req = RemotingCommand::request(request::DELETE_SUBSCRIPTIONGROUP)
-                .with_field("groupName", group);
-            self.broker_call(addr, req, "DELETE_SUBSCRIPTIONGROUP")
-                .await?;
+            self.broker_call(addr, req.clone(), operation).await?;
         }
         Ok(())
     }

@@ -192,8 +192,9 @@ impl RemotingCommand {
             });
         }
         let total = total as usize;
+        // No reserve for the whole frame here: its length is the peer's claim, and the
+        // buffer grows only as bytes really arrive.
         if src.len() < 4 + total {
-            src.reserve(4 + total - src.len());
             return Ok(None);
         }
         src.advance(4);

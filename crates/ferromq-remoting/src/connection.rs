@@ -64,7 +64,8 @@ struct Inner {
     closed: CancellationToken,
 }
 
-/// A cheap, cloneable handle to a live connection.
+/// A cheap, cloneable handle to a live connection. The connection lives until
+/// [`Connection::close`] or until the peer closes it: dropping handles does not close it.
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
@@ -84,11 +85,13 @@ impl PartialEq for Connection {
 impl Eq for Connection {}
 
 impl Connection {
-    /// Starts the reader and writer tasks for `stream`.
+    /// Starts the reader and writer tasks for `stream`. A connection that completes no
+    /// frame within `idle_timeout` is closed.
     pub fn spawn<H: InboundHandler>(
         stream: TcpStream,
         handler: Arc<H>,
         max_frame_bytes: usize,
+        idle_timeout: Option<Duration>,
     ) -> Connection {
         let _ = stream.set_nodelay(true);
         let peer = stream
@@ -107,7 +110,13 @@ impl Connection {
             }),
         };
         tokio::spawn(write_loop(writer, rx, conn.inner.closed.clone()));
-        tokio::spawn(read_loop(reader, conn.clone(), handler, max_frame_bytes));
+        tokio::spawn(read_loop(
+            reader,
+            conn.clone(),
+            handler,
+            max_frame_bytes,
+            idle_timeout,
+        ));
         conn
     }
 
@@ -245,10 +254,12 @@ pub async fn connect<H: InboundHandler>(
             })
         }
     };
+    // Clients keep their connections as long as they like.
     Ok(Connection::spawn(
         stream,
         handler,
         ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES,
+        None,
     ))
 }
 
@@ -292,12 +303,20 @@ async fn read_loop<H: InboundHandler>(
     conn: Connection,
     handler: Arc<H>,
     max_frame_bytes: usize,
+    idle_timeout: Option<Duration>,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // A peer that completes no frame for this long is dropped, whether it is silent or
+    // trickling bytes (a slow-loris client cannot hold a connection open).
+    let idle = idle_timeout.unwrap_or(Duration::from_secs(u32::MAX as u64));
+    let mut deadline = tokio::time::Instant::now() + idle;
     'read: loop {
         loop {
             match RemotingCommand::decode_frame(&mut buf, max_frame_bytes) {
-                Ok(Some(cmd)) => dispatch(&conn, &handler, cmd),
+                Ok(Some(cmd)) => {
+                    deadline = tokio::time::Instant::now() + idle;
+                    dispatch(&conn, &handler, cmd)
+                }
                 Ok(None) => break,
                 Err(e) => {
                     warn!(peer = %conn.peer(), error = %e, "undecodable frame; closing connection");
@@ -311,6 +330,10 @@ async fn read_loop<H: InboundHandler>(
         let n = tokio::select! {
             n = reader.read_buf(&mut buf) => n,
             _ = conn.inner.closed.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                debug!(peer = %conn.peer(), "no complete frame within the idle timeout; closing connection");
+                break;
+            }
         };
         match n {
             Ok(0) => break,

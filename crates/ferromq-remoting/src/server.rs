@@ -16,6 +16,9 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Connections served at once; further ones are closed right after accept.
     pub max_connections: usize,
+    /// A connection that completes no frame for this long is closed (Apache
+    /// `serverChannelMaxIdleTimeSeconds`, 120 s; clients heartbeat every 30 s).
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -23,6 +26,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_frame_bytes: ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 10_000,
+            idle_timeout: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -56,7 +60,12 @@ pub async fn serve<H: InboundHandler>(
             drop(stream);
             continue;
         };
-        let conn = Connection::spawn(stream, handler.clone(), config.max_frame_bytes);
+        let conn = Connection::spawn(
+            stream,
+            handler.clone(),
+            config.max_frame_bytes,
+            Some(config.idle_timeout),
+        );
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

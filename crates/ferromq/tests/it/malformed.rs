@@ -81,7 +81,15 @@ fn closed_after(addr: &str, bytes: &[u8]) -> bool {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(bytes).unwrap();
     let mut buf = [0u8; 64];
-    matches!(s.read(&mut buf), Ok(0) | Err(_))
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        // A read timeout means the server kept the connection open.
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
 }
 
 #[tokio::test]
@@ -211,4 +219,81 @@ async fn auto_create_disabled_refuses_unknown_topics() {
     let resp = call(&broker, send_request("fresh", b"x", "")).await;
     assert_eq!(resp.code, 17);
     assert!(resp.remark.unwrap().contains("fresh"));
+}
+
+#[tokio::test]
+async fn trickling_and_idle_connections_are_closed_while_others_are_served() {
+    let server = Server::start("serverChannelMaxIdleTimeSeconds=1\n");
+    let addr = server.broker.clone();
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        // A frame announced and never finished: one byte every 200 ms.
+        s.write_all(&[0, 0, 1, 0]).unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..50 {
+            if s.write_all(&[b'x']).is_err() {
+                return started.elapsed();
+            }
+            let mut buf = [0u8; 8];
+            if matches!(s.read(&mut buf), Ok(0)) {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("a trickling connection was kept open for 15 s");
+    });
+    let broker = connect(&server.broker).await;
+    for i in 0..5 {
+        assert_eq!(
+            call(&broker, send_request("t", format!("m{i}").as_bytes(), ""))
+                .await
+                .code,
+            0
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let closed_after = slow.await.unwrap();
+    assert!(
+        closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_and_the_rest_are_served() {
+    let server = Server::start("maxConnections=3\n");
+    let first = connect(&server.broker).await;
+    let _second = connect(&server.broker).await;
+    let _third = connect(&server.broker).await;
+    assert_eq!(call(&first, send_request("t", b"in", "")).await.code, 0);
+    let addr = server.broker.clone();
+    let refused = tokio::task::spawn_blocking(move || closed_after(&addr, b""))
+        .await
+        .unwrap();
+    assert!(refused, "a fourth connection was accepted");
+    assert_eq!(call(&first, send_request("t", b"still", "")).await.code, 0);
+    _third.close();
+    // The freed slot takes a new client.
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(c) = ferromq_remoting::connect(
+            &server.broker,
+            std::sync::Arc::new(ferromq_remoting::NoInbound),
+            Duration::from_secs(2),
+        )
+        .await
+        {
+            if c.invoke(send_request("t", b"new", ""), Duration::from_secs(2))
+                .await
+                .is_ok_and(|r| r.code == 0)
+            {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "a slot freed by a closed connection was not reused");
 }
