@@ -233,7 +233,7 @@ async fn trickling_and_idle_connections_are_closed_while_others_are_served() {
         s.write_all(&[0, 0, 1, 0]).unwrap();
         let started = std::time::Instant::now();
         for _ in 0..50 {
-            if s.write_all(&[b'x']).is_err() {
+            if s.write_all(b"x").is_err() {
                 return started.elapsed();
             }
             let mut buf = [0u8; 8];
