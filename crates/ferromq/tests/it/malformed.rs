@@ -277,7 +277,7 @@ async fn connections_beyond_the_limit_are_refused_and_the_rest_are_served() {
     _third.close();
     // The freed slot takes a new client.
     let mut served = false;
-    for _ in 0..50 {
+    for _ in 0..150 {
         if let Ok(c) = ferromq_remoting::connect(
             &server.broker,
             std::sync::Arc::new(ferromq_remoting::NoInbound),
