@@ -31,6 +31,13 @@ step "Go interop suite (official rocketmq-client-go)"
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)
 
+step "Fuzz targets: replay the committed corpora (regressions)"
+if rustup toolchain list | grep -q '^nightly'; then
+    ./scripts/fuzz.sh 0
+else
+    echo "no nightly toolchain: fuzz replay skipped"
+fi
+
 step "Dashboard in a browser (Debian's Chromium, playwright-core)"
 (cd dashboard-e2e && npm ci --no-audit --no-fund && npm test)
 

@@ -180,7 +180,9 @@ pub fn parse_delay_levels(value: &str) -> Option<Vec<u64>> {
     let levels: Option<Vec<u64>> = value
         .split_whitespace()
         .map(|tok| {
-            let (num, unit) = tok.split_at(tok.len().checked_sub(1)?);
+            // The unit is the last character, which need not be one byte.
+            let (unit_at, _) = tok.char_indices().last()?;
+            let (num, unit) = tok.split_at(unit_at);
             let n: u64 = num.parse().ok()?;
             let ms = match unit {
                 "s" => 1_000,
@@ -459,6 +461,14 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn delay_levels_with_multibyte_units_are_refused_not_a_panic() {
+        // Found by the config fuzz target.
+        assert_eq!(parse_delay_levels("1\u{e9}"), None);
+        assert_eq!(parse_delay_levels("\u{1F600}"), None);
+        assert!(apply(&[("messageDelayLevel", "5\u{e9} 1s")]).is_err());
     }
 
     #[test]
