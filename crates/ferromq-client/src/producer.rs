@@ -203,8 +203,7 @@ impl Producer {
 
     /// Fire and forget: the broker's answer is not awaited.
     pub async fn send_oneway(&self, msg: Message) -> Result<()> {
-        let (req, queue, addr) = self.prepare(msg, None, 0).await?;
-        let _ = queue;
+        let (req, addr) = self.prepare(msg, None, 0).await?;
         self.inner.instance.oneway(&addr, req).await
     }
 
@@ -285,7 +284,7 @@ impl Producer {
         mut msg: Message,
         queue: Option<MessageQueue>,
         batch: u8,
-    ) -> Result<(RemotingCommand, MessageQueue, String)> {
+    ) -> Result<(RemotingCommand, String)> {
         let (queues, route) = self.queues(&msg.topic).await?;
         let queue = match queue {
             Some(q) => q,
@@ -296,7 +295,7 @@ impl Producer {
                 topic: msg.topic.clone(),
             }
         })?;
-        Ok((self.encode(&mut msg, &queue, batch)?, queue, addr))
+        Ok((self.encode(&mut msg, &queue, batch)?, addr))
     }
 
     fn encode(
@@ -405,14 +404,13 @@ impl Producer {
             };
             let mut m = msg.clone();
             let req = self.encode(&mut m, &queue, batch)?;
-            let t0 = Instant::now();
             let outcome = self.inner.instance.invoke_timeout(&addr, req, left).await;
             match outcome.and_then(|resp| {
                 self.result(resp, &queue, &addr, if batch == 0 { &uniq } else { "" })
             }) {
                 Ok(r) => return Ok(r),
                 Err(e) => {
-                    self.mark_fault(&queue.broker_name, t0.elapsed());
+                    self.mark_fault(&queue.broker_name);
                     if !retryable(&e) || attempt + 1 == attempts {
                         return Err(wrap(msg.topic.clone(), attempt + 1, e));
                     }
@@ -436,7 +434,7 @@ impl Producer {
 
     /// Avoids a broker that failed: for 30 s, as the Java client's fault strategy does for
     /// errors.
-    fn mark_fault(&self, broker: &str, _latency: Duration) {
+    fn mark_fault(&self, broker: &str) {
         self.inner
             .faults
             .lock()

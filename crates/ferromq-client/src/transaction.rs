@@ -59,7 +59,6 @@ pub struct TransactionSendResult {
 }
 
 struct CheckHandler {
-    instance: Arc<ClientInstance>,
     group: String,
     listener: Arc<dyn TransactionListener>,
 }
@@ -72,7 +71,6 @@ impl ServerRequestHandler for CheckHandler {
         let conn = conn.clone();
         let group = self.group.clone();
         let listener = self.listener.clone();
-        let _ = &self.instance;
         // The listener may block (the tutorial's sleeps 15 s): keep it off the reader.
         tokio::task::spawn_blocking(move || {
             let Ok(h) = CheckTransactionStateRequestHeader::decode(&req.ext_fields) else {
@@ -116,7 +114,6 @@ impl TransactionProducer {
         let producer = builder.build()?;
         let listener: Arc<dyn TransactionListener> = Arc::new(listener);
         producer.inner.instance.add_handler(Arc::new(CheckHandler {
-            instance: producer.inner.instance.clone(),
             group: producer.group().to_string(),
             listener: listener.clone(),
         }));
