@@ -118,7 +118,12 @@ pub struct Server {
 impl Server {
     /// Starts `ferromq standalone` with the given broker.conf lines.
     pub fn start(conf: &str) -> Server {
-        Self::start_in(tempfile::tempdir().unwrap(), conf)
+        Self::start_in(tempfile::tempdir().unwrap(), conf, &[])
+    }
+
+    /// Starts with extra command-line arguments.
+    pub fn start_with(conf: &str, extra: &[&str]) -> Server {
+        Self::start_in(tempfile::tempdir().unwrap(), conf, extra)
     }
 
     /// Kills the process (SIGKILL) and starts it again on the same data, new ports.
@@ -127,10 +132,10 @@ impl Server {
             proc, _dir: dir, ..
         } = self;
         drop(proc);
-        Self::start_in(dir, conf)
+        Self::start_in(dir, conf, &[])
     }
 
-    fn start_in(dir: tempfile::TempDir, conf: &str) -> Server {
+    fn start_in(dir: tempfile::TempDir, conf: &str, extra: &[&str]) -> Server {
         let conf_path = dir.path().join("broker.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let (np, bp, dp) = (free_port(), free_port(), free_port());
@@ -147,6 +152,10 @@ impl Server {
             "--dashboard-listen".into(),
             format!("127.0.0.1:{dp}"),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         let proc = Proc::spawn(&args);
         Server {
             proc,

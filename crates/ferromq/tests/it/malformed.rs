@@ -263,7 +263,8 @@ async fn trickling_and_idle_connections_are_closed_while_others_are_served() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused_and_the_rest_are_served() {
-    let server = Server::start("maxConnections=3\n");
+    // No dashboard: its own client connection would take one of the three slots.
+    let server = Server::start_with("maxConnections=3\n", &["--no-dashboard"]);
     let first = connect(&server.broker).await;
     let _second = connect(&server.broker).await;
     let _third = connect(&server.broker).await;
