@@ -249,6 +249,25 @@ impl AdminClient {
         self.instance.fetch_route(topic).await
     }
 
+    /// Master addresses of the brokers hosting a topic, by broker name.
+    async fn topic_masters(&self, topic: &str) -> Result<Vec<(String, String)>> {
+        let route = self
+            .topic_route(topic)
+            .await?
+            .ok_or_else(|| ClientError::NoRoute {
+                topic: topic.into(),
+            })?;
+        Ok(route
+            .broker_datas
+            .iter()
+            .filter_map(|b| {
+                b.broker_addrs
+                    .get(&0)
+                    .map(|a| (b.broker_name.clone(), a.clone()))
+            })
+            .collect())
+    }
+
     /// Topic configurations of a broker.
     pub async fn topic_configs(&self, broker_addr: &str) -> Result<TopicConfigSerializeWrapper> {
         let resp = self
@@ -263,17 +282,8 @@ impl AdminClient {
 
     /// Per-queue offsets of a topic on every broker hosting it.
     pub async fn topic_status(&self, topic: &str) -> Result<Vec<QueueOffsets>> {
-        let route = self
-            .topic_route(topic)
-            .await?
-            .ok_or_else(|| ClientError::NoRoute {
-                topic: topic.into(),
-            })?;
         let mut out = Vec::new();
-        for b in &route.broker_datas {
-            let Some(addr) = b.broker_addrs.get(&0) else {
-                continue;
-            };
+        for (_, addr) in &self.topic_masters(topic).await? {
             let req =
                 RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_field("topic", topic);
             let resp = self.broker_call(addr, req, "GET_TOPIC_STATS_INFO").await?;
@@ -476,17 +486,8 @@ impl AdminClient {
 
     /// Messages of a topic carrying a key, over every broker hosting it.
     pub async fn query_by_key(&self, topic: &str, key: &str, max: i32) -> Result<Vec<MessageExt>> {
-        let route = self
-            .topic_route(topic)
-            .await?
-            .ok_or_else(|| ClientError::NoRoute {
-                topic: topic.into(),
-            })?;
         let mut out = Vec::new();
-        for b in &route.broker_datas {
-            let Some(addr) = b.broker_addrs.get(&0) else {
-                continue;
-            };
+        for (_, addr) in &self.topic_masters(topic).await? {
             let req = RemotingCommand::request(request::QUERY_MESSAGE)
                 .with_field("topic", topic)
                 .with_field("key", key)
