@@ -105,11 +105,7 @@ impl NameServer {
                 }
             }
             request::GET_ROUTEINFO_BY_TOPIC => match TopicRequestHeader::decode(&req.ext_fields) {
-                Ok(h) => match self
-                    .routes
-                    .route(&h.topic)
-                    .or_else(|| self.routes.pending_retry_route(&h.topic))
-                {
+                Ok(h) => match self.routes.route(&h.topic) {
                     Some(route) => RemotingCommand::response_to(req, response::SUCCESS)
                         .with_body(serde_json::to_vec(&route).expect("route data serializes")),
                     None => RemotingCommand::error_response(

@@ -203,41 +203,6 @@ impl RouteTable {
         })
     }
 
-    /// A route for a consumer group's retry topic that no broker has created yet: one
-    /// queue on every master. Brokers create `%RETRY%` topics on a group's first
-    /// heartbeat, which comes after the client's start-up route lookup; without this
-    /// answer a new group would see its retries only at its next route refresh (30 s).
-    pub fn pending_retry_route(&self, topic: &str) -> Option<TopicRouteData> {
-        if !topic.starts_with("%RETRY%") || topic.len() <= "%RETRY%".len() {
-            return None;
-        }
-        let t = self.tables.lock().expect("route table lock");
-        let broker_datas: Vec<BrokerData> = t
-            .brokers
-            .values()
-            .filter(|b| b.broker_addrs.contains_key(&0))
-            .cloned()
-            .collect();
-        if broker_datas.is_empty() {
-            return None;
-        }
-        let queue_datas = broker_datas
-            .iter()
-            .map(|b| QueueData {
-                broker_name: b.broker_name.clone(),
-                read_queue_nums: 1,
-                write_queue_nums: 1,
-                perm: 6,
-                topic_sys_flag: 0,
-            })
-            .collect();
-        Some(TopicRouteData {
-            queue_datas,
-            broker_datas,
-            filter_server_table: HashMap::new(),
-        })
-    }
-
     pub fn cluster_info(&self) -> ClusterInfo {
         let t = self.tables.lock().expect("route table lock");
         ClusterInfo {
@@ -354,25 +319,6 @@ mod tests {
         assert_eq!(t.connection_closed(8), Vec::<String>::new());
         assert_eq!(t.connection_closed(7), vec!["127.0.0.1:1".to_string()]);
         assert!(t.route("T").is_none());
-    }
-
-    #[test]
-    fn retry_topics_not_yet_created_get_a_route_to_every_master() {
-        let t = RouteTable::default();
-        assert!(
-            t.pending_retry_route("%RETRY%g").is_none(),
-            "no broker, no route"
-        );
-        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
-        t.register(&header("b", "127.0.0.1:2", 0), &body(&["T"]), 2, None);
-        let r = t.pending_retry_route("%RETRY%g").unwrap();
-        assert_eq!(r.queue_datas.len(), 2);
-        assert!(r
-            .queue_datas
-            .iter()
-            .all(|q| q.read_queue_nums == 1 && q.perm == 6));
-        assert!(t.pending_retry_route("ordinary").is_none());
-        assert!(t.pending_retry_route("%RETRY%").is_none());
     }
 
     #[test]
