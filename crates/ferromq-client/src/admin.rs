@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferromq_protocol::body::{
-    ClusterInfo, MessageQueue, TopicConfigSerializeWrapper, TopicList, TopicRouteData,
+    fastjson_to_json, ClusterInfo, MessageQueue, TopicConfigSerializeWrapper, TopicList,
+    TopicRouteData,
 };
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::message::MessageExt;
@@ -195,7 +196,8 @@ impl AdminClient {
                 "GET_BROKER_CLUSTER_INFO",
             )
             .await?;
-        serde_json::from_slice(&resp.body).map_err(|e| malformed("GET_BROKER_CLUSTER_INFO", e))
+        serde_json::from_slice(&fastjson_to_json(&resp.body))
+            .map_err(|e| malformed("GET_BROKER_CLUSTER_INFO", e))
     }
 
     /// Every broker of every cluster.
@@ -237,7 +239,7 @@ impl AdminClient {
                 "GET_ALL_TOPIC_LIST_FROM_NAMESERVER",
             )
             .await?;
-        let list: TopicList = serde_json::from_slice(&resp.body)
+        let list: TopicList = serde_json::from_slice(&fastjson_to_json(&resp.body))
             .map_err(|e| malformed("GET_ALL_TOPIC_LIST_FROM_NAMESERVER", e))?;
         let mut topics = list.topic_list;
         topics.sort();
@@ -277,7 +279,8 @@ impl AdminClient {
                 "GET_ALL_TOPIC_CONFIG",
             )
             .await?;
-        serde_json::from_slice(&resp.body).map_err(|e| malformed("GET_ALL_TOPIC_CONFIG", e))
+        serde_json::from_slice(&fastjson_to_json(&resp.body))
+            .map_err(|e| malformed("GET_ALL_TOPIC_CONFIG", e))
     }
 
     /// Per-queue offsets of a topic on every broker hosting it.
@@ -360,7 +363,7 @@ impl AdminClient {
                 "GET_BROKER_RUNTIME_INFO",
             )
             .await?;
-        let v: serde_json::Value = serde_json::from_slice(&resp.body)
+        let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
             .map_err(|e| malformed("GET_BROKER_RUNTIME_INFO", e))?;
         let table = v
             .get("table")
@@ -429,7 +432,7 @@ impl AdminClient {
                 .with_field("consumerGroup", group);
             match self.instance.invoke(addr, req).await? {
                 r if r.code == response::SUCCESS => {
-                    return serde_json::from_slice(&r.body)
+                    return serde_json::from_slice(&fastjson_to_json(&r.body))
                         .map_err(|e| malformed("GET_CONSUMER_CONNECTION_LIST", e))
                 }
                 r => last = Some(refused("GET_CONSUMER_CONNECTION_LIST", addr, r)),
@@ -447,7 +450,7 @@ impl AdminClient {
             let resp = self
                 .broker_call(addr, req, "GET_PRODUCER_CONNECTION_LIST")
                 .await?;
-            let v: serde_json::Value = serde_json::from_slice(&resp.body)
+            let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
                 .map_err(|e| malformed("GET_PRODUCER_CONNECTION_LIST", e))?;
             if let Some(set) = v["connectionSet"].as_array() {
                 out.extend(set.iter().cloned());
@@ -643,7 +646,8 @@ impl AdminClient {
         if resp.code != response::SUCCESS {
             return Err(refused("LIST_UNDECIDED_TRANSACTIONS", addr, resp));
         }
-        serde_json::from_slice(&resp.body).map_err(|e| malformed("LIST_UNDECIDED_TRANSACTIONS", e))
+        serde_json::from_slice(&fastjson_to_json(&resp.body))
+            .map_err(|e| malformed("LIST_UNDECIDED_TRANSACTIONS", e))
     }
 
     /// A broker's configuration as `key=value` lines.
@@ -678,7 +682,7 @@ impl AdminClient {
                     "GET_ALL_SUBSCRIPTIONGROUP_CONFIG",
                 )
                 .await?;
-            let v: serde_json::Value = serde_json::from_slice(&resp.body)
+            let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
                 .map_err(|e| malformed("GET_ALL_SUBSCRIPTIONGROUP_CONFIG", e))?;
             if let Some(t) = v["subscriptionGroupTable"].as_object() {
                 groups.extend(t.keys().cloned());
@@ -701,7 +705,7 @@ impl AdminClient {
             if resp.code != response::SUCCESS {
                 return Err(refused("LIST_PRODUCER_GROUPS", addr, resp));
             }
-            let v: serde_json::Value = serde_json::from_slice(&resp.body)
+            let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
                 .map_err(|e| malformed("LIST_PRODUCER_GROUPS", e))?;
             groups.extend(
                 v["groups"]

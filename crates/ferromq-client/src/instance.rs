@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ferromq_protocol::body::{
-    ConsumerData, HeartbeatData, ProducerData, QueueData, TopicRouteData,
+    fastjson_to_json, ConsumerData, HeartbeatData, ProducerData, QueueData, TopicRouteData,
 };
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::RemotingCommand;
@@ -189,9 +189,11 @@ impl ClientInstance {
             match conn.invoke(req, NAMESRV_TIMEOUT).await {
                 Ok(resp) if resp.code == response::SUCCESS => {
                     let route: TopicRouteData =
-                        serde_json::from_slice(&resp.body).map_err(|e| ClientError::Malformed {
-                            operation: "GET_ROUTEINFO_BY_TOPIC",
-                            reason: e.to_string(),
+                        serde_json::from_slice(&fastjson_to_json(&resp.body)).map_err(|e| {
+                            ClientError::Malformed {
+                                operation: "GET_ROUTEINFO_BY_TOPIC",
+                                reason: e.to_string(),
+                            }
                         })?;
                     let new = self
                         .routes

@@ -249,8 +249,83 @@ pub struct CheckClientConfigBody {
     pub subscription_data: SubscriptionData,
 }
 
+/// Apache's fastjson writes integer map keys bare (`{"brokerAddrs":{0:"host:port"}}`), which
+/// is not JSON. Quotes such keys so serde can read the body; valid JSON passes unchanged.
+pub fn fastjson_to_json(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let (mut in_string, mut escaped) = (false, false);
+    // Where the next object key may start: after `{` or `,` outside strings.
+    let mut key_position = false;
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        let was_in_string = in_string;
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if key_position && (b.is_ascii_digit() || b == b'-') {
+            let end = i + body[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit() || **c == b'-')
+                .count();
+            let colon = body[end..].iter().position(|c| !c.is_ascii_whitespace());
+            if colon.is_some_and(|k| body[end + k] == b':') {
+                let buf = out.get_or_insert_with(|| body[..i].to_vec());
+                buf.push(b'"');
+                buf.extend_from_slice(&body[i..end]);
+                buf.push(b'"');
+                i = end;
+                key_position = false;
+                continue;
+            }
+        }
+        if !was_in_string {
+            match b {
+                b'"' => {
+                    in_string = true;
+                    key_position = false;
+                }
+                b'{' | b',' => key_position = true,
+                b if b.is_ascii_whitespace() => {}
+                _ => key_position = false,
+            }
+        }
+        if let Some(buf) = out.as_mut() {
+            buf.push(b);
+        }
+        i += 1;
+    }
+    match out {
+        Some(v) => std::borrow::Cow::Owned(v),
+        None => std::borrow::Cow::Borrowed(body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fastjson_integer_keys_are_quoted() {
+        let fast = br#"{"brokerAddrTable":{"b":{"brokerAddrs":{0:"127.0.0.1:1", -1 :"x"},"n":[1,2],"s":"{3:4}"}}}"#;
+        let fixed = fastjson_to_json(fast);
+        let v: serde_json::Value = serde_json::from_slice(&fixed).expect("valid JSON");
+        assert_eq!(v["brokerAddrTable"]["b"]["brokerAddrs"]["0"], "127.0.0.1:1");
+        assert_eq!(v["brokerAddrTable"]["b"]["brokerAddrs"]["-1"], "x");
+        assert_eq!(v["brokerAddrTable"]["b"]["n"][1], 2);
+        assert_eq!(
+            v["brokerAddrTable"]["b"]["s"], "{3:4}",
+            "strings are left alone"
+        );
+        let valid = br#"{"a":{"0":"x"},"b":[0,1]}"#;
+        assert!(matches!(
+            fastjson_to_json(valid),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
     #[test]
     fn fastjson_queue_maps_use_object_keys() {
         let mq = MessageQueue {

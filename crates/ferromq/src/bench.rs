@@ -24,6 +24,15 @@ pub enum BenchCommand {
     Timers(TimerArgs),
     /// Undecided transactions: store N half messages, then time the broker's check round.
     Transactions(TransactionArgs),
+    /// Retries a send until one succeeds; prints the time since `--since-ms` (when the
+    /// servers were started), for start-up comparisons.
+    FirstSend(FirstSendArgs),
+    /// A name server and broker at one address that answer success and store nothing:
+    /// the protocol's ceiling on this machine, for comparison.
+    NullBroker {
+        #[arg(long, default_value = "127.0.0.1:19876")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Args)]
@@ -92,6 +101,20 @@ pub struct ConsumeArgs {
 }
 
 #[derive(Args)]
+pub struct FirstSendArgs {
+    #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(long, default_value = "BenchmarkTest")]
+    topic: String,
+    /// Unix time in milliseconds the clock starts from (default: now).
+    #[arg(long)]
+    since_ms: Option<i64>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    seconds: u64,
+}
+
+#[derive(Args)]
 pub struct TimerArgs {
     /// Broker address (loopback).
     #[arg(long, default_value = "127.0.0.1:10911")]
@@ -119,6 +142,10 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Consume(args) => consume(args).await,
         BenchCommand::Timers(args) => timers(args).await,
         BenchCommand::Transactions(args) => transactions(args).await,
+        BenchCommand::FirstSend(args) => first_send(args).await,
+        BenchCommand::NullBroker { listen } => {
+            crate::null_broker::run(listen, crate::shutdown_on_signals()).await
+        }
     }
 }
 
@@ -134,6 +161,61 @@ fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+/// The machine-readable last line that bench/compare reads.
+fn print_result(messages: u64, failed: u64, size: usize, seconds: f64, h: Option<&Histogram<u64>>) {
+    let q = |p: f64| h.map_or(0, |h| h.value_at_quantile(p));
+    println!(
+        "RESULT {}",
+        serde_json::json!({
+            "messages": messages,
+            "failed": failed,
+            "seconds": seconds,
+            "msgs_per_sec": messages as f64 / seconds,
+            "mb_per_sec": messages as f64 * size as f64 / seconds / 1e6,
+            "p50_us": q(0.5),
+            "p99_us": q(0.99),
+            "p999_us": q(0.999),
+            "max_us": h.map_or(0, |h| h.max()),
+        })
+    );
+}
+
+async fn first_send(args: FirstSendArgs) -> Result<()> {
+    use ferromq_client::{Message, Producer};
+    let since = args.since_ms.unwrap_or_else(now_ms);
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        // A fresh producer per attempt: nothing learnt from a server that was not up yet
+        // is carried over.
+        let p = Producer::builder()
+            .name_servers([args.namesrv.clone()])
+            .group("ferromq-first-send")
+            .send_timeout(Duration::from_secs(1))
+            .build()?;
+        let sent = p.send(Message::new(&args.topic, &b"first"[..])).await;
+        p.shutdown();
+        if sent.is_ok() {
+            let ms = now_ms() - since;
+            println!("first successful send {ms} ms after start ({attempts} attempts)");
+            println!(
+                "RESULT {}",
+                serde_json::json!({ "first_send_ms": ms, "attempts": attempts })
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no send succeeded within {} s: {:#}",
+                args.seconds,
+                sent.unwrap_err()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn print_latency(what: &str, h: &Histogram<u64>) {
@@ -277,6 +359,13 @@ async fn produce(args: ProduceArgs) -> Result<()> {
         done as f64 * args.size as f64 / elapsed / 1e6
     );
     print_latency("send", &hist);
+    print_result(
+        done,
+        failed.load(Ordering::Relaxed),
+        args.size,
+        elapsed,
+        Some(&hist),
+    );
     for p in producers {
         p.shutdown();
     }
@@ -314,6 +403,7 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
         "consumed {n} messages in {elapsed:.1} s: {:.0} msgs/s",
         n as f64 / elapsed
     );
+    print_result(n, 0, 0, elapsed, None);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `ferromq`: the one binary. Subcommands run the name server, the broker, or both.
 
 mod bench;
+mod null_broker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,11 +1,13 @@
 // Command bench drives load against a RocketMQ-compatible broker with the official Go
-// client and prints throughput and send-latency percentiles.
+// client and prints throughput and send-latency percentiles. The last line of every
+// throughput mode is `RESULT {json}`, which bench/compare reads.
 //
-//	go run ./bench -namesrv 127.0.0.1:9876 -producers 8 -messages 200000 -size 1024
+//	go run ./bench -namesrv 127.0.0.1:9876 -producers 8 -seconds 20 -size 1024
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -15,96 +17,211 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 )
 
+type options struct {
+	namesrv   string
+	producers int
+	messages  int64
+	size      int
+	topic     string
+	group     string
+	duration  time.Duration
+	rate      int
+	batch     int
+	inFlight  int
+}
+
 func main() {
-	namesrv := flag.String("namesrv", "127.0.0.1:9876", "name server address (loopback only)")
-	producers := flag.Int("producers", 1, "concurrent producers, each with its own connection")
-	messages := flag.Int("messages", 100000, "messages to send in total")
-	size := flag.Int("size", 1024, "body size in bytes")
-	topic := flag.String("topic", "BenchmarkTest", "topic")
-	maxDuration := flag.Duration("max-duration", 5*time.Minute, "stop after this long even if not all messages are sent")
-	mode := flag.String("mode", "sync", "sync | tx (half + commit) | e2e (fixed-rate send, consume latency) | rebalance")
-	rate := flag.Int("rate", 5000, "e2e: messages per second")
-	seconds := flag.Int("seconds", 30, "e2e/rebalance: how long to run")
+	var o options
+	flag.StringVar(&o.namesrv, "namesrv", "127.0.0.1:9876", "name server address (loopback only)")
+	flag.IntVar(&o.producers, "producers", 1, "concurrent producers, each with its own connection")
+	flag.Int64Var(&o.messages, "messages", 0, "stop after this many messages (0 = run for -seconds)")
+	flag.IntVar(&o.size, "size", 1024, "body size in bytes")
+	flag.StringVar(&o.topic, "topic", "BenchmarkTest", "topic")
+	flag.StringVar(&o.group, "group", "bench-consumer", "consume: consumer group")
+	mode := flag.String("mode", "sync", "sync | async | batch | tx (half + commit) | consume | e2e (fixed-rate send, consume latency) | rebalance")
+	flag.IntVar(&o.rate, "rate", 0, "sync/e2e: messages per second over all producers (0 = as fast as possible)")
+	seconds := flag.Int("seconds", 30, "how long to run at most")
+	flag.IntVar(&o.batch, "batch", 32, "batch: messages per send")
+	flag.IntVar(&o.inFlight, "in-flight", 256, "async: sends in flight per producer")
 	flag.Parse()
+	o.duration = time.Duration(*seconds) * time.Second
 	rlog.SetLogLevel("error")
 	switch *mode {
 	case "e2e":
-		endToEnd(*namesrv, *topic, *size, *rate, *seconds)
-		return
+		rate := o.rate
+		if rate == 0 {
+			rate = 5000
+		}
+		endToEnd(o.namesrv, o.topic, o.size, rate, *seconds)
 	case "rebalance":
-		rebalance(*namesrv, *topic, *seconds)
-		return
-	case "sync", "tx":
+		rebalance(o.namesrv, o.topic, *seconds)
+	case "consume":
+		consume(o)
+	case "sync", "tx", "async", "batch":
+		produce(o, *mode)
 	default:
-		panic("unknown -mode " + *mode)
+		fmt.Fprintln(os.Stderr, "unknown -mode", *mode)
+		os.Exit(2)
 	}
-	tx := *mode == "tx"
+}
 
-	body := make([]byte, *size)
+// result is what bench/compare reads from the `RESULT` line.
+type result struct {
+	Messages   int64   `json:"messages"`
+	Failed     int64   `json:"failed"`
+	Seconds    float64 `json:"seconds"`
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	MBPerSec   float64 `json:"mb_per_sec"`
+	P50Us      float64 `json:"p50_us"`
+	P99Us      float64 `json:"p99_us"`
+	P999Us     float64 `json:"p999_us"`
+	MaxUs      float64 `json:"max_us"`
+}
+
+func report(messages, failed int64, size int, elapsed time.Duration, latencies []time.Duration) {
+	sort.Slice(latencies, func(a, b int) bool { return latencies[a] < latencies[b] })
+	pct := func(p float64) time.Duration {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return latencies[int(float64(len(latencies)-1)*p)]
+	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	r := result{
+		Messages: messages, Failed: failed, Seconds: elapsed.Seconds(),
+		MsgsPerSec: float64(messages) / elapsed.Seconds(),
+		MBPerSec:   float64(messages) * float64(size) / elapsed.Seconds() / 1e6,
+		P50Us:      us(pct(0.5)), P99Us: us(pct(0.99)), P999Us: us(pct(0.999)), MaxUs: us(pct(1)),
+	}
+	fmt.Printf("messages=%d failed=%d elapsed=%.2fs\n", messages, failed, elapsed.Seconds())
+	fmt.Printf("throughput=%.0f msgs/s (%.1f MB/s)\n", r.MsgsPerSec, r.MBPerSec)
+	if len(latencies) > 0 {
+		fmt.Printf("latency p50=%v p99=%v p99.9=%v max=%v\n", pct(0.5), pct(0.99), pct(0.999), pct(1))
+	}
+	line, _ := json.Marshal(r)
+	fmt.Printf("RESULT %s\n", line)
+}
+
+func produce(o options, mode string) {
+	body := make([]byte, o.size)
 	for i := range body {
 		body[i] = byte('a' + i%26)
 	}
-	ps := make([]sender, *producers)
+	ps := make([]sender, o.producers)
 	for i := range ps {
 		opts := []producer.Option{
-			producer.WithNameServer([]string{*namesrv}),
+			producer.WithNameServer([]string{o.namesrv}),
 			producer.WithGroupName(fmt.Sprintf("bench-%d", i)),
 			producer.WithInstanceName(fmt.Sprintf("bench-%d-%d", os.Getpid(), i)),
 			producer.WithRetry(2),
 		}
 		var s sender
-		if tx {
+		if mode == "tx" {
 			p, err := rocketmq.NewTransactionProducer(commitAll{}, opts...)
-			if err != nil {
-				panic(err)
-			}
-			if err := p.Start(); err != nil {
-				panic(err)
-			}
+			check(err)
+			check(p.Start())
 			s = txSender{p}
 		} else {
 			p, err := rocketmq.NewProducer(opts...)
-			if err != nil {
-				panic(err)
-			}
-			if err := p.Start(); err != nil {
-				panic(err)
-			}
+			check(err)
+			check(p.Start())
 			s = syncSender{p}
 		}
 		// Warm up: route lookup and topic auto-creation happen outside the measurement.
-		if err := s.send(primitive.NewMessage(*topic, body)); err != nil {
-			panic(err)
-		}
+		check(s.send(primitive.NewMessage(o.topic, body)))
 		ps[i] = s
 	}
-
-	var next int64 = -1
-	var failures int64
-	latencies := make([][]time.Duration, *producers)
-	deadline := time.Now().Add(*maxDuration)
+	limit := o.messages
+	if limit <= 0 {
+		limit = 1 << 62
+	}
+	perMessage := int64(1)
+	if mode == "batch" {
+		perMessage = int64(o.batch)
+	}
+	var next, failures int64
+	latencies := make([][]time.Duration, o.producers)
 	start := time.Now()
+	deadline := start.Add(o.duration)
 	var wg sync.WaitGroup
 	for i := range ps {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			local := make([]time.Duration, 0, *messages / *producers + 1)
-			for atomic.AddInt64(&next, 1) < int64(*messages) && time.Now().Before(deadline) {
+			var local []time.Duration
+			var mu sync.Mutex
+			var slots chan struct{}
+			if mode == "async" {
+				slots = make(chan struct{}, o.inFlight)
+			}
+			var sentHere int64
+			for time.Now().Before(deadline) && atomic.AddInt64(&next, perMessage) <= limit {
+				if o.rate > 0 {
+					due := start.Add(time.Duration(float64(sentHere) * float64(time.Second) * float64(o.producers) / float64(o.rate)))
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				sentHere++
 				t0 := time.Now()
-				err := ps[i].send(primitive.NewMessage(*topic, body))
+				var err error
+				switch mode {
+				case "async":
+					slots <- struct{}{}
+					err = ps[i].(syncSender).p.SendAsync(context.Background(), func(_ context.Context, res *primitive.SendResult, err error) {
+						if err == nil && res.Status != primitive.SendOK {
+							err = fmt.Errorf("status %d", res.Status)
+						}
+						if err != nil {
+							atomic.AddInt64(&failures, 1)
+						} else {
+							d := time.Since(t0)
+							mu.Lock()
+							local = append(local, d)
+							mu.Unlock()
+						}
+						<-slots
+					}, primitive.NewMessage(o.topic, body))
+					if err != nil {
+						<-slots
+						atomic.AddInt64(&failures, 1)
+					}
+					continue
+				case "batch":
+					msgs := make([]*primitive.Message, o.batch)
+					for j := range msgs {
+						msgs[j] = primitive.NewMessage(o.topic, body)
+					}
+					err = ps[i].(syncSender).sendBatch(msgs)
+				default:
+					err = ps[i].send(primitive.NewMessage(o.topic, body))
+				}
 				if err != nil {
-					atomic.AddInt64(&failures, 1)
+					atomic.AddInt64(&failures, perMessage)
 					continue
 				}
-				local = append(local, time.Since(t0))
+				d := time.Since(t0)
+				mu.Lock()
+				local = append(local, d)
+				mu.Unlock()
 			}
+			// Async: wait for the callbacks still outstanding.
+			for j := 0; slots != nil && j < cap(slots); j++ {
+				select {
+				case slots <- struct{}{}:
+				case <-time.After(30 * time.Second):
+					j = cap(slots)
+				}
+			}
+			mu.Lock()
 			latencies[i] = local
+			mu.Unlock()
 		}(i)
 	}
 	wg.Wait()
@@ -113,18 +230,53 @@ func main() {
 	for _, l := range latencies {
 		all = append(all, l...)
 	}
-	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
-	pct := func(p float64) time.Duration {
-		if len(all) == 0 {
-			return 0
-		}
-		return all[int(float64(len(all)-1)*p)]
-	}
-	fmt.Printf("producers=%d size=%d sent=%d failed=%d elapsed=%.2fs\n", *producers, *size, len(all), failures, elapsed.Seconds())
-	fmt.Printf("throughput=%.0f msgs/s (%.1f MB/s)\n", float64(len(all))/elapsed.Seconds(), float64(len(all)*(*size))/elapsed.Seconds()/1e6)
-	fmt.Printf("latency p50=%v p99=%v p99.9=%v max=%v\n", pct(0.5), pct(0.99), pct(0.999), pct(1))
+	fmt.Printf("mode=%s producers=%d size=%d\n", mode, o.producers, o.size)
+	report(int64(len(all))*perMessage, failures, o.size, elapsed, all)
 	for _, p := range ps {
 		p.shutdown()
+	}
+}
+
+// consume drains a topic with a new push consumer group from the first offset and
+// reports throughput from the first message to the last.
+func consume(o options) {
+	var count int64
+	var first, last atomic.Int64
+	c, err := rocketmq.NewPushConsumer(
+		consumer.WithNameServer([]string{o.namesrv}),
+		consumer.WithGroupName(o.group),
+		consumer.WithInstance(fmt.Sprintf("bench-%d", os.Getpid())),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+		consumer.WithConsumeMessageBatchMaxSize(32),
+		consumer.WithPullBatchSize(32),
+	)
+	check(err)
+	check(c.Subscribe(o.topic, consumer.MessageSelector{}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		now := time.Now().UnixNano()
+		first.CompareAndSwap(0, now)
+		last.Store(now)
+		atomic.AddInt64(&count, int64(len(msgs)))
+		return consumer.ConsumeSuccess, nil
+	}))
+	check(c.Start())
+	deadline := time.Now().Add(o.duration)
+	for time.Now().Before(deadline) && (o.messages <= 0 || atomic.LoadInt64(&count) < o.messages) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = c.Shutdown()
+	n := atomic.LoadInt64(&count)
+	elapsed := time.Duration(last.Load() - first.Load())
+	if elapsed <= 0 {
+		elapsed = time.Nanosecond
+	}
+	fmt.Printf("mode=consume group=%s\n", o.group)
+	report(n, 0, o.size, elapsed, nil)
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
 	}
 }
 
@@ -137,6 +289,14 @@ type syncSender struct{ p rocketmq.Producer }
 
 func (s syncSender) send(m *primitive.Message) error {
 	res, err := s.p.SendSync(context.Background(), m)
+	if err == nil && res.Status != primitive.SendOK {
+		err = fmt.Errorf("status %d", res.Status)
+	}
+	return err
+}
+
+func (s syncSender) sendBatch(msgs []*primitive.Message) error {
+	res, err := s.p.SendSync(context.Background(), msgs...)
 	if err == nil && res.Status != primitive.SendOK {
 		err = fmt.Errorf("status %d", res.Status)
 	}

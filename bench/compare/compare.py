@@ -1,0 +1,629 @@
+#!/usr/bin/env python3
+"""Runs the same load against Apache RocketMQ, rocketmq-rust, FerroMQ and a null broker, one
+system after the other on this machine, and writes bench/RESULTS.md with the ratios.
+
+Called by bench/compare/run, which fetches the peers and builds the load generators first.
+Standard library only. Every server binds and every client connects to 127.0.0.1.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "bench" / ".peers"
+APACHE_VERSION = "5.5.0"
+APACHE_LIB = PEERS / f"apache-{APACHE_VERSION}" / "lib"
+RUST_PEER_BIN = PEERS / "rocketmq-rust" / "bin"
+FERROMQ = Path(os.environ.get("FERROMQ_BIN", ROOT / "target" / "release" / "ferromq"))
+GO_BENCH = ROOT / "target" / "bench" / "gobench"
+TOPIC = "CompareTest"  # Apache reserves "BenchmarkTest" as a system topic
+QUEUES = 8
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Apache's runbroker.sh flags for Java 9+, with the heap stated here instead of 8 GiB.
+APACHE_JVM = [
+    "-server", "-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:G1HeapRegionSize=16m",
+    "-XX:G1ReservePercent=25", "-XX:InitiatingHeapOccupancyPercent=30",
+    "-XX:SoftRefLRUPolicyMSPerMB=0", "-XX:-OmitStackTraceInFastThrow", "-XX:+AlwaysPreTouch",
+    "-XX:MaxDirectMemorySize=15g", "-XX:-UseLargePages",
+]
+APACHE_HEAP = "-Xms1g -Xmx1g (broker and name server)"
+
+
+def log(*args):
+    print(f"[{time.strftime('%H:%M:%S')}]", *args, flush=True)
+
+
+def wait_port(port, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of the whole line.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of one process while a load runs (100 ms samples)."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self.stop = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.peak_kb = max(self.peak_kb, status_kb(self.pid, "VmRSS"))
+            except OSError:
+                return
+            self.stop.wait(0.1)
+
+
+class Server:
+    """A process of a system under test, with its output in a log file."""
+
+    def __init__(self, args, log_path, env=None, cwd=None):
+        self.log_path = log_path
+        self.out = open(log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT,
+                                     env=env, cwd=cwd, start_new_session=True)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.out.close()
+
+
+class System:
+    name = ""
+    stores = True
+
+    def __init__(self, work):
+        self.work = work / self.name.lower().replace(" ", "-")
+        self.servers = []
+        self.broker_pid = None
+
+    @property
+    def namesrv(self):
+        return f"127.0.0.1:{self.namesrv_port}"
+
+    def start(self, flush):
+        for port in {self.namesrv_port, self.broker_port}:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(f"127.0.0.1:{port} is already in use; stop what holds it")
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        self.launch(flush)
+        wait_port(self.broker_port)
+
+    def stop(self):
+        for s in reversed(self.servers):
+            s.stop()
+        self.servers = []
+
+    def alive(self):
+        return all(s.proc.poll() is None for s in self.servers)
+
+
+class FerroMQ(System):
+    name = "FerroMQ"
+    namesrv_port, broker_port = 29876, 30911
+
+    def launch(self, flush):
+        conf = self.work / "broker.conf"
+        conf.write_text(f"brokerIP1=127.0.0.1\nflushDiskType={flush}\n")
+        s = Server([str(FERROMQ), "standalone", "--data-dir", str(self.work / "data"), "-c", str(conf),
+                    "--namesrv-listen", self.namesrv, "--broker-listen", f"127.0.0.1:{self.broker_port}",
+                    "--no-dashboard", "--log-level", "warn"], self.work / "ferromq.log")
+        self.servers = [s]
+        self.broker_pid = s.proc.pid
+
+
+class Apache(System):
+    name = "Apache RocketMQ"
+    namesrv_port, broker_port = 39876, 40911
+
+    def launch(self, flush):
+        home = self.work / "home"
+        home.mkdir()
+        (self.work / "namesrv.conf").write_text(f"listenPort={self.namesrv_port}\nbindAddress=127.0.0.1\n")
+        store = self.work / "store"
+        (self.work / "broker.conf").write_text(
+            f"brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\n"
+            f"brokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nnamesrvAddr={self.namesrv}\n"
+            f"listenPort={self.broker_port}\nstorePathRootDir={store}\n"
+            f"storePathCommitLog={store}/commitlog\nflushDiskType={flush}\n")
+        env = dict(os.environ, ROCKETMQ_HOME=str(home))
+        java = ["java", *APACHE_JVM, f"-Duser.home={home}", "-cp", f"{APACHE_LIB}/*"]
+        ns = Server([*java, "org.apache.rocketmq.namesrv.NamesrvStartup", "-c", str(self.work / "namesrv.conf")],
+                    self.work / "namesrv.log", env=env)
+        br = Server([*java, "org.apache.rocketmq.broker.BrokerStartup", "-c", str(self.work / "broker.conf")],
+                    self.work / "broker.log", env=env)
+        self.servers = [ns, br]
+        self.broker_pid = br.proc.pid
+
+
+class RocketmqRust(System):
+    name = "rocketmq-rust"
+    namesrv_port, broker_port = 49876, 50911
+
+    def launch(self, flush):
+        store = self.work / "store"
+        (self.work / "broker.toml").write_text(
+            "[broker]\n"
+            f"listenPort = {self.broker_port}\n"
+            'brokerIp1 = "127.0.0.1"\n'
+            'bindAddress = "127.0.0.1"\n'
+            f'namesrvAddr = "{self.namesrv}"\n'
+            f'storePathRootDir = "{store}"\n'
+            "[broker.brokerIdentity]\n"
+            'brokerName = "broker-a"\nbrokerClusterName = "DefaultCluster"\nbrokerId = 0\n'
+            "[store]\n"
+            f'storePathRootDir = "{store}"\n'
+            f'flushDiskType = "{flush}"\n'
+            # Without this its sync sends wait on a 1 ms batching timer (about 1.5k msgs/s).
+            "commitLogMicroBatchMaxWaitMicros = 0\n"
+            '[logging]\nfilter = "warn"\n')
+        env = dict(os.environ, ROCKETMQ_HOME=str(self.work))
+        ns = Server([str(RUST_PEER_BIN / "rocketmq-namesrv-rust"), "--listenPort", str(self.namesrv_port),
+                     "--bindAddress", "127.0.0.1", "--rocketmqHome", str(self.work)],
+                    self.work / "namesrv.log", env=env, cwd=self.work)
+        wait_port(self.namesrv_port)
+        br = Server([str(RUST_PEER_BIN / "rocketmq-broker-rust"), "-c", str(self.work / "broker.toml"),
+                     "-n", self.namesrv], self.work / "broker.log", env=env, cwd=self.work)
+        self.servers = [ns, br]
+        self.broker_pid = br.proc.pid
+
+
+class NullBroker(System):
+    name = "null broker"
+    stores = False
+    namesrv_port = broker_port = 19876
+
+    def launch(self, flush):
+        s = Server([str(FERROMQ), "bench", "null-broker", "--listen", self.namesrv], self.work / "null.log")
+        self.servers = [s]
+        self.broker_pid = s.proc.pid
+
+
+# ---- load generators -------------------------------------------------------------------------
+
+def parse_result_line(out):
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError("no RESULT line in the load generator's output:\n" + out[-2000:])
+
+
+def go_client(mode, producers=1, size=1024, seconds=10, **extra):
+    args = [str(GO_BENCH), "-mode", mode, "-producers", str(producers), "-size", str(size),
+            "-seconds", str(seconds), "-topic", TOPIC]
+    for k, v in extra.items():
+        args += [f"-{k.replace('_', '-')}", str(v)]
+    return "Go client", args, parse_result_line, size
+
+
+def rust_client(mode, producers=1, size=1024, seconds=10, **extra):
+    if mode == "consume":
+        args = [str(FERROMQ), "bench", "consume", "--topic", TOPIC, "--seconds", str(seconds),
+                "--messages", str(extra.get("messages", 1_000_000)), "--group", extra["group"]]
+    else:
+        args = [str(FERROMQ), "bench", "produce", "--topic", TOPIC, "--mode", mode,
+                "--producers", str(producers), "--size", str(size), "--seconds", str(seconds)]
+        if extra.get("rate"):
+            args += ["--rate", str(extra["rate"])]
+    return "ferromq bench (Rust client)", args, parse_result_line, size
+
+
+def parse_apache_tool(out):
+    """Apache's benchmark Producer prints a line per report interval; the first is warm-up."""
+    rows = re.findall(r"Send TPS: *(\d+) \| Max RT\(ms\): *(\d+) \| Average RT\(ms\): *([\d.]+)"
+                      r" \| Send Failed: *(\d+)", out)
+    if len(rows) < 2:
+        raise RuntimeError("Apache's benchmark Producer reported too little:\n" + out[-2000:])
+    steady = rows[1:]
+    tps = sum(int(r[0]) for r in steady) / len(steady)
+    return {"msgs_per_sec": tps, "avg_us": 1000 * sum(float(r[2]) for r in steady) / len(steady),
+            "max_us": 1000 * max(int(r[1]) for r in steady), "failed": int(rows[-1][3]),
+            "seconds": len(steady)}
+
+
+def apache_tool(threads, size=1024, seconds=10, asynchronous=False):
+    args = ["java", "-Xms1g", "-Xmx1g", "-cp", f"{APACHE_LIB}/*",
+            "org.apache.rocketmq.example.benchmark.Producer", "-t", TOPIC, "-w", str(threads),
+            "-s", str(size), "-ri", "1000", "-y", str(asynchronous).lower()]
+    return "Apache benchmark Producer (Java)", args, parse_apache_tool, size
+
+
+def run_load(system, client, seconds):
+    label, args, parse, size = client
+    if args[0] == "java":
+        args = args + ["-n", system.namesrv]
+    else:
+        args = args + (["-namesrv", system.namesrv] if args[0] == str(GO_BENCH) else ["-n", system.namesrv])
+    sampler = RssSampler(system.broker_pid)
+    cpu0 = cpu_seconds(system.broker_pid)
+    sampler.start()
+    timed_by_us = args[0] == "java"
+    env = dict(os.environ, ROCKETMQ_HOME=str(system.work))
+    try:
+        if timed_by_us:
+            # Apache's tool runs until stopped: give it the run time plus one warm-up report.
+            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=env, cwd=system.work, start_new_session=True)
+            try:
+                out, _ = p.communicate(timeout=seconds + 3)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                out, _ = p.communicate()
+        else:
+            out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 180,
+                                 env=env, cwd=system.work).stdout
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    cpu = cpu_seconds(system.broker_pid) - cpu0
+    r = parse(out)
+    if timed_by_us:
+        r["messages"] = r["msgs_per_sec"] * r["seconds"]
+        r["mb_per_sec"] = r["msgs_per_sec"] * size / 1e6
+    r["client"] = label
+    r["cpu_s_per_million"] = cpu / max(r.get("messages", 0), 1) * 1e6
+    r["peak_rss_mb"] = sampler.peak_kb / 1024
+    return r
+
+
+def first_send_ms(system):
+    """Starts the system and times the first successful send from the moment of spawning."""
+    # A first start warms the page cache with the binaries (and jars), so the timed one
+    # measures start-up rather than disk reads.
+    system.start("ASYNC_FLUSH")
+    system.stop()
+    shutil.rmtree(system.work, ignore_errors=True)
+    system.work.mkdir(parents=True)
+    since = int(time.time() * 1000)
+    system.launch("ASYNC_FLUSH")
+    out = subprocess.run([str(FERROMQ), "bench", "first-send", "-n", system.namesrv, "--topic", "FirstSend",
+                          "--since-ms", str(since), "--seconds", "180"],
+                         capture_output=True, text=True, timeout=240).stdout
+    return parse_result_line(out)["first_send_ms"]
+
+
+def create_topic(system):
+    """Creates the benchmark topic with the same queue count everywhere. Retried: a broker
+    opens its port before it has registered with its name server."""
+    deadline = time.time() + 90
+    while True:
+        r = subprocess.run([str(FERROMQ), "admin", "updateTopic", "-n", system.namesrv, "-t", TOPIC,
+                            "-r", str(QUEUES)], capture_output=True, text=True, timeout=60)
+        if r.returncode == 0:
+            break
+        if time.time() > deadline:
+            raise RuntimeError(f"creating {TOPIC} on {system.name} failed: {r.stdout}{r.stderr}")
+        time.sleep(0.5)
+    time.sleep(1)  # brokers register the new route with their name server
+
+
+# ---- scenarios --------------------------------------------------------------------------------
+
+def scenarios(seconds, backlog):
+    """(id, title, flush, needs a store, [load generator per client])."""
+    def produce(mode, producers, size=1024, **extra):
+        out = [go_client(mode, producers, size, seconds, **extra)]
+        if mode in ("sync", "async"):
+            out.append(rust_client(mode, producers, size, seconds, **extra))
+        if mode == "sync" and not extra.get("rate"):
+            out.append(apache_tool(producers, size, seconds))
+        if mode == "async":
+            out.append(apache_tool(producers, size, seconds, asynchronous=True))
+        return out
+
+    return [
+        ("sync-1k-1p", "1 KiB SendSync, 1 producer", "ASYNC_FLUSH", False, produce("sync", 1)),
+        ("sync-1k-8p", "1 KiB SendSync, 8 producers", "ASYNC_FLUSH", False, produce("sync", 8)),
+        ("async-1k", "1 KiB async send, 1 producer", "ASYNC_FLUSH", False, produce("async", 1)),
+        ("sync-128b-8p", "128 B SendSync, 8 producers", "ASYNC_FLUSH", False, produce("sync", 8, 128)),
+        ("sync-16k-8p", "16 KiB SendSync, 8 producers", "ASYNC_FLUSH", False, produce("sync", 8, 16384)),
+        ("batch-32", "1 KiB batch of 32, 8 producers", "ASYNC_FLUSH", False, [go_client("batch", 8, 1024, seconds, batch=32)]),
+        ("latency-5000", "1 KiB SendSync at a fixed 5,000 msgs/s (4 producers)", "ASYNC_FLUSH", False,
+         [go_client("sync", 4, 1024, seconds, rate=5000), rust_client("sync", 4, 1024, seconds, rate=5000)]),
+        ("consume-backlog", f"consume a backlog of {backlog:,} × 1 KiB", "ASYNC_FLUSH", True,
+         [go_client("consume", seconds=180, messages=backlog, group="bench-go"),
+          rust_client("consume", seconds=180, messages=backlog, group="bench-rust")]),
+        ("syncflush-8p", "SYNC_FLUSH, 1 KiB SendSync, 8 producers", "SYNC_FLUSH", True, produce("sync", 8)),
+        ("syncflush-64p", "SYNC_FLUSH, 1 KiB SendSync, 64 producers", "SYNC_FLUSH", True, produce("sync", 64)),
+    ]
+
+
+def fill_backlog(system, count):
+    """Stores `count` 1 KiB messages with the Rust client's async sends (not measured)."""
+    subprocess.run([str(FERROMQ), "bench", "produce", "-n", system.namesrv, "--topic", TOPIC, "--mode", "async",
+                    "--producers", "2", "--messages", str(count), "--seconds", "900"],
+                   check=True, capture_output=True, timeout=1000)
+
+
+def run_system(system, args, results):
+    log(f"== {system.name}")
+    if system.stores:
+        try:
+            ms = first_send_ms(system)
+            results["first_send_ms"][system.name] = ms
+            results["idle_rss_mb"][system.name] = status_kb(system.broker_pid, "VmRSS") / 1024
+            log(f"first send {ms} ms after start")
+        finally:
+            system.stop()
+    flush = None
+    for sid, title, want_flush, needs_store, clients in scenarios(args.seconds, args.backlog):
+        if args.only and sid not in args.only:
+            continue
+        if needs_store and not system.stores:
+            continue
+        if flush != want_flush or sid == "consume-backlog":
+            system.stop()
+            system.start(want_flush)
+            flush = want_flush
+            create_topic(system)
+            if sid == "consume-backlog":
+                log(f"filling a backlog of {args.backlog:,} messages")
+                fill_backlog(system, args.backlog)
+        for client in clients:
+            if client[1][0] == "java" and not args.apache_tool:
+                continue
+            try:
+                r = run_load(system, client, args.seconds)
+            except Exception as e:  # one failed run is reported, the comparison goes on
+                r = {"client": client[0], "error": str(e).splitlines()[0][:200]}
+            if not system.alive():
+                r["error"] = "the server exited during the run"
+            results["runs"].setdefault(sid, {"title": title, "by": {}})["by"].setdefault(r["client"], {})[system.name] = r
+            log(f"{sid} {r['client']}: " + (r.get("error") or
+                f"{r['msgs_per_sec']:.0f} msgs/s, p99 {r.get('p99_us', 0) / 1000:.2f} ms, "
+                f"{r['cpu_s_per_million']:.1f} CPU s/M, RSS {r['peak_rss_mb']:.0f} MB"))
+            if not system.alive():
+                system.stop()
+                flush = None
+    system.stop()
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    return f"{v:,.{digits}f}"
+
+
+def metric(results, sid, client, system, key):
+    r = results["runs"].get(sid, {}).get("by", {}).get(client, {}).get(system)
+    if not r or "error" in r:
+        return None
+    return r.get(key)
+
+
+def targets(results, peers):
+    go = "Go client"
+    rows = []
+
+    def ratio(sid, client, key, better_high, bar, what, vs_null=False):
+        ours = metric(results, sid, client, "FerroMQ", key)
+        if vs_null:
+            theirs, peer = metric(results, sid, client, "null broker", key), "null broker"
+        else:
+            vals = [(metric(results, sid, client, p, key), p) for p in peers]
+            vals = [v for v in vals if v[0]]
+            if not vals:
+                theirs, peer = None, "–"
+            else:
+                theirs, peer = (max if better_high else min)(vals)
+        if ours is None or not theirs:
+            rows.append((what, "–", peer, f"{bar} ×", "not measured"))
+            return
+        x = ours / theirs
+        met = x >= bar if better_high else x <= bar
+        rows.append((what, f"{x:.2f} ×", peer, ("≥ " if better_high else "≤ ") + f"{bar} ×", "met" if met else "MISSED"))
+
+    ratio("sync-1k-8p", go, "msgs_per_sec", True, 2.0, "Throughput, 1 KiB SendSync, 8 producers")
+    ratio("sync-1k-8p", go, "msgs_per_sec", True, 0.7, "… of the null broker's", vs_null=True)
+    ratio("latency-5000", go, "p99_us", False, 0.33, "Send latency p99 at 5,000 msgs/s")
+    ratio("consume-backlog", go, "msgs_per_sec", True, 2.0, "Consume throughput from the backlog")
+    ratio("sync-1k-8p", go, "peak_rss_mb", False, 0.1, "Broker peak RSS under the 8-producer load")
+    ours = results["first_send_ms"].get("FerroMQ")
+    theirs = [(results["first_send_ms"][p], p) for p in peers if p in results["first_send_ms"]]
+    if ours is not None and theirs:
+        best = min(theirs)
+        x = ours / best[0]
+        rows.append(("Start to first successful send", f"{x:.3f} ×", best[1], "≤ 0.05 ×", "met" if x <= 0.05 else "MISSED"))
+    ratio("syncflush-64p", go, "msgs_per_sec", True, 2.0, "SYNC_FLUSH, 64 producers")
+    return rows
+
+
+def write_report(results, path, systems):
+    peers = [s for s in systems if s not in ("FerroMQ", "null broker")]
+    lines = [
+        "# FerroMQ compared with Apache RocketMQ and rocketmq-rust",
+        "",
+        f"Run {results['date']} on {results['machine']}. Generated by `bench/compare/run`"
+        f" ({results['seconds']} s per load; every server on 127.0.0.1; clients and servers share the machine).",
+        "",
+        f"- Apache RocketMQ {APACHE_VERSION} from Maven Central, {APACHE_HEAP}, the JVM flags of its"
+        " runbroker.sh, otherwise its defaults (ASYNC_FLUSH unless stated).",
+        "- rocketmq-rust 1.0.0 (`cargo install --locked rocketmq-namesrv rocketmq-broker`), with"
+        " `[store] commitLogMicroBatchMaxWaitMicros = 0`: without it its sync sends wait on a 1 ms timer.",
+        "- FerroMQ: `ferromq standalone` (name server and broker in one process) from this commit, release build.",
+        "- null broker: `ferromq bench null-broker`, which decodes every request and answers success without"
+        " storing: the ceiling of this machine for the protocol with these clients.",
+        "- Load: the official Go client (`interop/go/bench`), Apache's own benchmark Producer"
+        " (`org.apache.rocketmq.example.benchmark.Producer`, average latency only) and `ferromq bench` (Rust client).",
+        "- CPU is the broker process's user+system seconds per million messages; RSS the broker"
+        " process's peak resident memory during the load (FerroMQ's includes its name server).",
+        "",
+        "## Targets",
+        "",
+        "| target | FerroMQ vs better peer | peer | bar | |",
+        "|---|---|---|---|---|",
+    ]
+    for row in targets(results, peers):
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Start-up", "", "| system | start to first successful send | RSS when idle |", "|---|---|---|"]
+    for s in systems:
+        if s in results["first_send_ms"]:
+            lines.append(f"| {s} | {results['first_send_ms'][s]:,} ms | {fmt(results['idle_rss_mb'].get(s), 1)} MB |")
+    for sid, run in results["runs"].items():
+        lines += ["", f"## {run['title']}", "",
+                  "| client | system | msgs/s | MB/s | p50 ms | p99 ms | p99.9 ms | broker CPU s / M msgs | broker peak RSS MB | FerroMQ ÷ this |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for client, by in run["by"].items():
+            ours = by.get("FerroMQ", {}).get("msgs_per_sec")
+            for s in systems:
+                r = by.get(s)
+                if r is None:
+                    continue
+                if "error" in r:
+                    lines.append(f"| {client} | {s} | failed: {r['error']} | | | | | | | |")
+                    continue
+                ms = lambda k: fmt(r[k] / 1000, 2) if r.get(k) else "–"
+                rel = f"{ours / r['msgs_per_sec']:.2f} ×" if ours and s != "FerroMQ" and r["msgs_per_sec"] else ""
+                p50 = ms("p50_us") if "p50_us" in r else (f"avg {ms('avg_us')}" if "avg_us" in r else "–")
+                lines.append(f"| {client} | {s} | {fmt(r['msgs_per_sec'])} | {fmt(r.get('mb_per_sec'), 1)} | {p50} | "
+                             f"{ms('p99_us')} | {ms('p999_us')} | {fmt(r['cpu_s_per_million'], 1)} | {fmt(r['peak_rss_mb'], 0)} | {rel} |")
+    lines += ["", "![throughput and latency](compare.svg)", ""]
+    Path(path).write_text("\n".join(lines))
+
+
+def write_chart(results, path, systems):
+    """Grouped bars: Go-client throughput per scenario, and p99 send latency."""
+    colors = {"FerroMQ": "#d9480f", "Apache RocketMQ": "#1c7ed6", "rocketmq-rust": "#2f9e44", "null broker": "#adb5bd"}
+    panels = []
+    for key, label, scale in (("msgs_per_sec", "Go client: messages per second", 1), ("p99_us", "Go client: p99 send latency (ms)", 1000)):
+        groups = []
+        for sid, run in results["runs"].items():
+            by = run["by"].get("Go client", {})
+            vals = [(s, by[s][key] / scale) for s in systems if s in by and "error" not in by[s] and by[s].get(key)]
+            if vals:
+                groups.append((sid, vals))
+        panels.append((label, groups))
+    width, panel_h, top = 980, 300, 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + 2 * (panel_h + 60) + 30}" font-family="sans-serif" font-size="11">',
+           '<rect width="100%" height="100%" fill="white"/>']
+    x = 60
+    for s in systems:
+        out.append(f'<rect x="{x}" y="12" width="12" height="12" fill="{colors.get(s, "#888")}"/><text x="{x + 16}" y="22">{s}</text>')
+        x += 150
+    for i, (label, groups) in enumerate(panels):
+        y0 = top + i * (panel_h + 60)
+        out.append(f'<text x="10" y="{y0 + 12}" font-size="13" font-weight="bold">{label}</text>')
+        vmax = max((v for _, vals in groups for _, v in vals), default=1) or 1
+        gw = (width - 80) / max(len(groups), 1)
+        base = y0 + panel_h
+        out.append(f'<line x1="50" y1="{base}" x2="{width - 20}" y2="{base}" stroke="#333"/>')
+        for g, (sid, vals) in enumerate(groups):
+            bw = (gw - 10) / len(systems)
+            for s, v in vals:
+                k = systems.index(s)
+                h = (panel_h - 30) * v / vmax
+                bx = 55 + g * gw + k * bw
+                out.append(f'<rect x="{bx:.1f}" y="{base - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" fill="{colors.get(s, "#888")}"/>')
+                text = f"{v / 1000:.1f}k" if key_is_rate(label) else f"{v:.1f}"
+                out.append(f'<text x="{bx + bw / 2 - 1:.1f}" y="{base - h - 3:.1f}" text-anchor="middle" font-size="9">{text}</text>')
+            out.append(f'<text x="{55 + g * gw + gw / 2:.1f}" y="{base + 14}" text-anchor="middle">{sid}</text>')
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out))
+
+
+def key_is_rate(label):
+    return "per second" in label
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    total = 0
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal"):
+            total = int(line.split()[1]) // (1024 * 1024)
+    return f"{os.cpu_count()} cores ({cpu}), {total} GiB RAM, Linux {platform.release()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--systems", default="Apache RocketMQ,rocketmq-rust,FerroMQ,null broker")
+    ap.add_argument("--seconds", type=int, default=15, help="length of each load")
+    ap.add_argument("--backlog", type=int, default=1_000_000, help="messages stored before the consume test")
+    ap.add_argument("--only", nargs="*", help="scenario ids to run (default: all)")
+    ap.add_argument("--no-apache-tool", dest="apache_tool", action="store_false",
+                    help="skip Apache's Java benchmark Producer")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    ap.add_argument("--work", default=str(ROOT / "target" / "compare"), help="data directories (same disk for all)")
+    ap.add_argument("--smoke", action="store_true", help="FerroMQ only, a few seconds per load; checks the harness")
+    args = ap.parse_args()
+    if args.smoke:
+        args.systems, args.seconds, args.backlog = "FerroMQ", 2, 20_000
+        args.only = args.only or ["sync-1k-1p", "latency-5000", "consume-backlog"]
+        args.apache_tool = False
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    kinds = {c.name: c for c in (Apache, RocketmqRust, FerroMQ, NullBroker)}
+    work = Path(args.work)
+    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
+               "first_send_ms": {}, "idle_rss_mb": {}, "runs": {}}
+    for n in names:
+        system = kinds[n](work)
+        try:
+            run_system(system, args, results)
+        finally:
+            system.stop()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_report(results, out, names)
+    write_chart(results, out.with_name("compare.svg"), names)
+    out.with_name("results.json").write_text(json.dumps(results, indent=1))
+    log(f"wrote {out}")
+    if args.smoke:
+        failed = [f"{sid}/{c}" for sid, run in results["runs"].items() for c, by in run["by"].items()
+                  for r in by.values() if "error" in r or not r.get("messages")]
+        if failed or "FerroMQ" not in results["first_send_ms"]:
+            sys.exit(f"smoke run failed: {failed or 'no first send'}")
+        print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
