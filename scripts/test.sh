@@ -28,6 +28,9 @@ export FERROMQ_BIN="$root/target/debug/ferromq"
 step "Go interop suite (official rocketmq-client-go)"
 (cd interop/go && go vet ./... && go test ./... -count=1 -timeout 20m)
 
+step "Benchmark harness smoke run (bench/compare, FerroMQ only, a few seconds)"
+./bench/compare/run --smoke --out "$root/target/compare-smoke/RESULTS.md"
+
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)
 

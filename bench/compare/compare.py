@@ -187,13 +187,16 @@ class RocketmqRust(System):
             "[broker]\n"
             f"listenPort = {self.broker_port}\n"
             'brokerIp1 = "127.0.0.1"\n'
-            'bindAddress = "127.0.0.1"\n'
             f'namesrvAddr = "{self.namesrv}"\n'
             f'storePathRootDir = "{store}"\n'
+            "[broker.brokerServerConfig]\n"
+            'bindAddress = "127.0.0.1"\n'
             "[broker.brokerIdentity]\n"
             'brokerName = "broker-a"\nbrokerClusterName = "DefaultCluster"\nbrokerId = 0\n'
             "[store]\n"
             f'storePathRootDir = "{store}"\n'
+            'haListenAddress = "127.0.0.1"\n'
+            f"haListenPort = {self.broker_port + 1}\n"
             f'flushDiskType = "{flush}"\n'
             # Without this its sync sends wait on a 1 ms batching timer (about 1.5k msgs/s).
             "commitLogMicroBatchMaxWaitMicros = 0\n"
@@ -369,6 +372,14 @@ def scenarios(seconds, backlog):
     ]
 
 
+def warm_up(system, seconds):
+    """An unmeasured load after each start, so a JIT-compiled broker is measured warm."""
+    if seconds > 0:
+        subprocess.run([str(FERROMQ), "bench", "produce", "-n", system.namesrv, "--topic", TOPIC,
+                        "--producers", "4", "--seconds", str(seconds)],
+                       check=True, capture_output=True, timeout=seconds + 120)
+
+
 def fill_backlog(system, count):
     """Stores `count` 1 KiB messages with the Rust client's async sends (not measured)."""
     subprocess.run([str(FERROMQ), "bench", "produce", "-n", system.namesrv, "--topic", TOPIC, "--mode", "async",
@@ -397,6 +408,7 @@ def run_system(system, args, results):
             system.start(want_flush)
             flush = want_flush
             create_topic(system)
+            warm_up(system, args.warm_up)
             if sid == "consume-backlog":
                 log(f"filling a backlog of {args.backlog:,} messages")
                 fill_backlog(system, args.backlog)
@@ -588,6 +600,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--systems", default="Apache RocketMQ,rocketmq-rust,FerroMQ,null broker")
     ap.add_argument("--seconds", type=int, default=15, help="length of each load")
+    ap.add_argument("--warm-up", type=int, default=10, help="seconds of unmeasured load after each start")
     ap.add_argument("--backlog", type=int, default=1_000_000, help="messages stored before the consume test")
     ap.add_argument("--only", nargs="*", help="scenario ids to run (default: all)")
     ap.add_argument("--no-apache-tool", dest="apache_tool", action="store_false",
@@ -596,8 +609,10 @@ def main():
     ap.add_argument("--work", default=str(ROOT / "target" / "compare"), help="data directories (same disk for all)")
     ap.add_argument("--smoke", action="store_true", help="FerroMQ only, a few seconds per load; checks the harness")
     args = ap.parse_args()
+    # Stopped from outside: still stop the servers (the `finally` blocks below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     if args.smoke:
-        args.systems, args.seconds, args.backlog = "FerroMQ", 2, 20_000
+        args.systems, args.seconds, args.backlog, args.warm_up = "FerroMQ", 2, 20_000, 1
         args.only = args.only or ["sync-1k-1p", "latency-5000", "consume-backlog"]
         args.apache_tool = False
     names = [s.strip() for s in args.systems.split(",") if s.strip()]

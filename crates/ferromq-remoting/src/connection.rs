@@ -1,27 +1,33 @@
-//! One framed connection: reader task, writer task, pending-response table.
+//! One framed connection: a reader task, a writer task for what the socket does not take
+//! at once, and the pending-response table.
+//!
+//! Requests are handled on the reader task when they finish without waiting (most sends
+//! and queries), and responses are written straight to the socket when nothing is queued
+//! ahead of them: under light load a request costs no task switch at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io::{ErrorKind, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use ferromq_protocol::RemotingCommand;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
 use crate::RemotingError;
 
-/// Frames queued for writing per connection before senders wait: bounds memory per peer.
-const OUTBOUND_QUEUE_FRAMES: usize = 1024;
-/// Bytes gathered into one socket write when several frames are queued.
-const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Bytes queued for writing per connection before senders wait (and the reader stops
+/// reading): bounds memory per peer.
+const OUTBOUND_LIMIT_BYTES: usize = 8 << 20;
+/// Frames handed to one vectored write.
+const MAX_IOVECS: usize = 64;
 /// Read buffer grows in steps of this many bytes.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -55,10 +61,44 @@ impl InboundHandler for NoInbound {
     }
 }
 
+/// Encoded frames not yet taken by the socket; the first may be partly written.
+#[derive(Default)]
+struct Outbound {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl Outbound {
+    fn push(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Drops `n` written bytes from the front.
+    fn consume(&mut self, mut n: usize) {
+        self.bytes -= n;
+        while n > 0 {
+            let front = self.frames.front_mut().expect("written bytes were queued");
+            if n >= front.len() {
+                n -= front.len();
+                self.frames.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
 struct Inner {
     id: u64,
     peer: SocketAddr,
-    outbound: mpsc::Sender<Bytes>,
+    stream: TcpStream,
+    outbound: Mutex<Outbound>,
+    /// Frames were queued: the writer task has work.
+    writer_wanted: Notify,
+    /// The queue fell below its limit: waiting senders may go on.
+    space: Notify,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: AtomicI32,
     closed: CancellationToken,
@@ -97,21 +137,21 @@ impl Connection {
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (reader, writer) = stream.into_split();
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
         let conn = Connection {
             inner: Arc::new(Inner {
                 id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
                 peer,
-                outbound: tx,
+                stream,
+                outbound: Mutex::new(Outbound::default()),
+                writer_wanted: Notify::new(),
+                space: Notify::new(),
                 pending: Mutex::new(HashMap::new()),
                 next_opaque: AtomicI32::new(1),
                 closed: CancellationToken::new(),
             }),
         };
-        tokio::spawn(write_loop(writer, rx, conn.inner.closed.clone()));
+        tokio::spawn(write_loop(conn.clone()));
         tokio::spawn(read_loop(
-            reader,
             conn.clone(),
             handler,
             max_frame_bytes,
@@ -137,22 +177,72 @@ impl Connection {
         self.inner.closed.cancelled().await
     }
 
-    /// Closes the connection: both tasks stop, pending callers fail.
+    /// Closes the connection: both tasks stop, pending callers fail, and the peer sees
+    /// the socket close even while handles to it remain.
     pub fn close(&self) {
-        self.inner.closed.cancel();
+        if !self.inner.closed.is_cancelled() {
+            self.inner.closed.cancel();
+            let _ = socket2::SockRef::from(&self.inner.stream).shutdown(std::net::Shutdown::Both);
+        }
     }
 
-    /// Queues an encoded command for writing.
+    /// Writes an encoded command, or queues it when the socket is busy.
     ///
     /// # Errors
     /// [`RemotingError::Closed`] when the connection is gone.
     pub async fn send(&self, cmd: &RemotingCommand) -> Result<(), RemotingError> {
         let mut buf = BytesMut::with_capacity(128 + cmd.body.len());
         cmd.encode(&mut buf);
-        tokio::select! {
-            sent = self.inner.outbound.send(buf.freeze()) => sent.map_err(|_| self.closed_error()),
-            _ = self.inner.closed.cancelled() => Err(self.closed_error()),
+        self.wait_for_space().await?;
+        self.write_or_queue(buf.freeze())
+    }
+
+    fn outbound_bytes(&self) -> usize {
+        self.inner.outbound.lock().expect("outbound lock").bytes
+    }
+
+    /// Waits while more than the limit is queued for writing.
+    async fn wait_for_space(&self) -> Result<(), RemotingError> {
+        loop {
+            let space = self.inner.space.notified();
+            tokio::pin!(space);
+            // Registered before the check, so a wake-up between check and wait is not lost.
+            space.as_mut().enable();
+            if self.outbound_bytes() < OUTBOUND_LIMIT_BYTES {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = space => {}
+                _ = self.inner.closed.cancelled() => return Err(self.closed_error()),
+            }
         }
+    }
+
+    /// Writes `frame` at once when nothing is queued ahead of it (frames never
+    /// interleave), else queues it for the writer task. Never waits.
+    fn write_or_queue(&self, frame: Bytes) -> Result<(), RemotingError> {
+        let mut out = self.inner.outbound.lock().expect("outbound lock");
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        if out.frames.is_empty() {
+            match self.inner.stream.try_write(&frame) {
+                Ok(n) if n == frame.len() => return Ok(()),
+                Ok(n) => out.push(frame.slice(n..)),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => out.push(frame),
+                Err(e) => {
+                    drop(out);
+                    debug!(peer = %self.inner.peer, error = %e, "write failed; closing connection");
+                    self.close();
+                    return Err(self.closed_error());
+                }
+            }
+        } else {
+            out.push(frame);
+        }
+        drop(out);
+        self.inner.writer_wanted.notify_one();
+        Ok(())
     }
 
     /// Sends a request and waits for its response.
@@ -263,43 +353,54 @@ pub async fn connect<H: InboundHandler>(
     ))
 }
 
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Bytes>,
-    closed: CancellationToken,
-) {
-    let mut batch = BytesMut::new();
+/// Writes what `write_or_queue` could not, as the socket takes it.
+async fn write_loop(conn: Connection) {
+    let inner = &conn.inner;
     loop {
-        let first = tokio::select! {
-            frame = rx.recv() => match frame { Some(f) => f, None => break },
-            _ = closed.cancelled() => break,
+        let written = {
+            let mut out = inner.outbound.lock().expect("outbound lock");
+            if out.frames.is_empty() {
+                None
+            } else {
+                let slices: Vec<IoSlice<'_>> = out
+                    .frames
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .map(|f| IoSlice::new(f))
+                    .collect();
+                let result = inner.stream.try_write_vectored(&slices);
+                drop(slices);
+                if let Ok(n) = result {
+                    out.consume(n);
+                }
+                Some((result, out.bytes < OUTBOUND_LIMIT_BYTES))
+            }
         };
-        // Gather what else is already queued into one write: fewer syscalls under load,
-        // no added latency when idle.
-        let result = if rx.is_empty() {
-            writer.write_all(&first).await
-        } else {
-            batch.clear();
-            batch.extend_from_slice(&first);
-            while batch.len() < WRITE_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(f) => batch.extend_from_slice(&f),
-                    Err(_) => break,
+        match written {
+            None => tokio::select! {
+                _ = inner.writer_wanted.notified() => {}
+                _ = inner.closed.cancelled() => break,
+            },
+            Some((Ok(_), below_limit)) => {
+                if below_limit {
+                    inner.space.notify_waiters();
                 }
             }
-            writer.write_all(&batch).await
-        };
-        if let Err(e) = result {
-            debug!(error = %e, "write failed; closing connection");
-            break;
+            Some((Err(e), _)) if e.kind() == ErrorKind::WouldBlock => tokio::select! {
+                ready = inner.stream.writable() => if ready.is_err() { break },
+                _ = inner.closed.cancelled() => break,
+            },
+            Some((Err(e), _)) => {
+                debug!(peer = %inner.peer, error = %e, "write failed; closing connection");
+                break;
+            }
         }
     }
-    closed.cancel();
-    let _ = writer.shutdown().await;
+    conn.close();
+    inner.space.notify_waiters();
 }
 
 async fn read_loop<H: InboundHandler>(
-    mut reader: OwnedReadHalf,
     conn: Connection,
     handler: Arc<H>,
     max_frame_bytes: usize,
@@ -309,12 +410,20 @@ async fn read_loop<H: InboundHandler>(
     // A peer that completes no frame for this long is dropped, whether it is silent or
     // trickling bytes (a slow-loris client cannot hold a connection open).
     let idle = idle_timeout.unwrap_or(Duration::from_secs(u32::MAX as u64));
-    let mut deadline = tokio::time::Instant::now() + idle;
+    let idle_deadline = tokio::time::sleep(idle);
+    tokio::pin!(idle_deadline);
     'read: loop {
+        let mut framed = false;
+        let mut throttled = false;
         loop {
+            // A peer that does not read its responses gets no more requests served.
+            if conn.outbound_bytes() >= OUTBOUND_LIMIT_BYTES {
+                throttled = true;
+                break;
+            }
             match RemotingCommand::decode_frame(&mut buf, max_frame_bytes) {
                 Ok(Some(cmd)) => {
-                    deadline = tokio::time::Instant::now() + idle;
+                    framed = true;
                     dispatch(&conn, &handler, cmd)
                 }
                 Ok(None) => break,
@@ -324,20 +433,36 @@ async fn read_loop<H: InboundHandler>(
                 }
             }
         }
+        if framed {
+            idle_deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + idle);
+        }
+        if throttled {
+            tokio::select! {
+                space = conn.wait_for_space() => if space.is_err() { break },
+                _ = &mut idle_deadline => {
+                    debug!(peer = %conn.peer(), "responses unread for the idle timeout; closing connection");
+                    break;
+                }
+            }
+            continue;
+        }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK_BYTES);
         }
-        let n = tokio::select! {
-            n = reader.read_buf(&mut buf) => n,
+        tokio::select! {
+            ready = conn.inner.stream.readable() => if ready.is_err() { break },
             _ = conn.inner.closed.cancelled() => break,
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut idle_deadline => {
                 debug!(peer = %conn.peer(), "no complete frame within the idle timeout; closing connection");
                 break;
             }
-        };
-        match n {
+        }
+        match conn.inner.stream.try_read_buf(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => {
                 debug!(peer = %conn.peer(), error = %e, "read failed");
                 break;
@@ -354,19 +479,37 @@ async fn read_loop<H: InboundHandler>(
     handler.on_close(&conn);
 }
 
+/// Runs a request's handler on the reader task as far as it goes without waiting; only a
+/// handler that has to wait (long polling, a flush, a call elsewhere) becomes a task.
 fn dispatch<H: InboundHandler>(conn: &Connection, handler: &Arc<H>, cmd: RemotingCommand) {
     if cmd.is_response() {
         conn.complete(cmd);
         return;
     }
-    let conn = conn.clone();
-    let handler = handler.clone();
-    tokio::spawn(async move {
-        let oneway = cmd.is_oneway();
-        if let Some(response) = handler.on_request(conn.clone(), cmd).await {
-            if !oneway {
-                let _ = conn.send(&response).await;
+    let oneway = cmd.is_oneway();
+    let handling = {
+        let (conn, handler) = (conn.clone(), handler.clone());
+        async move { handler.on_request(conn, cmd).await }
+    };
+    let mut handling = Box::pin(handling);
+    // Polled once with a waker that does nothing: if it is not done, the spawned task
+    // polls it again with its own waker, which the future registers from then on.
+    let mut cx = Context::from_waker(Waker::noop());
+    match handling.as_mut().poll(&mut cx) {
+        Poll::Ready(response) => {
+            if let (Some(response), false) = (response, oneway) {
+                let mut buf = BytesMut::with_capacity(128 + response.body.len());
+                response.encode(&mut buf);
+                let _ = conn.write_or_queue(buf.freeze());
             }
         }
-    });
+        Poll::Pending => {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                if let (Some(response), false) = (handling.await, oneway) {
+                    let _ = conn.send(&response).await;
+                }
+            });
+        }
+    }
 }

@@ -376,8 +376,9 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
     use ferromq_client::{ConsumeFrom, ConsumeResult, PushConsumer, Selector};
     use std::sync::atomic::{AtomicU64, Ordering};
     let count = Arc::new(AtomicU64::new(0));
+    let body_bytes = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(Some(args.messages));
-    let (c, b) = (count.clone(), bar.clone());
+    let (c, b, bb) = (count.clone(), bar.clone(), body_bytes.clone());
     let started = Instant::now();
     let consumer = PushConsumer::builder()
         .name_servers([args.namesrv.clone()])
@@ -387,6 +388,10 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
         .subscribe(&args.topic, Selector::All)
         .start(move |msgs| {
             c.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+            bb.fetch_add(
+                msgs.iter().map(|m| m.body.len() as u64).sum(),
+                Ordering::Relaxed,
+            );
             b.inc(msgs.len() as u64);
             async { ConsumeResult::Success }
         })
@@ -403,7 +408,8 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
         "consumed {n} messages in {elapsed:.1} s: {:.0} msgs/s",
         n as f64 / elapsed
     );
-    print_result(n, 0, 0, elapsed, None);
+    let mean_size = body_bytes.load(Ordering::Relaxed) / n.max(1);
+    print_result(n, 0, mean_size as usize, elapsed, None);
     Ok(())
 }
 
