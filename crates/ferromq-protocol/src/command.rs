@@ -283,6 +283,10 @@ struct JsonHeaderOut<'a> {
     remark: Option<&'a str>,
     #[serde(rename = "extFields")]
     ext_fields: &'a ExtFields,
+    /// Apache's Java side always writes it, and some peers (rocketmq-rust 1.0.0) refuse
+    /// headers without it.
+    #[serde(rename = "serializeTypeCurrentRPC")]
+    serialize_type_current_rpc: &'static str,
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
@@ -328,6 +332,7 @@ fn encode_json_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
         flag: cmd.flag,
         remark: cmd.remark.as_deref(),
         ext_fields: &cmd.ext_fields,
+        serialize_type_current_rpc: "JSON",
     };
     let mut writer = dst.writer();
     serde_json::to_writer(&mut writer, &out)
@@ -633,5 +638,6 @@ mod tests {
         assert_eq!(json["flag"], 1);
         assert_eq!(json["opaque"], 42);
         assert_eq!(json["language"], "JAVA");
+        assert_eq!(json["serializeTypeCurrentRPC"], "JSON", "as Java writes it");
     }
 }
