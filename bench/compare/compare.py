@@ -630,6 +630,7 @@ def main():
                     help="skip Apache's Java benchmark Producer")
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
     ap.add_argument("--work", default=str(ROOT / "target" / "compare"), help="data directories (same disk for all)")
+    ap.add_argument("--resume", action="store_true", help="keep the systems already in results.json")
     ap.add_argument("--smoke", action="store_true", help="FerroMQ only, a few seconds per load; checks the harness")
     args = ap.parse_args()
     # Stopped from outside: still stop the servers (the `finally` blocks below).
@@ -641,19 +642,27 @@ def main():
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     kinds = {c.name: c for c in (Apache, RocketmqRust, FerroMQ, NullBroker)}
     work = Path(args.work)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    saved = out.with_name("results.json")
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
-               "first_send_ms": {}, "idle_rss_mb": {}, "runs": {}}
+               "first_send_ms": {}, "idle_rss_mb": {}, "done": [], "runs": {}}
+    if args.resume and saved.exists():
+        results = json.loads(saved.read_text())
+        log(f"resuming: {', '.join(results.get('done', [])) or 'nothing'} already measured")
     for n in names:
+        if n in results.get("done", []):
+            continue
         system = kinds[n](work)
         try:
             run_system(system, args, results)
         finally:
             system.stop()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        results.setdefault("done", []).append(n)
+        # Saved after each system, so an interrupted comparison can resume (--resume).
+        saved.write_text(json.dumps(results, indent=1))
     write_report(results, out, names)
     write_chart(results, out.with_name("compare.svg"), names)
-    out.with_name("results.json").write_text(json.dumps(results, indent=1))
     log(f"wrote {out}")
     if args.smoke:
         failed = [f"{sid}/{c}" for sid, run in results["runs"].items() for c, by in run["by"].items()

@@ -73,6 +73,9 @@ pub struct BrokerConfig {
     pub flush_interval_ms: u64,
     /// `syncFlushTimeout`, ms a SYNC_FLUSH send waits before FLUSH_DISK_TIMEOUT, default 5000.
     pub sync_flush_timeout_ms: u64,
+    /// `diskSpaceWarningLevelRatio`, percent of the store's file system in use from which
+    /// sends are refused (until space returns), default 90 as in Apache.
+    pub disk_space_warning_percent: u32,
     /// `autoCreateTopicEnable`, default true.
     pub auto_create_topic: bool,
     /// `autoCreateSubscriptionGroup`, default true.
@@ -121,6 +124,7 @@ impl Default for BrokerConfig {
             flush_mode: FlushMode::Async,
             flush_interval_ms: 500,
             sync_flush_timeout_ms: 5000,
+            disk_space_warning_percent: 90,
             auto_create_topic: true,
             auto_create_subscription_group: true,
             default_topic_queue_nums: 4,
@@ -267,6 +271,7 @@ impl BrokerConfig {
                 }
                 "flushIntervalCommitLog" => self.flush_interval_ms = parse_num(key, v, 1u64, 60_000)?,
                 "syncFlushTimeout" => self.sync_flush_timeout_ms = parse_num(key, v, 1u64, 600_000)?,
+                "diskSpaceWarningLevelRatio" => self.disk_space_warning_percent = parse_num(key, v, 1u32, 99)?,
                 "autoCreateTopicEnable" => self.auto_create_topic = parse_bool(key, v)?,
                 "autoCreateSubscriptionGroup" => self.auto_create_subscription_group = parse_bool(key, v)?,
                 "defaultTopicQueueNums" => self.default_topic_queue_nums = parse_num(key, v, 1i32, 1024)?,
@@ -350,6 +355,10 @@ impl BrokerConfig {
             ("fileReservedTime", self.file_reserved_hours.to_string()),
             ("flushDiskType", flush.to_string()),
             ("flushIntervalCommitLog", self.flush_interval_ms.to_string()),
+            (
+                "diskSpaceWarningLevelRatio",
+                self.disk_space_warning_percent.to_string(),
+            ),
             ("listenPort", self.listen_port.to_string()),
             (
                 "mapedFileSizeCommitLog",

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod disk;
 pub mod filter;
 pub mod groups;
 pub mod offset;
@@ -139,11 +140,14 @@ impl Broker {
         let timers = timer::TimerService::open(&config.store_root, config.timer_max_delay_sec)?;
         let transactions =
             transaction::TransactionService::open(&config.store_root, &store).map_err(meta_err)?;
+        let mut disk_paths = vec![config.store_root.clone()];
+        disk_paths.extend(config.store_commit_log.clone());
         let store = StoreService::start(
             store,
             config.flush_mode,
             Duration::from_millis(config.flush_interval_ms),
             Duration::from_millis(config.sync_flush_timeout_ms),
+            disk::DiskGuard::new(disk_paths, f64::from(config.disk_space_warning_percent)),
         );
         Ok(Arc::new(Broker {
             store_host: resolve_store_host(&config),

@@ -7,16 +7,19 @@
 //! * under `SYNC_FLUSH` a **flusher** thread fsyncs once for everything appended before it
 //!   started (group commit) and publishes the flushed offset; senders wait for it to pass
 //!   their entry; under `ASYNC_FLUSH` it fsyncs every `flushIntervalCommitLog`;
-//! * a **checkpoint** thread makes queues and index durable every few seconds.
+//! * a **checkpoint** thread makes queues and index durable every few seconds;
+//! * sends are refused while the disk is (almost) full, see [`DiskGuard`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ferromq_store::{AppendResult, FlushMode, MessageStore, PutMessage};
+use ferromq_store::{AppendResult, FlushMode, MessageStore, PutMessage, StoreError};
 use tokio::sync::{oneshot, watch, Notify};
-use tracing::error;
+use tracing::{error, warn};
+
+use crate::disk::DiskGuard;
 
 /// Jobs merged into one store append at most.
 const MAX_JOBS_PER_BATCH: usize = 512;
@@ -25,7 +28,12 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3);
 
 struct AppendJob {
     msgs: Vec<PutMessage>,
-    reply: oneshot::Sender<Result<Vec<AppendResult>, String>>,
+    reply: oneshot::Sender<Result<Vec<AppendResult>, AppendFailure>>,
+}
+
+struct AppendFailure {
+    reason: String,
+    disk_full: bool,
 }
 
 /// Per-queue wake-ups for parked pulls.
@@ -66,6 +74,8 @@ pub enum PutError {
     FlushTimeout(Vec<AppendResult>),
     #[error("{0}")]
     Illegal(String),
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 pub struct StoreService {
@@ -82,6 +92,7 @@ pub struct StoreService {
     waker: Arc<PullWaker>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    disk: DiskGuard,
 }
 
 impl StoreService {
@@ -90,6 +101,7 @@ impl StoreService {
         mode: FlushMode,
         flush_interval: Duration,
         sync_flush_timeout: Duration,
+        disk: DiskGuard,
     ) -> Arc<Self> {
         let (flushed_tx, flushed_rx) = watch::channel(store.flushed_offset());
         let flush_wanted = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -144,6 +156,7 @@ impl StoreService {
             waker,
             threads: Mutex::new(threads),
             stopping,
+            disk,
         })
     }
 
@@ -165,16 +178,27 @@ impl StoreService {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(PutError::ShuttingDown);
         }
+        if self.disk.refuses() {
+            return Err(PutError::DiskFull(self.disk.describe()));
+        }
+        let bytes: u64 = msgs.iter().map(|m| m.record.len() as u64).sum();
         let (reply, rx) = oneshot::channel();
         self.pending
             .lock()
             .expect("pending jobs lock")
             .push(AppendJob { msgs, reply });
         self.drain();
-        let results = rx
-            .await
-            .map_err(|_| PutError::ShuttingDown)?
-            .map_err(PutError::Store)?;
+        let results = match rx.await.map_err(|_| PutError::ShuttingDown)? {
+            Ok(results) => results,
+            Err(AppendFailure {
+                disk_full: true, ..
+            }) => {
+                self.disk.mark_full();
+                return Err(PutError::DiskFull(self.disk.describe()));
+            }
+            Err(AppendFailure { reason, .. }) => return Err(PutError::Store(reason)),
+        };
+        self.disk.wrote(bytes);
         if self.mode == FlushMode::Sync && wait_flush {
             let end = results.last().map_or(0, |r| r.end_offset);
             let mut flushed = self.flushed.clone();
@@ -241,9 +265,19 @@ impl StoreService {
                 self.waker.wake(&touched);
             }
             Err(e) => {
-                error!(error = %e, "append failed");
+                let disk_full = matches!(&e, StoreError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull
+                        || source.kind() == std::io::ErrorKind::QuotaExceeded);
+                if disk_full {
+                    warn!(error = %e, "append failed: no space left; the batch was rolled back");
+                } else {
+                    error!(error = %e, "append failed; the batch was rolled back");
+                }
                 for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(AppendFailure {
+                        reason: e.to_string(),
+                        disk_full,
+                    }));
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tracing::{info, warn};
 
@@ -31,6 +31,9 @@ pub(crate) struct CommitLog {
     write_offset: AtomicU64,
     /// Offset up to which an fsync has completed.
     flushed_offset: AtomicU64,
+    /// Serializes publishing a flush with rolling the tail back, so a flush that began
+    /// before a roll-back never marks the rolled-back range as flushed.
+    publish: Mutex<u64>,
 }
 
 /// Calls `f(entry_offset, record)` for each valid entry found by a scan.
@@ -54,6 +57,7 @@ impl CommitLog {
             segments: RwLock::new(segments),
             write_offset: AtomicU64::new(0),
             flushed_offset: AtomicU64::new(0),
+            publish: Mutex::new(0),
         })
     }
 
@@ -266,6 +270,7 @@ impl CommitLog {
 
     /// fsyncs every segment that may hold unflushed data. Returns the flushed offset.
     pub fn flush(&self) -> Result<u64, StoreError> {
+        let roll_backs = *self.publish.lock().expect("flush publish lock");
         let target = self.write_offset();
         let from = self.flushed_offset();
         if target <= from {
@@ -282,8 +287,38 @@ impl CommitLog {
         for seg in segs {
             seg.file.sync_data().map_err(io_err(&seg.path))?;
         }
-        self.flushed_offset.fetch_max(target, Ordering::AcqRel);
-        Ok(target)
+        let published = self.publish.lock().expect("flush publish lock");
+        if *published == roll_backs {
+            self.flushed_offset.fetch_max(target, Ordering::AcqRel);
+        }
+        drop(published);
+        Ok(self.flushed_offset())
+    }
+
+    /// Undoes a failed append: the tail from `to` on is cut off (freeing its space) so
+    /// that neither readers nor recovery ever see it.
+    pub fn roll_back(&self, to: u64) -> Result<(), StoreError> {
+        let mut roll_backs = self.publish.lock().expect("flush publish lock");
+        *roll_backs += 1;
+        self.write_offset.store(to, Ordering::Release);
+        self.flushed_offset.fetch_min(to, Ordering::AcqRel);
+        drop(roll_backs);
+        let mut segments = self.segments.write().expect("segments lock");
+        let base = to - to % self.segment_bytes;
+        let doomed: Vec<u64> = segments
+            .range(base..)
+            .map(|(b, _)| *b)
+            .filter(|b| *b > base || to == base)
+            .collect();
+        for b in doomed {
+            if let Some(seg) = segments.remove(&b) {
+                std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+            }
+        }
+        if let Some(seg) = segments.get(&base) {
+            seg.file.set_len(to - base).map_err(io_err(&seg.path))?;
+        }
+        Ok(())
     }
 
     /// Deletes whole segments, oldest first, that were last written before `cutoff` and are

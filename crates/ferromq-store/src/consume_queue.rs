@@ -102,7 +102,19 @@ impl ConsumeQueue {
 
     /// Appends entries at the current max offset. Only the appender calls this.
     pub fn append(&self, entries: &[CqEntry]) -> Result<(), StoreError> {
-        let mut offset = self.max_offset();
+        let start = self.max_offset();
+        let written = self.write_entries(start, entries);
+        if written.is_err() {
+            // The file length is the queue length on restart: nothing half-written may stay.
+            if let Err(e) = self.cut_files_at(start) {
+                tracing::error!(error = %e, "removing half-written queue entries failed");
+            }
+        }
+        written
+    }
+
+    fn write_entries(&self, start: u64, entries: &[CqEntry]) -> Result<(), StoreError> {
+        let mut offset = start;
         let mut rest = entries;
         let mut buf = Vec::with_capacity(entries.len() * ENTRY_BYTES as usize);
         while !rest.is_empty() {
@@ -195,6 +207,27 @@ impl ConsumeQueue {
             }
         }
         Ok(lo)
+    }
+
+    /// Shortens the files to exactly `end` entries.
+    fn cut_files_at(&self, end: u64) -> Result<(), StoreError> {
+        let mut files = self.files.write().expect("cq files lock");
+        let doomed: Vec<u64> = files
+            .range(end..)
+            .map(|(k, _)| *k)
+            .filter(|first| *first >= end)
+            .collect();
+        for first in doomed {
+            if let Some(f) = files.remove(&first) {
+                std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
+            }
+        }
+        if let Some((_, f)) = files.range(..end).next_back() {
+            f.file
+                .set_len((end - f.first) * ENTRY_BYTES)
+                .map_err(io_err(&f.path))?;
+        }
+        Ok(())
     }
 
     /// Drops entries pointing at or beyond commit-log offset `phys` (recovery re-adds them).

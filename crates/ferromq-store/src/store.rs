@@ -307,9 +307,32 @@ impl MessageStore {
     /// write per segment touched, then their queue and index entries.
     ///
     /// # Errors
-    /// I/O failure (nothing of the batch is visible) or a record larger than a segment.
+    /// I/O failure, such as a full disk (nothing of the batch stays: what was written is
+    /// rolled back), or a record larger than a segment.
     pub fn append(&self, msgs: &mut [PutMessage]) -> Result<Vec<AppendResult>, StoreError> {
         let _writer = self.write_lock.lock().expect("store write lock");
+        let start = self.commit_log.write_offset();
+        let mut touched = Vec::new();
+        let appended = self.append_locked(msgs, &mut touched);
+        if appended.is_err() {
+            // Queue entries first: none may point into the commit-log tail being cut.
+            for cq in &touched {
+                if let Err(e) = cq.truncate_from_phys(start) {
+                    tracing::error!(error = %e, "rolling back consume-queue entries failed");
+                }
+            }
+            if let Err(e) = self.commit_log.roll_back(start) {
+                tracing::error!(error = %e, "rolling back the commit log failed");
+            }
+        }
+        appended
+    }
+
+    fn append_locked(
+        &self,
+        msgs: &mut [PutMessage],
+        touched: &mut Vec<Arc<ConsumeQueue>>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
         let store_ms = now_ms();
         let mut offset = self.commit_log.write_offset();
         let mut run_start = offset;
@@ -358,6 +381,7 @@ impl MessageStore {
         if !run.is_empty() {
             self.commit_log.write(run_start, &run)?;
         }
+        touched.extend(queue_entries.values().map(|(cq, _)| cq.clone()));
         for (cq, entries) in queue_entries.values() {
             cq.append(entries)?;
         }

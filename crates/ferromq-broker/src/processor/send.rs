@@ -160,6 +160,9 @@ impl Broker {
                 )
             }
             Err(PutError::Illegal(why)) => return illegal(why),
+            Err(PutError::DiskFull(why)) => {
+                return RemotingCommand::error_response(req, response::SERVICE_NOT_AVAILABLE, why)
+            }
             Err(e) => {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
             }

@@ -546,3 +546,85 @@ fn a_million_timers_over_ten_minutes_come_back_bucket_by_bucket() {
     let wheel = TimerWheel::open(dir.path(), 1000, 4000, 64 << 20).unwrap();
     assert_eq!(wheel.bucket(base + 599_000).unwrap().len() as u64, n / 600);
 }
+
+/// A tmpfs mounted for one test (mounting needs root, as CI runs).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs at {} failed: this test needs root",
+            path.display()
+        );
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn an_append_that_runs_out_of_space_is_rolled_back_and_the_store_reopens_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fs");
+    let _fs = Tmpfs::mount(&root, "16m");
+    let filler = root.join("filler");
+    std::fs::write(&filler, vec![1u8; 4 << 20]).unwrap();
+    let mut c = config(&root.join("store"));
+    c.segment_bytes = 1 << 20;
+    let store = MessageStore::open(c.clone()).unwrap();
+    let body = |i: usize| {
+        let mut b = format!("m{i:05}-").into_bytes();
+        b.resize(48 * 1024, b'x');
+        b
+    };
+    let mut stored = 0;
+    let err = loop {
+        assert!(stored < 1000, "the 16 MiB file system never filled up");
+        // Batches of three: a failure can strike after part of a batch was written.
+        let mut batch: Vec<_> = (stored..stored + 3)
+            .map(|i| put("T", 0, &body(i), "", &format!("k{i}")))
+            .collect();
+        match store.append(&mut batch) {
+            Ok(_) => stored += 3,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&err, ferromq_store::StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
+        "{err}"
+    );
+    let expected: Vec<Vec<u8>> = (0..stored).map(body).collect();
+    assert_eq!(
+        bodies(&store, "T", 0, 0),
+        expected,
+        "a rolled-back append left something visible"
+    );
+    // Space returns: appends go on right after the last good one.
+    std::fs::remove_file(&filler).unwrap();
+    let mut more = vec![put("T", 0, &body(stored), "", "after")];
+    let r = store.append(&mut more).unwrap();
+    assert_eq!(r[0].queue_offset, stored as u64);
+    drop(store);
+    let reopened = MessageStore::open(c).unwrap();
+    let mut expected = expected;
+    expected.push(body(stored));
+    assert_eq!(
+        bodies(&reopened, "T", 0, 0),
+        expected,
+        "recovery found a different log"
+    );
+}

@@ -135,7 +135,8 @@ impl Server {
         Self::start_in(dir, conf, &[])
     }
 
-    fn start_in(dir: tempfile::TempDir, conf: &str, extra: &[&str]) -> Server {
+    /// Starts on data already in `dir` (its `data` subdirectory).
+    pub fn start_in(dir: tempfile::TempDir, conf: &str, extra: &[&str]) -> Server {
         let conf_path = dir.path().join("broker.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let (np, bp, dp) = (free_port(), free_port(), free_port());

@@ -6,6 +6,7 @@ mod cluster;
 mod crossclient;
 mod dashboard;
 mod delay;
+mod disk;
 mod examples;
 mod failover;
 mod groups;
