@@ -255,8 +255,13 @@ impl StoreService {
             Ok(results) => {
                 if self.mode == FlushMode::Sync {
                     let (lock, cvar) = &*self.flush_wanted;
-                    *lock.lock().expect("flush flag lock") = true;
-                    cvar.notify_one();
+                    let mut wanted = lock.lock().expect("flush flag lock");
+                    // Already asked and not yet taken: the flusher will see this append
+                    // too, and a wake-up (a syscall) would be wasted.
+                    if !*wanted {
+                        *wanted = true;
+                        cvar.notify_one();
+                    }
                 }
                 let mut it = results.into_iter();
                 for (reply, n) in replies.into_iter().zip(counts) {
