@@ -518,7 +518,7 @@ def write_report(results, path, systems):
         " runbroker.sh, otherwise its defaults (ASYNC_FLUSH unless stated).",
         "- rocketmq-rust 1.0.0 (`cargo install --locked rocketmq-namesrv rocketmq-broker`), with"
         " `[store] commitLogMicroBatchMaxWaitMicros = 0`: without it its sync sends wait on a 1 ms timer.",
-        "- FerroMQ: `ferromq standalone` (name server and broker in one process) from this commit, release build.",
+        "- FerroMQ: `ferromq standalone` (name server and broker in one process), release build, from the commit checked out.",
         "- null broker: `ferromq bench null-broker`, which decodes every request and answers success without"
         " storing: the ceiling of this machine for the protocol with these clients.",
         "- Load: the official Go client (`interop/go/bench`), Apache's own benchmark Producer"

@@ -71,23 +71,26 @@ impl TimerWheel {
             .open(&wheel_path)
             .map_err(io_err(&wheel_path))?;
         let wanted = slots as u64 * SLOT_BYTES;
-        if wheel.metadata().map_err(io_err(&wheel_path))?.len() != wanted {
-            // A different size means a different wheel: start it afresh.
+        let slot_count = slots;
+        let slots = if wheel.metadata().map_err(io_err(&wheel_path))?.len() != wanted {
+            // New, or a different size (a different wheel): start it afresh, all zeros,
+            // without reading back the zeros just written (a fast first start).
             wheel.set_len(0).map_err(io_err(&wheel_path))?;
             wheel.set_len(wanted).map_err(io_err(&wheel_path))?;
-        }
-        let mut raw = vec![0u8; wanted as usize];
-        wheel
-            .read_exact_at(&mut raw, 0)
-            .map_err(io_err(&wheel_path))?;
-        let slots = raw
-            .chunks_exact(SLOT_BYTES as usize)
-            .map(|c| Slot {
-                bucket_start: i64::from_be_bytes(c[0..8].try_into().expect("8 bytes")),
-                last: u64::from_be_bytes(c[8..16].try_into().expect("8 bytes")),
-                count: u32::from_be_bytes(c[16..20].try_into().expect("4 bytes")),
-            })
-            .collect();
+            vec![Slot::default(); slot_count]
+        } else {
+            let mut raw = vec![0u8; wanted as usize];
+            wheel
+                .read_exact_at(&mut raw, 0)
+                .map_err(io_err(&wheel_path))?;
+            raw.chunks_exact(SLOT_BYTES as usize)
+                .map(|c| Slot {
+                    bucket_start: i64::from_be_bytes(c[0..8].try_into().expect("8 bytes")),
+                    last: u64::from_be_bytes(c[8..16].try_into().expect("8 bytes")),
+                    count: u32::from_be_bytes(c[16..20].try_into().expect("4 bytes")),
+                })
+                .collect()
+        };
         let mut log = BTreeMap::new();
         let mut log_end = 0;
         for (base, path) in list_offset_files(&log_dir)? {
