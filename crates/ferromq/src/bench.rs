@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// Retries a send until one succeeds; prints the time since `--since-ms` (when the
     /// servers were started), for start-up comparisons.
     FirstSend(FirstSendArgs),
+    /// Hostile load: many idle connections and a flood of suspended pulls, while timing
+    /// an ordinary request and reading the broker's memory.
+    Abuse(AbuseArgs),
     /// A name server and broker at one address that answer success and store nothing:
     /// the protocol's ceiling on this machine, for comparison.
     NullBroker {
@@ -101,6 +104,25 @@ pub struct ConsumeArgs {
 }
 
 #[derive(Args)]
+pub struct AbuseArgs {
+    /// Broker address (loopback).
+    #[arg(long, default_value = "127.0.0.1:10911")]
+    broker: String,
+    /// The broker's process id, to read its resident memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Idle connections to open and hold.
+    #[arg(long, default_value_t = 5000)]
+    idle: usize,
+    /// Pulls with suspend (long polling) to leave parked, spread over 10 connections.
+    #[arg(long, default_value_t = 10_000)]
+    pulls: usize,
+    /// Topic the pulls wait on (created by a first send).
+    #[arg(long, default_value = "AbuseTest")]
+    topic: String,
+}
+
+#[derive(Args)]
 pub struct FirstSendArgs {
     #[arg(short = 'n', long, default_value = "127.0.0.1:9876")]
     namesrv: String,
@@ -143,6 +165,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Timers(args) => timers(args).await,
         BenchCommand::Transactions(args) => transactions(args).await,
         BenchCommand::FirstSend(args) => first_send(args).await,
+        BenchCommand::Abuse(args) => abuse(args).await,
         BenchCommand::NullBroker { listen } => {
             crate::null_broker::run(listen, crate::shutdown_on_signals()).await
         }
@@ -180,6 +203,138 @@ fn print_result(messages: u64, failed: u64, size: usize, seconds: f64, h: Option
             "max_us": h.map_or(0, |h| h.max()),
         })
     );
+}
+
+fn rss_kb(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Times one ordinary request (GET_MAX_OFFSET) on a fresh connection.
+async fn probe_request(broker: &str, topic: &str) -> Result<Duration> {
+    let conn = ferromq_remoting::connect(broker, Arc::new(NoInbound), CALL_TIMEOUT).await?;
+    let t0 = Instant::now();
+    let resp = conn
+        .invoke(
+            RemotingCommand::request(ferromq_protocol::code::request::GET_MAX_OFFSET)
+                .with_field("topic", topic)
+                .with_field("queueId", 0),
+            CALL_TIMEOUT,
+        )
+        .await?;
+    let took = t0.elapsed();
+    conn.close();
+    if resp.code != 0 {
+        bail!("GET_MAX_OFFSET answered {}: {:?}", resp.code, resp.remark);
+    }
+    Ok(took)
+}
+
+async fn abuse(args: AbuseArgs) -> Result<()> {
+    let report = |stage: &str, probe: Result<Duration>| {
+        let rss = rss_kb(args.pid).map_or("?".to_string(), |kb| {
+            format!("{:.1} MB", kb as f64 / 1024.0)
+        });
+        match probe {
+            Ok(took) => println!(
+                "{stage}: broker RSS {rss}; an ordinary request took {:.2} ms",
+                took.as_secs_f64() * 1e3
+            ),
+            // Expected when the idle connections fill the broker's maxConnections.
+            Err(e) => println!("{stage}: broker RSS {rss}; an ordinary request failed: {e:#}"),
+        }
+    };
+    // The topic exists before pulls wait on it.
+    let conn = ferromq_remoting::connect(&args.broker, Arc::new(NoInbound), CALL_TIMEOUT).await?;
+    let send = RemotingCommand::request(ferromq_protocol::code::request::SEND_MESSAGE)
+        .with_field("producerGroup", "abuse")
+        .with_field("topic", &args.topic)
+        .with_field("defaultTopic", "TBW102")
+        .with_field("defaultTopicQueueNums", 1)
+        .with_field("queueId", 0)
+        .with_field("sysFlag", 0)
+        .with_field("bornTimestamp", now_ms())
+        .with_field("flag", 0)
+        .with_field("properties", "")
+        .with_field("reconsumeTimes", 0)
+        .with_body(&b"abuse"[..]);
+    let resp = conn.invoke(send, CALL_TIMEOUT).await?;
+    if resp.code != 0 {
+        bail!("the first send was refused: {:?}", resp.remark);
+    }
+    report("before", probe_request(&args.broker, &args.topic).await);
+
+    let mut idle = Vec::with_capacity(args.idle);
+    let mut refused = 0;
+    for _ in 0..args.idle {
+        match tokio::net::TcpStream::connect(&args.broker).await {
+            Ok(s) => idle.push(s),
+            Err(_) => refused += 1,
+        }
+    }
+    // Connections beyond the broker's limit are closed right after accept.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut closed = 0;
+    let mut byte = [0u8; 1];
+    for s in &idle {
+        if matches!(s.try_read(&mut byte), Ok(0)) {
+            closed += 1;
+        }
+    }
+    println!(
+        "{} idle connections opened ({} refused at connect, {} closed by the broker)",
+        idle.len(),
+        refused,
+        closed
+    );
+    report(
+        "with the idle connections",
+        probe_request(&args.broker, &args.topic).await,
+    );
+
+    let mut pullers = Vec::new();
+    for _ in 0..10 {
+        pullers.push(
+            ferromq_remoting::connect(&args.broker, Arc::new(NoInbound), CALL_TIMEOUT).await?,
+        );
+    }
+    let mut parked = tokio::task::JoinSet::new();
+    for i in 0..args.pulls {
+        let conn = pullers[i % pullers.len()].clone();
+        let pull = RemotingCommand::request(ferromq_protocol::code::request::PULL_MESSAGE)
+            .with_field("consumerGroup", format!("abuse-{}", i % 100))
+            .with_field("topic", &args.topic)
+            .with_field("queueId", 0)
+            .with_field("queueOffset", 1)
+            .with_field("maxMsgNums", 32)
+            .with_field("sysFlag", 2)
+            .with_field("commitOffset", 0)
+            .with_field("suspendTimeoutMillis", 20_000)
+            .with_field("subscription", "*")
+            .with_field("subVersion", 0)
+            .with_field("expressionType", "TAG");
+        parked.spawn(async move { conn.invoke(pull, Duration::from_secs(40)).await });
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("{} pulls parked with suspend", args.pulls);
+    report(
+        "with the pulls parked",
+        probe_request(&args.broker, &args.topic).await,
+    );
+    drop(idle);
+    for c in &pullers {
+        c.close();
+    }
+    parked.abort_all();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    report(
+        "after closing them all",
+        probe_request(&args.broker, &args.topic).await,
+    );
+    Ok(())
 }
 
 async fn first_send(args: FirstSendArgs) -> Result<()> {
