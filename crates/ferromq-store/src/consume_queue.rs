@@ -212,11 +212,7 @@ impl ConsumeQueue {
     /// Shortens the files to exactly `end` entries.
     fn cut_files_at(&self, end: u64) -> Result<(), StoreError> {
         let mut files = self.files.write().expect("cq files lock");
-        let doomed: Vec<u64> = files
-            .range(end..)
-            .map(|(k, _)| *k)
-            .filter(|first| *first >= end)
-            .collect();
+        let doomed: Vec<u64> = files.range(end..).map(|(k, _)| *k).collect();
         for first in doomed {
             if let Some(f) = files.remove(&first) {
                 std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
@@ -237,19 +233,7 @@ impl ConsumeQueue {
         if cut == max {
             return Ok(());
         }
-        let mut files = self.files.write().expect("cq files lock");
-        let doomed: Vec<u64> = files.range(cut..).map(|(k, _)| *k).collect();
-        for first in doomed {
-            if let Some(f) = files.remove(&first) {
-                std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
-            }
-        }
-        if let Some((_, f)) = files.range(..cut).next_back() {
-            f.file
-                .set_len((cut - f.first) * ENTRY_BYTES)
-                .map_err(io_err(&f.path))?;
-        }
-        drop(files);
+        self.cut_files_at(cut)?;
         self.max_offset.store(cut, Ordering::Release);
         self.flushed_offset.fetch_min(cut, Ordering::AcqRel);
         if self.min_offset() > cut {
