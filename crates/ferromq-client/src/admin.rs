@@ -77,6 +77,14 @@ fn malformed(operation: &'static str, e: impl std::fmt::Display) -> ClientError 
     }
 }
 
+/// Parses a reply's JSON body, accepting fastjson's bare integer map keys.
+fn json_body<T: serde::de::DeserializeOwned>(
+    resp: &RemotingCommand,
+    operation: &'static str,
+) -> Result<T> {
+    serde_json::from_slice(&fastjson_to_json(&resp.body)).map_err(|e| malformed(operation, e))
+}
+
 /// Parses fastjson's `{<MessageQueue>:<value>,...}` map (object keys, not valid JSON).
 pub fn parse_queue_map(text: &str, field: &str) -> Result<Vec<(MessageQueue, serde_json::Value)>> {
     let start = text
@@ -196,8 +204,7 @@ impl AdminClient {
                 "GET_BROKER_CLUSTER_INFO",
             )
             .await?;
-        serde_json::from_slice(&fastjson_to_json(&resp.body))
-            .map_err(|e| malformed("GET_BROKER_CLUSTER_INFO", e))
+        json_body(&resp, "GET_BROKER_CLUSTER_INFO")
     }
 
     /// Every broker of every cluster.
@@ -239,8 +246,7 @@ impl AdminClient {
                 "GET_ALL_TOPIC_LIST_FROM_NAMESERVER",
             )
             .await?;
-        let list: TopicList = serde_json::from_slice(&fastjson_to_json(&resp.body))
-            .map_err(|e| malformed("GET_ALL_TOPIC_LIST_FROM_NAMESERVER", e))?;
+        let list: TopicList = json_body(&resp, "GET_ALL_TOPIC_LIST_FROM_NAMESERVER")?;
         let mut topics = list.topic_list;
         topics.sort();
         Ok(topics)
@@ -279,8 +285,7 @@ impl AdminClient {
                 "GET_ALL_TOPIC_CONFIG",
             )
             .await?;
-        serde_json::from_slice(&fastjson_to_json(&resp.body))
-            .map_err(|e| malformed("GET_ALL_TOPIC_CONFIG", e))
+        json_body(&resp, "GET_ALL_TOPIC_CONFIG")
     }
 
     /// Per-queue offsets of a topic on every broker hosting it.
@@ -363,8 +368,7 @@ impl AdminClient {
                 "GET_BROKER_RUNTIME_INFO",
             )
             .await?;
-        let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
-            .map_err(|e| malformed("GET_BROKER_RUNTIME_INFO", e))?;
+        let v: serde_json::Value = json_body(&resp, "GET_BROKER_RUNTIME_INFO")?;
         let table = v
             .get("table")
             .and_then(|t| t.as_object())
@@ -432,8 +436,7 @@ impl AdminClient {
                 .with_field("consumerGroup", group);
             match self.instance.invoke(addr, req).await? {
                 r if r.code == response::SUCCESS => {
-                    return serde_json::from_slice(&fastjson_to_json(&r.body))
-                        .map_err(|e| malformed("GET_CONSUMER_CONNECTION_LIST", e))
+                    return json_body(&r, "GET_CONSUMER_CONNECTION_LIST")
                 }
                 r => last = Some(refused("GET_CONSUMER_CONNECTION_LIST", addr, r)),
             }
@@ -450,8 +453,7 @@ impl AdminClient {
             let resp = self
                 .broker_call(addr, req, "GET_PRODUCER_CONNECTION_LIST")
                 .await?;
-            let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
-                .map_err(|e| malformed("GET_PRODUCER_CONNECTION_LIST", e))?;
+            let v: serde_json::Value = json_body(&resp, "GET_PRODUCER_CONNECTION_LIST")?;
             if let Some(set) = v["connectionSet"].as_array() {
                 out.extend(set.iter().cloned());
             }
@@ -646,8 +648,7 @@ impl AdminClient {
         if resp.code != response::SUCCESS {
             return Err(refused("LIST_UNDECIDED_TRANSACTIONS", addr, resp));
         }
-        serde_json::from_slice(&fastjson_to_json(&resp.body))
-            .map_err(|e| malformed("LIST_UNDECIDED_TRANSACTIONS", e))
+        json_body(&resp, "LIST_UNDECIDED_TRANSACTIONS")
     }
 
     /// A broker's configuration as `key=value` lines.
@@ -682,8 +683,7 @@ impl AdminClient {
                     "GET_ALL_SUBSCRIPTIONGROUP_CONFIG",
                 )
                 .await?;
-            let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
-                .map_err(|e| malformed("GET_ALL_SUBSCRIPTIONGROUP_CONFIG", e))?;
+            let v: serde_json::Value = json_body(&resp, "GET_ALL_SUBSCRIPTIONGROUP_CONFIG")?;
             if let Some(t) = v["subscriptionGroupTable"].as_object() {
                 groups.extend(t.keys().cloned());
             }
@@ -705,8 +705,7 @@ impl AdminClient {
             if resp.code != response::SUCCESS {
                 return Err(refused("LIST_PRODUCER_GROUPS", addr, resp));
             }
-            let v: serde_json::Value = serde_json::from_slice(&fastjson_to_json(&resp.body))
-                .map_err(|e| malformed("LIST_PRODUCER_GROUPS", e))?;
+            let v: serde_json::Value = json_body(&resp, "LIST_PRODUCER_GROUPS")?;
             groups.extend(
                 v["groups"]
                     .as_array()
