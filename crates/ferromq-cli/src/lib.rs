@@ -390,12 +390,7 @@ impl Admin {
                     .client
                     .topic_status(&topic)
                     .await
-                    .map_err(|e| match e {
-                        ferromq_client::ClientError::NoRoute { .. } => {
-                            anyhow!("unknown topic {topic}")
-                        }
-                        e => e.into(),
-                    })?;
+                    .map_err(unknown_topic(&topic))?;
                 let mut t = Table::new(["Broker", "Queue", "MinOffset", "MaxOffset", "LastUpdate"]);
                 for q in &status {
                     t.row([
@@ -529,12 +524,7 @@ impl Admin {
                 self.client
                     .reset_offset_by_time(&group, &topic, ts)
                     .await
-                    .map_err(|e| match e {
-                        ferromq_client::ClientError::NoRoute { .. } => {
-                            anyhow!("unknown topic {topic}")
-                        }
-                        e => e.into(),
-                    })?;
+                    .map_err(unknown_topic(&topic))?;
                 let mut t = Table::new(["Group", "Topic", "Timestamp"]);
                 t.row([group.clone(), topic.clone(), ts.to_string()]);
                 self.print(t, json!({"group": group, "topic": topic, "timestamp": ts}));
@@ -606,12 +596,7 @@ impl Admin {
                         }
                     })
                     .await
-                    .map_err(|e| match e {
-                        ferromq_client::ClientError::NoRoute { .. } => {
-                            anyhow!("unknown topic {topic}")
-                        }
-                        e => e.into(),
-                    })?;
+                    .map_err(unknown_topic(&topic))?;
                 let mut got = Vec::new();
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
                 while got.len() < count {
@@ -791,4 +776,12 @@ fn s(v: &Value) -> String {
             v.to_string()
         }
     })
+}
+
+/// Turns "no route" into the one-line "unknown topic" error; other errors pass through.
+fn unknown_topic(topic: &str) -> impl FnOnce(ferromq_client::ClientError) -> anyhow::Error + '_ {
+    move |e| match e {
+        ferromq_client::ClientError::NoRoute { .. } => anyhow!("unknown topic {topic}"),
+        e => e.into(),
+    }
 }

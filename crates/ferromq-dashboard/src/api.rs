@@ -65,6 +65,10 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, msg.into())
+}
+
 type ApiResult = Result<Json<Value>, ApiError>;
 
 fn kind_of(topic: &str) -> &'static str {
@@ -217,10 +221,7 @@ async fn create_topic(
 
 async fn topic(State(s): St, Path(topic): Path<String>) -> ApiResult {
     let Some(route) = s.admin.topic_route(&topic).await? else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("unknown topic {topic}"),
-        ));
+        return Err(not_found(format!("unknown topic {topic}")));
     };
     let queues = s.admin.topic_status(&topic).await?;
     let mut groups = Vec::new();
@@ -256,10 +257,7 @@ async fn groups_on_topic(
 
 async fn delete_topic(State(s): St, Path(topic): Path<String>) -> ApiResult {
     if s.admin.topic_route(&topic).await?.is_none() {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("unknown topic {topic}"),
-        ));
+        return Err(not_found(format!("unknown topic {topic}")));
     }
     s.admin.delete_topic(&topic).await?;
     Ok(Json(json!({ "deleted": topic })))
@@ -330,10 +328,7 @@ async fn groups(State(s): St) -> ApiResult {
 
 async fn group(State(s): St, Path(group): Path<String>) -> ApiResult {
     if !s.admin.consumer_groups().await?.contains(&group) {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("unknown consumer group {group}"),
-        ));
+        return Err(not_found(format!("unknown consumer group {group}")));
     }
     let progress = s.admin.consumer_progress(&group, None).await?;
     let connections = s
@@ -348,10 +343,7 @@ async fn group(State(s): St, Path(group): Path<String>) -> ApiResult {
 
 async fn delete_group(State(s): St, Path(group): Path<String>) -> ApiResult {
     if !s.admin.consumer_groups().await?.contains(&group) {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("unknown consumer group {group}"),
-        ));
+        return Err(not_found(format!("unknown consumer group {group}")));
     }
     s.admin.delete_group(&group).await?;
     Ok(Json(json!({ "deleted": group })))
@@ -440,10 +432,7 @@ async fn message_by_id(
     Query(q): Query<IdQuery>,
 ) -> ApiResult {
     let Some(m) = s.admin.query_by_id(q.topic.as_deref(), &id).await? else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no message with id {id}"),
-        ));
+        return Err(not_found(format!("no message with id {id}")));
     };
     let mut groups = Vec::new();
     for (g, progress) in groups_on_topic(&s, &m.topic).await? {
@@ -469,10 +458,7 @@ async fn resend(
 ) -> ApiResult {
     let Json(b) = body.map_err(|e| bad(format!("invalid request body: {e}")))?;
     let Some(m) = s.admin.query_by_id(b.topic.as_deref(), &b.id).await? else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no message with id {}", b.id),
-        ));
+        return Err(not_found(format!("no message with id {}", b.id)));
     };
     let retry = format!("%RETRY%{}", b.group);
     s.admin.resend(&m, &retry).await?;
