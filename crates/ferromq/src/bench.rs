@@ -249,18 +249,7 @@ async fn abuse(args: AbuseArgs) -> Result<()> {
     };
     // The topic exists before pulls wait on it.
     let conn = ferromq_remoting::connect(&args.broker, Arc::new(NoInbound), CALL_TIMEOUT).await?;
-    let send = RemotingCommand::request(ferromq_protocol::code::request::SEND_MESSAGE)
-        .with_field("producerGroup", "abuse")
-        .with_field("topic", &args.topic)
-        .with_field("defaultTopic", "TBW102")
-        .with_field("defaultTopicQueueNums", 1)
-        .with_field("queueId", 0)
-        .with_field("sysFlag", 0)
-        .with_field("bornTimestamp", now_ms())
-        .with_field("flag", 0)
-        .with_field("properties", "")
-        .with_field("reconsumeTimes", 0)
-        .with_body(&b"abuse"[..]);
+    let send = send_request(&args.topic, 0, b"abuse".to_vec(), "");
     let resp = conn.invoke(send, CALL_TIMEOUT).await?;
     if resp.code != 0 {
         bail!("the first send was refused: {:?}", resp.remark);
