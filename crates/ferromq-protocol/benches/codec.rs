@@ -3,9 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ferromq_protocol::code::request;
 use ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES;
-use ferromq_protocol::header::{CommandHeader, SendMessageRequestHeader};
+use ferromq_protocol::header::SendMessageRequestHeader;
 use ferromq_protocol::message::{encode_properties, MessageExt};
 use ferromq_protocol::RemotingCommand;
 
@@ -27,13 +26,7 @@ fn frames(c: &mut Criterion) {
             .unwrap()
             .expect("a whole frame");
     g.bench_function("decode send header fields", |b| {
-        b.iter(|| {
-            if cmd.code == request::SEND_MESSAGE_V2 {
-                SendMessageRequestHeader::decode_v2(&cmd.ext_fields).unwrap()
-            } else {
-                SendMessageRequestHeader::decode(&cmd.ext_fields).unwrap()
-            }
-        })
+        b.iter(|| SendMessageRequestHeader::decode_request(&cmd).unwrap())
     });
     let mut out = BytesMut::with_capacity(4096);
     g.bench_function("encode Go SEND_MESSAGE", |b| {

@@ -112,6 +112,19 @@ const SEND_V2_KEYS: [(&str, &str); 13] = [
 ];
 
 impl SendMessageRequestHeader {
+    /// Decodes the header of any send request: SEND_MESSAGE and batches without V2's
+    /// one-letter keys use the long keys; SEND_MESSAGE_V2 and V2 batches the short ones.
+    pub fn decode_request(req: &crate::RemotingCommand) -> Result<Self, HeaderError> {
+        use crate::code::request;
+        if req.code == request::SEND_MESSAGE
+            || (req.code == request::SEND_BATCH_MESSAGE && !req.ext_fields.contains_key("b"))
+        {
+            Self::decode(&req.ext_fields)
+        } else {
+            Self::decode_v2(&req.ext_fields)
+        }
+    }
+
     /// Decodes a V2 (one-letter keys) header.
     pub fn decode_v2(fields: &ExtFields) -> Result<Self, HeaderError> {
         let mut v1 = ExtFields::with_capacity(SEND_V2_KEYS.len());

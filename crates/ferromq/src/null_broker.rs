@@ -55,14 +55,7 @@ impl NullBroker {
     }
 
     fn send(&self, req: &RemotingCommand) -> RemotingCommand {
-        let header = if req.code == request::SEND_MESSAGE_V2
-            || (req.code == request::SEND_BATCH_MESSAGE && req.ext_fields.contains_key("b"))
-        {
-            SendMessageRequestHeader::decode_v2(&req.ext_fields)
-        } else {
-            SendMessageRequestHeader::decode(&req.ext_fields)
-        };
-        let header = match header {
+        let header = match SendMessageRequestHeader::decode_request(req) {
             Ok(h) => h,
             Err(e) => {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())

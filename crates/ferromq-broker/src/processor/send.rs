@@ -10,7 +10,6 @@ use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
 use rand::Rng;
 
-use super::header;
 use crate::store_service::PutError;
 use crate::topic::{validate_topic_name, RETRY_GROUP_TOPIC_PREFIX};
 use crate::Broker;
@@ -28,18 +27,11 @@ impl Broker {
         conn: &Connection,
         req: &RemotingCommand,
     ) -> RemotingCommand {
-        let h = if req.code == request::SEND_MESSAGE
-            || (req.code == request::SEND_BATCH_MESSAGE && !req.ext_fields.contains_key("b"))
-        {
-            header::<SendMessageRequestHeader>(req)
-        } else {
-            SendMessageRequestHeader::decode_v2(&req.ext_fields).map_err(|e| {
-                RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
-            })
-        };
-        let h = match h {
+        let h = match SendMessageRequestHeader::decode_request(req) {
             Ok(h) => h,
-            Err(resp) => return resp,
+            Err(e) => {
+                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
+            }
         };
         let illegal = |remark: String| {
             RemotingCommand::error_response(req, response::MESSAGE_ILLEGAL, remark)
