@@ -78,6 +78,9 @@ pub struct Broker {
     clients: ClientManager,
     stats: BrokerStats,
     register_now: Notify,
+    /// One registration at a time, so an older topic snapshot never reaches a name
+    /// server after a newer one.
+    registering: tokio::sync::Mutex<()>,
     store_host: SocketAddr,
     started: Instant,
     boot_ms: i64,
@@ -163,6 +166,7 @@ impl Broker {
             clients: ClientManager::default(),
             stats: BrokerStats::default(),
             register_now: Notify::new(),
+            registering: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             boot_ms: now_ms(),
             uniq_counter: AtomicU64::new(0),

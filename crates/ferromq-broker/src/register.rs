@@ -31,6 +31,7 @@ pub(crate) async fn registration_loop(broker: Arc<Broker>, shutdown: Cancellatio
 }
 
 pub(crate) async fn register_all(broker: &Broker) {
+    let _one_at_a_time = broker.registering.lock().await;
     let body = RegisterBrokerBody {
         topic_config_serialize_wrapper: broker.topics.wrapper(),
         filter_server_list: vec![],

@@ -231,6 +231,13 @@ impl RemotingCommand {
 
     /// Appends the whole frame (length prefix, header, body) to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) {
+        self.encode_head(dst);
+        dst.extend_from_slice(&self.body);
+    }
+
+    /// Appends the frame without its body (length prefix and header), for a writer that
+    /// sends `body` after it from where it already lies instead of copying it.
+    pub fn encode_head(&self, dst: &mut BytesMut) {
         let start = dst.len();
         dst.put_u32(0); // total length, patched below
         dst.put_u32(0); // serialize type + header length, patched below
@@ -240,8 +247,7 @@ impl RemotingCommand {
             SerializeType::RocketMq => encode_binary_header(self, dst),
         }
         let header_len = dst.len() - header_start;
-        dst.extend_from_slice(&self.body);
-        let total = (dst.len() - start - 4) as u32;
+        let total = (4 + header_len + self.body.len()) as u32;
         dst[start..start + 4].copy_from_slice(&total.to_be_bytes());
         let word = ((self.serialize_type as u32) << 24) | (header_len as u32 & 0x00FF_FFFF);
         dst[start + 4..start + 8].copy_from_slice(&word.to_be_bytes());

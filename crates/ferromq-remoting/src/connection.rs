@@ -30,6 +30,9 @@ const OUTBOUND_LIMIT_BYTES: usize = 8 << 20;
 const MAX_IOVECS: usize = 64;
 /// Read buffer grows in steps of this many bytes.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bodies at least this long are written from where they lie, behind a separately encoded
+/// header, instead of being copied into the frame (pull responses of stored records).
+const SEPARATE_BODY_BYTES: usize = 4096;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -191,10 +194,9 @@ impl Connection {
     /// # Errors
     /// [`RemotingError::Closed`] when the connection is gone.
     pub async fn send(&self, cmd: &RemotingCommand) -> Result<(), RemotingError> {
-        let mut buf = BytesMut::with_capacity(128 + cmd.body.len());
-        cmd.encode(&mut buf);
+        let frame = Frame::encode(cmd);
         self.wait_for_space().await?;
-        self.write_or_queue(buf.freeze())
+        self.write_or_queue(frame)
     }
 
     fn outbound_bytes(&self) -> usize {
@@ -218,18 +220,28 @@ impl Connection {
         }
     }
 
-    /// Writes `frame` at once when nothing is queued ahead of it (frames never
-    /// interleave), else queues it for the writer task. Never waits.
-    fn write_or_queue(&self, frame: Bytes) -> Result<(), RemotingError> {
+    /// Writes a frame (its parts in order) at once when nothing is queued ahead of it
+    /// (frames never interleave), else queues what the socket did not take for the writer
+    /// task. Never waits.
+    fn write_or_queue(&self, frame: Frame) -> Result<(), RemotingError> {
+        let parts = frame.parts();
         let mut out = self.inner.outbound.lock().expect("outbound lock");
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        let mut written = 0;
         if out.frames.is_empty() {
-            match self.inner.stream.try_write(&frame) {
-                Ok(n) if n == frame.len() => return Ok(()),
-                Ok(n) => out.push(frame.slice(n..)),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => out.push(frame),
+            let result = match parts {
+                [one] => self.inner.stream.try_write(one),
+                [head, body] => self
+                    .inner
+                    .stream
+                    .try_write_vectored(&[IoSlice::new(head), IoSlice::new(body)]),
+                _ => unreachable!("a frame has one or two parts"),
+            };
+            match result {
+                Ok(n) => written = n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => {
                     drop(out);
                     debug!(peer = %self.inner.peer, error = %e, "write failed; closing connection");
@@ -237,11 +249,21 @@ impl Connection {
                     return Err(self.closed_error());
                 }
             }
-        } else {
-            out.push(frame);
+        }
+        let mut queued = false;
+        for part in parts {
+            if written >= part.len() {
+                written -= part.len();
+                continue;
+            }
+            out.push(part.slice(written..));
+            written = 0;
+            queued = true;
         }
         drop(out);
-        self.inner.writer_wanted.notify_one();
+        if queued {
+            self.inner.writer_wanted.notify_one();
+        }
         Ok(())
     }
 
@@ -498,9 +520,7 @@ fn dispatch<H: InboundHandler>(conn: &Connection, handler: &Arc<H>, cmd: Remotin
     match handling.as_mut().poll(&mut cx) {
         Poll::Ready(response) => {
             if let (Some(response), false) = (response, oneway) {
-                let mut buf = BytesMut::with_capacity(128 + response.body.len());
-                response.encode(&mut buf);
-                let _ = conn.write_or_queue(buf.freeze());
+                let _ = conn.write_or_queue(Frame::encode(&response));
             }
         }
         Poll::Pending => {
@@ -511,5 +531,35 @@ fn dispatch<H: InboundHandler>(conn: &Connection, handler: &Arc<H>, cmd: Remotin
                 }
             });
         }
+    }
+}
+
+/// An encoded command: the whole frame, or its header followed by the body as it is when
+/// the body is long enough that copying it would cost more than a second iovec.
+struct Frame {
+    parts: [Bytes; 2],
+    count: usize,
+}
+
+impl Frame {
+    fn encode(cmd: &RemotingCommand) -> Self {
+        if cmd.body.len() < SEPARATE_BODY_BYTES {
+            let mut buf = BytesMut::with_capacity(128 + cmd.body.len());
+            cmd.encode(&mut buf);
+            return Frame {
+                parts: [buf.freeze(), Bytes::new()],
+                count: 1,
+            };
+        }
+        let mut head = BytesMut::with_capacity(256);
+        cmd.encode_head(&mut head);
+        Frame {
+            parts: [head.freeze(), cmd.body.clone()],
+            count: 2,
+        }
+    }
+
+    fn parts(&self) -> &[Bytes] {
+        &self.parts[..self.count]
     }
 }

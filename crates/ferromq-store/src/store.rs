@@ -470,7 +470,6 @@ impl MessageStore {
             let Some(raw) = self.commit_log.read(e.phys, span)? else {
                 break;
             };
-            let raw = Bytes::from(raw);
             for entry in &entries[i..j] {
                 let at = (entry.phys - e.phys) as usize;
                 let crc = u32::from_be_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
@@ -531,7 +530,7 @@ impl MessageStore {
 
     /// The record stored at a commit-log offset, CRC-checked.
     pub fn read_message(&self, phys: u64) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.commit_log.read_record(phys)?.map(Bytes::from))
+        self.commit_log.read_record(phys)
     }
 
     pub fn max_offset(&self, topic: &str, queue_id: i32) -> u64 {

@@ -82,7 +82,9 @@ impl Broker {
         }
     }
 
-    pub(crate) fn create_topic(&self, req: &RemotingCommand) -> RemotingCommand {
+    /// Answers once the name servers have the new route (as Apache does), so a client that
+    /// creates a topic and then uses it never meets "no route info".
+    pub(crate) async fn create_topic(&self, req: &RemotingCommand) -> RemotingCommand {
         let h = match header::<CreateTopicRequestHeader>(req) {
             Ok(h) => h,
             Err(resp) => return resp,
@@ -108,7 +110,7 @@ impl Broker {
         };
         match self.topics.upsert(config) {
             Ok(_) => {
-                self.request_registration();
+                crate::register::register_all(self).await;
                 RemotingCommand::response_to(req, response::SUCCESS)
             }
             Err(e) => RemotingCommand::error_response(

@@ -44,7 +44,7 @@ impl Broker {
             request::GET_EARLIEST_MSG_STORETIME => self.earliest_store_time(&req),
             request::VIEW_MESSAGE_BY_ID => self.view_message(&req),
             request::QUERY_MESSAGE => self.query_message(&req),
-            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
+            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req).await,
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),
             request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
