@@ -71,6 +71,10 @@ pub struct BrokerConfig {
     pub flush_mode: FlushMode,
     /// `flushIntervalCommitLog`, ms between background fsyncs under ASYNC_FLUSH, default 500.
     pub flush_interval_ms: u64,
+    /// `flushConsumerOffsetInterval`, ms between writes of committed consumer offsets to
+    /// disk, default 5000 as in Apache: after a crash, consumers resume from offsets at most
+    /// this old, so it bounds redelivered messages.
+    pub flush_consumer_offset_interval_ms: u64,
     /// `syncFlushTimeout`, ms a SYNC_FLUSH send waits before FLUSH_DISK_TIMEOUT, default 5000.
     pub sync_flush_timeout_ms: u64,
     /// `diskSpaceWarningLevelRatio`, percent of the store's file system in use from which
@@ -123,6 +127,7 @@ impl Default for BrokerConfig {
             commit_log_segment_bytes: 1 << 30,
             flush_mode: FlushMode::Async,
             flush_interval_ms: 500,
+            flush_consumer_offset_interval_ms: 5_000,
             sync_flush_timeout_ms: 5000,
             disk_space_warning_percent: 90,
             auto_create_topic: true,
@@ -270,6 +275,7 @@ impl BrokerConfig {
                     }
                 }
                 "flushIntervalCommitLog" => self.flush_interval_ms = parse_num(key, v, 1u64, 60_000)?,
+                "flushConsumerOffsetInterval" => self.flush_consumer_offset_interval_ms = parse_num(key, v, 10u64, 600_000)?,
                 "syncFlushTimeout" => self.sync_flush_timeout_ms = parse_num(key, v, 1u64, 600_000)?,
                 "diskSpaceWarningLevelRatio" => self.disk_space_warning_percent = parse_num(key, v, 1u32, 99)?,
                 "autoCreateTopicEnable" => self.auto_create_topic = parse_bool(key, v)?,
@@ -355,6 +361,10 @@ impl BrokerConfig {
             ("fileReservedTime", self.file_reserved_hours.to_string()),
             ("flushDiskType", flush.to_string()),
             ("flushIntervalCommitLog", self.flush_interval_ms.to_string()),
+            (
+                "flushConsumerOffsetInterval",
+                self.flush_consumer_offset_interval_ms.to_string(),
+            ),
             (
                 "diskSpaceWarningLevelRatio",
                 self.disk_space_warning_percent.to_string(),

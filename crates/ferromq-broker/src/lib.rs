@@ -47,7 +47,6 @@ use store_service::StoreService;
 use topic::TopicConfigManager;
 
 /// How often committed consumer offsets are written to disk.
-const OFFSET_PERSIST_INTERVAL: Duration = Duration::from_secs(5);
 /// How often silent clients are looked for.
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 /// How often retention is considered.
@@ -218,7 +217,9 @@ impl Broker {
     }
 
     async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut offsets = tokio::time::interval(OFFSET_PERSIST_INTERVAL);
+        let mut offsets = tokio::time::interval(Duration::from_millis(
+            self.config.flush_consumer_offset_interval_ms,
+        ));
         let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
         let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
         loop {

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod cluster;
+mod crash;
 mod crossclient;
 mod dashboard;
 mod delay;
