@@ -26,7 +26,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "storeCheckpoint",
     "abortFile",
     "traceTopicEnable",
-    "aclEnable",
     "slaveReadEnable",
     "waitTimeMillsInSendQueue",
     "osPageCacheBusyTimeOutMills",
@@ -102,6 +101,11 @@ pub struct BrokerConfig {
     pub transaction_check_max: u32,
     /// `registerNameServerPeriod`, ms, clamped to 10 s – 60 s, default 30000.
     pub register_name_server_period_ms: u64,
+    /// `aclEnable`: check requests against the plain ACL file, default false.
+    pub acl_enable: bool,
+    /// `plainAclFile` (FerroMQ): the `plain_acl.yml` to use, default `conf/plain_acl.yml`
+    /// (where Apache looks under ROCKETMQ_HOME). Reloaded when it changes.
+    pub plain_acl_file: PathBuf,
     /// `maxConnections` (FerroMQ): connections served at once, default 10000.
     pub max_connections: usize,
     /// `enablePropertyFilter`: allow SQL92 subscriptions, default false.
@@ -145,6 +149,8 @@ impl Default for BrokerConfig {
             transaction_check_max: 15,
             register_name_server_period_ms: 30_000,
             max_connections: 10_000,
+            acl_enable: false,
+            plain_acl_file: PathBuf::from("conf/plain_acl.yml"),
             enable_property_filter: false,
             timer_max_delay_sec: 3 * 24 * 3600,
             idle_timeout_secs: 120,
@@ -301,6 +307,8 @@ impl BrokerConfig {
                 "serverChannelMaxIdleTimeSeconds" => self.idle_timeout_secs = parse_num(key, v, 1u64, 86_400)?,
                 "timerMaxDelaySec" => self.timer_max_delay_sec = parse_num(key, v, 1u64, 366 * 24 * 3600)?,
                 "enablePropertyFilter" => self.enable_property_filter = parse_bool(key, v)?,
+                "aclEnable" => self.acl_enable = parse_bool(key, v)?,
+                "plainAclFile" => self.plain_acl_file = PathBuf::from(non_empty(key, v)?),
                 "maxConnections" => self.max_connections = parse_num(key, v, 1usize, 1_000_000)?,
                 k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {
                     warnings.push(format!("configuration key {k} is accepted for compatibility but has no effect in FerroMQ"))
@@ -375,6 +383,8 @@ impl BrokerConfig {
                 self.commit_log_segment_bytes.to_string(),
             ),
             ("maxConnections", self.max_connections.to_string()),
+            ("aclEnable", self.acl_enable.to_string()),
+            ("plainAclFile", self.plain_acl_file.display().to_string()),
             ("maxMessageSize", self.max_message_size.to_string()),
             ("messageDelayLevel", levels.join(" ")),
             ("namesrvAddr", self.namesrv_addrs.join(";")),

@@ -4,6 +4,7 @@
 //! The broker owns no sockets of its own making: [`Broker::serve`] takes a bound
 //! listener, so the binary (or a test) decides where it listens.
 
+pub mod acl;
 pub mod client;
 pub mod config;
 pub mod disk;
@@ -57,6 +58,8 @@ const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 pub enum BrokerError {
     #[error("opening the message store failed: {0}")]
     Store(#[from] ferromq_store::StoreError),
+    #[error("aclEnable=true, but the ACL file cannot be used: {0}")]
+    Acl(#[from] acl::AclError),
     #[error("reading broker metadata under {path} failed: {source}")]
     Metadata {
         path: String,
@@ -66,6 +69,8 @@ pub enum BrokerError {
 
 pub struct Broker {
     config: Arc<BrokerConfig>,
+    /// Present when `aclEnable=true`.
+    acl: Option<Arc<acl::AclService>>,
     store: Arc<StoreService>,
     topics: TopicConfigManager,
     offsets: ConsumerOffsetManager,
@@ -122,6 +127,10 @@ impl Broker {
         store_config.commit_log_dir = config.store_commit_log.clone();
         store_config.segment_bytes = config.commit_log_segment_bytes;
         store_config.flush_mode = config.flush_mode;
+        let acl = match config.acl_enable {
+            true => Some(Arc::new(acl::AclService::open(&config.plain_acl_file)?)),
+            false => None,
+        };
         let store = Arc::new(MessageStore::open(store_config)?);
         let meta_err = |source| BrokerError::Metadata {
             path: config.store_root.display().to_string(),
@@ -154,6 +163,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             store_host: resolve_store_host(&config),
             config: Arc::new(config),
+            acl,
             store,
             topics,
             offsets,
@@ -188,6 +198,9 @@ impl Broker {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
+        if let Some(acl) = &self.acl {
+            tasks.spawn(acl.clone().watch(shutdown.clone()));
+        }
         tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
         tasks.spawn(self.clone().timer_loop(shutdown.clone()));
         tasks.spawn(self.clone().transaction_check_loop(shutdown.clone()));

@@ -13,7 +13,7 @@ use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::CommandHeader;
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::Broker;
 
@@ -25,6 +25,16 @@ impl Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         debug!(code = req.code, opaque = req.opaque, peer = %conn.peer(), body_len = req.body.len(), "request");
+        if let Some(acl) = &self.acl {
+            if let Err(why) = acl.check(&req, conn.peer().ip()) {
+                warn!(peer = %conn.peer(), code = req.code, reason = %why, "request refused by the ACL");
+                // Apache answers ACL refusals with SYSTEM_ERROR and the AclException's text.
+                let remark = format!("org.apache.rocketmq.acl.common.AclException: {why}");
+                return (!req.is_oneway()).then(|| {
+                    RemotingCommand::error_response(&req, response::SYSTEM_ERROR, remark)
+                });
+            }
+        }
         if req.code == request::END_TRANSACTION {
             return self.end_transaction(&req).await;
         }

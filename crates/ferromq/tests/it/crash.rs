@@ -26,6 +26,9 @@ const CONF: &str =
     "flushDiskType=SYNC_FLUSH\nflushConsumerOffsetInterval=200\ndefaultTopicQueueNums=4\n";
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Per queue: (when, offset) of each commit.
+type Commits = HashMap<i32, Vec<(Instant, i64)>>;
+
 #[derive(Default)]
 struct Ledger {
     acked: HashSet<String>,
@@ -33,7 +36,7 @@ struct Ledger {
     delivered: Vec<String>,
     bad_crc: usize,
     /// Per queue: when each consumed-up-to offset was committed, this run.
-    commits: HashMap<i32, Vec<(Instant, i64)>>,
+    commits: Commits,
 }
 
 async fn invoke(conn: &Connection, cmd: RemotingCommand) -> Option<RemotingCommand> {
@@ -151,7 +154,7 @@ async fn nothing_acknowledged_is_lost_across_twenty_kills_under_load() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut server = Server::start(CONF);
     let mut late_resumes = Vec::new();
-    let mut previous: Option<(Instant, HashMap<i32, Vec<(Instant, i64)>>)> = None;
+    let mut previous: Option<(Instant, Commits)> = None;
     for crash in 0..=CRASHES {
         let stop = Arc::new(AtomicBool::new(false));
         let resumed = Arc::new(Mutex::new(HashMap::new()));

@@ -164,6 +164,43 @@ fn bad_config_value_refuses_to_start_and_unknown_keys_warn() {
         "{err}"
     );
 
+    // ACL switched on with a file that is missing, then with one that is malformed.
+    for (content, want) in [
+        (None, "No such file"),
+        (Some("accounts: ["), "plain_acl.yml"),
+    ] {
+        let acl = dir.path().join("plain_acl.yml");
+        if let Some(text) = content {
+            std::fs::write(&acl, text).unwrap();
+        }
+        std::fs::write(
+            &conf,
+            format!("aclEnable=true\nplainAclFile={}\n", acl.display()),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
+            .args([
+                "standalone",
+                "--namesrv-listen",
+                "127.0.0.1:0",
+                "--broker-listen",
+                "127.0.0.1:0",
+                "--no-dashboard",
+                "-c",
+            ])
+            .arg(&conf)
+            .arg("--data-dir")
+            .arg(dir.path().join("d"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("aclEnable=true") && err.contains(want),
+            "{err}"
+        );
+    }
+
     let mut server = Server::start("someFutureKey=1\nbrokerName=b1\n");
     assert!(server.is_running());
     crate::harness::eventually("the unknown-key warning", || {
