@@ -22,6 +22,8 @@ step "cargo build"
 cargo build --workspace --locked
 step "cargo test"
 cargo test --workspace --locked
+step "power-loss simulation (the store's file layer undoes unsynced writes)"
+cargo test -p ferromq-store --features power-loss --locked --test it power_loss -- --nocapture
 
 export FERROMQ_BIN="$root/target/debug/ferromq"
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -13,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use crate::{io_err, list_offset_files, offset_file_name, StoreError, ENTRY_HEADER_BYTES};
+use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError, ENTRY_HEADER_BYTES};
 
 /// Smallest valid record: the fixed fields of a V1 record with empty body, topic, props.
 const MIN_RECORD_BYTES: u32 = 84 + 4 + 1 + 2;
@@ -153,8 +152,8 @@ impl CommitLog {
             end = seg.base + valid_end;
             if !clean {
                 warn!(path = %seg.path.display(), offset = end, "torn or corrupt entry; truncating the commit log here");
-                seg.file.set_len(valid_end).map_err(io_err(&seg.path))?;
-                seg.file.sync_all().map_err(io_err(&seg.path))?;
+                file_io::set_len(&seg.file, &seg.path, valid_end).map_err(io_err(&seg.path))?;
+                file_io::sync_data(&seg.file, &seg.path).map_err(io_err(&seg.path))?;
                 torn = true;
             }
             pos = end;
@@ -231,9 +230,7 @@ impl CommitLog {
     pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let base = offset - offset % self.segment_bytes;
         let seg = self.segment_for_write(base)?;
-        seg.file
-            .write_all_at(bytes, offset - base)
-            .map_err(io_err(&seg.path))?;
+        file_io::write_at(&seg.file, &seg.path, bytes, offset - base).map_err(io_err(&seg.path))?;
         self.write_offset
             .store(offset + bytes.len() as u64, Ordering::Release);
         Ok(())
@@ -322,7 +319,7 @@ impl CommitLog {
             .map(|(_, s)| s.clone())
             .collect();
         for seg in segs {
-            seg.file.sync_data().map_err(io_err(&seg.path))?;
+            file_io::sync_data(&seg.file, &seg.path).map_err(io_err(&seg.path))?;
         }
         let published = self.publish.lock().expect("flush publish lock");
         if *published == roll_backs {
@@ -404,15 +401,17 @@ fn free_tail(seg: &Segment, from: u64) -> Result<(), StoreError> {
     if len <= from {
         return Ok(());
     }
-    let mode = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-    match rustix::fs::fallocate(&seg.file, mode, from, len - from) {
+    match file_io::punch_hole(&seg.file, &seg.path, from, len - from) {
         Ok(()) => Ok(()),
         // A file system without hole punching: zero the first entry header instead, which
         // ends the log there for recovery just the same (it needs no new space).
-        Err(_) => seg
-            .file
-            .write_all_at(&[0u8; ENTRY_HEADER_BYTES as usize * 2], from)
-            .map_err(io_err(&seg.path)),
+        Err(_) => file_io::write_at(
+            &seg.file,
+            &seg.path,
+            &[0u8; ENTRY_HEADER_BYTES as usize * 2],
+            from,
+        )
+        .map_err(io_err(&seg.path)),
     }
 }
 

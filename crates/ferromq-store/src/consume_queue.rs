@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::{io_err, list_offset_files, offset_file_name, StoreError};
+use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError};
 
 /// Bytes of one entry: | phys: i64 | size: i32 | tag: i64 | store_ms: i64 |.
 pub(crate) const ENTRY_BYTES: u64 = 28;
@@ -55,14 +55,25 @@ pub(crate) struct ConsumeQueue {
 }
 
 impl ConsumeQueue {
-    /// Opens the queue's files; a partial trailing entry is cut off.
+    /// Opens the queue's files; a partial trailing entry is cut off, and so is everything
+    /// after a file that is not full or a missing file: a power failure can leave a later
+    /// file on disk while unsynced entries before it are lost, and entries must stay
+    /// contiguous (recovery rebuilds the cut ones from the commit log).
     pub fn open(dir: &Path, file_entries: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut files = BTreeMap::new();
         let mut max = 0;
         let mut min = None;
+        let mut next_first: Option<u64> = None;
+        let mut ended = false;
         for (first_byte, path) in list_offset_files(dir)? {
             let first = first_byte / ENTRY_BYTES;
+            if ended || next_first.is_some_and(|n| n != first) {
+                tracing::warn!(path = %path.display(), "queue file after a gap removed; recovery rebuilds its entries");
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                ended = true;
+                continue;
+            }
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -71,10 +82,12 @@ impl ConsumeQueue {
             let len = file.metadata().map_err(io_err(&path))?.len();
             let whole = len / ENTRY_BYTES;
             if whole * ENTRY_BYTES != len {
-                file.set_len(whole * ENTRY_BYTES).map_err(io_err(&path))?;
+                file_io::set_len(&file, &path, whole * ENTRY_BYTES).map_err(io_err(&path))?;
             }
             min.get_or_insert(first);
             max = first + whole;
+            ended = whole < file_entries;
+            next_first = Some(first + file_entries);
             files.insert(first, Arc::new(CqFile { first, file, path }));
         }
         Ok(ConsumeQueue {
@@ -126,8 +139,7 @@ impl ConsumeQueue {
                 e.encode(&mut buf);
             }
             let f = self.file_for_write(first)?;
-            f.file
-                .write_all_at(&buf, (offset - first) * ENTRY_BYTES)
+            file_io::write_at(&f.file, &f.path, &buf, (offset - first) * ENTRY_BYTES)
                 .map_err(io_err(&f.path))?;
             offset += now.len() as u64;
             rest = later;
@@ -219,8 +231,7 @@ impl ConsumeQueue {
             }
         }
         if let Some((_, f)) = files.range(..end).next_back() {
-            f.file
-                .set_len((end - f.first) * ENTRY_BYTES)
+            file_io::set_len(&f.file, &f.path, (end - f.first) * ENTRY_BYTES)
                 .map_err(io_err(&f.path))?;
         }
         Ok(())
@@ -258,7 +269,7 @@ impl ConsumeQueue {
             .map(|(_, f)| f.clone())
             .collect();
         for f in files {
-            f.file.sync_data().map_err(io_err(&f.path))?;
+            file_io::sync_data(&f.file, &f.path).map_err(io_err(&f.path))?;
         }
         self.flushed_offset.fetch_max(max, Ordering::AcqRel);
         Ok(())

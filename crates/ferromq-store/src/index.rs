@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::{io_err, list_offset_files, offset_file_name, StoreError};
+use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError};
 
 const MAGIC: u32 = 0x4645_4958; // "FEIX"
 const HEADER_BYTES: u64 = 40;
@@ -85,7 +85,7 @@ impl IndexFile {
         b.extend_from_slice(&h.max_phys.to_be_bytes());
         b.extend_from_slice(&h.begin_ms.to_be_bytes());
         b.extend_from_slice(&h.end_ms.to_be_bytes());
-        self.file.write_all_at(&b, 0).map_err(io_err(&self.path))
+        file_io::write_at(&self.file, &self.path, &b, 0).map_err(io_err(&self.path))
     }
 
     fn read_header(file: &File, path: &Path) -> Result<Header, StoreError> {
@@ -114,6 +114,15 @@ impl Index {
                 .write(true)
                 .open(&path)
                 .map_err(io_err(&path))?;
+            // A file created after the last checkpoint may be empty or short after a power
+            // failure; recovery rebuilds its entries from the commit log.
+            let len = file.metadata().map_err(io_err(&path))?.len();
+            if len < HEADER_BYTES + slots as u64 * 4 {
+                tracing::warn!(path = %path.display(), len, "index file cut short (power failure?); removed, its entries are rebuilt");
+                drop(file);
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
             let header = IndexFile::read_header(&file, &path)?;
             files.push(Arc::new(IndexFile {
                 file,
@@ -151,9 +160,7 @@ impl Index {
             raw.extend_from_slice(&s.to_be_bytes());
         }
         let f = &active.file;
-        f.file
-            .write_all_at(&raw, HEADER_BYTES)
-            .map_err(io_err(&f.path))?;
+        file_io::write_at(&f.file, &f.path, &raw, HEADER_BYTES).map_err(io_err(&f.path))?;
         f.write_header()
     }
 
@@ -180,7 +187,7 @@ impl Index {
             // Seal the full file before moving on.
             let a = active.take().expect("checked above");
             self.write_slots(&a)?;
-            a.file.file.sync_data().map_err(io_err(&a.file.path))?;
+            file_io::sync_data(&a.file.file, &a.file.path).map_err(io_err(&a.file.path))?;
         }
         if active.is_none() {
             let path = self.dir.join(offset_file_name(phys));
@@ -192,7 +199,7 @@ impl Index {
                 .open(&path)
                 .map_err(io_err(&path))?;
             let len = HEADER_BYTES + self.slots as u64 * 4 + self.entries as u64 * ENTRY_BYTES;
-            file.set_len(len).map_err(io_err(&path))?;
+            file_io::set_len(&file, &path, len).map_err(io_err(&path))?;
             let f = Arc::new(IndexFile {
                 file,
                 path,
@@ -243,8 +250,7 @@ impl Index {
                 a.slots[slot] = h.count;
             }
             let f = &a.file;
-            f.file
-                .write_all_at(&buf, f.entry_pos(self.slots, first_n))
+            file_io::write_at(&f.file, &f.path, &buf, f.entry_pos(self.slots, first_n))
                 .map_err(io_err(&f.path))?;
             *f.header.lock().expect("index header lock") = h;
             a.dirty = true;
@@ -314,7 +320,7 @@ impl Index {
         let mut guard = self.active.lock().expect("active index lock");
         if let Some(a) = guard.as_mut().filter(|a| a.dirty) {
             self.write_slots(a)?;
-            a.file.file.sync_data().map_err(io_err(&a.file.path))?;
+            file_io::sync_data(&a.file.file, &a.file.path).map_err(io_err(&a.file.path))?;
             a.dirty = false;
         }
         Ok(())

@@ -17,9 +17,13 @@
 mod checkpoint;
 mod commit_log;
 mod consume_queue;
+mod file_io;
 mod index;
 mod store;
 pub mod timer;
+
+#[cfg(feature = "power-loss")]
+pub use file_io::power_loss;
 
 pub use store::{
     AppendResult, GetResult, GetStatus, MessageStore, PutMessage, QueueEntry, QueueStats,

@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::{io_err, list_offset_files, offset_file_name, StoreError};
+use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError};
 
 const SLOT_BYTES: u64 = 20;
 const RECORD_BYTES: u64 = 24;
@@ -75,8 +75,8 @@ impl TimerWheel {
         let slots = if wheel.metadata().map_err(io_err(&wheel_path))?.len() != wanted {
             // New, or a different size (a different wheel): start it afresh, all zeros,
             // without reading back the zeros just written (a fast first start).
-            wheel.set_len(0).map_err(io_err(&wheel_path))?;
-            wheel.set_len(wanted).map_err(io_err(&wheel_path))?;
+            file_io::set_len(&wheel, &wheel_path, 0).map_err(io_err(&wheel_path))?;
+            file_io::set_len(&wheel, &wheel_path, wanted).map_err(io_err(&wheel_path))?;
             vec![Slot::default(); slot_count]
         } else {
             let mut raw = vec![0u8; wanted as usize];
@@ -100,7 +100,7 @@ impl TimerWheel {
                 .open(&path)
                 .map_err(io_err(&path))?;
             let len = file.metadata().map_err(io_err(&path))?.len() / RECORD_BYTES * RECORD_BYTES;
-            file.set_len(len).map_err(io_err(&path))?;
+            file_io::set_len(&file, &path, len).map_err(io_err(&path))?;
             let mut raw = vec![0u8; len as usize];
             file.read_exact_at(&mut raw, 0).map_err(io_err(&path))?;
             let max_due = raw
@@ -180,7 +180,7 @@ impl TimerWheel {
             }
             let at = self.log_end - base;
             let seg = self.segment_for_write(base)?;
-            seg.file.write_all_at(&buf, at).map_err(io_err(&seg.path))?;
+            file_io::write_at(&seg.file, &seg.path, &buf, at).map_err(io_err(&seg.path))?;
             seg.max_due = seg.max_due.max(max_due);
             self.log_end += buf.len() as u64;
             // Slots after the records they point to, so a crash never leaves a slot
@@ -191,8 +191,7 @@ impl TimerWheel {
                 b[0..8].copy_from_slice(&s.bucket_start.to_be_bytes());
                 b[8..16].copy_from_slice(&s.last.to_be_bytes());
                 b[16..20].copy_from_slice(&s.count.to_be_bytes());
-                self.wheel
-                    .write_all_at(&b, idx as u64 * SLOT_BYTES)
+                file_io::write_at(&self.wheel, &self.wheel_path, &b, idx as u64 * SLOT_BYTES)
                     .map_err(io_err(&self.wheel_path))?;
             }
             rest = later;
@@ -287,12 +286,13 @@ impl TimerWheel {
         total
     }
 
-    /// fsyncs the wheel and the log.
+    /// fsyncs the log, then the wheel: a slot made durable never points past the durable
+    /// log.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.wheel.sync_data().map_err(io_err(&self.wheel_path))?;
         if let Some(seg) = self.log.values().next_back() {
-            seg.file.sync_data().map_err(io_err(&seg.path))?;
+            file_io::sync_data(&seg.file, &seg.path).map_err(io_err(&seg.path))?;
         }
+        file_io::sync_data(&self.wheel, &self.wheel_path).map_err(io_err(&self.wheel_path))?;
         Ok(())
     }
 

@@ -9,6 +9,9 @@ use bytes::BytesMut;
 use ferromq_protocol::message::{encode_properties, MessageExt};
 use ferromq_store::{FlushMode, GetStatus, MessageStore, PutMessage, StoreConfig};
 
+#[cfg(feature = "power-loss")]
+mod power_loss;
+
 fn config(dir: &Path) -> StoreConfig {
     let mut c = StoreConfig::new(dir);
     c.segment_bytes = 64 * 1024;
