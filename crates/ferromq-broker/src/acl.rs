@@ -1,20 +1,18 @@
 //! Access control compatible with Apache RocketMQ's plain ACL (`plain_acl.yml`): white
 //! addresses, accounts with an access and secret key, admin flag, default and per-resource
-//! permissions. Requests are verified by the signature the clients compute: HMAC-SHA1 with
-//! the secret key over the values of all extension fields but `Signature`, in key order,
-//! followed by the body, in standard base64.
+//! permissions. Requests are verified by the signature the clients compute
+//! ([`ferromq_protocol::acl`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
+use ferromq_protocol::acl::signature;
 use ferromq_protocol::body::HeartbeatData;
 use ferromq_protocol::code::request;
 use ferromq_protocol::RemotingCommand;
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -241,23 +239,6 @@ impl PlainAcl {
     }
 }
 
-/// The signature a client computes for `req` with `secret_key`.
-pub fn signature(req: &RemotingCommand, secret_key: &str) -> String {
-    let sorted: BTreeMap<&str, &str> = req
-        .ext_fields
-        .iter()
-        .filter(|(k, _)| *k != "Signature" && *k != "_UNIQUE_KEY_QUERY")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret_key.as_bytes())
-        .expect("HMAC takes keys of any length");
-    for value in sorted.values() {
-        mac.update(value.as_bytes());
-    }
-    mac.update(&req.body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
 /// The resources a request touches and the permission each needs (Apache's
 /// `PlainAccessValidator.parse`). Codes not listed need only a valid signature.
 fn needed_permissions(req: &RemotingCommand) -> Result<Vec<(String, u8)>, String> {
@@ -479,29 +460,8 @@ accounts:
     }
 
     fn signed(mut req: RemotingCommand, ak: &str, sk: &str) -> RemotingCommand {
-        req.ext_fields.insert("AccessKey".into(), ak.into());
-        let sig = signature(&req, sk);
-        req.ext_fields.insert("Signature".into(), sig);
+        ferromq_protocol::acl::sign(&mut req, ak, sk);
         req
-    }
-
-    #[test]
-    fn the_signature_matches_the_go_clients_test_vector() {
-        // rocketmq-client-go's interceptor_test: HMAC-SHA1 of this text with this key.
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"adiaushdiaushd").unwrap();
-        mac.update(b"Hello RocketMQ Client ACL Feature");
-        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        assert_eq!(sig, "tAb/54Rwwcq+pbH8Loi7FWX4QSQ=");
-        // And a request signs the values in key order, then the body.
-        let req = RemotingCommand::request(10)
-            .with_field("b", "2")
-            .with_field("AccessKey", "A")
-            .with_field("a", "1")
-            .with_body(&b"body"[..]);
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"k").unwrap();
-        mac.update(b"A12body");
-        let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        assert_eq!(signature(&req, "k"), want);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! All integers are big-endian. Decoders never panic on input and bound every length
 //! before allocating.
 
+pub mod acl;
 pub mod body;
 pub mod code;
 pub mod command;
