@@ -106,6 +106,13 @@ pub struct BrokerConfig {
     /// `plainAclFile` (FerroMQ): the `plain_acl.yml` to use, default `conf/plain_acl.yml`
     /// (where Apache looks under ROCKETMQ_HOME). Reloaded when it changes.
     pub plain_acl_file: PathBuf,
+    /// `tls.server.mode`: `disabled`, `permissive` (TLS and plaintext on one port) or
+    /// `enforcing`, as Apache's property; default `permissive` when a certificate is
+    /// given, else `disabled`.
+    pub tls_mode: Option<ferromq_remoting::TlsMode>,
+    /// `tls.server.certPath` and `tls.server.keyPath`: PEM certificate chain and key.
+    pub tls_cert_path: Option<PathBuf>,
+    pub tls_key_path: Option<PathBuf>,
     /// `maxConnections` (FerroMQ): connections served at once, default 10000.
     pub max_connections: usize,
     /// `enablePropertyFilter`: allow SQL92 subscriptions, default false.
@@ -150,6 +157,9 @@ impl Default for BrokerConfig {
             register_name_server_period_ms: 30_000,
             max_connections: 10_000,
             acl_enable: false,
+            tls_mode: None,
+            tls_cert_path: None,
+            tls_key_path: None,
             plain_acl_file: PathBuf::from("conf/plain_acl.yml"),
             enable_property_filter: false,
             timer_max_delay_sec: 3 * 24 * 3600,
@@ -307,6 +317,11 @@ impl BrokerConfig {
                 "serverChannelMaxIdleTimeSeconds" => self.idle_timeout_secs = parse_num(key, v, 1u64, 86_400)?,
                 "timerMaxDelaySec" => self.timer_max_delay_sec = parse_num(key, v, 1u64, 366 * 24 * 3600)?,
                 "enablePropertyFilter" => self.enable_property_filter = parse_bool(key, v)?,
+                "tls.server.mode" => {
+                    self.tls_mode = Some(v.parse().map_err(|e: String| invalid(key, v, &e))?)
+                }
+                "tls.server.certPath" => self.tls_cert_path = Some(PathBuf::from(non_empty(key, v)?)),
+                "tls.server.keyPath" => self.tls_key_path = Some(PathBuf::from(non_empty(key, v)?)),
                 "aclEnable" => self.acl_enable = parse_bool(key, v)?,
                 "plainAclFile" => self.plain_acl_file = PathBuf::from(non_empty(key, v)?),
                 "maxConnections" => self.max_connections = parse_num(key, v, 1usize, 1_000_000)?,
@@ -315,6 +330,30 @@ impl BrokerConfig {
                 }
                 k => warnings.push(format!("unknown configuration key {k} ignored")),
             }
+        }
+        let tls_wanted = !matches!(
+            self.tls_mode,
+            None | Some(ferromq_remoting::TlsMode::Disabled)
+        );
+        match (&self.tls_cert_path, &self.tls_key_path) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(invalid(
+                    "tls.server.certPath",
+                    &self
+                        .tls_cert_path
+                        .as_ref()
+                        .map_or(String::new(), |p| p.display().to_string()),
+                    "tls.server.certPath and tls.server.keyPath given together",
+                ))
+            }
+            (None, None) if tls_wanted => {
+                return Err(invalid(
+                    "tls.server.mode",
+                    "permissive/enforcing",
+                    "tls.server.certPath and tls.server.keyPath for TLS",
+                ))
+            }
+            _ => {}
         }
         if self.max_message_size as u64 + 1024 > self.commit_log_segment_bytes {
             return Err(invalid(

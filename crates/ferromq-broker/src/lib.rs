@@ -58,6 +58,8 @@ const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 pub enum BrokerError {
     #[error("opening the message store failed: {0}")]
     Store(#[from] ferromq_store::StoreError),
+    #[error("TLS is configured but cannot be used: {0}")]
+    Tls(#[from] ferromq_remoting::TlsError),
     #[error("aclEnable=true, but the ACL file cannot be used: {0}")]
     Acl(#[from] acl::AclError),
     #[error("reading broker metadata under {path} failed: {source}")]
@@ -71,6 +73,8 @@ pub struct Broker {
     config: Arc<BrokerConfig>,
     /// Present when `aclEnable=true`.
     acl: Option<Arc<acl::AclService>>,
+    /// Present when a TLS certificate is configured.
+    tls: Option<ferromq_remoting::TlsServer>,
     store: Arc<StoreService>,
     topics: TopicConfigManager,
     offsets: ConsumerOffsetManager,
@@ -131,6 +135,18 @@ impl Broker {
             true => Some(Arc::new(acl::AclService::open(&config.plain_acl_file)?)),
             false => None,
         };
+        let tls = match (&config.tls_cert_path, &config.tls_key_path) {
+            (Some(cert), Some(key)) => {
+                let mode = config
+                    .tls_mode
+                    .unwrap_or(ferromq_remoting::TlsMode::Permissive);
+                info!(?mode, cert = %cert.display(), "TLS for clients");
+                Some(ferromq_remoting::TlsServer::from_pem_files(
+                    cert, key, mode,
+                )?)
+            }
+            _ => None,
+        };
         let store = Arc::new(MessageStore::open(store_config)?);
         let meta_err = |source| BrokerError::Metadata {
             path: config.store_root.display().to_string(),
@@ -164,6 +180,7 @@ impl Broker {
             store_host: resolve_store_host(&config),
             config: Arc::new(config),
             acl,
+            tls,
             store,
             topics,
             offsets,
@@ -187,6 +204,11 @@ impl Broker {
         &self.config
     }
 
+    /// The TLS settings for clients, when a certificate is configured.
+    pub fn tls(&self) -> Option<&ferromq_remoting::TlsServer> {
+        self.tls.as_ref()
+    }
+
     /// Registers with the name servers once, waiting for the answers.
     pub async fn register_once(&self) {
         register::register_all(self).await;
@@ -207,6 +229,7 @@ impl Broker {
         let server_config = ServerConfig {
             max_connections: self.config.max_connections,
             idle_timeout: Duration::from_secs(self.config.idle_timeout_secs),
+            tls: self.tls.clone(),
             ..Default::default()
         };
         ferromq_remoting::serve(listener, self.clone(), server_config, shutdown.clone()).await;

@@ -30,6 +30,8 @@ pub struct NamesrvConfig {
     pub broker_expiry: Duration,
     /// How often expiry is checked (Apache 5.x: 5 s).
     pub scan_interval: Duration,
+    /// TLS for clients (a client with TLS on uses it for the name server too).
+    pub tls: Option<ferromq_remoting::TlsServer>,
 }
 
 impl Default for NamesrvConfig {
@@ -37,6 +39,7 @@ impl Default for NamesrvConfig {
         NamesrvConfig {
             broker_expiry: Duration::from_secs(120),
             scan_interval: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -74,7 +77,11 @@ impl NameServer {
                 }
             })
         };
-        ferromq_remoting::serve(listener, self, ServerConfig::default(), shutdown).await;
+        let server_config = ServerConfig {
+            tls: self.config.tls.clone(),
+            ..Default::default()
+        };
+        ferromq_remoting::serve(listener, self, server_config, shutdown).await;
         let _ = scanner.await;
     }
 

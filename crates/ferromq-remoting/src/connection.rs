@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use ferromq_protocol::RemotingCommand;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
@@ -96,7 +96,7 @@ impl Outbound {
 struct Inner {
     id: u64,
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     outbound: Mutex<Outbound>,
     /// Frames were queued: the writer task has work.
     writer_wanted: Notify,
@@ -140,6 +140,40 @@ impl Connection {
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self::spawn_stream(
+            Stream::Tcp(stream),
+            peer,
+            handler,
+            max_frame_bytes,
+            idle_timeout,
+        )
+    }
+
+    /// As [`spawn`](Self::spawn), over one end of a socket pair whose other end carries
+    /// the plaintext of a TLS connection from `peer`.
+    pub(crate) fn spawn_unix<H: InboundHandler>(
+        stream: UnixStream,
+        peer: SocketAddr,
+        handler: Arc<H>,
+        max_frame_bytes: usize,
+        idle_timeout: Option<Duration>,
+    ) -> Connection {
+        Self::spawn_stream(
+            Stream::Unix(stream),
+            peer,
+            handler,
+            max_frame_bytes,
+            idle_timeout,
+        )
+    }
+
+    fn spawn_stream<H: InboundHandler>(
+        stream: Stream,
+        peer: SocketAddr,
+        handler: Arc<H>,
+        max_frame_bytes: usize,
+        idle_timeout: Option<Duration>,
+    ) -> Connection {
         let conn = Connection {
             inner: Arc::new(Inner {
                 id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
@@ -185,7 +219,7 @@ impl Connection {
     pub fn close(&self) {
         if !self.inner.closed.is_cancelled() {
             self.inner.closed.cancel();
-            let _ = socket2::SockRef::from(&self.inner.stream).shutdown(std::net::Shutdown::Both);
+            self.inner.stream.shutdown();
         }
     }
 
@@ -561,5 +595,57 @@ impl Frame {
 
     fn parts(&self) -> &[Bytes] {
         &self.parts[..self.count]
+    }
+}
+
+/// The socket under a connection: TCP, or a local socket pair behind TLS termination.
+/// Both offer the non-blocking calls the direct write path and the reader use.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write(buf),
+            Stream::Unix(s) => s.try_write(buf),
+        }
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write_vectored(bufs),
+            Stream::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    fn try_read_buf(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+
+    async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    async fn writable(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.writable().await,
+            Stream::Unix(s) => s.writable().await,
+        }
+    }
+
+    /// Makes the peer see the close even while handles to the socket remain.
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Both),
+        };
     }
 }

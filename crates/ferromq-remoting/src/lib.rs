@@ -8,9 +8,11 @@
 
 mod connection;
 mod server;
+mod tls;
 
 pub use connection::{connect, Connection, InboundHandler, NoInbound};
 pub use server::{serve, ServerConfig};
+pub use tls::{TlsError, TlsMode, TlsServer};
 
 /// Errors of the transport.
 #[derive(Debug, thiserror::Error)]

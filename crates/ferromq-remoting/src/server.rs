@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::connection::{Connection, InboundHandler};
+use crate::tls::{TlsMode, TlsServer};
 
 /// Server limits.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct ServerConfig {
     /// A connection that completes no frame for this long is closed (Apache
     /// `serverChannelMaxIdleTimeSeconds`, 120 s; clients heartbeat every 30 s).
     pub idle_timeout: std::time::Duration,
+    /// TLS for clients; `None` is plaintext only.
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for ServerConfig {
@@ -27,6 +30,7 @@ impl Default for ServerConfig {
             max_frame_bytes: ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 10_000,
             idle_timeout: std::time::Duration::from_secs(120),
+            tls: None,
         }
     }
 }
@@ -60,20 +64,42 @@ pub async fn serve<H: InboundHandler>(
             drop(stream);
             continue;
         };
-        let conn = Connection::spawn(
-            stream,
-            handler.clone(),
-            config.max_frame_bytes,
-            Some(config.idle_timeout),
-        );
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = conn.closed() => {}
-                _ = shutdown.cancelled() => conn.close(),
+        match config.tls.clone().filter(|t| t.mode() != TlsMode::Disabled) {
+            None => {
+                let conn = Connection::spawn(
+                    stream,
+                    handler.clone(),
+                    config.max_frame_bytes,
+                    Some(config.idle_timeout),
+                );
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = conn.closed() => {}
+                        _ = shutdown.cancelled() => conn.close(),
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            // The handshake runs in the connection's own task, never in the accept loop.
+            Some(tls) => {
+                let (handler, max_frame, idle) =
+                    (handler.clone(), config.max_frame_bytes, config.idle_timeout);
+                tokio::spawn(async move {
+                    let accepted = tokio::select! {
+                        c = tls.accept(stream, peer, handler, max_frame, idle) => c,
+                        _ = shutdown.cancelled() => None,
+                    };
+                    if let Some(conn) = accepted {
+                        tokio::select! {
+                            _ = conn.closed() => {}
+                            _ = shutdown.cancelled() => conn.close(),
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     info!(?local, "listener stopped");
 }

@@ -210,9 +210,16 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     let shutdown = shutdown_on_signals();
     // The name server outlives the broker so the broker can unregister on the way out.
     let namesrv_shutdown = CancellationToken::new();
-    let namesrv = NameServer::new(NamesrvConfig::default());
-    let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, namesrv_shutdown.clone()));
     let broker = open_broker(config)?;
+    // With TLS on, the built-in name server takes TLS and plaintext alike: TLS clients use
+    // it for routes, and the broker registers in plaintext.
+    let namesrv = NameServer::new(NamesrvConfig {
+        tls: broker
+            .tls()
+            .map(|t| t.with_mode(ferromq_remoting::TlsMode::Permissive)),
+        ..Default::default()
+    });
+    let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, namesrv_shutdown.clone()));
     broker.register_once().await;
     let mut dashboard_note = String::new();
     if !args.no_dashboard {

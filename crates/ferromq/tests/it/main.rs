@@ -14,4 +14,5 @@ mod groups;
 mod harness;
 mod malformed;
 mod protocol;
+mod tls;
 mod transaction;

@@ -39,7 +39,10 @@ public final class FerroMQBroker implements AutoCloseable {
     private Thread stdoutPump;
     private Thread stderrPump;
 
-    private FerroMQBroker(Path binary, Path dataDir, int namesrvPort, int brokerPort) {
+    private final String brokerConf;
+
+    private FerroMQBroker(Path binary, Path dataDir, int namesrvPort, int brokerPort, String brokerConf) {
+        this.brokerConf = brokerConf;
         this.binary = binary;
         this.dataDir = dataDir;
         this.namesrvPort = namesrvPort;
@@ -65,6 +68,11 @@ public final class FerroMQBroker implements AutoCloseable {
 
     /** Starts the broker and waits (at most 20 s) until it prints the ready line. */
     public static FerroMQBroker start() throws IOException, InterruptedException {
+        return start(null);
+    }
+
+    /** As {@link #start()}, with these broker.conf lines (null for none). */
+    public static FerroMQBroker start(String brokerConf) throws IOException, InterruptedException {
         Path bin = binaryPath();
         if (!Files.isExecutable(bin)) {
             throw new IllegalStateException("FerroMQ binary not found or not executable: " + bin
@@ -72,7 +80,7 @@ public final class FerroMQBroker implements AutoCloseable {
         }
         int[] ports = freePorts(2);
         Path dir = Files.createTempDirectory("ferromq-java-it-");
-        FerroMQBroker b = new FerroMQBroker(bin, dir, ports[0], ports[1]);
+        FerroMQBroker b = new FerroMQBroker(bin, dir, ports[0], ports[1], brokerConf);
         try {
             b.launch();
         } catch (IOException | InterruptedException | RuntimeException | Error e) {
@@ -83,12 +91,18 @@ public final class FerroMQBroker implements AutoCloseable {
     }
 
     private void launch() throws IOException, InterruptedException {
-        List<String> cmd = List.of(
+        List<String> cmd = new ArrayList<>(List.of(
             binary.toString(), "standalone",
             "--data-dir", dataDir.toString(),
             "--namesrv-listen", "127.0.0.1:" + namesrvPort,
             "--broker-listen", "127.0.0.1:" + brokerPort,
-            "--no-dashboard");
+            "--no-dashboard"));
+        if (brokerConf != null) {
+            Path conf = Files.createTempFile("ferromq-broker-", ".conf");
+            Files.writeString(conf, brokerConf);
+            cmd.add("-c");
+            cmd.add(conf.toString());
+        }
         log("[harness] starting: " + String.join(" ", cmd));
         ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.redirectInput(ProcessBuilder.Redirect.PIPE);
