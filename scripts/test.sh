@@ -30,6 +30,9 @@ export FERROMQ_BIN="$root/target/debug/ferromq"
 step "Go interop suite (official rocketmq-client-go)"
 (cd interop/go && go vet ./... && go test ./... -count=1 -timeout 20m)
 
+step "Go client's TLS option (a newer, untagged rocketmq-client-go: v2.1.2 has none)"
+(cd interop/go-tls && go vet ./... && go test ./... -count=1 -timeout 5m)
+
 step "Benchmark harness smoke run (bench/compare, FerroMQ only, a few seconds)"
 ./bench/compare/run --smoke --out "$root/target/compare-smoke/RESULTS.md"
 
