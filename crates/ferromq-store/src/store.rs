@@ -460,6 +460,8 @@ impl MessageStore {
                 && bytes + run_bytes < max_bytes
                 && entries[j].phys
                     == entries[j - 1].phys + ENTRY_HEADER_BYTES + entries[j - 1].size as u64
+                // An entry at a segment's base is in the next segment: a run is one read.
+                && entries[j].phys % self.config.segment_bytes != 0
                 && filter(entries[j].tag)
             {
                 run_bytes += entries[j].size as usize;

@@ -102,6 +102,33 @@ fn appended_messages_read_back_with_offsets_assigned() {
 }
 
 #[test]
+fn a_read_continues_across_a_segment_that_a_record_fills_exactly() {
+    // Records of one queue back to back, the segment exactly 4 of them long: the fifth
+    // starts at the next segment's base, adjacent to the fourth in offsets but in another
+    // file. A read used to stop there for good (found by the power-loss test).
+    let dir = tempfile::tempdir().unwrap();
+    let entry_len = {
+        let probe = put("T", 0, b"body-0", "x", "k0");
+        probe.record.len() as u64 + 4
+    };
+    let mut c = config(dir.path());
+    c.segment_bytes = 4 * entry_len;
+    let store = MessageStore::open(c).unwrap();
+    for n in 0..10 {
+        let body = format!("body-{n}");
+        store
+            .append(&mut [put("T", 0, body.as_bytes(), "x", &format!("k{n}"))])
+            .unwrap();
+    }
+    let r = store
+        .get_messages("T", 0, 0, 32, usize::MAX, &|_| true)
+        .unwrap();
+    assert_eq!(r.messages.len(), 10);
+    assert_eq!(r.next_begin_offset, 10);
+    assert_eq!(all_bodies(&store, "T", 0).len(), 10);
+}
+
+#[test]
 fn read_statuses_follow_apache_semantics() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();

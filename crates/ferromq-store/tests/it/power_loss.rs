@@ -28,7 +28,11 @@ fn append(store: &MessageStore, queue: i32, n: u64) -> Vec<u8> {
 fn acknowledged_writes_survive_twenty_power_cuts_and_the_store_reopens_clean() {
     let _power = POWER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let seed: u64 = rand::random();
+    // POWER_LOSS_SEED replays a failing run.
+    let seed: u64 = std::env::var("POWER_LOSS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("power-loss seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Per queue: what is stored, in order, and how much of it was acknowledged.
