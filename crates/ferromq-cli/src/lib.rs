@@ -33,6 +33,12 @@ pub struct AdminArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Access key for brokers with ACL on (aclEnable=true); admin commands need an admin account.
+    #[arg(long = "accessKey", global = true, requires = "secret_key")]
+    access_key: Option<String>,
+    /// Secret key of --accessKey.
+    #[arg(long = "secretKey", global = true, requires = "access_key")]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -228,7 +234,10 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let client = AdminClient::new(namesrv.clone())?;
+    let mut client = AdminClient::new(namesrv.clone())?;
+    if let (Some(ak), Some(sk)) = (args.access_key, args.secret_key) {
+        client = client.with_credentials(ferromq_client::Credentials::new(ak, sk));
+    }
     let admin = Admin {
         client,
         namesrv,

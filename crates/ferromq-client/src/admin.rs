@@ -168,6 +168,12 @@ impl AdminClient {
         &self.namesrv
     }
 
+    /// Signs every request, for brokers with ACL on (admin codes need an admin account).
+    pub fn with_credentials(self, credentials: crate::Credentials) -> Self {
+        self.instance.set_credentials(credentials);
+        self
+    }
+
     async fn namesrv_call(
         &self,
         req: RemotingCommand,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use ferromq_protocol::body::{
@@ -49,6 +49,34 @@ impl InboundHandler for Dispatch {
     }
 }
 
+/// An access key and secret key for brokers with ACL on (`aclEnable=true`): every request
+/// is signed with them, as Apache's clients sign.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Credentials {
+    pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        Credentials {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+        }
+    }
+
+    /// Adds the access key and the request's signature.
+    pub(crate) fn sign(&self, req: &mut RemotingCommand) {
+        ferromq_protocol::acl::sign(req, &self.access_key, &self.secret_key);
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, secret hidden)", self.access_key)
+    }
+}
+
 pub(crate) struct ClientInstance {
     pub client_id: String,
     namesrv: Vec<String>,
@@ -61,6 +89,7 @@ pub(crate) struct ClientInstance {
     pub shutdown: CancellationToken,
     pub call_timeout: Duration,
     wake_heartbeat: tokio::sync::Notify,
+    credentials: OnceLock<Credentials>,
 }
 
 impl ClientInstance {
@@ -81,10 +110,23 @@ impl ClientInstance {
             shutdown: CancellationToken::new(),
             call_timeout,
             wake_heartbeat: tokio::sync::Notify::new(),
+            credentials: OnceLock::new(),
         });
         let bg = me.clone();
         tokio::spawn(async move { bg.background().await });
         me
+    }
+
+    /// Signs every request from now on (set once, before the first request).
+    pub fn set_credentials(&self, credentials: Credentials) {
+        let _ = self.credentials.set(credentials);
+    }
+
+    fn signed(&self, mut req: RemotingCommand) -> RemotingCommand {
+        if let Some(c) = self.credentials.get() {
+            c.sign(&mut req);
+        }
+        req
     }
 
     pub fn add_handler(&self, h: Arc<dyn ServerRequestHandler>) {
@@ -139,7 +181,7 @@ impl ClientInstance {
 
     pub async fn invoke(&self, addr: &str, req: RemotingCommand) -> Result<RemotingCommand> {
         let conn = self.connection(addr).await?;
-        match conn.invoke(req, self.call_timeout).await {
+        match conn.invoke(self.signed(req), self.call_timeout).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 // A failed call is a reason to reconnect next time.
@@ -158,12 +200,12 @@ impl ClientInstance {
         timeout: Duration,
     ) -> Result<RemotingCommand> {
         let conn = self.connection(addr).await?;
-        Ok(conn.invoke(req, timeout).await?)
+        Ok(conn.invoke(self.signed(req), timeout).await?)
     }
 
     pub async fn oneway(&self, addr: &str, req: RemotingCommand) -> Result<()> {
         let conn = self.connection(addr).await?;
-        Ok(conn.invoke_oneway(req).await?)
+        Ok(conn.invoke_oneway(self.signed(req)).await?)
     }
 
     /// Asks the name servers (round robin, each once) for a topic's route.
@@ -186,7 +228,7 @@ impl ClientInstance {
                     continue;
                 }
             };
-            match conn.invoke(req, NAMESRV_TIMEOUT).await {
+            match conn.invoke(self.signed(req), NAMESRV_TIMEOUT).await {
                 Ok(resp) if resp.code == response::SUCCESS => {
                     let route: TopicRouteData =
                         serde_json::from_slice(&fastjson_to_json(&resp.body)).map_err(|e| {

@@ -31,6 +31,7 @@ pub use consumer::{
     PushConsumerBuilder, Selector,
 };
 pub use error::{ClientError, Result};
+pub use instance::Credentials;
 pub use message::{
     Message, MessageExt, MessageExtExt, MessageQueue, SendResult, SendStatus, SHARDING_KEY,
 };

@@ -15,7 +15,7 @@ use ferromq_protocol::message::{self, sys_flag, BatchEntry};
 use ferromq_protocol::RemotingCommand;
 
 use crate::error::{ClientError, Result};
-use crate::instance::{route_queues, unique_id, ClientInstance};
+use crate::instance::{route_queues, unique_id, ClientInstance, Credentials};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus, SHARDING_KEY};
 
 /// Chooses the queue of a message among a topic's writable queues.
@@ -70,6 +70,7 @@ pub struct ProducerBuilder {
     max_message_size: usize,
     default_topic_queues: i32,
     selector: Arc<dyn QueueSelector>,
+    pub(crate) credentials: Option<Credentials>,
 }
 
 impl ProducerBuilder {
@@ -110,6 +111,15 @@ impl ProducerBuilder {
         self.selector = Arc::new(s);
         self
     }
+    /// Signs every request, for brokers with ACL on.
+    pub fn credentials(
+        mut self,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some(Credentials::new(access_key, secret_key));
+        self
+    }
 
     /// Starts the producer: no network I/O until the first send.
     ///
@@ -127,6 +137,9 @@ impl ProducerBuilder {
             self.send_timeout,
         );
         instance.set_producer(&self.group);
+        if let Some(c) = &self.credentials {
+            instance.set_credentials(c.clone());
+        }
         Ok(Producer {
             inner: Arc::new(ProducerInner {
                 config: self,
@@ -169,6 +182,7 @@ impl Producer {
             max_message_size: 4 * 1024 * 1024,
             default_topic_queues: 4,
             selector: Arc::new(RoundRobinSelector::default()),
+            credentials: None,
         }
     }
 

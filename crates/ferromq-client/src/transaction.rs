@@ -13,7 +13,7 @@ use ferromq_remoting::Connection;
 use tracing::warn;
 
 use crate::error::{ClientError, Result};
-use crate::instance::{ClientInstance, ServerRequestHandler};
+use crate::instance::{ClientInstance, Credentials, ServerRequestHandler};
 use crate::message::{Message, SendResult};
 use crate::producer::{Producer, ProducerBuilder};
 
@@ -61,6 +61,7 @@ pub struct TransactionSendResult {
 struct CheckHandler {
     group: String,
     listener: Arc<dyn TransactionListener>,
+    credentials: Option<Credentials>,
 }
 
 impl ServerRequestHandler for CheckHandler {
@@ -71,6 +72,7 @@ impl ServerRequestHandler for CheckHandler {
         let conn = conn.clone();
         let group = self.group.clone();
         let listener = self.listener.clone();
+        let credentials = self.credentials.clone();
         // The listener may block (the tutorial's sleeps 15 s): keep it off the reader.
         tokio::task::spawn_blocking(move || {
             let Ok(h) = CheckTransactionStateRequestHeader::decode(&req.ext_fields) else {
@@ -98,6 +100,9 @@ impl ServerRequestHandler for CheckHandler {
                 transaction_id: h.transaction_id.or(uniq),
             }
             .encode(&mut end.ext_fields);
+            if let Some(c) = &credentials {
+                c.sign(&mut end);
+            }
             tokio::runtime::Handle::current().block_on(async move {
                 if let Err(e) = conn.invoke_oneway(end).await {
                     warn!(error = %e, "answering a transaction check failed");
@@ -111,11 +116,13 @@ impl ServerRequestHandler for CheckHandler {
 impl TransactionProducer {
     /// A transactional producer from a producer configuration and a listener.
     pub fn new(builder: ProducerBuilder, listener: impl TransactionListener) -> Result<Self> {
+        let credentials = builder.credentials.clone();
         let producer = builder.build()?;
         let listener: Arc<dyn TransactionListener> = Arc::new(listener);
         producer.inner.instance.add_handler(Arc::new(CheckHandler {
             group: producer.group().to_string(),
             listener: listener.clone(),
+            credentials,
         }));
         Ok(TransactionProducer { producer, listener })
     }

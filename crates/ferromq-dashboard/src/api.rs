@@ -282,10 +282,13 @@ async fn send_message(
     let producer = s
         .producer
         .get_or_try_init(|| async {
-            Producer::builder()
+            let builder = Producer::builder()
                 .name_servers(s.namesrv.clone())
-                .group("ferromq-dashboard")
-                .build()
+                .group("ferromq-dashboard");
+            match &s.credentials {
+                Some(c) => builder.credentials(&c.access_key, &c.secret_key).build(),
+                None => builder.build(),
+            }
         })
         .await?;
     let mut msg = Message::new(topic, b.body);

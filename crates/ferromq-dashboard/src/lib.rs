@@ -28,6 +28,8 @@ pub struct DashboardConfig {
     pub namesrv: Vec<String>,
     /// `user:password` required on every page and API call, when set (HTTP Basic).
     pub login: Option<(String, String)>,
+    /// Signs the dashboard's requests, for brokers with ACL on (an admin account).
+    pub credentials: Option<ferromq_client::Credentials>,
 }
 
 pub(crate) struct AppState {
@@ -35,6 +37,7 @@ pub(crate) struct AppState {
     pub sampler: Arc<Sampler>,
     pub producer: tokio::sync::OnceCell<ferromq_client::Producer>,
     pub namesrv: Vec<String>,
+    pub credentials: Option<ferromq_client::Credentials>,
 }
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -51,13 +54,17 @@ pub async fn serve(
     config: DashboardConfig,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let admin = AdminClient::new(config.namesrv.clone()).map_err(|e| e.to_string())?;
+    let mut admin = AdminClient::new(config.namesrv.clone()).map_err(|e| e.to_string())?;
+    if let Some(c) = &config.credentials {
+        admin = admin.with_credentials(c.clone());
+    }
     let sampler = Sampler::start(admin.clone(), shutdown.clone());
     let state = Arc::new(AppState {
         admin,
         sampler,
         producer: tokio::sync::OnceCell::new(),
         namesrv: config.namesrv.clone(),
+        credentials: config.credentials.clone(),
     });
     let login = config.login.clone();
     let app = Router::new()

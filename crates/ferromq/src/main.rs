@@ -56,6 +56,9 @@ enum Command {
         /// Require this `user:password`.
         #[arg(long)]
         login: Option<String>,
+        /// `accessKey:secretKey` of an admin account, for brokers with ACL on.
+        #[arg(long)]
+        credentials: Option<String>,
     },
 }
 
@@ -82,6 +85,9 @@ struct StandaloneArgs {
     /// Require this `user:password` on the dashboard.
     #[arg(long)]
     dashboard_login: Option<String>,
+    /// `accessKey:secretKey` of an admin account the dashboard signs with (aclEnable=true).
+    #[arg(long)]
+    dashboard_credentials: Option<String>,
 }
 
 #[derive(Args)]
@@ -136,7 +142,8 @@ fn run() -> Result<()> {
                 namesrv,
                 listen,
                 login,
-            } => dashboard(namesrv, listen, login).await,
+                credentials,
+            } => dashboard(namesrv, listen, login, credentials).await,
         }
     })
 }
@@ -230,6 +237,7 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
                 let config = ferromq_dashboard::DashboardConfig {
                     namesrv: vec![local_namesrv.clone()],
                     login: parse_login(args.dashboard_login)?,
+                    credentials: parse_credentials(args.dashboard_credentials)?,
                 };
                 let stop = namesrv_shutdown.clone();
                 tokio::spawn(async move {
@@ -265,7 +273,25 @@ fn parse_login(login: Option<String>) -> Result<Option<(String, String)>> {
     }
 }
 
-async fn dashboard(namesrv: String, listen: SocketAddr, login: Option<String>) -> Result<()> {
+/// `accessKey:secretKey`.
+fn parse_credentials(pair: Option<String>) -> Result<Option<ferromq_client::Credentials>> {
+    match pair {
+        None => Ok(None),
+        Some(p) => match p.split_once(':') {
+            Some((ak, sk)) if !ak.is_empty() && !sk.is_empty() => {
+                Ok(Some(ferromq_client::Credentials::new(ak, sk)))
+            }
+            _ => bail!("dashboard credentials must be accessKey:secretKey"),
+        },
+    }
+}
+
+async fn dashboard(
+    namesrv: String,
+    listen: SocketAddr,
+    login: Option<String>,
+    credentials: Option<String>,
+) -> Result<()> {
     let listener = bind(listen, "dashboard").await?;
     let namesrv: Vec<String> = namesrv
         .split(';')
@@ -276,6 +302,7 @@ async fn dashboard(namesrv: String, listen: SocketAddr, login: Option<String>) -
     let config = ferromq_dashboard::DashboardConfig {
         namesrv,
         login: parse_login(login)?,
+        credentials: parse_credentials(credentials)?,
     };
     println!(
         "FerroMQ is ready: dashboard http://{}",

@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 
 use super::{allocate_averagely, ConsumeFrom, ConsumeResult, MessageModel, Selector};
 use crate::error::{ClientError, Result};
-use crate::instance::{route_queues, ClientInstance, ServerRequestHandler};
+use crate::instance::{route_queues, ClientInstance, Credentials, ServerRequestHandler};
 use crate::message::MessageQueue;
 use crate::producer::now_ms;
 
@@ -67,9 +67,19 @@ pub struct PushConsumerBuilder {
     threshold_bytes: usize,
     concurrency: usize,
     subscriptions: BTreeMap<String, Selector>,
+    credentials: Option<Credentials>,
 }
 
 impl PushConsumerBuilder {
+    /// Signs every request, for brokers with ACL on.
+    pub fn credentials(
+        mut self,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some(Credentials::new(access_key, secret_key));
+        self
+    }
     pub fn name_servers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, addrs: I) -> Self {
         self.namesrv = addrs.into_iter().map(Into::into).collect();
         self
@@ -153,6 +163,9 @@ impl PushConsumerBuilder {
             &format!("{}-{}", self.group, self.instance),
             Duration::from_secs(5),
         );
+        if let Some(c) = &self.credentials {
+            instance.set_credentials(c.clone());
+        }
         let mut subscriptions = self.subscriptions.clone();
         if self.model == MessageModel::Clustering {
             subscriptions.insert(format!("%RETRY%{}", self.group), Selector::All);
@@ -307,6 +320,7 @@ impl PushConsumer {
             threshold_bytes: 100 * 1024 * 1024,
             concurrency: 20,
             subscriptions: BTreeMap::new(),
+            credentials: None,
         }
     }
 

@@ -7,7 +7,7 @@ use ferromq_protocol::RemotingCommand;
 
 use crate::harness::{call, connect, pull_request, send_request, Server};
 
-fn admin(server: &Server, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn admin(server: &Server, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ferromq"))
         .arg("admin")
         .args(["-n", &server.namesrv])

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::harness::{call, connect, send_request, Server};
 
 /// One HTTP/1.1 request; returns status and parsed JSON (or the raw text as a string).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,

@@ -1,5 +1,6 @@
 //! Black-box tests of the `ferromq` binary over real sockets on 127.0.0.1.
 
+mod acl;
 mod admin;
 mod client;
 mod cluster;
