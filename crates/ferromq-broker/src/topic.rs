@@ -84,18 +84,20 @@ impl TopicConfigManager {
         } else {
             perm::READ | perm::WRITE
         };
-        mgr.upsert(TopicConfig::new(
+        let mut system = vec![TopicConfig::new(
             AUTO_CREATE_TOPIC_TEMPLATE,
             default_queues,
             template_perm,
-        ))?;
+        )];
         if mgr.get(SELF_TEST_TOPIC).is_none() {
-            mgr.upsert(TopicConfig::new(
+            system.push(TopicConfig::new(
                 SELF_TEST_TOPIC,
                 1,
                 perm::READ | perm::WRITE,
-            ))?;
+            ));
         }
+        // One write (and fsync) for both at a first start.
+        mgr.upsert_all(system)?;
         Ok(mgr)
     }
 
@@ -129,16 +131,30 @@ impl TopicConfigManager {
 
     /// Creates or replaces a topic. Returns whether anything changed.
     pub fn upsert(&self, config: TopicConfig) -> std::io::Result<bool> {
+        self.upsert_all([config])
+    }
+
+    /// Creates or replaces topics, persisting once. Returns whether anything changed.
+    pub fn upsert_all(
+        &self,
+        configs: impl IntoIterator<Item = TopicConfig>,
+    ) -> std::io::Result<bool> {
         let mut t = self.table.lock().expect("topic table lock");
-        if t.topics.get(&config.topic_name) == Some(&config) {
-            return Ok(false);
+        let mut changed = false;
+        for config in configs {
+            if t.topics.get(&config.topic_name) == Some(&config) {
+                continue;
+            }
+            info!(topic = %config.topic_name, queues = config.write_queue_nums, perm = config.perm, "topic created or updated");
+            t.topics.insert(config.topic_name.clone(), config);
+            changed = true;
         }
-        info!(topic = %config.topic_name, queues = config.write_queue_nums, perm = config.perm, "topic created or updated");
-        t.topics.insert(config.topic_name.clone(), config);
-        t.version.counter += 1;
-        t.version.timestamp = now_ms();
-        persist::store(&self.path, &t.topics)?;
-        Ok(true)
+        if changed {
+            t.version.counter += 1;
+            t.version.timestamp = now_ms();
+            persist::store(&self.path, &t.topics)?;
+        }
+        Ok(changed)
     }
 
     pub fn delete(&self, topic: &str) -> std::io::Result<bool> {
