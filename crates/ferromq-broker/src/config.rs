@@ -240,19 +240,34 @@ fn parse_addr_list(key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
     Ok(addrs)
 }
 
+/// Parses a properties file as Java's `Properties.load` does (ISO-8859-1).
+///
+/// The bytes are decoded here and handed to the parser as UTF-8: java-properties 2.0.0
+/// panics on input it sniffs for a byte-order mark and finds cut short (a file holding
+/// the single byte 0xFF, found by fuzzing), and text decoded from ISO-8859-1 never starts
+/// like a byte-order mark.
+pub fn parse_properties(bytes: &[u8]) -> Result<HashMap<String, String>, String> {
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    let mut map = HashMap::new();
+    java_properties::PropertiesIter::new_with_encoding(text.as_bytes(), encoding_rs::UTF_8)
+        .read_into(|k, v| {
+            map.insert(k, v);
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(map)
+}
+
 impl BrokerConfig {
     /// Reads a `broker.conf` file over the defaults. Returns the config and one warning
     /// per key that is unknown or has no effect.
     pub fn from_file(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
-        let file = std::fs::File::open(path).map_err(|e| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::Read {
             path: path.into(),
             reason: e.to_string(),
         })?;
-        let map = java_properties::read(std::io::BufReader::new(file)).map_err(|e| {
-            ConfigError::Read {
-                path: path.into(),
-                reason: e.to_string(),
-            }
+        let map = parse_properties(&bytes).map_err(|reason| ConfigError::Read {
+            path: path.into(),
+            reason,
         })?;
         let mut cfg = BrokerConfig::default();
         let warnings = cfg.apply(&map)?;
@@ -470,6 +485,16 @@ fn non_empty(key: &str, v: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_parse_as_java_reads_them_and_odd_bytes_do_not_panic() {
+        // A lone 0xFF once panicked the parser (fuzzing); ISO-8859-1 as in Java.
+        assert_eq!(parse_properties(b"\xff").unwrap().len(), 1);
+        let map = parse_properties(b"brokerName=caf\xe9\n# c\nlistenPort = 10911\n").unwrap();
+        assert_eq!(map["brokerName"], "caf\u{e9}");
+        assert_eq!(map["listenPort"], "10911");
+        assert_eq!(parse_properties(b"a=\\u00e9").unwrap()["a"], "\u{e9}");
+    }
 
     fn apply(pairs: &[(&str, &str)]) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
         let map: HashMap<String, String> = pairs
