@@ -237,7 +237,11 @@ impl MessageStore {
             cq.drop_below_phys(min_phys)?;
         }
         self.dispatched_offset.store(end, Ordering::Release);
-        self.checkpoint()?;
+        // Nothing past the checkpoint (a clean stop, or a first start): the checkpoint on
+        // disk is still true, and writing it again would only cost an fsync before ready.
+        if end != from || rebuilt > 0 {
+            self.checkpoint()?;
+        }
         info!(
             from,
             end,

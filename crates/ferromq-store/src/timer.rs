@@ -28,6 +28,42 @@ struct Slot {
     count: u32,
 }
 
+/// The slots in memory, stored as plain words so that a new table is one zeroed
+/// allocation (the kernel's zero pages, touched only where timers land) rather than
+/// 6 MB written at start-up.
+struct SlotTable(Vec<[u64; 3]>);
+
+impl SlotTable {
+    fn zeroed(len: usize) -> Self {
+        SlotTable(vec![[0u64; 3]; len])
+    }
+
+    fn from_slots(slots: impl Iterator<Item = Slot>) -> Self {
+        SlotTable(
+            slots
+                .map(|s| [s.bucket_start as u64, s.last, u64::from(s.count)])
+                .collect(),
+        )
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, idx: usize) -> Slot {
+        let [bucket_start, last, count] = self.0[idx];
+        Slot {
+            bucket_start: bucket_start as i64,
+            last,
+            count: count as u32,
+        }
+    }
+
+    fn set(&mut self, idx: usize, s: Slot) {
+        self.0[idx] = [s.bucket_start as u64, s.last, u64::from(s.count)];
+    }
+}
+
 struct LogSegment {
     file: File,
     path: PathBuf,
@@ -45,7 +81,7 @@ pub struct TimerWheel {
     bucket_ms: i64,
     wheel: File,
     wheel_path: PathBuf,
-    slots: Vec<Slot>,
+    slots: SlotTable,
     log_dir: PathBuf,
     log_segment_bytes: u64,
     log: BTreeMap<u64, LogSegment>,
@@ -77,19 +113,17 @@ impl TimerWheel {
             // without reading back the zeros just written (a fast first start).
             file_io::set_len(&wheel, &wheel_path, 0).map_err(io_err(&wheel_path))?;
             file_io::set_len(&wheel, &wheel_path, wanted).map_err(io_err(&wheel_path))?;
-            vec![Slot::default(); slot_count]
+            SlotTable::zeroed(slot_count)
         } else {
             let mut raw = vec![0u8; wanted as usize];
             wheel
                 .read_exact_at(&mut raw, 0)
                 .map_err(io_err(&wheel_path))?;
-            raw.chunks_exact(SLOT_BYTES as usize)
-                .map(|c| Slot {
-                    bucket_start: i64::from_be_bytes(c[0..8].try_into().expect("8 bytes")),
-                    last: u64::from_be_bytes(c[8..16].try_into().expect("8 bytes")),
-                    count: u32::from_be_bytes(c[16..20].try_into().expect("4 bytes")),
-                })
-                .collect()
+            SlotTable::from_slots(raw.chunks_exact(SLOT_BYTES as usize).map(|c| Slot {
+                bucket_start: i64::from_be_bytes(c[0..8].try_into().expect("8 bytes")),
+                last: u64::from_be_bytes(c[8..16].try_into().expect("8 bytes")),
+                count: u32::from_be_bytes(c[16..20].try_into().expect("4 bytes")),
+            }))
         };
         let mut log = BTreeMap::new();
         let mut log_end = 0;
@@ -161,9 +195,9 @@ impl TimerWheel {
             for (i, t) in now.iter().enumerate() {
                 let bucket = self.bucket_start(t.due_ms);
                 let idx = self.slot_index(bucket);
-                let slot = &mut self.slots[idx];
+                let mut slot = self.slots.get(idx);
                 if slot.bucket_start != bucket || slot.last == 0 {
-                    *slot = Slot {
+                    slot = Slot {
                         bucket_start: bucket,
                         last: 0,
                         count: 0,
@@ -175,6 +209,7 @@ impl TimerWheel {
                 buf.extend_from_slice(&slot.last.to_be_bytes());
                 slot.last = pos + 1;
                 slot.count += 1;
+                self.slots.set(idx, slot);
                 touched.insert(idx);
                 max_due = max_due.max(t.due_ms);
             }
@@ -186,7 +221,7 @@ impl TimerWheel {
             // Slots after the records they point to, so a crash never leaves a slot
             // pointing past the log.
             for idx in touched {
-                let s = self.slots[idx];
+                let s = self.slots.get(idx);
                 let mut b = [0u8; SLOT_BYTES as usize];
                 b[0..8].copy_from_slice(&s.bucket_start.to_be_bytes());
                 b[8..16].copy_from_slice(&s.last.to_be_bytes());
@@ -244,7 +279,7 @@ impl TimerWheel {
 
     /// The timers of the bucket starting at `bucket_start`, each once, oldest first.
     pub fn bucket(&self, bucket_start: i64) -> Result<Vec<Timer>, StoreError> {
-        let slot = self.slots[self.slot_index(bucket_start)];
+        let slot = self.slots.get(self.slot_index(bucket_start));
         if slot.bucket_start != bucket_start {
             return Ok(Vec::new());
         }
@@ -277,7 +312,7 @@ impl TimerWheel {
         let mut b = self.bucket_start(from_ms);
         let end = to_ms.min(from_ms.saturating_add(self.span_ms()));
         while b < end {
-            let slot = self.slots[self.slot_index(b)];
+            let slot = self.slots.get(self.slot_index(b));
             if slot.bucket_start == b {
                 total += slot.count as u64;
             }
