@@ -176,6 +176,23 @@ impl Server {
     }
 }
 
+/// Starts `ferromq standalone` with these broker.conf lines (in `dir`), expecting it to
+/// refuse; returns what it printed on stderr.
+pub fn refused_start(dir: &std::path::Path, conf: &str) -> String {
+    let path = dir.join("broker.conf");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferromq"))
+        .args(["standalone", "--namesrv-listen", "127.0.0.1:0"])
+        .args(["--broker-listen", "127.0.0.1:0", "--no-dashboard", "-c"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {conf}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub async fn connect(addr: &str) -> Connection {
     ferromq_remoting::connect(addr, Arc::new(NoInbound), TIMEOUT)
         .await

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferromq_protocol::RemotingCommand;
 
-use crate::harness::{call, connect, send_request, Server};
+use crate::harness::{call, connect, refused_start, send_request, Server};
 
 #[tokio::test]
 async fn unknown_request_code_is_not_supported() {
@@ -141,65 +141,26 @@ async fn garbage_closes_only_that_connection() {
 #[test]
 fn bad_config_value_refuses_to_start_and_unknown_keys_warn() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("broker.conf");
-    std::fs::write(&conf, "flushDiskType=SOMETIMES\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
-        .args([
-            "standalone",
-            "--namesrv-listen",
-            "127.0.0.1:0",
-            "--broker-listen",
-            "127.0.0.1:0",
-            "-c",
-        ])
-        .arg(&conf)
-        .arg("--data-dir")
-        .arg(dir.path().join("d"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(dir.path(), "flushDiskType=SOMETIMES\n");
     assert!(
         err.contains("flushDiskType") && err.contains("SOMETIMES") && err.contains("SYNC_FLUSH"),
         "{err}"
     );
 
     // ACL switched on with a file that is missing, then with one that is malformed.
-    for (content, want) in [
-        (None, "No such file"),
-        (Some("accounts: ["), "plain_acl.yml"),
-    ] {
-        let acl = dir.path().join("plain_acl.yml");
-        if let Some(text) = content {
-            std::fs::write(&acl, text).unwrap();
-        }
-        std::fs::write(
-            &conf,
-            format!("aclEnable=true\nplainAclFile={}\n", acl.display()),
-        )
-        .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
-            .args([
-                "standalone",
-                "--namesrv-listen",
-                "127.0.0.1:0",
-                "--broker-listen",
-                "127.0.0.1:0",
-                "--no-dashboard",
-                "-c",
-            ])
-            .arg(&conf)
-            .arg("--data-dir")
-            .arg(dir.path().join("d"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("aclEnable=true") && err.contains(want),
-            "{err}"
-        );
-    }
+    let acl = dir.path().join("plain_acl.yml");
+    let conf = format!("aclEnable=true\nplainAclFile={}\n", acl.display());
+    let err = refused_start(dir.path(), &conf);
+    assert!(
+        err.contains("aclEnable=true") && err.contains("No such file"),
+        "{err}"
+    );
+    std::fs::write(&acl, "accounts: [").unwrap();
+    let err = refused_start(dir.path(), &conf);
+    assert!(
+        err.contains("aclEnable=true") && err.contains("plain_acl.yml"),
+        "{err}"
+    );
 
     let mut server = Server::start("someFutureKey=1\nbrokerName=b1\n");
     assert!(server.is_running());

@@ -151,25 +151,7 @@ fn tls_settings_that_cannot_work_refuse_to_start() {
         ),
     ];
     for (conf, want) in cases {
-        let path = dir.path().join("broker.conf");
-        std::fs::write(&path, &conf).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
-            .args([
-                "standalone",
-                "--namesrv-listen",
-                "127.0.0.1:0",
-                "--broker-listen",
-                "127.0.0.1:0",
-                "--no-dashboard",
-                "-c",
-            ])
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path().join("d"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{conf}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused_start(dir.path(), &conf);
         assert!(err.contains(want), "{conf}: {err}");
     }
 }
