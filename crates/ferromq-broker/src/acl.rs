@@ -9,12 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use ferromq_protocol::acl::signature;
+use ferromq_protocol::acl::{signature, ACCESS_KEY, SIGNATURE};
 use ferromq_protocol::body::HeartbeatData;
 use ferromq_protocol::code::request;
 use ferromq_protocol::RemotingCommand;
 use serde::Deserialize;
 use tracing::{info, warn};
+
+use crate::topic::RETRY_GROUP_TOPIC_PREFIX;
 
 /// Permission bits, as Apache's `Permission`.
 pub const DENY: u8 = 1;
@@ -22,7 +24,6 @@ pub const ANY: u8 = 1 << 1;
 pub const PUB: u8 = 1 << 2;
 pub const SUB: u8 = 1 << 3;
 
-const RETRY_PREFIX: &str = "%RETRY%";
 /// How often the file is checked for changes.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
@@ -165,7 +166,10 @@ impl PlainAcl {
                 Some(p) => Some(AddressPattern::parse(p)?),
             };
             let mut perms = HashMap::new();
-            for (entries, prefix) in [(&a.topic_perms, ""), (&a.group_perms, RETRY_PREFIX)] {
+            for (entries, prefix) in [
+                (&a.topic_perms, ""),
+                (&a.group_perms, RETRY_GROUP_TOPIC_PREFIX),
+            ] {
                 for entry in entries {
                     let (name, perm) = entry.split_once('=').ok_or_else(|| {
                         format!("permission entry {entry:?} of {access_key} is not name=PERM")
@@ -195,7 +199,7 @@ impl PlainAcl {
         if self.global_white.iter().any(|p| p.matches(ip)) {
             return Ok(());
         }
-        let Some(access_key) = req.field("AccessKey") else {
+        let Some(access_key) = req.field(ACCESS_KEY) else {
             return Err("No accessKey is configured".into());
         };
         let Some(account) = self.accounts.get(access_key) else {
@@ -205,7 +209,7 @@ impl PlainAcl {
             return Ok(());
         }
         let expected = signature(req, &account.secret_key);
-        if req.field("Signature") != Some(expected.as_str()) {
+        if req.field(SIGNATURE) != Some(expected.as_str()) {
             return Err(format!("Check signature failed for accessKey={access_key}"));
         }
         if ADMIN_CODES.contains(&req.code) && !account.admin {
@@ -215,7 +219,7 @@ impl PlainAcl {
             ));
         }
         for (resource, needed) in needed_permissions(req)? {
-            let is_group = resource.starts_with(RETRY_PREFIX);
+            let is_group = resource.starts_with(RETRY_GROUP_TOPIC_PREFIX);
             let owned = account
                 .perms
                 .get(&resource)
@@ -226,7 +230,7 @@ impl PlainAcl {
                     account.default_topic_perm
                 });
             if !permitted(needed, owned) {
-                let (kind, name) = match resource.strip_prefix(RETRY_PREFIX) {
+                let (kind, name) = match resource.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
                     Some(group) => ("group", group),
                     None => ("topic", resource.as_str()),
                 };
@@ -244,11 +248,11 @@ impl PlainAcl {
 fn needed_permissions(req: &RemotingCommand) -> Result<Vec<(String, u8)>, String> {
     let retry = |field: &str| {
         req.field(field)
-            .map(|g| (format!("{RETRY_PREFIX}{g}"), SUB))
+            .map(|g| (format!("{RETRY_GROUP_TOPIC_PREFIX}{g}"), SUB))
     };
     let topic = |field: &str, perm: u8| req.field(field).map(|t| (t.to_string(), perm));
     let send = |topic_key: &str, group_key: &str| match req.field(topic_key) {
-        Some(t) if t.starts_with(RETRY_PREFIX) => retry(group_key),
+        Some(t) if t.starts_with(RETRY_GROUP_TOPIC_PREFIX) => retry(group_key),
         Some(t) => Some((t.to_string(), PUB)),
         None => None,
     };
@@ -267,7 +271,10 @@ fn needed_permissions(req: &RemotingCommand) -> Result<Vec<(String, u8)>, String
                 .map_err(|e| format!("invalid heartbeat body: {e}"))?;
             let mut needed = Vec::new();
             for c in data.consumer_data_set {
-                needed.push(Some((format!("{RETRY_PREFIX}{}", c.group_name), SUB)));
+                needed.push(Some((
+                    format!("{RETRY_GROUP_TOPIC_PREFIX}{}", c.group_name),
+                    SUB,
+                )));
                 for s in c.subscription_data_set {
                     needed.push(Some((s.topic, SUB)));
                 }
