@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 use tracing::{info, warn};
 
+use crate::now_ms;
+
 /// Bytes written between measurements at most (a measurement is one statvfs per path).
 const MAX_RECHECK_BYTES: u64 = 16 << 20;
 const RECHECK_MS: i64 = 1000;
@@ -125,10 +127,4 @@ impl DiskGuard {
             );
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

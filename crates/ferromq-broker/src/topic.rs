@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use ferromq_protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 use tracing::{info, warn};
 
-use crate::persist;
+use crate::{now_ms, persist};
 
 /// Template topic for auto-creation.
 pub const AUTO_CREATE_TOPIC_TEMPLATE: &str = "TBW102";
@@ -48,13 +48,6 @@ struct Table {
 pub struct TopicConfigManager {
     path: PathBuf,
     table: Mutex<Table>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl TopicConfigManager {
