@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::connection::{Connection, InboundHandler};
-use crate::tls::{TlsMode, TlsServer};
+use crate::tls::TlsServer;
 
 /// Server limits.
 #[derive(Debug, Clone)]
@@ -65,41 +65,25 @@ pub async fn serve<H: InboundHandler>(
             continue;
         };
         let shutdown = shutdown.clone();
-        match config.tls.clone().filter(|t| t.mode() != TlsMode::Disabled) {
-            None => {
-                let conn = Connection::spawn(
-                    stream,
-                    handler.clone(),
-                    config.max_frame_bytes,
-                    Some(config.idle_timeout),
-                );
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = conn.closed() => {}
-                        _ = shutdown.cancelled() => conn.close(),
-                    }
-                    drop(permit);
-                });
+        let (tls, handler) = (config.tls.clone(), handler.clone());
+        let (max_frame, idle) = (config.max_frame_bytes, config.idle_timeout);
+        tokio::spawn(async move {
+            let accepted = match tls {
+                None => Some(Connection::spawn(stream, handler, max_frame, Some(idle))),
+                // The handshake runs in the connection's own task, never in the accept loop.
+                Some(tls) => tokio::select! {
+                    c = tls.accept(stream, peer, handler, max_frame, idle) => c,
+                    _ = shutdown.cancelled() => None,
+                },
+            };
+            if let Some(conn) = accepted {
+                tokio::select! {
+                    _ = conn.closed() => {}
+                    _ = shutdown.cancelled() => conn.close(),
+                }
             }
-            // The handshake runs in the connection's own task, never in the accept loop.
-            Some(tls) => {
-                let (handler, max_frame, idle) =
-                    (handler.clone(), config.max_frame_bytes, config.idle_timeout);
-                tokio::spawn(async move {
-                    let accepted = tokio::select! {
-                        c = tls.accept(stream, peer, handler, max_frame, idle) => c,
-                        _ = shutdown.cancelled() => None,
-                    };
-                    if let Some(conn) = accepted {
-                        tokio::select! {
-                            _ = conn.closed() => {}
-                            _ = shutdown.cancelled() => conn.close(),
-                        }
-                    }
-                    drop(permit);
-                });
-            }
-        }
+            drop(permit);
+        });
     }
     info!(?local, "listener stopped");
 }
