@@ -261,29 +261,29 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     Ok(())
 }
 
-fn parse_login(login: Option<String>) -> Result<Option<(String, String)>> {
-    match login {
+/// A `name:secret` pair, both non-empty; `what` names the expected form in the error.
+fn parse_pair(value: Option<String>, what: &str) -> Result<Option<(String, String)>> {
+    match value {
         None => Ok(None),
-        Some(l) => match l.split_once(':') {
-            Some((u, p)) if !u.is_empty() && !p.is_empty() => {
-                Ok(Some((u.to_string(), p.to_string())))
+        Some(v) => match v.split_once(':') {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() => {
+                Ok(Some((a.to_string(), b.to_string())))
             }
-            _ => bail!("the dashboard login must be user:password"),
+            _ => bail!("{what}"),
         },
     }
 }
 
+fn parse_login(login: Option<String>) -> Result<Option<(String, String)>> {
+    parse_pair(login, "the dashboard login must be user:password")
+}
+
 /// `accessKey:secretKey`.
 fn parse_credentials(pair: Option<String>) -> Result<Option<ferromq_client::Credentials>> {
-    match pair {
-        None => Ok(None),
-        Some(p) => match p.split_once(':') {
-            Some((ak, sk)) if !ak.is_empty() && !sk.is_empty() => {
-                Ok(Some(ferromq_client::Credentials::new(ak, sk)))
-            }
-            _ => bail!("dashboard credentials must be accessKey:secretKey"),
-        },
-    }
+    Ok(
+        parse_pair(pair, "dashboard credentials must be accessKey:secretKey")?
+            .map(|(ak, sk)| ferromq_client::Credentials::new(ak, sk)),
+    )
 }
 
 async fn dashboard(
