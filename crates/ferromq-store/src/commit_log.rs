@@ -266,7 +266,7 @@ impl CommitLog {
         if offset + len as u64 > self.write_offset() || within + len as u64 > self.segment_bytes {
             return Ok(None);
         }
-        let base = offset - offset % self.segment_bytes;
+        let base = offset - within;
         let Some(seg) = self
             .segments
             .read()

@@ -239,7 +239,7 @@ impl MessageStore {
         self.dispatched_offset.store(end, Ordering::Release);
         // Nothing past the checkpoint (a clean stop, or a first start): the checkpoint on
         // disk is still true, and writing it again would only cost an fsync before ready.
-        if end != from || rebuilt > 0 {
+        if end != from {
             self.checkpoint()?;
         }
         info!(
