@@ -265,7 +265,7 @@ impl RemotingCommand {
 struct JsonHeaderIn {
     code: i32,
     #[serde(default)]
-    language: Option<serde_json::Value>,
+    language: Option<WireLanguage>,
     #[serde(default)]
     version: Option<i32>,
     #[serde(default)]
@@ -275,7 +275,119 @@ struct JsonHeaderIn {
     #[serde(default)]
     remark: Option<String>,
     #[serde(default, rename = "extFields")]
-    ext_fields: Option<HashMap<String, serde_json::Value>>,
+    ext_fields: Option<LenientExtFields>,
+}
+
+/// `language` as a name (Java and Go) or a number (some other peers).
+struct WireLanguage(LanguageCode);
+
+impl<'de> Deserialize<'de> for WireLanguage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = WireLanguage;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a language name or code")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireLanguage, E> {
+                Ok(WireLanguage(LanguageCode::from_name(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WireLanguage, E> {
+                Ok(WireLanguage(LanguageCode::from_code(v.min(255) as u8)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<WireLanguage, E> {
+                Ok(WireLanguage(LanguageCode::Other))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<WireLanguage, E> {
+                Ok(WireLanguage(LanguageCode::Other))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<WireLanguage, E> {
+                Ok(WireLanguage(LanguageCode::Other))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `extFields` decoded straight into strings, in one pass: values are strings on the wire,
+/// but peers that send numbers or booleans are accepted, and nulls dropped.
+struct LenientExtFields(ExtFields);
+
+impl<'de> Deserialize<'de> for LenientExtFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LenientExtFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<LenientExtFields, A::Error> {
+                let mut fields = ExtFields::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(key) = map.next_key::<String>()? {
+                    if let Some(LenientString(value)) = map.next_value::<Option<LenientString>>()? {
+                        fields.insert(key, value);
+                    }
+                }
+                Ok(LenientExtFields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A string, or any other value written out as JSON text (as fastjson does for Java).
+struct LenientString(String);
+
+impl<'de> Deserialize<'de> for LenientString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LenientString;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<LenientString, E> {
+                Ok(LenientString(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LenientString, E> {
+                Ok(LenientString(serde_json::Value::from(v).to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<LenientString, A::Error> {
+                let v = serde_json::Value::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<LenientString, A::Error> {
+                let v = serde_json::Value::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(LenientString(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Serialize)]
@@ -298,24 +410,8 @@ struct JsonHeaderOut<'a> {
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     let h: JsonHeaderIn =
         serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
-    let language = match h.language {
-        Some(serde_json::Value::String(name)) => LanguageCode::from_name(&name),
-        Some(serde_json::Value::Number(n)) => {
-            LanguageCode::from_code(n.as_u64().unwrap_or(7).min(255) as u8)
-        }
-        _ => LanguageCode::Other,
-    };
-    // Values are strings on the wire; be lenient with peers that send numbers or booleans.
-    let ext_fields = h
-        .ext_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            serde_json::Value::String(s) => Some((k, s)),
-            serde_json::Value::Null => None,
-            other => Some((k, other.to_string())),
-        })
-        .collect();
+    let language = h.language.map_or(LanguageCode::Other, |l| l.0);
+    let ext_fields = h.ext_fields.map(|f| f.0).unwrap_or_default();
     Ok(RemotingCommand {
         code: h.code,
         language,
@@ -631,6 +727,54 @@ mod tests {
         assert_eq!(cmd.opaque, 7);
         assert_eq!(cmd.remark, None);
         assert_eq!(cmd.field("topic"), Some("T"));
+    }
+
+    #[test]
+    fn json_header_with_scalar_ext_values_and_numeric_language_decodes() {
+        let header = br#"{"code":10,"language":1,"opaque":2,"extFields":{"queueId":3,"batch":true,"gone":null,"ratio":0.5,"neg":-4,"topic":"T"}}"#;
+        let mut buf = frame_with_header(0, header);
+        let cmd = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cmd.language, LanguageCode::from_code(1));
+        assert_eq!(cmd.field("queueId"), Some("3"));
+        assert_eq!(cmd.field("batch"), Some("true"));
+        assert_eq!(cmd.field("ratio"), Some("0.5"));
+        assert_eq!(cmd.field("neg"), Some("-4"));
+        assert_eq!(cmd.field("topic"), Some("T"));
+        assert_eq!(cmd.field("gone"), None, "a null is no value");
+        assert_eq!(cmd.ext_fields.len(), 5);
+    }
+
+    #[test]
+    fn json_header_with_nested_ext_values_keeps_them_as_json_text() {
+        let header = br#"{"code":10,"extFields":{"a":{"b":"c"},"l":[1,"x"]}}"#;
+        let mut buf = frame_with_header(0, header);
+        let cmd = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cmd.field("a"), Some(r#"{"b":"c"}"#));
+        assert_eq!(cmd.field("l"), Some(r#"[1,"x"]"#));
+    }
+
+    #[test]
+    fn json_header_with_ill_typed_fields_is_an_error() {
+        for header in [
+            &br#"{"code":10,"extFields":"x"}"#[..],
+            br#"{"code":10,"extFields":[]}"#,
+            br#"{"code":10,"language":["JAVA"]}"#,
+            br#"{"code":10,"extFields":{"a":"b""#,
+        ] {
+            let mut buf = frame_with_header(0, header);
+            assert!(
+                matches!(
+                    RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES),
+                    Err(DecodeError::Json(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
     }
 
     #[test]

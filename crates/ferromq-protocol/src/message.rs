@@ -445,7 +445,13 @@ pub fn offset_msg_id(store_host: SocketAddr, commit_log_offset: i64) -> String {
     }
     raw.extend_from_slice(&(store_host.port() as i32).to_be_bytes());
     raw.extend_from_slice(&commit_log_offset.to_be_bytes());
-    raw.iter().map(|b| format!("{b:02X}")).collect()
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut id = String::with_capacity(raw.len() * 2);
+    for b in raw {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 0xF)] as char);
+    }
+    id
 }
 
 /// Parses an offset message id into its store host and commit-log offset.

@@ -1,17 +1,26 @@
 //! Consume queues: per (topic, queue) dense logical offsets pointing into the commit log,
 //! in files of a fixed number of fixed-size entries.
+//!
+//! Entries are written behind: an append only adds them to an in-memory tail, which is
+//! written out once it holds [`WRITE_BEHIND_ENTRIES`] or at the next flush (checkpoint).
+//! That takes a positioned write off every send; the files only need to be complete up to
+//! the checkpoint, since recovery rebuilds later entries from the commit log.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError};
 
 /// Bytes of one entry: | phys: i64 | size: i32 | tag: i64 | store_ms: i64 |.
 pub(crate) const ENTRY_BYTES: u64 = 28;
+
+/// Unwritten entries that make an append write the tail out itself (7 KiB): one write per
+/// this many sends under load, and a bound on the memory an idle checkpoint leaves.
+const WRITE_BEHIND_ENTRIES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CqEntry {
@@ -52,6 +61,16 @@ pub(crate) struct ConsumeQueue {
     min_offset: AtomicU64,
     max_offset: AtomicU64,
     flushed_offset: AtomicU64,
+    /// Entries appended but not yet in the files.
+    tail: Mutex<Tail>,
+    /// Held while the files change (tail write-out, truncation), so those never interleave.
+    file_writer: Mutex<()>,
+}
+
+/// The unwritten entries `[written, written + entries.len())`; the files hold those below.
+struct Tail {
+    written: u64,
+    entries: Vec<CqEntry>,
 }
 
 impl ConsumeQueue {
@@ -97,6 +116,11 @@ impl ConsumeQueue {
             min_offset: AtomicU64::new(min.unwrap_or(0)),
             max_offset: AtomicU64::new(max),
             flushed_offset: AtomicU64::new(max),
+            tail: Mutex::new(Tail {
+                written: max,
+                entries: Vec::new(),
+            }),
+            file_writer: Mutex::new(()),
         })
     }
 
@@ -114,38 +138,66 @@ impl ConsumeQueue {
     }
 
     /// Appends entries at the current max offset. Only the appender calls this.
+    ///
+    /// # Errors
+    /// The tail was due to be written out and that failed; the entries given stay in the
+    /// queue (the caller rolls them back with [`Self::truncate_from_phys`]).
     pub fn append(&self, entries: &[CqEntry]) -> Result<(), StoreError> {
-        let start = self.max_offset();
-        let written = self.write_entries(start, entries);
-        if written.is_err() {
-            // The file length is the queue length on restart: nothing half-written may stay.
-            if let Err(e) = self.cut_files_at(start) {
-                tracing::error!(error = %e, "removing half-written queue entries failed");
-            }
+        let due = {
+            let mut tail = self.tail.lock().expect("cq tail lock");
+            tail.entries.extend_from_slice(entries);
+            // Published under the tail lock: readers take it to find where entries are.
+            self.max_offset
+                .store(tail.written + tail.entries.len() as u64, Ordering::Release);
+            tail.entries.len() >= WRITE_BEHIND_ENTRIES
+        };
+        if due {
+            self.write_tail()?;
         }
-        written
+        Ok(())
     }
 
-    fn write_entries(&self, start: u64, entries: &[CqEntry]) -> Result<(), StoreError> {
-        let mut offset = start;
-        let mut rest = entries;
-        let mut buf = Vec::with_capacity(entries.len() * ENTRY_BYTES as usize);
-        while !rest.is_empty() {
-            let first = offset - offset % self.file_entries;
-            let room = (first + self.file_entries - offset) as usize;
-            let (now, later) = rest.split_at(room.min(rest.len()));
-            buf.clear();
-            for e in now {
-                e.encode(&mut buf);
+    /// Writes the unwritten entries to the files.
+    fn write_tail(&self) -> Result<(), StoreError> {
+        let _writer = self.file_writer.lock().expect("cq file writer lock");
+        let (start, count, bytes) = {
+            let tail = self.tail.lock().expect("cq tail lock");
+            let mut bytes = Vec::with_capacity(tail.entries.len() * ENTRY_BYTES as usize);
+            for e in &tail.entries {
+                e.encode(&mut bytes);
             }
-            let f = self.file_for_write(first)?;
-            file_io::write_at(&f.file, &f.path, &buf, (offset - first) * ENTRY_BYTES)
-                .map_err(io_err(&f.path))?;
-            offset += now.len() as u64;
-            rest = later;
+            (tail.written, tail.entries.len(), bytes)
+        };
+        if count == 0 {
+            return Ok(());
         }
-        // Publish only after the bytes are written: readers trust entries below max.
-        self.max_offset.store(offset, Ordering::Release);
+        if let Err(e) = self.write_entries(start, &bytes) {
+            // The file length is the queue length on restart: nothing half-written may stay.
+            if let Err(cut) = self.cut_files_at(start) {
+                tracing::error!(error = %cut, "removing half-written queue entries failed");
+            }
+            return Err(e);
+        }
+        let mut tail = self.tail.lock().expect("cq tail lock");
+        // Only appends ran meanwhile (truncation takes the writer lock), adding behind these.
+        tail.entries.drain(..count);
+        tail.written = start + count as u64;
+        Ok(())
+    }
+
+    /// Writes encoded entries at logical offset `start`, across file boundaries.
+    fn write_entries(&self, start: u64, mut bytes: &[u8]) -> Result<(), StoreError> {
+        let mut offset = start;
+        while !bytes.is_empty() {
+            let first = offset - offset % self.file_entries;
+            let room = ((first + self.file_entries - offset) * ENTRY_BYTES) as usize;
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            let f = self.file_for_write(first)?;
+            file_io::write_at(&f.file, &f.path, now, (offset - first) * ENTRY_BYTES)
+                .map_err(io_err(&f.path))?;
+            offset += now.len() as u64 / ENTRY_BYTES;
+            bytes = later;
+        }
         Ok(())
     }
 
@@ -176,8 +228,22 @@ impl ConsumeQueue {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity((end - from) as usize);
+        // The unwritten part first, under the tail lock; entries below `written` are in the
+        // files before `written` moves past them.
+        let (in_files_end, unwritten) = {
+            let tail = self.tail.lock().expect("cq tail lock");
+            let lo = from.max(tail.written);
+            let unwritten: Vec<CqEntry> = if lo < end {
+                let skip = (lo - tail.written) as usize;
+                let take = (end - lo) as usize;
+                tail.entries.iter().skip(skip).take(take).copied().collect()
+            } else {
+                Vec::new()
+            };
+            (end.min(tail.written), unwritten)
+        };
         let mut offset = from;
-        while offset < end {
+        while offset < in_files_end {
             let first = offset - offset % self.file_entries;
             let Some(f) = self
                 .files
@@ -188,13 +254,17 @@ impl ConsumeQueue {
             else {
                 break;
             };
-            let upto = end.min(first + self.file_entries);
+            let upto = in_files_end.min(first + self.file_entries);
             let mut buf = vec![0u8; ((upto - offset) * ENTRY_BYTES) as usize];
             f.file
                 .read_exact_at(&mut buf, (offset - first) * ENTRY_BYTES)
                 .map_err(io_err(&f.path))?;
             out.extend(buf.chunks_exact(ENTRY_BYTES as usize).map(CqEntry::decode));
             offset = upto;
+        }
+        // Unless a file was missing: entries must stay contiguous.
+        if offset >= in_files_end {
+            out.extend(unwritten);
         }
         Ok(out)
     }
@@ -239,13 +309,28 @@ impl ConsumeQueue {
 
     /// Drops entries pointing at or beyond commit-log offset `phys` (recovery re-adds them).
     pub fn truncate_from_phys(&self, phys: u64) -> Result<(), StoreError> {
+        let _writer = self.file_writer.lock().expect("cq file writer lock");
         let max = self.max_offset();
         let cut = self.partition_point(self.min_offset(), max, |e| e.phys >= phys)?;
         if cut == max {
             return Ok(());
         }
-        self.cut_files_at(cut)?;
-        self.max_offset.store(cut, Ordering::Release);
+        let cuts_files = {
+            let mut tail = self.tail.lock().expect("cq tail lock");
+            let cuts_files = cut < tail.written;
+            if cuts_files {
+                tail.entries.clear();
+                tail.written = cut;
+            } else {
+                let keep = (cut - tail.written) as usize;
+                tail.entries.truncate(keep);
+            }
+            self.max_offset.store(cut, Ordering::Release);
+            cuts_files
+        };
+        if cuts_files {
+            self.cut_files_at(cut)?;
+        }
         self.flushed_offset.fetch_min(cut, Ordering::AcqRel);
         if self.min_offset() > cut {
             self.set_min_offset(cut);
@@ -253,9 +338,11 @@ impl ConsumeQueue {
         Ok(())
     }
 
-    /// fsyncs the files holding entries written since the last flush.
+    /// Writes out the unwritten entries, then fsyncs the files holding entries written
+    /// since the last flush.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let max = self.max_offset();
+        self.write_tail()?;
+        let max = self.tail.lock().expect("cq tail lock").written;
         let from = self.flushed_offset.load(Ordering::Acquire);
         if from >= max {
             return Ok(());
@@ -297,8 +384,13 @@ impl ConsumeQueue {
 
     /// Removes every file of the queue.
     pub fn destroy(&self) -> Result<(), StoreError> {
+        let _writer = self.file_writer.lock().expect("cq file writer lock");
         let mut files = self.files.write().expect("cq files lock");
         files.clear();
+        *self.tail.lock().expect("cq tail lock") = Tail {
+            written: 0,
+            entries: Vec::new(),
+        };
         self.max_offset.store(0, Ordering::Release);
         self.min_offset.store(0, Ordering::Release);
         match std::fs::remove_dir_all(&self.dir) {
@@ -306,5 +398,73 @@ impl ConsumeQueue {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(&self.dir)(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u64) -> CqEntry {
+        CqEntry {
+            phys: i * 10,
+            size: 10,
+            tag: i as i64,
+            store_ms: 1,
+        }
+    }
+
+    fn phys_of(cq: &ConsumeQueue, from: u64, max: usize) -> Vec<u64> {
+        cq.read(from, max)
+            .unwrap()
+            .iter()
+            .map(|e| e.phys / 10)
+            .collect()
+    }
+
+    fn bytes_on_disk(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn written_behind_entries_read_as_one_queue_across_files_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::open(dir.path(), 100).unwrap();
+        for i in 0..300 {
+            cq.append(&[entry(i)]).unwrap();
+        }
+        assert_eq!(cq.max_offset(), 300);
+        assert_eq!(
+            bytes_on_disk(dir.path()),
+            WRITE_BEHIND_ENTRIES as u64 * ENTRY_BYTES,
+            "the tail is written out once it is due, not before"
+        );
+        assert_eq!(phys_of(&cq, 0, 1000), (0..300).collect::<Vec<_>>());
+        assert_eq!(phys_of(&cq, 250, 10), (250..260).collect::<Vec<_>>());
+        assert_eq!(phys_of(&cq, 270, 5), (270..275).collect::<Vec<_>>());
+        assert_eq!(phys_of(&cq, 300, 5), Vec::<u64>::new());
+
+        // A cut inside the unwritten tail leaves the files alone.
+        cq.truncate_from_phys(280 * 10).unwrap();
+        assert_eq!(cq.max_offset(), 280);
+        assert_eq!(phys_of(&cq, 0, 1000), (0..280).collect::<Vec<_>>());
+        // A cut below what is written shortens the files too.
+        cq.truncate_from_phys(200 * 10).unwrap();
+        assert_eq!(cq.max_offset(), 200);
+        assert_eq!(bytes_on_disk(dir.path()), 200 * ENTRY_BYTES);
+        for i in 200..210 {
+            cq.append(&[entry(i)]).unwrap();
+        }
+        assert_eq!(phys_of(&cq, 190, 100), (190..210).collect::<Vec<_>>());
+
+        cq.flush().unwrap();
+        assert_eq!(bytes_on_disk(dir.path()), 210 * ENTRY_BYTES);
+        drop(cq);
+        let reopened = ConsumeQueue::open(dir.path(), 100).unwrap();
+        assert_eq!(reopened.max_offset(), 210);
+        assert_eq!(phys_of(&reopened, 0, 1000), (0..210).collect::<Vec<_>>());
     }
 }
