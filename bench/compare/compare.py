@@ -72,19 +72,26 @@ def status_kb(pid, key):
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory of one process while a load runs (100 ms samples)."""
+    """Peak resident memory of one process while a load runs, and its CPU time as it goes
+    (100 ms samples)."""
 
     def __init__(self, pid):
         super().__init__(daemon=True)
         self.pid, self.peak_kb, self.stop = pid, 0, threading.Event()
+        self.cpu = []  # (time.monotonic(), CPU seconds)
 
     def run(self):
         while not self.stop.is_set():
             try:
                 self.peak_kb = max(self.peak_kb, status_kb(self.pid, "VmRSS"))
+                self.cpu.append((time.monotonic(), cpu_seconds(self.pid)))
             except OSError:
                 return
             self.stop.wait(0.1)
+
+    def cpu_at(self, when):
+        """CPU seconds at monotonic time `when`, from the nearest sample."""
+        return min(self.cpu, key=lambda s: abs(s[0] - when))[1]
 
 
 class Server:
@@ -268,17 +275,52 @@ def rust_client(mode, producers=1, size=1024, seconds=10, **extra):
     return "ferromq bench (Rust client)", args, parse_result_line, size
 
 
+APACHE_TOOL_ROW = re.compile(r"Send TPS: *(\d+) \| Max RT\(ms\): *(\d+) \| Average RT\(ms\): *([\d.]+)"
+                             r" \| Send Failed: *(\d+)")
+# Apache's benchmark Producer snapshots its counters every second from t = 1 s and, once it
+# holds ten, prints the rate over them each report interval: row k (from 0, printed at
+# t = 10 + k s) covers t = 1 + k … 10 + k s. Its first rows therefore include JVM start and
+# JIT warm-up. The row taken is the first whose window starts after this much warm-up.
+APACHE_TOOL_WARMUP_S = 4
+APACHE_TOOL_WINDOW_S = 9
+
+
 def parse_apache_tool(out):
-    """Apache's benchmark Producer prints a line per report interval; the first is warm-up."""
-    rows = re.findall(r"Send TPS: *(\d+) \| Max RT\(ms\): *(\d+) \| Average RT\(ms\): *([\d.]+)"
-                      r" \| Send Failed: *(\d+)", out)
-    if len(rows) < 2:
+    """The row whose 9-second window begins after the warm-up."""
+    rows = APACHE_TOOL_ROW.findall(out)
+    k = APACHE_TOOL_WARMUP_S - 1
+    if len(rows) <= k:
         raise RuntimeError("Apache's benchmark Producer reported too little:\n" + out[-2000:])
-    steady = rows[1:]
-    tps = sum(int(r[0]) for r in steady) / len(steady)
-    return {"msgs_per_sec": tps, "avg_us": 1000 * sum(float(r[2]) for r in steady) / len(steady),
-            "max_us": 1000 * max(int(r[1]) for r in steady), "failed": int(rows[-1][3]),
-            "seconds": len(steady)}
+    tps, max_ms, avg_ms, failed = rows[k]
+    return {"msgs_per_sec": float(tps), "avg_us": 1000 * float(avg_ms), "max_us": 1000 * int(max_ms),
+            "failed": int(failed), "seconds": APACHE_TOOL_WINDOW_S}
+
+
+def run_apache_tool(args, env, cwd, sampler):
+    """Runs the tool until it prints the row `parse_apache_tool` takes, then stops it.
+    Returns its output and the broker CPU seconds spent during that row's window."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env, cwd=cwd, start_new_session=True)
+    lines, rows, printed_at = [], 0, None
+    deadline = time.monotonic() + APACHE_TOOL_WINDOW_S + APACHE_TOOL_WARMUP_S + 60
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            if APACHE_TOOL_ROW.search(line):
+                rows += 1
+                if rows == APACHE_TOOL_WARMUP_S:
+                    printed_at = time.monotonic()
+                    break
+            if time.monotonic() > deadline:
+                break
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    if printed_at is None:
+        return "".join(lines), 0.0
+    # The window closes at the last snapshot, up to a second before the row is printed.
+    end = printed_at - 0.5
+    return "".join(lines), sampler.cpu_at(end) - sampler.cpu_at(end - APACHE_TOOL_WINDOW_S)
 
 
 def apache_tool(threads, size=1024, seconds=10, asynchronous=False):
@@ -301,21 +343,15 @@ def run_load(system, client, seconds):
     env = dict(os.environ, ROCKETMQ_HOME=str(system.work))
     try:
         if timed_by_us:
-            # Apache's tool runs until stopped: give it the run time plus one warm-up report.
-            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env=env, cwd=system.work, start_new_session=True)
-            try:
-                out, _ = p.communicate(timeout=seconds + 3)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                out, _ = p.communicate()
+            # Apache's tool runs until stopped and times itself.
+            out, window_cpu = run_apache_tool(args, env, system.work, sampler)
         else:
             out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 180,
                                  env=env, cwd=system.work).stdout
     finally:
         sampler.stop.set()
         sampler.join()
-    cpu = cpu_seconds(system.broker_pid) - cpu0
+    cpu = window_cpu if timed_by_us else cpu_seconds(system.broker_pid) - cpu0
     r = parse(out)
     if timed_by_us:
         r["messages"] = r["msgs_per_sec"] * r["seconds"]
@@ -525,7 +561,9 @@ def write_report(results, path, systems):
         "- null broker: `ferromq bench null-broker`, which decodes every request and answers success without"
         " storing: the ceiling of this machine for the protocol with these clients.",
         "- Load: the official Go client (`interop/go/bench`), Apache's own benchmark Producer"
-        " (`org.apache.rocketmq.example.benchmark.Producer`, average latency only) and `ferromq bench` (Rust client).",
+        " (`org.apache.rocketmq.example.benchmark.Producer`, average latency only; its rate and the broker's CPU are"
+        " taken over the 9 s window of its fourth report, t = 4–13 s, after JVM start and JIT warm-up) and"
+        " `ferromq bench` (Rust client).",
         "- CPU is the broker process's user+system seconds per million messages; RSS the broker"
         " process's peak resident memory during the load (FerroMQ's includes its name server).",
         "",

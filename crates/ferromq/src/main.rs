@@ -106,10 +106,6 @@ struct BrokerArgs {
     listen: Option<SocketAddr>,
 }
 
-/// mimalloc's per-thread heaps: glibc malloc cost a tenth of the broker's CPU per send.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
