@@ -302,7 +302,9 @@ def run_apache_tool(args, env, cwd, sampler):
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env=env, cwd=cwd, start_new_session=True)
     lines, rows, printed_at = [], 0, None
-    deadline = time.monotonic() + APACHE_TOOL_WINDOW_S + APACHE_TOOL_WARMUP_S + 60
+    # A tool that stops printing is killed, which ends the read loop below.
+    give_up = threading.Timer(APACHE_TOOL_WINDOW_S + APACHE_TOOL_WARMUP_S + 60, p.kill)
+    give_up.start()
     try:
         for line in p.stdout:
             lines.append(line)
@@ -311,10 +313,12 @@ def run_apache_tool(args, env, cwd, sampler):
                 if rows == APACHE_TOOL_WARMUP_S:
                     printed_at = time.monotonic()
                     break
-            if time.monotonic() > deadline:
-                break
     finally:
-        os.killpg(p.pid, signal.SIGKILL)
+        give_up.cancel()
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # the whole group, as before the row was read
+        except ProcessLookupError:
+            pass
         p.wait()
     if printed_at is None:
         return "".join(lines), 0.0

@@ -265,7 +265,7 @@ impl RemotingCommand {
 struct JsonHeaderIn {
     code: i32,
     #[serde(default)]
-    language: Option<WireLanguage>,
+    language: Option<serde_json::Value>,
     #[serde(default)]
     version: Option<i32>,
     #[serde(default)]
@@ -276,37 +276,6 @@ struct JsonHeaderIn {
     remark: Option<String>,
     #[serde(default, rename = "extFields")]
     ext_fields: Option<LenientExtFields>,
-}
-
-/// `language` as a name (Java and Go) or a number (some other peers).
-struct WireLanguage(LanguageCode);
-
-impl<'de> Deserialize<'de> for WireLanguage {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = WireLanguage;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a language name or code")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireLanguage, E> {
-                Ok(WireLanguage(LanguageCode::from_name(v)))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WireLanguage, E> {
-                Ok(WireLanguage(LanguageCode::from_code(v.min(255) as u8)))
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<WireLanguage, E> {
-                Ok(WireLanguage(LanguageCode::Other))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<WireLanguage, E> {
-                Ok(WireLanguage(LanguageCode::Other))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<WireLanguage, E> {
-                Ok(WireLanguage(LanguageCode::Other))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// `extFields` decoded straight into strings, in one pass: values are strings on the wire,
@@ -410,7 +379,13 @@ struct JsonHeaderOut<'a> {
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     let h: JsonHeaderIn =
         serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
-    let language = h.language.map_or(LanguageCode::Other, |l| l.0);
+    let language = match h.language {
+        Some(serde_json::Value::String(name)) => LanguageCode::from_name(&name),
+        Some(serde_json::Value::Number(n)) => {
+            LanguageCode::from_code(n.as_u64().unwrap_or(7).min(255) as u8)
+        }
+        _ => LanguageCode::Other,
+    };
     let ext_fields = h.ext_fields.map(|f| f.0).unwrap_or_default();
     Ok(RemotingCommand {
         code: h.code,
@@ -758,11 +733,19 @@ mod tests {
     }
 
     #[test]
+    fn json_header_with_an_unreadable_language_decodes_as_other() {
+        let mut buf = frame_with_header(0, br#"{"code":10,"language":["JAVA"]}"#);
+        let cmd = RemotingCommand::decode_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cmd.language, LanguageCode::Other);
+    }
+
+    #[test]
     fn json_header_with_ill_typed_fields_is_an_error() {
         for header in [
             &br#"{"code":10,"extFields":"x"}"#[..],
             br#"{"code":10,"extFields":[]}"#,
-            br#"{"code":10,"language":["JAVA"]}"#,
             br#"{"code":10,"extFields":{"a":"b""#,
         ] {
             let mut buf = frame_with_header(0, header);

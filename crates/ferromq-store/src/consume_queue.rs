@@ -233,10 +233,8 @@ impl ConsumeQueue {
         let (in_files_end, unwritten) = {
             let tail = self.tail.lock().expect("cq tail lock");
             let lo = from.max(tail.written);
-            let unwritten: Vec<CqEntry> = if lo < end {
-                let skip = (lo - tail.written) as usize;
-                let take = (end - lo) as usize;
-                tail.entries.iter().skip(skip).take(take).copied().collect()
+            let unwritten = if lo < end {
+                tail.entries[(lo - tail.written) as usize..(end - tail.written) as usize].to_vec()
             } else {
                 Vec::new()
             };

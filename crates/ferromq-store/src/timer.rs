@@ -28,51 +28,39 @@ struct Slot {
     count: u32,
 }
 
-/// The slots in memory, 24 bytes each, in an anonymous map: a new table is the kernel's
-/// zero pages, touched only where timers land, whatever the allocator does (one that
-/// hands out huge pages from its own arenas, as mimalloc does, had start-up clearing 6 MB).
-struct SlotTable(memmap2::MmapMut);
-
-const SLOT_WORDS: usize = 3;
+/// The slots in memory, stored as plain words so that a new table is one zeroed
+/// allocation (the kernel's zero pages, touched only where timers land) rather than
+/// 6 MB written at start-up.
+struct SlotTable(Vec<[u64; 3]>);
 
 impl SlotTable {
     fn zeroed(len: usize) -> Self {
-        let map = memmap2::MmapMut::map_anon((len * SLOT_WORDS * 8).max(1))
-            .expect("mapping the timer slot table (anonymous memory)");
-        SlotTable(map)
+        SlotTable(vec![[0u64; 3]; len])
     }
 
-    fn from_slots(slots: impl ExactSizeIterator<Item = Slot>) -> Self {
-        let mut table = Self::zeroed(slots.len());
-        for (idx, s) in slots.enumerate() {
-            table.set(idx, s);
-        }
-        table
+    fn from_slots(slots: impl Iterator<Item = Slot>) -> Self {
+        SlotTable(
+            slots
+                .map(|s| [s.bucket_start as u64, s.last, u64::from(s.count)])
+                .collect(),
+        )
     }
 
     fn len(&self) -> usize {
-        self.0.len() / (SLOT_WORDS * 8)
-    }
-
-    fn word(&self, idx: usize, w: usize) -> u64 {
-        let at = (idx * SLOT_WORDS + w) * 8;
-        u64::from_ne_bytes(self.0[at..at + 8].try_into().expect("8 bytes"))
+        self.0.len()
     }
 
     fn get(&self, idx: usize) -> Slot {
+        let [bucket_start, last, count] = self.0[idx];
         Slot {
-            bucket_start: self.word(idx, 0) as i64,
-            last: self.word(idx, 1),
-            count: self.word(idx, 2) as u32,
+            bucket_start: bucket_start as i64,
+            last,
+            count: count as u32,
         }
     }
 
     fn set(&mut self, idx: usize, s: Slot) {
-        let at = idx * SLOT_WORDS * 8;
-        let words = [s.bucket_start as u64, s.last, u64::from(s.count)];
-        for (w, v) in words.iter().enumerate() {
-            self.0[at + w * 8..at + w * 8 + 8].copy_from_slice(&v.to_ne_bytes());
-        }
+        self.0[idx] = [s.bucket_start as u64, s.last, u64::from(s.count)];
     }
 }
 
