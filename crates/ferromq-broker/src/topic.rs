@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ferromq_protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{now_ms, persist};
 
@@ -48,6 +48,32 @@ struct Table {
 pub struct TopicConfigManager {
     path: PathBuf,
     table: Mutex<Table>,
+    /// The table version last written to `topics.json`; held while writing, so that writes
+    /// made off the caller's thread never replace a newer table with an older one.
+    written: Arc<Mutex<i64>>,
+}
+
+/// A change to the topic table not yet written to disk: the table as it was right after
+/// the change. Callers that may overlap the write with other work run it themselves.
+#[must_use = "the change is not durable until the write has run"]
+pub struct PendingWrite {
+    path: PathBuf,
+    topics: BTreeMap<String, TopicConfig>,
+    version: i64,
+    written: Arc<Mutex<i64>>,
+}
+
+impl PendingWrite {
+    /// Writes the table unless a newer one is already on disk.
+    pub fn run(self) -> std::io::Result<()> {
+        let mut written = self.written.lock().expect("topic file lock");
+        if *written >= self.version {
+            return Ok(());
+        }
+        persist::store(&self.path, &self.topics)?;
+        *written = self.version;
+        Ok(())
+    }
 }
 
 impl TopicConfigManager {
@@ -61,6 +87,7 @@ impl TopicConfigManager {
         let topics: BTreeMap<String, TopicConfig> = persist::load(&path)?.unwrap_or_default();
         let mgr = TopicConfigManager {
             path,
+            written: Arc::new(Mutex::new(0)),
             table: Mutex::new(Table {
                 topics,
                 version: DataVersion {
@@ -89,8 +116,9 @@ impl TopicConfigManager {
                 perm::READ | perm::WRITE,
             ));
         }
-        // One write (and fsync) for both at a first start.
-        mgr.upsert_all(system)?;
+        // Not written to disk: they are put back like this at every start, and a first
+        // start need not wait for an fsync. The next change to the table writes them along.
+        let _unwritten = mgr.insert_all(system);
         Ok(mgr)
     }
 
@@ -132,6 +160,15 @@ impl TopicConfigManager {
         &self,
         configs: impl IntoIterator<Item = TopicConfig>,
     ) -> std::io::Result<bool> {
+        match self.insert_all(configs) {
+            Some(write) => write.run().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Creates or replaces topics in memory; returns the write that makes the change
+    /// durable, if anything changed.
+    fn insert_all(&self, configs: impl IntoIterator<Item = TopicConfig>) -> Option<PendingWrite> {
         let mut t = self.table.lock().expect("topic table lock");
         let mut changed = false;
         for config in configs {
@@ -142,12 +179,18 @@ impl TopicConfigManager {
             t.topics.insert(config.topic_name.clone(), config);
             changed = true;
         }
-        if changed {
-            t.version.counter += 1;
-            t.version.timestamp = now_ms();
-            persist::store(&self.path, &t.topics)?;
+        changed.then(|| self.bump_version(&mut t))
+    }
+
+    fn bump_version(&self, t: &mut Table) -> PendingWrite {
+        t.version.counter += 1;
+        t.version.timestamp = now_ms();
+        PendingWrite {
+            path: self.path.clone(),
+            topics: t.topics.clone(),
+            version: t.version.counter,
+            written: self.written.clone(),
         }
-        Ok(changed)
     }
 
     pub fn delete(&self, topic: &str) -> std::io::Result<bool> {
@@ -155,37 +198,41 @@ impl TopicConfigManager {
         if t.topics.remove(topic).is_none() {
             return Ok(false);
         }
-        t.version.counter += 1;
-        t.version.timestamp = now_ms();
-        persist::store(&self.path, &t.topics)?;
-        Ok(true)
+        let write = self.bump_version(&mut t);
+        drop(t);
+        write.run().map(|()| true)
     }
 
     /// Creates `topic` from a template named by a send request, as Apache's
     /// `createTopicInSendMessageMethod`: only if the template exists and has INHERIT.
+    /// The new topic is in the table at once; the returned write makes it durable (none
+    /// when another request created it first).
     pub fn create_from_template(
         &self,
         topic: &str,
         template: &str,
         requested_queues: i32,
-    ) -> std::io::Result<Option<TopicConfig>> {
-        let Some(tpl) = self.get(template) else {
-            return Ok(None);
-        };
+    ) -> Option<(TopicConfig, Option<PendingWrite>)> {
+        let tpl = self.get(template)?;
         if tpl.perm & perm::INHERIT == 0 {
-            return Ok(None);
+            return None;
         }
         let queues = requested_queues.clamp(1, tpl.write_queue_nums.max(1));
         let mut config = TopicConfig::new(topic, queues, tpl.perm & !perm::INHERIT);
         config.topic_filter_type = tpl.topic_filter_type.clone();
-        if let Some(existing) = self.get(topic) {
-            return Ok(Some(existing));
+        let mut t = self.table.lock().expect("topic table lock");
+        if let Some(existing) = t.topics.get(topic) {
+            return Some((existing.clone(), None));
         }
-        self.upsert(config.clone()).map_err(|e| {
-            warn!(topic, error = %e, "persisting an auto-created topic failed");
-            e
-        })?;
-        Ok(Some(config))
+        info!(
+            topic,
+            queues,
+            perm = config.perm,
+            "topic created from {template}"
+        );
+        t.topics.insert(topic.to_string(), config.clone());
+        let write = self.bump_version(&mut t);
+        Some((config, Some(write)))
     }
 
     /// Creates a group's retry or dead-letter topic if missing.
@@ -221,24 +268,61 @@ mod tests {
     fn auto_create_inherits_from_template_and_persists() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = TopicConfigManager::open(dir.path(), true, 4).unwrap();
-        let created = mgr
+        let (created, write) = mgr
             .create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 16)
-            .unwrap()
             .unwrap();
         assert_eq!(created.write_queue_nums, 4);
         assert_eq!(created.perm, perm::READ | perm::WRITE);
+        assert_eq!(mgr.get("orders"), Some(created.clone()));
+        write.expect("a new topic is written").run().unwrap();
+        // A second creation finds the first and has nothing to write.
+        let (again, write) = mgr
+            .create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 8)
+            .unwrap();
+        assert_eq!(again, created);
+        assert!(write.is_none());
         let reopened = TopicConfigManager::open(dir.path(), true, 4).unwrap();
         assert_eq!(reopened.get("orders"), Some(created));
+    }
+
+    #[test]
+    fn system_topics_are_not_written_at_start_but_always_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        assert!(mgr.get(AUTO_CREATE_TOPIC_TEMPLATE).is_some());
+        assert!(!dir.path().join("config").join("topics.json").exists());
+        drop(mgr);
+        // Auto-creation turned off: the template comes back without INHERIT.
+        let mgr = TopicConfigManager::open(dir.path(), false, 4).unwrap();
+        let template = mgr.get(AUTO_CREATE_TOPIC_TEMPLATE).unwrap();
+        assert_eq!(template.perm & perm::INHERIT, 0);
+        assert!(mgr.get(SELF_TEST_TOPIC).is_some());
+    }
+
+    #[test]
+    fn an_older_pending_write_never_replaces_a_newer_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        let (_, first) = mgr
+            .create_from_template("first", AUTO_CREATE_TOPIC_TEMPLATE, 4)
+            .unwrap();
+        let (_, second) = mgr
+            .create_from_template("second", AUTO_CREATE_TOPIC_TEMPLATE, 4)
+            .unwrap();
+        // Written out of order, as overlapping requests may.
+        second.unwrap().run().unwrap();
+        first.unwrap().run().unwrap();
+        let reopened = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        assert!(reopened.get("first").is_some());
+        assert!(reopened.get("second").is_some());
     }
 
     #[test]
     fn auto_create_disabled_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = TopicConfigManager::open(dir.path(), false, 4).unwrap();
-        assert_eq!(
-            mgr.create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 4)
-                .unwrap(),
-            None
-        );
+        assert!(mgr
+            .create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 4)
+            .is_none());
     }
 }

@@ -400,6 +400,7 @@ pub async fn connect<H: InboundHandler>(
             })
         }
     };
+    let stream = refuse_self_connection(stream, addr)?;
     // Clients keep their connections as long as they like.
     Ok(Connection::spawn(
         stream,
@@ -407,6 +408,28 @@ pub async fn connect<H: InboundHandler>(
         ferromq_protocol::command::DEFAULT_MAX_FRAME_BYTES,
         None,
     ))
+}
+
+/// Fails a connection that the kernel made to itself. When nothing listens on a port in
+/// the ephemeral range, a connect can be given that very port as its own and then "succeed"
+/// (TCP simultaneous open); the socket would then hold the port and keep the server from
+/// binding it. Go's dialer makes the same check.
+fn refuse_self_connection(stream: TcpStream, addr: &str) -> Result<TcpStream, RemotingError> {
+    match (stream.local_addr(), stream.peer_addr()) {
+        (Ok(local), Ok(peer)) if local == peer => {
+            // Reset rather than close, so the port is not held in TIME_WAIT either.
+            // A zero linger never blocks: the close sends a reset at once.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            Err(RemotingError::Connect {
+                addr: addr.to_string(),
+                source: std::io::Error::new(
+                    ErrorKind::ConnectionRefused,
+                    "connected to itself: nothing is listening there",
+                ),
+            })
+        }
+        _ => Ok(stream),
+    }
 }
 
 /// Writes what `write_or_queue` could not, as the socket takes it.
@@ -647,5 +670,37 @@ impl Stream {
             Stream::Tcp(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Both),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_connected_to_itself_is_refused_and_its_port_freed() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let own = socket.local_addr().unwrap();
+        // Simultaneous open with itself: what a client's connect can end in by chance.
+        let stream = socket.connect(own).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), own);
+        match refuse_self_connection(stream, &own.to_string()) {
+            Err(RemotingError::Connect { source, .. }) => {
+                assert_eq!(source.kind(), ErrorKind::ConnectionRefused)
+            }
+            other => panic!("expected a refused connection, got {:?}", other.map(|_| ())),
+        }
+        // The port is free again for the server that should have had it.
+        tokio::net::TcpListener::bind(own).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ordinary_connection_is_kept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let kept = refuse_self_connection(stream, &addr.to_string()).unwrap();
+        assert_eq!(kept.peer_addr().unwrap(), addr);
     }
 }

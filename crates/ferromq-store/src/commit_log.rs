@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -71,6 +71,10 @@ pub(crate) struct CommitLog {
     /// Serializes publishing a flush with rolling the tail back, so a flush that began
     /// before a roll-back never marks the rolled-back range as flushed.
     publish: Mutex<u64>,
+    /// A segment was created since the directory was last fsynced. The next flush syncs it
+    /// before any data in that segment counts as flushed; the append that created it does
+    /// not wait for it (an unflushed entry is not promised to anyone yet).
+    dir_unsynced: AtomicBool,
 }
 
 /// Calls `f(entry_offset, record)` for each valid entry found by a scan.
@@ -95,6 +99,7 @@ impl CommitLog {
             write_offset: AtomicU64::new(0),
             flushed_offset: AtomicU64::new(0),
             publish: Mutex::new(0),
+            dir_unsynced: AtomicBool::new(false),
         })
     }
 
@@ -248,10 +253,9 @@ impl CommitLog {
             .truncate(false)
             .open(&path)
             .map_err(io_err(&path))?;
-        // Make the new file's directory entry durable before anything in it is acknowledged.
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
+        // Set before the segment can take data, so that a flush which sees that data also
+        // sees this (see `flush`).
+        self.dir_unsynced.store(true, Ordering::Release);
         let seg = Arc::new(Segment::new(base, file, path));
         self.segments
             .write()
@@ -309,6 +313,16 @@ impl CommitLog {
         let from = self.flushed_offset();
         if target <= from {
             return Ok(from);
+        }
+        // After `target` was read: a segment holding data below it has raised the flag.
+        if self.dir_unsynced.swap(false, Ordering::AcqRel) {
+            // A new file's directory entry must be durable before anything in it counts
+            // as flushed.
+            let synced = File::open(&self.dir).and_then(|dir| dir.sync_all());
+            if let Err(e) = synced {
+                self.dir_unsynced.store(true, Ordering::Release);
+                return Err(io_err(&self.dir)(e));
+            }
         }
         let first_base = from - from % self.segment_bytes;
         let segs: Vec<Arc<Segment>> = self

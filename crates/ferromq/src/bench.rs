@@ -329,7 +329,8 @@ async fn abuse(args: AbuseArgs) -> Result<()> {
 async fn first_send(args: FirstSendArgs) -> Result<()> {
     use ferromq_client::{Message, Producer};
     let since = args.since_ms.unwrap_or_else(now_ms);
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let first_attempt = Instant::now();
+    let deadline = first_attempt + Duration::from_secs(args.seconds);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -341,9 +342,10 @@ async fn first_send(args: FirstSendArgs) -> Result<()> {
             .send_timeout(Duration::from_secs(1))
             .build()?;
         let sent = p.send(Message::new(&args.topic, &b"first"[..])).await;
+        // Timed at the answer, before the producer's shutdown.
+        let ms = now_ms() - since;
         p.shutdown();
         if sent.is_ok() {
-            let ms = now_ms() - since;
             println!("first successful send {ms} ms after start ({attempts} attempts)");
             println!(
                 "RESULT {}",
@@ -358,9 +360,43 @@ async fn first_send(args: FirstSendArgs) -> Result<()> {
                 sent.unwrap_err()
             );
         }
-        // Short: the retry interval bounds how precisely a fast start is measured.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // The retry interval bounds how precisely a fast start is measured: a quarter of a
+        // millisecond (an OS sleep; tokio's timers tick in whole milliseconds) over the first
+        // 100 ms, then a millisecond, so slow starts are not crowded with attempts.
+        let pause = if Instant::now() < first_attempt + Duration::from_millis(100) {
+            Duration::from_micros(250)
+        } else {
+            Duration::from_millis(1)
+        };
+        tokio::task::spawn_blocking(move || std::thread::sleep(pause)).await?;
     }
+}
+
+/// Hands out send turns at `rate` per second in total, to the producers in rotation, until
+/// `deadline`; then closes the turn semaphores. Arrivals are spread evenly, one every
+/// 1/`rate` s, instead of all producers waking together each period: tokio's timers tick
+/// in whole milliseconds, so the pacing runs on its own thread with the OS sleep.
+fn pace_evenly(rate: u64, producers: usize, deadline: Instant) -> Vec<Arc<tokio::sync::Semaphore>> {
+    let turns: Vec<_> = (0..producers)
+        .map(|_| Arc::new(tokio::sync::Semaphore::new(0)))
+        .collect();
+    let handed = turns.clone();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        for n in 0u32.. {
+            let due = start + interval * n;
+            if due >= deadline {
+                break;
+            }
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            handed[n as usize % handed.len()].add_permits(1);
+        }
+        for t in &handed {
+            t.close();
+        }
+    });
+    turns
 }
 
 fn print_latency(what: &str, h: &Histogram<u64>) {
@@ -399,11 +435,7 @@ async fn produce(args: ProduceArgs) -> Result<()> {
         args.messages
     };
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let per_producer_rate = if args.rate == 0 {
-        0.0
-    } else {
-        args.rate as f64 / producers.len() as f64
-    };
+    let pace = (args.rate > 0).then(|| pace_evenly(args.rate, producers.len(), deadline));
     let bar = progress_bar((args.messages > 0).then_some(args.messages));
     // Async sends in flight at most; finishing waits for all of them.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(ASYNC_IN_FLIGHT));
@@ -413,7 +445,8 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     ));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for p in producers.clone() {
+    for (i, p) in producers.clone().into_iter().enumerate() {
+        let turns = pace.as_ref().map(|turns| turns[i].clone());
         let (sent, failed, body, topic, bar) = (
             sent.clone(),
             failed.clone(),
@@ -426,13 +459,13 @@ async fn produce(args: ProduceArgs) -> Result<()> {
         let mode = args.mode;
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).expect("histogram bounds");
-            let mut n = 0u64;
             while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < limit {
-                if per_producer_rate > 0.0 {
-                    let due = started + Duration::from_secs_f64(n as f64 / per_producer_rate);
-                    tokio::time::sleep_until(due.into()).await;
+                if let Some(turns) = &turns {
+                    match turns.acquire().await {
+                        Ok(turn) => turn.forget(),
+                        Err(_) => break,
+                    }
                 }
-                n += 1;
                 let msg = Message::new(&topic, body.clone());
                 let t0 = Instant::now();
                 let ok = match mode {

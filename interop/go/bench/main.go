@@ -163,7 +163,10 @@ func produce(o options, mode string) {
 			var sentHere int64
 			for time.Now().Before(deadline) && atomic.AddInt64(&next, perMessage) <= limit {
 				if o.rate > 0 {
-					due := start.Add(time.Duration(float64(sentHere) * float64(time.Second) * float64(o.producers) / float64(o.rate)))
+					// Producer i takes every producers-th slot from slot i, so arrivals are
+					// spread evenly instead of all producers sending at once each period.
+					slot := sentHere*int64(o.producers) + int64(i)
+					due := start.Add(time.Duration(float64(slot) * float64(time.Second) / float64(o.rate)))
 					if d := time.Until(due); d > 0 {
 						time.Sleep(d)
 					}

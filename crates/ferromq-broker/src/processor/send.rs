@@ -11,8 +11,45 @@ use ferromq_remoting::Connection;
 use rand::Rng;
 
 use crate::store_service::PutError;
-use crate::topic::{validate_topic_name, RETRY_GROUP_TOPIC_PREFIX};
+use crate::topic::{validate_topic_name, PendingWrite, RETRY_GROUP_TOPIC_PREFIX};
 use crate::Broker;
+
+/// A topic this send auto-created: in the table already, not yet on disk nor known to the
+/// name servers. Announcing it overlaps the file write and the registration with the
+/// message's append; a send refused before that still gets it written (on drop).
+struct NewTopic<'a> {
+    broker: &'a Broker,
+    write: Option<PendingWrite>,
+}
+
+impl NewTopic<'_> {
+    async fn announce(mut self) {
+        let Some(write) = self.write.take() else {
+            return;
+        };
+        let persist = async {
+            match tokio::task::spawn_blocking(move || write.run()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "writing an auto-created topic failed; the next topic change writes it again")
+                }
+                Err(e) => tracing::error!(error = %e, "writing an auto-created topic panicked"),
+            }
+        };
+        tokio::join!(persist, crate::register::register_all(self.broker));
+    }
+}
+
+impl Drop for NewTopic<'_> {
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            if let Err(e) = write.run() {
+                tracing::error!(error = %e, "writing an auto-created topic failed; the next topic change writes it again");
+            }
+            self.broker.register_now.notify_one();
+        }
+    }
+}
 
 /// One message to store, before encoding.
 struct Outgoing {
@@ -39,7 +76,7 @@ impl Broker {
         if let Err(why) = validate_topic_name(&h.topic) {
             return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
         }
-        let topic = match self.topic_for_send(req, &h).await {
+        let (topic, new_topic) = match self.topic_for_send(req, &h).await {
             Ok(t) => t,
             Err(resp) => return resp,
         };
@@ -141,7 +178,15 @@ impl Broker {
                 }
             }
         }
-        let (code, results) = match self.put_messages(msgs, wait_flush).await {
+        // A consumer started right after the first send must find the new topic's route,
+        // so the answer waits for the announcement too.
+        let announce = async {
+            if let Some(new_topic) = new_topic {
+                new_topic.announce().await
+            }
+        };
+        let (put, ()) = tokio::join!(self.put_messages(msgs, wait_flush), announce);
+        let (code, results) = match put {
             Ok(r) => (response::SUCCESS, r),
             Err(PutError::FlushTimeout(r)) => (response::FLUSH_DISK_TIMEOUT, r),
             Err(PutError::ShuttingDown) => {
@@ -177,43 +222,48 @@ impl Broker {
             .with_field("TRACE_ON", "true")
     }
 
-    /// The topic's config, auto-creating it when allowed; otherwise the error reply.
-    /// A created topic is registered with the name servers before the send is answered,
-    /// so a consumer started right after the first send finds its route.
+    /// The topic's config, auto-creating it when allowed; otherwise the error reply. A
+    /// topic created from a template comes with its announcement, which the send awaits.
     async fn topic_for_send(
         &self,
         req: &RemotingCommand,
         h: &SendMessageRequestHeader,
-    ) -> Result<TopicConfig, RemotingCommand> {
+    ) -> Result<(TopicConfig, Option<NewTopic<'_>>), RemotingCommand> {
         if let Some(t) = self.topics.get(&h.topic) {
-            return Ok(t);
+            return Ok((t, None));
         }
-        let created = if h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
-            self.topics
+        if h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+            return match self
+                .topics
                 .ensure_system_topic(&h.topic, 1, perm::READ | perm::WRITE)
-                .map(|(t, _)| Some(t))
-        } else if let Some(template) = h.default_topic.as_deref().filter(|t| !t.is_empty()) {
-            let queues = h
-                .default_topic_queue_nums
-                .unwrap_or(self.config.default_topic_queue_nums);
-            self.topics.create_from_template(&h.topic, template, queues)
-        } else {
-            Ok(None)
-        };
-        match created {
-            Ok(Some(t)) => {
-                crate::register::register_all(self).await;
-                Ok(t)
-            }
-            Ok(None) => Err(RemotingCommand::error_response(
+            {
+                Ok((t, _)) => {
+                    crate::register::register_all(self).await;
+                    Ok((t, None))
+                }
+                Err(e) => Err(RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("creating the topic failed: {e}"),
+                )),
+            };
+        }
+        let template = h.default_topic.as_deref().filter(|t| !t.is_empty());
+        let queues = h
+            .default_topic_queue_nums
+            .unwrap_or(self.config.default_topic_queue_nums);
+        match template.and_then(|tpl| self.topics.create_from_template(&h.topic, tpl, queues)) {
+            Some((t, write)) => Ok((
+                t,
+                Some(NewTopic {
+                    broker: self,
+                    write,
+                }),
+            )),
+            None => Err(RemotingCommand::error_response(
                 req,
                 response::TOPIC_NOT_EXIST,
                 format!("topic[{}] not exist, apply first please!", h.topic),
-            )),
-            Err(e) => Err(RemotingCommand::error_response(
-                req,
-                response::SYSTEM_ERROR,
-                format!("creating the topic failed: {e}"),
             )),
         }
     }

@@ -97,6 +97,50 @@ async fn send_auto_creates_registers_and_pull_returns_the_record() {
 }
 
 #[tokio::test]
+async fn auto_created_topics_survive_a_crash_even_when_their_first_send_was_refused() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    let resp = call(&broker, send_request("kept", b"stored", "")).await;
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    // Created from the template, then refused: queue 99 is beyond its 4 queues.
+    let refused = send_request("refused-first", b"never stored", "").with_field("queueId", 99);
+    let resp = call(&broker, refused).await;
+    assert_ne!(resp.code, 0);
+    assert!(
+        resp.remark
+            .as_deref()
+            .unwrap_or("")
+            .contains("queueId[99] is illegal"),
+        "{:?}",
+        resp.remark
+    );
+    let server = server.crash_and_restart("");
+    let ns = connect(&server.namesrv).await;
+    for topic in ["kept", "refused-first"] {
+        let mut found = None;
+        for _ in 0..100 {
+            let resp = call(
+                &ns,
+                RemotingCommand::request(105).with_field("topic", topic),
+            )
+            .await;
+            if resp.code == 0 {
+                found = Some(resp);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let route: TopicRouteData = serde_json::from_slice(
+            &found
+                .unwrap_or_else(|| panic!("{topic} lost in the crash"))
+                .body,
+        )
+        .unwrap();
+        assert_eq!(route.queue_datas[0].write_queue_nums, 4, "{topic}");
+    }
+}
+
+#[tokio::test]
 async fn held_pull_is_answered_when_a_message_arrives() {
     let server = Server::start("");
     let broker = connect(&server.broker).await;
