@@ -349,18 +349,23 @@ def run_load(system, client, seconds):
     sampler.start()
     timed_by_us = args[0] == "java"
     env = dict(os.environ, ROCKETMQ_HOME=str(system.work))
+    errors = ""
     try:
         if timed_by_us:
             # Apache's tool runs until stopped and times itself.
             out, window_cpu = run_apache_tool(args, env, system.work, sampler)
         else:
-            out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 180,
-                                 env=env, cwd=system.work).stdout
+            done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 180,
+                                  env=env, cwd=system.work)
+            out, errors = done.stdout, done.stderr
     finally:
         sampler.stop.set()
         sampler.join()
     cpu = window_cpu if timed_by_us else cpu_seconds(system.broker_pid) - cpu0
-    r = parse(out)
+    try:
+        r = parse(out)
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}\nits errors:\n{errors[-1500:]}") from None
     if timed_by_us:
         r["messages"] = r["msgs_per_sec"] * r["seconds"]
         r["mb_per_sec"] = r["msgs_per_sec"] * size / 1e6

@@ -91,12 +91,10 @@ impl DiskGuard {
             let Ok(st) = rustix::fs::statvfs(path) else {
                 continue;
             };
-            let total = st.f_blocks.saturating_mul(st.f_frsize);
-            if total == 0 {
+            let Some(used) = used_percent(st.f_blocks, st.f_bfree, st.f_bavail) else {
                 continue;
-            }
-            let avail = st.f_bavail.saturating_mul(st.f_frsize);
-            let used = 100.0 * (1.0 - avail as f64 / total as f64);
+            };
+            let total = st.f_blocks.saturating_mul(st.f_frsize);
             if worst.is_none_or(|(w, _)| used > w) {
                 worst = Some((used, total));
             }
@@ -126,5 +124,33 @@ impl DiskGuard {
                 "disk space is available again: accepting new messages"
             );
         }
+    }
+}
+
+/// The used share of a file system in percent, as `df` and Apache
+/// (`UtilAll.getDiskPartitionSpaceUsedPercent`) count it: used blocks over used plus
+/// available ones. Blocks reserved for root (or otherwise free but not available) are left
+/// out; counting them as used would refuse sends long before `df` shows the disk near full.
+fn used_percent(blocks: u64, free: u64, available: u64) -> Option<f64> {
+    let used = blocks.saturating_sub(free);
+    let entire = used.saturating_add(available);
+    (entire > 0).then(|| 100.0 * used as f64 / entire as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::used_percent;
+
+    #[test]
+    fn used_share_leaves_reserved_blocks_out_as_df_does() {
+        // 100 blocks, 40 free of which 10 are reserved: df shows 60 / (60 + 30).
+        let used = used_percent(100, 40, 30).unwrap();
+        assert!((used - 66.666).abs() < 0.01, "{used}");
+        // Nothing reserved: the plain share.
+        assert_eq!(used_percent(100, 25, 25), Some(75.0));
+        // Full to the last available block, with reserved blocks left.
+        assert_eq!(used_percent(100, 5, 0), Some(100.0));
+        // An empty or unreadable report is skipped rather than taken as full.
+        assert_eq!(used_percent(0, 0, 0), None);
     }
 }

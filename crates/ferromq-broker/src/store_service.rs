@@ -10,7 +10,7 @@
 //! * a **checkpoint** thread makes queues and index durable every few seconds;
 //! * sends are refused while the disk is (almost) full, see [`DiskGuard`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,27 +36,29 @@ struct AppendFailure {
     disk_full: bool,
 }
 
-/// Per-queue wake-ups for parked pulls.
+/// Per-queue wake-ups for parked pulls, by topic, then queue id (looked up by `&str`, so
+/// waking after an append allocates nothing).
 #[derive(Default)]
 pub struct PullWaker {
-    queues: Mutex<HashMap<(String, i32), Arc<Notify>>>,
+    topics: Mutex<HashMap<String, HashMap<i32, Arc<Notify>>>>,
 }
 
 impl PullWaker {
     /// The notifier of one queue; register interest before re-checking the queue.
     pub fn notifier(&self, topic: &str, queue_id: i32) -> Arc<Notify> {
-        self.queues
-            .lock()
-            .expect("waker lock")
-            .entry((topic.to_string(), queue_id))
-            .or_default()
-            .clone()
+        let mut topics = self.topics.lock().expect("waker lock");
+        let queues = match topics.get_mut(topic) {
+            Some(queues) => queues,
+            None => topics.entry(topic.to_string()).or_default(),
+        };
+        queues.entry(queue_id).or_default().clone()
     }
 
-    fn wake(&self, touched: &HashSet<(String, i32)>) {
-        let q = self.queues.lock().expect("waker lock");
-        for key in touched {
-            if let Some(n) = q.get(key) {
+    /// Wakes the pulls parked on these queues (sorted, without repeats).
+    fn wake(&self, touched: &[(&str, i32)]) {
+        let topics = self.topics.lock().expect("waker lock");
+        for (topic, queue_id) in touched {
+            if let Some(n) = topics.get(*topic).and_then(|queues| queues.get(queue_id)) {
                 n.notify_waiters();
             }
         }
@@ -249,8 +251,6 @@ impl StoreService {
             all.extend(job.msgs);
             replies.push(job.reply);
         }
-        let touched: HashSet<(String, i32)> =
-            all.iter().map(|m| (m.topic.clone(), m.queue_id)).collect();
         match self.store.append(&mut all) {
             Ok(results) => {
                 if self.mode == FlushMode::Sync {
@@ -267,6 +267,10 @@ impl StoreService {
                 for (reply, n) in replies.into_iter().zip(counts) {
                     let _ = reply.send(Ok(it.by_ref().take(n).collect()));
                 }
+                let mut touched: Vec<(&str, i32)> =
+                    all.iter().map(|m| (m.topic.as_str(), m.queue_id)).collect();
+                touched.sort_unstable();
+                touched.dedup();
                 self.waker.wake(&touched);
             }
             Err(e) => {

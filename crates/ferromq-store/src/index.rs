@@ -88,8 +88,14 @@ impl ActiveFile {
     }
 }
 
-fn key_hash(key: &str) -> u32 {
-    crc32fast::hash(key.as_bytes())
+/// The hash a message key is indexed under: the CRC of `topic#key`, fed in parts so that
+/// no string is built per key.
+pub(crate) fn key_hash(topic: &str, key: &str) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(topic.as_bytes());
+    h.update(b"#");
+    h.update(key.as_bytes());
+    h.finalize()
 }
 
 impl IndexFile {
@@ -250,8 +256,9 @@ impl Index {
         Ok(active.as_mut().expect("set above"))
     }
 
-    /// Adds `key` → `phys` entries. Only the appender calls this.
-    pub fn put_batch(&self, items: &[(String, u64, i64)]) -> Result<(), StoreError> {
+    /// Adds (key hash, `phys`, store time) entries; see [`key_hash`]. Only the appender
+    /// calls this.
+    pub fn put_batch(&self, items: &[(u32, u64, i64)]) -> Result<(), StoreError> {
         let mut guard = self.active.lock().expect("active index lock");
         let mut rest = items;
         while let Some(first) = rest.first() {
@@ -260,8 +267,7 @@ impl Index {
             let room = (self.entries - h.count) as usize;
             let (now, later) = rest.split_at(room.min(rest.len()));
             let buf = &mut a.unwritten;
-            for (key, phys, ms) in now {
-                let hash = key_hash(key);
+            for &(hash, ref phys, ref ms) in now {
                 let slot = (hash % self.slots) as usize;
                 h.count += 1;
                 if h.count == 1 {
@@ -290,12 +296,13 @@ impl Index {
     /// first, at most `max`.
     pub fn query(
         &self,
+        topic: &str,
         key: &str,
         max: usize,
         begin_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<u64>, StoreError> {
-        let hash = key_hash(key);
+        let hash = key_hash(topic, key);
         let slot = hash % self.slots;
         let files: Vec<Arc<IndexFile>> = self.files.read().expect("index files lock").clone();
         let mut out = Vec::new();
@@ -396,11 +403,15 @@ mod tests {
         // entries still in memory.
         let keys = 600u64;
         for i in 0..keys {
-            index.put_batch(&[(format!("T#k{i}"), i, 1)]).unwrap();
+            index
+                .put_batch(&[(key_hash("T", &format!("k{i}")), i, 1)])
+                .unwrap();
         }
         let check = |index: &Index| {
             for i in 0..keys {
-                let hits = index.query(&format!("T#k{i}"), 1000, 0, i64::MAX).unwrap();
+                let hits = index
+                    .query("T", &format!("k{i}"), 1000, 0, i64::MAX)
+                    .unwrap();
                 assert!(hits.contains(&i), "k{i}: {hits:?}");
             }
         };

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::checkpoint::{self, Checkpoint};
 use crate::commit_log::CommitLog;
 use crate::consume_queue::{ConsumeQueue, CqEntry};
-use crate::index::Index;
+use crate::index::{key_hash, Index};
 use crate::{io_err, now_ms, StoreConfig, StoreError, ENTRY_HEADER_BYTES};
 
 /// Consume-queue entries one pull may scan past when a filter rejects them.
@@ -269,9 +269,9 @@ impl MessageStore {
             tag: tag_code,
             store_ms: msg.store_timestamp,
         }])?;
-        let items: Vec<(String, u64, i64)> = keys
+        let items: Vec<(u32, u64, i64)> = keys
             .iter()
-            .map(|k| (format!("{}#{}", msg.topic, k), phys, msg.store_timestamp))
+            .map(|k| (key_hash(&msg.topic, k), phys, msg.store_timestamp))
             .collect();
         self.index.put_batch(&items)?;
         Ok(())
@@ -342,9 +342,26 @@ impl MessageStore {
         let mut run_start = offset;
         let mut run = Vec::with_capacity(msgs.iter().map(|m| m.record.len() + 4).sum());
         let mut results = Vec::with_capacity(msgs.len());
-        let mut queue_entries: HashMap<QueueKey, (Arc<ConsumeQueue>, Vec<CqEntry>)> =
-            HashMap::new();
-        for m in msgs.iter_mut() {
+        // Each message's queue, as an index into `queues`: found before the records are
+        // patched, keyed by borrowed names (no per-message allocation).
+        let mut queues: Vec<(Arc<ConsumeQueue>, Vec<CqEntry>)> = Vec::new();
+        let group_of: Vec<usize> = {
+            let mut seen: HashMap<(&str, i32), usize> = HashMap::new();
+            let mut group_of = Vec::with_capacity(msgs.len());
+            for m in msgs.iter() {
+                let g = match seen.get(&(m.topic.as_str(), m.queue_id)) {
+                    Some(&g) => g,
+                    None => {
+                        queues.push((self.queue(&m.topic, m.queue_id)?, Vec::new()));
+                        seen.insert((m.topic.as_str(), m.queue_id), queues.len() - 1);
+                        queues.len() - 1
+                    }
+                };
+                group_of.push(g);
+            }
+            group_of
+        };
+        for (m, &g) in msgs.iter_mut().zip(&group_of) {
             let entry_len = ENTRY_HEADER_BYTES + m.record.len() as u64;
             let at = self.commit_log.place(offset, entry_len)?;
             if at != offset {
@@ -354,15 +371,7 @@ impl MessageStore {
                 }
                 run_start = at;
             }
-            let (cq, entries) = match queue_entries.get_mut(&(m.topic.clone(), m.queue_id)) {
-                Some(e) => e,
-                None => {
-                    let cq = self.queue(&m.topic, m.queue_id)?;
-                    queue_entries
-                        .entry((m.topic.clone(), m.queue_id))
-                        .or_insert((cq, Vec::new()))
-                }
-            };
+            let (cq, entries) = &mut queues[g];
             let queue_offset = cq.max_offset() + entries.len() as u64;
             patch_record(&mut m.record, queue_offset as i64, at as i64, store_ms);
             run.extend_from_slice(&crc32fast::hash(&m.record).to_be_bytes());
@@ -385,17 +394,17 @@ impl MessageStore {
         if !run.is_empty() {
             self.commit_log.write(run_start, &run)?;
         }
-        touched.extend(queue_entries.values().map(|(cq, _)| cq.clone()));
-        for (cq, entries) in queue_entries.values() {
+        touched.extend(queues.iter().map(|(cq, _)| cq.clone()));
+        for (cq, entries) in &queues {
             cq.append(entries)?;
         }
-        let index_items: Vec<(String, u64, i64)> = msgs
+        let index_items: Vec<(u32, u64, i64)> = msgs
             .iter()
             .zip(&results)
             .flat_map(|(m, r)| {
                 m.keys
                     .iter()
-                    .map(move |k| (format!("{}#{}", m.topic, k), r.phys_offset, store_ms))
+                    .map(move |k| (key_hash(&m.topic, k), r.phys_offset, store_ms))
             })
             .collect();
         self.index.put_batch(&index_items)?;
@@ -586,12 +595,10 @@ impl MessageStore {
         end_ms: i64,
     ) -> Result<Vec<Bytes>, StoreError> {
         let mut out = Vec::new();
-        for phys in self.index.query(
-            &format!("{topic}#{key}"),
-            max.saturating_mul(2),
-            begin_ms,
-            end_ms,
-        )? {
+        for phys in self
+            .index
+            .query(topic, key, max.saturating_mul(2), begin_ms, end_ms)?
+        {
             let Some(record) = self.read_message(phys)? else {
                 continue;
             };

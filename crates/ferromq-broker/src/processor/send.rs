@@ -28,12 +28,8 @@ impl NewTopic<'_> {
             return;
         };
         let persist = async {
-            match tokio::task::spawn_blocking(move || write.run()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "writing an auto-created topic failed; the next topic change writes it again")
-                }
-                Err(e) => tracing::error!(error = %e, "writing an auto-created topic panicked"),
+            if let Err(e) = tokio::task::spawn_blocking(move || run_logged(write)).await {
+                tracing::error!(error = %e, "writing an auto-created topic panicked");
             }
         };
         tokio::join!(persist, crate::register::register_all(self.broker));
@@ -43,11 +39,17 @@ impl NewTopic<'_> {
 impl Drop for NewTopic<'_> {
     fn drop(&mut self) {
         if let Some(write) = self.write.take() {
-            if let Err(e) = write.run() {
-                tracing::error!(error = %e, "writing an auto-created topic failed; the next topic change writes it again");
-            }
+            run_logged(write);
             self.broker.register_now.notify_one();
         }
+    }
+}
+
+/// The message is stored either way, so a failed write is logged rather than answered:
+/// the topic stays in the table, and the next change to the table writes the file again.
+fn run_logged(write: PendingWrite) {
+    if let Err(e) = write.run() {
+        tracing::error!(error = %e, "writing an auto-created topic failed");
     }
 }
 
