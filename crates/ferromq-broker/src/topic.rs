@@ -45,6 +45,30 @@ struct Table {
     version: DataVersion,
 }
 
+impl Table {
+    /// Creates or replaces topics; returns whether anything changed (the version moves if so).
+    fn insert_all(&mut self, configs: impl IntoIterator<Item = TopicConfig>) -> bool {
+        let mut changed = false;
+        for config in configs {
+            if self.topics.get(&config.topic_name) == Some(&config) {
+                continue;
+            }
+            info!(topic = %config.topic_name, queues = config.write_queue_nums, perm = config.perm, "topic created or updated");
+            self.topics.insert(config.topic_name.clone(), config);
+            changed = true;
+        }
+        if changed {
+            self.bump_version();
+        }
+        changed
+    }
+
+    fn bump_version(&mut self) {
+        self.version.counter += 1;
+        self.version.timestamp = now_ms();
+    }
+}
+
 pub struct TopicConfigManager {
     path: PathBuf,
     table: Mutex<Table>,
@@ -118,7 +142,10 @@ impl TopicConfigManager {
         }
         // Not written to disk: they are put back like this at every start, and a first
         // start need not wait for an fsync. The next change to the table writes them along.
-        let _unwritten = mgr.insert_all(system);
+        mgr.table
+            .lock()
+            .expect("topic table lock")
+            .insert_all(system);
         Ok(mgr)
     }
 
@@ -160,31 +187,18 @@ impl TopicConfigManager {
         &self,
         configs: impl IntoIterator<Item = TopicConfig>,
     ) -> std::io::Result<bool> {
-        match self.insert_all(configs) {
-            Some(write) => write.run().map(|()| true),
-            None => Ok(false),
-        }
-    }
-
-    /// Creates or replaces topics in memory; returns the write that makes the change
-    /// durable, if anything changed.
-    fn insert_all(&self, configs: impl IntoIterator<Item = TopicConfig>) -> Option<PendingWrite> {
-        let mut t = self.table.lock().expect("topic table lock");
-        let mut changed = false;
-        for config in configs {
-            if t.topics.get(&config.topic_name) == Some(&config) {
-                continue;
+        let write = {
+            let mut t = self.table.lock().expect("topic table lock");
+            if !t.insert_all(configs) {
+                return Ok(false);
             }
-            info!(topic = %config.topic_name, queues = config.write_queue_nums, perm = config.perm, "topic created or updated");
-            t.topics.insert(config.topic_name.clone(), config);
-            changed = true;
-        }
-        changed.then(|| self.bump_version(&mut t))
+            self.pending_write(&t)
+        };
+        write.run().map(|()| true)
     }
 
-    fn bump_version(&self, t: &mut Table) -> PendingWrite {
-        t.version.counter += 1;
-        t.version.timestamp = now_ms();
+    /// The write that makes the table as it is now durable.
+    fn pending_write(&self, t: &Table) -> PendingWrite {
         PendingWrite {
             path: self.path.clone(),
             topics: t.topics.clone(),
@@ -198,7 +212,8 @@ impl TopicConfigManager {
         if t.topics.remove(topic).is_none() {
             return Ok(false);
         }
-        let write = self.bump_version(&mut t);
+        t.bump_version();
+        let write = self.pending_write(&t);
         drop(t);
         write.run().map(|()| true)
     }
@@ -231,8 +246,8 @@ impl TopicConfigManager {
             "topic created from {template}"
         );
         t.topics.insert(topic.to_string(), config.clone());
-        let write = self.bump_version(&mut t);
-        Some((config, Some(write)))
+        t.bump_version();
+        Some((config, Some(self.pending_write(&t))))
     }
 
     /// Creates a group's retry or dead-letter topic if missing.
