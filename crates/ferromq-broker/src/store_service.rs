@@ -6,14 +6,16 @@
 //!   write); then long-polling pulls of the touched queues are woken;
 //! * under `SYNC_FLUSH` a **flusher** thread fsyncs once for everything appended before it
 //!   started (group commit) and publishes the flushed offset; senders wait for it to pass
-//!   their entry; under `ASYNC_FLUSH` it fsyncs every `flushIntervalCommitLog`;
+//!   their entry. While several senders keep appending it first lets the group fill (see
+//!   [`gather`]); under `ASYNC_FLUSH` it fsyncs every `flushIntervalCommitLog`;
 //! * a **checkpoint** thread makes queues and index durable every few seconds;
 //! * sends are refused while the disk is (almost) full, see [`DiskGuard`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferromq_store::{AppendResult, FlushMode, MessageStore, PutMessage, StoreError};
 use tokio::sync::{oneshot, watch, Notify};
@@ -25,6 +27,10 @@ use crate::disk::DiskGuard;
 const MAX_JOBS_PER_BATCH: usize = 512;
 /// Interval between checkpoints.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3);
+/// How often a gathering flusher looks for new appends.
+const GATHER_STEP: Duration = Duration::from_micros(50);
+/// The longest a flush waits for its group to fill, whatever the last fsync took.
+const MAX_GATHER: Duration = Duration::from_millis(2);
 
 struct AppendJob {
     msgs: Vec<PutMessage>,
@@ -86,14 +92,17 @@ pub struct StoreService {
     pending: Mutex<Vec<AppendJob>>,
     /// Held by whoever is appending.
     appending: Mutex<()>,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
     flushed: watch::Receiver<u64>,
     flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Append jobs done so far under SYNC_FLUSH: tells the flusher how many senders a
+    /// flush covers and whether more are still arriving.
+    appends: Arc<AtomicU64>,
     mode: FlushMode,
     sync_flush_timeout: Duration,
     waker: Arc<PullWaker>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
+    stopping: Arc<AtomicBool>,
     disk: DiskGuard,
 }
 
@@ -107,12 +116,14 @@ impl StoreService {
     ) -> Arc<Self> {
         let (flushed_tx, flushed_rx) = watch::channel(store.flushed_offset());
         let flush_wanted = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let appends = Arc::new(AtomicU64::new(0));
         let waker = Arc::new(PullWaker::default());
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         {
             let store = store.clone();
             let flush_wanted = flush_wanted.clone();
+            let appends = appends.clone();
             let stopping = stopping.clone();
             threads.push(
                 std::thread::Builder::new()
@@ -122,6 +133,7 @@ impl StoreService {
                             store,
                             flushed_tx,
                             flush_wanted,
+                            &appends,
                             mode,
                             flush_interval,
                             stopping,
@@ -150,9 +162,10 @@ impl StoreService {
             store,
             pending: Mutex::new(Vec::new()),
             appending: Mutex::new(()),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             flushed: flushed_rx,
             flush_wanted,
+            appends,
             mode,
             sync_flush_timeout,
             waker,
@@ -177,7 +190,7 @@ impl StoreService {
         msgs: Vec<PutMessage>,
         wait_flush: bool,
     ) -> Result<Vec<AppendResult>, PutError> {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) {
             return Err(PutError::ShuttingDown);
         }
         if self.disk.refuses() {
@@ -254,6 +267,8 @@ impl StoreService {
         match self.store.append(&mut all) {
             Ok(results) => {
                 if self.mode == FlushMode::Sync {
+                    self.appends
+                        .fetch_add(replies.len() as u64, Ordering::Release);
                     let (lock, cvar) = &*self.flush_wanted;
                     let mut wanted = lock.lock().expect("flush flag lock");
                     // Already asked and not yet taken: the flusher will see this append
@@ -294,11 +309,9 @@ impl StoreService {
 
     /// Refuses new appends, stops the threads, then flushes and checkpoints.
     pub fn shutdown(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.closed.store(true, Ordering::Release);
         drop(self.appending.lock().expect("append lock"));
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.stopping.store(true, Ordering::Release);
         {
             let (lock, cvar) = &*self.flush_wanted;
             *lock.lock().expect("flush flag lock") = true;
@@ -314,28 +327,52 @@ impl StoreService {
 }
 
 /// Sleeps up to `d` in small steps; returns true once stopping.
-fn sleep_unless_stopping(stopping: &std::sync::atomic::AtomicBool, d: Duration) -> bool {
+fn sleep_unless_stopping(stopping: &AtomicBool, d: Duration) -> bool {
     let step = Duration::from_millis(50);
     let mut left = d;
     while !left.is_zero() {
-        if stopping.load(std::sync::atomic::Ordering::Acquire) {
+        if stopping.load(Ordering::Acquire) {
             return true;
         }
         let s = left.min(step);
         std::thread::sleep(s);
         left -= s;
     }
-    stopping.load(std::sync::atomic::Ordering::Acquire)
+    stopping.load(Ordering::Acquire)
+}
+
+/// Holds a flush back while appends keep arriving, for at most `limit`: each fsync costs the
+/// same whatever it covers (on a VM, several exits to the hypervisor), so when one connection
+/// feeds many senders' requests one after another, small groups spend more CPU on fsyncs
+/// than on the messages. Returns as soon as a step passes with no new append, so a burst
+/// that has fully arrived is flushed at once.
+fn gather(appends: &AtomicU64, limit: Duration) {
+    let deadline = Instant::now() + limit.min(MAX_GATHER);
+    let mut seen = appends.load(Ordering::Acquire);
+    while Instant::now() < deadline {
+        std::thread::sleep(GATHER_STEP);
+        let now = appends.load(Ordering::Acquire);
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
 }
 
 fn flush_loop(
     store: Arc<MessageStore>,
     flushed: watch::Sender<u64>,
     flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    appends: &AtomicU64,
     mode: FlushMode,
     interval: Duration,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
+    stopping: Arc<AtomicBool>,
 ) {
+    // What the last fsync took and how many append jobs it covered. A lone sender's
+    // flushes cover one job each and are never held back, so its latency is untouched.
+    let mut last_fsync = Duration::ZERO;
+    let mut last_covered = 0u64;
+    let mut appends_before_last = 0u64;
     loop {
         let stop = match mode {
             FlushMode::Sync => {
@@ -345,11 +382,22 @@ fn flush_loop(
                     wanted = cvar.wait(wanted).expect("flush flag lock");
                 }
                 *wanted = false;
-                stopping.load(std::sync::atomic::Ordering::Acquire)
+                drop(wanted);
+                let stop = stopping.load(Ordering::Acquire);
+                if !stop && last_covered > 1 {
+                    gather(appends, last_fsync);
+                }
+                stop
             }
             FlushMode::Async => sleep_unless_stopping(&stopping, interval),
         };
-        match store.flush() {
+        let appends_now = appends.load(Ordering::Acquire);
+        last_covered = appends_now - appends_before_last;
+        appends_before_last = appends_now;
+        let started = Instant::now();
+        let result = store.flush();
+        last_fsync = started.elapsed();
+        match result {
             Ok(offset) => {
                 flushed.send_replace(offset);
             }

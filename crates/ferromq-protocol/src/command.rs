@@ -91,7 +91,7 @@ impl LanguageCode {
 }
 
 /// Header fields, stringly typed on the wire (`extFields`).
-pub type ExtFields = HashMap<String, String>;
+pub type ExtFields = HashMap<String, String, foldhash::fast::RandomState>;
 
 /// One request or response.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -294,7 +294,10 @@ impl<'de> Deserialize<'de> for LenientExtFields {
                 self,
                 mut map: A,
             ) -> Result<LenientExtFields, A::Error> {
-                let mut fields = ExtFields::with_capacity(map.size_hint().unwrap_or(16));
+                let mut fields = ExtFields::with_capacity_and_hasher(
+                    map.size_hint().unwrap_or(16),
+                    Default::default(),
+                );
                 while let Some(key) = map.next_key::<String>()? {
                     if let Some(LenientString(value)) = map.next_value::<Option<LenientString>>()? {
                         fields.insert(key, value);
@@ -482,7 +485,7 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     }
     let ext = r.take(ext_len as usize)?;
     let mut er = HeaderReader { buf: ext, pos: 0 };
-    let mut ext_fields = HashMap::new();
+    let mut ext_fields = ExtFields::default();
     while er.pos < ext.len() {
         let key_len = er.i16()?;
         let key = er.string(key_len as i32, "extFields key")?;

@@ -64,9 +64,18 @@ macro_rules! command_header {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Default)]
         pub struct $name { $(pub $field: $ty),* }
+        impl $name {
+            /// Decodes from any lookup by the long keys, so a header sent under other keys
+            /// (SEND_MESSAGE_V2's letters) needs no re-keyed copy of its fields.
+            pub fn decode_with<'a>(
+                get: impl Fn(&'static str) -> Option<&'a String>,
+            ) -> Result<Self, HeaderError> {
+                Ok(Self { $($field: <$ty as HeaderValue>::parse($key, get($key))?),* })
+            }
+        }
         impl CommandHeader for $name {
             fn decode(fields: &ExtFields) -> Result<Self, HeaderError> {
-                Ok(Self { $($field: <$ty as HeaderValue>::parse($key, fields.get($key))?),* })
+                Self::decode_with(|key| fields.get(key))
             }
             fn encode(&self, fields: &mut ExtFields) {
                 $(self.$field.put($key, fields);)*
@@ -127,18 +136,17 @@ impl SendMessageRequestHeader {
 
     /// Decodes a V2 (one-letter keys) header.
     pub fn decode_v2(fields: &ExtFields) -> Result<Self, HeaderError> {
-        let mut v1 = ExtFields::with_capacity(SEND_V2_KEYS.len());
-        for (short, long) in SEND_V2_KEYS {
-            if let Some(v) = fields.get(short) {
-                v1.insert(long.to_string(), v.clone());
-            }
-        }
-        Self::decode(&v1)
+        Self::decode_with(|long| {
+            SEND_V2_KEYS
+                .iter()
+                .find(|(_, l)| *l == long)
+                .and_then(|(short, _)| fields.get(*short))
+        })
     }
 
     /// Encodes with V2 keys, as Java clients do for codes 310 and 320.
     pub fn encode_v2(&self, fields: &mut ExtFields) {
-        let mut v1 = ExtFields::new();
+        let mut v1 = ExtFields::default();
         self.encode(&mut v1);
         for (short, long) in SEND_V2_KEYS {
             if let Some(v) = v1.remove(long) {
@@ -371,7 +379,7 @@ mod tests {
 
     #[test]
     fn missing_required_field_names_the_key() {
-        let fields = ExtFields::new();
+        let fields = ExtFields::default();
         assert_eq!(
             QueueRequestHeader::decode(&fields),
             Err(HeaderError::Missing("topic"))
@@ -380,7 +388,7 @@ mod tests {
 
     #[test]
     fn unparsable_number_names_field_and_value() {
-        let mut fields = ExtFields::new();
+        let mut fields = ExtFields::default();
         fields.insert("topic".into(), "T".into());
         fields.insert("queueId".into(), "zero".into());
         assert_eq!(
@@ -394,7 +402,7 @@ mod tests {
 
     #[test]
     fn empty_optional_values_read_as_absent() {
-        let mut fields = ExtFields::new();
+        let mut fields = ExtFields::default();
         fields.insert("clientID".into(), "c".into());
         fields.insert("producerGroup".into(), "".into());
         let h = UnregisterClientRequestHeader::decode(&fields).unwrap();
@@ -418,7 +426,7 @@ mod tests {
             max_reconsume_times: None,
             batch: Some(false),
         };
-        let mut v2 = ExtFields::new();
+        let mut v2 = ExtFields::default();
         h.encode_v2(&mut v2);
         assert_eq!(v2.get("b").map(String::as_str), Some("T"));
         assert!(!v2.contains_key("topic"));

@@ -66,7 +66,7 @@ impl Broker {
         conn: &Connection,
         req: &RemotingCommand,
     ) -> RemotingCommand {
-        let h = match SendMessageRequestHeader::decode_request(req) {
+        let mut h = match SendMessageRequestHeader::decode_request(req) {
             Ok(h) => h,
             Err(e) => {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
@@ -104,7 +104,7 @@ impl Broker {
         } else {
             h.queue_id
         };
-        let header_props = h.properties.clone().unwrap_or_default();
+        let header_props = h.properties.take().unwrap_or_default();
         if header_props.len() > MAX_PROPERTIES_BYTES {
             return illegal(format!(
                 "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
@@ -118,6 +118,7 @@ impl Broker {
             ));
         }
         let batch = req.code == request::SEND_BATCH_MESSAGE;
+        let wait_flush = property(&header_props, message::property::WAIT) != Some("false");
         let outgoing: Vec<Outgoing> = if batch {
             match decode_batch(&req.body) {
                 Ok(entries) if !entries.is_empty() => entries
@@ -135,10 +136,9 @@ impl Broker {
             vec![Outgoing {
                 flag: h.flag,
                 body: req.body.clone(),
-                properties: header_props.clone(),
+                properties: header_props,
             }]
         };
-        let wait_flush = property(&header_props, message::property::WAIT) != Some("false");
         let mut msgs = Vec::with_capacity(outgoing.len());
         let mut uniq_key = None;
         for out in outgoing {
@@ -207,11 +207,14 @@ impl Broker {
             }
         };
         self.stats.record_put(results.len() as u64);
-        let msg_id = results
-            .iter()
-            .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))
-            .collect::<Vec<_>>()
-            .join(",");
+        let msg_id = match results.as_slice() {
+            [one] => message::offset_msg_id(self.store_host, one.phys_offset as i64),
+            many => many
+                .iter()
+                .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         let mut resp = RemotingCommand::response_to(req, code);
         SendMessageResponseHeader {
             msg_id,
