@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{ErrorKind, IoSlice};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -102,6 +102,8 @@ struct Inner {
     writer_wanted: Notify,
     /// The queue fell below its limit: waiting senders may go on.
     space: Notify,
+    /// Requests whose handlers are still running off the reader task.
+    handlers_in_flight: AtomicUsize,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: AtomicI32,
     closed: CancellationToken,
@@ -181,6 +183,7 @@ impl Connection {
                 stream,
                 outbound: Mutex::new(Outbound::default()),
                 writer_wanted: Notify::new(),
+                handlers_in_flight: AtomicUsize::new(0),
                 space: Notify::new(),
                 pending: Mutex::new(HashMap::new()),
                 next_opaque: AtomicI32::new(1),
@@ -231,6 +234,27 @@ impl Connection {
         let frame = Frame::encode(cmd);
         self.wait_for_space().await?;
         self.write_or_queue(frame)
+    }
+
+    /// Queues an encoded command for the writer task, which writes what has queued up by
+    /// the time it runs in one call. For responses finished off the reader task: those that
+    /// one event completes together (a group commit, say) leave in one write, not one each.
+    async fn send_deferred(&self, cmd: &RemotingCommand) -> Result<(), RemotingError> {
+        let frame = Frame::encode(cmd);
+        self.wait_for_space().await?;
+        let mut out = self.inner.outbound.lock().expect("outbound lock");
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        let was_idle = out.frames.is_empty();
+        for part in frame.parts() {
+            out.push(part.clone());
+        }
+        drop(out);
+        if was_idle {
+            self.inner.writer_wanted.notify_one();
+        }
+        Ok(())
     }
 
     fn outbound_bytes(&self) -> usize {
@@ -456,10 +480,14 @@ async fn write_loop(conn: Connection) {
             }
         };
         match written {
-            None => tokio::select! {
-                _ = inner.writer_wanted.notified() => {}
-                _ = inner.closed.cancelled() => break,
-            },
+            None => {
+                tokio::select! {
+                    _ = inner.writer_wanted.notified() => {}
+                    _ = inner.closed.cancelled() => break,
+                }
+                // Lets the other tasks woken with the one that queued this add theirs.
+                tokio::task::yield_now().await;
+            }
             Some((Ok(_), below_limit)) => {
                 if below_limit {
                     inner.space.notify_waiters();
@@ -582,9 +610,25 @@ fn dispatch<H: InboundHandler>(conn: &Connection, handler: &Arc<H>, cmd: Remotin
         }
         Poll::Pending => {
             let conn = conn.clone();
+            conn.inner
+                .handlers_in_flight
+                .fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                if let (Some(response), false) = (handling.await, oneway) {
-                    let _ = conn.send(&response).await;
+                let response = handling.await;
+                let others = conn
+                    .inner
+                    .handlers_in_flight
+                    .fetch_sub(1, Ordering::Relaxed)
+                    > 1;
+                if let (Some(response), false) = (response, oneway) {
+                    // Alone, a response goes out at once; with others of this connection
+                    // pending (many senders' requests over one connection, all waiting on
+                    // one group commit), the writer takes them in one write.
+                    let _ = if others {
+                        conn.send_deferred(&response).await
+                    } else {
+                        conn.send(&response).await
+                    };
                 }
             });
         }

@@ -16,12 +16,17 @@ const ECHO: i32 = 1;
 const SLOW_ECHO: i32 = 2;
 const BIG: i32 = 3;
 const BIG_BYTES: usize = 1 << 20;
+/// Waits until the test opens the gate, then echoes its body repeated to the length given
+/// by its first byte (in KiB) or once when that is 0.
+const GATED: i32 = 4;
 
 /// Echoes bodies (at once, or after a sleep) and answers BIG with 1 MiB of the request's
 /// first body byte.
 #[derive(Default)]
 struct TestHandler {
     requests: AtomicUsize,
+    gate: tokio::sync::Notify,
+    at_gate: AtomicUsize,
 }
 
 impl InboundHandler for TestHandler {
@@ -35,6 +40,20 @@ impl InboundHandler for TestHandler {
                 Some(resp.with_body(req.body.clone()))
             }
             BIG => Some(resp.with_body(vec![req.body.first().copied().unwrap_or(0); BIG_BYTES])),
+            GATED => {
+                let opened = self.gate.notified();
+                tokio::pin!(opened);
+                opened.as_mut().enable();
+                self.at_gate.fetch_add(1, Ordering::SeqCst);
+                opened.await;
+                let kib = req.body.first().copied().unwrap_or(0) as usize;
+                let body = if kib == 0 {
+                    req.body.to_vec()
+                } else {
+                    req.body.iter().copied().cycle().take(kib << 10).collect()
+                };
+                Some(resp.with_body(body))
+            }
             _ => None,
         }
     }
@@ -78,6 +97,48 @@ async fn immediate_and_waiting_handlers_both_answer_their_own_requests() {
             );
         }));
     }
+    for c in calls {
+        c.await.unwrap();
+    }
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn responses_completed_together_on_one_connection_each_reach_their_caller() {
+    let (addr, handler, stop) = start().await;
+    let conn = connect(&addr, Arc::new(NoInbound), TIMEOUT).await.unwrap();
+    const CALLS: u32 = 64;
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                // Every fourth answer is 200 KiB, so some are queued behind partial writes.
+                let kib = if i % 4 == 0 { 200u8 } else { 0 };
+                let body = [kib, (i >> 8) as u8, i as u8];
+                let resp = conn.invoke(request(GATED, &body), TIMEOUT).await.unwrap();
+                let expected_len = if kib == 0 { 3 } else { (kib as usize) << 10 };
+                assert_eq!(
+                    resp.body.len(),
+                    expected_len,
+                    "answer {i} has the wrong length"
+                );
+                assert!(
+                    resp.body.chunks(3).all(|c| c == &body[..c.len()]),
+                    "answer {i} carries another request's bytes"
+                );
+            })
+        })
+        .collect();
+    // All waiting at once, then released at once, as a group commit releases its senders.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while handler.at_gate.load(Ordering::SeqCst) < CALLS as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests did not all arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handler.gate.notify_waiters();
     for c in calls {
         c.await.unwrap();
     }
