@@ -231,30 +231,20 @@ impl Connection {
     /// # Errors
     /// [`RemotingError::Closed`] when the connection is gone.
     pub async fn send(&self, cmd: &RemotingCommand) -> Result<(), RemotingError> {
-        let frame = Frame::encode(cmd);
-        self.wait_for_space().await?;
-        self.write_or_queue(frame)
+        self.send_now_or_queued(cmd, true).await
     }
 
-    /// Queues an encoded command for the writer task, which writes what has queued up by
-    /// the time it runs in one call. For responses finished off the reader task: those that
-    /// one event completes together (a group commit, say) leave in one write, not one each.
-    async fn send_deferred(&self, cmd: &RemotingCommand) -> Result<(), RemotingError> {
+    /// As [`send`](Self::send), or with `write_now` false always queued for the writer task,
+    /// which writes what has queued up by the time it runs in one call: responses that one
+    /// event completes together (a group commit, say) then leave in one write, not one each.
+    async fn send_now_or_queued(
+        &self,
+        cmd: &RemotingCommand,
+        write_now: bool,
+    ) -> Result<(), RemotingError> {
         let frame = Frame::encode(cmd);
         self.wait_for_space().await?;
-        let mut out = self.inner.outbound.lock().expect("outbound lock");
-        if self.is_closed() {
-            return Err(self.closed_error());
-        }
-        let was_idle = out.frames.is_empty();
-        for part in frame.parts() {
-            out.push(part.clone());
-        }
-        drop(out);
-        if was_idle {
-            self.inner.writer_wanted.notify_one();
-        }
-        Ok(())
+        self.write_or_queue(frame, write_now)
     }
 
     fn outbound_bytes(&self) -> usize {
@@ -278,17 +268,17 @@ impl Connection {
         }
     }
 
-    /// Writes a frame (its parts in order) at once when nothing is queued ahead of it
-    /// (frames never interleave), else queues what the socket did not take for the writer
-    /// task. Never waits.
-    fn write_or_queue(&self, frame: Frame) -> Result<(), RemotingError> {
+    /// Writes a frame (its parts in order) at once when asked to and nothing is queued ahead
+    /// of it (frames never interleave), else queues what the socket did not take for the
+    /// writer task. Never waits.
+    fn write_or_queue(&self, frame: Frame, write_now: bool) -> Result<(), RemotingError> {
         let parts = frame.parts();
         let mut out = self.inner.outbound.lock().expect("outbound lock");
         if self.is_closed() {
             return Err(self.closed_error());
         }
         let mut written = 0;
-        if out.frames.is_empty() {
+        if write_now && out.frames.is_empty() {
             let result = match parts {
                 [one] => self.inner.stream.try_write(one),
                 [head, body] => self
@@ -605,7 +595,7 @@ fn dispatch<H: InboundHandler>(conn: &Connection, handler: &Arc<H>, cmd: Remotin
     match handling.as_mut().poll(&mut cx) {
         Poll::Ready(response) => {
             if let (Some(response), false) = (response, oneway) {
-                let _ = conn.write_or_queue(Frame::encode(&response));
+                let _ = conn.write_or_queue(Frame::encode(&response), true);
             }
         }
         Poll::Pending => {
@@ -624,11 +614,7 @@ fn dispatch<H: InboundHandler>(conn: &Connection, handler: &Arc<H>, cmd: Remotin
                     // Alone, a response goes out at once; with others of this connection
                     // pending (many senders' requests over one connection, all waiting on
                     // one group commit), the writer takes them in one write.
-                    let _ = if others {
-                        conn.send_deferred(&response).await
-                    } else {
-                        conn.send(&response).await
-                    };
+                    let _ = conn.send_now_or_queued(&response, !others).await;
                 }
             });
         }
