@@ -3,7 +3,7 @@
 //! Keys are Apache's names. Unknown keys produce a warning naming them; a value that
 //! does not parse stops start-up with the key, the value and what is allowed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use ferromq_store::FlushMode;
@@ -25,7 +25,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "storePathIndex",
     "storeCheckpoint",
     "abortFile",
-    "traceTopicEnable",
     "slaveReadEnable",
     "waitTimeMillsInSendQueue",
     "osPageCacheBusyTimeOutMills",
@@ -42,6 +41,12 @@ pub enum ConfigError {
     },
     #[error("cannot read configuration file {path}: {reason}")]
     Read { path: PathBuf, reason: String },
+    #[error("unknown configuration key {key}")]
+    UnknownKey { key: String },
+    #[error(
+        "{key} cannot change while the broker runs: set it in broker.conf and restart the broker"
+    )]
+    NeedsRestart { key: String },
 }
 
 /// Everything the broker reads from `broker.conf`, with Apache's defaults unless noted.
@@ -122,6 +127,21 @@ pub struct BrokerConfig {
     /// `serverChannelMaxIdleTimeSeconds`: a client completing no request for this long is
     /// disconnected, default 120.
     pub idle_timeout_secs: u64,
+    /// `clusterTopicEnable`: the topic named after the cluster is readable and writable, so
+    /// that tools find a route for `createTopic(clusterName, …)`; default true.
+    pub cluster_topic_enable: bool,
+    /// `brokerTopicEnable`: likewise for the topic named after the broker; default true.
+    pub broker_topic_enable: bool,
+    /// `traceTopicEnable`: the broker carries the message-trace topic; default false.
+    pub trace_topic_enable: bool,
+    /// `msgTraceTopicName`, default `RMQ_SYS_TRACE_TOPIC`.
+    pub msg_trace_topic_name: String,
+    /// `brokerPermission`: 6 = read and write, 4 = read only (sends refused), 2 = write
+    /// only; changed at run time to drain a broker.
+    pub broker_permission: i32,
+    /// The `broker.conf` this configuration was read from, where run-time changes are
+    /// written back (not a key).
+    pub file: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -164,6 +184,12 @@ impl Default for BrokerConfig {
             enable_property_filter: false,
             timer_max_delay_sec: 3 * 24 * 3600,
             idle_timeout_secs: 120,
+            cluster_topic_enable: true,
+            broker_topic_enable: true,
+            trace_topic_enable: false,
+            msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
+            broker_permission: 6,
+            file: None,
         }
     }
 }
@@ -257,6 +283,123 @@ pub fn parse_properties(bytes: &[u8]) -> Result<HashMap<String, String>, String>
     Ok(map)
 }
 
+/// One `broker.conf` key: how to read it into the configuration and print it back.
+struct Key {
+    name: &'static str,
+    /// Another spelling Apache accepts for the same key.
+    alias: Option<&'static str>,
+    /// Whether `updateBrokerConfig` may change it while the broker runs: the key is read
+    /// where it is used, so a change takes effect at once.
+    runtime: bool,
+    get: fn(&BrokerConfig) -> String,
+    set: fn(&mut BrokerConfig, &str, &str) -> Result<(), ConfigError>,
+}
+
+macro_rules! key {
+    ($name:literal, runtime = $rt:literal, |$c:ident| $get:expr, |$cs:ident, $k:ident, $v:ident| $set:expr) => {
+        Key {
+            name: $name,
+            alias: None,
+            runtime: $rt,
+            get: |$c| $get,
+            set: |$cs, $k, $v| {
+                $set;
+                Ok(())
+            },
+        }
+    };
+}
+
+fn flush_name(mode: FlushMode) -> &'static str {
+    match mode {
+        FlushMode::Async => "ASYNC_FLUSH",
+        FlushMode::Sync => "SYNC_FLUSH",
+    }
+}
+
+fn path_string(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map_or(String::new(), |p| p.display().to_string())
+}
+
+/// Every key FerroMQ reads, once: parsing, printing and run-time changes all go through it.
+#[rustfmt::skip]
+const KEYS: &[Key] = &[
+    key!("aclEnable", runtime = false, |c| c.acl_enable.to_string(), |c, k, v| c.acl_enable = parse_bool(k, v)?),
+    key!("autoCreateSubscriptionGroup", runtime = true, |c| c.auto_create_subscription_group.to_string(), |c, k, v| c.auto_create_subscription_group = parse_bool(k, v)?),
+    key!("autoCreateTopicEnable", runtime = true, |c| c.auto_create_topic.to_string(), |c, k, v| c.auto_create_topic = parse_bool(k, v)?),
+    key!("brokerClusterName", runtime = false, |c| c.cluster_name.clone(), |c, k, v| c.cluster_name = non_empty(k, v)?),
+    key!("brokerIP1", runtime = false, |c| c.broker_ip1.clone(), |c, k, v| {
+        if v.is_empty() {
+            return Err(invalid(k, v, "an IP address or host name clients can reach"));
+        }
+        c.broker_ip1 = v.to_string()
+    }),
+    key!("brokerId", runtime = false, |c| c.broker_id.to_string(), |c, k, v| c.broker_id = parse_num(k, v, 0i64, i64::MAX)?),
+    key!("brokerName", runtime = false, |c| c.broker_name.clone(), |c, k, v| c.broker_name = non_empty(k, v)?),
+    key!("brokerPermission", runtime = true, |c| c.broker_permission.to_string(), |c, k, v| {
+        c.broker_permission = match parse_num(k, v, 0i32, 7)? {
+            p if p & 1 == 0 => p,
+            _ => return Err(invalid(k, v, "6 (read and write), 4 (read only), 2 (write only) or 0")),
+        }
+    }),
+    key!("brokerTopicEnable", runtime = true, |c| c.broker_topic_enable.to_string(), |c, k, v| c.broker_topic_enable = parse_bool(k, v)?),
+    key!("clusterTopicEnable", runtime = true, |c| c.cluster_topic_enable.to_string(), |c, k, v| c.cluster_topic_enable = parse_bool(k, v)?),
+    key!("defaultTopicQueueNums", runtime = true, |c| c.default_topic_queue_nums.to_string(), |c, k, v| c.default_topic_queue_nums = parse_num(k, v, 1i32, 1024)?),
+    key!("deleteWhen", runtime = true, |c| c.delete_when.iter().map(|h| format!("{h:02}")).collect::<Vec<_>>().join(";"), |c, k, v| {
+        let hours: Option<Vec<u32>> = v.split(';').map(|h| h.trim().parse::<u32>().ok().filter(|h| *h < 24)).collect();
+        c.delete_when = hours.filter(|h| !h.is_empty()).ok_or_else(|| invalid(k, v, "hours 00-23 separated by ';'"))?
+    }),
+    key!("diskSpaceWarningLevelRatio", runtime = false, |c| c.disk_space_warning_percent.to_string(), |c, k, v| c.disk_space_warning_percent = parse_num(k, v, 1u32, 99)?),
+    key!("enablePropertyFilter", runtime = true, |c| c.enable_property_filter.to_string(), |c, k, v| c.enable_property_filter = parse_bool(k, v)?),
+    key!("fileReservedTime", runtime = true, |c| c.file_reserved_hours.to_string(), |c, k, v| c.file_reserved_hours = parse_num(k, v, 1u64, 24 * 365 * 100)?),
+    key!("flushConsumerOffsetInterval", runtime = false, |c| c.flush_consumer_offset_interval_ms.to_string(), |c, k, v| c.flush_consumer_offset_interval_ms = parse_num(k, v, 10u64, 600_000)?),
+    key!("flushDiskType", runtime = false, |c| flush_name(c.flush_mode).to_string(), |c, k, v| {
+        c.flush_mode = match v {
+            "ASYNC_FLUSH" => FlushMode::Async,
+            "SYNC_FLUSH" => FlushMode::Sync,
+            _ => return Err(invalid(k, v, "ASYNC_FLUSH or SYNC_FLUSH")),
+        }
+    }),
+    key!("flushIntervalCommitLog", runtime = false, |c| c.flush_interval_ms.to_string(), |c, k, v| c.flush_interval_ms = parse_num(k, v, 1u64, 60_000)?),
+    key!("listenPort", runtime = false, |c| c.listen_port.to_string(), |c, k, v| c.listen_port = parse_num(k, v, 0u16, u16::MAX)?),
+    Key { alias: Some("mappedFileSizeCommitLog"), ..key!("mapedFileSizeCommitLog", runtime = false, |c| c.commit_log_segment_bytes.to_string(), |c, k, v| c.commit_log_segment_bytes = parse_num(k, v, 64 * 1024u64, 1u64 << 40)?) },
+    key!("maxConnections", runtime = false, |c| c.max_connections.to_string(), |c, k, v| c.max_connections = parse_num(k, v, 1usize, 1_000_000)?),
+    key!("maxMessageSize", runtime = true, |c| c.max_message_size.to_string(), |c, k, v| c.max_message_size = parse_num(k, v, 1usize, 64 * 1024 * 1024)?),
+    key!("messageDelayLevel", runtime = false, |c| c.message_delay_levels_ms.iter().map(|ms| format!("{}s", ms / 1000)).collect::<Vec<_>>().join(" "), |c, k, v| {
+        c.message_delay_levels_ms = parse_delay_levels(v)
+            .ok_or_else(|| invalid(k, v, "durations like '1s 5s 10s 1m 2h 1d' separated by spaces"))?
+    }),
+    key!("msgTraceTopicName", runtime = false, |c| c.msg_trace_topic_name.clone(), |c, k, v| {
+        crate::topic::validate_topic_name(v).map_err(|why| invalid(k, v, &format!("a valid topic name ({why})")))?;
+        c.msg_trace_topic_name = v.to_string()
+    }),
+    key!("namesrvAddr", runtime = false, |c| c.namesrv_addrs.join(";"), |c, k, v| c.namesrv_addrs = parse_addr_list(k, v)?),
+    key!("plainAclFile", runtime = false, |c| c.plain_acl_file.display().to_string(), |c, k, v| c.plain_acl_file = PathBuf::from(non_empty(k, v)?)),
+    key!("registerNameServerPeriod", runtime = false, |c| c.register_name_server_period_ms.to_string(), |c, k, v| {
+        c.register_name_server_period_ms = parse_num(k, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
+    }),
+    key!("serverChannelMaxIdleTimeSeconds", runtime = false, |c| c.idle_timeout_secs.to_string(), |c, k, v| c.idle_timeout_secs = parse_num(k, v, 1u64, 86_400)?),
+    key!("storePathCommitLog", runtime = false, |c| path_string(&c.store_commit_log), |c, k, v| c.store_commit_log = Some(PathBuf::from(non_empty(k, v)?))),
+    key!("storePathRootDir", runtime = false, |c| c.store_root.display().to_string(), |c, k, v| c.store_root = PathBuf::from(non_empty(k, v)?)),
+    key!("syncFlushTimeout", runtime = false, |c| c.sync_flush_timeout_ms.to_string(), |c, k, v| c.sync_flush_timeout_ms = parse_num(k, v, 1u64, 600_000)?),
+    key!("timerMaxDelaySec", runtime = false, |c| c.timer_max_delay_sec.to_string(), |c, k, v| c.timer_max_delay_sec = parse_num(k, v, 1u64, 366 * 24 * 3600)?),
+    key!("tls.server.certPath", runtime = false, |c| path_string(&c.tls_cert_path), |c, k, v| c.tls_cert_path = Some(PathBuf::from(non_empty(k, v)?))),
+    key!("tls.server.keyPath", runtime = false, |c| path_string(&c.tls_key_path), |c, k, v| c.tls_key_path = Some(PathBuf::from(non_empty(k, v)?))),
+    key!("tls.server.mode", runtime = false, |c| c.tls_mode.map_or(String::new(), |m| m.to_string()), |c, k, v| {
+        c.tls_mode = Some(v.parse().map_err(|e: String| invalid(k, v, &e))?)
+    }),
+    key!("traceTopicEnable", runtime = false, |c| c.trace_topic_enable.to_string(), |c, k, v| c.trace_topic_enable = parse_bool(k, v)?),
+    key!("transactionCheckInterval", runtime = true, |c| c.transaction_check_interval_ms.to_string(), |c, k, v| c.transaction_check_interval_ms = parse_num(k, v, 1u64, u64::MAX / 2)?),
+    key!("transactionCheckMax", runtime = true, |c| c.transaction_check_max.to_string(), |c, k, v| c.transaction_check_max = parse_num(k, v, 1u32, 10_000)?),
+    key!("transactionTimeOut", runtime = true, |c| c.transaction_timeout_ms.to_string(), |c, k, v| c.transaction_timeout_ms = parse_num(k, v, 0u64, u64::MAX / 2)?),
+];
+
+fn find_key(name: &str) -> Option<&'static Key> {
+    KEYS.iter()
+        .find(|k| k.name == name || k.alias == Some(name))
+}
+
 impl BrokerConfig {
     /// Reads a `broker.conf` file over the defaults. Returns the config and one warning
     /// per key that is unknown or has no effect.
@@ -269,7 +412,10 @@ impl BrokerConfig {
             path: path.into(),
             reason,
         })?;
-        let mut cfg = BrokerConfig::default();
+        let mut cfg = BrokerConfig {
+            file: Some(path.to_path_buf()),
+            ..BrokerConfig::default()
+        };
         let warnings = cfg.apply(&map)?;
         Ok((cfg, warnings))
     }
@@ -279,73 +425,42 @@ impl BrokerConfig {
         let mut warnings = Vec::new();
         let mut keys: Vec<&String> = map.keys().collect();
         keys.sort();
-        for key in keys {
-            let v = map[key].trim();
-            match key.as_str() {
-                "brokerClusterName" => self.cluster_name = non_empty(key, v)?,
-                "brokerName" => self.broker_name = non_empty(key, v)?,
-                "brokerId" => self.broker_id = parse_num(key, v, 0i64, i64::MAX)?,
-                "namesrvAddr" => self.namesrv_addrs = parse_addr_list(key, v)?,
-                "listenPort" => self.listen_port = parse_num(key, v, 0u16, u16::MAX)?,
-                "brokerIP1" => {
-                    if v.is_empty() {
-                        return Err(invalid(key, v, "an IP address or host name clients can reach"));
-                    }
-                    self.broker_ip1 = v.to_string();
-                }
-                "storePathRootDir" => self.store_root = PathBuf::from(non_empty(key, v)?),
-                "storePathCommitLog" => self.store_commit_log = Some(PathBuf::from(non_empty(key, v)?)),
-                "mapedFileSizeCommitLog" | "mappedFileSizeCommitLog" => {
-                    self.commit_log_segment_bytes = parse_num(key, v, 64 * 1024u64, 1u64 << 40)?
-                }
-                "flushDiskType" => {
-                    self.flush_mode = match v {
-                        "ASYNC_FLUSH" => FlushMode::Async,
-                        "SYNC_FLUSH" => FlushMode::Sync,
-                        _ => return Err(invalid(key, v, "ASYNC_FLUSH or SYNC_FLUSH")),
-                    }
-                }
-                "flushIntervalCommitLog" => self.flush_interval_ms = parse_num(key, v, 1u64, 60_000)?,
-                "flushConsumerOffsetInterval" => self.flush_consumer_offset_interval_ms = parse_num(key, v, 10u64, 600_000)?,
-                "syncFlushTimeout" => self.sync_flush_timeout_ms = parse_num(key, v, 1u64, 600_000)?,
-                "diskSpaceWarningLevelRatio" => self.disk_space_warning_percent = parse_num(key, v, 1u32, 99)?,
-                "autoCreateTopicEnable" => self.auto_create_topic = parse_bool(key, v)?,
-                "autoCreateSubscriptionGroup" => self.auto_create_subscription_group = parse_bool(key, v)?,
-                "defaultTopicQueueNums" => self.default_topic_queue_nums = parse_num(key, v, 1i32, 1024)?,
-                "maxMessageSize" => self.max_message_size = parse_num(key, v, 1usize, 64 * 1024 * 1024)?,
-                "fileReservedTime" => self.file_reserved_hours = parse_num(key, v, 1u64, 24 * 365 * 100)?,
-                "deleteWhen" => {
-                    let hours: Option<Vec<u32>> =
-                        v.split(';').map(|h| h.trim().parse::<u32>().ok().filter(|h| *h < 24)).collect();
-                    self.delete_when = hours.filter(|h| !h.is_empty()).ok_or_else(|| invalid(key, v, "hours 00-23 separated by ';'"))?;
-                }
-                "messageDelayLevel" => {
-                    self.message_delay_levels_ms = parse_delay_levels(v)
-                        .ok_or_else(|| invalid(key, v, "durations like '1s 5s 10s 1m 2h 1d' separated by spaces"))?
-                }
-                "transactionCheckInterval" => self.transaction_check_interval_ms = parse_num(key, v, 1u64, u64::MAX / 2)?,
-                "transactionTimeOut" => self.transaction_timeout_ms = parse_num(key, v, 0u64, u64::MAX / 2)?,
-                "transactionCheckMax" => self.transaction_check_max = parse_num(key, v, 1u32, 10_000)?,
-                "registerNameServerPeriod" => {
-                    self.register_name_server_period_ms = parse_num(key, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
-                }
-                "serverChannelMaxIdleTimeSeconds" => self.idle_timeout_secs = parse_num(key, v, 1u64, 86_400)?,
-                "timerMaxDelaySec" => self.timer_max_delay_sec = parse_num(key, v, 1u64, 366 * 24 * 3600)?,
-                "enablePropertyFilter" => self.enable_property_filter = parse_bool(key, v)?,
-                "tls.server.mode" => {
-                    self.tls_mode = Some(v.parse().map_err(|e: String| invalid(key, v, &e))?)
-                }
-                "tls.server.certPath" => self.tls_cert_path = Some(PathBuf::from(non_empty(key, v)?)),
-                "tls.server.keyPath" => self.tls_key_path = Some(PathBuf::from(non_empty(key, v)?)),
-                "aclEnable" => self.acl_enable = parse_bool(key, v)?,
-                "plainAclFile" => self.plain_acl_file = PathBuf::from(non_empty(key, v)?),
-                "maxConnections" => self.max_connections = parse_num(key, v, 1usize, 1_000_000)?,
-                k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {
-                    warnings.push(format!("configuration key {k} is accepted for compatibility but has no effect in FerroMQ"))
-                }
-                k => warnings.push(format!("unknown configuration key {k} ignored")),
+        for name in keys {
+            let v = map[name].trim();
+            match find_key(name) {
+                Some(key) => (key.set)(self, name, v)?,
+                None if ACCEPTED_WITHOUT_EFFECT.contains(&name.as_str()) => warnings.push(format!(
+                    "configuration key {name} is accepted for compatibility but has no effect in FerroMQ"
+                )),
+                None => warnings.push(format!("unknown configuration key {name} ignored")),
             }
         }
+        self.validate()?;
+        Ok(warnings)
+    }
+
+    /// The configuration with `changes` made while the broker runs, as Apache's
+    /// `updateBrokerConfig`. Refuses, naming the key, a key that is unknown or that only a
+    /// restart can change, and any value `broker.conf` would refuse.
+    pub fn with_runtime_changes(
+        &self,
+        changes: &HashMap<String, String>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut next = self.clone();
+        for (name, value) in changes {
+            let key =
+                find_key(name).ok_or_else(|| ConfigError::UnknownKey { key: name.clone() })?;
+            if !key.runtime {
+                return Err(ConfigError::NeedsRestart { key: name.clone() });
+            }
+            (key.set)(&mut next, name, value.trim())?;
+        }
+        next.validate()?;
+        Ok(next)
+    }
+
+    /// Checks the combinations of keys that no single value can break.
+    fn validate(&self) -> Result<(), ConfigError> {
         let tls_wanted = !matches!(
             self.tls_mode,
             None | Some(ferromq_remoting::TlsMode::Disabled)
@@ -354,10 +469,7 @@ impl BrokerConfig {
             (Some(_), None) | (None, Some(_)) => {
                 return Err(invalid(
                     "tls.server.certPath",
-                    &self
-                        .tls_cert_path
-                        .as_ref()
-                        .map_or(String::new(), |p| p.display().to_string()),
+                    &path_string(&self.tls_cert_path),
                     "tls.server.certPath and tls.server.keyPath given together",
                 ))
             }
@@ -380,88 +492,19 @@ impl BrokerConfig {
                 ),
             ));
         }
-        Ok(warnings)
+        Ok(())
     }
 
     /// The effective configuration as `broker.conf` lines, keys sorted.
     pub fn to_properties(&self) -> String {
-        let flush = match self.flush_mode {
-            FlushMode::Async => "ASYNC_FLUSH",
-            FlushMode::Sync => "SYNC_FLUSH",
-        };
-        let levels: Vec<String> = self
-            .message_delay_levels_ms
-            .iter()
-            .map(|ms| format!("{}s", ms / 1000))
-            .collect();
-        let pairs: Vec<(&str, String)> = vec![
-            (
-                "autoCreateSubscriptionGroup",
-                self.auto_create_subscription_group.to_string(),
-            ),
-            ("autoCreateTopicEnable", self.auto_create_topic.to_string()),
-            ("brokerClusterName", self.cluster_name.clone()),
-            ("brokerIP1", self.broker_ip1.clone()),
-            ("brokerId", self.broker_id.to_string()),
-            ("brokerName", self.broker_name.clone()),
-            (
-                "defaultTopicQueueNums",
-                self.default_topic_queue_nums.to_string(),
-            ),
-            (
-                "deleteWhen",
-                self.delete_when
-                    .iter()
-                    .map(|h| format!("{h:02}"))
-                    .collect::<Vec<_>>()
-                    .join(";"),
-            ),
-            (
-                "enablePropertyFilter",
-                self.enable_property_filter.to_string(),
-            ),
-            ("fileReservedTime", self.file_reserved_hours.to_string()),
-            ("flushDiskType", flush.to_string()),
-            ("flushIntervalCommitLog", self.flush_interval_ms.to_string()),
-            (
-                "flushConsumerOffsetInterval",
-                self.flush_consumer_offset_interval_ms.to_string(),
-            ),
-            (
-                "diskSpaceWarningLevelRatio",
-                self.disk_space_warning_percent.to_string(),
-            ),
-            ("listenPort", self.listen_port.to_string()),
-            (
-                "mapedFileSizeCommitLog",
-                self.commit_log_segment_bytes.to_string(),
-            ),
-            ("maxConnections", self.max_connections.to_string()),
-            ("aclEnable", self.acl_enable.to_string()),
-            ("plainAclFile", self.plain_acl_file.display().to_string()),
-            ("maxMessageSize", self.max_message_size.to_string()),
-            ("messageDelayLevel", levels.join(" ")),
-            ("namesrvAddr", self.namesrv_addrs.join(";")),
-            ("storePathRootDir", self.store_root.display().to_string()),
-            ("syncFlushTimeout", self.sync_flush_timeout_ms.to_string()),
-            ("timerMaxDelaySec", self.timer_max_delay_sec.to_string()),
-            (
-                "transactionCheckInterval",
-                self.transaction_check_interval_ms.to_string(),
-            ),
-            (
-                "transactionCheckMax",
-                self.transaction_check_max.to_string(),
-            ),
-            (
-                "transactionTimeOut",
-                self.transaction_timeout_ms.to_string(),
-            ),
-        ];
-        pairs
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
+        KEYS.iter()
+            .map(|k| format!("{}={}\n", k.name, (k.get)(self)))
             .collect()
+    }
+
+    /// One key's value as `broker.conf` spells it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        find_key(name).map(|k| (k.get)(self))
     }
 
     /// Address clients are given, `brokerIP1:listenPort`.
@@ -472,6 +515,44 @@ impl BrokerConfig {
             format!("{}:{}", self.broker_ip1, self.listen_port)
         }
     }
+}
+
+/// `text`, a `broker.conf`, with `changes` made: a line that sets one of the keys gets the
+/// new value in place, so comments and order survive; keys the file lacks are appended.
+pub fn rewrite_properties(text: &str, changes: &BTreeMap<String, String>) -> String {
+    let mut pending: BTreeMap<&str, &str> = changes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut continued = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let is_comment = trimmed.starts_with('#') || trimmed.starts_with('!');
+        let key = trimmed
+            .split(|c: char| c == '=' || c == ':' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        // A line continuing the previous one's value is never a key of its own.
+        match (continued || is_comment, pending.remove(key)) {
+            (false, Some(value)) => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(value);
+            }
+            (_, Some(value)) => {
+                pending.insert(key, value);
+                out.push_str(line);
+            }
+            (_, None) => out.push_str(line),
+        }
+        out.push('\n');
+        continued = !is_comment && line.ends_with('\\');
+    }
+    for (key, value) in pending {
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    out
 }
 
 fn non_empty(key: &str, v: &str) -> Result<String, ConfigError> {
@@ -562,6 +643,63 @@ mod tests {
         assert_eq!(parse_delay_levels("1\u{e9}"), None);
         assert_eq!(parse_delay_levels("\u{1F600}"), None);
         assert!(apply(&[("messageDelayLevel", "5\u{e9} 1s")]).is_err());
+    }
+
+    #[test]
+    fn every_key_prints_what_it_reads() {
+        let cfg = BrokerConfig::default();
+        let map = parse_properties(cfg.to_properties().as_bytes()).unwrap();
+        let mut again = BrokerConfig::default();
+        // Empty optional paths print empty and are not read back.
+        let map: HashMap<String, String> = map.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        assert!(again.apply(&map).unwrap().is_empty());
+        assert_eq!(again.to_properties(), cfg.to_properties());
+    }
+
+    #[test]
+    fn runtime_changes_take_changeable_keys_and_refuse_the_rest() {
+        let cfg = BrokerConfig::default();
+        let change = |k: &str, v: &str| {
+            let map = HashMap::from([(k.to_string(), v.to_string())]);
+            cfg.with_runtime_changes(&map)
+        };
+        let next = change("brokerPermission", "4").unwrap();
+        assert_eq!(next.broker_permission, 4);
+        assert_eq!(next.get("brokerPermission").as_deref(), Some("4"));
+        assert!(matches!(
+            change("listenPort", "1"),
+            Err(ConfigError::NeedsRestart { .. })
+        ));
+        assert!(matches!(
+            change("noSuchKey", "1"),
+            Err(ConfigError::UnknownKey { .. })
+        ));
+        let err = change("brokerPermission", "5").unwrap_err().to_string();
+        assert!(
+            err.contains("brokerPermission") && err.contains('5'),
+            "{err}"
+        );
+        // Cross-key checks hold for run-time changes too.
+        assert!(change("maxMessageSize", "67108864").is_ok());
+        let small = BrokerConfig {
+            commit_log_segment_bytes: 1 << 20,
+            ..BrokerConfig::default()
+        };
+        let map = HashMap::from([("maxMessageSize".to_string(), "2097152".to_string())]);
+        assert!(small.with_runtime_changes(&map).is_err());
+    }
+
+    #[test]
+    fn rewritten_broker_conf_keeps_comments_and_order() {
+        let text = "# the cluster\nbrokerName = b1\nbrokerPermission=6\n#brokerPermission=2\nlistenPort:10911\n";
+        let changes = BTreeMap::from([
+            ("brokerPermission".to_string(), "4".to_string()),
+            ("fileReservedTime".to_string(), "48".to_string()),
+        ]);
+        assert_eq!(
+            rewrite_properties(text, &changes),
+            "# the cluster\nbrokerName = b1\nbrokerPermission=4\n#brokerPermission=2\nlistenPort:10911\nfileReservedTime=48\n"
+        );
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl DiskGuard {
     }
 
     /// Why sends are refused, for the reply's remark.
+    /// The share of the fullest store file system in use, 0.0-1.0, as last checked.
+    pub fn used_ratio(&self) -> f64 {
+        self.used_basis_points.load(Ordering::Relaxed) as f64 / 10_000.0
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "service not available now: the broker's disk is full ({:.1}% used; \

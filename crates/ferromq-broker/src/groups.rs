@@ -28,6 +28,11 @@ pub struct SubscriptionGroupConfig {
     pub which_broker_when_consume_slowly: i64,
     #[serde(default = "yes")]
     pub notify_consumer_ids_changed_enable: bool,
+    /// Fields FerroMQ does not act on (`consumeFromMinEnable`, `consumeMessageOrderly`,
+    /// `groupRetryPolicy`, `attributes`, …), kept as the tool sent them so that it reads
+    /// back what it wrote.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -54,6 +59,7 @@ impl SubscriptionGroupConfig {
             broker_id: 0,
             which_broker_when_consume_slowly: 1,
             notify_consumer_ids_changed_enable: true,
+            other: BTreeMap::new(),
         }
     }
 }

@@ -70,7 +70,7 @@ pub enum BrokerError {
 }
 
 pub struct Broker {
-    config: Arc<BrokerConfig>,
+    config: std::sync::RwLock<Arc<BrokerConfig>>,
     /// Present when `aclEnable=true`.
     acl: Option<Arc<acl::AclService>>,
     /// Present when a TLS certificate is configured.
@@ -93,7 +93,24 @@ pub struct Broker {
     started: Instant,
     boot_ms: i64,
     uniq_counter: AtomicU64,
+    /// Moves with every run-time configuration change (GET_BROKER_CONFIG's `version`).
+    config_version: AtomicU64,
     namesrv_conns: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
+}
+
+/// The topics every broker carries, as this configuration describes them.
+fn system_topics(config: &BrokerConfig) -> topic::SystemTopics<'_> {
+    topic::SystemTopics {
+        cluster_name: &config.cluster_name,
+        broker_name: &config.broker_name,
+        auto_create_topic: config.auto_create_topic,
+        default_queues: config.default_topic_queue_nums,
+        cluster_topic_enable: config.cluster_topic_enable,
+        broker_topic_enable: config.broker_topic_enable,
+        trace_topic: config
+            .trace_topic_enable
+            .then_some(config.msg_trace_topic_name.as_str()),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -152,12 +169,8 @@ impl Broker {
             path: config.store_root.display().to_string(),
             source,
         };
-        let topics = TopicConfigManager::open(
-            &config.store_root,
-            config.auto_create_topic,
-            config.default_topic_queue_nums,
-        )
-        .map_err(meta_err)?;
+        let topics = TopicConfigManager::open(&config.store_root, &system_topics(&config))
+            .map_err(meta_err)?;
         let offsets = ConsumerOffsetManager::open(&config.store_root).map_err(meta_err)?;
         let groups =
             groups::SubscriptionGroupManager::open(&config.store_root).map_err(meta_err)?;
@@ -178,7 +191,7 @@ impl Broker {
         );
         Ok(Arc::new(Broker {
             store_host: resolve_store_host(&config),
-            config: Arc::new(config),
+            config: std::sync::RwLock::new(Arc::new(config)),
             acl,
             tls,
             store,
@@ -196,12 +209,14 @@ impl Broker {
             started: Instant::now(),
             boot_ms: now_ms(),
             uniq_counter: AtomicU64::new(0),
+            config_version: AtomicU64::new(0),
             namesrv_conns: Default::default(),
         }))
     }
 
-    pub fn config(&self) -> &BrokerConfig {
-        &self.config
+    /// The configuration in force: `updateBrokerConfig` replaces it while the broker runs.
+    pub fn config(&self) -> Arc<BrokerConfig> {
+        self.config.read().expect("config lock").clone()
     }
 
     /// The TLS settings for clients, when a certificate is configured.
@@ -216,7 +231,15 @@ impl Broker {
 
     /// Serves clients on `listener` and runs housekeeping until `shutdown`; then stops
     /// accepting, unregisters from name servers, persists offsets and flushes the store.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+    /// Serves clients on `listener`, and on `fast_channel` when given: Apache's "VIP
+    /// channel" (listenPort − 2), the same requests on a second port, which Apache's admin
+    /// tools and dashboard use by default.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        fast_channel: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
@@ -227,12 +250,23 @@ impl Broker {
         tasks.spawn(self.clone().timer_loop(shutdown.clone()));
         tasks.spawn(self.clone().transaction_check_loop(shutdown.clone()));
         let server_config = ServerConfig {
-            max_connections: self.config.max_connections,
-            idle_timeout: Duration::from_secs(self.config.idle_timeout_secs),
+            max_connections: self.config().max_connections,
+            idle_timeout: Duration::from_secs(self.config().idle_timeout_secs),
             tls: self.tls.clone(),
             ..Default::default()
         };
+        let fast = fast_channel.map(|l| {
+            tokio::spawn(ferromq_remoting::serve(
+                l,
+                self.clone(),
+                server_config.clone(),
+                shutdown.clone(),
+            ))
+        });
         ferromq_remoting::serve(listener, self.clone(), server_config, shutdown.clone()).await;
+        if let Some(fast) = fast {
+            let _ = fast.await;
+        }
         tasks.close();
         tasks.wait().await;
         register::unregister_all(&self).await;
@@ -254,13 +288,16 @@ impl Broker {
 
     async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
         let mut offsets = tokio::time::interval(Duration::from_millis(
-            self.config.flush_consumer_offset_interval_ms,
+            self.config().flush_consumer_offset_interval_ms,
         ));
         let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
         let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
+        let mut stats =
+            tokio::time::interval(Duration::from_millis(stats::SAMPLE_INTERVAL_MS as u64));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = stats.tick() => self.stats.sample(now_ms()),
                 _ = offsets.tick() => {
                     if let Err(e) = self.offsets.persist() {
                         warn!(error = %e, "persisting consumer offsets failed");
@@ -279,11 +316,11 @@ impl Broker {
 
     async fn run_retention_if_due(self: Arc<Self>) {
         let hour = ((now_ms() / 3_600_000) % 24) as u32;
-        if !self.config.delete_when.contains(&hour) {
+        if !self.config().delete_when.contains(&hour) {
             return;
         }
         let cutoff = std::time::SystemTime::now()
-            - Duration::from_secs(self.config.file_reserved_hours * 3600);
+            - Duration::from_secs(self.config().file_reserved_hours * 3600);
         let store = self.store.store().clone();
         match tokio::task::spawn_blocking(move || store.delete_expired(cutoff)).await {
             Ok(Ok(min)) => tracing::debug!(min_offset = min, "retention checked"),
@@ -299,13 +336,31 @@ impl Broker {
         msgs: Vec<MessageExt>,
         wait_flush: bool,
     ) -> Result<Vec<AppendResult>, PutError> {
+        self.put(msgs, wait_flush, false).await
+    }
+
+    /// Stores delayed and timer messages that have come due: they keep their delay and
+    /// timer properties, as Apache delivers them, and are never delayed again.
+    pub(crate) async fn put_due_messages(
+        &self,
+        msgs: Vec<MessageExt>,
+    ) -> Result<Vec<AppendResult>, PutError> {
+        self.put(msgs, false, true).await
+    }
+
+    async fn put(
+        &self,
+        msgs: Vec<MessageExt>,
+        wait_flush: bool,
+        due: bool,
+    ) -> Result<Vec<AppendResult>, PutError> {
         let mut puts = Vec::with_capacity(msgs.len());
         let mut scheduled = false;
         let mut timed = false;
         for mut m in msgs {
             m.store_host = self.store_host;
             let internal = m.topic == transaction::HALF_TOPIC || m.topic == transaction::OP_TOPIC;
-            if internal {
+            if internal || due {
                 // Half messages wait for their decision, not for a delay.
             } else if self.schedule.apply(&mut m) {
                 scheduled = true;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferromq_protocol::body::RegisterBrokerBody;
+use ferromq_protocol::body::{perm, RegisterBrokerBody};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::{
     CommandHeader, RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader,
@@ -19,7 +19,7 @@ use crate::Broker;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(6);
 
 pub(crate) async fn registration_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let period = Duration::from_millis(broker.config.register_name_server_period_ms);
+    let period = Duration::from_millis(broker.config().register_name_server_period_ms);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -32,25 +32,35 @@ pub(crate) async fn registration_loop(broker: Arc<Broker>, shutdown: Cancellatio
 
 pub(crate) async fn register_all(broker: &Broker) {
     let _one_at_a_time = broker.registering.lock().await;
+    let mut wrapper = broker.topics.wrapper();
+    // A broker made read-only (or write-only) by `brokerPermission` advertises every topic
+    // so, as Apache's `registerBrokerAll`: clients then send (or pull) elsewhere.
+    let broker_perm = broker.config().broker_permission;
+    if broker_perm & (perm::READ | perm::WRITE) != perm::READ | perm::WRITE {
+        for topic in wrapper.topic_config_table.values_mut() {
+            topic.perm &= broker_perm;
+        }
+    }
     let body = RegisterBrokerBody {
-        topic_config_serialize_wrapper: broker.topics.wrapper(),
+        topic_config_serialize_wrapper: wrapper,
         filter_server_list: vec![],
     };
     let body = serde_json::to_vec(&body).expect("registration body serializes");
     let mut req = RemotingCommand::request(request::REGISTER_BROKER);
     RegisterBrokerRequestHeader {
-        broker_name: broker.config.broker_name.clone(),
-        broker_addr: broker.config.advertised_addr(),
-        cluster_name: broker.config.cluster_name.clone(),
+        broker_name: broker.config().broker_name.clone(),
+        broker_addr: broker.config().advertised_addr(),
+        cluster_name: broker.config().cluster_name.clone(),
         ha_server_addr: Some(String::new()),
-        broker_id: broker.config.broker_id,
+        broker_id: broker.config().broker_id,
         compressed: Some(false),
         body_crc32: Some(ferromq_protocol::message::body_crc(&body) as i32),
         heartbeat_timeout_millis: None,
     }
     .encode(&mut req.ext_fields);
     req.body = body.into();
-    let calls = broker.config.namesrv_addrs.iter().map(|addr| {
+    let config = broker.config();
+    let calls = config.namesrv_addrs.iter().map(|addr| {
         let req = req.clone();
         async move {
             match invoke(broker, addr, req).await {
@@ -66,13 +76,14 @@ pub(crate) async fn register_all(broker: &Broker) {
 pub(crate) async fn unregister_all(broker: &Broker) {
     let mut req = RemotingCommand::request(request::UNREGISTER_BROKER);
     UnregisterBrokerRequestHeader {
-        broker_name: broker.config.broker_name.clone(),
-        broker_addr: broker.config.advertised_addr(),
-        cluster_name: broker.config.cluster_name.clone(),
-        broker_id: broker.config.broker_id,
+        broker_name: broker.config().broker_name.clone(),
+        broker_addr: broker.config().advertised_addr(),
+        cluster_name: broker.config().cluster_name.clone(),
+        broker_id: broker.config().broker_id,
     }
     .encode(&mut req.ext_fields);
-    let calls = broker.config.namesrv_addrs.iter().map(|addr| {
+    let config = broker.config();
+    let calls = config.namesrv_addrs.iter().map(|addr| {
         let req = req.clone();
         async move {
             if let Err(e) = invoke(broker, addr, req).await {

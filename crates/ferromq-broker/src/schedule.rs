@@ -20,6 +20,9 @@ use crate::{now_ms, persist, Broker};
 
 /// Topic holding delayed messages, one queue per level.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// Queues of the schedule topic as Apache creates it (`SCHEDULE_TOPIC_QUEUE_NUM`); FerroMQ
+/// uses one per configured delay level.
+pub const SCHEDULE_QUEUES: i32 = 18;
 /// Messages re-delivered per level per round at most.
 const DELIVER_BATCH: usize = 64;
 /// Longest sleep between rounds; new messages and shutdown wake the loop earlier.
@@ -147,23 +150,15 @@ impl ScheduleService {
 }
 
 /// The copy of a due message for its real topic: schedule bookkeeping removed.
-pub(crate) fn restore_real_message(stored: &MessageExt) -> Option<MessageExt> {
+pub(crate) fn restore_real_message(stored: &MessageExt, internal: &[&str]) -> Option<MessageExt> {
     let topic = property(&stored.properties, message::property::REAL_TOPIC)?.to_string();
     let queue_id = property(&stored.properties, message::property::REAL_QID)
         .and_then(|q| q.parse().ok())
         .unwrap_or(0);
-    let mut props = message::without_properties(
-        &stored.properties,
-        &[
-            message::property::DELAY,
-            message::property::TIMER_OUT_MS,
-            message::property::TIMER_DELIVER_MS,
-            message::property::TIMER_DELAY_SEC,
-            message::property::TIMER_DELAY_MS,
-            message::property::WAIT,
-        ],
-    );
-    message::push_property(&mut props, message::property::WAIT, "false");
+    // Apache builds the delivered message's properties before it clears DELAY and
+    // REAL_TOPIC from its map, so they arrive with the message: consumers read
+    // `getDelayTimeLevel()` and the timer properties. Only FerroMQ's own bookkeeping goes.
+    let props = message::without_properties(&stored.properties, internal);
     Some(MessageExt {
         topic,
         queue_id,
@@ -237,7 +232,7 @@ impl Broker {
                     let Ok((stored, _)) = MessageExt::decode(&record) else {
                         continue;
                     };
-                    match restore_real_message(&stored) {
+                    match restore_real_message(&stored, &[message::property::TIMER_OUT_MS]) {
                         Some(m) => outgoing.push(m),
                         None => warn!(
                             offset = e.offset,
@@ -247,7 +242,7 @@ impl Broker {
                 }
                 let last = due.last().expect("non-empty").offset;
                 if !outgoing.is_empty() {
-                    self.put_messages(outgoing, false)
+                    self.put_due_messages(outgoing)
                         .await
                         .map_err(|e| e.to_string())?;
                 }

@@ -107,6 +107,11 @@ pub struct StoreService {
 }
 
 impl StoreService {
+    /// The share of the store's disk in use, 0.0-1.0.
+    pub fn disk_used_ratio(&self) -> f64 {
+        self.disk.used_ratio()
+    }
+
     pub fn start(
         store: Arc<MessageStore>,
         mode: FlushMode,

@@ -58,7 +58,7 @@ pub struct TimerService {
 }
 
 /// Properties that ask for timer delivery.
-const TIMER_PROPERTIES: [&str; 4] = [
+pub(crate) const TIMER_PROPERTIES: [&str; 4] = [
     message::property::TIMER_DELIVER_MS,
     message::property::TIMER_DELAY_SEC,
     message::property::TIMER_DELAY_MS,
@@ -130,13 +130,13 @@ impl TimerService {
                 self.max_delay_ms / 1000
             ));
         }
-        let mut stripped = message::without_properties(props, &TIMER_PROPERTIES);
+        // The timer properties stay on the message, as Apache delivers it (a message already
+        // due is stored as it came).
         if due <= now {
-            msg.properties = stripped;
             return Ok(false);
         }
-        stripped = message::without_properties(
-            &stripped,
+        let mut stripped = message::without_properties(
+            props,
             &[
                 message::property::REAL_TOPIC,
                 message::property::REAL_QID,
@@ -289,12 +289,12 @@ impl Broker {
                 let Ok((stored, _)) = MessageExt::decode(&record) else {
                     continue;
                 };
-                match restore_real_message(&stored) {
+                match restore_real_message(&stored, &[]) {
                     Some(m) => outgoing.push(m),
                     None => warn!(phys = t.phys, "timer message without REAL_TOPIC dropped"),
                 }
             }
-            if let Err(e) = self.put_messages(outgoing, false).await {
+            if let Err(e) = self.put_due_messages(outgoing).await {
                 // Put them back: nothing due is ever dropped.
                 f.heap.extend(due.into_iter().map(Reverse));
                 return Err(e.to_string());

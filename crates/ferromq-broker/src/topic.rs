@@ -40,6 +40,104 @@ pub fn validate_topic_name(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Apache's benchmark topic (`TopicValidator.RMQ_SYS_BENCHMARK_TOPIC`), 1,024 queues.
+pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
+/// Where Apache's brokers publish offset-moved events.
+pub const OFFSET_MOVED_EVENT_TOPIC: &str = "OFFSET_MOVED_EVENT";
+/// Queues of the cluster-name topic: a bare `new TopicConfig(name)` in Java has 16.
+const CLUSTER_TOPIC_QUEUES: i32 = 16;
+/// `reviveQueueNum`: queues of Apache's POP revive topic.
+const REVIVE_QUEUES: i32 = 8;
+
+/// The topics every broker carries from its first start, as Apache's
+/// `TopicConfigManager.init` creates them. Tools rely on two of them: the topic named after
+/// the cluster and the one named after the broker give `createTopic(clusterName, …)` and
+/// `createTopic(brokerName, …)` a route to look up (`clusterTopicEnable`/`brokerTopicEnable`
+/// make them readable and writable; off, they keep only INHERIT, as in Apache).
+pub struct SystemTopics<'a> {
+    pub cluster_name: &'a str,
+    pub broker_name: &'a str,
+    pub auto_create_topic: bool,
+    pub default_queues: i32,
+    pub cluster_topic_enable: bool,
+    pub broker_topic_enable: bool,
+    /// `msgTraceTopicName` when `traceTopicEnable` is on.
+    pub trace_topic: Option<&'a str>,
+}
+
+impl SystemTopics<'_> {
+    /// Returns the topics whose settings follow the configuration at every start, and
+    /// those created once and kept as stored afterwards.
+    fn configs(&self) -> (Vec<TopicConfig>, Vec<TopicConfig>) {
+        let rw = perm::READ | perm::WRITE;
+        let with_rw = |enabled: bool| perm::INHERIT | if enabled { rw } else { 0 };
+        // Apache creates TBW102 only with auto-creation on. FerroMQ always has it, without
+        // INHERIT when auto-creation is off, so that `createTopic("TBW102", …)` still
+        // finds a route to the brokers (the documented Java way to create a topic).
+        let template_perm = if self.auto_create_topic {
+            rw | perm::INHERIT
+        } else {
+            rw
+        };
+        let follow_config = vec![
+            TopicConfig::new(
+                AUTO_CREATE_TOPIC_TEMPLATE,
+                self.default_queues,
+                template_perm,
+            ),
+            TopicConfig::new(
+                self.cluster_name,
+                CLUSTER_TOPIC_QUEUES,
+                with_rw(self.cluster_topic_enable),
+            ),
+            TopicConfig::new(self.broker_name, 1, with_rw(self.broker_topic_enable)),
+        ];
+        let mut keep_stored = vec![
+            TopicConfig::new(SELF_TEST_TOPIC, 1, rw),
+            TopicConfig::new(BENCHMARK_TOPIC, 1024, rw),
+            TopicConfig::new(OFFSET_MOVED_EVENT_TOPIC, 1, rw),
+            TopicConfig::new(
+                crate::schedule::SCHEDULE_TOPIC,
+                crate::schedule::SCHEDULE_QUEUES,
+                rw,
+            ),
+            TopicConfig::new(&format!("{}_REPLY_TOPIC", self.cluster_name), 1, rw),
+            TopicConfig::new(
+                &format!("rmq_sys_REVIVE_LOG_{}", self.cluster_name),
+                REVIVE_QUEUES,
+                rw,
+            ),
+            TopicConfig::new(
+                &format!("rmq_sys_SYNC_BROKER_MEMBER_{}", self.broker_name),
+                1,
+                perm::INHERIT,
+            ),
+            TopicConfig::new(crate::transaction::HALF_TOPIC, 1, rw),
+            TopicConfig::new(crate::transaction::OP_TOPIC, 1, rw),
+            TopicConfig::new(crate::timer::TIMER_TOPIC, 1, rw),
+        ];
+        if let Some(trace) = self.trace_topic {
+            keep_stored.push(TopicConfig::new(trace, 1, rw));
+        }
+        (follow_config, keep_stored)
+    }
+}
+
+#[cfg(test)]
+impl SystemTopics<'static> {
+    fn for_test(auto_create_topic: bool) -> Self {
+        SystemTopics {
+            cluster_name: "DefaultCluster",
+            broker_name: "broker-a",
+            auto_create_topic,
+            default_queues: 4,
+            cluster_topic_enable: true,
+            broker_topic_enable: true,
+            trace_topic: None,
+        }
+    }
+}
+
 struct Table {
     topics: BTreeMap<String, TopicConfig>,
     version: DataVersion,
@@ -101,12 +199,8 @@ impl PendingWrite {
 }
 
 impl TopicConfigManager {
-    /// Loads `topics.json` and ensures the system topics exist.
-    pub fn open(
-        root: &std::path::Path,
-        auto_create: bool,
-        default_queues: i32,
-    ) -> std::io::Result<Self> {
+    /// Loads `topics.json` and puts in the topics every broker carries ([`SystemTopics`]).
+    pub fn open(root: &std::path::Path, system: &SystemTopics<'_>) -> std::io::Result<Self> {
         let path = root.join("config").join("topics.json");
         let topics: BTreeMap<String, TopicConfig> = persist::load(&path)?.unwrap_or_default();
         let mgr = TopicConfigManager {
@@ -121,32 +215,30 @@ impl TopicConfigManager {
                 },
             }),
         };
-        // TBW102's INHERIT bit is what lets clients auto-create through it; Apache forces
-        // it off when auto-creation is disabled.
-        let template_perm = if auto_create {
-            perm::READ | perm::WRITE | perm::INHERIT
-        } else {
-            perm::READ | perm::WRITE
-        };
-        let mut system = vec![TopicConfig::new(
-            AUTO_CREATE_TOPIC_TEMPLATE,
-            default_queues,
-            template_perm,
-        )];
-        if mgr.get(SELF_TEST_TOPIC).is_none() {
-            system.push(TopicConfig::new(
-                SELF_TEST_TOPIC,
-                1,
-                perm::READ | perm::WRITE,
-            ));
-        }
+        let (follow_config, keep_stored) = system.configs();
+        let missing: Vec<TopicConfig> = keep_stored
+            .into_iter()
+            .filter(|c| mgr.get(&c.topic_name).is_none())
+            .collect();
         // Not written to disk: they are put back like this at every start, and a first
         // start need not wait for an fsync. The next change to the table writes them along.
         mgr.table
             .lock()
             .expect("topic table lock")
-            .insert_all(system);
+            .insert_all(follow_config.into_iter().chain(missing));
         Ok(mgr)
+    }
+
+    /// Puts the system topics that follow the configuration back as it now says (a run-time
+    /// change of `autoCreateTopicEnable`, `clusterTopicEnable` or `brokerTopicEnable`).
+    pub fn refresh_system_topics(&self, system: &SystemTopics<'_>) {
+        let (follow_config, _) = system.configs();
+        let mut t = self.table.lock().expect("topic table lock");
+        // The version moves even when no topic did: a change of `brokerPermission` alters
+        // what is registered, and name servers only re-read a table whose version moved.
+        if !t.insert_all(follow_config) {
+            t.bump_version();
+        }
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
@@ -282,7 +374,7 @@ mod tests {
     #[test]
     fn auto_create_inherits_from_template_and_persists() {
         let dir = tempfile::tempdir().unwrap();
-        let mgr = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
         let (created, write) = mgr
             .create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 16)
             .unwrap();
@@ -296,19 +388,19 @@ mod tests {
             .unwrap();
         assert_eq!(again, created);
         assert!(write.is_none());
-        let reopened = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        let reopened = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
         assert_eq!(reopened.get("orders"), Some(created));
     }
 
     #[test]
     fn system_topics_are_not_written_at_start_but_always_present() {
         let dir = tempfile::tempdir().unwrap();
-        let mgr = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
         assert!(mgr.get(AUTO_CREATE_TOPIC_TEMPLATE).is_some());
         assert!(!dir.path().join("config").join("topics.json").exists());
         drop(mgr);
         // Auto-creation turned off: the template comes back without INHERIT.
-        let mgr = TopicConfigManager::open(dir.path(), false, 4).unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(false)).unwrap();
         let template = mgr.get(AUTO_CREATE_TOPIC_TEMPLATE).unwrap();
         assert_eq!(template.perm & perm::INHERIT, 0);
         assert!(mgr.get(SELF_TEST_TOPIC).is_some());
@@ -317,7 +409,7 @@ mod tests {
     #[test]
     fn an_older_pending_write_never_replaces_a_newer_table() {
         let dir = tempfile::tempdir().unwrap();
-        let mgr = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
         let (_, first) = mgr
             .create_from_template("first", AUTO_CREATE_TOPIC_TEMPLATE, 4)
             .unwrap();
@@ -327,7 +419,7 @@ mod tests {
         // Written out of order, as overlapping requests may.
         second.unwrap().run().unwrap();
         first.unwrap().run().unwrap();
-        let reopened = TopicConfigManager::open(dir.path(), true, 4).unwrap();
+        let reopened = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
         assert!(reopened.get("first").is_some());
         assert!(reopened.get("second").is_some());
     }
@@ -335,7 +427,7 @@ mod tests {
     #[test]
     fn auto_create_disabled_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mgr = TopicConfigManager::open(dir.path(), false, 4).unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(false)).unwrap();
         assert!(mgr
             .create_from_template("orders", AUTO_CREATE_TOPIC_TEMPLATE, 4)
             .is_none());

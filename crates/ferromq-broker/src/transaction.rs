@@ -310,15 +310,9 @@ impl Broker {
             );
         }
         let (decision, mut msgs) = if h.commit_or_rollback == TX_COMMIT {
+            // Apache keeps the half's properties on the committed message (TRAN_MSG, PGROUP,
+            // REAL_TOPIC, REAL_QID): its stored properties are built before it clears them.
             let mut committed = restore(&half, None);
-            committed.properties = message::without_properties(
-                &committed.properties,
-                &[
-                    message::property::TRAN_MSG,
-                    message::property::REAL_TOPIC,
-                    message::property::REAL_QID,
-                ],
-            );
             committed.sys_flag = (committed.sys_flag & !sys_flag::TRANSACTION_ROLLBACK)
                 | sys_flag::TRANSACTION_COMMIT;
             committed.prepared_transaction_offset = h.commit_log_offset;
@@ -342,7 +336,7 @@ impl Broker {
 
     /// Checks undecided half messages every `transactionCheckInterval` until `shutdown`.
     pub(crate) async fn transaction_check_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let interval = Duration::from_millis(self.config.transaction_check_interval_ms.max(100));
+        let interval = Duration::from_millis(self.config().transaction_check_interval_ms.max(100));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -375,8 +369,8 @@ impl Broker {
         self.transactions
             .advance_cursor(store.max_offset(OP_TOPIC, 0));
         let now = now_ms();
-        let timeout = self.config.transaction_timeout_ms as i64;
-        let reserved_ms = self.config.file_reserved_hours as i64 * 3_600_000;
+        let timeout = self.config().transaction_timeout_ms as i64;
+        let reserved_ms = self.config().file_reserved_hours as i64 * 3_600_000;
         let mut from = self.transactions.cursor();
         let mut scanned = 0;
         let mut checked = 0;
@@ -421,7 +415,7 @@ impl Broker {
                     .get(&e.offset)
                     .copied()
                     .unwrap_or(0);
-                if times >= self.config.transaction_check_max || age > reserved_ms {
+                if times >= self.config().transaction_check_max || age > reserved_ms {
                     self.give_up(&half, times).await?;
                     continue;
                 }

@@ -456,9 +456,19 @@ impl AdminClient {
         for addr in self.masters().await?.values() {
             let req = RemotingCommand::request(request::GET_PRODUCER_CONNECTION_LIST)
                 .with_field("producerGroup", group);
-            let resp = self
-                .broker_call(addr, req, "GET_PRODUCER_CONNECTION_LIST")
-                .await?;
+            let resp = self.instance.invoke(addr, req).await?;
+            // A broker with no producer of the group answers SYSTEM_ERROR "… not exist".
+            if resp.code == response::SYSTEM_ERROR
+                && resp
+                    .remark
+                    .as_deref()
+                    .is_some_and(|r| r.ends_with("not exist"))
+            {
+                continue;
+            }
+            if resp.code != response::SUCCESS {
+                return Err(refused("GET_PRODUCER_CONNECTION_LIST", addr, resp));
+            }
             let v: serde_json::Value = json_body(&resp, "GET_PRODUCER_CONNECTION_LIST")?;
             if let Some(set) = v["connectionSet"].as_array() {
                 out.extend(set.iter().cloned());

@@ -4,15 +4,19 @@
 //! `broker_expiry` (120 s) or whose registering connection closes is dropped, and topics
 //! left without queues vanish from routes. Mirrors Apache's `RouteInfoManager`.
 
+mod kv;
 mod route;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferromq_protocol::body::{ClusterInfo, RegisterBrokerBody, TopicList};
+use ferromq_protocol::body::{
+    ClusterInfo, DataVersion, RegisterBrokerBody, TopicList, TopicRouteData,
+};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::{
-    BrokerHeartbeatRequestHeader, CommandHeader, RegisterBrokerRequestHeader, TopicRequestHeader,
+    BrokerHeartbeatRequestHeader, BrokerNameRequestHeader, ClusterRequestHeader, CommandHeader,
+    KvConfigRequestHeader, RegisterBrokerRequestHeader, TopicRequestHeader,
     UnregisterBrokerRequestHeader,
 };
 use ferromq_protocol::RemotingCommand;
@@ -32,6 +36,8 @@ pub struct NamesrvConfig {
     pub scan_interval: Duration,
     /// TLS for clients (a client with TLS on uses it for the name server too).
     pub tls: Option<ferromq_remoting::TlsServer>,
+    /// `kvConfigPath`: where KV configuration is kept; `None` keeps it in memory.
+    pub kv_config_path: Option<std::path::PathBuf>,
 }
 
 impl Default for NamesrvConfig {
@@ -40,6 +46,7 @@ impl Default for NamesrvConfig {
             broker_expiry: Duration::from_secs(120),
             scan_interval: Duration::from_secs(5),
             tls: None,
+            kv_config_path: None,
         }
     }
 }
@@ -48,11 +55,13 @@ impl Default for NamesrvConfig {
 pub struct NameServer {
     config: NamesrvConfig,
     routes: RouteTable,
+    kv: kv::KvConfig,
 }
 
 impl NameServer {
     pub fn new(config: NamesrvConfig) -> Arc<Self> {
         Arc::new(NameServer {
+            kv: kv::KvConfig::open(config.kv_config_path.clone()),
             config,
             routes: RouteTable::default(),
         })
@@ -145,11 +154,150 @@ impl NameServer {
                 }
                 Err(e) => bad_header(req, e),
             },
+            request::PUT_KV_CONFIG
+            | request::GET_KV_CONFIG
+            | request::DELETE_KV_CONFIG
+            | request::GET_KVLIST_BY_NAMESPACE => self.kv_config(req),
+            request::GET_SYSTEM_TOPIC_LIST_FROM_NS => {
+                let (topics, broker_addr) = self.routes.system_topics();
+                let mut body = serde_json::json!({ "topicList": topics });
+                if let Some(addr) = broker_addr {
+                    body["brokerAddr"] = addr.into();
+                }
+                RemotingCommand::response_to(req, response::SUCCESS).with_body(body.to_string())
+            }
+            request::GET_TOPICS_BY_CLUSTER => match ClusterRequestHeader::decode(&req.ext_fields) {
+                Ok(h) => topic_list(req, self.routes.topics_of_cluster(&h.cluster)),
+                Err(e) => bad_header(req, e),
+            },
+            request::GET_UNIT_TOPIC_LIST => topic_list(req, self.routes.topics_with_flags(FLAG_UNIT, 0)),
+            request::GET_HAS_UNIT_SUB_TOPIC_LIST => {
+                topic_list(req, self.routes.topics_with_flags(FLAG_UNIT_SUB, 0))
+            }
+            request::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => {
+                topic_list(req, self.routes.topics_with_flags(FLAG_UNIT_SUB, FLAG_UNIT))
+            }
+            request::WIPE_WRITE_PERM_OF_BROKER | request::ADD_WRITE_PERM_OF_BROKER => {
+                match BrokerNameRequestHeader::decode(&req.ext_fields) {
+                    Ok(h) => {
+                        let wipe = req.code == request::WIPE_WRITE_PERM_OF_BROKER;
+                        let n = self.routes.set_write_perm(&h.broker_name, wipe);
+                        let field = if wipe { "wipeTopicCount" } else { "addTopicCount" };
+                        RemotingCommand::response_to(req, response::SUCCESS).with_field(field, n.to_string())
+                    }
+                    Err(e) => bad_header(req, e),
+                }
+            }
+            request::QUERY_DATA_VERSION => {
+                let version: Result<DataVersion, _> = serde_json::from_slice(&req.body);
+                match (req.field("brokerAddr"), version) {
+                    (Some(addr), Ok(v)) => {
+                        let changed = self.routes.version_changed(addr, &v);
+                        RemotingCommand::response_to(req, response::SUCCESS)
+                            .with_field("changed", changed.to_string())
+                    }
+                    _ => RemotingCommand::error_response(
+                        req,
+                        response::SYSTEM_ERROR,
+                        "QUERY_DATA_VERSION needs brokerAddr and a DataVersion body",
+                    ),
+                }
+            }
+            request::GET_BROKER_MEMBER_GROUP => {
+                let name = req.field("brokerName").unwrap_or_default().to_string();
+                let cluster = req.field("clusterName").unwrap_or_default().to_string();
+                let addrs: serde_json::Map<String, serde_json::Value> = self
+                    .routes
+                    .broker_members(&name)
+                    .into_iter()
+                    .map(|(id, addr)| (id.to_string(), addr.into()))
+                    .collect();
+                let body = serde_json::json!({ "brokerMemberGroup": {
+                    "cluster": cluster, "brokerName": name, "brokerAddrs": addrs } });
+                RemotingCommand::response_to(req, response::SUCCESS).with_body(body.to_string())
+            }
+            request::REGISTER_TOPIC_IN_NAMESRV => {
+                let route: Result<TopicRouteData, _> = serde_json::from_slice(&req.body);
+                match (TopicRequestHeader::decode(&req.ext_fields), route) {
+                    (Ok(h), Ok(route)) => {
+                        self.routes.register_topic(&h.topic, &route.queue_datas);
+                        RemotingCommand::response_to(req, response::SUCCESS)
+                    }
+                    (Err(e), _) => bad_header(req, e),
+                    (_, Err(e)) => RemotingCommand::error_response(
+                        req,
+                        response::SYSTEM_ERROR,
+                        format!("invalid TopicRouteData: {e}"),
+                    ),
+                }
+            }
+            request::GET_NAMESRV_CONFIG => {
+                let kv_path = self
+                    .config
+                    .kv_config_path
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string());
+                let body = format!(
+                    "kvConfigPath={kv_path}\nscanNotActiveBrokerInterval={}\nbrokerExpiryMillis={}\n",
+                    self.config.scan_interval.as_millis(),
+                    self.config.broker_expiry.as_millis()
+                );
+                RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
+            }
+            request::UPDATE_NAMESRV_CONFIG => RemotingCommand::error_response(
+                req,
+                response::NO_PERMISSION,
+                "the FerroMQ name server's configuration does not change at run time: edit namesrv.conf and restart it",
+            ),
             code => RemotingCommand::error_response(
                 req,
                 response::REQUEST_CODE_NOT_SUPPORTED,
                 format!(" request type {code} not supported"),
             ),
+        }
+    }
+
+    fn kv_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match KvConfigRequestHeader::decode(&req.ext_fields) {
+            Ok(h) => h,
+            Err(e) => return bad_header(req, e),
+        };
+        let key = h.key.as_deref().unwrap_or_default();
+        match req.code {
+            request::PUT_KV_CONFIG => match (&h.key, &h.value) {
+                (Some(k), Some(v)) => {
+                    self.kv.put(&h.namespace, k, v);
+                    RemotingCommand::response_to(req, response::SUCCESS)
+                }
+                _ => RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    "PUT_KV_CONFIG needs key and value",
+                ),
+            },
+            request::GET_KV_CONFIG => match self.kv.get(&h.namespace, key) {
+                Some(v) => {
+                    RemotingCommand::response_to(req, response::SUCCESS).with_field("value", v)
+                }
+                None => RemotingCommand::error_response(
+                    req,
+                    response::QUERY_NOT_FOUND,
+                    format!("No config item, Namespace: {} Key: {key}", h.namespace),
+                ),
+            },
+            request::DELETE_KV_CONFIG => {
+                self.kv.delete(&h.namespace, key);
+                RemotingCommand::response_to(req, response::SUCCESS)
+            }
+            _ => match self.kv.namespace(&h.namespace) {
+                Some(table) => RemotingCommand::response_to(req, response::SUCCESS)
+                    .with_body(serde_json::json!({ "table": table }).to_string()),
+                None => RemotingCommand::error_response(
+                    req,
+                    response::QUERY_NOT_FOUND,
+                    format!("No config item, Namespace: {}", h.namespace),
+                ),
+            },
         }
     }
 
@@ -212,6 +360,16 @@ impl NameServer {
         }
         resp.with_field("haServerAddr", "")
     }
+}
+
+/// `TopicSysFlag`: a unit topic, and one with unit subscriptions.
+const FLAG_UNIT: i32 = 1;
+const FLAG_UNIT_SUB: i32 = 2;
+
+fn topic_list(req: &RemotingCommand, topics: Vec<String>) -> RemotingCommand {
+    RemotingCommand::response_to(req, response::SUCCESS).with_body(
+        serde_json::to_vec(&TopicList { topic_list: topics }).expect("topic list serializes"),
+    )
 }
 
 fn bad_header(req: &RemotingCommand, e: ferromq_protocol::HeaderError) -> RemotingCommand {

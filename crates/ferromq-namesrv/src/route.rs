@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ferromq_protocol::body::{
-    BrokerData, ClusterInfo, QueueData, RegisterBrokerBody, TopicRouteData,
+    perm, BrokerData, ClusterInfo, DataVersion, QueueData, RegisterBrokerBody, TopicRouteData,
 };
 use ferromq_protocol::header::RegisterBrokerRequestHeader;
 use tracing::info;
@@ -27,6 +27,10 @@ struct Tables {
     clusters: BTreeMap<String, BTreeSet<String>>,
     /// brokerAddr → liveness
     live: HashMap<String, LiveBroker>,
+    /// brokerAddr → the topic table version its master last registered: a registration
+    /// with the same version leaves the routes as they are, so a write permission wiped by
+    /// an operator stays wiped until the broker's topics change (Apache's behaviour).
+    versions: HashMap<String, DataVersion>,
 }
 
 #[derive(Default)]
@@ -62,7 +66,11 @@ impl RouteTable {
             .retain(|id, addr| *id != h.broker_id && *addr != h.broker_addr);
         bd.broker_addrs.insert(h.broker_id, h.broker_addr.clone());
         let master = bd.broker_addrs.get(&0).cloned();
-        if h.broker_id == 0 {
+        let version = &body.topic_config_serialize_wrapper.data_version;
+        let unchanged =
+            t.versions.get(&h.broker_addr) == Some(version) && t.live.contains_key(&h.broker_addr);
+        if h.broker_id == 0 && !unchanged {
+            t.versions.insert(h.broker_addr.clone(), version.clone());
             let configs = &body.topic_config_serialize_wrapper.topic_config_table;
             for queues in t.topic_queues.values_mut() {
                 queues.remove(&h.broker_name);
@@ -114,6 +122,7 @@ impl RouteTable {
     pub fn unregister(&self, cluster: &str, broker_name: &str, broker_addr: &str, broker_id: i64) {
         let mut t = self.tables.lock().expect("route table lock");
         t.live.remove(broker_addr);
+        t.versions.remove(broker_addr);
         Self::remove_broker_addr(&mut t, cluster, broker_name, broker_addr, broker_id);
         info!(broker_name, broker_addr, "broker unregistered");
     }
@@ -161,6 +170,7 @@ impl RouteTable {
             .map(|(a, _)| a.clone())
             .collect();
         for addr in dead {
+            t.versions.remove(&addr);
             if let Some(l) = t.live.remove(&addr) {
                 info!(broker_addr = %addr, broker_name = %l.broker_name, "broker expired after silence");
                 Self::remove_broker_addr(&mut t, &l.cluster, &l.broker_name, &addr, l.broker_id);
@@ -178,6 +188,7 @@ impl RouteTable {
             .map(|(a, _)| a.clone())
             .collect();
         for addr in &gone {
+            t.versions.remove(addr);
             if let Some(l) = t.live.remove(addr) {
                 Self::remove_broker_addr(&mut t, &l.cluster, &l.broker_name, addr, l.broker_id);
             }
@@ -225,6 +236,107 @@ impl RouteTable {
             .collect()
     }
 
+    /// Apache's system topics: every cluster's name and its brokers' names, and the
+    /// address of one broker (the dashboard and `topicList` read it).
+    pub fn system_topics(&self) -> (Vec<String>, Option<String>) {
+        let t = self.tables.lock().expect("route table lock");
+        let mut topics = Vec::new();
+        for (cluster, names) in &t.clusters {
+            topics.push(cluster.clone());
+            topics.extend(names.iter().cloned());
+        }
+        let addr = t
+            .brokers
+            .values()
+            .find_map(|b| b.broker_addrs.values().next().cloned());
+        (topics, addr)
+    }
+
+    /// Topics with queues on a broker of `cluster`.
+    pub fn topics_of_cluster(&self, cluster: &str) -> Vec<String> {
+        let t = self.tables.lock().expect("route table lock");
+        let Some(names) = t.clusters.get(cluster) else {
+            return Vec::new();
+        };
+        t.topic_queues
+            .iter()
+            .filter(|(_, queues)| queues.keys().any(|b| names.contains(b)))
+            .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+
+    /// Topics whose `topicSysFlag` has every bit of `with` and none of `without`.
+    pub fn topics_with_flags(&self, with: i32, without: i32) -> Vec<String> {
+        let t = self.tables.lock().expect("route table lock");
+        t.topic_queues
+            .iter()
+            .filter(|(_, queues)| {
+                queues
+                    .values()
+                    .any(|q| q.topic_sys_flag & with == with && q.topic_sys_flag & without == 0)
+            })
+            .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+
+    /// Takes (`wipe`) or gives back the write permission of every topic's queues on
+    /// `broker_name`; returns how many topics it touched.
+    pub fn set_write_perm(&self, broker_name: &str, wipe: bool) -> usize {
+        let mut t = self.tables.lock().expect("route table lock");
+        let mut touched = 0;
+        for queues in t.topic_queues.values_mut() {
+            if let Some(q) = queues.get_mut(broker_name) {
+                q.perm = if wipe {
+                    q.perm & !perm::WRITE
+                } else {
+                    q.perm | perm::WRITE
+                };
+                touched += 1;
+            }
+        }
+        info!(
+            broker_name,
+            wipe,
+            topics = touched,
+            "write permission changed by request"
+        );
+        touched
+    }
+
+    /// Whether the master at `broker_addr` last registered `version`; marks it alive.
+    pub fn version_changed(&self, broker_addr: &str, version: &DataVersion) -> bool {
+        let mut t = self.tables.lock().expect("route table lock");
+        if let Some(l) = t.live.get_mut(broker_addr) {
+            l.last_update = Instant::now();
+        }
+        t.versions.get(broker_addr) != Some(version)
+    }
+
+    /// The broker group's members: id → address.
+    pub fn broker_members(&self, broker_name: &str) -> BTreeMap<i64, String> {
+        let t = self.tables.lock().expect("route table lock");
+        t.brokers
+            .get(broker_name)
+            .map(|b| b.broker_addrs.clone())
+            .unwrap_or_default()
+    }
+
+    /// A route registered by an administrator (REGISTER_TOPIC_IN_NAMESRV): the queues of
+    /// brokers the name server knows.
+    pub fn register_topic(&self, topic: &str, queues: &[QueueData]) {
+        let mut t = self.tables.lock().expect("route table lock");
+        let known: Vec<QueueData> = queues
+            .iter()
+            .filter(|q| t.brokers.contains_key(&q.broker_name))
+            .cloned()
+            .collect();
+        let entry = t.topic_queues.entry(topic.to_string()).or_default();
+        for q in known {
+            entry.insert(q.broker_name.clone(), q);
+        }
+        t.topic_queues.retain(|_, q| !q.is_empty());
+    }
+
     pub fn delete_topic(&self, topic: &str) {
         self.tables
             .lock()
@@ -237,7 +349,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferromq_protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+    use ferromq_protocol::body::{TopicConfig, TopicConfigSerializeWrapper};
 
     fn header(name: &str, addr: &str, id: i64) -> RegisterBrokerRequestHeader {
         RegisterBrokerRequestHeader {
@@ -249,6 +361,8 @@ mod tests {
         }
     }
 
+    static NEXT_VERSION: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+
     fn body(topics: &[&str]) -> RegisterBrokerBody {
         RegisterBrokerBody {
             topic_config_serialize_wrapper: TopicConfigSerializeWrapper {
@@ -256,9 +370,10 @@ mod tests {
                     .iter()
                     .map(|t| (t.to_string(), TopicConfig::new(t, 4, 6)))
                     .collect(),
+                // Each body a new version, as a broker's table moves with every change.
                 data_version: DataVersion {
                     timestamp: 0,
-                    counter: 0,
+                    counter: NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     state_version: 0,
                 },
             },
@@ -290,6 +405,38 @@ mod tests {
         t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
         assert!(t.route("Old").is_none());
         assert!(t.route("T").is_some());
+    }
+
+    #[test]
+    fn wiped_write_permission_holds_until_the_brokers_topics_change() {
+        let t = RouteTable::default();
+        let first = body(&["T"]);
+        t.register(&header("a", "127.0.0.1:1", 0), &first, 1, None);
+        assert_eq!(t.set_write_perm("a", true), 1);
+        // The periodic registration carries the same version: the wipe stays.
+        t.register(&header("a", "127.0.0.1:1", 0), &first, 1, None);
+        assert_eq!(t.route("T").unwrap().queue_datas[0].perm, perm::READ);
+        assert!(!t.version_changed(
+            "127.0.0.1:1",
+            &first.topic_config_serialize_wrapper.data_version
+        ));
+        t.set_write_perm("a", false);
+        assert_eq!(t.route("T").unwrap().queue_datas[0].perm, 6);
+        t.set_write_perm("a", true);
+        // A new topic table replaces the routes, write permission included.
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
+        assert_eq!(t.route("T").unwrap().queue_datas[0].perm, 6);
+    }
+
+    #[test]
+    fn system_topics_are_the_cluster_and_broker_names() {
+        let t = RouteTable::default();
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
+        let (topics, addr) = t.system_topics();
+        assert_eq!(topics, vec!["C".to_string(), "a".to_string()]);
+        assert_eq!(addr.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(t.topics_of_cluster("C"), vec!["T".to_string()]);
+        assert!(t.topics_of_cluster("other").is_empty());
     }
 
     #[test]

@@ -48,6 +48,27 @@ pub mod request {
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const QUERY_DATA_VERSION: i32 = 322;
+    pub const PUT_KV_CONFIG: i32 = 100;
+    pub const GET_KV_CONFIG: i32 = 101;
+    pub const DELETE_KV_CONFIG: i32 = 102;
+    pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
+    pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+    pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
+    pub const REGISTER_TOPIC_IN_NAMESRV: i32 = 217;
+    pub const GET_BROKER_MEMBER_GROUP: i32 = 901;
+    pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
+    pub const GET_UNIT_TOPIC_LIST: i32 = 311;
+    pub const GET_HAS_UNIT_SUB_TOPIC_LIST: i32 = 312;
+    pub const GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST: i32 = 313;
+    pub const VIEW_BROKER_STATS_DATA: i32 = 315;
+    pub const GET_BROKER_CONSUME_STATS: i32 = 317;
+    pub const UPDATE_NAMESRV_CONFIG: i32 = 318;
+    pub const GET_NAMESRV_CONFIG: i32 = 319;
+    pub const QUERY_CONSUME_QUEUE: i32 = 321;
+    pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
+    pub const GET_TOPIC_CONFIG: i32 = 351;
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
     pub const BROKER_HEARTBEAT: i32 = 904;
 
     /// FerroMQ extension: undecided transactions with age and check count (JSON body).

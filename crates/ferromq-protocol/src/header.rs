@@ -278,6 +278,55 @@ command_header! {
 }
 
 command_header! {
+    /// QUERY_CONSUME_QUEUE (321): `count` entries of a queue from `index`.
+    pub struct QueryConsumeQueueRequestHeader {
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        index: i64 => "index",
+        count: i32 => "count",
+        consumer_group: Option<String> => "consumerGroup",
+    }
+}
+
+command_header! {
+    /// VIEW_BROKER_STATS_DATA (315).
+    pub struct ViewBrokerStatsDataRequestHeader {
+        stats_name: String => "statsName",
+        stats_key: String => "statsKey",
+    }
+}
+
+command_header! {
+    /// GET_BROKER_CONSUME_STATS (317): only orderly groups when `isOrder`.
+    pub struct GetConsumeStatsInBrokerHeader {
+        is_order: Option<bool> => "isOrder",
+    }
+}
+
+command_header! {
+    /// Name-server KV config (100-102, 219): `key`/`value` unused where absent.
+    pub struct KvConfigRequestHeader {
+        namespace: String => "namespace",
+        key: Option<String> => "key",
+        value: Option<String> => "value",
+    }
+}
+
+command_header! {
+    /// WIPE_WRITE_PERM_OF_BROKER (205) and ADD_WRITE_PERM_OF_BROKER (327).
+    pub struct BrokerNameRequestHeader {
+        broker_name: String => "brokerName",
+    }
+}
+
+command_header! {
+    /// GET_TOPICS_BY_CLUSTER (224).
+    pub struct ClusterRequestHeader {
+        cluster: String => "cluster",
+    }
+}
+
+command_header! {
     pub struct RegisterBrokerRequestHeader {
         broker_name: String => "brokerName",
         broker_addr: String => "brokerAddr",

@@ -183,6 +183,21 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     })
 }
 
+/// Apache's brokers also listen on listenPort − 2 (the "VIP channel"), which its admin
+/// tools and dashboard use unless told not to. A taken port is not worth refusing to start
+/// over: the broker runs without it and says so.
+async fn bind_fast_channel(main: SocketAddr) -> Option<TcpListener> {
+    let port = main.port().checked_sub(2).filter(|p| *p > 0)?;
+    let addr = SocketAddr::new(main.ip(), port);
+    match TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(%addr, error = %e, "cannot listen on the VIP channel (listenPort - 2); Apache's tools then need isVIPChannel=false");
+            None
+        }
+    }
+}
+
 fn advise_on_broker_ip(config: &BrokerConfig, from_file: bool) {
     if !from_file || config.broker_ip1 == "127.0.0.1" {
         warn!(
@@ -224,6 +239,13 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
         tls: broker
             .tls()
             .map(|t| t.with_mode(ferromq_remoting::TlsMode::Permissive)),
+        kv_config_path: Some(
+            broker
+                .config()
+                .store_root
+                .join("namesrv")
+                .join("kvConfig.json"),
+        ),
         ..Default::default()
     });
     let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, namesrv_shutdown.clone()));
@@ -255,7 +277,8 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
         "FerroMQ is ready: name server {local_namesrv}, broker {}{dashboard_note}",
         broker.config().advertised_addr()
     );
-    broker.serve(broker_listener, shutdown).await;
+    let fast = bind_fast_channel(broker_listener.local_addr()?).await;
+    broker.serve(broker_listener, fast, shutdown).await;
     namesrv_shutdown.cancel();
     let _ = namesrv_task.await;
     Ok(())
@@ -323,9 +346,15 @@ async fn namesrv(listen: SocketAddr) -> Result<()> {
     let listener = bind(listen, "name server").await?;
     let shutdown = shutdown_on_signals();
     println!("FerroMQ is ready: name server {}", listener.local_addr()?);
-    NameServer::new(NamesrvConfig::default())
-        .serve(listener, shutdown)
-        .await;
+    // Apache's default place for it.
+    let kv_config_path = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join("namesrv").join("kvConfig.json"));
+    NameServer::new(NamesrvConfig {
+        kv_config_path,
+        ..Default::default()
+    })
+    .serve(listener, shutdown)
+    .await;
     Ok(())
 }
 
@@ -357,6 +386,7 @@ async fn broker(args: BrokerArgs) -> Result<()> {
         "FerroMQ is ready: broker {}",
         broker.config().advertised_addr()
     );
-    broker.serve(listener, shutdown).await;
+    let fast = bind_fast_channel(listener.local_addr()?).await;
+    broker.serve(listener, fast, shutdown).await;
     Ok(())
 }

@@ -25,7 +25,55 @@ use crate::Broker;
 /// How long a forwarded request waits for the client.
 const CLIENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One queue's row in a group's consume stats (Apache's `OffsetWrapper`).
+pub(crate) struct QueueProgress {
+    pub broker_offset: i64,
+    pub consumer_offset: i64,
+    pub last_timestamp: i64,
+}
+
+impl QueueProgress {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        json!({"brokerOffset": self.broker_offset, "consumerOffset": self.consumer_offset,
+               "pullOffset": self.consumer_offset, "lastTimestamp": self.last_timestamp})
+    }
+}
+
 impl Broker {
+    /// The group's progress on every queue of `topics`.
+    pub(crate) fn group_offset_table(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Vec<(MessageQueue, QueueProgress)> {
+        let store = self.store.store();
+        let mut table = Vec::new();
+        for topic in topics {
+            for mq in self.queues_of(topic) {
+                let broker_offset = store.max_offset(topic, mq.queue_id) as i64;
+                let consumer_offset = self.offsets.query(group, topic, mq.queue_id).unwrap_or(0);
+                let last_timestamp = if consumer_offset > 0 {
+                    store
+                        .queue_entries(topic, mq.queue_id, (consumer_offset - 1) as u64, 1)
+                        .ok()
+                        .and_then(|e| e.first().map(|e| e.store_ms))
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                table.push((
+                    mq,
+                    QueueProgress {
+                        broker_offset,
+                        consumer_offset,
+                        last_timestamp,
+                    },
+                ));
+            }
+        }
+        table
+    }
+
     fn queues_of(&self, topic: &str) -> Vec<MessageQueue> {
         let n = self
             .topics
@@ -34,7 +82,7 @@ impl Broker {
         (0..n)
             .map(|queue_id| MessageQueue {
                 topic: topic.to_string(),
-                broker_name: self.config.broker_name.clone(),
+                broker_name: self.config().broker_name.clone(),
                 queue_id,
             })
             .collect()
@@ -53,7 +101,7 @@ impl Broker {
         };
         let sub = &body.subscription_data;
         match MessageFilter::compile(&sub.expression_type, &sub.sub_string) {
-            Ok(MessageFilter::Sql(_)) if !self.config.enable_property_filter => {
+            Ok(MessageFilter::Sql(_)) if !self.config().enable_property_filter => {
                 RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED)
             }
             Ok(_) => RemotingCommand::response_to(req, response::SUCCESS),
@@ -83,7 +131,13 @@ impl Broker {
         let force = h.is_force.unwrap_or(true);
         let mut table = Vec::new();
         for mq in self.queues_of(&h.topic) {
-            let target = match store.search_offset_by_time(&h.topic, mq.queue_id, h.timestamp) {
+            // -1 is `skipAccumulatedMessage`: Apache reads it as the queue's end, not a time.
+            let found = if h.timestamp == -1 {
+                Ok(store.max_offset(&h.topic, mq.queue_id))
+            } else {
+                store.search_offset_by_time(&h.topic, mq.queue_id, h.timestamp)
+            };
+            let target = match found {
                 Ok(o) => o as i64,
                 Err(e) => {
                     return RemotingCommand::error_response(
@@ -136,31 +190,11 @@ impl Broker {
         if !topics.contains(&retry) && self.topics.get(&retry).is_some() {
             topics.push(retry);
         }
-        let store = self.store.store();
-        let mut table = Vec::new();
-        for topic in &topics {
-            for mq in self.queues_of(topic) {
-                let broker_offset = store.max_offset(topic, mq.queue_id) as i64;
-                let consumer_offset = self
-                    .offsets
-                    .query(&h.consumer_group, topic, mq.queue_id)
-                    .unwrap_or(0);
-                let last_timestamp = if consumer_offset > 0 {
-                    store
-                        .queue_entries(topic, mq.queue_id, (consumer_offset - 1) as u64, 1)
-                        .ok()
-                        .and_then(|e| e.first().map(|e| e.store_ms))
-                        .unwrap_or(0)
-                } else {
-                    0
-                };
-                table.push((
-                    mq,
-                    json!({"brokerOffset": broker_offset, "consumerOffset": consumer_offset,
-                           "pullOffset": consumer_offset, "lastTimestamp": last_timestamp}),
-                ));
-            }
-        }
+        let table: Vec<_> = self
+            .group_offset_table(&h.consumer_group, &topics)
+            .into_iter()
+            .map(|(mq, o)| (mq, o.to_json()))
+            .collect();
         let body = fastjson_queue_map("offsetTable", &table, r#","consumeTps":0.0"#);
         RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
     }
@@ -250,6 +284,14 @@ impl Broker {
             .iter()
             .map(connection_json)
             .collect();
+        if connections.is_empty() {
+            // Apache's wording; its tools print it as the reason.
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("the producer group[{}] not exist", h.producer_group),
+            );
+        }
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(json!({ "connectionSet": connections }).to_string())
     }

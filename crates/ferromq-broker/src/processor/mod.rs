@@ -2,8 +2,10 @@
 //! are not Rust errors: each processor answers with a response code and remark.
 
 mod admin;
+mod config;
 mod consumer;
 mod group;
+mod inspect;
 pub(crate) mod lock;
 mod pull;
 mod retry;
@@ -69,13 +71,14 @@ impl Broker {
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(&req),
             request::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(&req).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_group_configs(&req),
-            request::GET_BROKER_CONFIG => RemotingCommand::response_to(&req, response::SUCCESS)
-                .with_body(self.config.to_properties()),
-            request::UPDATE_BROKER_CONFIG => RemotingCommand::error_response(
-                &req,
-                response::SYSTEM_ERROR,
-                "FerroMQ does not change its configuration at run time: edit broker.conf and restart the broker",
-            ),
+            request::GET_BROKER_CONFIG => self.broker_config(&req),
+            request::UPDATE_BROKER_CONFIG => self.update_broker_config(&req),
+            request::GET_TOPIC_CONFIG => self.topic_config(&req),
+            request::QUERY_CONSUME_QUEUE => self.query_consume_queue(&req),
+            request::GET_BROKER_CONSUME_STATS => self.broker_consume_stats(&req),
+            request::VIEW_BROKER_STATS_DATA => self.view_broker_stats(&req),
+            request::QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consumed_by(&req),
+            request::QUERY_TOPICS_BY_CONSUMER => self.topics_consumed_by_group(&req),
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(&req),
             request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(&req),
             request::FERROMQ_LIST_PRODUCER_GROUPS => {

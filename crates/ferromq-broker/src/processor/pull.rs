@@ -55,6 +55,16 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
+        if self.config().broker_permission & perm::READ == 0 {
+            return RemotingCommand::error_response(
+                req,
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] pulling message is forbidden",
+                    self.config().advertised_addr()
+                ),
+            );
+        }
         let Some(topic) = self.topics.get(&h.topic) else {
             return RemotingCommand::error_response(
                 req,
@@ -100,7 +110,7 @@ impl Broker {
                 )
             }
         };
-        if matches!(*filter, MessageFilter::Sql(_)) && !self.config.enable_property_filter {
+        if matches!(*filter, MessageFilter::Sql(_)) && !self.config().enable_property_filter {
             return RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED);
         }
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
@@ -162,7 +172,8 @@ impl Broker {
                 }
             }
         }
-        self.stats.record_get(result.messages.len() as u64);
+        self.stats
+            .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
         pull_response(req, result, offset)
     }
 }

@@ -82,6 +82,7 @@ impl Broker {
                 )
             }
         };
+        // A retry waits for its own delay level, never again for the original's timer.
         let mut props = message::without_properties(
             &original.properties,
             &[
@@ -91,6 +92,7 @@ impl Broker {
                 message::property::TIMER_OUT_MS,
             ],
         );
+        props = message::without_properties(&props, &crate::timer::TIMER_PROPERTIES);
         if property(&props, message::property::RETRY_TOPIC).is_none() {
             message::push_property(&mut props, message::property::RETRY_TOPIC, &original.topic);
         }

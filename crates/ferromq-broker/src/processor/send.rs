@@ -78,6 +78,18 @@ impl Broker {
         if let Err(why) = validate_topic_name(&h.topic) {
             return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
         }
+        // Apache refuses only orderly topics here and lets a stale client write to a broker
+        // being drained; FerroMQ refuses every send, which clients retry on another broker.
+        if self.config().broker_permission & perm::WRITE == 0 {
+            return RemotingCommand::error_response(
+                req,
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] sending message is forbidden",
+                    self.config().advertised_addr()
+                ),
+            );
+        }
         let (topic, new_topic) = match self.topic_for_send(req, &h).await {
             Ok(t) => t,
             Err(resp) => return resp,
@@ -111,10 +123,10 @@ impl Broker {
                 header_props.len()
             ));
         }
-        if req.body.len() > self.config.max_message_size {
+        if req.body.len() > self.config().max_message_size {
             return illegal(format!(
                 "the message body size over max value, MAX: {}",
-                self.config.max_message_size
+                self.config().max_message_size
             ));
         }
         let batch = req.code == request::SEND_BATCH_MESSAGE;
@@ -160,7 +172,7 @@ impl Broker {
             message::push_property(
                 &mut props,
                 message::property::CLUSTER,
-                &self.config.cluster_name,
+                &self.config().cluster_name,
             );
             msgs.push(MessageExt {
                 topic: h.topic.clone(),
@@ -206,7 +218,7 @@ impl Broker {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
             }
         };
-        self.stats.record_put(results.len() as u64);
+        self.stats.record_put(&h.topic, results.len() as u64);
         let msg_id = match results.as_slice() {
             [one] => message::offset_msg_id(self.store_host, one.phys_offset as i64),
             many => many
@@ -256,7 +268,7 @@ impl Broker {
         let template = h.default_topic.as_deref().filter(|t| !t.is_empty());
         let queues = h
             .default_topic_queue_nums
-            .unwrap_or(self.config.default_topic_queue_nums);
+            .unwrap_or(self.config().default_topic_queue_nums);
         match template.and_then(|tpl| self.topics.create_from_template(&h.topic, tpl, queues)) {
             Some((t, write)) => Ok((
                 t,

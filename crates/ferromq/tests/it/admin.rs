@@ -296,11 +296,25 @@ async fn mqadmin_commands_manage_topics_groups_and_messages() {
     ok(&["deleteSubGroup", "-g", "cli-group"]);
     let cfg = json(&["getBrokerConfig"]);
     assert_eq!(cfg["broker-a"]["brokerName"], "broker-a");
+    ok(&["updateBrokerConfig", "-k", "fileReservedTime", "-v", "1"]);
+    assert_eq!(
+        json(&["getBrokerConfig"])["broker-a"]["fileReservedTime"],
+        "1"
+    );
+    // A key only a restart can change is refused by name, and nothing changes.
     let (ok_upd, _, err) = admin(
         &server,
-        &["updateBrokerConfig", "-k", "fileReservedTime", "-v", "1"],
+        &["updateBrokerConfig", "-k", "listenPort", "-v", "1"],
     );
-    assert!(!ok_upd && err.contains("broker.conf"), "{err}");
+    assert!(
+        !ok_upd && err.contains("listenPort") && err.contains("restart"),
+        "{err}"
+    );
+    let (ok_upd, _, err) = admin(
+        &server,
+        &["updateBrokerConfig", "-k", "brokerPermission", "-v", "5"],
+    );
+    assert!(!ok_upd && err.contains("brokerPermission"), "{err}");
     let (online, _, err) = admin(&server, &["consumerConnection", "-g", "nobody-here"]);
     assert!(!online && err.contains("not online"), "{err}");
     assert_eq!(

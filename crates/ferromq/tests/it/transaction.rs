@@ -95,7 +95,9 @@ async fn commit_delivers_once_and_rollback_never() {
     let msg =
         &MessageExt::decode_all(&call(&conn, pull_request("tx", 0, 0, 0)).await.body).unwrap()[0];
     assert_eq!(msg.sys_flag & 0xC, 8, "committed flag");
-    assert_eq!(msg.property("TRAN_MSG"), None);
+    // As Apache: the committed message keeps the half's transaction properties.
+    assert_eq!(msg.property("TRAN_MSG"), Some("true"));
+    assert_eq!(msg.property("PGROUP"), Some("pg"));
     assert_eq!(msg.property("UNIQ_KEY"), Some("U1"));
     // Duplicate and contradicting late answers change nothing.
     let dup = call(&conn, end("pg", &half, 8, true)).await;
