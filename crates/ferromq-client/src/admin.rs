@@ -258,6 +258,18 @@ impl AdminClient {
         Ok(topics)
     }
 
+    /// The name server's system topics: every cluster's and broker's name (code 304).
+    pub async fn system_topic_list(&self) -> Result<Vec<String>> {
+        let resp = self
+            .namesrv_call(
+                RemotingCommand::request(request::GET_SYSTEM_TOPIC_LIST_FROM_NS),
+                "GET_SYSTEM_TOPIC_LIST_FROM_NS",
+            )
+            .await?;
+        let list: TopicList = json_body(&resp, "GET_SYSTEM_TOPIC_LIST_FROM_NS")?;
+        Ok(list.topic_list)
+    }
+
     /// A topic's route; `Ok(None)` when the topic is unknown.
     pub async fn topic_route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
         self.instance.fetch_route(topic).await

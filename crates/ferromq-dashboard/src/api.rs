@@ -71,7 +71,8 @@ fn not_found(msg: impl Into<String>) -> ApiError {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-fn kind_of(topic: &str) -> &'static str {
+/// `system` is the name server's list of system topics (cluster and broker names).
+fn kind_of(topic: &str, system: &[String]) -> &'static str {
     if topic.starts_with("%RETRY%") {
         "retry"
     } else if topic.starts_with("%DLQ%") {
@@ -82,6 +83,10 @@ fn kind_of(topic: &str) -> &'static str {
         || topic.starts_with("RMQ_SYS_")
         || topic.starts_with("SCHEDULE_TOPIC")
         || topic.starts_with("TRANS_")
+        || topic.ends_with("_REPLY_TOPIC")
+        || topic == "BenchmarkTest"
+        || topic == "OFFSET_MOVED_EVENT"
+        || system.iter().any(|s| s == topic)
     {
         "system"
     } else {
@@ -161,6 +166,8 @@ async fn topics(State(s): St, Query(q): Query<TopicQuery>) -> ApiResult {
         }
     }
     let search = q.search.unwrap_or_default().to_lowercase();
+    // Apache's name servers answer it too; one that does not only loses the marking.
+    let system = s.admin.system_topic_list().await.unwrap_or_default();
     let list: Vec<Value> = s
         .admin
         .topic_list()
@@ -170,9 +177,9 @@ async fn topics(State(s): St, Query(q): Query<TopicQuery>) -> ApiResult {
         .filter(|t| {
             q.kind
                 .as_deref()
-                .is_none_or(|k| k.is_empty() || k == "all" || k == kind_of(t))
+                .is_none_or(|k| k.is_empty() || k == "all" || k == kind_of(t, &system))
         })
-        .map(|t| json!({ "topic": t, "kind": kind_of(&t) }))
+        .map(|t| json!({ "topic": t, "kind": kind_of(&t, &system) }))
         .collect();
     Ok(Json(json!(list)))
 }
@@ -228,8 +235,9 @@ async fn topic(State(s): St, Path(topic): Path<String>) -> ApiResult {
     for (g, progress) in groups_on_topic(&s, &topic).await? {
         groups.push(json!({ "group": g, "lag": progress.iter().map(|p| p.lag).sum::<i64>() }));
     }
+    let system = s.admin.system_topic_list().await.unwrap_or_default();
     Ok(Json(
-        json!({ "topic": topic, "kind": kind_of(&topic), "route": route, "queues": queues, "groups": groups }),
+        json!({ "topic": topic, "kind": kind_of(&topic, &system), "route": route, "queues": queues, "groups": groups }),
     ))
 }
 

@@ -19,7 +19,6 @@ use tracing::info;
 use super::header;
 use super::pull::SQL_DISABLED;
 use crate::filter::MessageFilter;
-use crate::topic::RETRY_GROUP_TOPIC_PREFIX;
 use crate::Broker;
 
 /// How long a forwarded request waits for the client.
@@ -173,23 +172,26 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
+        // As Apache: the topics the group has offsets on (and, before its first commit, the
+        // ones it subscribes to), leaving out those an online group no longer subscribes to.
+        let subscribed: Vec<String> = self
+            .clients
+            .subscriptions(&h.consumer_group)
+            .into_iter()
+            .map(|s| s.topic)
+            .collect();
         let mut topics: Vec<String> = match h.topic.filter(|t| !t.is_empty()) {
             Some(t) => vec![t],
-            None => self
-                .clients
-                .subscriptions(&h.consumer_group)
-                .into_iter()
-                .map(|s| s.topic)
-                .collect(),
+            None => {
+                let mut all = self.offsets.topics_of_group(&h.consumer_group);
+                all.extend(subscribed.iter().cloned());
+                all.retain(|t| subscribed.is_empty() || subscribed.contains(t));
+                all
+            }
         };
-        if topics.is_empty() {
-            topics = self.offsets.topics_of_group(&h.consumer_group);
-        }
+        topics.retain(|t| self.topics.get(t).is_some());
         topics.sort();
-        let retry = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.consumer_group);
-        if !topics.contains(&retry) && self.topics.get(&retry).is_some() {
-            topics.push(retry);
-        }
+        topics.dedup();
         let table: Vec<_> = self
             .group_offset_table(&h.consumer_group, &topics)
             .into_iter()
