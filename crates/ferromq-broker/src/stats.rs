@@ -129,17 +129,17 @@ impl Counter {
             times: self.times.load(Ordering::Relaxed),
         };
         let w = self.windows.lock().expect("stats windows lock");
-        let with_live = |list: &VecDeque<Snapshot>| {
+        let with_live = |list: &VecDeque<Snapshot>, keep: usize| {
             let mut l = list.clone();
             if l.back().is_none_or(|b| b.at_ms < now_ms) {
-                l.push_back(live);
+                push(&mut l, live, keep);
             }
             window(&l)
         };
         StatsData {
-            stats_minute: with_live(&w.minute),
-            stats_hour: with_live(&w.hour),
-            stats_day: with_live(&w.day),
+            stats_minute: with_live(&w.minute, MINUTE_SAMPLES),
+            stats_hour: with_live(&w.hour, HOUR_SAMPLES),
+            stats_day: with_live(&w.day, DAY_SAMPLES),
         }
     }
 }
@@ -148,6 +148,9 @@ impl Counter {
 #[derive(Default)]
 pub struct CounterSet {
     counters: RwLock<HashMap<String, Arc<Counter>>>,
+    /// When the last snapshot was taken, once one was.
+    last_sample_ms: std::sync::atomic::AtomicI64,
+    sampled: std::sync::atomic::AtomicBool,
 }
 
 impl CounterSet {
@@ -162,9 +165,15 @@ impl CounterSet {
             .expect("stats lock")
             .entry(key.to_string())
             .or_insert_with(|| {
-                // Born with a zero snapshot, so that its first minute shows what came since.
+                // Born with a zero snapshot as of the last sampling, so that its windows count
+                // everything since, like those of counters that existed then.
                 let c = Counter::default();
-                c.sample(crate::now_ms());
+                let born = if self.sampled.load(Ordering::Acquire) {
+                    self.last_sample_ms.load(Ordering::Relaxed)
+                } else {
+                    crate::now_ms()
+                };
+                c.sample(born);
                 Arc::new(c)
             })
             .clone();
@@ -176,6 +185,8 @@ impl CounterSet {
     }
 
     fn sample(&self, now_ms: i64) {
+        self.last_sample_ms.store(now_ms, Ordering::Relaxed);
+        self.sampled.store(true, Ordering::Release);
         let all: Vec<Arc<Counter>> = self
             .counters
             .read()

@@ -123,6 +123,14 @@ impl SystemTopics<'_> {
     }
 }
 
+impl SystemTopics<'_> {
+    /// Every system topic's name.
+    pub fn names(&self) -> Vec<String> {
+        let (a, b) = self.configs();
+        a.into_iter().chain(b).map(|c| c.topic_name).collect()
+    }
+}
+
 #[cfg(test)]
 impl SystemTopics<'static> {
     fn for_test(auto_create_topic: bool) -> Self {
@@ -404,6 +412,34 @@ mod tests {
         let template = mgr.get(AUTO_CREATE_TOPIC_TEMPLATE).unwrap();
         assert_eq!(template.perm & perm::INHERIT, 0);
         assert!(mgr.get(SELF_TEST_TOPIC).is_some());
+    }
+
+    #[test]
+    fn cluster_and_broker_topics_follow_their_switches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
+        let cluster = mgr.get("DefaultCluster").unwrap();
+        assert_eq!(cluster.perm, perm::READ | perm::WRITE | perm::INHERIT);
+        assert_eq!(cluster.write_queue_nums, 16);
+        assert_eq!(mgr.get("broker-a").unwrap().write_queue_nums, 1);
+        assert!(mgr.get(crate::schedule::SCHEDULE_TOPIC).is_some());
+        let off = SystemTopics {
+            cluster_topic_enable: false,
+            broker_topic_enable: false,
+            ..SystemTopics::for_test(true)
+        };
+        let version = mgr.wrapper().data_version.counter;
+        mgr.refresh_system_topics(&off);
+        assert_eq!(mgr.get("DefaultCluster").unwrap().perm, perm::INHERIT);
+        assert_eq!(mgr.get("broker-a").unwrap().perm, perm::INHERIT);
+        assert!(mgr.wrapper().data_version.counter > version);
+        // A refresh that changes nothing still moves the version (brokerPermission).
+        let version = mgr.wrapper().data_version.counter;
+        mgr.refresh_system_topics(&off);
+        assert!(mgr.wrapper().data_version.counter > version);
+        assert!(off
+            .names()
+            .contains(&"DefaultCluster_REPLY_TOPIC".to_string()));
     }
 
     #[test]

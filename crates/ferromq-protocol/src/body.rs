@@ -35,6 +35,75 @@ pub struct TopicConfig {
     pub topic_sys_flag: i32,
     #[serde(default)]
     pub order: bool,
+    /// Apache 5's topic attributes (`message.type`, `queue.type`, `cleanup.policy`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Topic attributes Apache 5 knows, with the values each takes.
+pub const TOPIC_ATTRIBUTES: [(&str, &[&str]); 3] = [
+    (
+        "message.type",
+        &[
+            "UNSPECIFIED",
+            "NORMAL",
+            "FIFO",
+            "DELAY",
+            "TRANSACTION",
+            "MIXED",
+        ],
+    ),
+    ("queue.type", &["SimpleCQ", "BatchCQ"]),
+    ("cleanup.policy", &["DELETE", "COMPACTION"]),
+];
+
+/// Applies Apache's attribute changes (`+key=value` sets, `-key` removes; comma
+/// separated, `AttributeParser`) to `current`.
+///
+/// # Errors
+/// A malformed entry, an unknown key or a value the key does not take, named.
+pub fn apply_topic_attributes(
+    current: &BTreeMap<String, String>,
+    changes: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut out = current.clone();
+    for entry in changes.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (set, rest) = match entry.split_at(1) {
+            ("+", rest) => (true, rest),
+            ("-", rest) => (false, rest),
+            _ => {
+                return Err(format!(
+                    "attribute '{entry}' must start with + (set) or - (remove)"
+                ))
+            }
+        };
+        let (key, value) = match (set, rest.split_once('=')) {
+            (true, Some((k, v))) => (k, Some(v)),
+            (true, None) => return Err(format!("attribute '{entry}' needs key=value")),
+            (false, None) => (rest, None),
+            (false, Some(_)) => {
+                return Err(format!("attribute '{entry}': removing takes no value"))
+            }
+        };
+        let Some((_, allowed)) = TOPIC_ATTRIBUTES.iter().find(|(k, _)| *k == key) else {
+            return Err(format!("unsupported topic attribute key: {key}"));
+        };
+        match value {
+            Some(v) if !allowed.contains(&v) => {
+                return Err(format!(
+                    "value {v} is not allowed for topic attribute {key}: expected one of {}",
+                    allowed.join(", ")
+                ))
+            }
+            Some(v) => {
+                out.insert(key.to_string(), v.to_string());
+            }
+            None => {
+                out.remove(key);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn default_filter_type() -> String {
@@ -51,6 +120,7 @@ impl TopicConfig {
             topic_filter_type: default_filter_type(),
             topic_sys_flag: 0,
             order: false,
+            attributes: BTreeMap::new(),
         }
     }
 }
@@ -324,6 +394,25 @@ mod tests {
             fastjson_to_json(valid),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn topic_attributes_are_set_and_removed_as_apache_parses_them() {
+        let none = BTreeMap::new();
+        let a = apply_topic_attributes(&none, "+message.type=FIFO").unwrap();
+        assert_eq!(a["message.type"], "FIFO");
+        let b = apply_topic_attributes(&a, "-message.type,+queue.type=BatchCQ").unwrap();
+        assert!(!b.contains_key("message.type"));
+        assert_eq!(b["queue.type"], "BatchCQ");
+        for bad in [
+            "message.type=FIFO",
+            "+message.type",
+            "+nope=1",
+            "+message.type=LOUD",
+            "-queue.type=1",
+        ] {
+            assert!(apply_topic_attributes(&none, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

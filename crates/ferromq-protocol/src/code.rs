@@ -69,6 +69,8 @@ pub mod request {
     pub const GET_TOPIC_CONFIG: i32 = 351;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
     pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
+    pub const GET_SYSTEM_TOPIC_LIST_FROM_BROKER: i32 = 305;
+    pub const GET_SUBSCRIPTIONGROUP_CONFIG: i32 = 352;
     pub const BROKER_HEARTBEAT: i32 = 904;
 
     /// FerroMQ extension: undecided transactions with age and check count (JSON body).

@@ -267,6 +267,7 @@ command_header! {
         topic_filter_type: Option<String> => "topicFilterType",
         topic_sys_flag: Option<i32> => "topicSysFlag",
         order: Option<bool> => "order",
+        attributes: Option<String> => "attributes",
     }
 }
 

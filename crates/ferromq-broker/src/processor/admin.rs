@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::BytesMut;
-use ferromq_protocol::body::TopicConfig;
+use ferromq_protocol::body::{apply_topic_attributes, TopicConfig};
 use ferromq_protocol::code::response;
 use ferromq_protocol::header::{
     CreateTopicRequestHeader, QueryMessageRequestHeader, TopicRequestHeader,
@@ -99,6 +99,18 @@ impl Broker {
                 "queue counts must be between 1 and 1024",
             );
         }
+        let current = self
+            .topics
+            .get(&h.topic)
+            .map(|t| t.attributes)
+            .unwrap_or_default();
+        let attributes =
+            match apply_topic_attributes(&current, h.attributes.as_deref().unwrap_or("")) {
+                Ok(a) => a,
+                Err(why) => {
+                    return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why)
+                }
+            };
         let config = TopicConfig {
             topic_name: h.topic.clone(),
             read_queue_nums: h.read_queue_nums,
@@ -107,6 +119,7 @@ impl Broker {
             topic_filter_type: h.topic_filter_type.unwrap_or_else(|| "SINGLE_TAG".into()),
             topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
             order: h.order.unwrap_or(false),
+            attributes,
         };
         match self.topics.upsert(config) {
             Ok(_) => {

@@ -1,6 +1,7 @@
 //! What Apache's tools read to show a topic, a queue or a group: GET_TOPIC_CONFIG (351),
 //! QUERY_CONSUME_QUEUE (321), GET_BROKER_CONSUME_STATS (317), VIEW_BROKER_STATS_DATA
-//! (315), QUERY_TOPIC_CONSUME_BY_WHO (300) and QUERY_TOPICS_BY_CONSUMER (343).
+//! (315), QUERY_TOPIC_CONSUME_BY_WHO (300), QUERY_TOPICS_BY_CONSUMER (343),
+//! GET_SYSTEM_TOPIC_LIST_FROM_BROKER (305) and GET_SUBSCRIPTIONGROUP_CONFIG (352).
 
 use ferromq_protocol::body::fastjson_queue_map;
 use ferromq_protocol::code::response;
@@ -208,5 +209,29 @@ impl Broker {
             json!({ "topicList": topics, "brokerAddr": self.config().advertised_addr() })
                 .to_string(),
         )
+    }
+
+    /// The topics this broker carries for itself ([`crate::topic::SystemTopics`]).
+    pub(crate) fn system_topic_list(&self, req: &RemotingCommand) -> RemotingCommand {
+        let config = self.config();
+        let topics = crate::system_topics(&config).names();
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(json!({ "topicList": topics }).to_string())
+    }
+
+    pub(crate) fn group_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<ConsumerGroupRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        match self.groups.get(&h.consumer_group) {
+            Some(config) => RemotingCommand::response_to(req, response::SUCCESS)
+                .with_body(serde_json::to_vec(&config).expect("group config serializes")),
+            None => RemotingCommand::error_response(
+                req,
+                response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("The consumer group {} not exist", h.consumer_group),
+            ),
+        }
     }
 }

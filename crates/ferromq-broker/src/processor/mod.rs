@@ -79,6 +79,8 @@ impl Broker {
             request::VIEW_BROKER_STATS_DATA => self.view_broker_stats(&req),
             request::QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consumed_by(&req),
             request::QUERY_TOPICS_BY_CONSUMER => self.topics_consumed_by_group(&req),
+            request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER => self.system_topic_list(&req),
+            request::GET_SUBSCRIPTIONGROUP_CONFIG => self.group_config(&req),
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(&req),
             request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(&req),
             request::FERROMQ_LIST_PRODUCER_GROUPS => {

@@ -229,7 +229,7 @@ async fn mqadmin_commands_manage_topics_groups_and_messages() {
         a.push("--json");
         serde_json::from_str(&ok(&a)).unwrap()
     };
-    ok(&["updateTopic", "-t", "cli-topic", "-r", "3"]);
+    ok(&["updateTopic", "-t", "cli-topic", "-r", "3", "-w", "3"]);
     assert!(ok(&["topicList"]).lines().any(|l| l.trim() == "cli-topic"));
     assert_eq!(
         json(&["topicRoute", "-t", "cli-topic"])["queueDatas"][0]["writeQueueNums"],
@@ -277,21 +277,22 @@ async fn mqadmin_commands_manage_topics_groups_and_messages() {
         ])["body"],
         "hello-cli"
     );
-    let consumed = json(&[
-        "consumeMessage",
-        "-t",
-        "cli-topic",
-        "-g",
-        "cli-group",
-        "-c",
-        "1",
-    ]);
-    assert_eq!(consumed[0]["body"], "hello-cli");
-    crate::harness::eventually("the consumed offset to be committed", || {
-        let (_, out, _) = admin(&server, &["consumerProgress", "-g", "cli-group", "--json"]);
-        serde_json::from_str::<serde_json::Value>(&out)
-            .is_ok_and(|v| v["totalDiff"] == 0 && !v["queues"].as_array().unwrap().is_empty())
-    });
+    // As Apache's tool, consumeMessage reads without committing: the same message again.
+    for _ in 0..2 {
+        let consumed = json(&[
+            "consumeMessage",
+            "-t",
+            "cli-topic",
+            "-g",
+            "cli-group",
+            "-c",
+            "1",
+        ]);
+        assert_eq!(consumed[0]["body"], "hello-cli");
+        assert_eq!(consumed.as_array().unwrap().len(), 1);
+    }
+    let progress = json(&["consumerProgress", "-g", "cli-group"]);
+    assert_eq!(progress["queues"], serde_json::json!([]), "{progress}");
     ok(&["updateSubGroup", "-g", "configured-group", "-r", "5"]);
     ok(&["deleteSubGroup", "-g", "cli-group"]);
     let cfg = json(&["getBrokerConfig"]);
@@ -335,4 +336,389 @@ async fn mqadmin_commands_manage_topics_groups_and_messages() {
         assert!(!success && err.contains("unknown topic"), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
     }
+}
+
+/// The flags of Apache's mqadmin, as a runbook written for it spells them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqadmin_accepts_apaches_flags() {
+    let server = Server::start("");
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = admin(&server, args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&ok(&a)).unwrap()
+    };
+    let fails = |args: &[&str], why: &str| {
+        let (success, _, err) = admin(&server, args);
+        assert!(!success && err.contains(why), "{args:?}: {err}");
+    };
+    let queues = |topic: &str| {
+        let route = json(&["topicRoute", "-t", topic]);
+        let q = &route["queueDatas"][0];
+        (
+            q["readQueueNums"].as_i64().unwrap(),
+            q["writeQueueNums"].as_i64().unwrap(),
+            q["perm"].as_i64().unwrap(),
+        )
+    };
+
+    // Topics: -c / -b, separate -r and -w, -o writing the name server's order setting.
+    ok(&[
+        "updateTopic",
+        "-c",
+        "DefaultCluster",
+        "-t",
+        "apache-t",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    assert_eq!(queues("apache-t"), (4, 4, 6));
+    ok(&[
+        "updateTopic",
+        "-b",
+        &server.broker,
+        "-t",
+        "apache-t2",
+        "-w",
+        "2",
+        "-r",
+        "3",
+        "-o",
+        "true",
+    ]);
+    assert_eq!(queues("apache-t2"), (3, 2, 6));
+    let namesrv = connect(&server.namesrv).await;
+    let order = call(
+        &namesrv,
+        RemotingCommand::request(101)
+            .with_field("namespace", "ORDER_TOPIC_CONFIG")
+            .with_field("key", "apache-t2"),
+    )
+    .await;
+    assert_eq!(order.field("value"), Some("broker-a:2"));
+    let listed = ok(&["topicRoute", "-t", "apache-t2", "-l"]);
+    assert!(
+        listed.lines().any(|l| l.starts_with("Total:")
+            && l.split_whitespace().collect::<Vec<_>>() == ["Total:", "1", "3", "2"]),
+        "{listed}"
+    );
+    fails(
+        &["updateTopic", "-c", "NoSuchCluster", "-t", "x"],
+        "no cluster NoSuchCluster",
+    );
+    fails(
+        &["updateTopic", "-t", "x", "-a", "message.type=FIFO"],
+        "starts with '+'",
+    );
+    assert_eq!(
+        json(&["topicClusterList", "-t", "apache-t"]),
+        serde_json::json!(["DefaultCluster"])
+    );
+
+    let sent = json(&[
+        "sendMessage",
+        "-t",
+        "apache-t",
+        "-p",
+        "to-queue-1",
+        "-k",
+        "K1",
+        "-c",
+        "TagA",
+        "-b",
+        "broker-a",
+        "-i",
+        "1",
+    ]);
+    assert_eq!(
+        (sent["brokerName"].as_str(), sent["queueId"].as_i64()),
+        (Some("broker-a"), Some(1))
+    );
+    fails(
+        &["sendMessage", "-t", "apache-t", "-p", "x", "-i", "1"],
+        "--broker",
+    );
+    let stored = json(&["queryMsgByKey", "-t", "apache-t", "-k", "K1"])[0]["storeTimestamp"]
+        .as_i64()
+        .unwrap();
+    let by_key = |begin: i64, end: i64| {
+        json(&[
+            "queryMsgByKey",
+            "-t",
+            "apache-t",
+            "-k",
+            "K1",
+            "-b",
+            &begin.to_string(),
+            "-e",
+            &end.to_string(),
+            "-m",
+            "10",
+        ])
+        .as_array()
+        .unwrap()
+        .len()
+    };
+    assert_eq!(by_key(stored, stored), 1);
+    assert_eq!(by_key(stored + 1, i64::MAX), 0);
+    assert_eq!(by_key(0, stored - 1), 0);
+    for _ in 0..2 {
+        let read = json(&[
+            "consumeMessage",
+            "-t",
+            "apache-t",
+            "-b",
+            "broker-a",
+            "-i",
+            "1",
+            "-o",
+            "0",
+            "-c",
+            "5",
+        ]);
+        assert_eq!(read[0]["body"], "to-queue-1", "{read}");
+        assert_eq!(read.as_array().unwrap().len(), 1);
+    }
+    assert_eq!(
+        json(&[
+            "consumeMessage",
+            "-t",
+            "apache-t",
+            "-b",
+            "broker-a",
+            "-i",
+            "2"
+        ]),
+        serde_json::json!([])
+    );
+
+    // Topic list in Apache's cluster model: cluster, topic, consuming groups.
+    let rows = ok(&["topicList", "-c"]);
+    assert!(
+        rows.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["DefaultCluster", "apache-t"]),
+        "{rows}"
+    );
+
+    // Groups: Apache's -r is retryMaxTimes on updateSubGroup, removeOffset on deleteSubGroup.
+    ok(&[
+        "updateSubGroup",
+        "-c",
+        "DefaultCluster",
+        "-g",
+        "apache-g",
+        "-r",
+        "3",
+        "-q",
+        "2",
+        "-o",
+        "true",
+    ]);
+    let broker = connect(&server.broker).await;
+    let groups = |broker| async move {
+        let resp = call(broker, RemotingCommand::request(201)).await;
+        serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["subscriptionGroupTable"]
+            .clone()
+    };
+    let table = groups(&broker).await;
+    assert_eq!(table["apache-g"]["retryMaxTimes"], 3, "{table}");
+    assert_eq!(table["apache-g"]["retryQueueNums"], 2, "{table}");
+    assert_eq!(table["apache-g"]["consumeMessageOrderly"], true, "{table}");
+
+    // Offsets: skip to the end, back in time (Apache's local date form), forward only if forced.
+    let lag =
+        || json(&["consumerProgress", "-g", "apache-g", "-t", "apache-t"])["totalDiff"].clone();
+    ok(&["skipAccumulatedMessage", "-g", "apache-g", "-t", "apache-t"]);
+    assert_eq!(lag(), 0);
+    let reset = json(&[
+        "resetOffsetByTime",
+        "-g",
+        "apache-g",
+        "-t",
+        "apache-t",
+        "-s",
+        "2000-01-01#00:00:00:000",
+    ]);
+    assert_eq!(reset["offsets"].as_array().unwrap().len(), 4, "{reset}");
+    assert_eq!(lag(), 1);
+    ok(&[
+        "resetOffsetByTime",
+        "-g",
+        "apache-g",
+        "-t",
+        "apache-t",
+        "-s",
+        "now",
+        "-f",
+        "false",
+    ]);
+    assert_eq!(lag(), 1, "-f false never moves an offset forward");
+    ok(&[
+        "skipAccumulatedMessage",
+        "-g",
+        "apache-g",
+        "-t",
+        "apache-t",
+        "-c",
+        "DefaultCluster",
+    ]);
+    assert_eq!(lag(), 0);
+    ok(&[
+        "resetOffsetByTime",
+        "-g",
+        "apache-g",
+        "-t",
+        "apache-t",
+        "-s",
+        "now",
+        "-b",
+        &server.broker,
+        "-q",
+        "1",
+        "-o",
+        "0",
+    ]);
+    assert_eq!(lag(), 1, "one queue set back by -b -q -o");
+
+    ok(&[
+        "updateTopicPerm",
+        "-c",
+        "DefaultCluster",
+        "-t",
+        "apache-t",
+        "-p",
+        "4",
+    ]);
+    assert_eq!(queues("apache-t"), (4, 4, 4));
+    ok(&[
+        "updateTopicPerm",
+        "-b",
+        &server.broker,
+        "-t",
+        "apache-t",
+        "-p",
+        "6",
+    ]);
+    assert_eq!(queues("apache-t"), (4, 4, 6));
+
+    ok(&[
+        "deleteSubGroup",
+        "-c",
+        "DefaultCluster",
+        "-g",
+        "apache-g",
+        "-r",
+        "true",
+    ]);
+    assert!(groups(&broker).await.get("apache-g").is_none());
+
+    // Brokers and clusters.
+    assert_eq!(
+        json(&["getBrokerConfig", "-c", "DefaultCluster"])["broker-a"]["brokerName"],
+        "broker-a"
+    );
+    assert!(
+        json(&["brokerStatus", "-b", &server.broker])["broker-a"]["msgPutTotalTodayNow"]
+            .is_string()
+    );
+    let more = json(&["clusterList", "-c", "DefaultCluster", "-m"]);
+    assert_eq!(more[0]["brokerName"], "broker-a", "{more}");
+    assert!(more[0]["inTotalToday"].as_i64().unwrap() >= 1, "{more}");
+    fails(&["brokerStatus", "-c", "Elsewhere"], "no cluster Elsewhere");
+    ok(&[
+        "updateBrokerConfig",
+        "-c",
+        "DefaultCluster",
+        "-k",
+        "fileReservedTime",
+        "-v",
+        "2",
+    ]);
+    assert_eq!(
+        json(&["getBrokerConfig", "-b", &server.broker])["broker-a"]["fileReservedTime"],
+        "2"
+    );
+
+    ok(&["deleteTopic", "-t", "apache-t2", "-c", "DefaultCluster"]);
+    fails(
+        &["topicRoute", "-t", "apache-t2"],
+        "unknown topic apache-t2",
+    );
+}
+
+/// What the group commands show of a consumer that is online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqadmin_shows_online_consumers() {
+    use ferromq_client::{ConsumeFrom, ConsumeResult, PushConsumer, Selector};
+
+    let server = Server::start("");
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = admin(&server, args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    ok(&[
+        "updateTopic",
+        "-c",
+        "DefaultCluster",
+        "-t",
+        "live-t",
+        "-r",
+        "2",
+        "-w",
+        "2",
+    ]);
+    ok(&["sendMessage", "-t", "live-t", "-p", "one"]);
+    let consumer = PushConsumer::builder()
+        .name_servers([server.namesrv.clone()])
+        .group("live-g")
+        .consume_from(ConsumeFrom::FirstOffset)
+        .subscribe("live-t", Selector::All)
+        .start(|_| async { ConsumeResult::Success })
+        .await
+        .unwrap();
+    // Without -g: every group with a retry topic, with its client count and lag.
+    crate::harness::eventually("the group to be listed with no lag", || {
+        let (_, out, _) = admin(&server, &["consumerProgress", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out).is_ok_and(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["group"] == "live-g" && g["count"] == 1 && g["diffTotal"] == 0)
+        })
+    });
+    let conns = ok(&[
+        "consumerConnection",
+        "-g",
+        "live-g",
+        "-b",
+        &server.broker,
+        "--json",
+    ]);
+    let conns: serde_json::Value = serde_json::from_str(&conns).unwrap();
+    assert_eq!(
+        conns["connectionSet"].as_array().unwrap().len(),
+        1,
+        "{conns}"
+    );
+    let rows = ok(&["topicList", "-c"]);
+    assert!(
+        rows.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["DefaultCluster", "live-t", "live-g"]),
+        "{rows}"
+    );
+    ok(&["producerConnection", "-g", "nobody", "-t", "live-t"]);
+    let (found, _, err) = admin(
+        &server,
+        &["producerConnection", "-g", "nobody", "-t", "nope"],
+    );
+    assert!(!found && err.contains("unknown topic nope"), "{err}");
+    consumer.shutdown().await;
 }

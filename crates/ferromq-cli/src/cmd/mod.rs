@@ -1,0 +1,183 @@
+//! The command line: global flags, the commands under Apache mqadmin's names, and
+//! dispatch to the module that owns each group of them.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use ferromq_client::admin::AdminClient;
+
+use crate::ctx::Ctx;
+use crate::remote::Remote;
+
+mod broker;
+mod group;
+mod message;
+mod offset;
+mod topic;
+mod value;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    /// Name server address(es), `host:port;host:port`.
+    #[arg(
+        short = 'n',
+        long = "namesrvAddr",
+        global = true,
+        default_value = "127.0.0.1:9876"
+    )]
+    namesrv: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Access key for brokers with ACL on (aclEnable=true); admin commands need an admin account.
+    #[arg(long = "accessKey", global = true, requires = "secret_key")]
+    access_key: Option<String>,
+    /// Secret key of --accessKey.
+    #[arg(long = "secretKey", global = true, requires = "access_key")]
+    secret_key: Option<String>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Brokers of every cluster.
+    #[command(name = "clusterList")]
+    ClusterList(broker::ClusterList),
+    /// A broker's runtime figures.
+    #[command(name = "brokerStatus")]
+    BrokerStatus(broker::BrokerStatus),
+    /// A broker's configuration.
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig(broker::GetBrokerConfig),
+    /// Changes a broker's configuration key (brokers that support it at run time).
+    #[command(name = "updateBrokerConfig")]
+    UpdateBrokerConfig(broker::UpdateBrokerConfig),
+    /// Delayed and timer messages waiting, per level and due-time window (FerroMQ).
+    #[command(name = "delayStatus")]
+    DelayStatus(broker::DelayStatus),
+    /// Undecided transactions with their age and check count (FerroMQ).
+    #[command(name = "transactionStatus")]
+    TransactionStatus(broker::TransactionStatus),
+
+    /// Creates or updates a topic.
+    #[command(name = "updateTopic")]
+    UpdateTopic(topic::UpdateTopic),
+    /// Changes a topic's permission, keeping its other settings.
+    #[command(name = "updateTopicPerm")]
+    UpdateTopicPerm(topic::UpdateTopicPerm),
+    /// Deletes a topic from brokers and name servers.
+    #[command(name = "deleteTopic")]
+    DeleteTopic(topic::DeleteTopic),
+    /// Every topic the name servers know.
+    #[command(name = "topicList")]
+    TopicList(topic::TopicList),
+    /// A topic's route.
+    #[command(name = "topicRoute")]
+    TopicRoute(topic::TopicRoute),
+    /// A topic's per-queue offsets.
+    #[command(name = "topicStatus")]
+    TopicStatus(topic::TopicStatus),
+    /// The clusters a topic is on.
+    #[command(name = "topicClusterList")]
+    TopicClusterList(topic::TopicClusterList),
+
+    /// Creates or updates a consumer group's configuration.
+    #[command(name = "updateSubGroup")]
+    UpdateSubGroup(group::UpdateSubGroup),
+    /// Deletes a consumer group's configuration.
+    #[command(name = "deleteSubGroup")]
+    DeleteSubGroup(group::DeleteSubGroup),
+    /// A consumer group's per-queue progress and lag; without -g, every group's total.
+    #[command(name = "consumerProgress")]
+    ConsumerProgress(group::ConsumerProgress),
+    /// A consumer group's connected clients.
+    #[command(name = "consumerConnection")]
+    ConsumerConnection(group::ConsumerConnection),
+    /// A producer group's connected clients.
+    #[command(name = "producerConnection")]
+    ProducerConnection(group::ProducerConnection),
+
+    /// Moves a consumer group's offsets on a topic to a point in time.
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime(offset::ResetOffsetByTime),
+    /// Moves a consumer group's offsets on a topic to the queues' ends.
+    #[command(name = "skipAccumulatedMessage")]
+    SkipAccumulatedMessage(offset::SkipAccumulatedMessage),
+
+    /// Messages by offset id (or unique id with -t).
+    #[command(name = "queryMsgById")]
+    QueryMsgById(message::QueryMsgById),
+    /// Messages of a topic carrying a key.
+    #[command(name = "queryMsgByKey")]
+    QueryMsgByKey(message::QueryMsgByKey),
+    /// A message by queue and offset.
+    #[command(name = "queryMsgByOffset")]
+    QueryMsgByOffset(message::QueryMsgByOffset),
+    /// Sends one message.
+    #[command(name = "sendMessage")]
+    SendMessage(message::SendMessage),
+    /// Prints a topic's stored messages, oldest first, without committing any offset.
+    #[command(name = "consumeMessage")]
+    ConsumeMessage(message::ConsumeMessage),
+    /// Sends a group's dead letters back to its retry topic, once each (FerroMQ).
+    #[command(name = "resendDlq")]
+    ResendDlq(message::ResendDlq),
+}
+
+/// Runs one admin command.
+pub async fn run(args: AdminArgs) -> Result<()> {
+    let namesrv: Vec<String> = args
+        .namesrv
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut client = AdminClient::new(namesrv.clone())?;
+    let credentials = args.access_key.zip(args.secret_key);
+    if let Some((ak, sk)) = &credentials {
+        client = client.with_credentials(ferromq_client::Credentials::new(ak, sk));
+    }
+    let ctx = Ctx {
+        client,
+        remote: Remote::new(credentials.clone()),
+        namesrv,
+        credentials,
+        json: args.json,
+    };
+    let result = dispatch(&ctx, args.command).await;
+    ctx.shutdown();
+    result
+}
+
+async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
+    use AdminCommand as C;
+    match command {
+        C::ClusterList(c) => c.run(ctx).await,
+        C::BrokerStatus(c) => c.run(ctx).await,
+        C::GetBrokerConfig(c) => c.run(ctx).await,
+        C::UpdateBrokerConfig(c) => c.run(ctx).await,
+        C::DelayStatus(c) => c.run(ctx).await,
+        C::TransactionStatus(c) => c.run(ctx).await,
+        C::UpdateTopic(c) => c.run(ctx).await,
+        C::UpdateTopicPerm(c) => c.run(ctx).await,
+        C::DeleteTopic(c) => c.run(ctx).await,
+        C::TopicList(c) => c.run(ctx).await,
+        C::TopicRoute(c) => c.run(ctx).await,
+        C::TopicStatus(c) => c.run(ctx).await,
+        C::TopicClusterList(c) => c.run(ctx).await,
+        C::UpdateSubGroup(c) => c.run(ctx).await,
+        C::DeleteSubGroup(c) => c.run(ctx).await,
+        C::ConsumerProgress(c) => c.run(ctx).await,
+        C::ConsumerConnection(c) => c.run(ctx).await,
+        C::ProducerConnection(c) => c.run(ctx).await,
+        C::ResetOffsetByTime(c) => c.run(ctx).await,
+        C::SkipAccumulatedMessage(c) => c.run(ctx).await,
+        C::QueryMsgById(c) => c.run(ctx).await,
+        C::QueryMsgByKey(c) => c.run(ctx).await,
+        C::QueryMsgByOffset(c) => c.run(ctx).await,
+        C::SendMessage(c) => c.run(ctx).await,
+        C::ConsumeMessage(c) => c.run(ctx).await,
+        C::ResendDlq(c) => c.run(ctx).await,
+    }
+}
