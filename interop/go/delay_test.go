@@ -211,6 +211,24 @@ func TestDelayLevels(t *testing.T) {
 		if m.Topic != topic || m.Queue == nil || m.Queue.Topic != topic {
 			t.Errorf("level %d message delivered with topic %q from queue %v, want topic %s", lv.level, m.Topic, m.Queue, topic)
 		}
+		// Apache keeps the schedule properties on the delivered message:
+		// ScheduleMessageService.messageTimeup copies the properties string
+		// before it clears DELAY in the map, so DELAY, REAL_TOPIC and
+		// REAL_QID are all still stored with the message in its real topic.
+		if m.Queue != nil {
+			t.Logf("level %d: DELAY=%q REAL_TOPIC=%q REAL_QID=%q (arrived in queue %d)", lv.level,
+				m.GetProperty("DELAY"), m.GetProperty("REAL_TOPIC"), m.GetProperty("REAL_QID"), m.Queue.QueueId)
+			for _, kv := range [][2]string{
+				{"DELAY", strconv.Itoa(lv.level)},
+				{"REAL_TOPIC", topic},
+				{"REAL_QID", strconv.Itoa(m.Queue.QueueId)},
+			} {
+				if got := m.GetProperty(kv[0]); got != kv[1] {
+					t.Errorf("level %d message delivered with property %s=%q, want %q (Apache keeps DELAY/REAL_TOPIC/REAL_QID "+
+						"on a delivered delay message); properties: %v", lv.level, kv[0], got, kv[1], m.GetProperties())
+				}
+			}
+		}
 	}
 	got := c.snapshot()
 	for _, body := range bodies {

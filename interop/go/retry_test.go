@@ -119,6 +119,33 @@ func TestRetryLater(t *testing.T) {
 	if len(ds) != 2 {
 		t.Errorf("message delivered %d times, want 2 (it succeeded on the second)", len(ds))
 	}
+
+	// Properties of the redelivery, as Apache stores them
+	// (SendMessageProcessor.consumerSendMsgBack, then the schedule service):
+	//   - RETRY_TOPIC = the original topic;
+	//   - ORIGIN_MESSAGE_ID = the first delivery's offset message id: Apache
+	//     writes the id of the message it looked up by commit-log offset
+	//     (MessageExt.OffsetMsgId) and ignores the originMsgId the v2.1.2
+	//     client sends in CONSUMER_SEND_MSG_BACK (its MsgId, the UNIQ_KEY);
+	//   - DELAY = "3": the client sends delayLevel 0, and the broker turns a
+	//     first retry into level 3 + reconsumeTimes 0. The property stays on
+	//     the message delivered from %RETRY% (Apache's messageTimeup keeps the
+	//     stored properties string).
+	origin := again.msg.GetProperty("ORIGIN_MESSAGE_ID")
+	t.Logf("redelivery properties: RETRY_TOPIC=%q ORIGIN_MESSAGE_ID=%q (first delivery MsgId %s OffsetMsgId %s) DELAY=%q REAL_TOPIC=%q REAL_QID=%q",
+		again.msg.GetProperty("RETRY_TOPIC"), origin, first.msg.MsgId, first.msg.OffsetMsgId,
+		again.msg.GetProperty("DELAY"), again.msg.GetProperty("REAL_TOPIC"), again.msg.GetProperty("REAL_QID"))
+	if got := again.msg.GetProperty("RETRY_TOPIC"); got != topic {
+		t.Errorf("redelivery has RETRY_TOPIC=%q, want the original topic %q; properties: %v", got, topic, again.msg.GetProperties())
+	}
+	if origin != first.msg.OffsetMsgId {
+		t.Errorf("redelivery has ORIGIN_MESSAGE_ID=%q, want the first delivery's OffsetMsgId %s, as Apache; properties: %v",
+			origin, first.msg.OffsetMsgId, again.msg.GetProperties())
+	}
+	if got := again.msg.GetProperty("DELAY"); got != "3" {
+		t.Errorf("redelivery has DELAY=%q, want \"3\" (first retry: delay level 3 + reconsumeTimes 0); properties: %v",
+			got, again.msg.GetProperties())
+	}
 }
 
 // TestRetryDLQ: with every delay level set to 1 s and

@@ -13,9 +13,13 @@ import (
 // TestTimerMessages (5.x timer messages, §5.3; v2.1.2 has no helper, the
 // properties are set by hand):
 //   - TIMER_DELIVER_MS = an absolute time 3 s ahead → received at that time ± 0.3 s;
+//   - __STARTDELIVERTIME (the 5.x proxy's name for it) = the same time → same;
 //   - TIMER_DELAY_SEC = "3" → received 3 s ± 0.3 s after the send;
 //   - a timer more than 3 days ahead (timerMaxDelaySec) is refused: SendSync
 //     returns an error and nothing is delivered.
+//
+// The absolute-time property arrives with the message, unchanged (Apache
+// keeps the stored properties of a timer message when it delivers it).
 //
 // Apache rounds deliver times down to timerPrecisionMs (1 s). To accept both
 // an exact and a whole-second implementation within ± 0.3 s, the absolute
@@ -35,7 +39,7 @@ func TestTimerMessages(t *testing.T) {
 
 	const tol = 300 * time.Millisecond
 	n := nonce()
-	bodyAbs, bodyRel := "timer-abs-"+n, "timer-rel-"+n
+	bodyAbs, bodyStart, bodyRel := "timer-abs-"+n, "timer-start-"+n, "timer-rel-"+n
 	// Refusals first (a broken broker might take a while to answer them).
 	tooFar := []struct{ key, val, body string }{
 		{"TIMER_DELIVER_MS", strconv.FormatInt(time.Now().Add(73*time.Hour).UnixMilli(), 10), "timer-far-abs-" + n},
@@ -56,30 +60,42 @@ func TestTimerMessages(t *testing.T) {
 	boundary := time.Now().Truncate(time.Second).Add(time.Second)
 	time.Sleep(time.Until(boundary.Add(20 * time.Millisecond)))
 	target := boundary.Add(3 * time.Second)
+	targetMs := strconv.FormatInt(target.UnixMilli(), 10)
 	mAbs := primitive.NewMessage(topic, []byte(bodyAbs))
-	mAbs.WithProperty("TIMER_DELIVER_MS", strconv.FormatInt(target.UnixMilli(), 10))
+	mAbs.WithProperty("TIMER_DELIVER_MS", targetMs)
+	mStart := primitive.NewMessage(topic, []byte(bodyStart))
+	mStart.WithProperty("__STARTDELIVERTIME", targetMs)
 	mRel := primitive.NewMessage(topic, []byte(bodyRel))
 	mRel.WithProperty("TIMER_DELAY_SEC", "3")
 	sendMsg(t, p, mAbs)
+	sendMsg(t, p, mStart)
 	relSent := time.Now()
 	sendMsg(t, p, mRel)
 	if el := time.Since(boundary); el > 500*time.Millisecond {
-		t.Logf("note: the two sends ended %v after the whole second", el.Round(time.Millisecond))
+		t.Logf("note: the three sends ended %v after the whole second", el.Round(time.Millisecond))
 	}
 
-	if !c.waitAll([]string{bodyAbs, bodyRel}, 15*time.Second) {
-		t.Errorf("timer messages not delivered within 15s: %s", compare([]string{bodyAbs, bodyRel}, c.snapshot()))
+	if !c.waitAll([]string{bodyAbs, bodyStart, bodyRel}, 15*time.Second) {
+		t.Errorf("timer messages not delivered within 15s: %s", compare([]string{bodyAbs, bodyStart, bodyRel}, c.snapshot()))
 	}
 	time.Sleep(1 * time.Second)
-	if at, ok := c.receivedAt(bodyAbs); ok {
+	for _, abs := range []struct{ key, body string }{{"TIMER_DELIVER_MS", bodyAbs}, {"__STARTDELIVERTIME", bodyStart}} {
+		at, ok := c.receivedAt(abs.body)
+		if !ok {
+			continue
+		}
 		off := at.Sub(target)
-		m := c.firstMsg(bodyAbs)
-		t.Logf("TIMER_DELIVER_MS: received %v relative to the deliver time (topic %s)", off.Round(time.Millisecond), m.Topic)
+		m := c.firstMsg(abs.body)
+		t.Logf("%s: received %v relative to the deliver time (topic %s, %s=%q, TIMER_OUT_MS=%q, REAL_TOPIC=%q)", abs.key,
+			off.Round(time.Millisecond), m.Topic, abs.key, m.GetProperty(abs.key), m.GetProperty("TIMER_OUT_MS"), m.GetProperty("REAL_TOPIC"))
 		if off < -tol || off > tol {
-			t.Errorf("TIMER_DELIVER_MS message received %v relative to its deliver time, want ± %v", off.Round(time.Millisecond), tol)
+			t.Errorf("%s message received %v relative to its deliver time, want ± %v", abs.key, off.Round(time.Millisecond), tol)
 		}
 		if m.Topic != topic {
-			t.Errorf("TIMER_DELIVER_MS message delivered with topic %q, want %q", m.Topic, topic)
+			t.Errorf("%s message delivered with topic %q, want %q", abs.key, m.Topic, topic)
+		}
+		if got := m.GetProperty(abs.key); got != targetMs {
+			t.Errorf("%s message delivered with %s=%q, want the value sent, %q; properties: %v", abs.key, abs.key, got, targetMs, m.GetProperties())
 		}
 	}
 	if at, ok := c.receivedAt(bodyRel); ok {

@@ -487,6 +487,18 @@ func TestTransactionLocalCommitRollback(t *testing.T) {
 			if u := m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex); u != res[body].MsgID {
 				t.Errorf("%s delivered with UNIQ_KEY %q, want the send result's msgId %q", body, u, res[body].MsgID)
 			}
+			// Apache keeps the half's properties on the committed message
+			// (EndTransactionProcessor.endMessageTransaction copies the
+			// properties string before clearing TRAN_MSG in the map).
+			if body == bodies[0] {
+				t.Logf("%s delivered with TRAN_MSG=%q PGROUP=%q", body, m.GetProperty("TRAN_MSG"), m.GetProperty("PGROUP"))
+			}
+			if got := m.GetProperty("TRAN_MSG"); got != "true" {
+				t.Errorf("%s delivered with TRAN_MSG=%q, want \"true\"; properties: %v", body, got, m.GetProperties())
+			}
+			if got := m.GetProperty("PGROUP"); got != group {
+				t.Errorf("%s delivered with PGROUP=%q, want the producer group %q; properties: %v", body, got, group, m.GetProperties())
+			}
 		}
 		if calls := l.checkCalls(); len(calls) > 0 {
 			t.Errorf("check callback invoked %d time(s) for committed transactions:%s", len(calls), describeCalls(calls))

@@ -96,12 +96,10 @@ impl Broker {
         if property(&props, message::property::RETRY_TOPIC).is_none() {
             message::push_property(&mut props, message::property::RETRY_TOPIC, &original.topic);
         }
+        // As Apache's `consumerSendMsgBack`: the stored message's own ORIGIN_MESSAGE_ID, else
+        // its offset message id; the id a client puts in the header is not used.
         if property(&props, message::property::ORIGIN_MESSAGE_ID).is_none() {
-            let origin = h
-                .origin_msg_id
-                .clone()
-                .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| original.offset_msg_id());
+            let origin = original.offset_msg_id();
             message::push_property(&mut props, message::property::ORIGIN_MESSAGE_ID, &origin);
         }
         if delay_level > 0 {
