@@ -64,6 +64,18 @@ impl SubscriptionGroupConfig {
     }
 }
 
+/// The groups every Apache broker has (`SubscriptionGroupManager.init`); tools list them.
+pub const SYSTEM_GROUPS: [&str; 8] = [
+    "TOOLS_CONSUMER",
+    "FILTERSRV_CONSUMER",
+    "SELF_TEST_C_GROUP",
+    "CID_ONS-HTTP-PROXY",
+    "CID_ONSAPI_PULL",
+    "CID_ONSAPI_PERMISSION",
+    "CID_ONSAPI_OWNER",
+    "CID_RMQ_SYS_TRANS",
+];
+
 pub struct SubscriptionGroupManager {
     path: PathBuf,
     groups: Mutex<BTreeMap<String, SubscriptionGroupConfig>>,
@@ -72,7 +84,14 @@ pub struct SubscriptionGroupManager {
 impl SubscriptionGroupManager {
     pub fn open(root: &std::path::Path) -> std::io::Result<Self> {
         let path = root.join("config").join("subscriptionGroup.json");
-        let groups = persist::load(&path)?.unwrap_or_default();
+        let mut groups: BTreeMap<String, SubscriptionGroupConfig> =
+            persist::load(&path)?.unwrap_or_default();
+        // Not written at start: the next change to the table writes them along.
+        for name in SYSTEM_GROUPS {
+            groups
+                .entry(name.to_string())
+                .or_insert_with(|| SubscriptionGroupConfig::new(name));
+        }
         Ok(SubscriptionGroupManager {
             path,
             groups: Mutex::new(groups),
