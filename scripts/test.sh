@@ -39,10 +39,13 @@ step "Benchmark harness smoke run (bench/compare, FerroMQ only, a few seconds)"
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)
 
+step "Apache's own tools: mqadmin, the Java admin API, delivered properties (rocketmq-tools 5.5.0)"
+(cd interop/apache-tools && mvn -B -ntp test)
+
 step "Fuzz targets: the committed corpora, then 20 s of fuzzing each"
 ./scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
-step "Dashboard in a browser (Debian's Chromium, playwright-core)"
+step "Dashboards in a browser: FerroMQ's and Apache's rocketmq-dashboard (Debian's Chromium, playwright-core)"
 (cd dashboard-e2e && npm ci --no-audit --no-fund && npm test)
 
 printf '\nAll suites passed.\n'

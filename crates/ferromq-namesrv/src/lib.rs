@@ -56,6 +56,8 @@ pub struct NameServer {
     config: NamesrvConfig,
     routes: RouteTable,
     kv: kv::KvConfig,
+    /// The port it serves on, once serving (GET_NAMESRV_CONFIG's `listenPort`).
+    listen_port: std::sync::atomic::AtomicU32,
 }
 
 impl NameServer {
@@ -64,6 +66,7 @@ impl NameServer {
             kv: kv::KvConfig::open(config.kv_config_path.clone()),
             config,
             routes: RouteTable::default(),
+            listen_port: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -73,6 +76,10 @@ impl NameServer {
 
     /// Serves on `listener` and runs broker expiry until `shutdown`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        if let Ok(addr) = listener.local_addr() {
+            self.listen_port
+                .store(u32::from(addr.port()), std::sync::atomic::Ordering::Relaxed);
+        }
         let scanner = {
             let me = self.clone();
             let shutdown = shutdown.clone();
@@ -232,17 +239,7 @@ impl NameServer {
                 }
             }
             request::GET_NAMESRV_CONFIG => {
-                let kv_path = self
-                    .config
-                    .kv_config_path
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string());
-                let body = format!(
-                    "kvConfigPath={kv_path}\nscanNotActiveBrokerInterval={}\nbrokerExpiryMillis={}\n",
-                    self.config.scan_interval.as_millis(),
-                    self.config.broker_expiry.as_millis()
-                );
-                RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
+                RemotingCommand::response_to(req, response::SUCCESS).with_body(self.config_properties())
             }
             request::UPDATE_NAMESRV_CONFIG => RemotingCommand::error_response(
                 req,
@@ -255,6 +252,38 @@ impl NameServer {
                 format!(" request type {code} not supported"),
             ),
         }
+    }
+
+    /// The configuration as Apache's `namesrv.conf` keys, for `mqadmin getNamesrvConfig`.
+    fn config_properties(&self) -> String {
+        let kv_path = self
+            .config
+            .kv_config_path
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string());
+        let listen_port = self.listen_port.load(std::sync::atomic::Ordering::Relaxed);
+        let pairs = [
+            ("listenPort", listen_port.to_string()),
+            ("kvConfigPath", kv_path),
+            (
+                "scanNotActiveBrokerInterval",
+                self.config.scan_interval.as_millis().to_string(),
+            ),
+            // FerroMQ's: how long a silent broker is kept (Apache's fixed 120 s).
+            (
+                "brokerExpiryMillis",
+                self.config.broker_expiry.as_millis().to_string(),
+            ),
+            ("useTLS", self.config.tls.is_some().to_string()),
+            ("clusterTest", "false".to_string()),
+            ("orderMessageEnable", "false".to_string()),
+            ("enableTopicList", "true".to_string()),
+            ("enableAllTopicList", "true".to_string()),
+            ("returnOrderTopicConfigToBroker", "true".to_string()),
+            ("needWaitForService", "false".to_string()),
+            ("enableControllerInNamesrv", "false".to_string()),
+        ];
+        pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
 
     fn kv_config(&self, req: &RemotingCommand) -> RemotingCommand {

@@ -290,6 +290,13 @@ command_header! {
 }
 
 command_header! {
+    /// GET_SUBSCRIPTIONGROUP_CONFIG (352).
+    pub struct GetSubscriptionGroupConfigRequestHeader {
+        group: String => "group",
+    }
+}
+
+command_header! {
     /// VIEW_BROKER_STATS_DATA (315).
     pub struct ViewBrokerStatsDataRequestHeader {
         stats_name: String => "statsName",

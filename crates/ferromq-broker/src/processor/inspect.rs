@@ -6,8 +6,9 @@
 use ferromq_protocol::body::fastjson_queue_map;
 use ferromq_protocol::code::response;
 use ferromq_protocol::header::{
-    ConsumerGroupRequestHeader, GetConsumeStatsInBrokerHeader, QueryConsumeQueueRequestHeader,
-    TopicRequestHeader, ViewBrokerStatsDataRequestHeader,
+    ConsumerGroupRequestHeader, GetConsumeStatsInBrokerHeader,
+    GetSubscriptionGroupConfigRequestHeader, QueryConsumeQueueRequestHeader, TopicRequestHeader,
+    ViewBrokerStatsDataRequestHeader,
 };
 use ferromq_protocol::RemotingCommand;
 use serde_json::json;
@@ -219,18 +220,29 @@ impl Broker {
             .with_body(json!({ "topicList": topics }).to_string())
     }
 
+    /// A group's configuration; as Apache's `findSubscriptionGroupConfig`, looking up an
+    /// unknown group creates it when `autoCreateSubscriptionGroup` is on.
     pub(crate) fn group_config(&self, req: &RemotingCommand) -> RemotingCommand {
-        let h = match header::<ConsumerGroupRequestHeader>(req) {
+        let h = match header::<GetSubscriptionGroupConfigRequestHeader>(req) {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        match self.groups.get(&h.consumer_group) {
+        if self.config().auto_create_subscription_group {
+            if let Err(e) = self.groups.ensure(&h.group) {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("persisting the group failed: {e}"),
+                );
+            }
+        }
+        match self.groups.get(&h.group) {
             Some(config) => RemotingCommand::response_to(req, response::SUCCESS)
                 .with_body(serde_json::to_vec(&config).expect("group config serializes")),
             None => RemotingCommand::error_response(
                 req,
                 response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("The consumer group {} not exist", h.consumer_group),
+                "No group in this broker",
             ),
         }
     }
