@@ -42,6 +42,9 @@ step "Java interop suite (official rocketmq-client)"
 step "Apache's own tools: mqadmin, the Java admin API, delivered properties (rocketmq-tools 5.5.0)"
 (cd interop/apache-tools && mvn -B -ntp test)
 
+step "The same suite against Apache RocketMQ 5.5.0 itself: its assertions describe Apache"
+./interop/apache-tools/against-apache.sh
+
 step "Fuzz targets: the committed corpora, then 20 s of fuzzing each"
 ./scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
