@@ -296,3 +296,98 @@ async fn connections_beyond_the_limit_are_refused_and_the_rest_are_served() {
     }
     assert!(served, "a slot freed by a closed connection was not reused");
 }
+
+/// Every request Apache's tools added (broker and name server): a missing field is named in
+/// the error, a bad body is refused, and nothing takes either server down.
+#[tokio::test]
+async fn tool_requests_with_bad_headers_or_bodies_get_clear_errors() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    let namesrv = connect(&server.namesrv).await;
+    // (code, a field the request needs): sent with no fields at all.
+    for (code, field) in [
+        (351, "topic"),
+        (321, "topic"),
+        (315, "statsName"),
+        (300, "topic"),
+        (343, "consumerGroup"),
+        (352, "group"),
+    ] {
+        let resp = call(&broker, RemotingCommand::request(code)).await;
+        assert_eq!(resp.code, 1, "code {code}: {:?}", resp.remark);
+        assert!(
+            resp.remark.unwrap().contains(field),
+            "code {code} names {field}"
+        );
+    }
+    for (code, field) in [
+        (100, "namespace"),
+        (101, "namespace"),
+        (102, "namespace"),
+        (219, "namespace"),
+        (205, "brokerName"),
+        (327, "brokerName"),
+        (224, "cluster"),
+    ] {
+        let resp = call(&namesrv, RemotingCommand::request(code)).await;
+        assert_eq!(resp.code, 1, "code {code}: {:?}", resp.remark);
+        assert!(
+            resp.remark.unwrap().contains(field),
+            "code {code} names {field}"
+        );
+    }
+    // A consume-queue query for a queue that does not exist, and a huge count.
+    let cq = RemotingCommand::request(321)
+        .with_field("topic", "nope")
+        .with_field("queueId", "0")
+        .with_field("index", "0")
+        .with_field("count", "2147483647");
+    let resp = call(&broker, cq).await;
+    assert_eq!(resp.code, 1);
+    assert!(resp.remark.unwrap().contains("not exist"));
+    // Stats never counted are "not exist", as Apache answers.
+    let stats = RemotingCommand::request(315)
+        .with_field("statsName", "TOPIC_PUT_NUMS")
+        .with_field("statsKey", "never-sent");
+    assert_eq!(call(&broker, stats).await.code, 1);
+    // updateBrokerConfig: an empty body, an unknown key, a bad value, a restart-only key.
+    for (body, expect) in [
+        ("", "no configuration key"),
+        ("noSuchKey=1", "noSuchKey"),
+        ("brokerPermission=5", "brokerPermission"),
+        ("listenPort=1", "restart"),
+    ] {
+        let resp = call(
+            &broker,
+            RemotingCommand::request(25).with_body(body.to_string()),
+        )
+        .await;
+        assert_eq!(resp.code, 1, "{body}");
+        assert!(resp.remark.unwrap().contains(expect), "{body}");
+    }
+    // Topic attributes the broker does not know are refused, naming them.
+    let mut create = RemotingCommand::request(17)
+        .with_field("topic", "attr-topic")
+        .with_field("readQueueNums", "1")
+        .with_field("writeQueueNums", "1")
+        .with_field("perm", "6");
+    create = create.with_field("attributes", "+no.such=1");
+    let resp = call(&broker, create).await;
+    assert_eq!(resp.code, 29);
+    assert!(resp.remark.unwrap().contains("no.such"));
+    // A data-version query without a body, a topic registration with a bad body.
+    let dv = RemotingCommand::request(322).with_field("brokerAddr", "127.0.0.1:1");
+    assert_eq!(call(&namesrv, dv).await.code, 1);
+    let reg = RemotingCommand::request(217)
+        .with_field("topic", "t")
+        .with_body(b"{not json".to_vec());
+    let resp = call(&namesrv, reg).await;
+    assert_eq!(resp.code, 1);
+    assert!(resp.remark.unwrap().contains("TopicRouteData"));
+    // Both still serve.
+    assert_eq!(
+        call(&broker, send_request("still-up", b"x", "")).await.code,
+        0
+    );
+    assert_eq!(call(&namesrv, RemotingCommand::request(106)).await.code, 0);
+}
