@@ -135,18 +135,7 @@ pub fn label(b: &BrokerInfo) -> String {
     }
 }
 
-/// The master address of each broker in a route, by broker name.
-pub fn route_masters(route: &TopicRouteData) -> Vec<(String, String)> {
-    route
-        .broker_datas
-        .iter()
-        .filter_map(|b| {
-            b.broker_addrs
-                .get(&0)
-                .map(|a| (b.broker_name.clone(), a.clone()))
-        })
-        .collect()
-}
+pub use ferromq_client::admin::route_masters;
 
 /// A JSON value as display text.
 pub fn s(v: &Value) -> String {

@@ -283,15 +283,7 @@ impl AdminClient {
             .ok_or_else(|| ClientError::NoRoute {
                 topic: topic.into(),
             })?;
-        Ok(route
-            .broker_datas
-            .iter()
-            .filter_map(|b| {
-                b.broker_addrs
-                    .get(&0)
-                    .map(|a| (b.broker_name.clone(), a.clone()))
-            })
-            .collect())
+        Ok(route_masters(&route))
     }
 
     /// Topic configurations of a broker.
@@ -811,6 +803,19 @@ impl AdminClient {
     pub fn shutdown(&self) {
         self.instance.close();
     }
+}
+
+/// The master address of each broker in a route, by broker name.
+pub fn route_masters(route: &TopicRouteData) -> Vec<(String, String)> {
+    route
+        .broker_datas
+        .iter()
+        .filter_map(|b| {
+            b.broker_addrs
+                .get(&0)
+                .map(|a| (b.broker_name.clone(), a.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,20 @@ use ferromq_protocol::RemotingCommand;
 
 use crate::harness::{call, connect, pull_request, send_request, Server};
 
+/// Runs `ferromq admin`, which must succeed; its standard output.
+fn admin_ok(server: &Server, args: &[&str]) -> String {
+    let (ok, out, err) = admin(server, args);
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
+/// Runs `ferromq admin … --json`, which must succeed; what it printed.
+fn admin_json(server: &Server, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    serde_json::from_str(&admin_ok(server, &a)).unwrap()
+}
+
 pub(crate) fn admin(server: &Server, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ferromq"))
         .arg("admin")
@@ -219,16 +233,8 @@ fn bench_produces_and_consumes_through_the_client() {
 #[tokio::test]
 async fn mqadmin_commands_manage_topics_groups_and_messages() {
     let server = Server::start("");
-    let ok = |args: &[&str]| {
-        let (ok, out, err) = admin(&server, args);
-        assert!(ok, "{args:?}: {err}");
-        out
-    };
-    let json = |args: &[&str]| -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        serde_json::from_str(&ok(&a)).unwrap()
-    };
+    let ok = |args: &[&str]| admin_ok(&server, args);
+    let json = |args: &[&str]| admin_json(&server, args);
     ok(&["updateTopic", "-t", "cli-topic", "-r", "3", "-w", "3"]);
     assert!(ok(&["topicList"]).lines().any(|l| l.trim() == "cli-topic"));
     assert_eq!(
@@ -342,16 +348,8 @@ async fn mqadmin_commands_manage_topics_groups_and_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqadmin_accepts_apaches_flags() {
     let server = Server::start("");
-    let ok = |args: &[&str]| {
-        let (ok, out, err) = admin(&server, args);
-        assert!(ok, "{args:?}: {err}");
-        out
-    };
-    let json = |args: &[&str]| -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        serde_json::from_str(&ok(&a)).unwrap()
-    };
+    let ok = |args: &[&str]| admin_ok(&server, args);
+    let json = |args: &[&str]| admin_json(&server, args);
     let fails = |args: &[&str], why: &str| {
         let (success, _, err) = admin(&server, args);
         assert!(!success && err.contains(why), "{args:?}: {err}");
@@ -658,11 +656,7 @@ async fn mqadmin_shows_online_consumers() {
     use ferromq_client::{ConsumeFrom, ConsumeResult, PushConsumer, Selector};
 
     let server = Server::start("");
-    let ok = |args: &[&str]| {
-        let (ok, out, err) = admin(&server, args);
-        assert!(ok, "{args:?}: {err}");
-        out
-    };
+    let ok = |args: &[&str]| admin_ok(&server, args);
     ok(&[
         "updateTopic",
         "-c",
