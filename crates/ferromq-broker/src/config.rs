@@ -12,7 +12,7 @@ use ferromq_store::FlushMode;
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "brokerIP2",
     "haListenPort",
-    "brokerRole",
+    "haMasterAddress",
     "diskMaxUsedSpaceRatio",
     "sendMessageThreadPoolNums",
     "pullMessageThreadPoolNums",
@@ -29,6 +29,26 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "waitTimeMillsInSendQueue",
     "osPageCacheBusyTimeOutMills",
 ];
+
+/// `brokerRole`: a master, or a slave that copies its master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRole {
+    AsyncMaster,
+    /// Accepted; until data replication lands it answers as an `ASYNC_MASTER` does, and says
+    /// so at start.
+    SyncMaster,
+    Slave,
+}
+
+impl BrokerRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+}
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +159,8 @@ pub struct BrokerConfig {
     /// `brokerPermission`: 6 = read and write, 4 = read only (sends refused), 2 = write
     /// only; changed at run time to drain a broker.
     pub broker_permission: i32,
+    /// `brokerRole`: `ASYNC_MASTER` (default), `SYNC_MASTER` or `SLAVE` (with `brokerId` ≥ 1).
+    pub broker_role: BrokerRole,
     /// The `broker.conf` this configuration was read from, where run-time changes are
     /// written back (not a key).
     pub file: Option<PathBuf>,
@@ -189,6 +211,7 @@ impl Default for BrokerConfig {
             trace_topic_enable: false,
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             broker_permission: 6,
+            broker_role: BrokerRole::AsyncMaster,
             file: None,
         }
     }
@@ -343,6 +366,14 @@ const KEYS: &[Key] = &[
             _ => return Err(invalid(k, v, "6 (read and write), 4 (read only), 2 (write only) or 0")),
         }
     }),
+    key!("brokerRole", runtime = false, |c| c.broker_role.name().to_string(), |c, k, v| {
+        c.broker_role = match v {
+            "ASYNC_MASTER" => BrokerRole::AsyncMaster,
+            "SYNC_MASTER" => BrokerRole::SyncMaster,
+            "SLAVE" => BrokerRole::Slave,
+            _ => return Err(invalid(k, v, "ASYNC_MASTER, SYNC_MASTER or SLAVE")),
+        }
+    }),
     key!("brokerTopicEnable", runtime = true, |c| c.broker_topic_enable.to_string(), |c, k, v| c.broker_topic_enable = parse_bool(k, v)?),
     key!("clusterTopicEnable", runtime = true, |c| c.cluster_topic_enable.to_string(), |c, k, v| c.cluster_topic_enable = parse_bool(k, v)?),
     key!("defaultTopicQueueNums", runtime = true, |c| c.default_topic_queue_nums.to_string(), |c, k, v| c.default_topic_queue_nums = parse_num(k, v, 1i32, 1024)?),
@@ -436,6 +467,11 @@ impl BrokerConfig {
             }
         }
         self.validate()?;
+        if self.broker_role == BrokerRole::SyncMaster {
+            warnings.push(
+                "brokerRole=SYNC_MASTER: FerroMQ does not replicate message data yet, so sends are answered once stored here, as under ASYNC_MASTER".into(),
+            );
+        }
         Ok(warnings)
     }
 
@@ -461,6 +497,23 @@ impl BrokerConfig {
 
     /// Checks the combinations of keys that no single value can break.
     fn validate(&self) -> Result<(), ConfigError> {
+        match (self.broker_role, self.broker_id) {
+            (BrokerRole::Slave, 0) => {
+                return Err(invalid(
+                    "brokerId",
+                    "0",
+                    "an id of 1 or more with brokerRole=SLAVE (0 is the master's)",
+                ))
+            }
+            (BrokerRole::AsyncMaster | BrokerRole::SyncMaster, id) if id != 0 => {
+                return Err(invalid(
+                    "brokerId",
+                    &id.to_string(),
+                    "0 for a master; a slave needs brokerRole=SLAVE",
+                ))
+            }
+            _ => {}
+        }
         let tls_wanted = !matches!(
             self.tls_mode,
             None | Some(ferromq_remoting::TlsMode::Disabled)
@@ -613,8 +666,24 @@ mod tests {
     }
 
     #[test]
+    fn slave_and_master_ids_must_agree_with_the_role() {
+        let (cfg, _) = apply(&[("brokerRole", "SLAVE"), ("brokerId", "1")]).unwrap();
+        assert_eq!(cfg.broker_role, BrokerRole::Slave);
+        let err = apply(&[("brokerRole", "SLAVE")]).unwrap_err().to_string();
+        assert!(err.contains("brokerId") && err.contains("SLAVE"), "{err}");
+        let err = apply(&[("brokerId", "2")]).unwrap_err().to_string();
+        assert!(err.contains("brokerId") && err.contains("SLAVE"), "{err}");
+        let (_, warnings) = apply(&[("brokerRole", "SYNC_MASTER")]).unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("SYNC_MASTER")),
+            "{warnings:?}"
+        );
+        assert!(apply(&[("brokerRole", "LEADER")]).is_err());
+    }
+
+    #[test]
     fn unknown_keys_warn_by_name() {
-        let (_, warnings) = apply(&[("noSuchKey", "1"), ("brokerRole", "ASYNC_MASTER")]).unwrap();
+        let (_, warnings) = apply(&[("noSuchKey", "1"), ("haListenPort", "10912")]).unwrap();
         assert_eq!(warnings.len(), 2);
         assert!(warnings.iter().any(|w| w.contains("noSuchKey")));
     }

@@ -129,6 +129,19 @@ impl SubscriptionGroupManager {
             .cloned()
     }
 
+    /// Takes a master's groups in place of these, and writes them.
+    pub fn replace(
+        &self,
+        groups: BTreeMap<String, SubscriptionGroupConfig>,
+    ) -> std::io::Result<()> {
+        let mut g = self.groups.lock().expect("group table lock");
+        if *g == groups {
+            return Ok(());
+        }
+        *g = groups;
+        persist::store(&self.path, &*g)
+    }
+
     pub fn all(&self) -> BTreeMap<String, SubscriptionGroupConfig> {
         self.groups.lock().expect("group table lock").clone()
     }

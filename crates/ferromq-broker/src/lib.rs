@@ -15,6 +15,7 @@ mod persist;
 mod processor;
 mod register;
 pub mod schedule;
+mod slave;
 mod stats;
 pub mod store_service;
 pub mod timer;
@@ -93,6 +94,8 @@ pub struct Broker {
     started: Instant,
     boot_ms: i64,
     uniq_counter: AtomicU64,
+    /// A slave's master, as the name server last answered its registration.
+    master_addr: std::sync::Mutex<Option<String>>,
     /// Moves with every run-time configuration change (GET_BROKER_CONFIG's `version`).
     config_version: AtomicU64,
     namesrv_conns: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
@@ -210,6 +213,7 @@ impl Broker {
             boot_ms: now_ms(),
             uniq_counter: AtomicU64::new(0),
             config_version: AtomicU64::new(0),
+            master_addr: Default::default(),
             namesrv_conns: Default::default(),
         }))
     }
@@ -246,9 +250,15 @@ impl Broker {
         if let Some(acl) = &self.acl {
             tasks.spawn(acl.clone().watch(shutdown.clone()));
         }
-        tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
-        tasks.spawn(self.clone().timer_loop(shutdown.clone()));
-        tasks.spawn(self.clone().transaction_check_loop(shutdown.clone()));
+        if self.config().broker_role == config::BrokerRole::Slave {
+            // A slave delivers nothing itself: its master's delayed, timer and transactional
+            // messages are its master's to deliver.
+            tasks.spawn(self.clone().slave_sync_loop(shutdown.clone()));
+        } else {
+            tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
+            tasks.spawn(self.clone().timer_loop(shutdown.clone()));
+            tasks.spawn(self.clone().transaction_check_loop(shutdown.clone()));
+        }
         let server_config = ServerConfig {
             max_connections: self.config().max_connections,
             idle_timeout: Duration::from_secs(self.config().idle_timeout_secs),
@@ -354,6 +364,9 @@ impl Broker {
         wait_flush: bool,
         due: bool,
     ) -> Result<Vec<AppendResult>, PutError> {
+        if self.config().broker_role == config::BrokerRole::Slave {
+            return Err(PutError::Slave);
+        }
         let mut puts = Vec::with_capacity(msgs.len());
         let mut scheduled = false;
         let mut timed = false;

@@ -105,6 +105,26 @@ impl ConsumerOffsetManager {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Every committed offset, keyed `topic@group` (what a slave copies).
+    pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<i32, i64>> {
+        self.table
+            .lock()
+            .expect("offset table lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Takes a master's offsets over these, as Apache's slave does (`putAll`: offsets the
+    /// master lacks are kept).
+    pub fn put_all(&self, offsets: BTreeMap<String, BTreeMap<i32, i64>>) {
+        let mut t = self.table.lock().expect("offset table lock");
+        for (k, queues) in offsets {
+            t.insert(k, queues);
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
     /// Writes the table if it changed since the last write.
     pub fn persist(&self) -> std::io::Result<()> {
         if !self.dirty.swap(false, Ordering::AcqRel) {

@@ -64,7 +64,12 @@ pub(crate) async fn register_all(broker: &Broker) {
         let req = req.clone();
         async move {
             match invoke(broker, addr, req).await {
-                Ok(resp) if resp.code == response::SUCCESS => debug!(namesrv = %addr, "registered"),
+                Ok(resp) if resp.code == response::SUCCESS => {
+                    debug!(namesrv = %addr, "registered");
+                    if broker.config().broker_role == crate::config::BrokerRole::Slave {
+                        broker.learn_master(resp.field("masterAddr"));
+                    }
+                }
                 Ok(resp) => warn!(namesrv = %addr, code = resp.code, remark = ?resp.remark, "registration refused"),
                 Err(e) => warn!(namesrv = %addr, error = %e, "registration failed"),
             }

@@ -71,6 +71,17 @@ impl ScheduleService {
             .unwrap_or(0)
     }
 
+    /// Every level's progress (what a slave copies).
+    pub fn snapshot(&self) -> BTreeMap<i32, u64> {
+        self.progress.lock().expect("delay progress lock").clone()
+    }
+
+    /// Takes a master's progress in place of this one.
+    pub fn replace(&self, progress: BTreeMap<i32, u64>) {
+        *self.progress.lock().expect("delay progress lock") = progress;
+        self.dirty.store(true, Ordering::Release);
+    }
+
     fn advance(&self, level: i32, next: u64) {
         self.progress
             .lock()

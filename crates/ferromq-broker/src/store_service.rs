@@ -84,6 +84,8 @@ pub enum PutError {
     Illegal(String),
     #[error("{0}")]
     DiskFull(String),
+    #[error("the broker is a slave: messages are sent to its master")]
+    Slave,
 }
 
 pub struct StoreService {

@@ -249,6 +249,21 @@ impl TopicConfigManager {
         }
     }
 
+    /// Takes a master's table in place of this one when its version moved, and writes it
+    /// (what a slave does). Returns whether anything changed.
+    pub fn replace_with(&self, master: TopicConfigSerializeWrapper) -> std::io::Result<bool> {
+        let write = {
+            let mut t = self.table.lock().expect("topic table lock");
+            if t.topics == master.topic_config_table {
+                return Ok(false);
+            }
+            t.topics = master.topic_config_table;
+            t.bump_version();
+            self.pending_write(&t)
+        };
+        write.run().map(|()| true)
+    }
+
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
         self.table
             .lock()

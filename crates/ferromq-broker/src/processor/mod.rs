@@ -74,6 +74,8 @@ impl Broker {
             request::GET_BROKER_CONFIG => self.broker_config(&req),
             request::UPDATE_BROKER_CONFIG => self.update_broker_config(&req),
             request::GET_TOPIC_CONFIG => self.topic_config(&req),
+            request::GET_ALL_CONSUMER_OFFSET => self.all_consumer_offsets(&req),
+            request::GET_ALL_DELAY_OFFSET => self.all_delay_offsets(&req),
             request::QUERY_CONSUME_QUEUE => self.query_consume_queue(&req),
             request::GET_BROKER_CONSUME_STATS => self.broker_consume_stats(&req),
             request::VIEW_BROKER_STATS_DATA => self.view_broker_stats(&req),

@@ -214,6 +214,13 @@ impl Broker {
             Err(PutError::DiskFull(why)) => {
                 return RemotingCommand::error_response(req, response::SERVICE_NOT_AVAILABLE, why)
             }
+            Err(e @ PutError::Slave) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SERVICE_NOT_AVAILABLE,
+                    e.to_string(),
+                )
+            }
             Err(e) => {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
             }

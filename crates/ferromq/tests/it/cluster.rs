@@ -79,3 +79,110 @@ fn broker_without_a_name_server_refuses_to_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("namesrvAddr"));
 }
+
+/// A slave (brokerId 1, brokerRole=SLAVE) learns its master from the name server and copies
+/// its topics, consumer offsets and subscription groups, as Apache's `SlaveSynchronize`;
+/// it refuses sends, which belong to the master.
+#[tokio::test]
+async fn slave_copies_its_masters_metadata_and_refuses_sends() {
+    let (_ns, ns) = namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, conf: String| {
+        let path = dir.path().join(format!("{name}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let port = free_port();
+        let proc = Proc::spawn(&[
+            "broker".into(),
+            "-c".into(),
+            path.display().to_string(),
+            "--data-dir".into(),
+            dir.path().join(name).display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ]);
+        (proc, format!("127.0.0.1:{port}"))
+    };
+    let (_master, master_addr) =
+        start("master", format!("brokerName=broker-r\nnamesrvAddr={ns}\n"));
+    let (_slave, slave_addr) = start(
+        "slave",
+        format!("brokerName=broker-r\nbrokerId=1\nbrokerRole=SLAVE\nnamesrvAddr={ns}\n"),
+    );
+    let master = connect(&master_addr).await;
+    let create = RemotingCommand::request(17)
+        .with_field("topic", "replicated")
+        .with_field("readQueueNums", "3")
+        .with_field("writeQueueNums", "3")
+        .with_field("perm", "6");
+    assert_eq!(call(&master, create).await.code, 0);
+    let group = RemotingCommand::request(200)
+        .with_body(r#"{"groupName":"rg","retryMaxTimes":5}"#.as_bytes().to_vec());
+    assert_eq!(call(&master, group).await.code, 0);
+    let commit = RemotingCommand::request(15)
+        .with_field("consumerGroup", "rg")
+        .with_field("topic", "replicated")
+        .with_field("queueId", "2")
+        .with_field("commitOffset", "7");
+    assert_eq!(call(&master, commit).await.code, 0);
+
+    let slave = connect(&slave_addr).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (mut topics, mut offset, mut groups) = (String::new(), None, String::new());
+    // Bounded: the slave copies every 10 s, and retries every second until it knows its master.
+    while std::time::Instant::now() < deadline {
+        topics = String::from_utf8_lossy(&call(&slave, RemotingCommand::request(21)).await.body)
+            .into_owned();
+        let q = call(
+            &slave,
+            RemotingCommand::request(14)
+                .with_field("consumerGroup", "rg")
+                .with_field("topic", "replicated")
+                .with_field("queueId", "2"),
+        )
+        .await;
+        offset = (q.code == 0)
+            .then(|| q.field("offset").map(str::to_string))
+            .flatten();
+        groups = String::from_utf8_lossy(&call(&slave, RemotingCommand::request(201)).await.body)
+            .into_owned();
+        let copied = |text: &str, pointer: &str, want: i64| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .is_ok_and(|v| v.pointer(pointer).and_then(|x| x.as_i64()) == Some(want))
+        };
+        if copied(&topics, "/topicConfigTable/replicated/writeQueueNums", 3)
+            && offset.as_deref() == Some("7")
+            && copied(&groups, "/subscriptionGroupTable/rg/retryMaxTimes", 5)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let topics: serde_json::Value = serde_json::from_str(&topics).unwrap();
+    assert_eq!(
+        topics["topicConfigTable"]["replicated"]["writeQueueNums"], 3,
+        "the slave has the master's topic: {topics}"
+    );
+    assert_eq!(
+        offset.as_deref(),
+        Some("7"),
+        "the slave has the master's offset"
+    );
+    let groups: serde_json::Value = serde_json::from_str(&groups).unwrap();
+    assert_eq!(groups["subscriptionGroupTable"]["rg"]["retryMaxTimes"], 5);
+
+    let sent = call(&slave, send_request("replicated", b"x", "")).await;
+    assert_eq!(sent.code, 14, "{:?}", sent.remark);
+    assert!(sent.remark.unwrap().contains("slave"));
+
+    // The name server lists both under the broker name; routes go to the master.
+    let c = connect(&ns).await;
+    let route = call(
+        &c,
+        RemotingCommand::request(105).with_field("topic", "replicated"),
+    )
+    .await;
+    let route: TopicRouteData = serde_json::from_slice(&route.body).unwrap();
+    let addrs = &route.broker_datas[0].broker_addrs;
+    assert_eq!(addrs[&0], master_addr);
+    assert_eq!(addrs[&1], slave_addr);
+}

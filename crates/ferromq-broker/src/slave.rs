@@ -1,0 +1,210 @@
+//! What a slave copies from its master over the remoting port, as Apache's
+//! `SlaveSynchronize`: topic configs (GET_ALL_TOPIC_CONFIG 21), consumer offsets
+//! (GET_ALL_CONSUMER_OFFSET 43), delay progress (GET_ALL_DELAY_OFFSET 45) and subscription
+//! groups (GET_ALL_SUBSCRIPTIONGROUP_CONFIG 201). This module answers 43 and 45 on a master
+//! and runs the copying on a slave. Message data is not copied here (issue 18's HA stream).
+//!
+//! The slave learns its master's address from the name server's answer to its
+//! registration (`masterAddr`), as Apache's does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferromq_protocol::body::TopicConfigSerializeWrapper;
+use ferromq_protocol::code::{request, response};
+use ferromq_protocol::RemotingCommand;
+use ferromq_remoting::{Connection, NoInbound};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::groups::SubscriptionGroupConfig;
+use crate::Broker;
+
+/// How often a slave copies its master's metadata. Apache's controller-mode slave does it
+/// every 10 s (classic: 60 s); a copy is a few small requests.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// How soon a slave first tries, and tries again after its master could not be reached.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Apache's `ConsumerOffsetSerializeWrapper`.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ConsumerOffsets {
+    offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// Apache's `DelayOffsetSerializeWrapper`: delay level → next offset of its queue.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DelayOffsets {
+    offset_table: BTreeMap<i32, u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupTable {
+    subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+}
+
+/// Why a copy from the master failed.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("no master address known yet")]
+    NoMaster,
+    #[error("{what} from {master}: {source}")]
+    Call {
+        what: &'static str,
+        master: String,
+        source: ferromq_remoting::RemotingError,
+    },
+    #[error("{what} from {master} refused: code {code}, {remark}")]
+    Refused {
+        what: &'static str,
+        master: String,
+        code: i32,
+        remark: String,
+    },
+    #[error("{what} from {master}: bad body: {source}")]
+    Body {
+        what: &'static str,
+        master: String,
+        source: serde_json::Error,
+    },
+    #[error("writing what was copied: {0}")]
+    Persist(#[from] std::io::Error),
+}
+
+impl Broker {
+    /// GET_ALL_CONSUMER_OFFSET.
+    pub(crate) fn all_consumer_offsets(&self, req: &RemotingCommand) -> RemotingCommand {
+        let body = ConsumerOffsets {
+            offset_table: self.offsets.snapshot(),
+        };
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(serde_json::to_vec(&body).expect("offsets serialize"))
+    }
+
+    /// GET_ALL_DELAY_OFFSET.
+    pub(crate) fn all_delay_offsets(&self, req: &RemotingCommand) -> RemotingCommand {
+        let body = DelayOffsets {
+            offset_table: self.schedule.snapshot(),
+        };
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(serde_json::to_vec(&body).expect("delay offsets serialize"))
+    }
+
+    /// Records the master's address a registration answered with (slaves only).
+    pub(crate) fn learn_master(&self, addr: Option<&str>) {
+        let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
+        let mut master = self.master_addr.lock().expect("master address lock");
+        if addr.is_some() && *master != addr {
+            info!(master = ?addr, "following master");
+            *master = addr;
+        }
+    }
+
+    /// Copies the master's metadata every [`SYNC_INTERVAL`] until `shutdown`.
+    pub(crate) async fn slave_sync_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut conn: Option<Connection> = None;
+        loop {
+            let wait = match self.sync_from_master(&mut conn).await {
+                Ok(()) => SYNC_INTERVAL,
+                Err(SyncError::NoMaster) => RETRY_INTERVAL,
+                Err(e) => {
+                    warn!(error = %e, "copying the master's metadata failed; retrying");
+                    conn = None;
+                    RETRY_INTERVAL
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn sync_from_master(&self, conn: &mut Option<Connection>) -> Result<(), SyncError> {
+        let master = self
+            .master_addr
+            .lock()
+            .expect("master address lock")
+            .clone()
+            .ok_or(SyncError::NoMaster)?;
+        let c = match conn.as_ref().filter(|c| !c.is_closed()) {
+            Some(c) => c.clone(),
+            None => {
+                let c = ferromq_remoting::connect(&master, Arc::new(NoInbound), CALL_TIMEOUT)
+                    .await
+                    .map_err(|source| SyncError::Call {
+                        what: "connecting",
+                        master: master.clone(),
+                        source,
+                    })?;
+                *conn = Some(c.clone());
+                c
+            }
+        };
+        let topics: TopicConfigSerializeWrapper =
+            fetch(&c, &master, request::GET_ALL_TOPIC_CONFIG, "topic configs").await?;
+        let topics_changed = self.topics.replace_with(topics)?;
+        let offsets: ConsumerOffsets = fetch(
+            &c,
+            &master,
+            request::GET_ALL_CONSUMER_OFFSET,
+            "consumer offsets",
+        )
+        .await?;
+        self.offsets.put_all(offsets.offset_table);
+        self.offsets.persist()?;
+        let delay: DelayOffsets =
+            fetch(&c, &master, request::GET_ALL_DELAY_OFFSET, "delay offsets").await?;
+        self.schedule.replace(delay.offset_table);
+        self.schedule.persist()?;
+        let groups: GroupTable = fetch(
+            &c,
+            &master,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+            "subscription groups",
+        )
+        .await?;
+        self.groups.replace(groups.subscription_group_table)?;
+        if topics_changed {
+            self.request_registration();
+        }
+        debug!(%master, "master's metadata copied");
+        Ok(())
+    }
+}
+
+/// One request to the master and its JSON body.
+async fn fetch<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    master: &str,
+    code: i32,
+    what: &'static str,
+) -> Result<T, SyncError> {
+    let resp = conn
+        .invoke(RemotingCommand::request(code), CALL_TIMEOUT)
+        .await
+        .map_err(|source| SyncError::Call {
+            what,
+            master: master.to_string(),
+            source,
+        })?;
+    if resp.code != response::SUCCESS {
+        return Err(SyncError::Refused {
+            what,
+            master: master.to_string(),
+            code: resp.code,
+            remark: resp.remark.unwrap_or_default(),
+        });
+    }
+    serde_json::from_slice(&resp.body).map_err(|source| SyncError::Body {
+        what,
+        master: master.to_string(),
+        source,
+    })
+}
