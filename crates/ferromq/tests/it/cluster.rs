@@ -186,3 +186,75 @@ async fn slave_copies_its_masters_metadata_and_refuses_sends() {
     assert_eq!(addrs[&0], master_addr);
     assert_eq!(addrs[&1], slave_addr);
 }
+
+/// A "master" that answers every request with success and a body that is not JSON.
+struct GarbageMaster;
+
+impl ferromq_remoting::InboundHandler for GarbageMaster {
+    async fn on_request(
+        &self,
+        _conn: ferromq_remoting::Connection,
+        req: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        Some(RemotingCommand::response_to(&req, 0).with_body(b"\x00{not json".to_vec()))
+    }
+}
+
+/// A slave whose master answers garbage says so in its log, keeps serving, and copies nothing.
+#[tokio::test]
+async fn slave_survives_a_master_that_answers_garbage() {
+    let (_ns, ns) = namesrv();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_addr = listener.local_addr().unwrap().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(ferromq_remoting::serve(
+        listener,
+        std::sync::Arc::new(GarbageMaster),
+        Default::default(),
+        stop.clone(),
+    ));
+    // Register the fake as broker-g's master, so the name server points the slave at it.
+    let c = connect(&ns).await;
+    let body = r#"{"topicConfigSerializeWrapper":{"topicConfigTable":{},"dataVersion":{"timestamp":1,"counter":1}}}"#;
+    let register = RemotingCommand::request(103)
+        .with_field("brokerName", "broker-g")
+        .with_field("brokerAddr", &fake_addr)
+        .with_field("clusterName", "DefaultCluster")
+        .with_field("brokerId", "0")
+        .with_body(body.as_bytes().to_vec());
+    assert_eq!(call(&c, register).await.code, 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("slave.conf");
+    std::fs::write(
+        &conf,
+        format!("brokerName=broker-g\nbrokerId=1\nbrokerRole=SLAVE\nnamesrvAddr={ns}\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    let slave_proc = Proc::spawn(&[
+        "broker".into(),
+        "-c".into(),
+        conf.display().to_string(),
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !slave_proc.logs().contains("bad body") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let logs = slave_proc.logs();
+    assert!(
+        logs.contains("copying the master's metadata failed") && logs.contains(&fake_addr),
+        "{logs}"
+    );
+    // Still serving, and it took nothing from the garbage.
+    let slave = connect(&format!("127.0.0.1:{port}")).await;
+    let topics = call(&slave, RemotingCommand::request(21)).await;
+    assert_eq!(topics.code, 0);
+    let topics: serde_json::Value = serde_json::from_slice(&topics.body).unwrap();
+    assert!(topics["topicConfigTable"]["TBW102"].is_object());
+    stop.cancel();
+}
