@@ -55,13 +55,14 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        if self.config().broker_permission & perm::READ == 0 {
+        let config = self.config();
+        if config.broker_permission & perm::READ == 0 {
             return RemotingCommand::error_response(
                 req,
                 response::NO_PERMISSION,
                 format!(
                     "the broker[{}] pulling message is forbidden",
-                    self.config().advertised_addr()
+                    config.advertised_addr()
                 ),
             );
         }
@@ -110,7 +111,7 @@ impl Broker {
                 )
             }
         };
-        if matches!(*filter, MessageFilter::Sql(_)) && !self.config().enable_property_filter {
+        if matches!(*filter, MessageFilter::Sql(_)) && !config.enable_property_filter {
             return RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED);
         }
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {

@@ -78,15 +78,17 @@ impl Broker {
         if let Err(why) = validate_topic_name(&h.topic) {
             return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
         }
+        // One snapshot for the whole request: a run-time change applies from the next one.
+        let config = self.config();
         // Apache refuses only orderly topics here and lets a stale client write to a broker
         // being drained; FerroMQ refuses every send, which clients retry on another broker.
-        if self.config().broker_permission & perm::WRITE == 0 {
+        if config.broker_permission & perm::WRITE == 0 {
             return RemotingCommand::error_response(
                 req,
                 response::NO_PERMISSION,
                 format!(
                     "the broker[{}] sending message is forbidden",
-                    self.config().advertised_addr()
+                    config.advertised_addr()
                 ),
             );
         }
@@ -123,10 +125,10 @@ impl Broker {
                 header_props.len()
             ));
         }
-        if req.body.len() > self.config().max_message_size {
+        if req.body.len() > config.max_message_size {
             return illegal(format!(
                 "the message body size over max value, MAX: {}",
-                self.config().max_message_size
+                config.max_message_size
             ));
         }
         let batch = req.code == request::SEND_BATCH_MESSAGE;
@@ -169,11 +171,7 @@ impl Broker {
             if !batch {
                 uniq_key = property(&props, message::property::UNIQ_KEY).map(str::to_string);
             }
-            message::push_property(
-                &mut props,
-                message::property::CLUSTER,
-                &self.config().cluster_name,
-            );
+            message::push_property(&mut props, message::property::CLUSTER, &config.cluster_name);
             msgs.push(MessageExt {
                 topic: h.topic.clone(),
                 queue_id,
