@@ -13,28 +13,34 @@ fn namesrv() -> (Proc, String) {
     )
 }
 
+/// `ferromq broker` with these broker.conf lines on a free port, its files under `dir/name`.
+fn broker(dir: &std::path::Path, name: &str, conf: &str) -> (Proc, String) {
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, conf).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let proc = Proc::spawn(&[
+        "broker".into(),
+        "-c".into(),
+        path.display().to_string(),
+        "--data-dir".into(),
+        dir.join(name).display().to_string(),
+        "--listen".into(),
+        addr.clone(),
+    ]);
+    (proc, addr)
+}
+
 #[tokio::test]
 async fn broker_registers_with_every_name_server_and_unregisters_on_shutdown() {
     let (_ns1, a) = namesrv();
     let (_ns2, b) = namesrv();
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("broker.conf");
-    std::fs::write(
-        &conf,
-        format!("brokerName=broker-x\nbrokerClusterName=ClusterX\nnamesrvAddr={a};{b}\n"),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut broker = Proc::spawn(&[
-        "broker".into(),
-        "-c".into(),
-        conf.display().to_string(),
-        "--data-dir".into(),
-        dir.path().join("data").display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-    ]);
-    let conn = connect(&format!("127.0.0.1:{port}")).await;
+    let (mut broker, addr) = broker(
+        dir.path(),
+        "broker",
+        &format!("brokerName=broker-x\nbrokerClusterName=ClusterX\nnamesrvAddr={a};{b}\n"),
+    );
+    let conn = connect(&addr).await;
     assert_eq!(call(&conn, send_request("multi", b"x", "")).await.code, 0);
     for ns in [&a, &b] {
         let c = connect(ns).await;
@@ -45,10 +51,7 @@ async fn broker_registers_with_every_name_server_and_unregisters_on_shutdown() {
         .await;
         assert_eq!(route.code, 0, "{ns}: {:?}", route.remark);
         let route: TopicRouteData = serde_json::from_slice(&route.body).unwrap();
-        assert_eq!(
-            route.broker_datas[0].broker_addrs[&0],
-            format!("127.0.0.1:{port}")
-        );
+        assert_eq!(route.broker_datas[0].broker_addrs[&0], addr);
         let info = call(&c, RemotingCommand::request(106)).await;
         let info: ClusterInfo = serde_json::from_slice(&info.body).unwrap();
         assert_eq!(
@@ -87,26 +90,15 @@ fn broker_without_a_name_server_refuses_to_start() {
 async fn slave_copies_its_masters_metadata_and_refuses_sends() {
     let (_ns, ns) = namesrv();
     let dir = tempfile::tempdir().unwrap();
-    let start = |name: &str, conf: String| {
-        let path = dir.path().join(format!("{name}.conf"));
-        std::fs::write(&path, conf).unwrap();
-        let port = free_port();
-        let proc = Proc::spawn(&[
-            "broker".into(),
-            "-c".into(),
-            path.display().to_string(),
-            "--data-dir".into(),
-            dir.path().join(name).display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ]);
-        (proc, format!("127.0.0.1:{port}"))
-    };
-    let (_master, master_addr) =
-        start("master", format!("brokerName=broker-r\nnamesrvAddr={ns}\n"));
-    let (_slave, slave_addr) = start(
+    let (_master, master_addr) = broker(
+        dir.path(),
+        "master",
+        &format!("brokerName=broker-r\nnamesrvAddr={ns}\n"),
+    );
+    let (_slave, slave_addr) = broker(
+        dir.path(),
         "slave",
-        format!("brokerName=broker-r\nbrokerId=1\nbrokerRole=SLAVE\nnamesrvAddr={ns}\n"),
+        &format!("brokerName=broker-r\nbrokerId=1\nbrokerRole=SLAVE\nnamesrvAddr={ns}\n"),
     );
     let master = connect(&master_addr).await;
     let create = RemotingCommand::request(17)
@@ -225,22 +217,11 @@ async fn slave_survives_a_master_that_answers_garbage() {
     assert_eq!(call(&c, register).await.code, 0);
 
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("slave.conf");
-    std::fs::write(
-        &conf,
-        format!("brokerName=broker-g\nbrokerId=1\nbrokerRole=SLAVE\nnamesrvAddr={ns}\n"),
-    )
-    .unwrap();
-    let port = free_port();
-    let slave_proc = Proc::spawn(&[
-        "broker".into(),
-        "-c".into(),
-        conf.display().to_string(),
-        "--data-dir".into(),
-        dir.path().join("data").display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-    ]);
+    let (slave_proc, slave_addr) = broker(
+        dir.path(),
+        "slave",
+        &format!("brokerName=broker-g\nbrokerId=1\nbrokerRole=SLAVE\nnamesrvAddr={ns}\n"),
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !slave_proc.logs().contains("bad body") && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -251,7 +232,7 @@ async fn slave_survives_a_master_that_answers_garbage() {
         "{logs}"
     );
     // Still serving, and it took nothing from the garbage.
-    let slave = connect(&format!("127.0.0.1:{port}")).await;
+    let slave = connect(&slave_addr).await;
     let topics = call(&slave, RemotingCommand::request(21)).await;
     assert_eq!(topics.code, 0);
     let topics: serde_json::Value = serde_json::from_slice(&topics.body).unwrap();
