@@ -265,18 +265,15 @@ impl Broker {
             tls: self.tls.clone(),
             ..Default::default()
         };
-        let fast = fast_channel.map(|l| {
-            tokio::spawn(ferromq_remoting::serve(
+        if let Some(l) = fast_channel {
+            tasks.spawn(ferromq_remoting::serve(
                 l,
                 self.clone(),
                 server_config.clone(),
                 shutdown.clone(),
-            ))
-        });
-        ferromq_remoting::serve(listener, self.clone(), server_config, shutdown.clone()).await;
-        if let Some(fast) = fast {
-            let _ = fast.await;
+            ));
         }
+        ferromq_remoting::serve(listener, self.clone(), server_config, shutdown.clone()).await;
         tasks.close();
         tasks.wait().await;
         register::unregister_all(&self).await;
