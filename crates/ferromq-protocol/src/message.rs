@@ -17,6 +17,10 @@ use crate::error::DecodeError;
 
 /// V1 magic: one-byte topic length. The only one clients decode.
 pub const MAGIC_V1: i32 = 0xDAA320A7_u32 as i32;
+/// V2 magic: two-byte topic length (Apache writes it only for topics over 127 bytes).
+pub const MAGIC_V2: i32 = 0xDAA320AB_u32 as i32;
+/// Magic of the blank record that fills the end of a commit-log segment.
+pub const BLANK_MAGIC: i32 = 0xCBD43194_u32 as i32;
 /// Offset of QUEUEOFFSET in a record.
 pub const QUEUE_OFFSET_POS: usize = 20;
 /// Offset of PHYSICALOFFSET in a record.
@@ -374,6 +378,67 @@ pub fn record_properties(record: &[u8]) -> Option<&str> {
     let prop_len = i16::from_be_bytes(record.get(pos..pos + 2)?.try_into().ok()?);
     pos += 2;
     std::str::from_utf8(record.get(pos..pos + usize::try_from(prop_len).ok()?)?).ok()
+}
+
+/// Checks that a stored record is whole: a known magic, a total size that agrees with
+/// its field lengths, and a body matching its CRC. This is what tells a torn or stale
+/// commit-log tail from data, as Apache's `checkMessageAndReturnSize` does.
+///
+/// # Errors
+/// The first inconsistency found.
+pub fn verify_record(record: &[u8]) -> Result<(), DecodeError> {
+    let field = |pos: usize, len: usize| {
+        record
+            .get(pos..pos + len)
+            .ok_or(DecodeError::Message("record truncated"))
+    };
+    let i32_at = |pos: usize| field(pos, 4).map(|b| i32::from_be_bytes(b.try_into().expect("4")));
+    let total = usize::try_from(i32_at(0)?)
+        .map_err(|_| DecodeError::Message("negative total size"))?;
+    if total != record.len() {
+        return Err(DecodeError::Message("total size disagrees with the record"));
+    }
+    let magic = i32_at(4)?;
+    if magic != MAGIC_V1 && magic != MAGIC_V2 {
+        return Err(DecodeError::Message("unknown magic code"));
+    }
+    let crc = i32_at(8)? as u32;
+    let sys = i32_at(SYS_FLAG_POS)?;
+    let host = |v6: bool| if v6 { 20 } else { 8 };
+    let mut pos = BORN_HOST_POS
+        + host(sys & sys_flag::BORNHOST_V6 != 0)
+        + 8
+        + host(sys & sys_flag::STOREHOST_V6 != 0)
+        + 4
+        + 8;
+    let body_len = usize::try_from(i32_at(pos)?)
+        .map_err(|_| DecodeError::Message("negative body length"))?;
+    pos += 4;
+    let body = field(pos, body_len)?;
+    pos += body_len;
+    let topic_len = if magic == MAGIC_V1 {
+        pos += 1;
+        usize::from(field(pos - 1, 1)?[0])
+    } else {
+        pos += 2;
+        usize::from(u16::from_be_bytes(field(pos - 2, 2)?.try_into().expect("2")))
+    };
+    pos += topic_len;
+    let prop_len = usize::from(u16::from_be_bytes(field(pos, 2)?.try_into().expect("2")));
+    pos += 2 + prop_len;
+    if pos != total {
+        return Err(DecodeError::Message("total size disagrees with fields"));
+    }
+    if body_crc(body) != crc {
+        return Err(DecodeError::Message("body CRC mismatch"));
+    }
+    Ok(())
+}
+
+/// The commit-log offset a record says it is stored at.
+pub fn record_physical_offset(record: &[u8]) -> Option<i64> {
+    let b = record.get(PHYSICAL_OFFSET_POS..PHYSICAL_OFFSET_POS + 8)?;
+    Some(i64::from_be_bytes(b.try_into().ok()?))
 }
 
 /// Writes the offsets and store time the appender assigns into an encoded record.

@@ -1,6 +1,8 @@
-//! The commit log: one append-only sequence of entries over fixed-size segment files.
-//! An entry never spans two segments; when it does not fit, the writer moves to the next
-//! segment, whose base offset is the previous base plus the segment size.
+//! The commit log: one append-only sequence of Apache `MessageExt` records over fixed-size
+//! segment files, byte for byte as Apache's `CommitLog` lays them out, so that replicas of
+//! either kind can copy it. A record never spans two segments: when one does not fit (with
+//! room for the 8-byte end marker), the writer fills the rest of the segment with a blank
+//! record and moves to the next segment, whose base is the previous base plus the size.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -10,12 +12,58 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
+use ferromq_protocol::message::{
+    record_physical_offset, verify_record, BLANK_MAGIC, MAGIC_V1, MAGIC_V2,
+};
 use tracing::{info, warn};
 
-use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError, ENTRY_HEADER_BYTES};
+use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError};
 
 /// Smallest valid record: the fixed fields of a V1 record with empty body, topic, props.
 const MIN_RECORD_BYTES: u32 = 84 + 4 + 1 + 2;
+
+/// Room every segment keeps for its end marker (`END_FILE_MIN_BLANK_LENGTH`).
+pub(crate) const BLANK_BYTES: u64 = 8;
+
+/// Where the next record goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub at: u64,
+    /// The record does not fit the current segment: a blank record must end it at this
+    /// offset first.
+    pub blank_at: Option<u64>,
+}
+
+/// The end marker for a segment, written at `offset`: `| rest of segment | BLANK_MAGIC |`.
+pub(crate) fn blank_record(offset: u64, segment_bytes: u64) -> [u8; 8] {
+    let rest = segment_bytes - offset % segment_bytes;
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&(rest as u32).to_be_bytes());
+    b[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+    b
+}
+
+/// What the 8 bytes at the head of an entry say.
+pub(crate) enum Head {
+    Record(u32),
+    Blank(u32),
+    Invalid,
+}
+
+pub(crate) fn parse_head(head: &[u8]) -> Head {
+    let size = u32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
+    let magic = i32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
+    match magic {
+        MAGIC_V1 | MAGIC_V2 if size >= MIN_RECORD_BYTES => Head::Record(size),
+        BLANK_MAGIC if size as u64 >= BLANK_BYTES => Head::Blank(size),
+        _ => Head::Invalid,
+    }
+}
+
+/// A record that is whole and says it is stored where it was found.
+pub(crate) fn record_is_valid(record: &[u8], offset: u64) -> bool {
+    verify_record(record).is_ok() && record_physical_offset(record) == Some(offset as i64)
+}
 
 pub(crate) struct Segment {
     pub base: u64,
@@ -120,8 +168,34 @@ impl CommitLog {
             .unwrap_or_else(|| self.write_offset())
     }
 
-    /// Scans from `from` (an entry boundary; clamped to the oldest segment), verifying every
-    /// entry's CRC, calling `visit` for each. The first invalid entry ends the log: it and
+    /// Refuses a log written in FerroMQ's first layout (a CRC before every record): its
+    /// offsets differ from Apache's, so it cannot be read as this layout.
+    pub fn check_layout(&self) -> Result<(), StoreError> {
+        let Some(first) = self
+            .segments
+            .read()
+            .expect("segments lock")
+            .values()
+            .next()
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let mut head = [0u8; 12];
+        let mut reader = &first.file;
+        if reader.read_exact(&mut head).is_err() {
+            return Ok(());
+        }
+        let magic_at = |pos: usize| i32::from_be_bytes(head[pos..pos + 4].try_into().expect("4"));
+        let is_magic = |m: i32| m == MAGIC_V1 || m == MAGIC_V2;
+        if !is_magic(magic_at(4)) && is_magic(magic_at(8)) {
+            return Err(StoreError::LegacyLayout { path: first.path.clone() });
+        }
+        Ok(())
+    }
+
+    /// Scans from `from` (a record boundary; clamped to the oldest segment), verifying every
+    /// record, calling `visit` for each. The first invalid record ends the log: it and
     /// everything after it are removed. Returns the end offset.
     pub fn recover(&self, from: u64, visit: &mut RecordVisitor<'_>) -> Result<u64, StoreError> {
         let segs: Vec<Arc<Segment>> = self
@@ -140,9 +214,13 @@ impl CommitLog {
         let mut pos = start;
         let mut end = pos;
         let mut torn = false;
-        for seg in segs.iter().filter(|s| s.base + self.segment_bytes > start) {
+        let scanned: Vec<&Arc<Segment>> = segs
+            .iter()
+            .filter(|s| s.base + self.segment_bytes > start)
+            .collect();
+        for (i, seg) in scanned.iter().enumerate() {
             if torn {
-                warn!(path = %seg.path.display(), "removing segment after a torn entry");
+                warn!(path = %seg.path.display(), "removing segment after a torn record");
                 std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
                 self.segments
                     .write()
@@ -155,11 +233,18 @@ impl CommitLog {
             }
             let (valid_end, clean) = self.scan_segment(seg, pos - seg.base, visit)?;
             end = seg.base + valid_end;
+            let has_next = i + 1 < scanned.len();
             if !clean {
-                warn!(path = %seg.path.display(), offset = end, "torn or corrupt entry; truncating the commit log here");
+                warn!(path = %seg.path.display(), offset = end, "torn or corrupt record; truncating the commit log here");
                 file_io::set_len(&seg.file, &seg.path, valid_end).map_err(io_err(&seg.path))?;
                 file_io::sync_data(&seg.file, &seg.path).map_err(io_err(&seg.path))?;
                 torn = true;
+            } else if has_next && valid_end < self.segment_bytes {
+                // A power failure lost this segment's end marker but kept the next
+                // segment's records: put the marker back, so the log reads (and copies)
+                // across the boundary.
+                self.seal(seg, valid_end)?;
+                end = seg.base + self.segment_bytes;
             }
             pos = end;
         }
@@ -169,7 +254,16 @@ impl CommitLog {
         Ok(end)
     }
 
+    fn seal(&self, seg: &Segment, within: u64) -> Result<(), StoreError> {
+        warn!(path = %seg.path.display(), at = within, "segment end marker missing; rewriting it");
+        let blank = blank_record(seg.base + within, self.segment_bytes);
+        file_io::write_at(&seg.file, &seg.path, &blank, within).map_err(io_err(&seg.path))?;
+        file_io::set_len(&seg.file, &seg.path, self.segment_bytes).map_err(io_err(&seg.path))?;
+        file_io::sync_data(&seg.file, &seg.path).map_err(io_err(&seg.path))
+    }
+
     /// Returns (end of valid data within the segment, whether the segment ended cleanly).
+    /// A segment ended by a blank record is valid to its full size.
     fn scan_segment(
         &self,
         seg: &Segment,
@@ -190,50 +284,76 @@ impl CommitLog {
             if pos == len {
                 return Ok((pos, true));
             }
-            if len - pos < ENTRY_HEADER_BYTES + 4 {
+            if len - pos < BLANK_BYTES {
                 return Ok((pos, false));
             }
             let mut head = [0u8; 8];
             reader.read_exact(&mut head).map_err(io_err(&seg.path))?;
-            let crc = u32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
-            let size = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
-            if size < MIN_RECORD_BYTES || (size as u64) > len - pos - ENTRY_HEADER_BYTES {
-                return Ok((pos, false));
-            }
+            let size = match parse_head(&head) {
+                Head::Blank(size) if pos + size as u64 == self.segment_bytes => {
+                    return Ok((self.segment_bytes, true));
+                }
+                Head::Record(size) if size as u64 <= len - pos => size,
+                _ => return Ok((pos, false)),
+            };
             record.clear();
-            record.extend_from_slice(&head[4..8]);
+            record.extend_from_slice(&head);
             record.resize(size as usize, 0);
             reader
-                .read_exact(&mut record[4..])
+                .read_exact(&mut record[8..])
                 .map_err(io_err(&seg.path))?;
-            if crc32fast::hash(&record) != crc {
+            if !record_is_valid(&record, seg.base + pos) {
                 return Ok((pos, false));
             }
             visit(seg.base + pos, &record);
-            pos += ENTRY_HEADER_BYTES + size as u64;
+            pos += size as u64;
         }
     }
 
-    /// Where an entry of `entry_len` bytes starting at or after `offset` goes.
-    pub fn place(&self, offset: u64, entry_len: u64) -> Result<u64, StoreError> {
-        if entry_len > self.segment_bytes {
+    /// Where a record of `len` bytes appended at `offset` goes.
+    pub fn place(&self, offset: u64, len: u64) -> Result<Placement, StoreError> {
+        if len + BLANK_BYTES > self.segment_bytes {
             return Err(StoreError::RecordTooLarge {
-                size: entry_len as usize,
+                size: len as usize,
                 segment_bytes: self.segment_bytes,
             });
         }
         let within = offset % self.segment_bytes;
-        if within + entry_len > self.segment_bytes {
-            Ok(offset - within + self.segment_bytes)
+        if within + len + BLANK_BYTES > self.segment_bytes {
+            Ok(Placement {
+                at: offset - within + self.segment_bytes,
+                blank_at: Some(offset),
+            })
         } else {
-            Ok(offset)
+            Ok(Placement {
+                at: offset,
+                blank_at: None,
+            })
         }
     }
 
-    /// Writes `bytes` (whole entries, within one segment) at `offset`. Only the appender
+    /// No segment yet: a replica may start its copy at any segment base.
+    pub fn is_empty(&self) -> bool {
+        self.segments.read().expect("segments lock").is_empty()
+    }
+
+    /// Moves an empty log's end to `offset`.
+    pub fn start_at(&self, offset: u64) {
+        self.write_offset.store(offset, Ordering::Release);
+        self.flushed_offset.store(offset, Ordering::Release);
+    }
+
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// Writes `bytes` (whole records, within one segment) at `offset`. Only the appender
     /// calls this, and `offset` is the current write offset or the next segment's base.
     pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let base = offset - offset % self.segment_bytes;
+        if offset - base + bytes.len() as u64 > self.segment_bytes {
+            return Err(StoreError::CrossesSegment { offset, len: bytes.len() });
+        }
         let seg = self.segment_for_write(base)?;
         file_io::write_at(&seg.file, &seg.path, bytes, offset - base).map_err(io_err(&seg.path))?;
         self.write_offset
@@ -241,6 +361,20 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Ends the segment holding `offset` (the write offset) with a blank record; the next
+    /// write goes to the next segment's base.
+    pub fn write_blank(&self, offset: u64) -> Result<(), StoreError> {
+        let base = offset - offset % self.segment_bytes;
+        let seg = self.segment_for_write(base)?;
+        let blank = blank_record(offset, self.segment_bytes);
+        file_io::write_at(&seg.file, &seg.path, &blank, offset - base).map_err(io_err(&seg.path))?;
+        // The marker claims the rest of the segment: give the file that length (a hole), so
+        // the whole segment reads, as Apache's does.
+        file_io::set_len(&seg.file, &seg.path, self.segment_bytes).map_err(io_err(&seg.path))?;
+        self.write_offset
+            .store(base + self.segment_bytes, Ordering::Release);
+        Ok(())
+    }
     fn segment_for_write(&self, base: u64) -> Result<Arc<Segment>, StoreError> {
         if let Some(seg) = self.segments.read().expect("segments lock").get(&base) {
             return Ok(seg.clone());
@@ -286,21 +420,19 @@ impl CommitLog {
         ))
     }
 
-    /// Reads the record of the entry at `offset`, checking its CRC.
+    /// Reads the record at `offset`, checking that it is whole.
     pub fn read_record(&self, offset: u64) -> Result<Option<Bytes>, StoreError> {
         let Some(head) = self.read(offset, 8)? else {
             return Ok(None);
         };
-        let crc = u32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
-        let size = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
-        if size < MIN_RECORD_BYTES || size as u64 > self.segment_bytes {
-            return Ok(None);
-        }
-        let Some(record) = self.read(offset + ENTRY_HEADER_BYTES, size as usize)? else {
+        let Head::Record(size) = parse_head(&head) else {
             return Ok(None);
         };
-        if crc32fast::hash(&record) != crc {
-            warn!(offset, "record failed its CRC check; not served");
+        let Some(record) = self.read(offset, size as usize)? else {
+            return Ok(None);
+        };
+        if !record_is_valid(&record, offset) {
+            warn!(offset, "record failed its checks; not served");
             return Ok(None);
         }
         Ok(Some(record))
@@ -422,7 +554,7 @@ fn free_tail(seg: &Segment, from: u64) -> Result<(), StoreError> {
         Err(_) => file_io::write_at(
             &seg.file,
             &seg.path,
-            &[0u8; ENTRY_HEADER_BYTES as usize * 2],
+            &[0u8; BLANK_BYTES as usize],
             from,
         )
         .map_err(io_err(&seg.path)),
@@ -432,13 +564,18 @@ fn free_tail(seg: &Segment, from: u64) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferromq_protocol::message::MessageExt;
 
-    fn entry(fill: u8, len: usize) -> Vec<u8> {
-        let mut record = vec![fill; len];
-        record[..4].copy_from_slice(&(len as u32).to_be_bytes());
-        let mut entry = crc32fast::hash(&record).to_be_bytes().to_vec();
-        entry.extend_from_slice(&record);
-        entry
+    fn record(fill: u8, body_len: usize, at: u64) -> Vec<u8> {
+        let msg = MessageExt {
+            topic: "T".into(),
+            commit_log_offset: at as i64,
+            body: vec![fill; body_len].into(),
+            ..Default::default()
+        };
+        let mut buf = bytes::BytesMut::new();
+        msg.encode(&mut buf);
+        buf.to_vec()
     }
 
     #[test]
@@ -446,28 +583,84 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = CommitLog::open(dir.path(), 1 << 20).unwrap();
         log.recover(0, &mut |_, _| {}).unwrap();
-        let kept = entry(1, 200);
-        let doomed = entry(2, 20_000);
+        let kept = record(1, 200, 0);
+        let doomed = record(2, 20_000, kept.len() as u64);
         log.write(0, &kept).unwrap();
         log.write(kept.len() as u64, &doomed).unwrap();
         let held = log
             .read(kept.len() as u64, doomed.len())
             .unwrap()
-            .expect("the doomed entry is readable before the roll-back");
+            .expect("the doomed record is readable before the roll-back");
         log.roll_back(kept.len() as u64).unwrap();
         // Touching every page of the held view: past a truncated file's end this would be
         // SIGBUS and take the whole broker down.
-        assert!(held[8..].iter().all(|b| *b == 0 || *b == 2));
+        let touched: u64 = held.iter().map(|b| u64::from(*b)).sum();
+        assert!(touched < u64::from(u8::MAX) * 4096, "only the first page may keep data");
         assert!(
             held[4096..].iter().all(|b| *b == 0),
             "the cut tail's space is freed"
         );
         assert_eq!(log.read(kept.len() as u64, 8).unwrap(), None);
-        let record = log.read_record(0).unwrap().expect("the kept entry stays");
-        assert_eq!(&record[..], &kept[4..]);
+        let read = log.read_record(0).unwrap().expect("the kept record stays");
+        assert_eq!(&read[..], &kept[..]);
         drop(log);
         // Recovery ends the log where the cut began.
         let log = CommitLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(log.recover(0, &mut |_, _| {}).unwrap(), kept.len() as u64);
+    }
+
+    #[test]
+    fn a_full_segment_ends_with_a_blank_record_and_recovery_reads_across_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = 4096;
+        let log = CommitLog::open(dir.path(), seg).unwrap();
+        log.recover(0, &mut |_, _| {}).unwrap();
+        let mut at = 0;
+        let mut placed = Vec::new();
+        for i in 0..10u8 {
+            let len = record(i, 1000, 0).len() as u64;
+            let p = log.place(at, len).unwrap();
+            if let Some(blank) = p.blank_at {
+                log.write_blank(blank).unwrap();
+            }
+            log.write(p.at, &record(i, 1000, p.at)).unwrap();
+            placed.push(p.at);
+            at = p.at + len;
+        }
+        // Three 1,092-byte records fit a 4 KiB segment with room for the marker; the fourth
+        // goes to the next segment.
+        let len = record(0, 1000, 0).len() as u64;
+        assert_eq!(len, 1092);
+        assert_eq!(placed[3], seg);
+        let first = dir.path().join(offset_file_name(0));
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), seg);
+        let tail = log.read(placed[2] + len, 8).unwrap().unwrap();
+        assert!(matches!(parse_head(&tail), Head::Blank(n) if placed[2] + len + n as u64 == seg));
+        drop(log);
+        let log = CommitLog::open(dir.path(), seg).unwrap();
+        let mut seen = Vec::new();
+        assert_eq!(log.recover(0, &mut |o, _| seen.push(o)).unwrap(), at);
+        assert_eq!(seen, placed);
+        assert!(log.place(0, seg).is_err(), "a record must leave room for the marker");
+    }
+
+    #[test]
+    fn a_lost_end_marker_is_rewritten_when_the_next_segment_survived() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = 4096;
+        let log = CommitLog::open(dir.path(), seg).unwrap();
+        log.recover(0, &mut |_, _| {}).unwrap();
+        let first_record = record(1, 1000, 0);
+        let len = first_record.len() as u64;
+        log.write(0, &first_record).unwrap();
+        log.write_blank(len).unwrap();
+        log.write(seg, &record(2, 1000, seg)).unwrap();
+        drop(log);
+        let first = dir.path().join(offset_file_name(0));
+        let f = OpenOptions::new().write(true).open(&first).unwrap();
+        f.set_len(len).unwrap();
+        let log = CommitLog::open(dir.path(), seg).unwrap();
+        assert_eq!(log.recover(0, &mut |_, _| {}).unwrap(), seg + len);
+        assert!(matches!(parse_head(&log.read(len, 8).unwrap().unwrap()), Head::Blank(_)));
     }
 }

@@ -109,7 +109,7 @@ impl ConsumeQueue {
             next_first = Some(first + file_entries);
             files.insert(first, Arc::new(CqFile { first, file, path }));
         }
-        Ok(ConsumeQueue {
+        let cq = ConsumeQueue {
             dir: dir.to_path_buf(),
             file_entries,
             files: RwLock::new(files),
@@ -121,7 +121,29 @@ impl ConsumeQueue {
                 entries: Vec::new(),
             }),
             file_writer: Mutex::new(()),
-        })
+        };
+        // A queue a replica started part-way (see `start_at`) begins with a hole of zeroed
+        // entries; no real entry has size 0.
+        let (min, max) = (cq.min_offset(), cq.max_offset());
+        if cq.entry(min)?.is_some_and(|e| e.size == 0) {
+            let first_real = cq.partition_point(min, max, |e| e.size != 0)?;
+            cq.set_min_offset(first_real);
+        }
+        Ok(cq)
+    }
+
+    /// Makes an empty queue begin at logical `offset`: a replica that copies a log from
+    /// part-way must keep the queue offsets the records carry.
+    pub fn start_at(&self, offset: u64) {
+        let _writer = self.file_writer.lock().expect("cq file writer lock");
+        let mut tail = self.tail.lock().expect("cq tail lock");
+        if self.max_offset() != 0 || !tail.entries.is_empty() {
+            return;
+        }
+        tail.written = offset;
+        self.max_offset.store(offset, Ordering::Release);
+        self.min_offset.store(offset, Ordering::Release);
+        self.flushed_offset.store(offset, Ordering::Release);
     }
 
     pub fn min_offset(&self) -> u64 {

@@ -2,14 +2,15 @@
 //! stored record format it shares with pulls.
 //!
 //! ```text
-//! <root>/commitlog/<20-digit base offset>      segments of entries: | crc32: u32 | record |
+//! <root>/commitlog/<20-digit base offset>      segments of Apache records, each ended by a
+//!                                             blank record: byte for byte Apache's layout
 //! <root>/consumequeue/<topic>/<queue>/<20-digit first logical offset>
 //!                                             entries: | phys: i64 | size: i32 | tag: i64 | store_ms: i64 |
 //! <root>/index/<20-digit first commit-log offset>   hash index of topic#key → commit-log offsets
 //! <root>/checkpoint                            | magic | consistent_offset | timestamp | crc |
 //! ```
-//! Every commit-log entry carries a CRC-32 over its record, so recovery can tell a torn
-//! tail from data. Consume-queue and index entries are written in the same step as the
+//! Recovery tells a torn tail from data as Apache does (magic, sizes that agree with the
+//! fields, body CRC) and also checks that each record names the offset it is found at. Consume-queue and index entries are written in the same step as the
 //! record (a message acknowledged is immediately visible), and are rebuilt from the commit
 //! log past the checkpoint after a crash: start-up costs time proportional to the
 //! unflushed tail, not to the log size.
@@ -19,6 +20,7 @@ mod commit_log;
 mod consume_queue;
 mod file_io;
 mod index;
+mod replica;
 mod store;
 pub mod timer;
 
@@ -31,9 +33,6 @@ pub use store::{
 };
 
 use std::path::PathBuf;
-
-/// Bytes each commit-log entry adds before its record (the entry CRC).
-pub const ENTRY_HEADER_BYTES: u64 = 4;
 
 /// How appended data reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +96,19 @@ pub enum StoreError {
     RecordTooLarge { size: usize, segment_bytes: u64 },
     #[error("store directory {path} is in use by another process")]
     Locked { path: PathBuf },
+    #[error(
+        "{path} was written by FerroMQ 0.1 (a CRC before every record); this version stores \
+         Apache's layout. Drain its queues with the old version or move the directory aside"
+    )]
+    LegacyLayout { path: PathBuf },
+    #[error("{len} bytes at commit-log offset {offset} would cross a segment boundary")]
+    CrossesSegment { offset: u64, len: usize },
+    #[error("commit-log offset {offset} is gone (retention); the log now starts at {min}")]
+    LogOffsetGone { offset: u64, min: u64 },
+    #[error("replica data at offset {offset} does not continue the log, which ends at {end}")]
+    ReplicaOffset { offset: u64, end: u64 },
+    #[error("replica data at offset {offset} is not a valid record: {reason}")]
+    ReplicaRecord { offset: u64, reason: String },
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {

@@ -12,10 +12,10 @@ use ferromq_protocol::message::{patch_record, property, tag_hash, MessageExt};
 use tracing::{info, warn};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::commit_log::CommitLog;
+use crate::commit_log::{record_is_valid, CommitLog};
 use crate::consume_queue::{ConsumeQueue, CqEntry};
 use crate::index::{key_hash, Index};
-use crate::{io_err, now_ms, StoreConfig, StoreError, ENTRY_HEADER_BYTES};
+use crate::{io_err, now_ms, StoreConfig, StoreError};
 
 /// Consume-queue entries one pull may scan past when a filter rejects them.
 const MAX_SCAN_ENTRIES: usize = 2000;
@@ -132,12 +132,12 @@ pub struct QueueStats {
 
 pub struct MessageStore {
     config: StoreConfig,
-    commit_log: CommitLog,
+    pub(crate) commit_log: CommitLog,
     queues: RwLock<HashMap<QueueKey, Arc<ConsumeQueue>>>,
     index: Index,
-    write_lock: Mutex<()>,
+    pub(crate) write_lock: Mutex<()>,
     /// Commit-log offset below which every record's queue and index entries are written.
-    dispatched_offset: AtomicU64,
+    pub(crate) dispatched_offset: AtomicU64,
     _lock_file: File,
 }
 
@@ -164,6 +164,7 @@ impl MessageStore {
         }
         let cp = checkpoint::load(&root);
         let commit_log = CommitLog::open(&config.commit_log_path(), config.segment_bytes)?;
+        commit_log.check_layout()?;
         let index = Index::open(
             &root.join("index"),
             config.index_slots,
@@ -252,13 +253,16 @@ impl MessageStore {
         Ok(())
     }
 
-    fn redispatch(&self, phys: u64, record: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn redispatch(&self, phys: u64, record: &[u8]) -> Result<(), StoreError> {
         let Ok((msg, _)) = MessageExt::decode(record) else {
             warn!(phys, "record with a valid CRC does not decode; skipped");
             return Ok(());
         };
         let (tag_code, keys) = dispatch_info(&msg.properties);
         let cq = self.queue(&msg.topic, msg.queue_id)?;
+        if cq.max_offset() == 0 {
+            cq.start_at(msg.queue_offset as u64);
+        }
         if cq.max_offset() != msg.queue_offset as u64 {
             warn!(topic = %msg.topic, queue_id = msg.queue_id, expected = cq.max_offset(), found = msg.queue_offset,
                 "queue offset gap while rebuilding; appending at the queue's end");
@@ -340,7 +344,7 @@ impl MessageStore {
         let store_ms = now_ms();
         let mut offset = self.commit_log.write_offset();
         let mut run_start = offset;
-        let mut run = Vec::with_capacity(msgs.iter().map(|m| m.record.len() + 4).sum());
+        let mut run = Vec::with_capacity(msgs.iter().map(|m| m.record.len()).sum());
         let mut results = Vec::with_capacity(msgs.len());
         // Each message's queue, as an index into `queues`: found before the records are
         // patched, keyed by borrowed names (no per-message allocation).
@@ -362,19 +366,20 @@ impl MessageStore {
             group_of
         };
         for (m, &g) in msgs.iter_mut().zip(&group_of) {
-            let entry_len = ENTRY_HEADER_BYTES + m.record.len() as u64;
-            let at = self.commit_log.place(offset, entry_len)?;
-            if at != offset {
+            let len = m.record.len() as u64;
+            let place = self.commit_log.place(offset, len)?;
+            if let Some(blank_at) = place.blank_at {
                 if !run.is_empty() {
                     self.commit_log.write(run_start, &run)?;
                     run.clear();
                 }
-                run_start = at;
+                self.commit_log.write_blank(blank_at)?;
+                run_start = place.at;
             }
+            let at = place.at;
             let (cq, entries) = &mut queues[g];
             let queue_offset = cq.max_offset() + entries.len() as u64;
             patch_record(&mut m.record, queue_offset as i64, at as i64, store_ms);
-            run.extend_from_slice(&crc32fast::hash(&m.record).to_be_bytes());
             run.extend_from_slice(&m.record);
             entries.push(CqEntry {
                 phys: at,
@@ -382,7 +387,7 @@ impl MessageStore {
                 tag: m.tag_code,
                 store_ms,
             });
-            offset = at + entry_len;
+            offset = at + len;
             results.push(AppendResult {
                 phys_offset: at,
                 queue_offset,
@@ -471,8 +476,7 @@ impl MessageStore {
             while j < entries.len()
                 && messages.len() + (j - i) < max_msgs
                 && bytes + run_bytes < max_bytes
-                && entries[j].phys
-                    == entries[j - 1].phys + ENTRY_HEADER_BYTES + entries[j - 1].size as u64
+                && entries[j].phys == entries[j - 1].phys + entries[j - 1].size as u64
                 // An entry at a segment's base is in the next segment: a run is one read.
                 && entries[j].phys % self.config.segment_bytes != 0
                 && filter(entries[j].tag)
@@ -481,15 +485,14 @@ impl MessageStore {
                 j += 1;
             }
             let last = entries[j - 1];
-            let span = (last.phys + ENTRY_HEADER_BYTES + last.size as u64 - e.phys) as usize;
+            let span = (last.phys + last.size as u64 - e.phys) as usize;
             let Some(raw) = self.commit_log.read(e.phys, span)? else {
                 break;
             };
             for entry in &entries[i..j] {
                 let at = (entry.phys - e.phys) as usize;
-                let crc = u32::from_be_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
-                let record = raw.slice(at + 4..at + 4 + entry.size as usize);
-                if crc32fast::hash(&record) == crc {
+                let record = raw.slice(at..at + entry.size as usize);
+                if record_is_valid(&record, entry.phys) {
                     bytes += record.len();
                     messages.push(record);
                 } else {
@@ -497,7 +500,7 @@ impl MessageStore {
                         topic,
                         queue_id,
                         phys = entry.phys,
-                        "record failed its CRC check; skipped"
+                        "record failed its checks; skipped"
                     );
                 }
                 next += 1;
