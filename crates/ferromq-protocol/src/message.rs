@@ -393,8 +393,8 @@ pub fn verify_record(record: &[u8]) -> Result<(), DecodeError> {
             .ok_or(DecodeError::Message("record truncated"))
     };
     let i32_at = |pos: usize| field(pos, 4).map(|b| i32::from_be_bytes(b.try_into().expect("4")));
-    let total = usize::try_from(i32_at(0)?)
-        .map_err(|_| DecodeError::Message("negative total size"))?;
+    let total =
+        usize::try_from(i32_at(0)?).map_err(|_| DecodeError::Message("negative total size"))?;
     if total != record.len() {
         return Err(DecodeError::Message("total size disagrees with the record"));
     }
@@ -411,8 +411,8 @@ pub fn verify_record(record: &[u8]) -> Result<(), DecodeError> {
         + host(sys & sys_flag::STOREHOST_V6 != 0)
         + 4
         + 8;
-    let body_len = usize::try_from(i32_at(pos)?)
-        .map_err(|_| DecodeError::Message("negative body length"))?;
+    let body_len =
+        usize::try_from(i32_at(pos)?).map_err(|_| DecodeError::Message("negative body length"))?;
     pos += 4;
     let body = field(pos, body_len)?;
     pos += body_len;
@@ -421,7 +421,9 @@ pub fn verify_record(record: &[u8]) -> Result<(), DecodeError> {
         usize::from(field(pos - 1, 1)?[0])
     } else {
         pos += 2;
-        usize::from(u16::from_be_bytes(field(pos - 2, 2)?.try_into().expect("2")))
+        usize::from(u16::from_be_bytes(
+            field(pos - 2, 2)?.try_into().expect("2"),
+        ))
     };
     pos += topic_len;
     let prop_len = usize::from(u16::from_be_bytes(field(pos, 2)?.try_into().expect("2")));

@@ -189,7 +189,9 @@ impl CommitLog {
         let magic_at = |pos: usize| i32::from_be_bytes(head[pos..pos + 4].try_into().expect("4"));
         let is_magic = |m: i32| m == MAGIC_V1 || m == MAGIC_V2;
         if !is_magic(magic_at(4)) && is_magic(magic_at(8)) {
-            return Err(StoreError::LegacyLayout { path: first.path.clone() });
+            return Err(StoreError::LegacyLayout {
+                path: first.path.clone(),
+            });
         }
         Ok(())
     }
@@ -352,7 +354,10 @@ impl CommitLog {
     pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let base = offset - offset % self.segment_bytes;
         if offset - base + bytes.len() as u64 > self.segment_bytes {
-            return Err(StoreError::CrossesSegment { offset, len: bytes.len() });
+            return Err(StoreError::CrossesSegment {
+                offset,
+                len: bytes.len(),
+            });
         }
         let seg = self.segment_for_write(base)?;
         file_io::write_at(&seg.file, &seg.path, bytes, offset - base).map_err(io_err(&seg.path))?;
@@ -367,7 +372,8 @@ impl CommitLog {
         let base = offset - offset % self.segment_bytes;
         let seg = self.segment_for_write(base)?;
         let blank = blank_record(offset, self.segment_bytes);
-        file_io::write_at(&seg.file, &seg.path, &blank, offset - base).map_err(io_err(&seg.path))?;
+        file_io::write_at(&seg.file, &seg.path, &blank, offset - base)
+            .map_err(io_err(&seg.path))?;
         // The marker claims the rest of the segment: give the file that length (a hole), so
         // the whole segment reads, as Apache's does.
         file_io::set_len(&seg.file, &seg.path, self.segment_bytes).map_err(io_err(&seg.path))?;
@@ -551,13 +557,8 @@ fn free_tail(seg: &Segment, from: u64) -> Result<(), StoreError> {
         Ok(()) => Ok(()),
         // A file system without hole punching: zero the first entry header instead, which
         // ends the log there for recovery just the same (it needs no new space).
-        Err(_) => file_io::write_at(
-            &seg.file,
-            &seg.path,
-            &[0u8; BLANK_BYTES as usize],
-            from,
-        )
-        .map_err(io_err(&seg.path)),
+        Err(_) => file_io::write_at(&seg.file, &seg.path, &[0u8; BLANK_BYTES as usize], from)
+            .map_err(io_err(&seg.path)),
     }
 }
 
@@ -595,7 +596,10 @@ mod tests {
         // Touching every page of the held view: past a truncated file's end this would be
         // SIGBUS and take the whole broker down.
         let touched: u64 = held.iter().map(|b| u64::from(*b)).sum();
-        assert!(touched < u64::from(u8::MAX) * 4096, "only the first page may keep data");
+        assert!(
+            touched < u64::from(u8::MAX) * 4096,
+            "only the first page may keep data"
+        );
         assert!(
             held[4096..].iter().all(|b| *b == 0),
             "the cut tail's space is freed"
@@ -641,7 +645,10 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(log.recover(0, &mut |o, _| seen.push(o)).unwrap(), at);
         assert_eq!(seen, placed);
-        assert!(log.place(0, seg).is_err(), "a record must leave room for the marker");
+        assert!(
+            log.place(0, seg).is_err(),
+            "a record must leave room for the marker"
+        );
     }
 
     #[test]
@@ -661,6 +668,9 @@ mod tests {
         f.set_len(len).unwrap();
         let log = CommitLog::open(dir.path(), seg).unwrap();
         assert_eq!(log.recover(0, &mut |_, _| {}).unwrap(), seg + len);
-        assert!(matches!(parse_head(&log.read(len, 8).unwrap().unwrap()), Head::Blank(_)));
+        assert!(matches!(
+            parse_head(&log.read(len, 8).unwrap().unwrap()),
+            Head::Blank(_)
+        ));
     }
 }

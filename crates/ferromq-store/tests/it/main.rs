@@ -705,7 +705,10 @@ fn a_replica_copies_the_log_byte_for_byte_and_serves_the_same_queues() {
     {
         let (m, s) = (m.unwrap().path(), s.unwrap().path());
         assert_eq!(m.file_name(), s.file_name());
-        assert!(std::fs::read(&m).unwrap() == std::fs::read(&s).unwrap(), "{m:?} differs");
+        assert!(
+            std::fs::read(&m).unwrap() == std::fs::read(&s).unwrap(),
+            "{m:?} differs"
+        );
     }
     // The copy survives a restart and goes on from where it stopped.
     let slave = MessageStore::open(config(s_dir.path())).unwrap();
@@ -733,7 +736,10 @@ fn a_replica_started_part_way_keeps_the_masters_queue_offsets() {
         Err(ferromq_store::StoreError::ReplicaOffset { .. })
     ));
     slave
-        .append_log(last_segment_base, &master.read_log(last_segment_base, 1 << 20).unwrap())
+        .append_log(
+            last_segment_base,
+            &master.read_log(last_segment_base, 1 << 20).unwrap(),
+        )
         .unwrap();
     let first = slave.min_offset("T", 0);
     assert!(first > 0);
@@ -752,11 +758,15 @@ fn a_replica_started_part_way_keeps_the_masters_queue_offsets() {
 fn replica_bytes_that_are_not_records_are_refused_and_cut() {
     let (m_dir, s_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let master = MessageStore::open(config(m_dir.path())).unwrap();
-    master.append(&mut [put("T", 0, b"good", "t", "k")]).unwrap();
+    master
+        .append(&mut [put("T", 0, b"good", "t", "k")])
+        .unwrap();
     let slave = MessageStore::open(config(s_dir.path())).unwrap();
     let good = replicate(&master, &slave, 1 << 20);
     // A record whose body was changed in flight.
-    master.append(&mut [put("T", 0, b"second", "t", "k")]).unwrap();
+    master
+        .append(&mut [put("T", 0, b"second", "t", "k")])
+        .unwrap();
     let mut bad = master.read_log(good, 1 << 20).unwrap().to_vec();
     bad[88 + 2] ^= 0xFF;
     assert!(matches!(
@@ -768,5 +778,8 @@ fn replica_bytes_that_are_not_records_are_refused_and_cut() {
     assert!(slave.append_log(good, &[0xAB; 64]).is_err());
     assert_eq!(slave.replica_offset(), good);
     assert_eq!(replicate(&master, &slave, 1 << 20), master.write_offset());
-    assert_eq!(all_bodies(&slave, "T", 0), vec![b"good".to_vec(), b"second".to_vec()]);
+    assert_eq!(
+        all_bodies(&slave, "T", 0),
+        vec![b"good".to_vec(), b"second".to_vec()]
+    );
 }

@@ -1,0 +1,324 @@
+//! The master side: accepts slaves on `haListenPort`, streams the commit log to each from
+//! the offset it reports, and tracks how far each has acknowledged.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use ferromq_store::{MessageStore, StoreError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::defaults;
+use crate::frame::{encode_header, last_report, FrameError};
+
+/// How the master serves its slaves.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Largest body of one transfer frame (`haTransferBatchSize`).
+    pub transfer_batch: usize,
+    /// A heartbeat goes out after this long without data (`haSendHeartbeatInterval`).
+    pub heartbeat: Duration,
+    /// A slave silent this long is dropped (`haHousekeepingInterval`).
+    pub housekeeping: Duration,
+    /// Slaves that must hold a message before a synchronous send is answered
+    /// (`inSyncReplicas` − 1, the master counting as one).
+    pub acks_needed: usize,
+    /// A slave further behind than this does not count as available
+    /// (`haMaxGapNotInSync`).
+    pub max_gap_in_sync: u64,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            transfer_batch: defaults::TRANSFER_BATCH,
+            heartbeat: defaults::HEARTBEAT_INTERVAL,
+            housekeeping: defaults::HOUSEKEEPING_INTERVAL,
+            acks_needed: 1,
+            max_gap_in_sync: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// A connected slave as the master sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaveInfo {
+    pub addr: SocketAddr,
+    /// The slave's last report: its copy ends here (`slaveAckOffset`).
+    pub ack_offset: Option<u64>,
+    /// Milliseconds the connection has been up.
+    pub connected_ms: u64,
+}
+
+struct Slave {
+    addr: SocketAddr,
+    ack: Option<u64>,
+    since: Instant,
+}
+
+/// Why a synchronous send's replication wait did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaWait {
+    /// Not enough slaves connected and close enough to count (`SLAVE_NOT_AVAILABLE`).
+    #[error("no slave is available to hold the message")]
+    NotAvailable,
+    /// The slaves did not acknowledge in time (`FLUSH_SLAVE_TIMEOUT`).
+    #[error("the slave did not acknowledge the message in time")]
+    Timeout,
+}
+
+pub struct HaMaster {
+    store: Arc<MessageStore>,
+    config: MasterConfig,
+    log_end: watch::Receiver<u64>,
+    slaves: Mutex<HashMap<u64, Slave>>,
+    /// The offset held by at least `acks_needed` slaves.
+    acked: watch::Sender<u64>,
+    next_id: AtomicU64,
+}
+
+impl HaMaster {
+    /// `log_end` changes whenever the store's log grows: it wakes idle transfers.
+    pub fn new(
+        store: Arc<MessageStore>,
+        log_end: watch::Receiver<u64>,
+        config: MasterConfig,
+    ) -> Arc<Self> {
+        Arc::new(HaMaster {
+            store,
+            config,
+            log_end,
+            slaves: Mutex::new(HashMap::new()),
+            acked: watch::channel(0).0,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Accepts slaves until `shutdown`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "accepting a slave failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let master = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    () = master.serve_slave(stream, peer) => {}
+                }
+            });
+        }
+    }
+
+    /// The slaves connected now.
+    pub fn slaves(&self) -> Vec<SlaveInfo> {
+        let mut out: Vec<SlaveInfo> = self
+            .slaves
+            .lock()
+            .expect("slaves lock")
+            .values()
+            .map(|s| SlaveInfo {
+                addr: s.addr,
+                ack_offset: s.ack,
+                connected_ms: s.since.elapsed().as_millis() as u64,
+            })
+            .collect();
+        out.sort_by_key(|s| s.addr);
+        out
+    }
+
+    /// Waits until enough slaves hold the log up to `end` (grouped: every waiter wakes on
+    /// each acknowledgement and checks its own offset).
+    pub async fn wait_replicated(&self, end: u64, timeout: Duration) -> Result<(), ReplicaWait> {
+        if self.available_slaves(end) < self.config.acks_needed {
+            return Err(ReplicaWait::NotAvailable);
+        }
+        let mut acked = self.acked.subscribe();
+        let held = tokio::time::timeout(timeout, async {
+            acked.wait_for(|a| *a >= end).await.is_ok()
+        })
+        .await;
+        match held {
+            Ok(true) => Ok(()),
+            _ => Err(ReplicaWait::Timeout),
+        }
+    }
+
+    fn available_slaves(&self, end: u64) -> usize {
+        self.slaves
+            .lock()
+            .expect("slaves lock")
+            .values()
+            .filter(|s| {
+                s.ack
+                    .is_some_and(|a| end.saturating_sub(a) < self.config.max_gap_in_sync)
+            })
+            .count()
+    }
+
+    fn record_ack(&self, id: u64, offset: u64) {
+        let mut slaves = self.slaves.lock().expect("slaves lock");
+        if let Some(s) = slaves.get_mut(&id) {
+            s.ack = Some(offset);
+        }
+        self.publish_acked(&slaves);
+    }
+
+    fn publish_acked(&self, slaves: &HashMap<u64, Slave>) {
+        let mut acks: Vec<u64> = slaves.values().filter_map(|s| s.ack).collect();
+        acks.sort_unstable_by(|a, b| b.cmp(a));
+        let held = match self.config.acks_needed {
+            0 => u64::MAX,
+            n => acks.get(n - 1).copied().unwrap_or(0),
+        };
+        self.acked.send_if_modified(|a| {
+            let changed = *a != held;
+            *a = held;
+            changed
+        });
+    }
+
+    async fn serve_slave(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.slaves.lock().expect("slaves lock").insert(
+            id,
+            Slave {
+                addr: peer,
+                ack: None,
+                since: Instant::now(),
+            },
+        );
+        info!(slave = %peer, "slave connected");
+        let (rd, wr) = stream.into_split();
+        let (first_tx, first_rx) = watch::channel(None);
+        let outcome = tokio::select! {
+            r = self.read_reports(id, rd, first_tx) => r,
+            r = self.transfer(wr, first_rx) => r,
+        };
+        match outcome {
+            Ok(()) => info!(slave = %peer, "slave disconnected"),
+            Err(e) => warn!(slave = %peer, error = %e, "slave connection closed"),
+        }
+        let mut slaves = self.slaves.lock().expect("slaves lock");
+        slaves.remove(&id);
+        self.publish_acked(&slaves);
+    }
+
+    async fn read_reports(
+        &self,
+        id: u64,
+        mut rd: OwnedReadHalf,
+        first: watch::Sender<Option<u64>>,
+    ) -> Result<(), MasterError> {
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            let n = tokio::time::timeout(self.config.housekeeping, rd.read_buf(&mut buf))
+                .await
+                .map_err(|_| MasterError::Silent(self.config.housekeeping))??;
+            if n == 0 {
+                return Ok(());
+            }
+            let (report, used) = last_report(&buf)?;
+            buf.advance(used);
+            if let Some(offset) = report {
+                if first.borrow().is_none() {
+                    first.send_replace(Some(offset));
+                }
+                self.record_ack(id, offset);
+            }
+        }
+    }
+
+    async fn transfer(
+        &self,
+        mut wr: OwnedWriteHalf,
+        mut first: watch::Receiver<Option<u64>>,
+    ) -> Result<(), MasterError> {
+        let requested = *first
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| MasterError::Closed)?;
+        let requested = requested.expect("waited for a report");
+        let end = self.store.replica_offset();
+        let mut next = if requested == 0 {
+            // An empty slave copies everything still stored, so that it can stand in for
+            // this master with the whole log (Apache's classic master starts at its last
+            // segment; its controller-mode master does as this one does).
+            self.store.min_commit_log_offset()
+        } else {
+            requested
+        };
+        if next > end {
+            return Err(MasterError::SlaveAhead {
+                slave: next,
+                master: end,
+            });
+        }
+        info!(from = next, "streaming the commit log to a slave");
+        let mut log_end = self.log_end.clone();
+        let mut last_write = Instant::now();
+        let mut header = BytesMut::with_capacity(12);
+        loop {
+            log_end.borrow_and_update();
+            let data = self.store.read_log(next, self.config.transfer_batch)?;
+            if !data.is_empty() {
+                header.clear();
+                encode_header(&mut header, next, data.len());
+                next += data.len() as u64;
+                let mut frame = Buf::chain(header.split().freeze(), data);
+                wr.write_all_buf(&mut frame).await?;
+                last_write = Instant::now();
+                continue;
+            }
+            let heartbeat_due = tokio::time::Instant::from_std(last_write + self.config.heartbeat);
+            tokio::select! {
+                changed = log_end.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                () = tokio::time::sleep_until(heartbeat_due) => {
+                    header.clear();
+                    encode_header(&mut header, next, 0);
+                    wr.write_all(&header).await?;
+                    last_write = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// Why the master ended a slave's connection.
+#[derive(Debug, thiserror::Error)]
+enum MasterError {
+    #[error("no report for {0:?}")]
+    Silent(Duration),
+    #[error("the connection closed before the slave reported")]
+    Closed,
+    #[error("the slave's copy ends at {slave}, past this master's log end {master}: it has diverged and needs to be emptied or truncated")]
+    SlaveAhead { slave: u64, master: u64 },
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,279 @@
+//! Master and slave over real sockets on 127.0.0.1, each with its own store.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ferromq_ha::{run_slave, HaMaster, MasterConfig, ReplicaWait, SlaveConfig, SlaveStatus};
+use ferromq_protocol::message::{encode_properties, MessageExt};
+use ferromq_store::{GetStatus, MessageStore, PutMessage, StoreConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn store(dir: &std::path::Path) -> Arc<MessageStore> {
+    let mut c = StoreConfig::new(dir);
+    c.segment_bytes = 64 * 1024;
+    c.index_slots = 1024;
+    c.index_entries = 4096;
+    Arc::new(MessageStore::open(c).unwrap())
+}
+
+fn put(store: &MessageStore, body: &[u8]) -> u64 {
+    let props = encode_properties([("TAGS", "t")]);
+    let m = MessageExt {
+        topic: "T".into(),
+        born_host: "127.0.0.1:5000".parse().unwrap(),
+        store_host: "127.0.0.1:10911".parse().unwrap(),
+        body: bytes::Bytes::copy_from_slice(body),
+        properties: props.clone(),
+        ..Default::default()
+    };
+    let mut record = BytesMut::new();
+    m.encode(&mut record);
+    let r = store
+        .append(&mut [PutMessage::new("T".into(), 0, &props, record)])
+        .unwrap();
+    r[0].end_offset
+}
+
+fn bodies(store: &MessageStore) -> Vec<Vec<u8>> {
+    let r = store
+        .get_messages("T", 0, 0, 10_000, usize::MAX, &|_| true)
+        .unwrap();
+    if r.status != GetStatus::Found {
+        return vec![];
+    }
+    r.messages
+        .iter()
+        .map(|m| MessageExt::decode(m).unwrap().0.body.to_vec())
+        .collect()
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Group {
+    master: Arc<MessageStore>,
+    ha: Arc<HaMaster>,
+    log_end: watch::Sender<u64>,
+    addr: String,
+    shutdown: CancellationToken,
+}
+
+async fn start_master(dir: &std::path::Path, config: MasterConfig) -> Group {
+    let master = store(dir);
+    let (log_end, log_end_rx) = watch::channel(master.write_offset());
+    let ha = HaMaster::new(master.clone(), log_end_rx, config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(ha.clone().serve(listener, shutdown.clone()));
+    Group {
+        master,
+        ha,
+        log_end,
+        addr,
+        shutdown,
+    }
+}
+
+struct Slave {
+    store: Arc<MessageStore>,
+    status: Arc<Mutex<SlaveStatus>>,
+    task: tokio::task::JoinHandle<()>,
+    _master: watch::Sender<Option<String>>,
+}
+
+fn start_slave(dir: &std::path::Path, master_addr: &str, shutdown: &CancellationToken) -> Slave {
+    let slave = store(dir);
+    let status = Arc::new(Mutex::new(SlaveStatus::default()));
+    let (tx, rx) = watch::channel(Some(master_addr.to_string()));
+    let task = tokio::spawn(run_slave(
+        slave.clone(),
+        rx,
+        Arc::new(|| {}),
+        status.clone(),
+        SlaveConfig {
+            reconnect: Duration::from_millis(100),
+            ..SlaveConfig::default()
+        },
+        shutdown.clone(),
+    ));
+    Slave {
+        store: slave,
+        status,
+        task,
+        _master: tx,
+    }
+}
+
+#[tokio::test]
+async fn a_slave_copies_history_and_live_appends_and_acknowledges_them() {
+    let (m_dir, s_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let g = start_master(m_dir.path(), MasterConfig::default()).await;
+    for i in 0..150u32 {
+        put(&g.master, &[i as u8; 900]);
+    }
+    g.log_end.send_replace(g.master.write_offset());
+    assert_eq!(
+        g.ha.wait_replicated(g.master.write_offset(), Duration::from_millis(100))
+            .await,
+        Err(ReplicaWait::NotAvailable),
+        "no slave yet"
+    );
+    let Slave {
+        store: slave,
+        status,
+        ..
+    } = start_slave(s_dir.path(), &g.addr, &g.shutdown);
+    wait_until("history copied", || {
+        slave.replica_offset() == g.master.write_offset()
+    })
+    .await;
+    assert_eq!(bodies(&slave), bodies(&g.master));
+    assert!(status.lock().unwrap().connected);
+
+    // Live: each append is acknowledged by the slave's report.
+    for i in 0..20u32 {
+        let end = put(&g.master, format!("live {i}").as_bytes());
+        g.log_end.send_replace(end);
+        g.ha.wait_replicated(end, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(slave.replica_offset() >= end);
+    }
+    assert_eq!(bodies(&slave), bodies(&g.master));
+    let slaves = g.ha.slaves();
+    assert_eq!(slaves.len(), 1);
+    assert_eq!(slaves[0].ack_offset, Some(g.master.write_offset()));
+    g.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_sync_wait_times_out_when_the_slave_cannot_keep_up() {
+    let m_dir = tempfile::tempdir().unwrap();
+    let g = start_master(m_dir.path(), MasterConfig::default()).await;
+    put(&g.master, b"first");
+    // A "slave" that reports once and then never again.
+    let mut fake = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+    fake.write_all(&0i64.to_be_bytes()).await.unwrap();
+    wait_until("the report counted", || {
+        g.ha.slaves()
+            .first()
+            .is_some_and(|s| s.ack_offset.is_some())
+    })
+    .await;
+    let end = put(&g.master, b"second");
+    g.log_end.send_replace(end);
+    assert_eq!(
+        g.ha.wait_replicated(end, Duration::from_millis(300)).await,
+        Err(ReplicaWait::Timeout)
+    );
+    g.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_master_drops_a_slave_sending_garbage_and_keeps_serving_others() {
+    let (m_dir, s_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let g = start_master(m_dir.path(), MasterConfig::default()).await;
+    put(&g.master, b"kept");
+    let mut bad = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+    bad.write_all(&(-5i64).to_be_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the master closes the connection"
+    );
+    // A slave claiming more than the master has is refused too.
+    let mut ahead = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+    ahead.write_all(&(1i64 << 40).to_be_bytes()).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), ahead.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the master closes the connection");
+    let slave = start_slave(s_dir.path(), &g.addr, &g.shutdown).store;
+    wait_until("a good slave still copies", || {
+        slave.replica_offset() == g.master.write_offset()
+    })
+    .await;
+    assert_eq!(bodies(&slave), vec![b"kept".to_vec()]);
+    g.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_slave_refuses_bad_frames_from_a_master_and_keeps_its_copy() {
+    let (m_dir, s_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // First a real copy of one message.
+    let g = start_master(m_dir.path(), MasterConfig::default()).await;
+    put(&g.master, b"kept");
+    let shutdown = CancellationToken::new();
+    let first = start_slave(s_dir.path(), &g.addr, &shutdown);
+    wait_until("copied", || {
+        first.store.replica_offset() == g.master.write_offset()
+    })
+    .await;
+    shutdown.cancel();
+    g.shutdown.cancel();
+    let end = first.store.replica_offset();
+    first.task.await.unwrap();
+    drop(first.store);
+
+    // Then a "master" that answers with frames no master sends.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let slave = start_slave(s_dir.path(), &addr, &shutdown).store;
+    let frames: Vec<Vec<u8>> = vec![
+        // a body over the 4 MiB limit
+        [
+            end.to_be_bytes().to_vec(),
+            (5i32 << 20).to_be_bytes().to_vec(),
+        ]
+        .concat(),
+        // a negative size
+        [end.to_be_bytes().to_vec(), (-1i32).to_be_bytes().to_vec()].concat(),
+        // another offset than the copy's end
+        [
+            (end + 7).to_be_bytes().to_vec(),
+            4i32.to_be_bytes().to_vec(),
+            vec![1, 2, 3, 4],
+        ]
+        .concat(),
+        // bytes that are not records
+        [
+            end.to_be_bytes().to_vec(),
+            200i32.to_be_bytes().to_vec(),
+            vec![0xAB; 200],
+        ]
+        .concat(),
+    ];
+    for frame in frames {
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut report = [0u8; 8];
+        conn.read_exact(&mut report).await.unwrap();
+        assert_eq!(
+            u64::from_be_bytes(report),
+            end,
+            "the slave reports its copy's end"
+        );
+        conn.write_all(&frame).await.unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the slave drops the connection");
+        assert_eq!(slave.replica_offset(), end, "nothing of a bad frame stays");
+    }
+    assert_eq!(bodies(&slave), vec![b"kept".to_vec()]);
+    shutdown.cancel();
+}
