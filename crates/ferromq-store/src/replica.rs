@@ -53,7 +53,7 @@ impl MessageStore {
         let end = self.commit_log.write_offset();
         if offset != end {
             let fresh = end == 0 && self.commit_log.is_empty();
-            if !fresh || offset % self.commit_log.segment_bytes() != 0 {
+            if !fresh || !offset.is_multiple_of(self.commit_log.segment_bytes()) {
                 return Err(StoreError::ReplicaOffset { offset, end });
             }
             self.commit_log.start_at(offset);
