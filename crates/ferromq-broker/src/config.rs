@@ -10,9 +10,6 @@ use ferromq_store::FlushMode;
 
 /// Apache keys that are accepted for compatibility but have no effect in FerroMQ.
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
-    "brokerIP2",
-    "haListenPort",
-    "haMasterAddress",
     "diskMaxUsedSpaceRatio",
     "sendMessageThreadPoolNums",
     "pullMessageThreadPoolNums",
@@ -33,9 +30,9 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
 /// `brokerRole`: a master, or a slave that copies its master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerRole {
+    /// Answers a send once stored here; slaves copy behind.
     AsyncMaster,
-    /// Accepted; until data replication lands it answers as an `ASYNC_MASTER` does, and says
-    /// so at start.
+    /// Answers a send once `inSyncReplicas` − 1 slaves hold it too.
     SyncMaster,
     Slave,
 }
@@ -161,6 +158,31 @@ pub struct BrokerConfig {
     pub broker_permission: i32,
     /// `brokerRole`: `ASYNC_MASTER` (default), `SYNC_MASTER` or `SLAVE` (with `brokerId` ≥ 1).
     pub broker_role: BrokerRole,
+    /// `brokerIP2`: the host slaves reach this broker's HA port on, default `brokerIP1`.
+    pub broker_ip2: Option<String>,
+    /// `haListenPort`: where a master takes its slaves, default `listenPort` + 1.
+    pub ha_listen_port: Option<u16>,
+    /// `haMasterAddress`: a slave's fixed master HA address; without it the slave follows
+    /// the one the name server names.
+    pub ha_master_address: Option<String>,
+    /// `haTransferBatchSize`: the largest replication frame body, default 32 KiB.
+    pub ha_transfer_batch_size: usize,
+    /// `haSendHeartbeatInterval`, ms, default 5000.
+    pub ha_send_heartbeat_interval_ms: u64,
+    /// `haHousekeepingInterval`: a replication connection silent this long is dropped,
+    /// ms, default 20000.
+    pub ha_housekeeping_interval_ms: u64,
+    /// `haMaxGapNotInSync`: a slave further behind does not count for `SYNC_MASTER`,
+    /// bytes, default 256 MiB.
+    pub ha_max_gap_not_in_sync: u64,
+    /// `inSyncReplicas`: copies (the master's included) a `SYNC_MASTER` send waits for.
+    /// Apache defaults to 1, which makes its `SYNC_MASTER` answer before any slave holds
+    /// the message; FerroMQ defaults to 2 under `SYNC_MASTER`, so the role means what it
+    /// says. Ignored by `ASYNC_MASTER`.
+    pub in_sync_replicas: Option<u32>,
+    /// `slaveTimeout`: ms a `SYNC_MASTER` send waits for slaves before
+    /// `FLUSH_SLAVE_TIMEOUT`, default 3000.
+    pub slave_timeout_ms: u64,
     /// The `broker.conf` this configuration was read from, where run-time changes are
     /// written back (not a key).
     pub file: Option<PathBuf>,
@@ -212,6 +234,15 @@ impl Default for BrokerConfig {
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             broker_permission: 6,
             broker_role: BrokerRole::AsyncMaster,
+            broker_ip2: None,
+            ha_listen_port: None,
+            ha_master_address: None,
+            ha_transfer_batch_size: 32 * 1024,
+            ha_send_heartbeat_interval_ms: 5_000,
+            ha_housekeeping_interval_ms: 20_000,
+            ha_max_gap_not_in_sync: 256 * 1024 * 1024,
+            in_sync_replicas: None,
+            slave_timeout_ms: 3_000,
             file: None,
         }
     }
@@ -358,6 +389,7 @@ const KEYS: &[Key] = &[
         }
         c.broker_ip1 = v.to_string()
     }),
+    key!("brokerIP2", runtime = false, |c| c.ha_host().to_string(), |c, k, v| c.broker_ip2 = Some(non_empty(k, v)?)),
     key!("brokerId", runtime = false, |c| c.broker_id.to_string(), |c, k, v| c.broker_id = parse_num(k, v, 0i64, i64::MAX)?),
     key!("brokerName", runtime = false, |c| c.broker_name.clone(), |c, k, v| c.broker_name = non_empty(k, v)?),
     key!("brokerPermission", runtime = true, |c| c.broker_permission.to_string(), |c, k, v| {
@@ -393,6 +425,19 @@ const KEYS: &[Key] = &[
         }
     }),
     key!("flushIntervalCommitLog", runtime = false, |c| c.flush_interval_ms.to_string(), |c, k, v| c.flush_interval_ms = parse_num(k, v, 1u64, 60_000)?),
+    key!("haHousekeepingInterval", runtime = false, |c| c.ha_housekeeping_interval_ms.to_string(), |c, k, v| c.ha_housekeeping_interval_ms = parse_num(k, v, 1_000u64, 3_600_000)?),
+    key!("haListenPort", runtime = false, |c| c.ha_port().to_string(), |c, k, v| c.ha_listen_port = Some(parse_num(k, v, 1u16, u16::MAX)?)),
+    key!("haMasterAddress", runtime = false, |c| c.ha_master_address.clone().unwrap_or_default(), |c, k, v| {
+        // Apache ignores an address shorter than 6 characters, an empty one included.
+        c.ha_master_address = match v.len() {
+            0..=5 => None,
+            _ => Some(parse_addr_list(k, v)?.into_iter().next().ok_or_else(|| invalid(k, v, "host:port"))?),
+        }
+    }),
+    key!("haMaxGapNotInSync", runtime = false, |c| c.ha_max_gap_not_in_sync.to_string(), |c, k, v| c.ha_max_gap_not_in_sync = parse_num(k, v, 1u64, u64::MAX / 2)?),
+    key!("haSendHeartbeatInterval", runtime = false, |c| c.ha_send_heartbeat_interval_ms.to_string(), |c, k, v| c.ha_send_heartbeat_interval_ms = parse_num(k, v, 100u64, 600_000)?),
+    key!("haTransferBatchSize", runtime = false, |c| c.ha_transfer_batch_size.to_string(), |c, k, v| c.ha_transfer_batch_size = parse_num(k, v, 1024usize, 4 * 1024 * 1024)?),
+    key!("inSyncReplicas", runtime = false, |c| c.effective_in_sync_replicas().to_string(), |c, k, v| c.in_sync_replicas = Some(parse_num(k, v, 1u32, 64)?)),
     key!("listenPort", runtime = false, |c| c.listen_port.to_string(), |c, k, v| c.listen_port = parse_num(k, v, 0u16, u16::MAX)?),
     Key { alias: Some("mappedFileSizeCommitLog"), ..key!("mapedFileSizeCommitLog", runtime = false, |c| c.commit_log_segment_bytes.to_string(), |c, k, v| c.commit_log_segment_bytes = parse_num(k, v, 64 * 1024u64, 1u64 << 40)?) },
     key!("maxConnections", runtime = false, |c| c.max_connections.to_string(), |c, k, v| c.max_connections = parse_num(k, v, 1usize, 1_000_000)?),
@@ -411,6 +456,7 @@ const KEYS: &[Key] = &[
         c.register_name_server_period_ms = parse_num(k, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
     }),
     key!("serverChannelMaxIdleTimeSeconds", runtime = false, |c| c.idle_timeout_secs.to_string(), |c, k, v| c.idle_timeout_secs = parse_num(k, v, 1u64, 86_400)?),
+    key!("slaveTimeout", runtime = false, |c| c.slave_timeout_ms.to_string(), |c, k, v| c.slave_timeout_ms = parse_num(k, v, 1u64, 600_000)?),
     key!("storePathCommitLog", runtime = false, |c| path_string(&c.store_commit_log), |c, k, v| c.store_commit_log = Some(PathBuf::from(non_empty(k, v)?))),
     key!("storePathRootDir", runtime = false, |c| c.store_root.display().to_string(), |c, k, v| c.store_root = PathBuf::from(non_empty(k, v)?)),
     key!("syncFlushTimeout", runtime = false, |c| c.sync_flush_timeout_ms.to_string(), |c, k, v| c.sync_flush_timeout_ms = parse_num(k, v, 1u64, 600_000)?),
@@ -467,10 +513,13 @@ impl BrokerConfig {
             }
         }
         self.validate()?;
-        if self.broker_role == BrokerRole::SyncMaster {
+        if self.broker_role == BrokerRole::AsyncMaster && self.in_sync_replicas.is_some_and(|n| n > 1) {
             warnings.push(
-                "brokerRole=SYNC_MASTER: FerroMQ does not replicate message data yet, so sends are answered once stored here, as under ASYNC_MASTER".into(),
+                "inSyncReplicas has no effect under brokerRole=ASYNC_MASTER, which answers sends once stored here".into(),
             );
+        }
+        if self.broker_role != BrokerRole::Slave && self.ha_master_address.is_some() {
+            warnings.push("haMasterAddress has no effect on a master".into());
         }
         Ok(warnings)
     }
@@ -513,6 +562,14 @@ impl BrokerConfig {
                 ))
             }
             _ => {}
+        }
+        let ha = self.ha_port();
+        if ha == self.listen_port || Some(ha) == self.listen_port.checked_sub(2) {
+            return Err(invalid(
+                "haListenPort",
+                &ha.to_string(),
+                "a port other than listenPort and listenPort - 2 (the VIP channel)",
+            ));
         }
         let tls_wanted = !matches!(
             self.tls_mode,
@@ -558,6 +615,35 @@ impl BrokerConfig {
     /// One key's value as `broker.conf` spells it.
     pub fn get(&self, name: &str) -> Option<String> {
         find_key(name).map(|k| (k.get)(self))
+    }
+
+    /// The host slaves reach this broker's HA port on (`brokerIP2`, else `brokerIP1`).
+    pub fn ha_host(&self) -> &str {
+        self.broker_ip2.as_deref().unwrap_or(&self.broker_ip1)
+    }
+
+    /// `haListenPort`, or `listenPort` + 1.
+    pub fn ha_port(&self) -> u16 {
+        self.ha_listen_port
+            .unwrap_or_else(|| self.listen_port.wrapping_add(1))
+    }
+
+    /// The HA address registered with the name servers, `brokerIP2:haListenPort`.
+    pub fn ha_server_addr(&self) -> String {
+        let host = self.ha_host();
+        if host.contains(':') {
+            format!("[{host}]:{}", self.ha_port())
+        } else {
+            format!("{host}:{}", self.ha_port())
+        }
+    }
+
+    /// Copies a `SYNC_MASTER` send waits for, the master's included.
+    pub fn effective_in_sync_replicas(&self) -> u32 {
+        self.in_sync_replicas.unwrap_or(match self.broker_role {
+            BrokerRole::SyncMaster => 2,
+            _ => 1,
+        })
     }
 
     /// Address clients are given, `brokerIP1:listenPort`.
@@ -673,17 +759,39 @@ mod tests {
         assert!(err.contains("brokerId") && err.contains("SLAVE"), "{err}");
         let err = apply(&[("brokerId", "2")]).unwrap_err().to_string();
         assert!(err.contains("brokerId") && err.contains("SLAVE"), "{err}");
-        let (_, warnings) = apply(&[("brokerRole", "SYNC_MASTER")]).unwrap();
-        assert!(
-            warnings.iter().any(|w| w.contains("SYNC_MASTER")),
-            "{warnings:?}"
-        );
+        let (cfg, warnings) = apply(&[("brokerRole", "SYNC_MASTER")]).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(cfg.effective_in_sync_replicas(), 2, "a slave must hold it too");
+        let (cfg, warnings) = apply(&[("inSyncReplicas", "3")]).unwrap();
+        assert_eq!(cfg.broker_role, BrokerRole::AsyncMaster);
+        assert!(warnings.iter().any(|w| w.contains("inSyncReplicas")), "{warnings:?}");
         assert!(apply(&[("brokerRole", "LEADER")]).is_err());
     }
 
     #[test]
+    fn ha_ports_default_next_to_the_listen_port_and_must_not_collide() {
+        let (cfg, _) = apply(&[("listenPort", "20911")]).unwrap();
+        assert_eq!(cfg.ha_port(), 20912);
+        assert_eq!(cfg.ha_server_addr(), "127.0.0.1:20912");
+        let (cfg, _) = apply(&[("brokerIP2", "10.0.0.2"), ("haListenPort", "3000")]).unwrap();
+        assert_eq!(cfg.ha_server_addr(), "10.0.0.2:3000");
+        for port in ["10911", "10909"] {
+            let err = apply(&[("haListenPort", port)]).unwrap_err().to_string();
+            assert!(err.contains("haListenPort"), "{err}");
+        }
+        let (cfg, _) = apply(&[
+            ("brokerRole", "SLAVE"),
+            ("brokerId", "1"),
+            ("haMasterAddress", "127.0.0.1:10912"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.ha_master_address.as_deref(), Some("127.0.0.1:10912"));
+        assert!(apply(&[("haMasterAddress", "nonsense-address")]).is_err());
+    }
+
+    #[test]
     fn unknown_keys_warn_by_name() {
-        let (_, warnings) = apply(&[("noSuchKey", "1"), ("haListenPort", "10912")]).unwrap();
+        let (_, warnings) = apply(&[("noSuchKey", "1"), ("slaveReadEnable", "true")]).unwrap();
         assert_eq!(warnings.len(), 2);
         assert!(warnings.iter().any(|w| w.contains("noSuchKey")));
     }

@@ -54,6 +54,17 @@ const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 /// How often retention is considered.
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The sockets a broker serves, bound by its caller.
+pub struct Listeners {
+    /// Clients and tools (`listenPort`).
+    pub main: TcpListener,
+    /// Apache's "VIP channel" (listenPort − 2): the same requests on a second port, which
+    /// Apache's admin tools and dashboard use by default.
+    pub fast_channel: Option<TcpListener>,
+    /// Slaves replicating from this master (`haListenPort`).
+    pub ha: Option<TcpListener>,
+}
+
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -96,6 +107,12 @@ pub struct Broker {
     uniq_counter: AtomicU64,
     /// A slave's master, as the name server last answered its registration.
     master_addr: std::sync::Mutex<Option<String>>,
+    /// Replication to slaves; present on a master.
+    ha_master: Option<Arc<ferromq_ha::HaMaster>>,
+    /// A slave's master HA address: `haMasterAddress`, else the name server's answer.
+    master_ha_addr: tokio::sync::watch::Sender<Option<String>>,
+    /// How a slave's replication stands.
+    ha_slave_status: Arc<std::sync::Mutex<ferromq_ha::SlaveStatus>>,
     /// Moves with every run-time configuration change (GET_BROKER_CONFIG's `version`).
     config_version: AtomicU64,
     namesrv_conns: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
@@ -192,7 +209,24 @@ impl Broker {
             Duration::from_millis(config.sync_flush_timeout_ms),
             disk::DiskGuard::new(disk_paths, f64::from(config.disk_space_warning_percent)),
         );
+        let ha_master = (config.broker_role != config::BrokerRole::Slave).then(|| {
+            ferromq_ha::HaMaster::new(
+                store.store().clone(),
+                store.log_end(),
+                ferromq_ha::MasterConfig {
+                    transfer_batch: config.ha_transfer_batch_size,
+                    heartbeat: Duration::from_millis(config.ha_send_heartbeat_interval_ms),
+                    housekeeping: Duration::from_millis(config.ha_housekeeping_interval_ms),
+                    acks_needed: config.effective_in_sync_replicas().saturating_sub(1) as usize,
+                    max_gap_in_sync: config.ha_max_gap_not_in_sync,
+                },
+            )
+        });
+        let master_ha_addr = tokio::sync::watch::channel(config.ha_master_address.clone()).0;
         Ok(Arc::new(Broker {
+            ha_master,
+            master_ha_addr,
+            ha_slave_status: Default::default(),
             store_host: resolve_store_host(&config),
             config: std::sync::RwLock::new(Arc::new(config)),
             acl,
@@ -233,27 +267,42 @@ impl Broker {
         register::register_all(self).await;
     }
 
-    /// Serves clients on `listener` and runs housekeeping until `shutdown`; then stops
-    /// accepting, unregisters from name servers, persists offsets and flushes the store.
-    /// Serves clients on `listener`, and on `fast_channel` when given: Apache's "VIP
-    /// channel" (listenPort − 2), the same requests on a second port, which Apache's admin
-    /// tools and dashboard use by default.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        fast_channel: Option<TcpListener>,
-        shutdown: CancellationToken,
-    ) {
+    /// Serves clients and slaves on `listeners` and runs housekeeping until `shutdown`; then
+    /// stops accepting, unregisters from name servers, persists offsets and flushes the
+    /// store.
+    pub async fn serve(self: Arc<Self>, listeners: Listeners, shutdown: CancellationToken) {
+        let Listeners {
+            main: listener,
+            fast_channel,
+            ha,
+        } = listeners;
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
         if let Some(acl) = &self.acl {
             tasks.spawn(acl.clone().watch(shutdown.clone()));
         }
+        if let (Some(master), Some(ha)) = (&self.ha_master, ha) {
+            tasks.spawn(master.clone().serve(ha, shutdown.clone()));
+        }
         if self.config().broker_role == config::BrokerRole::Slave {
             // A slave delivers nothing itself: its master's delayed, timer and transactional
             // messages are its master's to deliver.
             tasks.spawn(self.clone().slave_sync_loop(shutdown.clone()));
+            let waker = self.store.waker().clone();
+            let config = self.config();
+            tasks.spawn(ferromq_ha::run_slave(
+                self.store.store().clone(),
+                self.master_ha_addr.subscribe(),
+                Arc::new(move || waker.wake_all()),
+                self.ha_slave_status.clone(),
+                ferromq_ha::SlaveConfig {
+                    heartbeat: Duration::from_millis(config.ha_send_heartbeat_interval_ms),
+                    housekeeping: Duration::from_millis(config.ha_housekeeping_interval_ms),
+                    ..Default::default()
+                },
+                shutdown.clone(),
+            ));
         } else {
             tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
             tasks.spawn(self.clone().timer_loop(shutdown.clone()));
@@ -388,6 +437,20 @@ impl Broker {
             puts.push(PutMessage::new(m.topic, m.queue_id, &m.properties, record));
         }
         let results = self.store.put(puts, wait_flush).await?;
+        let config = self.config();
+        if let (config::BrokerRole::SyncMaster, Some(ha), true) =
+            (config.broker_role, &self.ha_master, wait_flush)
+        {
+            let end = results.last().map_or(0, |r| r.end_offset);
+            let timeout = Duration::from_millis(config.slave_timeout_ms);
+            match ha.wait_replicated(end, timeout).await {
+                Ok(()) => {}
+                Err(ferromq_ha::ReplicaWait::NotAvailable) => {
+                    return Err(PutError::SlaveNotAvailable(results))
+                }
+                Err(ferromq_ha::ReplicaWait::Timeout) => return Err(PutError::SlaveTimeout(results)),
+            }
+        }
         if scheduled {
             self.schedule.notify_stored();
         }

@@ -51,7 +51,7 @@ pub(crate) async fn register_all(broker: &Broker) {
         broker_name: broker.config().broker_name.clone(),
         broker_addr: broker.config().advertised_addr(),
         cluster_name: broker.config().cluster_name.clone(),
-        ha_server_addr: Some(String::new()),
+        ha_server_addr: Some(broker.config().ha_server_addr()),
         broker_id: broker.config().broker_id,
         compressed: Some(false),
         body_crc32: Some(ferromq_protocol::message::body_crc(&body) as i32),
@@ -68,6 +68,7 @@ pub(crate) async fn register_all(broker: &Broker) {
                     debug!(namesrv = %addr, "registered");
                     if broker.config().broker_role == crate::config::BrokerRole::Slave {
                         broker.learn_master(resp.field("masterAddr"));
+                        broker.learn_master_ha(resp.field("haServerAddr"));
                     }
                 }
                 Ok(resp) => warn!(namesrv = %addr, code = resp.code, remark = ?resp.remark, "registration refused"),

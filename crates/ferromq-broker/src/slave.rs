@@ -97,6 +97,21 @@ impl Broker {
     }
 
     /// Records the master's address a registration answered with (slaves only).
+    /// The master's HA address from the name server, unless `haMasterAddress` fixes it.
+    pub(crate) fn learn_master_ha(&self, addr: Option<&str>) {
+        if self.config().ha_master_address.is_some() {
+            return;
+        }
+        let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
+        if addr.is_some() {
+            self.master_ha_addr.send_if_modified(|current| {
+                let changed = *current != addr;
+                *current = addr.clone();
+                changed
+            });
+        }
+    }
+
     pub(crate) fn learn_master(&self, addr: Option<&str>) {
         let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
         let mut master = self.master_addr.lock().expect("master address lock");

@@ -60,6 +60,15 @@ impl PullWaker {
         queues.entry(queue_id).or_default().clone()
     }
 
+    /// Wakes every parked pull: a slave's copy grew, and which queues it touched is not
+    /// worth finding out.
+    pub fn wake_all(&self) {
+        let topics = self.topics.lock().expect("waker lock");
+        for n in topics.values().flat_map(|queues| queues.values()) {
+            n.notify_waiters();
+        }
+    }
+
     /// Wakes the pulls parked on these queues (sorted, without repeats).
     fn wake(&self, touched: &[(&str, i32)]) {
         let topics = self.topics.lock().expect("waker lock");
@@ -86,6 +95,26 @@ pub enum PutError {
     DiskFull(String),
     #[error("the broker is a slave: messages are sent to its master")]
     Slave,
+    /// Stored here, but no slave was there to copy it (`SLAVE_NOT_AVAILABLE`).
+    #[error("no slave is available to hold the message")]
+    SlaveNotAvailable(Vec<AppendResult>),
+    /// Stored here, but no slave acknowledged it in time (`FLUSH_SLAVE_TIMEOUT`).
+    #[error("the slave did not acknowledge the message in time")]
+    SlaveTimeout(Vec<AppendResult>),
+}
+
+impl PutError {
+    /// For the broker's own puts (retries, transaction decisions): a message stored here but
+    /// not yet flushed or replicated as asked is stored all the same, and redoing the put
+    /// would store it twice.
+    pub fn accept_stored(self) -> Result<Vec<AppendResult>, PutError> {
+        match self {
+            PutError::FlushTimeout(r) | PutError::SlaveNotAvailable(r) | PutError::SlaveTimeout(r) => {
+                Ok(r)
+            }
+            e => Err(e),
+        }
+    }
 }
 
 pub struct StoreService {
@@ -96,6 +125,8 @@ pub struct StoreService {
     appending: Mutex<()>,
     closed: AtomicBool,
     flushed: watch::Receiver<u64>,
+    /// Where the log ends after the last append: wakes replication to slaves.
+    log_end: watch::Sender<u64>,
     flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
     /// Append jobs done so far under SYNC_FLUSH: tells the flusher how many senders a
     /// flush covers and whether more are still arriving.
@@ -122,6 +153,7 @@ impl StoreService {
         disk: DiskGuard,
     ) -> Arc<Self> {
         let (flushed_tx, flushed_rx) = watch::channel(store.flushed_offset());
+        let log_end = watch::channel(store.write_offset()).0;
         let flush_wanted = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let appends = Arc::new(AtomicU64::new(0));
         let waker = Arc::new(PullWaker::default());
@@ -171,6 +203,7 @@ impl StoreService {
             appending: Mutex::new(()),
             closed: AtomicBool::new(false),
             flushed: flushed_rx,
+            log_end,
             flush_wanted,
             appends,
             mode,
@@ -188,6 +221,11 @@ impl StoreService {
 
     pub fn waker(&self) -> &Arc<PullWaker> {
         &self.waker
+    }
+
+    /// Changes after every append, to where the log then ends.
+    pub fn log_end(&self) -> watch::Receiver<u64> {
+        self.log_end.subscribe()
     }
 
     /// Appends messages; under SYNC_FLUSH (unless `wait_flush` is false) returns only once
@@ -273,6 +311,7 @@ impl StoreService {
         }
         match self.store.append(&mut all) {
             Ok(results) => {
+                let end = results.last().map(|r| r.end_offset);
                 if self.mode == FlushMode::Sync {
                     self.appends
                         .fetch_add(replies.len() as u64, Ordering::Release);
@@ -288,6 +327,9 @@ impl StoreService {
                 let mut it = results.into_iter();
                 for (reply, n) in replies.into_iter().zip(counts) {
                     let _ = reply.send(Ok(it.by_ref().take(n).collect()));
+                }
+                if let Some(end) = end {
+                    self.log_end.send_replace(end);
                 }
                 let mut touched: Vec<(&str, i32)> =
                     all.iter().map(|m| (m.topic.as_str(), m.queue_id)).collect();

@@ -28,6 +28,7 @@ use ferromq_protocol::RemotingCommand;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::store_service::PutError;
 use crate::processor::header;
 use crate::{now_ms, persist, Broker};
 
@@ -321,7 +322,11 @@ impl Broker {
             ("rollback", Vec::new())
         };
         msgs.push(op_record(&half, decision));
-        match self.put_messages(msgs, true).await {
+        match self
+            .put_messages(msgs, true)
+            .await
+            .or_else(PutError::accept_stored)
+        {
             Ok(results) => {
                 self.transactions
                     .settle(offset, results.last().map(|r| r.queue_offset));
@@ -512,6 +517,7 @@ impl Broker {
         match self
             .put_messages(vec![kept, op_record(half, "checkmax")], true)
             .await
+            .or_else(PutError::accept_stored)
         {
             Ok(results) => {
                 self.transactions

@@ -383,11 +383,13 @@ impl NameServer {
             .map(|t| Duration::from_millis(t as u64));
         let master = self.routes.register(&h, &body, conn.id(), timeout);
         debug!(broker = %h.broker_name, addr = %h.broker_addr, topics = body.topic_config_serialize_wrapper.topic_config_table.len(), "broker registered");
-        let mut resp = RemotingCommand::response_to(req, response::SUCCESS);
-        if let Some(master) = master {
-            resp = resp.with_field("masterAddr", master);
+        let resp = RemotingCommand::response_to(req, response::SUCCESS);
+        match master {
+            Some(master) => resp
+                .with_field("masterAddr", master.addr)
+                .with_field("haServerAddr", master.ha_server_addr),
+            None => resp.with_field("haServerAddr", ""),
         }
-        resp.with_field("haServerAddr", "")
     }
 }
 

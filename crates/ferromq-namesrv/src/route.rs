@@ -17,6 +17,15 @@ struct LiveBroker {
     last_update: Instant,
     timeout: Option<Duration>,
     connection_id: u64,
+    /// Where its slaves replicate from (`haServerAddr`).
+    ha_server_addr: String,
+}
+
+/// What a slave learns from registering: its master's remoting and HA addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterOfGroup {
+    pub addr: String,
+    pub ha_server_addr: String,
 }
 
 #[derive(Default)]
@@ -46,7 +55,7 @@ impl RouteTable {
         body: &RegisterBrokerBody,
         connection_id: u64,
         timeout: Option<Duration>,
-    ) -> Option<String> {
+    ) -> Option<MasterOfGroup> {
         let mut t = self.tables.lock().expect("route table lock");
         t.clusters
             .entry(h.cluster_name.clone())
@@ -98,13 +107,20 @@ impl RouteTable {
                 last_update: Instant::now(),
                 timeout,
                 connection_id,
+                ha_server_addr: h.ha_server_addr.clone().unwrap_or_default(),
             },
         );
         if h.broker_id == 0 {
-            None
-        } else {
-            master
+            return None;
         }
+        master.map(|addr| MasterOfGroup {
+            ha_server_addr: t
+                .live
+                .get(&addr)
+                .map(|l| l.ha_server_addr.clone())
+                .unwrap_or_default(),
+            addr,
+        })
     }
 
     pub fn touch(&self, broker_addr: &str) {

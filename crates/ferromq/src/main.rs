@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ferromq_broker::{Broker, BrokerConfig};
+use ferromq_broker::config::BrokerRole;
+use ferromq_broker::{Broker, BrokerConfig, Listeners};
 use ferromq_namesrv::{NameServer, NamesrvConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -198,6 +199,35 @@ async fn bind_fast_channel(main: SocketAddr) -> Option<TcpListener> {
     }
 }
 
+/// A master's replication port (`haListenPort`, default listenPort + 1). When the port was
+/// not chosen in broker.conf a taken one is not worth refusing to start over: the master
+/// runs without slaves and says so.
+async fn bind_ha(config: &BrokerConfig, main: SocketAddr) -> Result<Option<TcpListener>> {
+    if config.broker_role == BrokerRole::Slave {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(main.ip(), config.ha_port());
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if config.ha_listen_port.is_some() => {
+            Err(e).with_context(|| format!("binding haListenPort {addr}"))
+        }
+        Err(e) => {
+            warn!(%addr, error = %e, "cannot listen on the HA port (listenPort + 1); slaves cannot follow this master until haListenPort names a free port");
+            Ok(None)
+        }
+    }
+}
+
+async fn listeners(config: &BrokerConfig, main: TcpListener) -> Result<Listeners> {
+    let addr = main.local_addr()?;
+    Ok(Listeners {
+        fast_channel: bind_fast_channel(addr).await,
+        ha: bind_ha(config, addr).await?,
+        main,
+    })
+}
+
 fn advise_on_broker_ip(config: &BrokerConfig, from_file: bool) {
     if !from_file || config.broker_ip1 == "127.0.0.1" {
         warn!(
@@ -277,8 +307,8 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
         "FerroMQ is ready: name server {local_namesrv}, broker {}{dashboard_note}",
         broker.config().advertised_addr()
     );
-    let fast = bind_fast_channel(broker_listener.local_addr()?).await;
-    broker.serve(broker_listener, fast, shutdown).await;
+    let listeners = listeners(&broker.config(), broker_listener).await?;
+    broker.serve(listeners, shutdown).await;
     namesrv_shutdown.cancel();
     let _ = namesrv_task.await;
     Ok(())
@@ -386,7 +416,7 @@ async fn broker(args: BrokerArgs) -> Result<()> {
         "FerroMQ is ready: broker {}",
         broker.config().advertised_addr()
     );
-    let fast = bind_fast_channel(listener.local_addr()?).await;
-    broker.serve(listener, fast, shutdown).await;
+    let listeners = listeners(&broker.config(), listener).await?;
+    broker.serve(listeners, shutdown).await;
     Ok(())
 }

@@ -11,6 +11,7 @@ use ferromq_protocol::RemotingCommand;
 use rand::Rng;
 
 use super::header;
+use crate::store_service::PutError;
 use crate::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use crate::Broker;
 
@@ -116,7 +117,11 @@ impl Broker {
             properties: props,
             ..original
         };
-        match self.put_messages(vec![retry], true).await {
+        match self
+            .put_messages(vec![retry], true)
+            .await
+            .or_else(PutError::accept_stored)
+        {
             Ok(_) => RemotingCommand::response_to(req, response::SUCCESS),
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }

@@ -201,6 +201,8 @@ impl Broker {
         let (code, results) = match put {
             Ok(r) => (response::SUCCESS, r),
             Err(PutError::FlushTimeout(r)) => (response::FLUSH_DISK_TIMEOUT, r),
+            Err(PutError::SlaveNotAvailable(r)) => (response::SLAVE_NOT_AVAILABLE, r),
+            Err(PutError::SlaveTimeout(r)) => (response::FLUSH_SLAVE_TIMEOUT, r),
             Err(PutError::ShuttingDown) => {
                 return RemotingCommand::error_response(
                     req,

@@ -5,7 +5,7 @@ use ferromq_protocol::RemotingCommand;
 
 use crate::harness::{call, connect, free_port, send_request, Proc};
 
-fn namesrv() -> (Proc, String) {
+pub fn namesrv() -> (Proc, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     (
         Proc::spawn(&["namesrv".into(), "--listen".into(), addr.clone()]),
@@ -14,7 +14,7 @@ fn namesrv() -> (Proc, String) {
 }
 
 /// `ferromq broker` with these broker.conf lines on a free port, its files under `dir/name`.
-fn broker(dir: &std::path::Path, name: &str, conf: &str) -> (Proc, String) {
+pub fn broker(dir: &std::path::Path, name: &str, conf: &str) -> (Proc, String) {
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, conf).unwrap();
     let addr = format!("127.0.0.1:{}", free_port());

@@ -78,6 +78,12 @@ impl Proc {
         self.output.lock().unwrap().clone()
     }
 
+    /// SIGKILL: the process gets no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit.
     pub fn terminate(&mut self) {
         let _ = Command::new("kill")

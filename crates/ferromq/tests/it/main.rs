@@ -15,5 +15,6 @@ mod groups;
 mod harness;
 mod malformed;
 mod protocol;
+mod replication;
 mod tls;
 mod transaction;
