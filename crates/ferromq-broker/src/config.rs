@@ -513,7 +513,9 @@ impl BrokerConfig {
             }
         }
         self.validate()?;
-        if self.broker_role == BrokerRole::AsyncMaster && self.in_sync_replicas.is_some_and(|n| n > 1) {
+        if self.broker_role == BrokerRole::AsyncMaster
+            && self.in_sync_replicas.is_some_and(|n| n > 1)
+        {
             warnings.push(
                 "inSyncReplicas has no effect under brokerRole=ASYNC_MASTER, which answers sends once stored here".into(),
             );
@@ -761,10 +763,17 @@ mod tests {
         assert!(err.contains("brokerId") && err.contains("SLAVE"), "{err}");
         let (cfg, warnings) = apply(&[("brokerRole", "SYNC_MASTER")]).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(cfg.effective_in_sync_replicas(), 2, "a slave must hold it too");
+        assert_eq!(
+            cfg.effective_in_sync_replicas(),
+            2,
+            "a slave must hold it too"
+        );
         let (cfg, warnings) = apply(&[("inSyncReplicas", "3")]).unwrap();
         assert_eq!(cfg.broker_role, BrokerRole::AsyncMaster);
-        assert!(warnings.iter().any(|w| w.contains("inSyncReplicas")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains("inSyncReplicas")),
+            "{warnings:?}"
+        );
         assert!(apply(&[("brokerRole", "LEADER")]).is_err());
     }
 

@@ -448,7 +448,9 @@ impl Broker {
                 Err(ferromq_ha::ReplicaWait::NotAvailable) => {
                     return Err(PutError::SlaveNotAvailable(results))
                 }
-                Err(ferromq_ha::ReplicaWait::Timeout) => return Err(PutError::SlaveTimeout(results)),
+                Err(ferromq_ha::ReplicaWait::Timeout) => {
+                    return Err(PutError::SlaveTimeout(results))
+                }
             }
         }
         if scheduled {

@@ -109,9 +109,9 @@ impl PutError {
     /// would store it twice.
     pub fn accept_stored(self) -> Result<Vec<AppendResult>, PutError> {
         match self {
-            PutError::FlushTimeout(r) | PutError::SlaveNotAvailable(r) | PutError::SlaveTimeout(r) => {
-                Ok(r)
-            }
+            PutError::FlushTimeout(r)
+            | PutError::SlaveNotAvailable(r)
+            | PutError::SlaveTimeout(r) => Ok(r),
             e => Err(e),
         }
     }

@@ -28,8 +28,8 @@ use ferromq_protocol::RemotingCommand;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::store_service::PutError;
 use crate::processor::header;
+use crate::store_service::PutError;
 use crate::{now_ms, persist, Broker};
 
 pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";

@@ -487,14 +487,22 @@ mod tests {
     #[test]
     fn slave_registration_reports_the_master_and_adds_no_queues() {
         let t = RouteTable::default();
-        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
+        let mut master_header = header("a", "127.0.0.1:1", 0);
+        master_header.ha_server_addr = Some("127.0.0.1:2".into());
+        t.register(&master_header, &body(&["T"]), 1, None);
         let master = t.register(
             &header("a", "127.0.0.1:3", 1),
             &body(&["T", "SlaveOnly"]),
             2,
             None,
         );
-        assert_eq!(master.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(
+            master,
+            Some(MasterOfGroup {
+                addr: "127.0.0.1:1".into(),
+                ha_server_addr: "127.0.0.1:2".into()
+            })
+        );
         assert!(t.route("SlaveOnly").is_none());
         assert_eq!(t.route("T").unwrap().broker_datas[0].broker_addrs.len(), 2);
     }

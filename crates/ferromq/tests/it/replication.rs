@@ -63,7 +63,10 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
     let master = connect(&master_addr).await;
     let alone = call(&master, send_to_queue_0("ha", b"before the slave")).await;
     assert_eq!(alone.code, 11, "SLAVE_NOT_AVAILABLE: {:?}", alone.remark);
-    assert!(alone.field("msgId").is_some(), "the message is stored all the same");
+    assert!(
+        alone.field("msgId").is_some(),
+        "the message is stored all the same"
+    );
 
     let (_slave_proc, slave_addr) = broker(
         dir.path(),
@@ -88,25 +91,44 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
         ids.push(r.field("msgId").unwrap().to_string());
     }
     let expected = bodies(&master, "ha").await;
-    assert!(expected.len() >= 52, "every send was stored, whatever its answer");
+    assert!(
+        expected.len() >= 52,
+        "every send was stored, whatever its answer"
+    );
     assert_eq!(expected.last().unwrap(), b"m49");
 
     master_proc.kill();
     let slave = connect(&slave_addr).await;
     // The slave knows the topic once it has copied the master's topic table.
-    until("the slave serves the topic", Duration::from_secs(30), || {
-        let slave = slave.clone();
-        async move { call(&slave, pull_request("ha", 0, 0, 0)).await.code == 0 }
-    })
+    until(
+        "the slave serves the topic",
+        Duration::from_secs(30),
+        || {
+            let slave = slave.clone();
+            async move { call(&slave, pull_request("ha", 0, 0, 0)).await.code == 0 }
+        },
+    )
     .await;
-    assert_eq!(bodies(&slave, "ha").await, expected, "every stored message is on the slave");
+    assert_eq!(
+        bodies(&slave, "ha").await,
+        expected,
+        "every stored message is on the slave"
+    );
     for id in ids.iter().rev().take(3) {
         let viewed = call(
             &slave,
-            RemotingCommand::request(33).with_field("offset", ferromq_protocol::message::decode_offset_msg_id(id).unwrap().1),
+            RemotingCommand::request(33).with_field(
+                "offset",
+                ferromq_protocol::message::decode_offset_msg_id(id)
+                    .unwrap()
+                    .1,
+            ),
         )
         .await;
-        assert_eq!(viewed.code, 0, "the slave finds {id} by its master-given id");
+        assert_eq!(
+            viewed.code, 0,
+            "the slave finds {id} by its master-given id"
+        );
     }
 }
 
@@ -124,8 +146,16 @@ async fn a_late_slave_copies_the_whole_log_and_follows() {
     );
     let master = connect(&master_addr).await;
     for i in 0..200 {
-        let r = call(&master, send_to_queue_0("late", format!("early {i}").as_bytes())).await;
-        assert_eq!(r.code, 0, "ASYNC_MASTER answers without a slave: {:?}", r.remark);
+        let r = call(
+            &master,
+            send_to_queue_0("late", format!("early {i}").as_bytes()),
+        )
+        .await;
+        assert_eq!(
+            r.code, 0,
+            "ASYNC_MASTER answers without a slave: {:?}",
+            r.remark
+        );
     }
     let (_slave_proc, slave_addr) = broker(
         dir.path(),
@@ -135,16 +165,24 @@ async fn a_late_slave_copies_the_whole_log_and_follows() {
         ),
     );
     for i in 0..20 {
-        let r = call(&master, send_to_queue_0("late", format!("live {i}").as_bytes())).await;
+        let r = call(
+            &master,
+            send_to_queue_0("late", format!("live {i}").as_bytes()),
+        )
+        .await;
         assert_eq!(r.code, 0);
     }
     let expected = bodies(&master, "late").await;
     assert_eq!(expected.len(), 220);
     let slave = connect(&slave_addr).await;
-    until("the slave holds everything", Duration::from_secs(30), || {
-        let slave = slave.clone();
-        let expected = expected.clone();
-        async move { bodies(&slave, "late").await == expected }
-    })
+    until(
+        "the slave holds everything",
+        Duration::from_secs(30),
+        || {
+            let slave = slave.clone();
+            let expected = expected.clone();
+            async move { bodies(&slave, "late").await == expected }
+        },
+    )
     .await;
 }
