@@ -45,6 +45,8 @@ pub struct SlaveStatus {
     pub connected: bool,
     /// The master's offset of the last frame received (its log end as last seen).
     pub master_offset: u64,
+    /// When the last frame arrived, ms since the epoch (0: never).
+    pub last_frame_ms: i64,
 }
 
 /// Follows the master whose HA address `master` holds (None: none known yet) until
@@ -154,7 +156,13 @@ async fn receive(
         tokio::time::timeout(config.housekeeping, rd.read_exact(&mut body))
             .await
             .map_err(|_| SlaveError::Silent(config.housekeeping))??;
-        status.lock().expect("status lock").master_offset = offset + size as u64;
+        {
+            let mut status = status.lock().expect("status lock");
+            status.master_offset = offset + size as u64;
+            status.last_frame_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+        }
         if size == 0 {
             continue;
         }

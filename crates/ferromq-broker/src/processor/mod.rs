@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod consumer;
 mod group;
+mod ha;
 mod inspect;
 pub(crate) mod lock;
 mod pull;
@@ -76,6 +77,7 @@ impl Broker {
             request::GET_TOPIC_CONFIG => self.topic_config(&req),
             request::GET_ALL_CONSUMER_OFFSET => self.all_consumer_offsets(&req),
             request::GET_ALL_DELAY_OFFSET => self.all_delay_offsets(&req),
+            request::GET_BROKER_HA_STATUS => self.ha_status(&req),
             request::QUERY_CONSUME_QUEUE => self.query_consume_queue(&req),
             request::GET_BROKER_CONSUME_STATS => self.broker_consume_stats(&req),
             request::VIEW_BROKER_STATS_DATA => self.view_broker_stats(&req),
