@@ -61,8 +61,9 @@ import org.junit.jupiter.api.Timeout;
  * class path), in both directions, every process on 127.0.0.1 and started here:
  *
  * <ul>
- *   <li>{@link #apacheSlaveFollowsFerroMQMaster()}: a FerroMQ {@code SYNC_MASTER} and an Apache
- *       {@code SLAVE} (fixed {@code haMasterAddress}). Every send ends in SEND_OK (after retries
+ *   <li>{@link #apacheSlaveFollowsFerroMQMaster()}: a FerroMQ {@code SYNC_MASTER} (explicit
+ *       {@code haListenPort}) and an Apache {@code SLAVE} that learns the HA address from the
+ *       name server's answer to its registration. Every send ends in SEND_OK (after retries
  *       while no slave is connected yet); the Apache slave's commit log then starts with FerroMQ's
  *       byte for byte, and pulling from the slave by address returns every body sent.</li>
  *   <li>{@link #ferroMQSlaveFollowsApacheMaster()}: an Apache {@code ASYNC_MASTER} with 300
@@ -74,7 +75,14 @@ import org.junit.jupiter.api.Timeout;
  * <p>The Apache slave runs with {@code slaveReadEnable=true}: without it Apache's slave refuses
  * every pull ({@code PullMessageProcessor.rejectRequest}). Pulls set the subscription flag in
  * sysFlag, as {@code DefaultMQPullConsumer} does, since no consumer of the group has sent a
- * heartbeat to the slave. The name server is FerroMQ's in both tests.
+ * heartbeat to the slave. The name server is FerroMQ's in both tests. The Apache slave has no
+ * {@code haMasterAddress}: Apache 5.5.0 loses it (it is applied before the HA client exists) and
+ * then also ignores the name server's haServerAddr. Apache's slave copies its master's topic table
+ * first about 60 s after start, so the pulls from it are retried for up to 90 s.
+ *
+ * <p>Debugging: {@code -Dha.showOutput=true} prints every process's output and Apache's logs
+ * even when the test passes (a failure always prints them); {@code -Dha.keepWork=true} keeps the
+ * data directories and Apache's logs (under {@code <work>/<name>-home/logs/rocketmqlogs}).
  *
  * <p>Every process is stopped by its own {@link Process} handle; with {@code -Dtarget.namesrv}
  * (the suite against an external Apache install) the class is skipped.
@@ -119,7 +127,11 @@ class HaInteropTest {
             p.close();
         }
         procs.clear();
-        FerroMQServer.deleteRecursively(work);
+        if (Boolean.getBoolean("ha.keepWork")) {
+            System.out.println("[ha] -Dha.keepWork=true: kept " + work);
+        } else {
+            FerroMQServer.deleteRecursively(work);
+        }
     }
 
     // ------------------------------------------------------------------ tests
@@ -145,8 +157,9 @@ class HaInteropTest {
             clients = new Clients(ns);
             DefaultMQAdminExt admin = clients.admin();
             String topic = "HaF2A_" + Clients.uid();
-            // Before the slave starts: Apache's slave copies the master's topic table 10 s after
-            // its start and then only every 60 s.
+            // Before the slave starts, so that its first copy of the master's topic table has it:
+            // Apache 5.5.0's slave copies it (SlaveSynchronize.syncAll) first about 60 s after it
+            // was created, then every 60 s; until then it refuses pulls of the topic.
             admin.createAndUpdateTopicConfig(masterAddr, topicConfig(topic));
 
             int slavePort = brokerPort();
@@ -161,7 +174,11 @@ class HaInteropTest {
                 "brokerIP1=127.0.0.1",
                 "brokerIP2=127.0.0.1",
                 "storePathRootDir=" + aslave,
-                "haMasterAddress=127.0.0.1:" + haPort,
+                // no haMasterAddress: Apache 5.5.0 applies it before its HA client exists (the
+                // client is made in DefaultMessageStore.start(), after BrokerController.initialize()),
+                // so it is lost, and with it set the slave also ignores the name server's
+                // haServerAddr: it would never connect. Without it the slave follows what the
+                // name server answers to its registration (FerroMQ's brokerIP2:haListenPort).
                 "slaveReadEnable=true",
                 ""));
             String slaveAddr = "127.0.0.1:" + slavePort;
@@ -480,26 +497,33 @@ class HaInteropTest {
     private void diagnoseOnFailure(Body body) throws Throwable {
         try {
             body.run();
+            if (Boolean.getBoolean("ha.showOutput")) {
+                System.out.println(diagnostics("-Dha.showOutput=true"));
+            }
         } catch (Throwable t) {
-            StringBuilder b = new StringBuilder("\n===== HaInteropTest failed: " + t + " =====\n");
-            for (Proc p : procs) {
-                b.append("----- ").append(p.name).append(" (").append(p.state()).append("), last lines -----\n")
-                    .append(p.tail()).append('\n');
-            }
-            for (Path home : apacheHomes) {
-                Path logs = home.resolve("logs").resolve("rocketmqlogs");
-                for (String f : List.of("broker.log", "store.log", "broker_default.log")) {
-                    Path log = logs.resolve(f);
-                    if (Files.isRegularFile(log)) {
-                        b.append("----- ").append(log).append(", last 80 lines -----\n")
-                            .append(tailOf(log, 80)).append('\n');
-                    }
-                }
-            }
-            b.append("===== end of HaInteropTest diagnostics =====\n");
-            System.out.println(b);
+            System.out.println(diagnostics("HaInteropTest failed: " + t));
             throw t;
         }
+    }
+
+    private String diagnostics(String title) {
+        StringBuilder b = new StringBuilder("\n===== " + title + " =====\n");
+        for (Proc p : procs) {
+            b.append("----- ").append(p.name).append(" (").append(p.state()).append("), last lines -----\n")
+                .append(p.tail()).append('\n');
+        }
+        for (Path home : apacheHomes) {
+            Path logs = home.resolve("logs").resolve("rocketmqlogs");
+            for (String f : List.of("broker.log", "store.log", "broker_default.log")) {
+                Path log = logs.resolve(f);
+                if (Files.isRegularFile(log)) {
+                    b.append("----- ").append(log).append(", last 80 lines -----\n")
+                        .append(tailOf(log, 80)).append('\n');
+                }
+            }
+        }
+        b.append("===== end of HaInteropTest diagnostics =====\n");
+        return b.toString();
     }
 
     private static String tailOf(Path file, int n) {
