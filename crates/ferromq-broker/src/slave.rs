@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferromq_protocol::body::TopicConfigSerializeWrapper;
+use ferromq_protocol::body::{DataVersion, TopicConfigSerializeWrapper};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::{Connection, NoInbound};
@@ -29,11 +29,14 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(10);
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Apache's `ConsumerOffsetSerializeWrapper`.
+/// Apache's `ConsumerOffsetSerializeWrapper`. An Apache slave dereferences `dataVersion`,
+/// so a master always sends one.
 #[derive(Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ConsumerOffsets {
     offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+    #[serde(default)]
+    data_version: Option<DataVersion>,
 }
 
 /// Apache's `DelayOffsetSerializeWrapper`: delay level → next offset of its queue.
@@ -41,7 +44,23 @@ struct ConsumerOffsets {
 #[serde(rename_all = "camelCase")]
 struct DelayOffsets {
     offset_table: BTreeMap<i32, u64>,
+    #[serde(default)]
+    data_version: Option<DataVersion>,
 }
+
+/// A version stamp for tables FerroMQ does not version: a copy is taken whole each time.
+fn fresh_data_version() -> DataVersion {
+    DataVersion {
+        timestamp: crate::now_ms(),
+        counter: 0,
+        state_version: 0,
+    }
+}
+
+/// Entries one paged metadata request asks for (Apache's `splitMetadataSize`).
+const METADATA_PAGE: usize = 2000;
+/// Pages read at most for one table (a table changing under the copy restarts it).
+const MAX_METADATA_PAGES: usize = 10_000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,6 +101,7 @@ impl Broker {
     pub(crate) fn all_consumer_offsets(&self, req: &RemotingCommand) -> RemotingCommand {
         let body = ConsumerOffsets {
             offset_table: self.offsets.snapshot(),
+            data_version: Some(fresh_data_version()),
         };
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(serde_json::to_vec(&body).expect("offsets serialize"))
@@ -91,12 +111,12 @@ impl Broker {
     pub(crate) fn all_delay_offsets(&self, req: &RemotingCommand) -> RemotingCommand {
         let body = DelayOffsets {
             offset_table: self.schedule.snapshot(),
+            data_version: Some(fresh_data_version()),
         };
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(serde_json::to_vec(&body).expect("delay offsets serialize"))
     }
 
-    /// Records the master's address a registration answered with (slaves only).
     /// The master's HA address from the name server, unless `haMasterAddress` fixes it.
     pub(crate) fn learn_master_ha(&self, addr: Option<&str>) {
         if self.config().ha_master_address.is_some() {
@@ -112,6 +132,7 @@ impl Broker {
         }
     }
 
+    /// Records the master's address a registration answered with (slaves only).
     pub(crate) fn learn_master(&self, addr: Option<&str>) {
         let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
         let mut master = self.master_addr.lock().expect("master address lock");
@@ -162,8 +183,19 @@ impl Broker {
                 c
             }
         };
-        let topics: TopicConfigSerializeWrapper =
-            fetch(&c, &master, request::GET_ALL_TOPIC_CONFIG, "topic configs").await?;
+        let topics: TopicConfigSerializeWrapper = fetch_paged(
+            &c,
+            &master,
+            request::GET_ALL_TOPIC_CONFIG,
+            Paging {
+                what: "topic configs",
+                seq: "topicSeq",
+                max: "maxTopicNum",
+                total: "totalTopicNum",
+                table: "topicConfigTable",
+            },
+        )
+        .await?;
         let topics_changed = self.topics.replace_with(topics)?;
         let offsets: ConsumerOffsets = fetch(
             &c,
@@ -178,11 +210,17 @@ impl Broker {
             fetch(&c, &master, request::GET_ALL_DELAY_OFFSET, "delay offsets").await?;
         self.schedule.replace(delay.offset_table);
         self.schedule.persist()?;
-        let groups: GroupTable = fetch(
+        let groups: GroupTable = fetch_paged(
             &c,
             &master,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
-            "subscription groups",
+            Paging {
+                what: "subscription groups",
+                seq: "groupSeq",
+                max: "maxGroupNum",
+                total: "totalGroupNum",
+                table: "subscriptionGroupTable",
+            },
         )
         .await?;
         self.groups.replace(groups.subscription_group_table)?;
@@ -194,6 +232,79 @@ impl Broker {
     }
 }
 
+/// The header fields and table of a metadata request Apache serves in pages.
+struct Paging {
+    what: &'static str,
+    /// Index of the first entry wanted.
+    seq: &'static str,
+    /// Entries wanted at most.
+    max: &'static str,
+    /// Response field with the table's size; a master without paging leaves it out.
+    total: &'static str,
+    /// The JSON object holding the entries.
+    table: &'static str,
+}
+
+/// Reads a table page by page as Apache's `SlaveSynchronize` does (an Apache master answers
+/// 2000 entries at most per request), merging the pages; starts over when the master's
+/// `dataVersion` moves between pages.
+async fn fetch_paged<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    master: &str,
+    code: i32,
+    p: Paging,
+) -> Result<T, SyncError> {
+    let mut merged: Option<serde_json::Value> = None;
+    let mut version: Option<serde_json::Value> = None;
+    let mut seq = 0usize;
+    for _ in 0..MAX_METADATA_PAGES {
+        let version_text = version.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        let req = RemotingCommand::request(code)
+            .with_field(p.seq, seq)
+            .with_field(p.max, METADATA_PAGE)
+            .with_field("dataVersion", version_text);
+        let (page, total): (serde_json::Value, Option<usize>) =
+            call(conn, master, req, p.what, |resp| {
+                resp.field(p.total).and_then(|t| t.parse().ok())
+            })
+            .await?;
+        let page_version = page.get("dataVersion").cloned();
+        if version.is_some() && page_version != version {
+            // The table changed between pages: what was read may be stale.
+            merged = None;
+            version = None;
+            seq = 0;
+            continue;
+        }
+        version = page_version;
+        let entries = page
+            .get(p.table)
+            .and_then(|t| t.as_object())
+            .map_or(0, |t| t.len());
+        match &mut merged {
+            None => merged = Some(page),
+            Some(all) => {
+                if let (Some(into), Some(from)) = (
+                    all.get_mut(p.table).and_then(|t| t.as_object_mut()),
+                    page.get(p.table).and_then(|t| t.as_object()),
+                ) {
+                    into.extend(from.clone());
+                }
+            }
+        }
+        seq += entries;
+        match total {
+            Some(total) if seq < total && entries > 0 => continue,
+            _ => break,
+        }
+    }
+    serde_json::from_value(merged.unwrap_or_default()).map_err(|source| SyncError::Body {
+        what: p.what,
+        master: master.to_string(),
+        source,
+    })
+}
+
 /// One request to the master and its JSON body.
 async fn fetch<T: serde::de::DeserializeOwned>(
     conn: &Connection,
@@ -201,8 +312,21 @@ async fn fetch<T: serde::de::DeserializeOwned>(
     code: i32,
     what: &'static str,
 ) -> Result<T, SyncError> {
+    call(conn, master, RemotingCommand::request(code), what, |_| ())
+        .await
+        .map(|(body, ())| body)
+}
+
+/// Sends `req`, checks the answer, decodes its JSON body and reads `extra` off it.
+async fn call<T: serde::de::DeserializeOwned, E>(
+    conn: &Connection,
+    master: &str,
+    req: RemotingCommand,
+    what: &'static str,
+    extra: impl FnOnce(&RemotingCommand) -> E,
+) -> Result<(T, E), SyncError> {
     let resp = conn
-        .invoke(RemotingCommand::request(code), CALL_TIMEOUT)
+        .invoke(req, CALL_TIMEOUT)
         .await
         .map_err(|source| SyncError::Call {
             what,
@@ -217,9 +341,12 @@ async fn fetch<T: serde::de::DeserializeOwned>(
             remark: resp.remark.unwrap_or_default(),
         });
     }
-    serde_json::from_slice(&resp.body).map_err(|source| SyncError::Body {
+    // An Apache master writes integer map keys bare (`{0:12}`).
+    let json = ferromq_protocol::body::fastjson_to_json(&resp.body);
+    let body = serde_json::from_slice(&json).map_err(|source| SyncError::Body {
         what,
         master: master.to_string(),
         source,
-    })
+    })?;
+    Ok((body, extra(&resp)))
 }

@@ -88,6 +88,11 @@ impl TimerService {
         })
     }
 
+    /// The time up to which every timer has been delivered, ms since the epoch.
+    pub fn fired_until_ms(&self) -> i64 {
+        self.state.lock().expect("timer state lock").fired_until_ms
+    }
+
     /// Timer messages stored and not yet delivered.
     pub fn pending(&self) -> u64 {
         let s = self.state.lock().expect("timer state lock");

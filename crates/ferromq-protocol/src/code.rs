@@ -70,6 +70,9 @@ pub mod request {
     pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
     pub const GET_ALL_DELAY_OFFSET: i32 = 45;
     pub const GET_BROKER_HA_STATUS: i32 = 907;
+    pub const GET_TIMER_CHECK_POINT: i32 = 60;
+    pub const GET_TIMER_METRICS: i32 = 61;
+    pub const GET_ALL_MESSAGE_REQUEST_MODE: i32 = 402;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
     pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
     pub const GET_SYSTEM_TOPIC_LIST_FROM_BROKER: i32 = 305;

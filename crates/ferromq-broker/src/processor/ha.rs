@@ -1,6 +1,8 @@
 //! GET_BROKER_HA_STATUS (907): how replication stands, as Apache's `HARuntimeInfo`, which
 //! `mqadmin haStatus` prints: a master lists its slaves and how far each has acknowledged,
-//! a slave names its master and how far its copy goes.
+//! a slave names its master and how far its copy goes. Also what an Apache slave asks of
+//! its master beside the commit log: GET_TIMER_CHECK_POINT (60), GET_TIMER_METRICS (61)
+//! and GET_ALL_MESSAGE_REQUEST_MODE (402).
 
 use ferromq_protocol::code::response;
 use ferromq_protocol::RemotingCommand;
@@ -65,5 +67,35 @@ impl Broker {
         };
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(serde_json::to_vec(&body).expect("HA status serializes"))
+    }
+}
+
+impl Broker {
+    /// Apache's `TimerCheckpoint` as 56 bytes: the time up to which timers were delivered,
+    /// then fields of Apache's timer log FerroMQ does not have (0), then a data version.
+    pub(super) fn timer_check_point(&self, req: &RemotingCommand) -> RemotingCommand {
+        let mut body = Vec::with_capacity(56);
+        let fired_until = self.timers.fired_until_ms();
+        for field in [fired_until, 0, 0, 0, 0, crate::now_ms(), 0] {
+            body.extend_from_slice(&field.to_be_bytes());
+        }
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body)
+    }
+
+    /// Apache's `TimerMetricsSerializeWrapper`: FerroMQ counts timers per broker, not per
+    /// topic, so the table is empty.
+    pub(super) fn timer_metrics(&self, req: &RemotingCommand) -> RemotingCommand {
+        let body = json!({
+            "timingCount": {},
+            "dataVersion": {"stateVersion": 0, "timestamp": crate::now_ms(), "counter": 0},
+        });
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(serde_json::to_vec(&body).expect("timer metrics serialize"))
+    }
+
+    /// Apache's `MessageRequestModeSerializeWrapper`: FerroMQ has no POP request modes yet.
+    pub(super) fn message_request_modes(&self, req: &RemotingCommand) -> RemotingCommand {
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(br#"{"messageRequestModeMap":{}}"#.to_vec())
     }
 }

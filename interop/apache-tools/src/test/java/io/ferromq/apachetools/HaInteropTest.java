@@ -1,6 +1,7 @@
 package io.ferromq.apachetools;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -243,6 +244,21 @@ class HaInteropTest {
             // (b) every body can be pulled from the slave
             MQClientAPIImpl api = admin.getDefaultMQAdminExtImpl().getMqClientInstance().getMQClientAPIImpl();
             awaitAllPulled(api, slaveAddr, brokerName, topic, sent, 90_000);
+
+            // (c) the slave's metadata copy ran (the topic arrived with it) and found every
+            // request it makes of a master answered: no unsupported code, no missing field.
+            Path logs = work.resolve("aslave-home").resolve("logs").resolve("rocketmqlogs");
+            for (String f : List.of("broker.log", "broker_default.log")) {
+                Path log = logs.resolve(f);
+                if (!Files.isRegularFile(log)) {
+                    continue;
+                }
+                String text = Files.readString(log, StandardCharsets.UTF_8);
+                for (String bad : List.of("not supported", "is null", "SyncConsumerOffset Exception",
+                        "syncTimerCheckPoint Exception", "SyncTimerMetrics Exception", "syncMessageRequestMode Exception")) {
+                    assertFalse(text.contains(bad), log + " reports '" + bad + "':\n" + tailOf(log, 40));
+                }
+            }
         });
     }
 
