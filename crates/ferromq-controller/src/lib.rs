@@ -5,4 +5,5 @@
 //! nodes with openraft: [`state`] holds the rules and the replicated data, [`raft`] the log,
 //! the snapshots and the node-to-node transport, [`service`] the requests.
 
+pub mod raft;
 pub mod state;

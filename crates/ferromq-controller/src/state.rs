@@ -252,7 +252,12 @@ impl ControllerState {
             .split(';')
             .next()
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| refuse(code::INVALID_REQUEST, "registerCheckCode must be '<address>;<ms>'"))?;
+            .ok_or_else(|| {
+                refuse(
+                    code::INVALID_REQUEST,
+                    "registerCheckCode must be '<address>;<ms>'",
+                )
+            })?;
         let event = Event::ApplyBrokerId {
             cluster: cluster.into(),
             broker_name: broker_name.into(),
@@ -298,17 +303,14 @@ impl ControllerState {
                 format!("id {id} is not registered in broker group {broker_name}"),
             )
         })?;
-        let master = g
-            .master
-            .filter(|m| live.alive(broker_name, *m))
-            .map(|m| {
-                (
-                    m,
-                    g.address(Some(m)).unwrap_or_default().to_string(),
-                    g.master_epoch,
-                    g.sync_state_set_epoch,
-                )
-            });
+        let master = g.master.filter(|m| live.alive(broker_name, *m)).map(|m| {
+            (
+                m,
+                g.address(Some(m)).unwrap_or_default().to_string(),
+                g.master_epoch,
+                g.sync_state_set_epoch,
+            )
+        });
         let update = (known.address != address).then(|| Event::UpdateBrokerAddress {
             broker_name: broker_name.into(),
             id,
@@ -377,10 +379,12 @@ impl ControllerState {
                     master: Some(m),
                 },
             )),
-            None if requester.map_or(true, |id| id == -1) => Err(ElectRefusal::NoMaster(Event::ElectMaster {
-                broker_name: broker_name.into(),
-                master: None,
-            })),
+            None if requester.map_or(true, |id| id == -1) => {
+                Err(ElectRefusal::NoMaster(Event::ElectMaster {
+                    broker_name: broker_name.into(),
+                    master: None,
+                }))
+            }
             None => Err(ElectRefusal::Refused(refuse(
                 code::ELECT_MASTER_FAILED,
                 format!("no broker of group {broker_name} can become its master"),
@@ -422,19 +426,30 @@ impl ControllerState {
         if g.sync_state_set_epoch != set_epoch {
             return Err(refuse(
                 code::FENCED_SYNC_STATE_SET_EPOCH,
-                format!("the in-sync set epoch is {}, not {set_epoch}", g.sync_state_set_epoch),
+                format!(
+                    "the in-sync set epoch is {}, not {set_epoch}",
+                    g.sync_state_set_epoch
+                ),
             ));
         }
         for id in set {
             if !g.replicas.contains_key(id) {
-                return Err(refuse(code::INVALID_REPLICAS, format!("broker {id} does not exist")));
+                return Err(refuse(
+                    code::INVALID_REPLICAS,
+                    format!("broker {id} does not exist"),
+                ));
             }
             if !live.alive(broker_name, *id) {
-                return Err(refuse(code::BROKER_NOT_ALIVE, format!("broker {id} is not alive")));
+                return Err(refuse(
+                    code::BROKER_NOT_ALIVE,
+                    format!("broker {id} is not alive"),
+                ));
             }
         }
         if !set.contains(&master) {
-            return Err(failed(format!("the in-sync set must hold the master {master}")));
+            return Err(failed(format!(
+                "the in-sync set must hold the master {master}"
+            )));
         }
         Ok((
             g.sync_state_set_epoch + 1,
@@ -614,9 +629,20 @@ mod tests {
         s.apply(&alter);
         let live = Live::default().with(1, 1, 500).with(3, 1, 900);
         let (elected, event) = s.elect_master("b", None, false, false, &live).unwrap();
-        assert_eq!((elected.master, elected.master_epoch, elected.sync_state_set_epoch), (3, 2, 3));
+        assert_eq!(
+            (
+                elected.master,
+                elected.master_epoch,
+                elected.sync_state_set_epoch
+            ),
+            (3, 2, 3)
+        );
         s.apply(&event);
-        assert_eq!(s.groups["b"].sync_state_set, BTreeSet::from([3]), "an election resets the set");
+        assert_eq!(
+            s.groups["b"].sync_state_set,
+            BTreeSet::from([3]),
+            "an election resets the set"
+        );
     }
 
     #[test]
@@ -626,7 +652,8 @@ mod tests {
         s.apply(&s.elect_master("b", Some(1), false, false, &live).unwrap().1);
         // The master (alone in its set) dies; 2 is alive but was never in sync.
         let live = Live::default().with(2, 1, 10);
-        let Err(ElectRefusal::NoMaster(event)) = s.elect_master("b", None, false, false, &live) else {
+        let Err(ElectRefusal::NoMaster(event)) = s.elect_master("b", None, false, false, &live)
+        else {
             panic!("expected no master");
         };
         s.apply(&event);
@@ -646,7 +673,11 @@ mod tests {
         let mut s = group_of_three();
         let live = Live::default().with(1, 1, 10).with(2, 1, 10).with(3, 1, 10);
         s.apply(&s.elect_master("b", Some(1), false, false, &live).unwrap().1);
-        s.apply(&s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1, 2]), 1, &live).unwrap().1);
+        s.apply(
+            &s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1, 2]), 1, &live)
+                .unwrap()
+                .1,
+        );
         let (elected, _) = s.elect_master("b", Some(2), true, false, &live).unwrap();
         assert_eq!(elected.master, 2);
         assert!(matches!(
@@ -662,14 +693,38 @@ mod tests {
         s.apply(&s.elect_master("b", Some(1), false, false, &live).unwrap().1);
         let set = BTreeSet::from([1, 2]);
         let code_of = |r: Result<(i32, Event), Refusal>| r.unwrap_err().code;
-        assert_eq!(code_of(s.alter_sync_state_set("nope", 1, 1, &set, 1, &live)), code::ALTER_SYNC_STATE_SET_FAILED);
-        assert_eq!(code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1]), 1, &live)), code::ALTER_SYNC_STATE_SET_FAILED);
-        assert_eq!(code_of(s.alter_sync_state_set("b", 2, 1, &set, 1, &live)), code::INVALID_MASTER);
-        assert_eq!(code_of(s.alter_sync_state_set("b", 1, 0, &set, 1, &live)), code::FENCED_MASTER_EPOCH);
-        assert_eq!(code_of(s.alter_sync_state_set("b", 1, 1, &set, 7, &live)), code::FENCED_SYNC_STATE_SET_EPOCH);
-        assert_eq!(code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1, 9]), 1, &live)), code::INVALID_REPLICAS);
-        assert_eq!(code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1, 3]), 1, &live)), code::BROKER_NOT_ALIVE);
-        assert_eq!(code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([2]), 1, &live)), code::ALTER_SYNC_STATE_SET_FAILED);
+        assert_eq!(
+            code_of(s.alter_sync_state_set("nope", 1, 1, &set, 1, &live)),
+            code::ALTER_SYNC_STATE_SET_FAILED
+        );
+        assert_eq!(
+            code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1]), 1, &live)),
+            code::ALTER_SYNC_STATE_SET_FAILED
+        );
+        assert_eq!(
+            code_of(s.alter_sync_state_set("b", 2, 1, &set, 1, &live)),
+            code::INVALID_MASTER
+        );
+        assert_eq!(
+            code_of(s.alter_sync_state_set("b", 1, 0, &set, 1, &live)),
+            code::FENCED_MASTER_EPOCH
+        );
+        assert_eq!(
+            code_of(s.alter_sync_state_set("b", 1, 1, &set, 7, &live)),
+            code::FENCED_SYNC_STATE_SET_EPOCH
+        );
+        assert_eq!(
+            code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1, 9]), 1, &live)),
+            code::INVALID_REPLICAS
+        );
+        assert_eq!(
+            code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([1, 3]), 1, &live)),
+            code::BROKER_NOT_ALIVE
+        );
+        assert_eq!(
+            code_of(s.alter_sync_state_set("b", 1, 1, &BTreeSet::from([2]), 1, &live)),
+            code::ALTER_SYNC_STATE_SET_FAILED
+        );
         assert!(s.alter_sync_state_set("b", 1, 1, &set, 1, &live).is_ok());
     }
 
@@ -681,7 +736,9 @@ mod tests {
         let (reg, update) = s.register_broker("b", 2, "127.0.0.1:2", &live).unwrap();
         assert_eq!(reg.master, Some((1, "127.0.0.1:1".into(), 1, 1)));
         assert!(update.is_none());
-        let (reg, update) = s.register_broker("b", 2, "10.0.0.2:2", &Live::default()).unwrap();
+        let (reg, update) = s
+            .register_broker("b", 2, "10.0.0.2:2", &Live::default())
+            .unwrap();
         assert_eq!(reg.master, None, "a dead master is not reported");
         s.apply(&update.unwrap());
         assert_eq!(s.groups["b"].replicas[&2].address, "10.0.0.2:2");
@@ -697,8 +754,13 @@ mod tests {
         let live = Live::default().with(1, 1, 10);
         s.apply(&s.elect_master("b", Some(1), false, false, &live).unwrap().1);
         assert!(s.clean_broker_data("b", None, false, &live).is_err());
-        assert!(s.clean_broker_data("b", Some(BTreeSet::from([1])), false, &live).is_err());
-        s.apply(&s.clean_broker_data("b", Some(BTreeSet::from([3])), false, &live).unwrap());
+        assert!(s
+            .clean_broker_data("b", Some(BTreeSet::from([1])), false, &live)
+            .is_err());
+        s.apply(
+            &s.clean_broker_data("b", Some(BTreeSet::from([3])), false, &live)
+                .unwrap(),
+        );
         assert!(!s.groups["b"].replicas.contains_key(&3));
         s.apply(&s.clean_broker_data("b", None, true, &live).unwrap());
         assert!(s.groups.is_empty());
