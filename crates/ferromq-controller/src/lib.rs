@@ -5,5 +5,10 @@
 //! nodes with openraft: [`state`] holds the rules and the replicated data, [`raft`] the log,
 //! the snapshots and the node-to-node transport, [`service`] the requests.
 
+pub mod config;
 pub mod raft;
+pub mod service;
 pub mod state;
+
+pub use config::ControllerConfig;
+pub use service::{Controller, ControllerError};

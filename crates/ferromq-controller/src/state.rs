@@ -379,7 +379,7 @@ impl ControllerState {
                     master: Some(m),
                 },
             )),
-            None if requester.map_or(true, |id| id == -1) => {
+            None if requester.is_none_or(|id| id == -1) => {
                 Err(ElectRefusal::NoMaster(Event::ElectMaster {
                     broker_name: broker_name.into(),
                     master: None,
@@ -529,7 +529,7 @@ fn elect_policy(
         .filter_map(|id| live.live(broker_name, *id).map(|l| (*id, l)))
         .collect();
     if let Some(old) = old_master {
-        if alive.iter().any(|(id, _)| *id == old) && prefer.map_or(true, |p| p == old) {
+        if alive.iter().any(|(id, _)| *id == old) && prefer.is_none_or(|p| p == old) {
             return Some(old);
         }
     }

@@ -34,11 +34,20 @@ struct Cli {
 enum Command {
     /// Name server and broker in one process, on the default ports.
     Standalone(StandaloneArgs),
-    /// Name server only.
+    /// Name server only (with `enableControllerInNamesrv=true`, a controller beside it).
     Namesrv {
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0:9876")]
-        listen: SocketAddr,
+        /// Address to listen on (its port overrides listenPort).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Apache-style namesrv.conf.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Controller only: elects each broker group's master (controller mode).
+    Controller {
+        /// Apache-style controller.conf (controllerDLegerPeers, controllerDLegerSelfId, …).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
     },
     /// Broker only; registers with the name servers in `namesrvAddr`.
     Broker(BrokerArgs),
@@ -135,7 +144,8 @@ fn run() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Standalone(args) => standalone(args).await,
-            Command::Namesrv { listen } => namesrv(listen).await,
+            Command::Namesrv { listen, config } => namesrv(listen, config).await,
+            Command::Controller { config } => controller(config).await,
             Command::Broker(args) => broker(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Admin(args) => ferromq_cli::run(args).await,
@@ -372,19 +382,97 @@ fn open_broker(config: BrokerConfig) -> Result<Arc<Broker>> {
     Broker::open(config).with_context(|| format!("opening the broker store in {root}"))
 }
 
-async fn namesrv(listen: SocketAddr) -> Result<()> {
+/// Reads a properties file (Apache's format), or nothing.
+fn read_properties(path: Option<&PathBuf>) -> Result<std::collections::HashMap<String, String>> {
+    let Some(path) = path else {
+        return Ok(Default::default());
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ferromq_broker::config::parse_properties(&bytes)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// A controller's configuration from `controller.conf` keys (or a namesrv.conf holding them).
+fn controller_config(
+    map: &std::collections::HashMap<String, String>,
+    path: Option<&PathBuf>,
+) -> Result<ferromq_controller::ControllerConfig> {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let (config, warnings) =
+        ferromq_controller::ControllerConfig::from_properties(map, home.join("DLedgerController"))
+            .map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        warn!(
+            "{}: {w}",
+            path.map_or("defaults".into(), |p| p.display().to_string())
+        );
+    }
+    Ok(config)
+}
+
+/// Starts a controller node on its configured address; returns when it stops.
+async fn run_controller(
+    config: ferromq_controller::ControllerConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let addr: SocketAddr = config
+        .self_addr()
+        .and_then(|a| a.parse().ok())
+        .context("the controller's own address in controllerDLegerPeers must be ip:port")?;
+    let listener = bind(addr, "controller").await?;
+    let node = ferromq_controller::Controller::start(config)
+        .await
+        .context("starting the controller")?;
+    println!("FerroMQ is ready: controller {addr}");
+    node.serve(listener, shutdown).await;
+    Ok(())
+}
+
+async fn controller(path: Option<PathBuf>) -> Result<()> {
+    let map = read_properties(path.as_ref())?;
+    let config = controller_config(&map, path.as_ref())?;
+    run_controller(config, shutdown_on_signals()).await
+}
+
+async fn namesrv(listen: Option<SocketAddr>, path: Option<PathBuf>) -> Result<()> {
+    let map = read_properties(path.as_ref())?;
+    let port = match map.get("listenPort") {
+        Some(p) => p
+            .trim()
+            .parse::<u16>()
+            .with_context(|| format!("invalid value '{p}' for listenPort: expected 0 to 65535"))?,
+        None => 9876,
+    };
+    let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)));
+    let with_controller = match map.get("enableControllerInNamesrv").map(|v| v.trim()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            bail!("invalid value '{v}' for enableControllerInNamesrv: expected true or false")
+        }
+    };
+    let controller = with_controller
+        .then(|| controller_config(&map, path.as_ref()))
+        .transpose()?;
     let listener = bind(listen, "name server").await?;
     let shutdown = shutdown_on_signals();
-    println!("FerroMQ is ready: name server {}", listener.local_addr()?);
     // Apache's default place for it.
-    let kv_config_path = std::env::var_os("HOME")
-        .map(|home| PathBuf::from(home).join("namesrv").join("kvConfig.json"));
+    let kv_config_path = map.get("kvConfigPath").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join("namesrv").join("kvConfig.json"))
+    });
+    let controller_task = controller.map(|c| tokio::spawn(run_controller(c, shutdown.clone())));
+    println!("FerroMQ is ready: name server {}", listener.local_addr()?);
     NameServer::new(NamesrvConfig {
         kv_config_path,
         ..Default::default()
     })
     .serve(listener, shutdown)
     .await;
+    if let Some(task) = controller_task {
+        task.await.context("the controller task")??;
+    }
     Ok(())
 }
 

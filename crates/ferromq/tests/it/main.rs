@@ -4,6 +4,7 @@ mod acl;
 mod admin;
 mod client;
 mod cluster;
+mod controller;
 mod crash;
 mod crossclient;
 mod dashboard;
