@@ -507,6 +507,17 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Makes a cut at `offset` durable: the segment holding it and the directory are synced.
+    pub fn sync_tail(&self, offset: u64) -> Result<(), StoreError> {
+        let base = offset - offset % self.segment_bytes;
+        if let Some(seg) = self.segments.read().expect("segments lock").get(&base) {
+            file_io::sync_data(&seg.file, &seg.path).map_err(io_err(&seg.path))?;
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))
+    }
+
     /// Deletes whole segments, oldest first, that were last written before `cutoff` and are
     /// not the active one. Returns the new minimum offset.
     pub fn delete_segments_older_than(

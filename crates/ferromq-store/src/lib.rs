@@ -18,6 +18,7 @@
 mod checkpoint;
 mod commit_log;
 mod consume_queue;
+pub mod epoch;
 mod file_io;
 mod index;
 mod replica;
@@ -107,6 +108,8 @@ pub enum StoreError {
     LogOffsetGone { offset: u64, min: u64 },
     #[error("replica data at offset {offset} does not continue the log, which ends at {end}")]
     ReplicaOffset { offset: u64, end: u64 },
+    #[error("cannot cut the commit log at {offset}: no record starts there")]
+    Unaligned { offset: u64 },
     #[error("replica data at offset {offset} is not a valid record: {reason}")]
     ReplicaRecord { offset: u64, reason: String },
 }

@@ -67,6 +67,37 @@ impl MessageStore {
         Ok(self.commit_log.write_offset())
     }
 
+    /// Cuts the log back to `offset` for good: a replica rejoining under a new master drops
+    /// what its old master wrote that the new one never had. `offset` must be a record
+    /// boundary. Queue entries past it go too, the cut is synced, and the checkpoint moves
+    /// back, so a crash afterwards cannot bring the tail back.
+    ///
+    /// # Errors
+    /// [`StoreError::Unaligned`] when no record starts at `offset` (nor the log end is
+    /// there); I/O failures.
+    pub fn truncate_log(&self, offset: u64) -> Result<(), StoreError> {
+        let _writer = self.write_lock.lock().expect("store write lock");
+        let end = self.commit_log.write_offset();
+        if offset >= end {
+            return Ok(());
+        }
+        let segment = self.commit_log.segment_bytes();
+        let aligned = offset.is_multiple_of(segment)
+            || offset == self.dispatched_offset.load(Ordering::Acquire)
+            || self.commit_log.read_record(offset)?.is_some();
+        if !aligned {
+            return Err(StoreError::Unaligned { offset });
+        }
+        for cq in self.all_queues() {
+            cq.truncate_from_phys(offset)?;
+        }
+        self.commit_log.roll_back(offset)?;
+        self.commit_log.sync_tail(offset)?;
+        self.dispatched_offset.fetch_min(offset, Ordering::AcqRel);
+        self.write_checkpoint(offset)?;
+        Ok(())
+    }
+
     fn dispatch_received(&self) -> Result<(), StoreError> {
         let segment = self.commit_log.segment_bytes();
         let end = self.commit_log.write_offset();

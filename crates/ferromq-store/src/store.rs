@@ -138,6 +138,7 @@ pub struct MessageStore {
     pub(crate) write_lock: Mutex<()>,
     /// Commit-log offset below which every record's queue and index entries are written.
     pub(crate) dispatched_offset: AtomicU64,
+    checkpoint_lock: Mutex<()>,
     _lock_file: File,
 }
 
@@ -177,6 +178,7 @@ impl MessageStore {
             index,
             write_lock: Mutex::new(()),
             dispatched_offset: AtomicU64::new(0),
+            checkpoint_lock: Mutex::new(()),
             _lock_file: lock_file,
         };
         store.recover(cp)?;
@@ -687,10 +689,23 @@ impl MessageStore {
         &self.config
     }
 
+    pub(crate) fn all_queues(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.queues
+            .read()
+            .expect("queues lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Makes queues and index durable up to what has been dispatched and records that in
     /// the checkpoint, so the next start rebuilds only what came after.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let consistent = self.dispatched_offset.load(Ordering::Acquire);
+        self.write_checkpoint(consistent)
+    }
+
+    pub(crate) fn write_checkpoint(&self, consistent: u64) -> Result<(), StoreError> {
         self.commit_log.flush()?;
         let queues: Vec<Arc<ConsumeQueue>> = self
             .queues
@@ -703,6 +718,11 @@ impl MessageStore {
             q.flush()?;
         }
         self.index.flush()?;
+        // A replica's truncation lowers the dispatched offset and then writes its own
+        // checkpoint under this lock; one taken before it must not land after it with an
+        // offset past the cut (recovery would read the freed tail as data).
+        let _publish = self.checkpoint_lock.lock().expect("checkpoint lock");
+        let consistent = consistent.min(self.dispatched_offset.load(Ordering::Acquire));
         checkpoint::store(
             &self.config.root,
             Checkpoint {

@@ -783,3 +783,33 @@ fn replica_bytes_that_are_not_records_are_refused_and_cut() {
         vec![b"good".to_vec(), b"second".to_vec()]
     );
 }
+
+#[test]
+fn a_truncated_tail_stays_gone_after_a_restart_and_the_queue_goes_on_from_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut;
+    {
+        let store = MessageStore::open(config(dir.path())).unwrap();
+        let mut batch: Vec<PutMessage> = (0..10u8)
+            .map(|i| put("T", 0, &[i; 700], "t", "k"))
+            .collect();
+        let r = store.append(&mut batch).unwrap();
+        store.checkpoint().unwrap();
+        cut = r[6].phys_offset;
+        assert!(matches!(
+            store.truncate_log(cut + 1),
+            Err(ferromq_store::StoreError::Unaligned { .. })
+        ));
+        store.truncate_log(cut).unwrap();
+        assert_eq!(store.write_offset(), cut);
+        assert_eq!(store.max_offset("T", 0), 6);
+        assert_eq!(all_bodies(&store, "T", 0).len(), 6);
+    }
+    // No clean shutdown matters here: the cut and the checkpoint were made durable.
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.write_offset(), cut, "the cut tail is not recovered");
+    assert_eq!(store.max_offset("T", 0), 6);
+    let r = store.append(&mut [put("T", 0, b"new", "t", "k")]).unwrap();
+    assert_eq!((r[0].phys_offset, r[0].queue_offset), (cut, 6));
+    assert_eq!(all_bodies(&store, "T", 0).last().unwrap(), b"new");
+}
