@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::defaults;
-use crate::frame::{encode_header, last_report, FrameError};
+use crate::frame::{
+    encode_as_handshake_reply, encode_as_transfer, encode_header, last_report, parse_slave_frames,
+    FrameError, Handshake, SlaveFrame, TransferHeader,
+};
 
 /// How the master serves its slaves.
 #[derive(Debug, Clone)]
@@ -34,6 +37,9 @@ pub struct MasterConfig {
     /// A slave further behind than this does not count as available
     /// (`haMaxGapNotInSync`).
     pub max_gap_in_sync: u64,
+    /// Controller mode: Apache's AutoSwitch frames (a handshake with the epoch list, epochs
+    /// in every transfer header) instead of the classic ones.
+    pub auto_switch: bool,
 }
 
 impl Default for MasterConfig {
@@ -44,6 +50,7 @@ impl Default for MasterConfig {
             housekeeping: defaults::HOUSEKEEPING_INTERVAL,
             acks_needed: 1,
             max_gap_in_sync: 256 * 1024 * 1024,
+            auto_switch: false,
         }
     }
 }
@@ -56,12 +63,18 @@ pub struct SlaveInfo {
     pub ack_offset: Option<u64>,
     /// Milliseconds the connection has been up.
     pub connected_ms: u64,
+    /// The broker id it gave in its handshake (controller mode).
+    pub broker_id: Option<i64>,
+    /// Milliseconds since it last had everything this master had (controller mode).
+    pub caught_up_ms_ago: Option<u64>,
 }
 
 struct Slave {
     addr: SocketAddr,
     ack: Option<u64>,
     since: Instant,
+    broker_id: Option<i64>,
+    caught_up: Option<Instant>,
 }
 
 /// Why a synchronous send's replication wait did not succeed.
@@ -138,6 +151,8 @@ impl HaMaster {
                 addr: s.addr,
                 ack_offset: s.ack,
                 connected_ms: s.since.elapsed().as_millis() as u64,
+                broker_id: s.broker_id,
+                caught_up_ms_ago: s.caught_up.map(|t| t.elapsed().as_millis() as u64),
             })
             .collect();
         out.sort_by_key(|s| s.addr);
@@ -204,14 +219,17 @@ impl HaMaster {
                 addr: peer,
                 ack: None,
                 since: Instant::now(),
+                broker_id: None,
+                caught_up: None,
             },
         );
         info!(slave = %peer, "slave connected");
         let (rd, wr) = stream.into_split();
         let (first_tx, first_rx) = watch::channel(None);
+        let (hello_tx, hello_rx) = watch::channel(None);
         let outcome = tokio::select! {
-            r = self.read_reports(id, rd, first_tx) => r,
-            r = self.transfer(wr, first_rx) => r,
+            r = self.read_reports(id, rd, first_tx, hello_tx) => r,
+            r = self.transfer(id, wr, first_rx, hello_rx) => r,
         };
         match outcome {
             Ok(()) => info!(slave = %peer, "slave disconnected"),
@@ -227,6 +245,7 @@ impl HaMaster {
         id: u64,
         mut rd: OwnedReadHalf,
         first: watch::Sender<Option<u64>>,
+        hello: watch::Sender<Option<Handshake>>,
     ) -> Result<(), MasterError> {
         let mut buf = BytesMut::with_capacity(1024);
         loop {
@@ -236,9 +255,28 @@ impl HaMaster {
             if n == 0 {
                 return Ok(());
             }
-            let (report, used) = last_report(&buf)?;
-            buf.advance(used);
-            if let Some(offset) = report {
+            let reports = if self.config.auto_switch {
+                let (frames, used) = parse_slave_frames(&buf)?;
+                buf.advance(used);
+                let mut reports = Vec::new();
+                for f in frames {
+                    match f {
+                        SlaveFrame::Handshake(h) => {
+                            if let Some(s) = self.slaves.lock().expect("slaves lock").get_mut(&id) {
+                                s.broker_id = Some(h.broker_id);
+                            }
+                            hello.send_replace(Some(h));
+                        }
+                        SlaveFrame::Report(offset) => reports.push(offset),
+                    }
+                }
+                reports.last().copied()
+            } else {
+                let (report, used) = last_report(&buf)?;
+                buf.advance(used);
+                report
+            };
+            if let Some(offset) = reports {
                 if first.borrow().is_none() {
                     first.send_replace(Some(offset));
                 }
@@ -249,22 +287,43 @@ impl HaMaster {
 
     async fn transfer(
         &self,
+        id: u64,
         mut wr: OwnedWriteHalf,
         mut first: watch::Receiver<Option<u64>>,
+        mut hello: watch::Receiver<Option<Handshake>>,
     ) -> Result<(), MasterError> {
+        let mut header = BytesMut::with_capacity(64);
+        let mut from_last_file = false;
+        if self.config.auto_switch {
+            let h = *hello
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| MasterError::Closed)?;
+            from_last_file = h.is_some_and(|h| h.sync_from_last_file);
+            let epochs: Vec<(i32, u64)> = self
+                .store
+                .epochs()
+                .iter()
+                .map(|e| (e.epoch, e.start))
+                .collect();
+            encode_as_handshake_reply(&mut header, self.store.complete_offset(), &epochs);
+            wr.write_all(&header).await?;
+            header.clear();
+        }
         let requested = *first
             .wait_for(Option::is_some)
             .await
             .map_err(|_| MasterError::Closed)?;
         let requested = requested.expect("waited for a report");
-        let end = self.store.replica_offset();
-        let mut next = if requested == 0 {
+        let end = self.store.complete_offset();
+        let segment = self.store.config().segment_bytes;
+        let mut next = match requested {
+            0 if from_last_file => end - end % segment,
             // An empty slave copies everything still stored, so that it can stand in for
             // this master with the whole log (Apache's classic master starts at its last
             // segment; its controller-mode master does as this one does).
-            self.store.min_commit_log_offset()
-        } else {
-            requested
+            0 => self.store.min_commit_log_offset(),
+            r => r,
         };
         if next > end {
             return Err(MasterError::SlaveAhead {
@@ -275,18 +334,22 @@ impl HaMaster {
         info!(from = next, "streaming the commit log to a slave");
         let mut log_end = self.log_end.clone();
         let mut last_write = Instant::now();
-        let mut header = BytesMut::with_capacity(12);
         loop {
             log_end.borrow_and_update();
-            let data = self.store.read_log(next, self.config.transfer_batch)?;
+            let (batch, epoch) = self.batch_limit(next);
+            let data = self.store.read_log(next, batch)?;
             if !data.is_empty() {
                 header.clear();
-                encode_header(&mut header, next, data.len());
+                self.encode_transfer(&mut header, next, data.len(), epoch);
                 next += data.len() as u64;
                 let mut frame = Buf::chain(header.split().freeze(), data);
                 wr.write_all_buf(&mut frame).await?;
                 last_write = Instant::now();
                 continue;
+            }
+            // Nothing more to send: the slave has all this master has.
+            if let Some(s) = self.slaves.lock().expect("slaves lock").get_mut(&id) {
+                s.caught_up = Some(Instant::now());
             }
             let heartbeat_due = tokio::time::Instant::from_std(last_write + self.config.heartbeat);
             tokio::select! {
@@ -297,11 +360,57 @@ impl HaMaster {
                 }
                 () = tokio::time::sleep_until(heartbeat_due) => {
                     header.clear();
-                    encode_header(&mut header, next, 0);
+                    self.encode_transfer(&mut header, next, 0, epoch);
                     wr.write_all(&header).await?;
                     last_write = Instant::now();
                 }
             }
+        }
+    }
+
+    /// How much one frame may carry from `next`, and the epoch it belongs to: in controller
+    /// mode a frame never crosses into the next epoch.
+    fn batch_limit(&self, next: u64) -> (usize, Option<(i32, u64)>) {
+        let batch = self.config.transfer_batch;
+        if !self.config.auto_switch {
+            return (batch, None);
+        }
+        let epochs = self.store.epochs();
+        let at = epochs.iter().rposition(|e| e.start <= next);
+        let Some(i) = at.or(if epochs.is_empty() { None } else { Some(0) }) else {
+            return (batch, None);
+        };
+        let entry = epochs[i];
+        let limit = match epochs.get(i + 1) {
+            Some(following) if following.start > next => {
+                batch.min((following.start - next) as usize)
+            }
+            _ => batch,
+        };
+        (limit, Some((entry.epoch, entry.start)))
+    }
+
+    fn encode_transfer(
+        &self,
+        dst: &mut BytesMut,
+        offset: u64,
+        size: usize,
+        epoch: Option<(i32, u64)>,
+    ) {
+        if self.config.auto_switch {
+            let (epoch, epoch_start) = epoch.unwrap_or((0, 0));
+            encode_as_transfer(
+                dst,
+                &TransferHeader {
+                    size,
+                    offset,
+                    epoch,
+                    epoch_start,
+                    confirm_offset: self.store.complete_offset(),
+                },
+            );
+        } else {
+            encode_header(dst, offset, size);
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferromq_store::epoch::{consistent_point, EpochEntry};
 use ferromq_store::{MessageStore, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -13,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::defaults;
-use crate::frame::{encode_report, read_header, FrameError};
+use crate::frame::{
+    encode_as_handshake, encode_as_report, encode_report, read_as_handshake_reply,
+    read_as_transfer, read_header, FrameError, Handshake,
+};
 
 /// How the slave follows its master.
 #[derive(Debug, Clone)]
@@ -25,6 +29,9 @@ pub struct SlaveConfig {
     /// Wait before connecting again (Apache waits 5 s; a shorter wait shortens recovery
     /// after a master restarts).
     pub reconnect: Duration,
+    /// Controller mode: this broker's controller-given id, for Apache's AutoSwitch
+    /// handshake; the copy is first cut back to where it agrees with the master's epochs.
+    pub auto_switch: Option<i64>,
 }
 
 impl Default for SlaveConfig {
@@ -33,6 +40,7 @@ impl Default for SlaveConfig {
             heartbeat: defaults::HEARTBEAT_INTERVAL,
             housekeeping: defaults::HOUSEKEEPING_INTERVAL,
             reconnect: Duration::from_secs(1),
+            auto_switch: None,
         }
     }
 }
@@ -102,12 +110,73 @@ async fn follow(
     let _ = stream.set_nodelay(true);
     status.lock().expect("status lock").connected = true;
     info!(master = %addr, from = store.replica_offset(), "replicating from the master");
-    let (rd, wr) = stream.into_split();
+    let (mut rd, mut wr) = stream.into_split();
+    let auto_switch = config.auto_switch.is_some();
+    if let Some(broker_id) = config.auto_switch {
+        agree_with_master(store, &mut rd, &mut wr, broker_id).await?;
+    }
     let (report_tx, report_rx) = watch::channel(store.replica_offset());
     tokio::select! {
         r = receive(store, rd, &report_tx, on_append, status, config) => r,
-        r = report(wr, report_rx, config.heartbeat) => r,
+        r = report(wr, report_rx, config.heartbeat, auto_switch) => r,
     }
+}
+
+/// Controller mode: introduces this broker, then cuts the copy back to the last point its
+/// epochs agree with the master's (what an old master wrote that the new one never had).
+async fn agree_with_master(
+    store: &Arc<MessageStore>,
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    broker_id: i64,
+) -> Result<(), SlaveError> {
+    // A partly received record is dropped first: only whole records are compared.
+    let complete = store.complete_offset();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.truncate_log(complete))
+        .await
+        .map_err(|e| SlaveError::Task(e.to_string()))??;
+    wr.write_all(&encode_as_handshake(&Handshake {
+        sync_from_last_file: false,
+        async_learner: false,
+        broker_id,
+    }))
+    .await?;
+    let (master_end, master_epochs) =
+        tokio::time::timeout(Duration::from_secs(5), read_as_handshake_reply(rd))
+            .await
+            .map_err(|_| SlaveError::Silent(Duration::from_secs(5)))??;
+    let local_end = store.replica_offset();
+    let local: Vec<EpochEntry> = store.epochs();
+    let cut = if local.is_empty() {
+        if local_end > 0 && store.min_commit_log_offset() < local_end {
+            return Err(SlaveError::NoEpochs { end: local_end });
+        }
+        None
+    } else {
+        let theirs: Vec<EpochEntry> = master_epochs
+            .iter()
+            .map(|(epoch, start)| EpochEntry {
+                epoch: *epoch,
+                start: *start,
+            })
+            .collect();
+        let point =
+            consistent_point(&local, local_end, &theirs, master_end).ok_or(SlaveError::Diverged)?;
+        (point < local_end).then_some(point)
+    };
+    if let Some(point) = cut {
+        warn!(
+            from = local_end,
+            to = point,
+            "cutting the copy back to where it agrees with the new master"
+        );
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.truncate_log(point))
+            .await
+            .map_err(|e| SlaveError::Task(e.to_string()))??;
+    }
+    Ok(())
 }
 
 /// Sends the offset reached whenever it grows, and at least every `heartbeat`. The first
@@ -116,10 +185,15 @@ async fn report(
     mut wr: OwnedWriteHalf,
     mut offset: watch::Receiver<u64>,
     heartbeat: Duration,
+    auto_switch: bool,
 ) -> Result<(), SlaveError> {
     loop {
         let current = *offset.borrow_and_update();
-        wr.write_all(&encode_report(current)).await?;
+        if auto_switch {
+            wr.write_all(&encode_as_report(current)).await?;
+        } else {
+            wr.write_all(&encode_report(current)).await?;
+        }
         tokio::select! {
             changed = offset.changed() => {
                 if changed.is_err() {
@@ -141,9 +215,17 @@ async fn receive(
 ) -> Result<(), SlaveError> {
     let mut body = Vec::new();
     loop {
-        let (offset, size) = tokio::time::timeout(config.housekeeping, read_header(&mut rd))
-            .await
-            .map_err(|_| SlaveError::Silent(config.housekeeping))??;
+        let (offset, size, epoch) = if config.auto_switch.is_some() {
+            let h = tokio::time::timeout(config.housekeeping, read_as_transfer(&mut rd))
+                .await
+                .map_err(|_| SlaveError::Silent(config.housekeeping))??;
+            (h.offset, h.size, Some((h.epoch, h.epoch_start)))
+        } else {
+            let (offset, size) = tokio::time::timeout(config.housekeeping, read_header(&mut rd))
+                .await
+                .map_err(|_| SlaveError::Silent(config.housekeeping))??;
+            (offset, size, None)
+        };
         let mine = store.replica_offset();
         // As Apache's slave: an empty copy takes the master's offset, any other must match.
         if mine != 0 && mine != offset {
@@ -162,6 +244,20 @@ async fn receive(
             status.last_frame_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
+        }
+        if let Some((epoch, start)) = epoch {
+            let last = store.epochs().last().copied();
+            if last.is_none_or(|l| l.epoch != epoch)
+                && size > 0
+                && !store.record_epoch(epoch, start)?
+            {
+                warn!(
+                    epoch,
+                    start,
+                    ?last,
+                    "the master's epoch does not follow this copy's last one; not recorded"
+                );
+            }
         }
         if size == 0 {
             continue;
@@ -190,6 +286,10 @@ enum SlaveError {
     Silent(Duration),
     #[error("the master sends offset {master} but this copy ends at {slave}")]
     Mismatch { master: u64, slave: u64 },
+    #[error("this copy holds data up to {end} but no epochs, so where it agrees with the master cannot be told; empty its store to let it copy afresh")]
+    NoEpochs { end: u64 },
+    #[error("this copy shares no epoch with the master: it has diverged and must be emptied")]
+    Diverged,
     #[error("appending failed: {0}")]
     Store(#[from] StoreError),
     #[error("{0}")]

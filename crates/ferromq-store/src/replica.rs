@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::commit_log::{parse_head, record_is_valid, Head, BLANK_BYTES};
+use crate::epoch::EpochEntry;
 use crate::{MessageStore, StoreError};
 
 impl MessageStore {
@@ -33,6 +34,45 @@ impl MessageStore {
             .commit_log
             .read(from, (to - from) as usize)?
             .unwrap_or_default())
+    }
+
+    /// The epochs of this log, oldest first.
+    pub fn epochs(&self) -> Vec<EpochEntry> {
+        self.epochs.lock().expect("epochs lock").entries().to_vec()
+    }
+
+    /// Records that a master's `epoch` wrote from `start` on, as a replica learns it from
+    /// its master. `false` (nothing recorded) unless both are past the last entry.
+    pub fn record_epoch(&self, epoch: i32, start: u64) -> Result<bool, StoreError> {
+        self.epochs
+            .lock()
+            .expect("epochs lock")
+            .append(epoch, start)
+    }
+
+    /// Where the whole records end: a partly received record is not counted.
+    pub fn complete_offset(&self) -> u64 {
+        self.dispatched_offset.load(Ordering::Acquire)
+    }
+
+    /// This broker becomes the master of `epoch`: a partly received record is dropped, and
+    /// the epoch starts where the log now ends. Epochs at or past that point that wrote
+    /// nothing are superseded (an epoch list strictly increasing in both fields).
+    pub fn begin_epoch(&self, epoch: i32) -> Result<(), StoreError> {
+        self.truncate_log(self.complete_offset())?;
+        let end = self.replica_offset();
+        let mut epochs = self.epochs.lock().expect("epochs lock");
+        let kept: Vec<EpochEntry> = epochs
+            .entries()
+            .iter()
+            .copied()
+            .filter(|e| e.epoch < epoch && e.start < end)
+            .collect();
+        if kept.len() != epochs.entries().len() {
+            epochs.replace(kept)?;
+        }
+        epochs.append(epoch, end)?;
+        Ok(())
     }
 
     /// Where a replica's copy ends: what it reports to its master.
@@ -93,6 +133,10 @@ impl MessageStore {
         }
         self.commit_log.roll_back(offset)?;
         self.commit_log.sync_tail(offset)?;
+        self.epochs
+            .lock()
+            .expect("epochs lock")
+            .truncate_from_offset(offset)?;
         self.dispatched_offset.fetch_min(offset, Ordering::AcqRel);
         self.write_checkpoint(offset)?;
         Ok(())

@@ -139,6 +139,7 @@ pub struct MessageStore {
     /// Commit-log offset below which every record's queue and index entries are written.
     pub(crate) dispatched_offset: AtomicU64,
     checkpoint_lock: Mutex<()>,
+    pub(crate) epochs: Mutex<crate::epoch::EpochFile>,
     _lock_file: File,
 }
 
@@ -179,6 +180,7 @@ impl MessageStore {
             write_lock: Mutex::new(()),
             dispatched_offset: AtomicU64::new(0),
             checkpoint_lock: Mutex::new(()),
+            epochs: Mutex::new(crate::epoch::EpochFile::open(&root)?),
             _lock_file: lock_file,
         };
         store.recover(cp)?;
