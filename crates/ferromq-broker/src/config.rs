@@ -183,6 +183,28 @@ pub struct BrokerConfig {
     /// `slaveTimeout`: ms a `SYNC_MASTER` send waits for slaves before
     /// `FLUSH_SLAVE_TIMEOUT`, default 3000.
     pub slave_timeout_ms: u64,
+    /// `enableControllerMode`: the controllers in `controllerAddr` decide who is master;
+    /// `brokerRole` and `brokerId` are then ignored.
+    pub enable_controller_mode: bool,
+    /// `controllerAddr`: controller nodes, `host:port` separated by `;`.
+    pub controller_addrs: Vec<String>,
+    /// `controllerHeartBeatTimeoutMills`: how long a heartbeat keeps this broker alive in
+    /// the controllers' eyes, default 10000.
+    pub controller_heartbeat_timeout_ms: u64,
+    /// `brokerHeartbeatInterval`, ms between heartbeats to the controllers, default 1000.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `syncBrokerMetadataPeriod`, ms between checks of the group's master, default 5000.
+    pub sync_broker_metadata_period_ms: u64,
+    /// `allAckInSyncStateSet`: a send waits until every in-sync broker holds it, default
+    /// false.
+    pub all_ack_in_sync_state_set: bool,
+    /// `minInSyncReplicas`: sends are refused while fewer brokers are in sync, default 1.
+    pub min_in_sync_replicas: u32,
+    /// `haMaxTimeSlaveNotCatchup`: a slave not caught up for this long leaves the in-sync
+    /// set, ms, default 15000.
+    pub ha_max_time_slave_not_catchup_ms: u64,
+    /// `brokerElectionPriority`: lower is preferred when a master is elected.
+    pub broker_election_priority: i32,
     /// The `broker.conf` this configuration was read from, where run-time changes are
     /// written back (not a key).
     pub file: Option<PathBuf>,
@@ -243,6 +265,15 @@ impl Default for BrokerConfig {
             ha_max_gap_not_in_sync: 256 * 1024 * 1024,
             in_sync_replicas: None,
             slave_timeout_ms: 3_000,
+            enable_controller_mode: false,
+            controller_addrs: vec![],
+            controller_heartbeat_timeout_ms: 10_000,
+            broker_heartbeat_interval_ms: 1_000,
+            sync_broker_metadata_period_ms: 5_000,
+            all_ack_in_sync_state_set: false,
+            min_in_sync_replicas: 1,
+            ha_max_time_slave_not_catchup_ms: 15_000,
+            broker_election_priority: i32::MAX,
             file: None,
         }
     }
@@ -380,6 +411,7 @@ fn path_string(p: &Option<PathBuf>) -> String {
 #[rustfmt::skip]
 const KEYS: &[Key] = &[
     key!("aclEnable", runtime = false, |c| c.acl_enable.to_string(), |c, k, v| c.acl_enable = parse_bool(k, v)?),
+    key!("allAckInSyncStateSet", runtime = false, |c| c.all_ack_in_sync_state_set.to_string(), |c, k, v| c.all_ack_in_sync_state_set = parse_bool(k, v)?),
     key!("autoCreateSubscriptionGroup", runtime = true, |c| c.auto_create_subscription_group.to_string(), |c, k, v| c.auto_create_subscription_group = parse_bool(k, v)?),
     key!("autoCreateTopicEnable", runtime = true, |c| c.auto_create_topic.to_string(), |c, k, v| c.auto_create_topic = parse_bool(k, v)?),
     key!("brokerClusterName", runtime = false, |c| c.cluster_name.clone(), |c, k, v| c.cluster_name = non_empty(k, v)?),
@@ -389,8 +421,11 @@ const KEYS: &[Key] = &[
         }
         c.broker_ip1 = v.to_string()
     }),
+    key!("brokerElectionPriority", runtime = false, |c| c.broker_election_priority.to_string(), |c, k, v| c.broker_election_priority = parse_num(k, v, i32::MIN, i32::MAX)?),
+    key!("brokerHeartbeatInterval", runtime = false, |c| c.broker_heartbeat_interval_ms.to_string(), |c, k, v| c.broker_heartbeat_interval_ms = parse_num(k, v, 100u64, 60_000)?),
     key!("brokerIP2", runtime = false, |c| c.ha_host().to_string(), |c, k, v| c.broker_ip2 = Some(non_empty(k, v)?)),
-    key!("brokerId", runtime = false, |c| c.broker_id.to_string(), |c, k, v| c.broker_id = parse_num(k, v, 0i64, i64::MAX)?),
+    // -1: "the controller assigns it" (controller mode).
+    key!("brokerId", runtime = false, |c| c.broker_id.to_string(), |c, k, v| c.broker_id = parse_num(k, v, -1i64, i64::MAX)?),
     key!("brokerName", runtime = false, |c| c.broker_name.clone(), |c, k, v| c.broker_name = non_empty(k, v)?),
     key!("brokerPermission", runtime = true, |c| c.broker_permission.to_string(), |c, k, v| {
         c.broker_permission = match parse_num(k, v, 0i32, 7)? {
@@ -408,12 +443,15 @@ const KEYS: &[Key] = &[
     }),
     key!("brokerTopicEnable", runtime = true, |c| c.broker_topic_enable.to_string(), |c, k, v| c.broker_topic_enable = parse_bool(k, v)?),
     key!("clusterTopicEnable", runtime = true, |c| c.cluster_topic_enable.to_string(), |c, k, v| c.cluster_topic_enable = parse_bool(k, v)?),
+    key!("controllerAddr", runtime = false, |c| c.controller_addrs.join(";"), |c, k, v| c.controller_addrs = parse_addr_list(k, v)?),
+    key!("controllerHeartBeatTimeoutMills", runtime = false, |c| c.controller_heartbeat_timeout_ms.to_string(), |c, k, v| c.controller_heartbeat_timeout_ms = parse_num(k, v, 1_000u64, 600_000)?),
     key!("defaultTopicQueueNums", runtime = true, |c| c.default_topic_queue_nums.to_string(), |c, k, v| c.default_topic_queue_nums = parse_num(k, v, 1i32, 1024)?),
     key!("deleteWhen", runtime = true, |c| c.delete_when.iter().map(|h| format!("{h:02}")).collect::<Vec<_>>().join(";"), |c, k, v| {
         let hours: Option<Vec<u32>> = v.split(';').map(|h| h.trim().parse::<u32>().ok().filter(|h| *h < 24)).collect();
         c.delete_when = hours.filter(|h| !h.is_empty()).ok_or_else(|| invalid(k, v, "hours 00-23 separated by ';'"))?
     }),
     key!("diskSpaceWarningLevelRatio", runtime = false, |c| c.disk_space_warning_percent.to_string(), |c, k, v| c.disk_space_warning_percent = parse_num(k, v, 1u32, 99)?),
+    key!("enableControllerMode", runtime = false, |c| c.enable_controller_mode.to_string(), |c, k, v| c.enable_controller_mode = parse_bool(k, v)?),
     key!("enablePropertyFilter", runtime = true, |c| c.enable_property_filter.to_string(), |c, k, v| c.enable_property_filter = parse_bool(k, v)?),
     key!("fileReservedTime", runtime = true, |c| c.file_reserved_hours.to_string(), |c, k, v| c.file_reserved_hours = parse_num(k, v, 1u64, 24 * 365 * 100)?),
     key!("flushConsumerOffsetInterval", runtime = false, |c| c.flush_consumer_offset_interval_ms.to_string(), |c, k, v| c.flush_consumer_offset_interval_ms = parse_num(k, v, 10u64, 600_000)?),
@@ -427,6 +465,7 @@ const KEYS: &[Key] = &[
     key!("flushIntervalCommitLog", runtime = false, |c| c.flush_interval_ms.to_string(), |c, k, v| c.flush_interval_ms = parse_num(k, v, 1u64, 60_000)?),
     key!("haHousekeepingInterval", runtime = false, |c| c.ha_housekeeping_interval_ms.to_string(), |c, k, v| c.ha_housekeeping_interval_ms = parse_num(k, v, 1_000u64, 3_600_000)?),
     key!("haListenPort", runtime = false, |c| c.ha_port().to_string(), |c, k, v| c.ha_listen_port = Some(parse_num(k, v, 1u16, u16::MAX)?)),
+    key!("haMaxTimeSlaveNotCatchup", runtime = false, |c| c.ha_max_time_slave_not_catchup_ms.to_string(), |c, k, v| c.ha_max_time_slave_not_catchup_ms = parse_num(k, v, 1_000u64, 3_600_000)?),
     key!("haMasterAddress", runtime = false, |c| c.ha_master_address.clone().unwrap_or_default(), |c, k, v| {
         // Apache ignores an address shorter than 6 characters, an empty one included.
         c.ha_master_address = match v.len() {
@@ -446,6 +485,7 @@ const KEYS: &[Key] = &[
         c.message_delay_levels_ms = parse_delay_levels(v)
             .ok_or_else(|| invalid(k, v, "durations like '1s 5s 10s 1m 2h 1d' separated by spaces"))?
     }),
+    key!("minInSyncReplicas", runtime = false, |c| c.min_in_sync_replicas.to_string(), |c, k, v| c.min_in_sync_replicas = parse_num(k, v, 1u32, 64)?),
     key!("msgTraceTopicName", runtime = false, |c| c.msg_trace_topic_name.clone(), |c, k, v| {
         crate::topic::validate_topic_name(v).map_err(|why| invalid(k, v, &format!("a valid topic name ({why})")))?;
         c.msg_trace_topic_name = v.to_string()
@@ -457,6 +497,7 @@ const KEYS: &[Key] = &[
     }),
     key!("serverChannelMaxIdleTimeSeconds", runtime = false, |c| c.idle_timeout_secs.to_string(), |c, k, v| c.idle_timeout_secs = parse_num(k, v, 1u64, 86_400)?),
     key!("slaveTimeout", runtime = false, |c| c.slave_timeout_ms.to_string(), |c, k, v| c.slave_timeout_ms = parse_num(k, v, 1u64, 600_000)?),
+    key!("syncBrokerMetadataPeriod", runtime = false, |c| c.sync_broker_metadata_period_ms.to_string(), |c, k, v| c.sync_broker_metadata_period_ms = parse_num(k, v, 100u64, 600_000)?),
     key!("storePathCommitLog", runtime = false, |c| path_string(&c.store_commit_log), |c, k, v| c.store_commit_log = Some(PathBuf::from(non_empty(k, v)?))),
     key!("storePathRootDir", runtime = false, |c| c.store_root.display().to_string(), |c, k, v| c.store_root = PathBuf::from(non_empty(k, v)?)),
     key!("syncFlushTimeout", runtime = false, |c| c.sync_flush_timeout_ms.to_string(), |c, k, v| c.sync_flush_timeout_ms = parse_num(k, v, 1u64, 600_000)?),
@@ -520,6 +561,11 @@ impl BrokerConfig {
                 "inSyncReplicas has no effect under brokerRole=ASYNC_MASTER, which answers sends once stored here".into(),
             );
         }
+        if self.enable_controller_mode && map.contains_key("brokerRole") {
+            warnings.push(
+                "brokerRole has no effect with enableControllerMode=true: the controller decides who is master".into(),
+            );
+        }
         if self.broker_role != BrokerRole::Slave && self.ha_master_address.is_some() {
             warnings.push("haMasterAddress has no effect on a master".into());
         }
@@ -548,7 +594,23 @@ impl BrokerConfig {
 
     /// Checks the combinations of keys that no single value can break.
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.enable_controller_mode {
+            if self.controller_addrs.is_empty() {
+                return Err(invalid(
+                    "controllerAddr",
+                    "",
+                    "the controllers' host:port list with enableControllerMode=true",
+                ));
+            }
+        } else if self.broker_id < 0 {
+            return Err(invalid(
+                "brokerId",
+                &self.broker_id.to_string(),
+                "0 or more (-1 only with enableControllerMode=true)",
+            ));
+        }
         match (self.broker_role, self.broker_id) {
+            _ if self.enable_controller_mode => {}
             (BrokerRole::Slave, 0) => {
                 return Err(invalid(
                     "brokerId",

@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod client;
 pub mod config;
+mod controller_mode;
 pub mod disk;
 pub mod filter;
 pub mod groups;
@@ -53,6 +54,17 @@ use topic::TopicConfigManager;
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 /// How often retention is considered.
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Who a broker is in its group: fixed by `brokerRole` in classic mode, decided by the
+/// controller in controller mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Slave,
+    /// Controller mode, before the controller has said: the broker takes no writes and
+    /// does not register with the name servers.
+    Fenced,
+}
 
 /// The sockets a broker serves, bound by its caller.
 pub struct Listeners {
@@ -113,6 +125,10 @@ pub struct Broker {
     master_ha_addr: tokio::sync::watch::Sender<Option<String>>,
     /// How a slave's replication stands.
     ha_slave_status: Arc<std::sync::Mutex<ferromq_ha::SlaveStatus>>,
+    /// Who this broker is in its group now.
+    role: std::sync::RwLock<Role>,
+    /// Controller mode: the controller-given id, the group's epochs and in-sync set.
+    controller: controller_mode::ControllerMode,
     /// Moves with every run-time configuration change (GET_BROKER_CONFIG's `version`).
     config_version: AtomicU64,
     namesrv_conns: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
@@ -209,7 +225,14 @@ impl Broker {
             Duration::from_millis(config.sync_flush_timeout_ms),
             disk::DiskGuard::new(disk_paths, f64::from(config.disk_space_warning_percent)),
         );
-        let ha_master = (config.broker_role != config::BrokerRole::Slave).then(|| {
+        let serves_slaves =
+            config.enable_controller_mode || config.broker_role != config::BrokerRole::Slave;
+        let role = match (config.enable_controller_mode, config.broker_role) {
+            (true, _) => Role::Fenced,
+            (false, config::BrokerRole::Slave) => Role::Slave,
+            (false, _) => Role::Master,
+        };
+        let ha_master = serves_slaves.then(|| {
             ferromq_ha::HaMaster::new(
                 store.store().clone(),
                 store.log_end(),
@@ -219,11 +242,16 @@ impl Broker {
                     housekeeping: Duration::from_millis(config.ha_housekeeping_interval_ms),
                     acks_needed: config.effective_in_sync_replicas().saturating_sub(1) as usize,
                     max_gap_in_sync: config.ha_max_gap_not_in_sync,
+                    auto_switch: config.enable_controller_mode,
                 },
             )
         });
         let master_ha_addr = tokio::sync::watch::channel(config.ha_master_address.clone()).0;
+        let controller =
+            controller_mode::ControllerMode::open(&config.store_root).map_err(meta_err)?;
         Ok(Arc::new(Broker {
+            role: std::sync::RwLock::new(role),
+            controller,
             ha_master,
             master_ha_addr,
             ha_slave_status: Default::default(),
@@ -250,6 +278,20 @@ impl Broker {
             master_addr: Default::default(),
             namesrv_conns: Default::default(),
         }))
+    }
+
+    /// Who this broker is in its group now.
+    pub fn role(&self) -> Role {
+        *self.role.read().expect("role lock")
+    }
+
+    /// The id this broker registers with the name servers under: 0 while master.
+    pub(crate) fn registered_broker_id(&self) -> i64 {
+        match (self.config().enable_controller_mode, self.role()) {
+            (true, Role::Master) => 0,
+            (true, _) => self.controller.broker_id().unwrap_or(-1),
+            (false, _) => self.config().broker_id,
+        }
     }
 
     /// The configuration in force: `updateBrokerConfig` replaces it while the broker runs.
@@ -285,7 +327,10 @@ impl Broker {
         if let (Some(master), Some(ha)) = (&self.ha_master, ha) {
             tasks.spawn(master.clone().serve(ha, shutdown.clone()));
         }
-        if self.config().broker_role == config::BrokerRole::Slave {
+        if self.config().enable_controller_mode {
+            // The controller decides the role; the tasks of each role start and stop with it.
+            tasks.spawn(self.clone().controller_loop(shutdown.clone()));
+        } else if self.config().broker_role == config::BrokerRole::Slave {
             // A slave delivers nothing itself: its master's delayed, timer and transactional
             // messages are its master's to deliver.
             tasks.spawn(self.clone().slave_sync_loop(shutdown.clone()));
@@ -410,7 +455,7 @@ impl Broker {
         wait_flush: bool,
         due: bool,
     ) -> Result<Vec<AppendResult>, PutError> {
-        if self.config().broker_role == config::BrokerRole::Slave {
+        if self.role() != Role::Master {
             return Err(PutError::Slave);
         }
         let mut puts = Vec::with_capacity(msgs.len());
@@ -436,9 +481,18 @@ impl Broker {
             m.encode(&mut record);
             puts.push(PutMessage::new(m.topic, m.queue_id, &m.properties, record));
         }
-        let results = self.store.put(puts, wait_flush).await?;
         let config = self.config();
-        if let (config::BrokerRole::SyncMaster, Some(ha), true) =
+        if config.enable_controller_mode {
+            self.controller.check_in_sync_replicas(&config)?;
+        }
+        let results = self.store.put(puts, wait_flush).await?;
+        if config.enable_controller_mode {
+            if let (Some(ha), true) = (&self.ha_master, wait_flush) {
+                self.controller
+                    .wait_replicated(&config, ha, &results)
+                    .await?;
+            }
+        } else if let (config::BrokerRole::SyncMaster, Some(ha), true) =
             (config.broker_role, &self.ha_master, wait_flush)
         {
             let end = results.last().map_or(0, |r| r.end_offset);

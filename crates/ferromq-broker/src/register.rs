@@ -31,6 +31,10 @@ pub(crate) async fn registration_loop(broker: Arc<Broker>, shutdown: Cancellatio
 }
 
 pub(crate) async fn register_all(broker: &Broker) {
+    // A broker the controller has not yet given a role is not announced to clients.
+    if broker.role() == crate::Role::Fenced {
+        return;
+    }
     let _one_at_a_time = broker.registering.lock().await;
     let mut wrapper = broker.topics.wrapper();
     // A broker made read-only (or write-only) by `brokerPermission` advertises every topic
@@ -52,7 +56,7 @@ pub(crate) async fn register_all(broker: &Broker) {
         broker_addr: broker.config().advertised_addr(),
         cluster_name: broker.config().cluster_name.clone(),
         ha_server_addr: Some(broker.config().ha_server_addr()),
-        broker_id: broker.config().broker_id,
+        broker_id: broker.registered_broker_id(),
         compressed: Some(false),
         body_crc32: Some(ferromq_protocol::message::body_crc(&body) as i32),
         heartbeat_timeout_millis: None,
@@ -66,7 +70,7 @@ pub(crate) async fn register_all(broker: &Broker) {
             match invoke(broker, addr, req).await {
                 Ok(resp) if resp.code == response::SUCCESS => {
                     debug!(namesrv = %addr, "registered");
-                    if broker.config().broker_role == crate::config::BrokerRole::Slave {
+                    if broker.role() == crate::Role::Slave {
                         broker.learn_master(resp.field("masterAddr"));
                         broker.learn_master_ha(resp.field("haServerAddr"));
                     }
@@ -85,7 +89,7 @@ pub(crate) async fn unregister_all(broker: &Broker) {
         broker_name: broker.config().broker_name.clone(),
         broker_addr: broker.config().advertised_addr(),
         cluster_name: broker.config().cluster_name.clone(),
-        broker_id: broker.config().broker_id,
+        broker_id: broker.registered_broker_id(),
     }
     .encode(&mut req.ext_fields);
     let config = broker.config();

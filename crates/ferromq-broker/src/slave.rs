@@ -119,7 +119,9 @@ impl Broker {
 
     /// The master's HA address from the name server, unless `haMasterAddress` fixes it.
     pub(crate) fn learn_master_ha(&self, addr: Option<&str>) {
-        if self.config().ha_master_address.is_some() {
+        // In controller mode the controllers name the master, not the name server (which
+        // may still list a dead one).
+        if self.config().ha_master_address.is_some() || self.config().enable_controller_mode {
             return;
         }
         let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
@@ -134,6 +136,9 @@ impl Broker {
 
     /// Records the master's address a registration answered with (slaves only).
     pub(crate) fn learn_master(&self, addr: Option<&str>) {
+        if self.config().enable_controller_mode {
+            return;
+        }
         let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
         let mut master = self.master_addr.lock().expect("master address lock");
         if addr.is_some() && *master != addr {

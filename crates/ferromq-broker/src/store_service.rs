@@ -98,6 +98,9 @@ pub enum PutError {
     /// Stored here, but no slave was there to copy it (`SLAVE_NOT_AVAILABLE`).
     #[error("no slave is available to hold the message")]
     SlaveNotAvailable(Vec<AppendResult>),
+    /// Controller mode: fewer brokers in sync than `minInSyncReplicas`; nothing stored.
+    #[error("in-sync replicas not enough")]
+    InSyncReplicasNotEnough,
     /// Stored here, but no slave acknowledged it in time (`FLUSH_SLAVE_TIMEOUT`).
     #[error("the slave did not acknowledge the message in time")]
     SlaveTimeout(Vec<AppendResult>),

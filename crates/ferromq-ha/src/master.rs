@@ -95,6 +95,8 @@ pub struct HaMaster {
     slaves: Mutex<HashMap<u64, Slave>>,
     /// The offset held by at least `acks_needed` slaves.
     acked: watch::Sender<u64>,
+    /// Moves on every acknowledgement (waits for particular slaves watch it).
+    ack_tick: watch::Sender<u64>,
     next_id: AtomicU64,
 }
 
@@ -111,6 +113,7 @@ impl HaMaster {
             log_end,
             slaves: Mutex::new(HashMap::new()),
             acked: watch::channel(0).0,
+            ack_tick: watch::channel(0).0,
             next_id: AtomicU64::new(1),
         })
     }
@@ -176,6 +179,44 @@ impl HaMaster {
         }
     }
 
+    /// Waits until every broker in `members` (by the id of its handshake) has acknowledged
+    /// the log up to `end` (`allAckInSyncStateSet`).
+    pub async fn wait_all(
+        &self,
+        members: &std::collections::BTreeSet<i64>,
+        end: u64,
+        timeout: Duration,
+    ) -> Result<(), ReplicaWait> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut acks = self.ack_tick.subscribe();
+        let held = tokio::time::timeout(timeout, async {
+            loop {
+                acks.borrow_and_update();
+                let all = {
+                    let slaves = self.slaves.lock().expect("slaves lock");
+                    members.iter().all(|id| {
+                        slaves
+                            .values()
+                            .any(|s| s.broker_id == Some(*id) && s.ack.is_some_and(|a| a >= end))
+                    })
+                };
+                if all {
+                    return true;
+                }
+                if acks.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await;
+        match held {
+            Ok(true) => Ok(()),
+            _ => Err(ReplicaWait::Timeout),
+        }
+    }
+
     fn available_slaves(&self, end: u64) -> usize {
         self.slaves
             .lock()
@@ -194,6 +235,8 @@ impl HaMaster {
             s.ack = Some(offset);
         }
         self.publish_acked(&slaves);
+        drop(slaves);
+        self.ack_tick.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn publish_acked(&self, slaves: &HashMap<u64, Slave>) {

@@ -70,6 +70,9 @@ pub mod request {
     pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
     pub const GET_ALL_DELAY_OFFSET: i32 = 45;
     pub const GET_BROKER_HA_STATUS: i32 = 907;
+    pub const EXCHANGE_BROKER_HA_INFO: i32 = 906;
+    pub const GET_BROKER_EPOCH_CACHE: i32 = 1007;
+    pub const NOTIFY_BROKER_ROLE_CHANGED: i32 = 1008;
     pub const GET_TIMER_CHECK_POINT: i32 = 60;
     pub const GET_TIMER_METRICS: i32 = 61;
     pub const GET_ALL_MESSAGE_REQUEST_MODE: i32 = 402;

@@ -2,7 +2,9 @@
 //! `mqadmin haStatus` prints: a master lists its slaves and how far each has acknowledged,
 //! a slave names its master and how far its copy goes. Also what an Apache slave asks of
 //! its master beside the commit log: GET_TIMER_CHECK_POINT (60), GET_TIMER_METRICS (61)
-//! and GET_ALL_MESSAGE_REQUEST_MODE (402).
+//! and GET_ALL_MESSAGE_REQUEST_MODE (402). In controller mode: EXCHANGE_BROKER_HA_INFO
+//! (906, a master's HA address), GET_BROKER_EPOCH_CACHE (1007, `mqadmin getBrokerEpoch`) and
+//! NOTIFY_BROKER_ROLE_CHANGED (1008, the controllers announcing an election).
 
 use ferromq_protocol::code::response;
 use ferromq_protocol::RemotingCommand;
@@ -15,7 +17,11 @@ impl Broker {
         let store = self.store.store();
         let end = store.replica_offset();
         let config = self.config();
-        let body = match &self.ha_master {
+        let master = self
+            .ha_master
+            .as_ref()
+            .filter(|_| self.role() == crate::Role::Master);
+        let body = match master {
             Some(master) => {
                 let gap = config.ha_max_gap_not_in_sync;
                 let slaves: Vec<serde_json::Value> = master
@@ -97,5 +103,55 @@ impl Broker {
     pub(super) fn message_request_modes(&self, req: &RemotingCommand) -> RemotingCommand {
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(br#"{"messageRequestModeMap":{}}"#.to_vec())
+    }
+}
+
+impl Broker {
+    /// EXCHANGE_BROKER_HA_INFO asked of a master: where its slaves connect.
+    pub(super) fn exchange_ha_info(&self, req: &RemotingCommand) -> RemotingCommand {
+        let config = self.config();
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_field("masterHaAddress", config.ha_server_addr())
+            .with_field("masterFlushOffset", self.store.store().complete_offset())
+            .with_field("masterAddress", config.advertised_addr())
+    }
+
+    /// GET_BROKER_EPOCH_CACHE: this broker's epochs, as Apache's `EpochEntryCache`.
+    pub(super) fn epoch_cache(&self, req: &RemotingCommand) -> RemotingCommand {
+        let config = self.config();
+        let store = self.store.store();
+        let max = store.replica_offset();
+        let epochs = store.epochs();
+        let list: Vec<serde_json::Value> = epochs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let end = epochs.get(i + 1).map_or(max, |n| n.start);
+                json!({"epoch": e.epoch, "startOffset": e.start, "endOffset": end})
+            })
+            .collect();
+        let body = json!({
+            "clusterName": config.cluster_name,
+            "brokerName": config.broker_name,
+            "brokerId": self.registered_broker_id(),
+            "epochList": list,
+            "maxOffset": max,
+        });
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(serde_json::to_vec(&body).expect("epochs serialize"))
+    }
+
+    /// NOTIFY_BROKER_ROLE_CHANGED: the controllers elected a master; the broker looks at its
+    /// group at once rather than at its next periodic check.
+    pub(super) fn role_changed(&self, req: &RemotingCommand) -> RemotingCommand {
+        if !self.config().enable_controller_mode {
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                "this broker is not in controller mode",
+            );
+        }
+        self.controller.role_changed();
+        RemotingCommand::response_to(req, response::SUCCESS)
     }
 }

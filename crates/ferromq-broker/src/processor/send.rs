@@ -214,6 +214,9 @@ impl Broker {
             Err(PutError::DiskFull(why)) => {
                 return RemotingCommand::error_response(req, response::SERVICE_NOT_AVAILABLE, why)
             }
+            Err(e @ PutError::InSyncReplicasNotEnough) => {
+                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
+            }
             Err(e @ PutError::Slave) => {
                 return RemotingCommand::error_response(
                     req,

@@ -5,6 +5,7 @@ mod admin;
 mod client;
 mod cluster;
 mod controller;
+mod controller_mode;
 mod crash;
 mod crossclient;
 mod dashboard;

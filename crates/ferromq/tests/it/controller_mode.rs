@@ -1,0 +1,193 @@
+//! Brokers in controller mode: three brokers of one group, a controller and a name server,
+//! all processes. The controller makes one master; sends wait until every in-sync slave
+//! holds them (`allAckInSyncStateSet`); SIGKILL of the master brings an in-sync slave up
+//! with every acknowledged message, and the old master, restarted, follows it.
+
+use std::time::{Duration, Instant};
+
+use ferromq_protocol::message::MessageExt;
+use ferromq_protocol::RemotingCommand;
+
+use crate::cluster::{broker, namesrv};
+use crate::harness::{call, connect, free_port, pull_request, send_request, Proc};
+
+struct Member {
+    name: String,
+    proc: Proc,
+    addr: String,
+}
+
+fn start_member(dir: &std::path::Path, name: &str, ns: &str, ctl: &str) -> Member {
+    let conf = format!(
+        "brokerName=group-f\nenableControllerMode=true\ncontrollerAddr={ctl}\nnamesrvAddr={ns}\nallAckInSyncStateSet=true\nhaListenPort={}\nsyncBrokerMetadataPeriod=1000\ncontrollerHeartBeatTimeoutMills=3000\n",
+        free_port()
+    );
+    let (proc, addr) = broker(dir, name, &conf);
+    Member {
+        name: name.into(),
+        proc,
+        addr,
+    }
+}
+
+/// The controller's view of the group: (master address, master epoch, in-sync ids).
+async fn group(ctl: &str) -> Option<(String, i64, Vec<i64>)> {
+    let c = connect(ctl).await;
+    let info = call(
+        &c,
+        RemotingCommand::request(1004).with_field("brokerName", "group-f"),
+    )
+    .await;
+    if info.code != 0 {
+        return None;
+    }
+    let master = info.field("masterAddress")?.to_string();
+    let epoch = info.field("masterEpoch")?.parse().ok()?;
+    let set: serde_json::Value = serde_json::from_slice(&info.body).ok()?;
+    let ids = set["syncStateSet"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_i64())
+        .collect();
+    Some((master, epoch, ids))
+}
+
+async fn wait_group(
+    ctl: &str,
+    what: &str,
+    f: impl Fn(&(String, i64, Vec<i64>)) -> bool,
+) -> (String, i64, Vec<i64>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = group(ctl).await;
+        if let Some(g) = last.as_ref().filter(|g| f(g)) {
+            return g.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}; the group is {last:?}");
+}
+
+async fn bodies(addr: &str, topic: &str) -> Vec<Vec<u8>> {
+    let conn = connect(addr).await;
+    let mut out = Vec::new();
+    for _ in 0..1000 {
+        let resp = call(&conn, pull_request(topic, 0, out.len() as i64, 0)).await;
+        if resp.code != 0 {
+            break;
+        }
+        let msgs = MessageExt::decode_all(&resp.body).unwrap();
+        if msgs.is_empty() {
+            break;
+        }
+        out.extend(msgs.into_iter().map(|m| m.body.to_vec()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_killed_master_is_replaced_by_an_in_sync_slave_that_has_every_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ns, ns) = namesrv();
+    let ctl = format!("127.0.0.1:{}", free_port());
+    let conf = dir.path().join("controller.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "controllerDLegerPeers=n0-{ctl}\ncontrollerDLegerSelfId=n0\ncontrollerStorePath={}\nscanInactiveMasterInterval=500\n",
+            dir.path().join("ctl").display()
+        ),
+    )
+    .unwrap();
+    let _controller = Proc::spawn(&["controller".into(), "-c".into(), conf.display().to_string()]);
+    let mut members: Vec<Member> = ["b1", "b2", "b3"]
+        .iter()
+        .map(|n| start_member(dir.path(), n, &ns, &ctl))
+        .collect();
+
+    let (master, epoch, _) = wait_group(&ctl, "all three in sync", |g| g.2.len() == 3).await;
+    let master_conn = connect(&master).await;
+    let create = RemotingCommand::request(17)
+        .with_field("topic", "ha-f")
+        .with_field("readQueueNums", 1)
+        .with_field("writeQueueNums", 1)
+        .with_field("perm", 6);
+    assert_eq!(call(&master_conn, create).await.code, 0);
+    let mut acknowledged = Vec::new();
+    for i in 0..100 {
+        let body = format!("m{i}");
+        let r = call(
+            &master_conn,
+            send_request("ha-f", body.as_bytes(), "WAIT\u{1}true\u{2}"),
+        )
+        .await;
+        assert_eq!(r.code, 0, "send {i}: {:?}", r.remark);
+        acknowledged.push(body.into_bytes());
+    }
+    // A slave refuses sends: they belong to the master.
+    let slave = members.iter().find(|m| m.addr != master).unwrap();
+    let refused = call(&connect(&slave.addr).await, send_request("ha-f", b"x", "")).await;
+    assert_eq!(refused.code, 14, "{:?}", refused.remark);
+
+    let old = members.iter().position(|m| m.addr == master).unwrap();
+    let killed_at = Instant::now();
+    members[old].proc.kill();
+    let (new_master, new_epoch, set) =
+        wait_group(&ctl, "a new master", |g| g.0 != master && g.1 > epoch).await;
+    let elected_in = killed_at.elapsed();
+    assert_eq!(set.len(), 1, "an election resets the in-sync set");
+    let new_conn = connect(&new_master).await;
+    // The new master takes writes (once it has started its epoch and knows it leads).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = call(
+            &new_conn,
+            send_request("ha-f", b"after failover", "WAIT\u{1}true\u{2}"),
+        )
+        .await;
+        if r.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new master refuses sends: {} {:?}",
+            r.code,
+            r.remark
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "failover: new master elected {elected_in:?} after the kill, first send at {:?}",
+        killed_at.elapsed()
+    );
+    let held = bodies(&new_master, "ha-f").await;
+    for m in &acknowledged {
+        assert!(
+            held.contains(m),
+            "acknowledged message {:?} lost",
+            String::from_utf8_lossy(m)
+        );
+    }
+    assert_eq!(held.last().unwrap(), b"after failover");
+
+    // The old master comes back, follows the new one, and catches up.
+    let old_name = members[old].name.clone();
+    let restarted = start_member(dir.path(), &old_name, &ns, &ctl);
+    wait_group(&ctl, "the old master back in sync", |g| {
+        g.0 == new_master && g.2.len() == 3 && g.1 == new_epoch
+    })
+    .await;
+    let expected = bodies(&new_master, "ha-f").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies(&restarted.addr, "ha-f").await != expected {
+        assert!(Instant::now() < deadline, "the old master did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = call(
+        &connect(&restarted.addr).await,
+        send_request("ha-f", b"x", ""),
+    )
+    .await;
+    assert_eq!(refused.code, 14, "the old master is a slave now");
+}
