@@ -128,7 +128,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    let cli = Cli::parse();
+    // mqadmin spells some flags with one dash and two letters (`electMaster -bn broker-a`),
+    // which clap would read as `-b n`.
+    let args = std::env::args().map(|a| if a == "-bn" { "--bn".to_string() } else { a });
+    let cli = Cli::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
         .context("invalid --log-level")?;

@@ -10,6 +10,7 @@ use crate::remote::Remote;
 
 mod broker;
 mod group;
+mod ha;
 mod message;
 mod offset;
 mod topic;
@@ -58,6 +59,22 @@ pub enum AdminCommand {
     /// Undecided transactions with their age and check count (FerroMQ).
     #[command(name = "transactionStatus")]
     TransactionStatus(broker::TransactionStatus),
+
+    /// Replication: each broker's role, log end and its slaves' offsets and lag.
+    #[command(name = "haStatus")]
+    HaStatus(ha::HaStatus),
+    /// The epochs of each broker's log (controller mode).
+    #[command(name = "getBrokerEpoch")]
+    GetBrokerEpoch(ha::GetBrokerEpoch),
+    /// The controllers: who leads, and the peers.
+    #[command(name = "getControllerMetaData")]
+    GetControllerMetaData(ha::GetControllerMetaData),
+    /// Each broker group's master, epochs and in-sync set, from the controllers.
+    #[command(name = "getSyncStateSet")]
+    GetSyncStateSet(ha::GetSyncStateSet),
+    /// Hands a broker group's master role to an in-sync broker (`-bn name -b id`).
+    #[command(name = "electMaster")]
+    ElectMaster(ha::ElectMaster),
 
     /// Creates or updates a topic.
     #[command(name = "updateTopic")]
@@ -159,6 +176,11 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::UpdateBrokerConfig(c) => c.run(ctx).await,
         C::DelayStatus(c) => c.run(ctx).await,
         C::TransactionStatus(c) => c.run(ctx).await,
+        C::HaStatus(c) => c.run(ctx).await,
+        C::GetBrokerEpoch(c) => c.run(ctx).await,
+        C::GetControllerMetaData(c) => c.run(ctx).await,
+        C::GetSyncStateSet(c) => c.run(ctx).await,
+        C::ElectMaster(c) => c.run(ctx).await,
         C::UpdateTopic(c) => c.run(ctx).await,
         C::UpdateTopicPerm(c) => c.run(ctx).await,
         C::DeleteTopic(c) => c.run(ctx).await,

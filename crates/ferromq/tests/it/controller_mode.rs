@@ -190,4 +190,76 @@ async fn a_killed_master_is_replaced_by_an_in_sync_slave_that_has_every_acknowle
     )
     .await;
     assert_eq!(refused.code, 14, "the old master is a slave now");
+
+    // `ferromq admin`: the group as the controllers see it, the brokers' replication, and
+    // handing the master role over by hand.
+    let sets = admin(&["getSyncStateSet", "-a", &ctl, "-b", "group-f", "--json"]);
+    let group_info = &sets["replicasInfoTable"]["group-f"];
+    assert_eq!(group_info["masterAddress"], new_master.as_str(), "{sets}");
+    let in_sync = group_info["inSyncReplicas"].as_array().unwrap();
+    assert_eq!(in_sync.len(), 3, "{sets}");
+    let ha = admin(&["-n", &ns, "haStatus", "-b", &new_master, "--json"]);
+    let slaves = ha[0]["status"]["haConnectionInfo"].as_array().unwrap();
+    assert_eq!(slaves.len(), 2, "{ha}");
+    assert!(slaves.iter().all(|s| s["inSync"] == true), "{ha}");
+    let target = in_sync
+        .iter()
+        .find(|r| r["brokerAddress"] != new_master.as_str())
+        .unwrap();
+    let target_id = target["brokerId"].as_i64().unwrap().to_string();
+    let target_addr = target["brokerAddress"].as_str().unwrap().to_string();
+    let elected = admin(&[
+        "electMaster",
+        "-a",
+        &ctl,
+        "-c",
+        "DefaultCluster",
+        "-bn",
+        "group-f",
+        "-b",
+        &target_id,
+        "--json",
+    ]);
+    assert_eq!(elected["masterAddress"], target_addr.as_str(), "{elected}");
+    let target_conn = connect(&target_addr).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = call(
+            &target_conn,
+            send_request("ha-f", b"after handover", "WAIT\u{1}true\u{2}"),
+        )
+        .await;
+        if r.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the designated master refuses sends: {} {:?}",
+            r.code,
+            r.remark
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = bodies(&target_addr, "ha-f").await;
+    assert_eq!(
+        &held[..expected.len()],
+        &expected[..],
+        "nothing lost in the handover"
+    );
+    assert_eq!(held.last().unwrap(), b"after handover");
+}
+
+fn admin(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
+        .arg("admin")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ferromq admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
