@@ -63,6 +63,9 @@ pub(crate) struct ControllerMode {
     /// Stops the tasks of the current role when it changes.
     role_tasks: Mutex<Option<CancellationToken>>,
     leader: tokio::sync::Mutex<Option<(String, Connection)>>,
+    /// When the controllers last answered: a master that has not heard from them for a
+    /// heartbeat timeout may already have been replaced, so it stops taking writes.
+    last_contact: Mutex<Option<std::time::Instant>>,
 }
 
 fn parse_identity(text: &str) -> Option<(String, String, i64, Option<String>)> {
@@ -88,6 +91,7 @@ impl ControllerMode {
             changed: Notify::new(),
             role_tasks: Mutex::new(None),
             leader: tokio::sync::Mutex::new(None),
+            last_contact: Mutex::new(None),
         })
     }
 
@@ -100,6 +104,18 @@ impl ControllerMode {
     pub(crate) fn sync_state_set(&self) -> BTreeSet<i64> {
         let v = self.view.lock().expect("group view lock");
         v.sync_state_set.union(&v.joining).copied().collect()
+    }
+
+    /// Refuses a send while this master's lease is out: the controllers have not answered
+    /// for a heartbeat timeout, the time after which they replace a silent master. The
+    /// lease starts at a request, before any heartbeat sent later, so it always ends no
+    /// later than the controllers' patience with this broker.
+    pub(crate) fn check_lease(&self, config: &BrokerConfig) -> Result<(), PutError> {
+        let timeout = Duration::from_millis(config.controller_heartbeat_timeout_ms);
+        match *self.last_contact.lock().expect("lease lock") {
+            Some(at) if at.elapsed() < timeout => Ok(()),
+            _ => Err(PutError::LeaseExpired),
+        }
     }
 
     /// Refuses a send while fewer brokers are in sync than `minInSyncReplicas`.
@@ -196,7 +212,14 @@ impl Broker {
         let mut registered = false;
         let mut last_sync = None::<tokio::time::Instant>;
         loop {
-            let period = Duration::from_millis(self.config().sync_broker_metadata_period_ms);
+            let config = self.config();
+            let mut period = Duration::from_millis(config.sync_broker_metadata_period_ms);
+            if self.role() == Role::Master {
+                // A master renews its lease (see `check_lease`) well within the timeout.
+                period = period.min(Duration::from_millis(
+                    config.controller_heartbeat_timeout_ms / 3,
+                ));
+            }
             let due = !registered
                 || self.role() == Role::Fenced
                 || last_sync.is_none_or(|t| t.elapsed() >= period);
@@ -237,6 +260,15 @@ impl Broker {
 
     /// Sends a request to the controllers' leader, finding it first when needed.
     async fn call_controller(&self, req: RemotingCommand) -> Result<RemotingCommand, String> {
+        let sent_at = std::time::Instant::now();
+        let resp = self.call_controller_once(req).await;
+        if resp.is_ok() {
+            *self.controller.last_contact.lock().expect("lease lock") = Some(sent_at);
+        }
+        resp
+    }
+
+    async fn call_controller_once(&self, req: RemotingCommand) -> Result<RemotingCommand, String> {
         for _ in 0..2 {
             let conn = {
                 let mut leader = self.controller.leader.lock().await;

@@ -483,6 +483,7 @@ impl Broker {
         }
         let config = self.config();
         if config.enable_controller_mode {
+            self.controller.check_lease(&config)?;
             self.controller.check_in_sync_replicas(&config)?;
         }
         let results = self.store.put(puts, wait_flush).await?;

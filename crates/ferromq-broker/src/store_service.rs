@@ -98,6 +98,10 @@ pub enum PutError {
     /// Stored here, but no slave was there to copy it (`SLAVE_NOT_AVAILABLE`).
     #[error("no slave is available to hold the message")]
     SlaveNotAvailable(Vec<AppendResult>),
+    /// Controller mode: the controllers have not answered this master for a heartbeat
+    /// timeout; it may have been replaced, so it takes no writes. Nothing stored.
+    #[error("this master has lost contact with the controllers and takes no writes until it hears from them")]
+    LeaseExpired,
     /// Controller mode: fewer brokers in sync than `minInSyncReplicas`; nothing stored.
     #[error("in-sync replicas not enough")]
     InSyncReplicasNotEnough,

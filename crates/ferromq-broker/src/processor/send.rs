@@ -217,6 +217,13 @@ impl Broker {
             Err(e @ PutError::InSyncReplicasNotEnough) => {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
             }
+            Err(e @ PutError::LeaseExpired) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SERVICE_NOT_AVAILABLE,
+                    e.to_string(),
+                )
+            }
             Err(e @ PutError::Slave) => {
                 return RemotingCommand::error_response(
                     req,

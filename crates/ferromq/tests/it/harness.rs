@@ -78,6 +78,16 @@ impl Proc {
         self.output.lock().unwrap().clone()
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to this process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// SIGKILL: the process gets no chance to flush or say goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
