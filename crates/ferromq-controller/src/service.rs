@@ -60,6 +60,9 @@ struct Heartbeat {
     last: Instant,
     timeout: Duration,
     info: LiveInfo,
+    /// The connection the last heartbeat came on: when it closes, the broker is gone.
+    connection: u64,
+    closed: bool,
 }
 
 #[derive(Default)]
@@ -74,7 +77,7 @@ impl Liveness for LiveView<'_> {
         self.0
             .by_broker
             .get(&(broker_name.to_string(), id))
-            .filter(|h| h.last.elapsed() <= h.timeout)
+            .filter(|h| !h.closed && h.last.elapsed() <= h.timeout)
             .map(|h| h.info.clone())
     }
 }
@@ -89,6 +92,8 @@ pub struct Controller {
     /// event scheduler does, so no decision is made on a state another write is changing.
     writes: tokio::sync::Mutex<()>,
     started: Instant,
+    /// A broker's connection closed: scan now rather than at the next interval.
+    scan_now: tokio::sync::Notify,
 }
 
 fn header_i64(req: &RemotingCommand, key: &str) -> Option<i64> {
@@ -167,6 +172,7 @@ impl Controller {
             live: Mutex::new(LiveTable::default()),
             writes: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            scan_now: tokio::sync::Notify::new(),
         }))
     }
 
@@ -219,9 +225,9 @@ impl Controller {
         self.machine.read(f)
     }
 
-    async fn process(&self, req: RemotingCommand) -> RemotingCommand {
+    async fn process(&self, conn: &Connection, req: RemotingCommand) -> RemotingCommand {
         let result = match req.code {
-            request::BROKER_HEARTBEAT => self.heartbeat(&req),
+            request::BROKER_HEARTBEAT => self.heartbeat(conn, &req),
             request::GET_METADATA_INFO => Ok(self.metadata(&req).await),
             request::GET_CONTROLLER_CONFIG => Ok(self.get_config(&req)),
             request::UPDATE_CONTROLLER_CONFIG => Ok(RemotingCommand::error_response(
@@ -252,7 +258,11 @@ impl Controller {
         result.unwrap_or_else(|refusal| refusal)
     }
 
-    fn heartbeat(&self, req: &RemotingCommand) -> Result<RemotingCommand, RemotingCommand> {
+    fn heartbeat(
+        &self,
+        conn: &Connection,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, RemotingCommand> {
         let broker_name = header_str(req, "brokerName")?.to_string();
         let address = header_str(req, "brokerAddr")?.to_string();
         let Some(id) = header_i64(req, "brokerId") else {
@@ -285,8 +295,12 @@ impl Controller {
                     max_offset: -1,
                     election_priority: priority,
                 },
+                connection: conn.id(),
+                closed: false,
             });
         entry.last = Instant::now();
+        entry.connection = conn.id();
+        entry.closed = false;
         entry.timeout = timeout;
         entry.address = address;
         entry.info.election_priority = priority;
@@ -690,16 +704,17 @@ impl Controller {
     /// On the leader: replaces masters that stopped heartbeating.
     async fn scan_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            tokio::select! {
+            let closed = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.config.scan_interval) => {}
-            }
+                () = tokio::time::sleep(self.config.scan_interval) => false,
+                () = self.scan_now.notified() => true,
+            };
             if self.raft.current_leader().await != Some(self.raft_id) {
                 continue;
             }
             // A node that just started has heard no heartbeats yet: give the brokers one
-            // timeout to reach it before judging them.
-            if self.started.elapsed() < DEFAULT_HEARTBEAT_TIMEOUT {
+            // timeout to reach it before judging them (a closed connection is news enough).
+            if !closed && self.started.elapsed() < DEFAULT_HEARTBEAT_TIMEOUT {
                 continue;
             }
             let dead_masters: Vec<String> = {
@@ -780,9 +795,29 @@ fn elected_response(
 impl InboundHandler for Controller {
     async fn on_request(
         &self,
-        _conn: Connection,
+        conn: Connection,
         request: RemotingCommand,
     ) -> Option<RemotingCommand> {
-        Some(self.process(request).await)
+        Some(self.process(&conn, request).await)
+    }
+
+    /// A broker's heartbeat connection closed: its process is gone (Apache's controller
+    /// reacts the same way), so a master is replaced without waiting out its timeout.
+    fn on_close(&self, conn: &Connection) {
+        let mut any = false;
+        for h in self
+            .live
+            .lock()
+            .expect("liveness lock")
+            .by_broker
+            .values_mut()
+            .filter(|h| h.connection == conn.id())
+        {
+            h.closed = true;
+            any = true;
+        }
+        if any {
+            self.scan_now.notify_one();
+        }
     }
 }
