@@ -1,8 +1,9 @@
 //! Replication of the commit log between the brokers of one group, wire compatible with
-//! Apache RocketMQ's classic HA (`DefaultHAService`), so an Apache slave can follow a
-//! FerroMQ master and the other way round.
+//! Apache RocketMQ's classic HA (`DefaultHAService`) and, in controller mode, its AutoSwitch
+//! HA (frames that carry a state word, epochs and the confirm offset), so an Apache slave can
+//! follow a FerroMQ master and the other way round.
 //!
-//! The protocol is raw TCP on the master's `haListenPort`, big-endian:
+//! The classic protocol is raw TCP on the master's `haListenPort`, big-endian:
 //! ```text
 //! slave → master   | max offset i64 |                      (a report; also the ack)
 //! master → slave   | offset i64 | size i32 | size bytes |  (size 0 = heartbeat)
