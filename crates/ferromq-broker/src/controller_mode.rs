@@ -581,6 +581,9 @@ impl Broker {
         }
         *self.role.write().expect("role lock") = Role::Master;
         *self.master_addr.lock().expect("master address lock") = None;
+        if let Some(ha) = &self.ha_master {
+            ha.set_serving(true);
+        }
         let token = self.restart_role_tasks(shutdown);
         tokio::spawn(self.clone().schedule_loop(token.clone()));
         tokio::spawn(self.clone().timer_loop(token.clone()));
@@ -598,6 +601,11 @@ impl Broker {
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let ha_addr = self.master_ha_address(master_addr).await?;
+        // Before anything else: slaves must not go on copying from a broker that is no
+        // longer the master (its log will be cut back to agree with the new one).
+        if let Some(ha) = &self.ha_master {
+            ha.set_serving(false);
+        }
         {
             let mut v = self.controller.view.lock().expect("group view lock");
             v.master_id = Some(master);

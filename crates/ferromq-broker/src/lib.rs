@@ -233,7 +233,7 @@ impl Broker {
             (false, _) => Role::Master,
         };
         let ha_master = serves_slaves.then(|| {
-            ferromq_ha::HaMaster::new(
+            let ha = ferromq_ha::HaMaster::new(
                 store.store().clone(),
                 store.log_end(),
                 ferromq_ha::MasterConfig {
@@ -244,7 +244,11 @@ impl Broker {
                     max_gap_in_sync: config.ha_max_gap_not_in_sync,
                     auto_switch: config.enable_controller_mode,
                 },
-            )
+            );
+            // In controller mode a broker serves slaves only once the controllers make it
+            // master.
+            ha.set_serving(!config.enable_controller_mode);
+            ha
         });
         let master_ha_addr = tokio::sync::watch::channel(config.ha_master_address.clone()).0;
         let controller =

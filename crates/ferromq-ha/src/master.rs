@@ -97,6 +97,10 @@ pub struct HaMaster {
     acked: watch::Sender<u64>,
     /// Moves on every acknowledgement (waits for particular slaves watch it).
     ack_tick: watch::Sender<u64>,
+    /// Whether this broker is the master now (controller mode switches it); when it stops
+    /// being one, every slave connection is closed, so no slave goes on copying a log that
+    /// is about to be cut back and rewritten under another master.
+    serving: watch::Sender<bool>,
     next_id: AtomicU64,
 }
 
@@ -114,6 +118,7 @@ impl HaMaster {
             slaves: Mutex::new(HashMap::new()),
             acked: watch::channel(0).0,
             ack_tick: watch::channel(0).0,
+            serving: watch::channel(true).0,
             next_id: AtomicU64::new(1),
         })
     }
@@ -141,6 +146,16 @@ impl HaMaster {
                 }
             });
         }
+    }
+
+    /// Starts or stops serving slaves (controller mode: while master / otherwise). Stopping
+    /// closes every connection and refuses new ones.
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.send_if_modified(|s| {
+            let changed = *s != serving;
+            *s = serving;
+            changed
+        });
     }
 
     /// The slaves connected now.
@@ -254,6 +269,11 @@ impl HaMaster {
     }
 
     async fn serve_slave(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let mut serving = self.serving.subscribe();
+        if !*serving.borrow_and_update() {
+            info!(slave = %peer, "refusing a slave: this broker is not the master");
+            return;
+        }
         let _ = stream.set_nodelay(true);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.slaves.lock().expect("slaves lock").insert(
@@ -270,7 +290,11 @@ impl HaMaster {
         let (rd, wr) = stream.into_split();
         let (first_tx, first_rx) = watch::channel(None);
         let (hello_tx, hello_rx) = watch::channel(None);
+        let stepped_down = async {
+            let _ = serving.wait_for(|s| !*s).await;
+        };
         let outcome = tokio::select! {
+            () = stepped_down => Err(MasterError::SteppedDown),
             r = self.read_reports(id, rd, first_tx, hello_tx) => r,
             r = self.transfer(id, wr, first_rx, hello_rx) => r,
         };
@@ -465,6 +489,8 @@ enum MasterError {
     Silent(Duration),
     #[error("the connection closed before the slave reported")]
     Closed,
+    #[error("this broker is no longer the master")]
+    SteppedDown,
     #[error("the slave's copy ends at {slave}, past this master's log end {master}: it has diverged and needs to be emptied or truncated")]
     SlaveAhead { slave: u64, master: u64 },
     #[error(transparent)]

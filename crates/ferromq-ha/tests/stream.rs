@@ -369,3 +369,27 @@ async fn a_rejoining_old_master_cuts_its_unreplicated_tail_and_follows_the_new_e
     g2.shutdown.cancel();
     a_follow.task.await.unwrap();
 }
+
+/// A master that stops being one (controller mode) closes its slaves' connections and
+/// refuses new ones, so no slave copies a log that is about to be cut back.
+#[tokio::test]
+async fn a_master_that_steps_down_drops_its_slaves_and_refuses_new_ones() {
+    let m_dir = tempfile::tempdir().unwrap();
+    let g = start_master(m_dir.path(), MasterConfig::default()).await;
+    put(&g.master, b"one");
+    let mut slave = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+    slave.write_all(&0i64.to_be_bytes()).await.unwrap();
+    wait_until("the slave is listed", || g.ha.slaves().len() == 1).await;
+    g.ha.set_serving(false);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slave.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection is closed");
+    wait_until("the slave is gone", || g.ha.slaves().is_empty()).await;
+    let mut late = tokio::net::TcpStream::connect(&g.addr).await.unwrap();
+    late.write_all(&0i64.to_be_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let refused = tokio::time::timeout(Duration::from_secs(5), late.read_to_end(&mut rest)).await;
+    assert!(refused.is_ok(), "a new slave is turned away");
+    assert!(g.ha.slaves().is_empty());
+    g.shutdown.cancel();
+}
