@@ -216,6 +216,9 @@ pub(crate) async fn read_as_handshake_reply(
     Ok((max as u64, epochs))
 }
 
+/// The offset of a heartbeat from a master whose log is empty (Apache sends -1).
+pub(crate) const EMPTY_MASTER: u64 = u64::MAX;
+
 /// Reads one controller-mode transfer header.
 pub(crate) async fn read_as_transfer(
     r: &mut (impl AsyncRead + Unpin),
@@ -232,6 +235,16 @@ pub(crate) async fn read_as_transfer(
         return Err(FrameError::BodySize(size));
     }
     let (offset, epoch_start, confirm) = (i64_at(8), i64_at(20), i64_at(28));
+    // An Apache master with an empty log sends heartbeats for offset -1 (its min offset).
+    if offset == -1 && size == 0 {
+        return Ok(TransferHeader {
+            size: 0,
+            offset: EMPTY_MASTER,
+            epoch: i32_at(16),
+            epoch_start: epoch_start.max(0) as u64,
+            confirm_offset: confirm.max(0) as u64,
+        });
+    }
     if offset < 0 || epoch_start < 0 {
         return Err(FrameError::Offset(offset.min(epoch_start)));
     }
@@ -242,4 +255,30 @@ pub(crate) async fn read_as_transfer(
         epoch_start: epoch_start as u64,
         confirm_offset: confirm.max(0) as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(offset: i64, size: i32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&state::TRANSFER.to_be_bytes());
+        b.extend_from_slice(&size.to_be_bytes());
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b
+    }
+
+    #[tokio::test]
+    async fn an_empty_apache_masters_heartbeat_is_read_and_other_negative_offsets_refused() {
+        let h = read_as_transfer(&mut &transfer(-1, 0)[..]).await.unwrap();
+        assert_eq!((h.offset, h.size), (EMPTY_MASTER, 0));
+        assert!(read_as_transfer(&mut &transfer(-1, 10)[..]).await.is_err());
+        assert!(read_as_transfer(&mut &transfer(-7, 0)[..]).await.is_err());
+        let h = read_as_transfer(&mut &transfer(4096, 0)[..]).await.unwrap();
+        assert_eq!(h.offset, 4096);
+    }
 }

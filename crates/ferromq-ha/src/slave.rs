@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::defaults;
 use crate::frame::{
     encode_as_handshake, encode_as_report, encode_report, read_as_handshake_reply,
-    read_as_transfer, read_header, FrameError, Handshake,
+    read_as_transfer, read_header, FrameError, Handshake, EMPTY_MASTER,
 };
 
 /// How the slave follows its master.
@@ -219,6 +219,10 @@ async fn receive(
             let h = tokio::time::timeout(config.housekeeping, read_as_transfer(&mut rd))
                 .await
                 .map_err(|_| SlaveError::Silent(config.housekeeping))??;
+            if h.offset == EMPTY_MASTER {
+                // The master has nothing yet: a heartbeat only.
+                continue;
+            }
             (h.offset, h.size, Some((h.epoch, h.epoch_start)))
         } else {
             let (offset, size) = tokio::time::timeout(config.housekeeping, read_header(&mut rd))

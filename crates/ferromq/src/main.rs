@@ -216,7 +216,9 @@ async fn bind_fast_channel(main: SocketAddr) -> Option<TcpListener> {
 /// not chosen in broker.conf a taken one is not worth refusing to start over: the master
 /// runs without slaves and says so.
 async fn bind_ha(config: &BrokerConfig, main: SocketAddr) -> Result<Option<TcpListener>> {
-    if config.broker_role == BrokerRole::Slave {
+    // In controller mode any broker may become master, whatever brokerRole says (Apache's
+    // quick-start files say SLAVE).
+    if config.broker_role == BrokerRole::Slave && !config.enable_controller_mode {
         return Ok(None);
     }
     let addr = SocketAddr::new(main.ip(), config.ha_port());

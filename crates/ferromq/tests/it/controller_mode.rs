@@ -18,8 +18,10 @@ struct Member {
 }
 
 fn start_member(dir: &std::path::Path, name: &str, ns: &str, ctl: &str) -> Member {
+    // brokerRole=SLAVE and brokerId=-1 as in Apache's quick-start files: ignored in
+    // controller mode, where any broker may become master.
     let conf = format!(
-        "brokerName=group-f\nenableControllerMode=true\ncontrollerAddr={ctl}\nnamesrvAddr={ns}\nallAckInSyncStateSet=true\nhaListenPort={}\nsyncBrokerMetadataPeriod=1000\ncontrollerHeartBeatTimeoutMills=3000\n",
+        "brokerName=group-f\nbrokerRole=SLAVE\nbrokerId=-1\nenableControllerMode=true\ncontrollerAddr={ctl}\nnamesrvAddr={ns}\nallAckInSyncStateSet=true\nhaListenPort={}\nsyncBrokerMetadataPeriod=1000\ncontrollerHeartBeatTimeoutMills=3000\n",
         free_port()
     );
     let (proc, addr) = broker(dir, name, &conf);
