@@ -260,15 +260,6 @@ impl Broker {
 
     /// Sends a request to the controllers' leader, finding it first when needed.
     async fn call_controller(&self, req: RemotingCommand) -> Result<RemotingCommand, String> {
-        let sent_at = std::time::Instant::now();
-        let resp = self.call_controller_once(req).await;
-        if resp.is_ok() {
-            *self.controller.last_contact.lock().expect("lease lock") = Some(sent_at);
-        }
-        resp
-    }
-
-    async fn call_controller_once(&self, req: RemotingCommand) -> Result<RemotingCommand, String> {
         for _ in 0..2 {
             let conn = {
                 let mut leader = self.controller.leader.lock().await;
@@ -467,6 +458,9 @@ impl Broker {
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let config = self.config();
+        // Taken before asking: a lease renewed by this answer ends no later than the
+        // controllers' patience with a heartbeat sent after it.
+        let asked_at = std::time::Instant::now();
         let info = self
             .call_controller(
                 RemotingCommand::request(code::GET_REPLICA_INFO)
@@ -503,7 +497,27 @@ impl Broker {
                 elected
             }
         };
-        self.adopt(id, &answer, shutdown).await
+        self.adopt(id, &answer, shutdown).await?;
+        // Only an answer naming this broker master at its own epoch renews the lease: a
+        // master resuming after a pause must not take writes on the strength of an answer
+        // that is about to make it a slave.
+        let named_master = answer
+            .field("masterBrokerId")
+            .and_then(|v| v.parse::<i64>().ok())
+            == Some(id);
+        let epoch = answer
+            .field("masterEpoch")
+            .and_then(|v| v.parse::<i32>().ok());
+        let current = self
+            .controller
+            .view
+            .lock()
+            .expect("group view lock")
+            .master_epoch;
+        if named_master && epoch == Some(current) && self.role() == Role::Master {
+            *self.controller.last_contact.lock().expect("lease lock") = Some(asked_at);
+        }
+        Ok(())
     }
 
     /// Takes the role a controller answer (replica info or an election) implies.
