@@ -68,6 +68,13 @@ pub(crate) struct ControllerMode {
     last_contact: Mutex<Option<std::time::Instant>>,
 }
 
+/// A request about this broker's group: cluster and broker name set.
+fn group_request(code: i32, config: &BrokerConfig) -> RemotingCommand {
+    RemotingCommand::request(code)
+        .with_field("clusterName", &config.cluster_name)
+        .with_field("brokerName", &config.broker_name)
+}
+
 fn parse_identity(text: &str) -> Option<(String, String, i64, Option<String>)> {
     let mut parts = text.trim().split('#');
     let cluster = parts.next()?.to_string();
@@ -194,21 +201,7 @@ impl Broker {
             "controller mode: this broker's id in its group"
         );
         tokio::spawn(self.clone().heartbeat_loop(id, shutdown.clone()));
-        let config = self.config();
-        let waker = self.store.waker().clone();
-        tokio::spawn(ferromq_ha::run_slave(
-            self.store.store().clone(),
-            self.master_ha_addr.subscribe(),
-            Arc::new(move || waker.wake_all()),
-            self.ha_slave_status.clone(),
-            ferromq_ha::SlaveConfig {
-                heartbeat: Duration::from_millis(config.ha_send_heartbeat_interval_ms),
-                housekeeping: Duration::from_millis(config.ha_housekeeping_interval_ms),
-                auto_switch: Some(id),
-                ..Default::default()
-            },
-            shutdown.clone(),
-        ));
+        tokio::spawn(self.replication_client(Some(id), shutdown.clone()));
         let mut registered = false;
         let mut last_sync = None::<tokio::time::Instant>;
         loop {
@@ -337,11 +330,7 @@ impl Broker {
             Some(p) => p,
             None => {
                 let next = self
-                    .call_controller(
-                        RemotingCommand::request(code::GET_NEXT_BROKER_ID)
-                            .with_field("clusterName", &config.cluster_name)
-                            .with_field("brokerName", &config.broker_name),
-                    )
+                    .call_controller(group_request(code::GET_NEXT_BROKER_ID, &config))
                     .await?;
                 let id: i64 = next
                     .field("nextBrokerId")
@@ -362,9 +351,7 @@ impl Broker {
         };
         let applied = self
             .call_controller(
-                RemotingCommand::request(code::APPLY_BROKER_ID)
-                    .with_field("clusterName", &config.cluster_name)
-                    .with_field("brokerName", &config.broker_name)
+                group_request(code::APPLY_BROKER_ID, &config)
                     .with_field("appliedBrokerId", id)
                     .with_field("registerCheckCode", &check_code),
             )
@@ -388,9 +375,7 @@ impl Broker {
         let config = self.config();
         let resp = self
             .call_controller(
-                RemotingCommand::request(code::REGISTER_BROKER)
-                    .with_field("clusterName", &config.cluster_name)
-                    .with_field("brokerName", &config.broker_name)
+                group_request(code::REGISTER_BROKER, &config)
                     .with_field("brokerId", id)
                     .with_field("brokerAddress", config.advertised_addr()),
             )
@@ -411,9 +396,7 @@ impl Broker {
             let config = self.config();
             let store = self.store.store();
             let epoch = store.epochs().last().map_or(-1, |e| e.epoch);
-            let beat = RemotingCommand::request(code::BROKER_HEARTBEAT)
-                .with_field("clusterName", &config.cluster_name)
-                .with_field("brokerName", &config.broker_name)
+            let beat = group_request(code::BROKER_HEARTBEAT, &config)
                 .with_field("brokerAddr", config.advertised_addr())
                 .with_field("brokerId", id)
                 .with_field("epoch", epoch)
@@ -481,9 +464,7 @@ impl Broker {
             None => {
                 let elected = self
                     .call_controller(
-                        RemotingCommand::request(code::ELECT_MASTER)
-                            .with_field("clusterName", &config.cluster_name)
-                            .with_field("brokerName", &config.broker_name)
+                        group_request(code::ELECT_MASTER, &config)
                             .with_field("brokerId", id)
                             .with_field("designateElect", false),
                     )

@@ -338,20 +338,7 @@ impl Broker {
             // A slave delivers nothing itself: its master's delayed, timer and transactional
             // messages are its master's to deliver.
             tasks.spawn(self.clone().slave_sync_loop(shutdown.clone()));
-            let waker = self.store.waker().clone();
-            let config = self.config();
-            tasks.spawn(ferromq_ha::run_slave(
-                self.store.store().clone(),
-                self.master_ha_addr.subscribe(),
-                Arc::new(move || waker.wake_all()),
-                self.ha_slave_status.clone(),
-                ferromq_ha::SlaveConfig {
-                    heartbeat: Duration::from_millis(config.ha_send_heartbeat_interval_ms),
-                    housekeeping: Duration::from_millis(config.ha_housekeeping_interval_ms),
-                    ..Default::default()
-                },
-                shutdown.clone(),
-            ));
+            tasks.spawn(self.replication_client(None, shutdown.clone()));
         } else {
             tasks.spawn(self.clone().schedule_loop(shutdown.clone()));
             tasks.spawn(self.clone().timer_loop(shutdown.clone()));
@@ -519,6 +506,30 @@ impl Broker {
             self.timers.notify_stored();
         }
         Ok(results)
+    }
+
+    /// Copies the master's log while this broker is a slave (it idles while no master HA
+    /// address is known). `auto_switch`: the broker's controller id, in controller mode.
+    pub(crate) fn replication_client(
+        &self,
+        auto_switch: Option<i64>,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let waker = self.store.waker().clone();
+        let config = self.config();
+        ferromq_ha::run_slave(
+            self.store.store().clone(),
+            self.master_ha_addr.subscribe(),
+            Arc::new(move || waker.wake_all()),
+            self.ha_slave_status.clone(),
+            ferromq_ha::SlaveConfig {
+                heartbeat: Duration::from_millis(config.ha_send_heartbeat_interval_ms),
+                housekeeping: Duration::from_millis(config.ha_housekeeping_interval_ms),
+                auto_switch,
+                ..Default::default()
+            },
+            shutdown,
+        )
     }
 
     /// Asks the registration task to register with name servers now (topics changed).

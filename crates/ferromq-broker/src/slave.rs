@@ -49,7 +49,7 @@ struct DelayOffsets {
 }
 
 /// A version stamp for tables FerroMQ does not version: a copy is taken whole each time.
-fn fresh_data_version() -> DataVersion {
+pub(crate) fn fresh_data_version() -> DataVersion {
     DataVersion {
         timestamp: crate::now_ms(),
         counter: 0,

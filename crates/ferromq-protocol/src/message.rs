@@ -354,6 +354,18 @@ impl MessageExt {
     }
 }
 
+/// Where BODYLENGTH sits in a record with these `sysFlag` bits: after the two hosts, whose
+/// size depends on their IP version.
+fn body_length_pos(sys: i32) -> usize {
+    let host = |v6: bool| if v6 { 20 } else { 8 };
+    BORN_HOST_POS
+        + host(sys & sys_flag::BORNHOST_V6 != 0)
+        + 8
+        + host(sys & sys_flag::STOREHOST_V6 != 0)
+        + 4
+        + 8
+}
+
 /// The properties string of an encoded record, found without decoding the rest.
 pub fn record_properties(record: &[u8]) -> Option<&str> {
     let sys = i32::from_be_bytes(
@@ -362,13 +374,7 @@ pub fn record_properties(record: &[u8]) -> Option<&str> {
             .try_into()
             .ok()?,
     );
-    let host = |v6: bool| if v6 { 20 } else { 8 };
-    let mut pos = BORN_HOST_POS
-        + host(sys & sys_flag::BORNHOST_V6 != 0)
-        + 8
-        + host(sys & sys_flag::STOREHOST_V6 != 0)
-        + 4
-        + 8;
+    let mut pos = body_length_pos(sys);
     let body_len = i32::from_be_bytes(record.get(pos..pos + 4)?.try_into().ok()?);
     pos = pos
         .checked_add(4)?
@@ -404,13 +410,7 @@ pub fn verify_record(record: &[u8]) -> Result<(), DecodeError> {
     }
     let crc = i32_at(8)? as u32;
     let sys = i32_at(SYS_FLAG_POS)?;
-    let host = |v6: bool| if v6 { 20 } else { 8 };
-    let mut pos = BORN_HOST_POS
-        + host(sys & sys_flag::BORNHOST_V6 != 0)
-        + 8
-        + host(sys & sys_flag::STOREHOST_V6 != 0)
-        + 4
-        + 8;
+    let mut pos = body_length_pos(sys);
     let body_len =
         usize::try_from(i32_at(pos)?).map_err(|_| DecodeError::Message("negative body length"))?;
     pos += 4;

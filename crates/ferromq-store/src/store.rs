@@ -709,14 +709,7 @@ impl MessageStore {
 
     pub(crate) fn write_checkpoint(&self, consistent: u64) -> Result<(), StoreError> {
         self.commit_log.flush()?;
-        let queues: Vec<Arc<ConsumeQueue>> = self
-            .queues
-            .read()
-            .expect("queues lock")
-            .values()
-            .cloned()
-            .collect();
-        for q in queues {
+        for q in self.all_queues() {
             q.flush()?;
         }
         self.index.flush()?;
@@ -738,14 +731,7 @@ impl MessageStore {
     /// entries that pointed into them. Returns the new minimum commit-log offset.
     pub fn delete_expired(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {
         let min = self.commit_log.delete_segments_older_than(cutoff)?;
-        let queues: Vec<Arc<ConsumeQueue>> = self
-            .queues
-            .read()
-            .expect("queues lock")
-            .values()
-            .cloned()
-            .collect();
-        for q in queues {
+        for q in self.all_queues() {
             q.drop_below_phys(min)?;
         }
         self.index.delete_below(min)?;

@@ -93,7 +93,7 @@ impl Broker {
     pub(super) fn timer_metrics(&self, req: &RemotingCommand) -> RemotingCommand {
         let body = json!({
             "timingCount": {},
-            "dataVersion": {"stateVersion": 0, "timestamp": crate::now_ms(), "counter": 0},
+            "dataVersion": crate::slave::fresh_data_version(),
         });
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(serde_json::to_vec(&body).expect("timer metrics serialize"))

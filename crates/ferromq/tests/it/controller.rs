@@ -137,6 +137,14 @@ async fn join(leader: &[&str], id: i64, addr: &str) {
     assert_eq!(register.code, 0, "{:?}", register.remark);
 }
 
+/// CONTROLLER_ELECT_MASTER as broker `id` of group-a sends it.
+fn elect_request(id: i64) -> RemotingCommand {
+    RemotingCommand::request(1002)
+        .with_field("clusterName", "C")
+        .with_field("brokerName", "group-a")
+        .with_field("brokerId", id)
+}
+
 fn replica_info() -> RemotingCommand {
     RemotingCommand::request(1004).with_field("brokerName", "group-a")
 }
@@ -180,14 +188,7 @@ async fn three_controllers_keep_the_groups_state_through_a_leader_loss_and_repla
         assert_eq!(call(&c, heartbeat(1, &broker1, 3000)).await.code, 0);
         assert_eq!(call(&c, heartbeat(2, &broker2, 3000)).await.code, 0);
     }
-    let elect = ask(
-        &addrs,
-        RemotingCommand::request(1002)
-            .with_field("clusterName", "C")
-            .with_field("brokerName", "group-a")
-            .with_field("brokerId", 1),
-    )
-    .await;
+    let elect = ask(&addrs, elect_request(1)).await;
     assert_eq!(elect.code, 0, "{:?}", elect.remark);
     assert_eq!(
         (elect.field("masterBrokerId"), elect.field("masterEpoch")),
@@ -361,14 +362,7 @@ async fn a_single_controller_inside_the_name_server_answers_and_keeps_its_state_
     let c = connect(&leader).await;
     join(&[ctl.as_str()], 1, "127.0.0.1:1").await;
     assert_eq!(call(&c, heartbeat(1, "127.0.0.1:1", 10_000)).await.code, 0);
-    let elect = call(
-        &c,
-        RemotingCommand::request(1002)
-            .with_field("clusterName", "C")
-            .with_field("brokerName", "group-a")
-            .with_field("brokerId", 1),
-    )
-    .await;
+    let elect = call(&c, elect_request(1)).await;
     assert_eq!(elect.code, 0, "{:?}", elect.remark);
     // The name server beside it still serves.
     let routes = call(&connect(&ns).await, RemotingCommand::request(106)).await;

@@ -5,11 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use ferromq_protocol::message::MessageExt;
 use ferromq_protocol::RemotingCommand;
 
 use crate::cluster::{broker, namesrv};
-use crate::harness::{call, connect, free_port, pull_request, send_request, Proc};
+use crate::harness::{call, connect, free_port, queue0_bodies, send_request, Proc};
 
 struct Member {
     name: String,
@@ -72,20 +71,7 @@ async fn wait_group(
 }
 
 async fn bodies(addr: &str, topic: &str) -> Vec<Vec<u8>> {
-    let conn = connect(addr).await;
-    let mut out = Vec::new();
-    for _ in 0..1000 {
-        let resp = call(&conn, pull_request(topic, 0, out.len() as i64, 0)).await;
-        if resp.code != 0 {
-            break;
-        }
-        let msgs = MessageExt::decode_all(&resp.body).unwrap();
-        if msgs.is_empty() {
-            break;
-        }
-        out.extend(msgs.into_iter().map(|m| m.body.to_vec()));
-    }
-    out
+    queue0_bodies(&connect(addr).await, topic).await
 }
 
 fn start_controller(dir: &std::path::Path) -> (Proc, String) {
@@ -184,17 +170,7 @@ async fn a_paused_master_is_replaced_and_steps_down_without_writing_when_resumed
 async fn a_killed_master_is_replaced_by_an_in_sync_slave_that_has_every_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let (_ns, ns) = namesrv();
-    let ctl = format!("127.0.0.1:{}", free_port());
-    let conf = dir.path().join("controller.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "controllerDLegerPeers=n0-{ctl}\ncontrollerDLegerSelfId=n0\ncontrollerStorePath={}\nscanInactiveMasterInterval=500\n",
-            dir.path().join("ctl").display()
-        ),
-    )
-    .unwrap();
-    let _controller = Proc::spawn(&["controller".into(), "-c".into(), conf.display().to_string()]);
+    let (_controller, ctl) = start_controller(dir.path());
     let mut members: Vec<Member> = ["b1", "b2", "b3"]
         .iter()
         .map(|n| start_member(dir.path(), n, &ns, &ctl))

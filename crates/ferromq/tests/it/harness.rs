@@ -256,6 +256,23 @@ pub fn pull_request(topic: &str, queue: i32, offset: i64, suspend_ms: i64) -> Re
         .with_field("expressionType", "TAG")
 }
 
+/// Every body in queue 0 of `topic` on the broker behind `conn`, in queue order (bounded).
+pub async fn queue0_bodies(conn: &Connection, topic: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for _ in 0..1000 {
+        let resp = call(conn, pull_request(topic, 0, out.len() as i64, 0)).await;
+        if resp.code != 0 {
+            break;
+        }
+        let msgs = ferromq_protocol::message::MessageExt::decode_all(&resp.body).unwrap();
+        if msgs.is_empty() {
+            break;
+        }
+        out.extend(msgs.into_iter().map(|m| m.body.to_vec()));
+    }
+    out
+}
+
 /// Waits (bounded) until `f` holds.
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;

@@ -2,29 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use ferromq_protocol::message::MessageExt;
 use ferromq_protocol::RemotingCommand;
-use ferromq_remoting::Connection;
 
 use crate::cluster::{broker, namesrv};
-use crate::harness::{call, connect, free_port, pull_request, send_request};
-
-/// Every body in queue 0 of `topic` on the broker behind `conn`, in queue order.
-async fn bodies(conn: &Connection, topic: &str) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for _ in 0..1000 {
-        let resp = call(conn, pull_request(topic, 0, out.len() as i64, 0)).await;
-        if resp.code != 0 {
-            break;
-        }
-        let msgs = MessageExt::decode_all(&resp.body).unwrap();
-        if msgs.is_empty() {
-            break;
-        }
-        out.extend(msgs.into_iter().map(|m| m.body.to_vec()));
-    }
-    out
-}
+use crate::harness::{call, connect, free_port, pull_request, queue0_bodies, send_request};
 
 async fn until<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
@@ -90,7 +71,7 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
         assert_eq!(r.code, 0, "{:?}", r.remark);
         ids.push(r.field("msgId").unwrap().to_string());
     }
-    let expected = bodies(&master, "ha").await;
+    let expected = queue0_bodies(&master, "ha").await;
     assert!(
         expected.len() >= 52,
         "every send was stored, whatever its answer"
@@ -110,7 +91,7 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
     )
     .await;
     assert_eq!(
-        bodies(&slave, "ha").await,
+        queue0_bodies(&slave, "ha").await,
         expected,
         "every stored message is on the slave"
     );
@@ -172,7 +153,7 @@ async fn a_late_slave_copies_the_whole_log_and_follows() {
         .await;
         assert_eq!(r.code, 0);
     }
-    let expected = bodies(&master, "late").await;
+    let expected = queue0_bodies(&master, "late").await;
     assert_eq!(expected.len(), 220);
     let slave = connect(&slave_addr).await;
     until(
@@ -181,7 +162,7 @@ async fn a_late_slave_copies_the_whole_log_and_follows() {
         || {
             let slave = slave.clone();
             let expected = expected.clone();
-            async move { bodies(&slave, "late").await == expected }
+            async move { queue0_bodies(&slave, "late").await == expected }
         },
     )
     .await;
