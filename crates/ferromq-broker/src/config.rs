@@ -22,7 +22,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "storePathIndex",
     "storeCheckpoint",
     "abortFile",
-    "slaveReadEnable",
     "waitTimeMillsInSendQueue",
     "osPageCacheBusyTimeOutMills",
 ];
@@ -139,6 +138,14 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `enablePropertyFilter`: allow SQL92 subscriptions, default false.
     pub enable_property_filter: bool,
+    /// `slaveReadEnable`: consumers may read from slaves while the master lives (a master
+    /// sends a lagging consumer to `whichBrokerWhenConsumeSlowly`), default false. A slave
+    /// whose master is gone serves reads either way.
+    pub slave_read_enable: bool,
+    /// `accessMessageInMemoryMaxRatio`: a consumer further behind the log's end than this
+    /// share of the machine's memory (percent, default 40) reads from disk; with
+    /// `slaveReadEnable` the master sends it to a slave.
+    pub access_message_in_memory_max_ratio: u32,
     /// `timerMaxDelaySec`: how far ahead a timer message may be due, default 3 days.
     pub timer_max_delay_sec: u64,
     /// `serverChannelMaxIdleTimeSeconds`: a client completing no request for this long is
@@ -248,6 +255,8 @@ impl Default for BrokerConfig {
             tls_key_path: None,
             plain_acl_file: PathBuf::from("conf/plain_acl.yml"),
             enable_property_filter: false,
+            slave_read_enable: false,
+            access_message_in_memory_max_ratio: 40,
             timer_max_delay_sec: 3 * 24 * 3600,
             idle_timeout_secs: 120,
             cluster_topic_enable: true,
@@ -441,6 +450,7 @@ const KEYS: &[Key] = &[
             _ => return Err(invalid(k, v, "ASYNC_MASTER, SYNC_MASTER or SLAVE")),
         }
     }),
+    key!("accessMessageInMemoryMaxRatio", runtime = true, |c| c.access_message_in_memory_max_ratio.to_string(), |c, k, v| c.access_message_in_memory_max_ratio = parse_num(k, v, 0u32, 100)?),
     key!("brokerTopicEnable", runtime = true, |c| c.broker_topic_enable.to_string(), |c, k, v| c.broker_topic_enable = parse_bool(k, v)?),
     key!("clusterTopicEnable", runtime = true, |c| c.cluster_topic_enable.to_string(), |c, k, v| c.cluster_topic_enable = parse_bool(k, v)?),
     key!("controllerAddr", runtime = false, |c| c.controller_addrs.join(";"), |c, k, v| c.controller_addrs = parse_addr_list(k, v)?),
@@ -496,6 +506,7 @@ const KEYS: &[Key] = &[
         c.register_name_server_period_ms = parse_num(k, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
     }),
     key!("serverChannelMaxIdleTimeSeconds", runtime = false, |c| c.idle_timeout_secs.to_string(), |c, k, v| c.idle_timeout_secs = parse_num(k, v, 1u64, 86_400)?),
+    key!("slaveReadEnable", runtime = true, |c| c.slave_read_enable.to_string(), |c, k, v| c.slave_read_enable = parse_bool(k, v)?),
     key!("slaveTimeout", runtime = false, |c| c.slave_timeout_ms.to_string(), |c, k, v| c.slave_timeout_ms = parse_num(k, v, 1u64, 600_000)?),
     key!("syncBrokerMetadataPeriod", runtime = false, |c| c.sync_broker_metadata_period_ms.to_string(), |c, k, v| c.sync_broker_metadata_period_ms = parse_num(k, v, 100u64, 600_000)?),
     key!("storePathCommitLog", runtime = false, |c| path_string(&c.store_commit_log), |c, k, v| c.store_commit_log = Some(PathBuf::from(non_empty(k, v)?))),
@@ -862,7 +873,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_warn_by_name() {
-        let (_, warnings) = apply(&[("noSuchKey", "1"), ("slaveReadEnable", "true")]).unwrap();
+        let (_, warnings) = apply(&[("noSuchKey", "1"), ("warmMapedFileEnable", "true")]).unwrap();
         assert_eq!(warnings.len(), 2);
         assert!(warnings.iter().any(|w| w.contains("noSuchKey")));
     }

@@ -576,6 +576,8 @@ impl Broker {
         }
         *self.role.write().expect("role lock") = Role::Master;
         *self.master_addr.lock().expect("master address lock") = None;
+        // What consumers committed here as a slave is now the group's own record.
+        self.offsets.forget_unsent();
         if let Some(ha) = &self.ha_master {
             ha.set_serving(true);
         }

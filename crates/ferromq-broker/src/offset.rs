@@ -1,5 +1,9 @@
 //! Committed consumer offsets, keyed `topic@group` → queue → offset as in Apache's
 //! `ConsumerOffsetManager`, persisted to `config/consumerOffset.json`.
+//!
+//! A slave also remembers the offsets consumers committed to it while they could not reach
+//! the master ("unsent"), so that it can hand them to the master when it returns, and
+//! keeps them over the master's older copies until then.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -12,11 +16,30 @@ use crate::persist;
 #[serde(rename_all = "camelCase")]
 struct OffsetFile {
     offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// A FerroMQ field: kept in the file so that a slave restarting before its master
+    /// returns still hands them over. Apache's readers ignore it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    unsent_to_master: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// An offset a slave took while its master was away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsentOffset {
+    pub topic: String,
+    pub group: String,
+    pub queue_id: i32,
+    pub offset: i64,
+}
+
+#[derive(Default)]
+struct Tables {
+    committed: HashMap<String, BTreeMap<i32, i64>>,
+    unsent: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 pub struct ConsumerOffsetManager {
     path: PathBuf,
-    table: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
+    table: Mutex<Tables>,
     dirty: AtomicBool,
 }
 
@@ -30,7 +53,10 @@ impl ConsumerOffsetManager {
         let file: OffsetFile = persist::load(&path)?.unwrap_or_default();
         Ok(ConsumerOffsetManager {
             path,
-            table: Mutex::new(file.offset_table.into_iter().collect()),
+            table: Mutex::new(Tables {
+                committed: file.offset_table.into_iter().collect(),
+                unsent: file.unsent_to_master,
+            }),
             dirty: AtomicBool::new(false),
         })
     }
@@ -39,9 +65,66 @@ impl ConsumerOffsetManager {
         self.table
             .lock()
             .expect("offset table lock")
+            .committed
             .entry(key(topic, group))
             .or_default()
             .insert(queue_id, offset);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// A commit a slave takes for its absent master: stored, and kept to hand over.
+    pub fn commit_unsent(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        let mut t = self.table.lock().expect("offset table lock");
+        let k = key(topic, group);
+        t.committed
+            .entry(k.clone())
+            .or_default()
+            .insert(queue_id, offset);
+        t.unsent.entry(k).or_default().insert(queue_id, offset);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// This broker became the master: nothing waits for another.
+    pub fn forget_unsent(&self) {
+        let mut t = self.table.lock().expect("offset table lock");
+        if !t.unsent.is_empty() {
+            t.unsent.clear();
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// The offsets waiting for the master.
+    pub fn unsent(&self) -> Vec<UnsentOffset> {
+        let t = self.table.lock().expect("offset table lock");
+        t.unsent
+            .iter()
+            .filter_map(|(k, queues)| {
+                k.split_once('@')
+                    .map(|(topic, group)| (topic, group, queues))
+            })
+            .flat_map(|(topic, group, queues)| {
+                queues.iter().map(move |(&queue_id, &offset)| UnsentOffset {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    queue_id,
+                    offset,
+                })
+            })
+            .collect()
+    }
+
+    /// The master holds `sent`; forgets it unless a newer commit came meanwhile.
+    pub fn mark_sent(&self, sent: &UnsentOffset) {
+        let mut t = self.table.lock().expect("offset table lock");
+        let k = key(&sent.topic, &sent.group);
+        if let Some(queues) = t.unsent.get_mut(&k) {
+            if queues.get(&sent.queue_id) == Some(&sent.offset) {
+                queues.remove(&sent.queue_id);
+            }
+            if queues.is_empty() {
+                t.unsent.remove(&k);
+            }
+        }
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -49,6 +132,7 @@ impl ConsumerOffsetManager {
         self.table
             .lock()
             .expect("offset table lock")
+            .committed
             .get(&key(topic, group))
             .and_then(|q| q.get(&queue_id).copied())
     }
@@ -58,6 +142,7 @@ impl ConsumerOffsetManager {
         self.table
             .lock()
             .expect("offset table lock")
+            .committed
             .get(&key(topic, group))
             .cloned()
             .unwrap_or_default()
@@ -68,6 +153,7 @@ impl ConsumerOffsetManager {
         let suffix = format!("@{group}");
         let table = self.table.lock().expect("offset table lock");
         table
+            .committed
             .keys()
             .filter_map(|k| k.strip_suffix(&suffix).map(str::to_string))
             .collect()
@@ -77,6 +163,7 @@ impl ConsumerOffsetManager {
     pub fn groups(&self) -> Vec<String> {
         let table = self.table.lock().expect("offset table lock");
         let mut groups: Vec<String> = table
+            .committed
             .keys()
             .filter_map(|k| k.split_once('@').map(|(_, g)| g.to_string()))
             .collect();
@@ -88,20 +175,18 @@ impl ConsumerOffsetManager {
     /// Forgets a deleted group's offsets.
     pub fn remove_group(&self, group: &str) {
         let suffix = format!("@{group}");
-        self.table
-            .lock()
-            .expect("offset table lock")
-            .retain(|k, _| !k.ends_with(&suffix));
+        let mut t = self.table.lock().expect("offset table lock");
+        t.committed.retain(|k, _| !k.ends_with(&suffix));
+        t.unsent.retain(|k, _| !k.ends_with(&suffix));
         self.dirty.store(true, Ordering::Release);
     }
 
     /// Forgets every group's offsets on a deleted topic.
     pub fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");
-        self.table
-            .lock()
-            .expect("offset table lock")
-            .retain(|k, _| !k.starts_with(&prefix));
+        let mut t = self.table.lock().expect("offset table lock");
+        t.committed.retain(|k, _| !k.starts_with(&prefix));
+        t.unsent.retain(|k, _| !k.starts_with(&prefix));
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -110,17 +195,22 @@ impl ConsumerOffsetManager {
         self.table
             .lock()
             .expect("offset table lock")
+            .committed
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 
     /// Takes a master's offsets over these, as Apache's slave does (`putAll`: offsets the
-    /// master lacks are kept).
+    /// master lacks are kept), except those still waiting to reach the master.
     pub fn put_all(&self, offsets: BTreeMap<String, BTreeMap<i32, i64>>) {
         let mut t = self.table.lock().expect("offset table lock");
-        for (k, queues) in offsets {
-            t.insert(k, queues);
+        let Tables { committed, unsent } = &mut *t;
+        for (k, mut queues) in offsets {
+            if let Some(waiting) = unsent.get(&k) {
+                queues.extend(waiting.iter().map(|(&q, &o)| (q, o)));
+            }
+            committed.insert(k, queues);
         }
         self.dirty.store(true, Ordering::Release);
     }
@@ -130,14 +220,16 @@ impl ConsumerOffsetManager {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let snapshot = OffsetFile {
-            offset_table: self
-                .table
-                .lock()
-                .expect("offset table lock")
-                .clone()
-                .into_iter()
-                .collect(),
+        let snapshot = {
+            let t = self.table.lock().expect("offset table lock");
+            OffsetFile {
+                offset_table: t
+                    .committed
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                unsent_to_master: t.unsent.clone(),
+            }
         };
         persist::store(&self.path, &snapshot)
             .inspect_err(|_| self.dirty.store(true, Ordering::Release))
@@ -147,6 +239,44 @@ impl ConsumerOffsetManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsent_offsets_outlive_the_masters_older_copy_until_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = ConsumerOffsetManager::open(dir.path()).unwrap();
+        m.commit_unsent("g", "t", 0, 90);
+        let master = BTreeMap::from([("t@g".to_string(), BTreeMap::from([(0, 10), (1, 5)]))]);
+        m.put_all(master.clone());
+        assert_eq!(
+            m.query("g", "t", 0),
+            Some(90),
+            "the master's older copy must not win"
+        );
+        assert_eq!(m.query("g", "t", 1), Some(5));
+        m.persist().unwrap();
+        let m = ConsumerOffsetManager::open(dir.path()).unwrap();
+        let unsent = m.unsent();
+        assert_eq!(
+            unsent,
+            vec![UnsentOffset {
+                topic: "t".into(),
+                group: "g".into(),
+                queue_id: 0,
+                offset: 90
+            }]
+        );
+        m.commit_unsent("g", "t", 0, 95);
+        m.mark_sent(&unsent[0]);
+        assert_eq!(m.unsent().len(), 1, "a newer commit stays waiting");
+        m.mark_sent(&m.unsent()[0]);
+        assert!(m.unsent().is_empty());
+        m.put_all(master);
+        assert_eq!(
+            m.query("g", "t", 0),
+            Some(10),
+            "once sent, the master's copy rules"
+        );
+    }
 
     #[test]
     fn committed_offsets_survive_reopen() {

@@ -202,13 +202,15 @@ impl Broker {
         )
         .await?;
         let topics_changed = self.topics.replace_with(topics)?;
-        let offsets: ConsumerOffsets = fetch(
+        let mut offsets: ConsumerOffsets = fetch(
             &c,
             &master,
             request::GET_ALL_CONSUMER_OFFSET,
             "consumer offsets",
         )
         .await?;
+        self.hand_over_offsets(&c, &master, &mut offsets.offset_table)
+            .await?;
         self.offsets.put_all(offsets.offset_table);
         self.offsets.persist()?;
         let delay: DelayOffsets =
@@ -233,6 +235,58 @@ impl Broker {
             self.request_registration();
         }
         debug!(%master, "master's metadata copied");
+        Ok(())
+    }
+}
+
+impl Broker {
+    /// Gives the master the offsets consumers committed here while it was away, where they
+    /// are ahead of its own (a consumer back on the master may have committed since), and
+    /// writes what it now holds into `master_table`.
+    async fn hand_over_offsets(
+        &self,
+        conn: &Connection,
+        master: &str,
+        master_table: &mut BTreeMap<String, BTreeMap<i32, i64>>,
+    ) -> Result<(), SyncError> {
+        let mut handed = 0usize;
+        for unsent in self.offsets.unsent() {
+            let key = format!("{}@{}", unsent.topic, unsent.group);
+            let masters = master_table.get(&key).and_then(|q| q.get(&unsent.queue_id));
+            if masters.is_some_and(|&m| m >= unsent.offset) {
+                self.offsets.mark_sent(&unsent);
+                continue;
+            }
+            let req = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+                .with_field("consumerGroup", &unsent.group)
+                .with_field("topic", &unsent.topic)
+                .with_field("queueId", unsent.queue_id)
+                .with_field("commitOffset", unsent.offset);
+            let resp = conn
+                .invoke(req, CALL_TIMEOUT)
+                .await
+                .map_err(|source| SyncError::Call {
+                    what: "handing over consumer offsets",
+                    master: master.to_string(),
+                    source,
+                })?;
+            if resp.code == response::SUCCESS {
+                master_table
+                    .entry(key)
+                    .or_default()
+                    .insert(unsent.queue_id, unsent.offset);
+                handed += 1;
+            } else {
+                // Retrying cannot help (the master knows no such group or topic).
+                warn!(group = %unsent.group, topic = %unsent.topic, code = resp.code,
+                    remark = resp.remark.as_deref().unwrap_or(""),
+                    "the master refused a consumer offset taken while it was away; dropped");
+            }
+            self.offsets.mark_sent(&unsent);
+        }
+        if handed > 0 {
+            info!(%master, offsets = handed, "handed the master the consumer offsets committed while it was away");
+        }
         Ok(())
     }
 }

@@ -136,9 +136,18 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        self.offsets
-            .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         RemotingCommand::response_to(req, response::SUCCESS)
+    }
+
+    /// Stores a consumer's commit. A client commits to a slave only when it sees no master,
+    /// so a slave keeps the commit to hand to the master when it returns.
+    pub(crate) fn commit_offset(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        if self.role() == crate::Role::Master {
+            self.offsets.commit(group, topic, queue_id, offset);
+        } else {
+            self.offsets.commit_unsent(group, topic, queue_id, offset);
+        }
     }
 
     pub(crate) fn max_offset(&self, req: &RemotingCommand) -> RemotingCommand {

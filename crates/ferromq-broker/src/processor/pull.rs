@@ -14,11 +14,12 @@ use ferromq_protocol::message::record_properties;
 use std::sync::Arc;
 
 use crate::filter::MessageFilter;
+use crate::groups::SubscriptionGroupConfig;
 use ferromq_protocol::RemotingCommand;
 use ferromq_store::{GetResult, GetStatus};
 
 use super::header;
-use crate::Broker;
+use crate::{Broker, Role};
 
 /// Pull sysFlag bits (`PullSysFlag.java`).
 const PULL_COMMIT_OFFSET: i32 = 0x1;
@@ -114,9 +115,11 @@ impl Broker {
         if matches!(*filter, MessageFilter::Sql(_)) && !config.enable_property_filter {
             return RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED);
         }
+        // Apache's slave ignores a pull's commit. A client pulls from a slave only when it
+        // sees no master, and the Go client then commits no other way: the slave keeps the
+        // commit and hands it to the master when it can.
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
-            self.offsets
-                .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+            self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         }
         let accept = |tag: i64| filter.accepts_code(tag);
         let offset = h.queue_offset.max(0) as u64;
@@ -175,8 +178,58 @@ impl Broker {
         }
         self.stats
             .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
-        pull_response(req, result, offset)
+        // Which broker of the group the client should pull from next (Apache's rules; a
+        // slave always names the master, so a client back in touch with it returns there).
+        let lagging = self.consumer_lags_in_memory(&result, &config);
+        let group = || {
+            self.groups
+                .get(&h.consumer_group)
+                .unwrap_or_else(|| SubscriptionGroupConfig::new(&h.consumer_group))
+        };
+        let suggest = match (config.slave_read_enable, lagging) {
+            (true, true) => group().which_broker_when_consume_slowly,
+            (true, false) if self.role() == Role::Master => group().broker_id,
+            _ => MASTER_ID,
+        };
+        pull_response(req, result, offset, suggest)
     }
+
+    /// Apache's `suggestPullingFromSlave`: the consumer reads further behind the log's end
+    /// than `accessMessageInMemoryMaxRatio` of the machine's memory, so from disk.
+    fn consumer_lags_in_memory(&self, result: &GetResult, config: &crate::BrokerConfig) -> bool {
+        let Some(pulled) = result
+            .messages
+            .last()
+            .and_then(|m| ferromq_protocol::message::record_physical_offset(m))
+        else {
+            return false;
+        };
+        let behind = self
+            .store
+            .store()
+            .replica_offset()
+            .saturating_sub(pulled as u64);
+        behind > total_memory_bytes() / 100 * u64::from(config.access_message_in_memory_max_ratio)
+    }
+}
+
+/// The broker id Apache's clients take for "the master".
+const MASTER_ID: i64 = 0;
+
+/// The machine's memory (`MemTotal`), read once; unknown counts as unlimited, so nobody
+/// is sent away.
+fn total_memory_bytes() -> u64 {
+    static TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            })
+            .unwrap_or(u64::MAX)
+    })
 }
 
 /// Response code and next offset for a read, as Apache's `PullMessageProcessor` maps
@@ -194,14 +247,19 @@ fn classify(r: &GetResult, requested: u64) -> (i32, u64) {
     }
 }
 
-fn pull_response(req: &RemotingCommand, r: GetResult, requested: u64) -> RemotingCommand {
+fn pull_response(
+    req: &RemotingCommand,
+    r: GetResult,
+    requested: u64,
+    suggest_which_broker_id: i64,
+) -> RemotingCommand {
     let (code, next) = classify(&r, requested);
     let mut resp = RemotingCommand::response_to(req, code);
     PullMessageResponseHeader {
         next_begin_offset: next as i64,
         min_offset: r.min_offset as i64,
         max_offset: r.max_offset as i64,
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id,
     }
     .encode(&mut resp.ext_fields);
     if !r.messages.is_empty() {

@@ -15,19 +15,23 @@ pub fn namesrv() -> (Proc, String) {
 
 /// `ferromq broker` with these broker.conf lines on a free port, its files under `dir/name`.
 pub fn broker(dir: &std::path::Path, name: &str, conf: &str) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    (broker_at(dir, name, conf, &addr), addr)
+}
+
+/// A broker on `addr` with its data in `dir/name`: a restart of the same broker.
+pub fn broker_at(dir: &std::path::Path, name: &str, conf: &str, addr: &str) -> Proc {
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, conf).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let proc = Proc::spawn(&[
+    Proc::spawn(&[
         "broker".into(),
         "-c".into(),
         path.display().to_string(),
         "--data-dir".into(),
         dir.join(name).display().to_string(),
         "--listen".into(),
-        addr.clone(),
-    ]);
-    (proc, addr)
+        addr.to_string(),
+    ])
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use ferromq_protocol::RemotingCommand;
 
-use crate::cluster::{broker, namesrv};
+use crate::cluster::{broker, broker_at, namesrv};
 use crate::harness::{call, connect, free_port, pull_request, queue0_bodies, send_request};
 
 async fn until<F, Fut>(what: &str, limit: Duration, mut f: F)
@@ -166,4 +166,160 @@ async fn a_late_slave_copies_the_whole_log_and_follows() {
         },
     )
     .await;
+}
+
+fn query_offset(topic: &str, queue: i32) -> RemotingCommand {
+    RemotingCommand::request(14)
+        .with_field("consumerGroup", "CG")
+        .with_field("topic", topic)
+        .with_field("queueId", queue)
+}
+
+fn commit_offset(topic: &str, queue: i32, offset: i64) -> RemotingCommand {
+    RemotingCommand::request(15)
+        .with_field("consumerGroup", "CG")
+        .with_field("topic", topic)
+        .with_field("queueId", queue)
+        .with_field("commitOffset", offset)
+}
+
+async fn committed(conn: &ferromq_remoting::Connection, topic: &str, queue: i32) -> Option<i64> {
+    let r = call(conn, query_offset(topic, queue)).await;
+    (r.code == 0).then(|| r.field("offset").unwrap().parse().unwrap())
+}
+
+/// While the master is away its slave serves reads and takes the consumers' commits, by the
+/// pull's commit flag (the Go client's only way then) and by UPDATE_CONSUMER_OFFSET; when
+/// the master returns the slave hands those commits over, and the master's older copy does
+/// not overwrite them on the slave meanwhile.
+#[tokio::test]
+async fn a_slave_serves_reads_while_its_master_is_away_and_hands_back_the_offsets() {
+    let (_ns, ns) = namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let ha_port = free_port();
+    let master_conf = format!("brokerName=broker-r\nhaListenPort={ha_port}\nnamesrvAddr={ns}\n");
+    let master_addr = format!("127.0.0.1:{}", free_port());
+    let mut master_proc = broker_at(dir.path(), "master", &master_conf, &master_addr);
+    let (_slave_proc, slave_addr) = broker(
+        dir.path(),
+        "slave",
+        &format!(
+            "brokerName=broker-r\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nnamesrvAddr={ns}\n"
+        ),
+    );
+    let master = connect(&master_addr).await;
+    for i in 0..20 {
+        let r = call(&master, send_to_queue_0("away", format!("m{i}").as_bytes())).await;
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+    }
+    assert_eq!(call(&master, commit_offset("away", 0, 5)).await.code, 0);
+    let slave = connect(&slave_addr).await;
+    until(
+        "the slave holds the messages and the master's offsets",
+        Duration::from_secs(30),
+        || {
+            let slave = slave.clone();
+            async move {
+                queue0_bodies(&slave, "away").await.len() == 20
+                    && committed(&slave, "away", 0).await == Some(5)
+            }
+        },
+    )
+    .await;
+
+    master_proc.kill();
+    let pull = pull_request("away", 0, 12, 0)
+        .with_field("sysFlag", 1)
+        .with_field("commitOffset", 12);
+    let r = call(&slave, pull).await;
+    assert_eq!(r.code, 0, "the slave serves reads: {:?}", r.remark);
+    let bodies: Vec<_> = ferromq_protocol::message::MessageExt::decode_all(&r.body)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body.to_vec())
+        .collect();
+    assert_eq!(bodies.first().map(Vec::as_slice), Some(&b"m12"[..]));
+    assert_eq!(bodies.len(), 8);
+    assert_eq!(
+        r.field("suggestWhichBrokerId"),
+        Some("0"),
+        "a slave sends clients back to the master"
+    );
+    assert_eq!(call(&slave, commit_offset("away", 1, 3)).await.code, 0);
+    assert_eq!(committed(&slave, "away", 0).await, Some(12));
+
+    let _master_proc = broker_at(dir.path(), "master", &master_conf, &master_addr);
+    let master = connect(&master_addr).await;
+    until(
+        "the returned master holds the commits taken while it was away",
+        Duration::from_secs(30),
+        || {
+            let master = master.clone();
+            async move {
+                committed(&master, "away", 0).await == Some(12)
+                    && committed(&master, "away", 1).await == Some(3)
+            }
+        },
+    )
+    .await;
+    // A later copy from the master must not take the slave back to the old offset.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(committed(&slave, "away", 0).await, Some(12));
+}
+
+/// With `slaveReadEnable`, a master sends a consumer reading further behind than
+/// `accessMessageInMemoryMaxRatio` of memory to `whichBrokerWhenConsumeSlowly` (1); one
+/// keeping up stays on the master; without it, every answer names the master.
+#[tokio::test]
+async fn a_master_with_slave_reads_sends_lagging_consumers_to_the_slave() {
+    let (_ns, ns) = namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let (_master_proc, master_addr) = broker(
+        dir.path(),
+        "master",
+        &format!(
+            "brokerName=broker-s\nslaveReadEnable=true\naccessMessageInMemoryMaxRatio=0\nnamesrvAddr={ns}\n"
+        ),
+    );
+    let master = connect(&master_addr).await;
+    for i in 0..5 {
+        let r = call(&master, send_to_queue_0("lag", format!("m{i}").as_bytes())).await;
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+    }
+    let suggestion = |conn: ferromq_remoting::Connection| async move {
+        let r = call(&conn, pull_request("lag", 0, 0, 0)).await;
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+        r.field("suggestWhichBrokerId").unwrap().to_string()
+    };
+    assert_eq!(
+        suggestion(master.clone()).await,
+        "1",
+        "behind by more than 0% of memory"
+    );
+    let set = |body: &'static str| RemotingCommand::request(25).with_body(body.as_bytes().to_vec());
+    assert_eq!(
+        call(&master, set("accessMessageInMemoryMaxRatio=40"))
+            .await
+            .code,
+        0
+    );
+    assert_eq!(
+        suggestion(master.clone()).await,
+        "0",
+        "a consumer keeping up stays"
+    );
+    assert_eq!(
+        call(
+            &master,
+            set("accessMessageInMemoryMaxRatio=0\nslaveReadEnable=false")
+        )
+        .await
+        .code,
+        0
+    );
+    assert_eq!(
+        suggestion(master.clone()).await,
+        "0",
+        "no slave reads: always the master"
+    );
 }
