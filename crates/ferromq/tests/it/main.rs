@@ -2,6 +2,7 @@
 
 mod acl;
 mod admin;
+mod catchup;
 mod client;
 mod cluster;
 mod controller;
