@@ -1,5 +1,6 @@
 //! A slave far behind its master catches up while the master keeps taking load, and ends
-//! with the master's commit log byte for byte.
+//! with the master's commit log byte for byte; a slave whose disk fills stops copying,
+//! stays up, and catches up once it has room again.
 //!
 //! The backlog is `FERROMQ_CATCHUP_MIB` MiB (default 64, what CI runs);
 //! `scripts/catchup-soak.sh` runs it with 1 GiB and a heavier load on a release build and
@@ -13,7 +14,7 @@ use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
 
 use crate::cluster::{broker, namesrv};
-use crate::harness::{call, connect, free_port};
+use crate::harness::{call, connect, free_port, Proc};
 
 const MIB: u64 = 1024 * 1024;
 /// Body size of the backlog's messages.
@@ -216,4 +217,143 @@ async fn a_slave_far_behind_catches_up_under_load_and_holds_the_masters_bytes() 
     for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
         assert!(a == b, "segment {name} differs between master and slave");
     }
+}
+
+/// Runs `cmd` and tells whether it succeeded.
+fn succeeds(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The slave's data directory is a small tmpfs in a mount namespace of its own (needs root
+/// and `unshare`): its disk fills while the master takes more than it can hold. The slave
+/// must stay up without corrupting what it holds, the master must go on answering, and
+/// once the tmpfs grows the slave must catch up to the master's bytes.
+#[tokio::test]
+async fn a_slave_whose_disk_fills_stays_up_and_catches_up_once_it_has_room() {
+    if !succeeds("unshare", &["--mount", "true"]) {
+        eprintln!("skipped: needs root and unshare to give the slave a small disk");
+        return;
+    }
+    let segment = 8 * MIB;
+    let (_ns, ns) = namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let ha_port = free_port();
+    let (mut master_proc, master_addr) = broker(
+        dir.path(),
+        "master",
+        &format!(
+            "brokerName=broker-f\nhaListenPort={ha_port}\nmapedFileSizeCommitLog={segment}\nnamesrvAddr={ns}\n"
+        ),
+    );
+    let slave_dir = dir.path().join("slave");
+    std::fs::create_dir_all(&slave_dir).unwrap();
+    let conf = dir.path().join("slave.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "brokerName=broker-f\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nmapedFileSizeCommitLog={segment}\nnamesrvAddr={ns}\n"
+        ),
+    )
+    .unwrap();
+    let slave_addr = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c"]).arg(format!(
+        "mount -t tmpfs -o size=24m ferromq-slave-disk '{d}' && exec '{bin}' broker -c '{c}' --data-dir '{d}' --listen {slave_addr}",
+        d = slave_dir.display(),
+        bin = env!("CARGO_BIN_EXE_ferromq"),
+        c = conf.display(),
+    ));
+    let mut slave_proc = Proc::spawn_command(command);
+    let slave = connect(&slave_addr).await;
+    let master = connect(&master_addr).await;
+
+    // Three times what the slave's disk holds.
+    let fill = bench(
+        &ns,
+        &[
+            "--producers",
+            "2",
+            "--mode",
+            "async",
+            "--size",
+            "4096",
+            "--messages",
+            "12288",
+            "--seconds",
+            "600",
+        ],
+    );
+    finish(fill, Duration::from_secs(120));
+    let end = log_end(&master).await;
+    assert!(end >= 40 * MIB, "the master holds the load: {end}");
+    // The slave copies what fits, then stalls short of the master's end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stalled_at = log_end(&slave).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = log_end(&slave).await;
+        if now == stalled_at && now > 0 {
+            break;
+        }
+        stalled_at = now;
+        assert!(Instant::now() < deadline, "the slave never stalled");
+    }
+    assert!(stalled_at < end, "a 24 MiB disk cannot hold {end} bytes");
+    assert!(
+        slave_proc.is_running(),
+        "a full disk must not take the slave down"
+    );
+    assert!(
+        slave_proc.logs().contains("No space left on device"),
+        "the slave says why it stopped copying:\n{}",
+        slave_proc.logs()
+    );
+    let r = call(
+        &master,
+        crate::harness::send_request("catchup", b"still taking", ""),
+    )
+    .await;
+    assert_eq!(r.code, 0, "the master goes on answering: {:?}", r.remark);
+
+    assert!(
+        succeeds(
+            "nsenter",
+            &[
+                "-t",
+                &slave_proc.pid().to_string(),
+                "-m",
+                "mount",
+                "-o",
+                "remount,size=256m",
+                &slave_dir.display().to_string()
+            ]
+        ),
+        "growing the slave's disk"
+    );
+    let end = log_end(&master).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_end(&slave).await < end {
+        assert!(
+            Instant::now() < deadline,
+            "the slave never caught up after the disk grew"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // What it holds reads back: the bytes are the master's.
+    let theirs = log_bytes(&commit_log_dir(&dir.path().join("master")), segment, end);
+    // The tmpfs is mounted in the slave's namespace only: read it through the slave's root.
+    let seen_by_slave = Path::new(&format!("/proc/{}/root", slave_proc.pid()))
+        .join(slave_dir.strip_prefix("/").unwrap());
+    let ours = log_bytes(&commit_log_dir(&seen_by_slave), segment, end);
+    assert_eq!(ours.len(), theirs.len(), "the same segments");
+    for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
+        assert!(a == b, "segment {name} differs between master and slave");
+    }
+    slave_proc.terminate();
+    master_proc.terminate();
 }

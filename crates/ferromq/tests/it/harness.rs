@@ -28,8 +28,16 @@ pub struct Proc {
 impl Proc {
     /// Spawns `ferromq ARGS` and waits (bounded) for its ready line.
     pub fn spawn(args: &[String]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferromq"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferromq"));
+        command.args(args);
+        Proc::spawn_command(command)
+    }
+
+    /// Spawns `command` (one that ends up running `ferromq`, possibly through a wrapper
+    /// that `exec`s it) and waits (bounded) for its ready line.
+    pub fn spawn_command(mut command: Command) -> Proc {
+        let args = format!("{command:?}");
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -62,10 +70,7 @@ impl Proc {
         });
         if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = child.kill();
-            panic!(
-                "ferromq {args:?} did not become ready:\n{}",
-                output.lock().unwrap()
-            );
+            panic!("{args} did not become ready:\n{}", output.lock().unwrap());
         }
         Proc { child, output }
     }
@@ -86,6 +91,10 @@ impl Proc {
             .status()
             .unwrap();
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: the process gets no chance to flush or say goodbye.
