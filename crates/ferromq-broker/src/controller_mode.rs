@@ -106,6 +106,12 @@ impl ControllerMode {
         *self.broker_id.lock().expect("broker id lock")
     }
 
+    /// The master's epoch and the in-sync set as the controllers last told this broker.
+    pub(crate) fn agreed_sync_state(&self) -> (i32, BTreeSet<i64>) {
+        let v = self.view.lock().expect("group view lock");
+        (v.master_epoch, v.sync_state_set.clone())
+    }
+
     /// The in-sync set as this master last agreed it with the controllers, with the slaves
     /// it is adding (Apache's union while synchronizing): a send waits for all of them.
     pub(crate) fn sync_state_set(&self) -> BTreeSet<i64> {

@@ -396,6 +396,19 @@ impl AdminClient {
             .collect())
     }
 
+    /// How a broker's replication stands (GET_BROKER_HA_STATUS, Apache's `HARuntimeInfo`):
+    /// a master's slaves with their acknowledged offsets, or a slave's copy.
+    pub async fn ha_status(&self, addr: &str) -> Result<serde_json::Value> {
+        let resp = self
+            .broker_call(
+                addr,
+                RemotingCommand::request(request::GET_BROKER_HA_STATUS),
+                "GET_BROKER_HA_STATUS",
+            )
+            .await?;
+        json_body(&resp, "GET_BROKER_HA_STATUS")
+    }
+
     /// A group's progress on a topic (or all its topics), on every master.
     pub async fn consumer_progress(
         &self,

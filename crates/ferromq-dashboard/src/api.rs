@@ -137,7 +137,12 @@ async fn cluster(State(s): St) -> ApiResult {
         let get = |k: &str| info.get(k).cloned().unwrap_or_default();
         let num = |k: &str| info.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         let data_bytes = num("commitLogMaxOffset") - num("commitLogMinOffset");
+        let replication = match s.admin.ha_status(&b.addr).await {
+            Ok(status) => replication_view(&status),
+            Err(_) => Value::Null,
+        };
         out.push(json!({
+            "replication": replication,
             "cluster": b.cluster, "brokerName": b.broker_name, "brokerId": b.broker_id, "addr": b.addr,
             "role": if b.broker_id == 0 { "MASTER" } else { "SLAVE" },
             "version": get("brokerVersionDesc"), "putTps": put_tps, "getTps": get_tps,
@@ -149,6 +154,40 @@ async fn cluster(State(s): St) -> ApiResult {
     Ok(Json(
         json!({ "nameServers": s.namesrv, "brokers": out, "series": s.sampler.broker_series() }),
     ))
+}
+
+/// A broker's replication as the cluster page shows it: a master's slaves with how far
+/// behind each is, or a slave's master and its own distance.
+fn replication_view(status: &Value) -> Value {
+    let end = status["masterCommitLogMaxOffset"].as_u64().unwrap_or(0);
+    if status["master"] == true {
+        let slaves: Vec<Value> = status["haConnectionInfo"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|c| {
+                        json!({
+                            "addr": c["addr"], "brokerId": c["brokerId"],
+                            "ackOffset": c["slaveAckOffset"], "behindBytes": c["diff"],
+                            "inSync": c["inSync"],
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "role": "master", "logEnd": end, "slaves": slaves,
+            "masterEpoch": status["masterEpoch"], "syncStateSet": status["syncStateSet"],
+        })
+    } else {
+        let client = &status["haClientRuntimeInfo"];
+        let copied = client["maxOffset"].as_u64().unwrap_or(0);
+        json!({
+            "role": "slave", "logEnd": copied, "master": client["masterAddr"],
+            "masterLogEnd": end, "behindBytes": end.saturating_sub(copied),
+            "connected": client["activated"],
+        })
+    }
 }
 
 #[derive(Deserialize)]

@@ -47,11 +47,24 @@ const pages = {
     const c = await api("/cluster");
     const rows = c.brokers.map((b) => [esc(b.cluster), esc(b.brokerName), b.brokerId, esc(b.addr), esc(b.role), esc(b.version), b.putTps, b.getTps,
       fmtNum(Number(b.msgPutTotal)), esc(b.commitLogMinOffset), esc(b.commitLogMaxOffset), fmtNum(b.dataBytes), esc(b.runtime)]);
+    const replication = c.brokers.filter((b) => b.replication).flatMap((b) => {
+      const r = b.replication;
+      const who = `${esc(b.brokerName)} ${b.brokerId}`;
+      if (r.role === "slave") {
+        return [[who, esc(b.addr), "slave", fmtNum(r.logEnd), esc(r.master), fmtNum(r.masterLogEnd), fmtNum(r.behindBytes), r.connected ? "connected" : "not connected"]];
+      }
+      const set = Array.isArray(r.syncStateSet) ? ` (in-sync set ${esc(r.syncStateSet.join(", "))}, epoch ${esc(r.masterEpoch)})` : "";
+      if (!r.slaves.length) return [[who, esc(b.addr), "master" + set, fmtNum(r.logEnd), "no slave", "", "", ""]];
+      return r.slaves.map((sl) => [who, esc(b.addr), "master" + set, fmtNum(r.logEnd),
+        esc(sl.addr) + (sl.brokerId == null ? "" : ` (id ${esc(sl.brokerId)})`), fmtNum(sl.ackOffset), fmtNum(sl.behindBytes), sl.inSync ? "in sync" : "behind"]);
+    });
     const charts = Object.entries(c.series || {}).map(([name, pts]) => `<h3>${esc(name)}: messages per second</h3>${chart(pts)}`).join("");
     return `<h2>Cluster</h2>
       <div class="cards"><div class="card"><div class="v" id="broker-count">${c.brokers.length}</div><div class="k">brokers</div></div>
       <div class="card"><div class="v">${esc(c.nameServers.join(", "))}</div><div class="k">name servers</div></div></div>
       ${table(["Cluster", "Broker", "ID", "Address", "Role", "Version", "Put TPS", "Get TPS", "Messages put", "Commit log min", "Commit log max", "Data bytes", "Uptime"], rows, "brokers")}
+      <h3>Replication</h3>
+      ${table(["Broker", "Address", "Role", "Log end", "Peer", "Peer's log end", "Behind (bytes)", "State"], replication, "replication")}
       ${charts}`;
   },
 

@@ -31,6 +31,7 @@ impl Broker {
                         let ack = s.ack_offset.unwrap_or(0);
                         json!({
                             "addr": s.addr.to_string(),
+                            "brokerId": s.broker_id,
                             "slaveAckOffset": ack,
                             "diff": end.saturating_sub(ack),
                             "inSync": s.ack_offset.is_some() && end.saturating_sub(ack) < gap,
@@ -40,13 +41,20 @@ impl Broker {
                     })
                     .collect();
                 let in_sync = slaves.iter().filter(|s| s["inSync"] == true).count();
-                json!({
+                let mut status = json!({
                     "master": true,
                     "masterCommitLogMaxOffset": end,
                     "inSyncSlaveNums": in_sync,
                     "haConnectionInfo": slaves,
                     "haClientRuntimeInfo": null,
-                })
+                });
+                // FerroMQ's additions (Apache's readers skip them): the controllers' record.
+                if config.enable_controller_mode {
+                    let (epoch, set) = self.controller.agreed_sync_state();
+                    status["masterEpoch"] = json!(epoch);
+                    status["syncStateSet"] = json!(set);
+                }
+                status
             }
             None => {
                 let status = self

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use crate::ctx::{label, s, Ctx, Members, Target};
 use crate::table::Table;
 
-const GET_BROKER_HA_STATUS: i32 = 907;
 const GET_BROKER_EPOCH_CACHE: i32 = 1007;
 const CONTROLLER_ELECT_MASTER: i32 = 1002;
 const CONTROLLER_GET_METADATA_INFO: i32 = 1005;
@@ -42,7 +41,7 @@ impl HaStatus {
                 .remote
                 .ok(
                     &b.addr,
-                    RemotingCommand::request(GET_BROKER_HA_STATUS),
+                    RemotingCommand::request(ferromq_protocol::code::request::GET_BROKER_HA_STATUS),
                     "haStatus",
                 )
                 .await?;

@@ -263,3 +263,81 @@ fn login_protects_every_page_and_route() {
         );
     }
 }
+
+/// The cluster page shows each group's replication: the master with every slave, its
+/// acknowledged offset, how far behind it is and whether it is in sync; the slave with its
+/// master and its own distance.
+#[tokio::test]
+async fn cluster_page_shows_each_slave_and_how_far_behind_it_is() {
+    let (_ns, ns) = crate::cluster::namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let ha_port = crate::harness::free_port();
+    let (_master_proc, master_addr) = crate::cluster::broker(
+        dir.path(),
+        "master",
+        &format!("brokerName=broker-d\nhaListenPort={ha_port}\nnamesrvAddr={ns}\n"),
+    );
+    let (_slave_proc, slave_addr) = crate::cluster::broker(
+        dir.path(),
+        "slave",
+        &format!(
+            "brokerName=broker-d\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nnamesrvAddr={ns}\n"
+        ),
+    );
+    let dashboard = format!("127.0.0.1:{}", crate::harness::free_port());
+    let _dashboard_proc = crate::harness::Proc::spawn(&[
+        "dashboard".into(),
+        "--namesrv".into(),
+        ns.clone(),
+        "--listen".into(),
+        dashboard.clone(),
+    ]);
+    let master = connect(&master_addr).await;
+    for i in 0..10 {
+        let r = call(
+            &master,
+            send_request("dash-ha", format!("m{i}").as_bytes(), ""),
+        )
+        .await;
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+    }
+    let shown = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (st, cluster) = http(&dashboard, "GET", "/api/cluster", None, None);
+            assert_eq!(st, 200);
+            let by_addr = |addr: &str| {
+                cluster["brokers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["addr"] == addr)
+                    .map(|b| b["replication"].clone())
+            };
+            if let (Some(m), Some(s)) = (by_addr(&master_addr), by_addr(&slave_addr)) {
+                let caught_up = m["slaves"][0]["behindBytes"] == 0
+                    && m["logEnd"].as_u64().unwrap_or(0) > 0
+                    && s["behindBytes"] == 0;
+                if caught_up {
+                    return (m, s);
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dashboard never showed the slave caught up: {cluster}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    let (master_view, slave_view) = shown;
+    assert_eq!(master_view["role"], "master");
+    assert_eq!(master_view["slaves"].as_array().unwrap().len(), 1);
+    assert_eq!(master_view["slaves"][0]["inSync"], true);
+    assert_eq!(master_view["slaves"][0]["ackOffset"], master_view["logEnd"]);
+    assert_eq!(slave_view["role"], "slave");
+    assert_eq!(slave_view["connected"], true);
+    assert_eq!(slave_view["master"], format!("127.0.0.1:{ha_port}"));
+    assert_eq!(slave_view["logEnd"], master_view["logEnd"]);
+}
