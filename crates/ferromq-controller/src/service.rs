@@ -82,6 +82,9 @@ impl Liveness for LiveView<'_> {
     }
 }
 
+/// How long a silent broker's last heartbeat is remembered.
+const FORGET_SILENT_AFTER: Duration = Duration::from_secs(600);
+
 pub struct Controller {
     config: ControllerConfig,
     raft_id: u64,
@@ -709,6 +712,7 @@ impl Controller {
                 () = tokio::time::sleep(self.config.scan_interval) => false,
                 () = self.scan_now.notified() => true,
             };
+            self.forget_long_silent_brokers();
             if self.raft.current_leader().await != Some(self.raft_id) {
                 continue;
             }
@@ -732,6 +736,16 @@ impl Controller {
                 self.replace_master(&broker_name).await;
             }
         }
+    }
+
+    /// Drops the liveness of brokers silent for [`FORGET_SILENT_AFTER`]: it is of no use to
+    /// an election any more, and groups come and go over a controller's life.
+    fn forget_long_silent_brokers(&self) {
+        self.live
+            .lock()
+            .expect("liveness lock")
+            .by_broker
+            .retain(|_, h| h.last.elapsed() < FORGET_SILENT_AFTER.max(h.timeout));
     }
 
     async fn replace_master(&self, broker_name: &str) {
