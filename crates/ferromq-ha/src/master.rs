@@ -232,6 +232,27 @@ impl HaMaster {
         }
     }
 
+    /// The offset every broker in `members` (by handshake id) has acknowledged; None while
+    /// one of them is not connected or has not reported.
+    pub fn acknowledged_by_all(&self, members: &std::collections::BTreeSet<i64>) -> Option<u64> {
+        let slaves = self.slaves.lock().expect("slaves lock");
+        members
+            .iter()
+            .map(|id| {
+                slaves
+                    .values()
+                    .filter(|s| s.broker_id == Some(*id))
+                    .filter_map(|s| s.ack)
+                    .max()
+            })
+            .try_fold(u64::MAX, |low, ack| ack.map(|a| low.min(a)))
+    }
+
+    /// Moves on every acknowledgement from any slave.
+    pub fn acknowledgements(&self) -> watch::Receiver<u64> {
+        self.ack_tick.subscribe()
+    }
+
     fn available_slaves(&self, end: u64) -> usize {
         self.slaves
             .lock()
@@ -473,7 +494,7 @@ impl HaMaster {
                     offset,
                     epoch,
                     epoch_start,
-                    confirm_offset: self.store.complete_offset(),
+                    confirm_offset: self.store.read_limit(),
                 },
             );
         } else {

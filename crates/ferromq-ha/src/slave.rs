@@ -215,7 +215,7 @@ async fn receive(
 ) -> Result<(), SlaveError> {
     let mut body = Vec::new();
     loop {
-        let (offset, size, epoch) = if config.auto_switch.is_some() {
+        let (offset, size, epoch, confirm) = if config.auto_switch.is_some() {
             let h = tokio::time::timeout(config.housekeeping, read_as_transfer(&mut rd))
                 .await
                 .map_err(|_| SlaveError::Silent(config.housekeeping))??;
@@ -223,12 +223,17 @@ async fn receive(
                 // The master has nothing yet: a heartbeat only.
                 continue;
             }
-            (h.offset, h.size, Some((h.epoch, h.epoch_start)))
+            (
+                h.offset,
+                h.size,
+                Some((h.epoch, h.epoch_start)),
+                Some(h.confirm_offset),
+            )
         } else {
             let (offset, size) = tokio::time::timeout(config.housekeeping, read_header(&mut rd))
                 .await
                 .map_err(|_| SlaveError::Silent(config.housekeeping))??;
-            (offset, size, None)
+            (offset, size, None, None)
         };
         let mine = store.replica_offset();
         // As Apache's slave: an empty copy takes the master's offset, any other must match.
@@ -263,7 +268,16 @@ async fn receive(
                 );
             }
         }
+        // Controller mode: consumers of this copy see only what the group confirmed, so
+        // none reads a record that an election could still cut away.
+        let visible_before = store.read_limit();
+        if let Some(confirm) = confirm {
+            store.set_read_limit(confirm);
+        }
         if size == 0 {
+            if store.read_limit() != visible_before {
+                on_append();
+            }
             continue;
         }
         // Appending is a positioned write into the page cache (tens of microseconds): done

@@ -156,7 +156,10 @@ impl RouteTable {
                 .retain(|id, addr| !(*id == broker_id && addr == broker_addr));
             now_empty = bd.broker_addrs.is_empty();
         }
-        if broker_id == 0 || now_empty {
+        // A group's queues stay routed while any of its brokers is: consumers read from a
+        // slave while the master is away (Apache's `onChannelDestroy` keeps them too).
+        // Producers skip a group whose route lists no master.
+        if now_empty {
             for queues in t.topic_queues.values_mut() {
                 queues.remove(broker_name);
             }
@@ -505,5 +508,26 @@ mod tests {
         );
         assert!(t.route("SlaveOnly").is_none());
         assert_eq!(t.route("T").unwrap().broker_datas[0].broker_addrs.len(), 2);
+    }
+
+    #[test]
+    fn a_group_stays_routed_through_its_slave_while_the_master_is_gone() {
+        let t = RouteTable::default();
+        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
+        t.register(&header("a", "127.0.0.1:3", 1), &body(&["T"]), 2, None);
+        assert_eq!(t.connection_closed(1), vec!["127.0.0.1:1".to_string()]);
+        let route = t.route("T").expect("the slave still serves T");
+        assert_eq!(route.queue_datas.len(), 1);
+        assert_eq!(
+            route.broker_datas[0]
+                .broker_addrs
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![1],
+            "no master listed, so producers skip the group"
+        );
+        t.connection_closed(2);
+        assert!(t.route("T").is_none(), "gone with the group's last broker");
     }
 }

@@ -75,6 +75,19 @@ impl MessageStore {
         Ok(())
     }
 
+    /// Limits reads to records ending at or before `offset` (the group's confirm offset);
+    /// `u64::MAX` lifts the limit.
+    pub fn set_read_limit(&self, offset: u64) {
+        self.read_limit.store(offset, Ordering::Release);
+    }
+
+    /// Where reads stop: the confirm offset, or the log's end when that comes first.
+    pub fn read_limit(&self) -> u64 {
+        self.read_limit
+            .load(Ordering::Acquire)
+            .min(self.complete_offset())
+    }
+
     /// Where a replica's copy ends: what it reports to its master.
     pub fn replica_offset(&self) -> u64 {
         self.commit_log.write_offset()
@@ -138,6 +151,7 @@ impl MessageStore {
             .expect("epochs lock")
             .truncate_from_offset(offset)?;
         self.dispatched_offset.fetch_min(offset, Ordering::AcqRel);
+        self.read_limit.fetch_min(offset, Ordering::AcqRel);
         self.write_checkpoint(offset)?;
         Ok(())
     }

@@ -140,6 +140,10 @@ pub struct MessageStore {
     pub(crate) dispatched_offset: AtomicU64,
     checkpoint_lock: Mutex<()>,
     pub(crate) epochs: Mutex<crate::epoch::EpochFile>,
+    /// Reads see no record ending past this commit-log offset: in controller mode, the
+    /// group's confirm offset, so that no consumer sees a record an election could still
+    /// cut away. `u64::MAX` (the default): no limit.
+    pub(crate) read_limit: AtomicU64,
     _lock_file: File,
 }
 
@@ -181,6 +185,7 @@ impl MessageStore {
             dispatched_offset: AtomicU64::new(0),
             checkpoint_lock: Mutex::new(()),
             epochs: Mutex::new(crate::epoch::EpochFile::open(&root)?),
+            read_limit: AtomicU64::new(u64::MAX),
             _lock_file: lock_file,
         };
         store.recover(cp)?;
@@ -461,7 +466,17 @@ impl MessageStore {
         if offset > max {
             return Ok(result(GetStatus::OffsetOverflowBadly, max));
         }
-        let entries = cq.read(offset, MAX_SCAN_ENTRIES.max(max_msgs))?;
+        let mut entries = cq.read(offset, MAX_SCAN_ENTRIES.max(max_msgs))?;
+        let limit = self.read_limit.load(Ordering::Acquire);
+        let visible = entries
+            .iter()
+            .take_while(|e| e.phys + u64::from(e.size) <= limit)
+            .count();
+        if visible == 0 && !entries.is_empty() {
+            // Nothing here is confirmed yet: the reader is as far as it may go.
+            return Ok(result(GetStatus::OffsetOverflowOne, offset));
+        }
+        entries.truncate(visible);
         let log_min = self.commit_log.min_offset();
         let mut messages = Vec::new();
         let mut bytes = 0usize;

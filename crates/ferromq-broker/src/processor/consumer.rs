@@ -140,8 +140,9 @@ impl Broker {
         RemotingCommand::response_to(req, response::SUCCESS)
     }
 
-    /// Stores a consumer's commit. A client commits to a slave only when it sees no master,
-    /// so a slave keeps the commit to hand to the master when it returns.
+    /// Stores a consumer's commit. A client commits to a slave only when its route shows
+    /// no master (the Java client does; the Go client 2.1.2 waits for the master), so a
+    /// slave keeps the commit to hand to the master when it returns.
     pub(crate) fn commit_offset(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         if self.role() == crate::Role::Master {
             self.offsets.commit(group, topic, queue_id, offset);

@@ -115,9 +115,8 @@ impl Broker {
         if matches!(*filter, MessageFilter::Sql(_)) && !config.enable_property_filter {
             return RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED);
         }
-        // Apache's slave ignores a pull's commit. A client pulls from a slave only when it
-        // sees no master, and the Go client then commits no other way: the slave keeps the
-        // commit and hands it to the master when it can.
+        // The official clients clear the commit flag when they pull from a slave; a commit
+        // that reaches one anyway is kept like UPDATE_CONSUMER_OFFSET (see commit_offset).
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
             self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         }

@@ -813,3 +813,37 @@ fn a_truncated_tail_stays_gone_after_a_restart_and_the_queue_goes_on_from_the_cu
     assert_eq!((r[0].phys_offset, r[0].queue_offset), (cut, 6));
     assert_eq!(all_bodies(&store, "T", 0).last().unwrap(), b"new");
 }
+
+/// Reads stop at the read limit (the confirm offset): a reader caught up to it is told so
+/// (as at the queue's end), raising the limit shows the rest, and cutting the log back
+/// lowers it with the cut.
+#[test]
+fn reads_stop_at_the_confirm_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    let mut ends = Vec::new();
+    for i in 0..5u32 {
+        store
+            .append(&mut [put("T", 0, format!("m{i}").as_bytes(), "t", "k")])
+            .unwrap();
+        ends.push(store.write_offset());
+    }
+    store.set_read_limit(ends[1]);
+    assert_eq!(store.read_limit(), ends[1]);
+    assert_eq!(
+        all_bodies(&store, "T", 0),
+        vec![b"m0".to_vec(), b"m1".to_vec()]
+    );
+    let at_limit = store
+        .get_messages("T", 0, 2, 32, usize::MAX, &|_| true)
+        .unwrap();
+    assert_eq!(at_limit.status, GetStatus::OffsetOverflowOne);
+    assert_eq!(at_limit.next_begin_offset, 2);
+    store.set_read_limit(u64::MAX);
+    assert_eq!(all_bodies(&store, "T", 0).len(), 5);
+    assert_eq!(store.read_limit(), store.complete_offset());
+    store.truncate_log(ends[2]).unwrap();
+    assert_eq!(store.read_limit(), ends[2]);
+    store.set_read_limit(ends[3]);
+    assert_eq!(store.read_limit(), ends[2], "never past the log's end");
+}
