@@ -42,6 +42,10 @@ mod code {
     pub const MASTER_STILL_EXIST: i32 = 2011;
 }
 
+/// How often a master looks at its confirm offset without an acknowledgement or append
+/// prompting it (the in-sync set changed).
+const CONFIRM_TICK: Duration = Duration::from_millis(200);
+
 /// What the broker knows of its group from the controllers.
 #[derive(Debug, Clone, Default)]
 struct GroupView {
@@ -588,6 +592,10 @@ impl Broker {
             ha.set_serving(true);
         }
         let token = self.restart_role_tasks(shutdown);
+        // What this broker held when elected is the group's log now: all of it readable.
+        let store = self.store.store();
+        store.set_read_limit(store.read_limit());
+        tokio::spawn(self.clone().confirm_loop(token.clone()));
         tokio::spawn(self.clone().schedule_loop(token.clone()));
         tokio::spawn(self.clone().timer_loop(token.clone()));
         tokio::spawn(self.clone().transaction_check_loop(token));
@@ -642,6 +650,44 @@ impl Broker {
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .ok_or_else(|| format!("the master {master_addr} gave no HA address"))
+    }
+
+    /// As master: consumers read what every in-sync broker holds (Apache's confirm offset),
+    /// never a record that an election could still cut away. Moves on every slave's
+    /// acknowledgement and every append; a change of the set is caught by the tick.
+    async fn confirm_loop(self: Arc<Self>, token: CancellationToken) {
+        let Some(ha) = self.ha_master.clone() else {
+            return;
+        };
+        let mut acks = ha.acknowledgements();
+        let mut log_end = self.store.log_end();
+        loop {
+            self.advance_confirm(&ha);
+            tokio::select! {
+                _ = token.cancelled() => return,
+                r = acks.changed() => if r.is_err() { return },
+                r = log_end.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(CONFIRM_TICK) => {}
+            }
+        }
+    }
+
+    fn advance_confirm(&self, ha: &ferromq_ha::HaMaster) {
+        let store = self.store.store();
+        let me = self.controller.broker_id();
+        let (_, set) = self.controller.agreed_sync_state();
+        let others: BTreeSet<i64> = set.into_iter().filter(|id| Some(*id) != me).collect();
+        let end = store.complete_offset();
+        let confirm = if others.is_empty() {
+            Some(end)
+        } else {
+            ha.acknowledged_by_all(&others).map(|acked| acked.min(end))
+        };
+        // Never back: a record once shown stays shown.
+        if let Some(confirm) = confirm.filter(|c| *c > store.read_limit()) {
+            store.set_read_limit(confirm);
+            self.store.waker().wake_all();
+        }
     }
 
     fn restart_role_tasks(&self, shutdown: &CancellationToken) -> CancellationToken {

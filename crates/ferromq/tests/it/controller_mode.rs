@@ -17,10 +17,20 @@ struct Member {
 }
 
 fn start_member(dir: &std::path::Path, name: &str, ns: &str, ctl: &str) -> Member {
+    start_member_with(dir, name, ns, ctl, "")
+}
+
+fn start_member_with(
+    dir: &std::path::Path,
+    name: &str,
+    ns: &str,
+    ctl: &str,
+    extra_conf: &str,
+) -> Member {
     // brokerRole=SLAVE and brokerId=-1 as in Apache's quick-start files: ignored in
     // controller mode, where any broker may become master.
     let conf = format!(
-        "brokerName=group-f\nbrokerRole=SLAVE\nbrokerId=-1\nenableControllerMode=true\ncontrollerAddr={ctl}\nnamesrvAddr={ns}\nallAckInSyncStateSet=true\nhaListenPort={}\nsyncBrokerMetadataPeriod=1000\ncontrollerHeartBeatTimeoutMills=3000\n",
+        "brokerName=group-f\nbrokerRole=SLAVE\nbrokerId=-1\nenableControllerMode=true\ncontrollerAddr={ctl}\nnamesrvAddr={ns}\nallAckInSyncStateSet=true\nhaListenPort={}\nsyncBrokerMetadataPeriod=1000\ncontrollerHeartBeatTimeoutMills=3000\n{extra_conf}",
         free_port()
     );
     let (proc, addr) = broker(dir, name, &conf);
@@ -332,4 +342,85 @@ fn admin(args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Consumers read only what every in-sync broker holds (Apache's confirm offset): a message
+/// the master stored while its in-sync slave was paused stays unreadable, on the master and
+/// on the slave, until the slave holds it, so no consumer sees a record that an election
+/// could still cut away.
+#[tokio::test]
+async fn consumers_read_only_what_every_in_sync_broker_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ns, ns) = namesrv();
+    let (_controller, ctl) = start_controller(dir.path());
+    // The paused slave must stay in the set for the whole check.
+    let keep = "haMaxTimeSlaveNotCatchup=120000\n";
+    let members: Vec<Member> = ["c1", "c2"]
+        .iter()
+        .map(|n| start_member_with(dir.path(), n, &ns, &ctl, keep))
+        .collect();
+    let (master, _, _) = wait_group(&ctl, "both in sync", |g| g.2.len() == 2).await;
+    let slave = members.iter().find(|m| m.addr != master).unwrap();
+    let conn = connect(&master).await;
+    let create = RemotingCommand::request(17)
+        .with_field("topic", "confirm")
+        .with_field("readQueueNums", 1)
+        .with_field("writeQueueNums", 1)
+        .with_field("perm", 6);
+    assert_eq!(call(&conn, create).await.code, 0);
+    for i in 0..5 {
+        let r = call(
+            &conn,
+            send_request("confirm", format!("m{i}").as_bytes(), "WAIT\u{1}true\u{2}"),
+        )
+        .await;
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+    }
+    let confirmed = bodies(&master, "confirm").await;
+    assert_eq!(confirmed.len(), 5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies(&slave.addr, "confirm").await != confirmed {
+        assert!(
+            Instant::now() < deadline,
+            "the slave never served the confirmed messages"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    slave.proc.signal("STOP");
+    let r = call(
+        &conn,
+        send_request("confirm", b"unconfirmed", "WAIT\u{1}true\u{2}"),
+    )
+    .await;
+    assert_eq!(
+        r.code, 12,
+        "stored, but the in-sync slave did not answer: {:?}",
+        r.remark
+    );
+    let max = call(
+        &conn,
+        RemotingCommand::request(30)
+            .with_field("topic", "confirm")
+            .with_field("queueId", 0),
+    )
+    .await;
+    assert_eq!(max.field("offset"), Some("6"), "the master stored it");
+    assert_eq!(
+        bodies(&master, "confirm").await,
+        confirmed,
+        "but shows it to nobody yet"
+    );
+
+    slave.proc.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for addr in [&master, &slave.addr] {
+        while bodies(addr, "confirm").await.len() != 6 {
+            assert!(
+                Instant::now() < deadline,
+                "{addr} never showed the message once both held it"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
