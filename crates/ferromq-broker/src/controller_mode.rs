@@ -592,9 +592,6 @@ impl Broker {
             ha.set_serving(true);
         }
         let token = self.restart_role_tasks(shutdown);
-        // What this broker held when elected is the group's log now: all of it readable.
-        let store = self.store.store();
-        store.set_read_limit(store.read_limit());
         tokio::spawn(self.clone().confirm_loop(token.clone()));
         tokio::spawn(self.clone().schedule_loop(token.clone()));
         tokio::spawn(self.clone().timer_loop(token.clone()));

@@ -55,8 +55,8 @@ impl MessageStore {
         self.dispatched_offset.load(Ordering::Acquire)
     }
 
-    /// This broker becomes the master of `epoch`: a partly received record is dropped, and
-    /// the epoch starts where the log now ends. Epochs at or past that point that wrote
+    /// This broker becomes the master of `epoch`: a partly received record is dropped, the
+    /// epoch starts where the log now ends, and reads may go that far. Epochs at or past that point that wrote
     /// nothing are superseded (an epoch list strictly increasing in both fields).
     pub fn begin_epoch(&self, epoch: i32) -> Result<(), StoreError> {
         self.truncate_log(self.complete_offset())?;
@@ -72,6 +72,9 @@ impl MessageStore {
             epochs.replace(kept)?;
         }
         epochs.append(epoch, end)?;
+        // What the new master held is the group's log now: all of it readable. Past it,
+        // the broker moves the limit as the in-sync brokers acknowledge.
+        self.read_limit.store(end, Ordering::Release);
         Ok(())
     }
 
