@@ -70,6 +70,12 @@ pub(crate) struct ControllerMode {
     /// When the controllers last answered: a master that has not heard from them for a
     /// heartbeat timeout may already have been replaced, so it stops taking writes.
     last_contact: Mutex<Option<std::time::Instant>>,
+    /// Per controller address: when the last heartbeat it answered was sent. The leader
+    /// judges this broker alive from heartbeats, so the lease also ends a timeout after the
+    /// last heartbeat the leader is known to have received.
+    heartbeat_answered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The controller address answering as leader, for the lease.
+    leader_addr: Mutex<Option<String>>,
 }
 
 /// A request about this broker's group: cluster and broker name set.
@@ -103,6 +109,8 @@ impl ControllerMode {
             role_tasks: Mutex::new(None),
             leader: tokio::sync::Mutex::new(None),
             last_contact: Mutex::new(None),
+            heartbeat_answered: Mutex::new(Default::default()),
+            leader_addr: Mutex::new(None),
         })
     }
 
@@ -123,16 +131,46 @@ impl ControllerMode {
         v.sync_state_set.union(&v.joining).copied().collect()
     }
 
-    /// Refuses a send while this master's lease is out: the controllers have not answered
-    /// for a heartbeat timeout, the time after which they replace a silent master. The
-    /// lease starts at a request, before any heartbeat sent later, so it always ends no
-    /// later than the controllers' patience with this broker.
+    /// Refuses a send while this master's lease is out. The lease holds for a heartbeat
+    /// timeout from the later of two moments being old: the last request the leader
+    /// answered naming this broker master, and the last heartbeat the leader answered (it
+    /// judges this broker alive from heartbeats alone). Both count from when they were
+    /// sent, so the lease ends before the leader can count this broker dead and elect
+    /// another master, whatever the network drops after.
     pub(crate) fn check_lease(&self, config: &BrokerConfig) -> Result<(), PutError> {
         let timeout = Duration::from_millis(config.controller_heartbeat_timeout_ms);
-        match *self.last_contact.lock().expect("lease lock") {
-            Some(at) if at.elapsed() < timeout => Ok(()),
-            _ => Err(PutError::LeaseExpired),
+        let fresh = |at: Option<std::time::Instant>| at.is_some_and(|at| at.elapsed() < timeout);
+        let named_master = *self.last_contact.lock().expect("lease lock");
+        let leader = self.leader_addr.lock().expect("leader lock").clone();
+        let heard = leader.and_then(|addr| {
+            self.heartbeat_answered
+                .lock()
+                .expect("heartbeat lock")
+                .get(&addr)
+                .copied()
+        });
+        if fresh(named_master) && fresh(heard) {
+            Ok(())
+        } else {
+            Err(PutError::LeaseExpired)
         }
+    }
+
+    /// A heartbeat to `addr` sent at `sent` was answered.
+    fn heartbeat_answered(&self, addr: &str, sent: std::time::Instant) {
+        self.heartbeat_answered
+            .lock()
+            .expect("heartbeat lock")
+            .insert(addr.to_string(), sent);
+    }
+
+    /// The connection to `addr` is being dropped: the controller may take that for this
+    /// broker's death at once, so nothing sent over it may hold the lease up any more.
+    fn forget_heartbeats(&self, addr: &str) {
+        self.heartbeat_answered
+            .lock()
+            .expect("heartbeat lock")
+            .remove(addr);
     }
 
     /// Refuses a send while fewer brokers are in sync than `minInSyncReplicas`.
@@ -270,6 +308,8 @@ impl Broker {
                     Some((_, c)) => c.clone(),
                     None => {
                         let found = self.find_leader().await?;
+                        *self.controller.leader_addr.lock().expect("leader lock") =
+                            Some(found.0.clone());
                         *leader = Some(found.clone());
                         found.1
                     }
@@ -278,9 +318,14 @@ impl Broker {
             match conn.invoke(req.clone(), CALL_TIMEOUT).await {
                 Ok(resp) if resp.code == code::NOT_LEADER => {}
                 Ok(resp) => return Ok(resp),
-                Err(e) => debug!(error = %e, "calling the controller leader failed"),
+                Err(e) => {
+                    debug!(error = %e, "calling the controller leader failed");
+                    // What is queued on it would arrive stale once the network heals.
+                    conn.close();
+                }
             }
             *self.controller.leader.lock().await = None;
+            *self.controller.leader_addr.lock().expect("leader lock") = None;
         }
         Err("the controllers' leader did not answer".into())
     }
@@ -399,9 +444,25 @@ impl Broker {
         Ok(())
     }
 
-    /// Sends a heartbeat to every controller each `brokerHeartbeatInterval`.
+    /// Sends a heartbeat to every controller each `brokerHeartbeatInterval`, one loop per
+    /// controller so that one unreachable controller delays no other's heartbeats.
     async fn heartbeat_loop(self: Arc<Self>, id: i64, shutdown: CancellationToken) {
-        let mut conns: std::collections::HashMap<String, Connection> = Default::default();
+        let loops = self
+            .config()
+            .controller_addrs
+            .clone()
+            .into_iter()
+            .map(|addr| {
+                let broker = self.clone();
+                let shutdown = shutdown.clone();
+                async move { broker.heartbeat_one(addr, id, shutdown).await }
+            });
+        futures::future::join_all(loops).await;
+    }
+
+    async fn heartbeat_one(&self, addr: String, id: i64, shutdown: CancellationToken) {
+        let mut conn: Option<Connection> = None;
+        let mut last_answer = std::time::Instant::now();
         loop {
             let config = self.config();
             let store = self.store.store();
@@ -411,34 +472,48 @@ impl Broker {
                 .with_field("brokerId", id)
                 .with_field("epoch", epoch)
                 .with_field("maxOffset", store.complete_offset())
-                .with_field("confirmOffset", store.complete_offset())
+                .with_field("confirmOffset", store.read_limit())
                 .with_field(
                     "heartbeatTimeoutMills",
                     config.controller_heartbeat_timeout_ms,
                 )
                 .with_field("electionPriority", config.broker_election_priority);
-            for addr in &config.controller_addrs {
-                let conn = match conns.get(addr).filter(|c| !c.is_closed()) {
-                    Some(c) => c.clone(),
-                    None => {
-                        match ferromq_remoting::connect(addr, Arc::new(NoInbound), CALL_TIMEOUT)
-                            .await
-                        {
-                            Ok(c) => {
-                                conns.insert(addr.clone(), c.clone());
-                                c
-                            }
-                            Err(_) => continue,
-                        }
+            let interval = Duration::from_millis(config.broker_heartbeat_interval_ms);
+            // Half the controllers' patience: late enough for a busy controller, early
+            // enough that the next heartbeat still comes in time.
+            let timeout = Duration::from_millis(config.controller_heartbeat_timeout_ms);
+            let patience = timeout / 2;
+            if conn.as_ref().is_none_or(|c| c.is_closed()) {
+                conn = ferromq_remoting::connect(&addr, Arc::new(NoInbound), CALL_TIMEOUT)
+                    .await
+                    .ok();
+            }
+            if let Some(c) = &conn {
+                let sent = std::time::Instant::now();
+                match c.invoke(beat, patience).await {
+                    Ok(resp) if resp.code == response::SUCCESS => {
+                        self.controller.heartbeat_answered(&addr, sent);
+                        last_answer = sent;
                     }
-                };
-                if conn.invoke_oneway(beat.clone()).await.is_err() {
-                    conns.remove(addr);
+                    outcome if c.is_closed() || last_answer.elapsed() >= timeout => {
+                        // Silent for the controllers' whole patience: they count this broker
+                        // dead already, so closing tells them nothing new. The lease stops
+                        // counting on the connection first. A fresh one recovers at once
+                        // once the network heals, where this one would wait out TCP's
+                        // retransmission backoff with stale heartbeats queued.
+                        debug!(controller = %addr, ?outcome, "controller silent; reconnecting");
+                        self.controller.forget_heartbeats(&addr);
+                        c.close();
+                        conn = None;
+                    }
+                    // Late: a busy controller. Closing would make it count this broker dead
+                    // at once.
+                    _ => {}
                 }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_millis(config.broker_heartbeat_interval_ms)) => {}
+                () = tokio::time::sleep(interval) => {}
             }
         }
     }
@@ -584,6 +659,7 @@ impl Broker {
             v.sync_state_set_epoch = set_epoch;
             v.joining.clear();
         }
+        self.topics.set_state_version(epoch);
         *self.role.write().expect("role lock") = Role::Master;
         *self.master_addr.lock().expect("master address lock") = None;
         // What consumers committed here as a slave is now the group's own record.
@@ -620,6 +696,7 @@ impl Broker {
             v.master_addr = Some(master_addr.to_string());
             v.master_epoch = epoch;
         }
+        self.topics.set_state_version(epoch);
         *self.role.write().expect("role lock") = Role::Slave;
         *self.master_addr.lock().expect("master address lock") = Some(master_addr.to_string());
         let token = self.restart_role_tasks(shutdown);

@@ -175,6 +175,19 @@ impl Table {
     }
 }
 
+impl TopicConfigManager {
+    /// Controller mode: the table's version carries the master epoch this broker last
+    /// took a role in (Apache's `stateVersion`), so that a name server can tell a deposed
+    /// master's late registration from the current master's.
+    pub fn set_state_version(&self, epoch: i32) {
+        let mut t = self.table.lock().expect("topic table lock");
+        if t.version.state_version != i64::from(epoch) {
+            t.version.state_version = i64::from(epoch);
+            t.bump_version();
+        }
+    }
+}
+
 pub struct TopicConfigManager {
     path: PathBuf,
     table: Mutex<Table>,

@@ -8,7 +8,7 @@ use ferromq_protocol::body::{
     perm, BrokerData, ClusterInfo, DataVersion, QueueData, RegisterBrokerBody, TopicRouteData,
 };
 use ferromq_protocol::header::RegisterBrokerRequestHeader;
-use tracing::info;
+use tracing::{info, warn};
 
 struct LiveBroker {
     broker_name: String,
@@ -57,6 +57,28 @@ impl RouteTable {
         timeout: Option<Duration>,
     ) -> Option<MasterOfGroup> {
         let mut t = self.tables.lock().expect("route table lock");
+        let version = &body.topic_config_serialize_wrapper.data_version;
+        if h.broker_id == 0 {
+            // Apache's rule for controller mode: a master registration from an older epoch
+            // (`stateVersion`) than the registered master's is a deposed master's late word.
+            let current = t
+                .brokers
+                .get(&h.broker_name)
+                .and_then(|bd| bd.broker_addrs.get(&0))
+                .filter(|addr| **addr != h.broker_addr && t.live.contains_key(*addr))
+                .and_then(|addr| t.versions.get(addr));
+            if let Some(current) = current.filter(|c| c.state_version > version.state_version) {
+                warn!(
+                    broker_name = %h.broker_name,
+                    broker_addr = %h.broker_addr,
+                    epoch = version.state_version,
+                    master_epoch = current.state_version,
+                    "ignored a master registration from an older epoch than the registered master's"
+                );
+                t.live.remove(&h.broker_addr);
+                return None;
+            }
+        }
         t.clusters
             .entry(h.cluster_name.clone())
             .or_default()
@@ -75,7 +97,6 @@ impl RouteTable {
             .retain(|id, addr| *id != h.broker_id && *addr != h.broker_addr);
         bd.broker_addrs.insert(h.broker_id, h.broker_addr.clone());
         let master = bd.broker_addrs.get(&0).cloned();
-        let version = &body.topic_config_serialize_wrapper.data_version;
         let unchanged =
             t.versions.get(&h.broker_addr) == Some(version) && t.live.contains_key(&h.broker_addr);
         if h.broker_id == 0 && !unchanged {
@@ -508,6 +529,25 @@ mod tests {
         );
         assert!(t.route("SlaveOnly").is_none());
         assert_eq!(t.route("T").unwrap().broker_datas[0].broker_addrs.len(), 2);
+    }
+
+    #[test]
+    fn a_deposed_masters_late_registration_does_not_replace_the_new_master() {
+        let t = RouteTable::default();
+        let with_epoch = |epoch: i64| {
+            let mut b = body(&["T"]);
+            b.topic_config_serialize_wrapper.data_version.state_version = epoch;
+            b
+        };
+        t.register(&header("a", "127.0.0.1:1", 0), &with_epoch(1), 1, None);
+        t.register(&header("a", "127.0.0.1:2", 0), &with_epoch(2), 2, None);
+        // The old master's registration from epoch 1, queued through a partition.
+        t.register(&header("a", "127.0.0.1:1", 0), &with_epoch(1), 1, None);
+        let route = t.route("T").unwrap();
+        assert_eq!(route.broker_datas[0].broker_addrs[&0], "127.0.0.1:2");
+        // Once it has learned the new epoch it registers as the slave it now is.
+        let master = t.register(&header("a", "127.0.0.1:1", 1), &with_epoch(2), 1, None);
+        assert_eq!(master.unwrap().addr, "127.0.0.1:2");
     }
 
     #[test]
