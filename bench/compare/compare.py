@@ -133,8 +133,12 @@ class System:
     def namesrv(self):
         return f"127.0.0.1:{self.namesrv_port}"
 
+    def ports(self):
+        """The ports its servers bind, checked free before each start."""
+        return {self.namesrv_port, self.broker_port}
+
     def start(self, flush):
-        for port in {self.namesrv_port, self.broker_port}:
+        for port in self.ports():
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     raise RuntimeError(f"127.0.0.1:{port} is already in use; stop what holds it")
@@ -171,23 +175,39 @@ class Apache(System):
     namesrv_port, broker_port = 21876, 22911
 
     def launch(self, flush):
-        home = self.work / "home"
-        home.mkdir()
-        (self.work / "namesrv.conf").write_text(f"listenPort={self.namesrv_port}\nbindAddress=127.0.0.1\n")
-        store = self.work / "store"
-        (self.work / "broker.conf").write_text(
-            f"brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\n"
-            f"brokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nnamesrvAddr={self.namesrv}\n"
-            f"listenPort={self.broker_port}\nstorePathRootDir={store}\n"
-            f"storePathCommitLog={store}/commitlog\nflushDiskType={flush}\n")
-        env = dict(os.environ, ROCKETMQ_HOME=str(home))
-        java = ["java", *APACHE_JVM, f"-Duser.home={home}", "-cp", f"{APACHE_LIB}/*"]
-        ns = Server([*java, "org.apache.rocketmq.namesrv.NamesrvStartup", "-c", str(self.work / "namesrv.conf")],
-                    self.work / "namesrv.log", env=env)
-        br = Server([*java, "org.apache.rocketmq.broker.BrokerStartup", "-c", str(self.work / "broker.conf")],
-                    self.work / "broker.log", env=env)
+        ns = apache_namesrv(self.work, self.namesrv_port)
+        br = apache_broker(self.work, self.namesrv, self.broker_port, flush)
         self.servers = [ns, br]
         self.broker_pid = br.proc.pid
+
+
+def apache_server(main_class, conf, log_path, home):
+    """An Apache RocketMQ process (`main_class -c conf`) with its ROCKETMQ_HOME and user.home
+    in `home`, which holds its logs."""
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, ROCKETMQ_HOME=str(home))
+    java = ["java", *APACHE_JVM, f"-Duser.home={home}", "-cp", f"{APACHE_LIB}/*"]
+    return Server([*java, main_class, "-c", str(conf)], log_path, env=env)
+
+
+def apache_namesrv(work, port):
+    """Apache's name server on 127.0.0.1:`port`; its files in `work`."""
+    (work / "namesrv.conf").write_text(f"listenPort={port}\nbindAddress=127.0.0.1\n")
+    return apache_server("org.apache.rocketmq.namesrv.NamesrvStartup", work / "namesrv.conf",
+                         work / "namesrv.log", work / "home")
+
+
+def apache_broker(work, namesrv, port, flush, broker_id=0, extra=""):
+    """An Apache broker of group broker-a on 127.0.0.1:`port` (it binds port − 2 too), its
+    store, broker.conf, log and home in `work`; `extra`: more broker.conf lines."""
+    store = work / "store"
+    (work / "broker.conf").write_text(
+        f"brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId={broker_id}\n"
+        f"brokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nnamesrvAddr={namesrv}\n"
+        f"listenPort={port}\nstorePathRootDir={store}\n"
+        f"storePathCommitLog={store}/commitlog\nflushDiskType={flush}\n{extra}")
+    return apache_server("org.apache.rocketmq.broker.BrokerStartup", work / "broker.conf",
+                         work / "broker.log", work / "home")
 
 
 class RocketmqRust(System):
