@@ -146,6 +146,9 @@ pub struct BrokerConfig {
     /// share of the machine's memory (percent, default 40) reads from disk; with
     /// `slaveReadEnable` the master sends it to a slave.
     pub access_message_in_memory_max_ratio: u32,
+    /// `readUnCommitted`: in controller mode, consumers may read records not every in-sync
+    /// broker holds yet (which an election may cut away), default false.
+    pub read_uncommitted: bool,
     /// `timerMaxDelaySec`: how far ahead a timer message may be due, default 3 days.
     pub timer_max_delay_sec: u64,
     /// `serverChannelMaxIdleTimeSeconds`: a client completing no request for this long is
@@ -257,6 +260,7 @@ impl Default for BrokerConfig {
             enable_property_filter: false,
             slave_read_enable: false,
             access_message_in_memory_max_ratio: 40,
+            read_uncommitted: false,
             timer_max_delay_sec: 3 * 24 * 3600,
             idle_timeout_secs: 120,
             cluster_topic_enable: true,
@@ -502,6 +506,7 @@ const KEYS: &[Key] = &[
     }),
     key!("namesrvAddr", runtime = false, |c| c.namesrv_addrs.join(";"), |c, k, v| c.namesrv_addrs = parse_addr_list(k, v)?),
     key!("plainAclFile", runtime = false, |c| c.plain_acl_file.display().to_string(), |c, k, v| c.plain_acl_file = PathBuf::from(non_empty(k, v)?)),
+    key!("readUnCommitted", runtime = false, |c| c.read_uncommitted.to_string(), |c, k, v| c.read_uncommitted = parse_bool(k, v)?),
     key!("registerNameServerPeriod", runtime = false, |c| c.register_name_server_period_ms.to_string(), |c, k, v| {
         c.register_name_server_period_ms = parse_num(k, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
     }),

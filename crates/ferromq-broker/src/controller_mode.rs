@@ -730,6 +730,10 @@ impl Broker {
     /// never a record that an election could still cut away. Moves on every slave's
     /// acknowledgement and every append; a change of the set is caught by the tick.
     async fn confirm_loop(self: Arc<Self>, token: CancellationToken) {
+        if self.config().read_uncommitted {
+            self.store.store().set_read_limit(u64::MAX);
+            return;
+        }
         let Some(ha) = self.ha_master.clone() else {
             return;
         };

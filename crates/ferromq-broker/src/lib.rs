@@ -526,6 +526,7 @@ impl Broker {
                 heartbeat: Duration::from_millis(config.ha_send_heartbeat_interval_ms),
                 housekeeping: Duration::from_millis(config.ha_housekeeping_interval_ms),
                 auto_switch,
+                read_uncommitted: config.read_uncommitted,
                 ..Default::default()
             },
             shutdown,

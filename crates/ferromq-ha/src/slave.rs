@@ -32,6 +32,8 @@ pub struct SlaveConfig {
     /// Controller mode: this broker's controller-given id, for Apache's AutoSwitch
     /// handshake; the copy is first cut back to where it agrees with the master's epochs.
     pub auto_switch: Option<i64>,
+    /// `readUnCommitted`: serve reads past the master's confirm offset.
+    pub read_uncommitted: bool,
 }
 
 impl Default for SlaveConfig {
@@ -41,6 +43,7 @@ impl Default for SlaveConfig {
             housekeeping: defaults::HOUSEKEEPING_INTERVAL,
             reconnect: Duration::from_secs(1),
             auto_switch: None,
+            read_uncommitted: false,
         }
     }
 }
@@ -271,7 +274,7 @@ async fn receive(
         // Controller mode: consumers of this copy see only what the group confirmed, so
         // none reads a record that an election could still cut away.
         let visible_before = store.read_limit();
-        if let Some(confirm) = confirm {
+        if let Some(confirm) = confirm.filter(|_| !config.read_uncommitted) {
             store.set_read_limit(confirm);
         }
         if size == 0 {

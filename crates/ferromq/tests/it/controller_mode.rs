@@ -344,20 +344,28 @@ fn admin(args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// Consumers read only what every in-sync broker holds (Apache's confirm offset): a message
-/// the master stored while its in-sync slave was paused stays unreadable, on the master and
-/// on the slave, until the slave holds it, so no consumer sees a record that an election
-/// could still cut away.
-#[tokio::test]
-async fn consumers_read_only_what_every_in_sync_broker_holds() {
+/// A group of two whose slave was paused (SIGSTOP) before a send, which the master stored
+/// but could not confirm: what its queue showed then, and the processes (the caller
+/// resumes the slave).
+struct PausedSlave {
+    _controller: Proc,
+    _ns: Proc,
+    members: Vec<Member>,
+    master: String,
+    confirmed: Vec<Vec<u8>>,
+    seen_while_paused: Vec<Vec<u8>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn send_while_the_slave_is_paused(extra_conf: &str) -> PausedSlave {
     let dir = tempfile::tempdir().unwrap();
-    let (_ns, ns) = namesrv();
-    let (_controller, ctl) = start_controller(dir.path());
+    let (ns_proc, ns) = namesrv();
+    let (controller, ctl) = start_controller(dir.path());
     // The paused slave must stay in the set for the whole check.
-    let keep = "haMaxTimeSlaveNotCatchup=120000\n";
+    let conf = format!("haMaxTimeSlaveNotCatchup=120000\n{extra_conf}");
     let members: Vec<Member> = ["c1", "c2"]
         .iter()
-        .map(|n| start_member_with(dir.path(), n, &ns, &ctl, keep))
+        .map(|n| start_member_with(dir.path(), n, &ns, &ctl, &conf))
         .collect();
     let (master, _, _) = wait_group(&ctl, "both in sync", |g| g.2.len() == 2).await;
     let slave = members.iter().find(|m| m.addr != master).unwrap();
@@ -406,15 +414,33 @@ async fn consumers_read_only_what_every_in_sync_broker_holds() {
     )
     .await;
     assert_eq!(max.field("offset"), Some("6"), "the master stored it");
-    assert_eq!(
-        bodies(&master, "confirm").await,
+    let seen_while_paused = bodies(&master, "confirm").await;
+    PausedSlave {
+        _controller: controller,
+        _ns: ns_proc,
+        members,
+        master,
         confirmed,
-        "but shows it to nobody yet"
-    );
+        seen_while_paused,
+        _dir: dir,
+    }
+}
 
+/// Consumers read only what every in-sync broker holds (Apache's confirm offset): a message
+/// the master stored while its in-sync slave was paused stays unreadable, on the master and
+/// on the slave, until the slave holds it, so no consumer sees a record that an election
+/// could still cut away.
+#[tokio::test]
+async fn consumers_read_only_what_every_in_sync_broker_holds() {
+    let g = send_while_the_slave_is_paused("").await;
+    assert_eq!(
+        g.seen_while_paused, g.confirmed,
+        "stored, but shown to nobody yet"
+    );
+    let slave = g.members.iter().find(|m| m.addr != g.master).unwrap();
     slave.proc.signal("CONT");
     let deadline = Instant::now() + Duration::from_secs(30);
-    for addr in [&master, &slave.addr] {
+    for addr in [&g.master, &slave.addr] {
         while bodies(addr, "confirm").await.len() != 6 {
             assert!(
                 Instant::now() < deadline,
@@ -423,4 +449,15 @@ async fn consumers_read_only_what_every_in_sync_broker_holds() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// `readUnCommitted=true` (Apache's key) lifts the limit: the unconfirmed message is read
+/// at once.
+#[tokio::test]
+async fn read_uncommitted_shows_what_the_slaves_do_not_hold_yet() {
+    let g = send_while_the_slave_is_paused("readUnCommitted=true\n").await;
+    assert_eq!(g.seen_while_paused.len(), 6);
+    assert_eq!(g.seen_while_paused.last().unwrap(), b"unconfirmed");
+    let slave = g.members.iter().find(|m| m.addr != g.master).unwrap();
+    slave.proc.signal("CONT");
 }
