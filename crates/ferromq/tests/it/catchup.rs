@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
 
-use crate::cluster::{broker, namesrv};
+use crate::cluster::{broker, master_conf, namesrv, slave_conf};
 use crate::harness::{call, connect, free_port, Proc};
 
 const MIB: u64 = 1024 * 1024;
@@ -117,8 +117,11 @@ async fn a_slave_far_behind_catches_up_under_load_and_holds_the_masters_bytes() 
     let (mut master_proc, master_addr) = broker(
         dir.path(),
         "master",
-        &format!(
-            "brokerName=broker-c\nhaListenPort={ha_port}\nmapedFileSizeCommitLog={segment}\nnamesrvAddr={ns}\n"
+        &master_conf(
+            "broker-c",
+            &ns,
+            ha_port,
+            &format!("mapedFileSizeCommitLog={segment}\n"),
         ),
     );
     let master = connect(&master_addr).await;
@@ -154,8 +157,11 @@ async fn a_slave_far_behind_catches_up_under_load_and_holds_the_masters_bytes() 
     let (mut slave_proc, slave_addr) = broker(
         dir.path(),
         "slave",
-        &format!(
-            "brokerName=broker-c\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nmapedFileSizeCommitLog={segment}\nnamesrvAddr={ns}\n"
+        &slave_conf(
+            "broker-c",
+            &ns,
+            ha_port,
+            &format!("mapedFileSizeCommitLog={segment}\n"),
         ),
     );
     let slave = connect(&slave_addr).await;
@@ -246,8 +252,11 @@ async fn a_slave_whose_disk_fills_stays_up_and_catches_up_once_it_has_room() {
     let (mut master_proc, master_addr) = broker(
         dir.path(),
         "master",
-        &format!(
-            "brokerName=broker-f\nhaListenPort={ha_port}\nmapedFileSizeCommitLog={segment}\nnamesrvAddr={ns}\n"
+        &master_conf(
+            "broker-f",
+            &ns,
+            ha_port,
+            &format!("mapedFileSizeCommitLog={segment}\n"),
         ),
     );
     let slave_dir = dir.path().join("slave");
@@ -255,8 +264,11 @@ async fn a_slave_whose_disk_fills_stays_up_and_catches_up_once_it_has_room() {
     let conf = dir.path().join("slave.conf");
     std::fs::write(
         &conf,
-        format!(
-            "brokerName=broker-f\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nmapedFileSizeCommitLog={segment}\nnamesrvAddr={ns}\n"
+        slave_conf(
+            "broker-f",
+            &ns,
+            ha_port,
+            &format!("mapedFileSizeCommitLog={segment}\n"),
         ),
     )
     .unwrap();

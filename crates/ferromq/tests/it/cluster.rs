@@ -19,6 +19,19 @@ pub fn broker(dir: &std::path::Path, name: &str, conf: &str) -> (Proc, String) {
     (broker_at(dir, name, conf, &addr), addr)
 }
 
+/// broker.conf of a master of `broker_name` taking slaves on `ha_port`, plus `extra` lines.
+pub fn master_conf(broker_name: &str, ns: &str, ha_port: u16, extra: &str) -> String {
+    format!("brokerName={broker_name}\nhaListenPort={ha_port}\nnamesrvAddr={ns}\n{extra}")
+}
+
+/// broker.conf of slave 1 of `broker_name`, copying from the master's `ha_port`, plus
+/// `extra` lines.
+pub fn slave_conf(broker_name: &str, ns: &str, ha_port: u16, extra: &str) -> String {
+    format!(
+        "brokerName={broker_name}\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nnamesrvAddr={ns}\n{extra}"
+    )
+}
+
 /// A broker on `addr` with its data in `dir/name`: a restart of the same broker.
 pub fn broker_at(dir: &std::path::Path, name: &str, conf: &str, addr: &str) -> Proc {
     let path = dir.join(format!("{name}.conf"));

@@ -275,14 +275,12 @@ async fn cluster_page_shows_each_slave_and_how_far_behind_it_is() {
     let (_master_proc, master_addr) = crate::cluster::broker(
         dir.path(),
         "master",
-        &format!("brokerName=broker-d\nhaListenPort={ha_port}\nnamesrvAddr={ns}\n"),
+        &crate::cluster::master_conf("broker-d", &ns, ha_port, ""),
     );
     let (_slave_proc, slave_addr) = crate::cluster::broker(
         dir.path(),
         "slave",
-        &format!(
-            "brokerName=broker-d\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nnamesrvAddr={ns}\n"
-        ),
+        &crate::cluster::slave_conf("broker-d", &ns, ha_port, ""),
     );
     let dashboard = format!("127.0.0.1:{}", crate::harness::free_port());
     let _dashboard_proc = crate::harness::Proc::spawn(&[

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use ferromq_protocol::RemotingCommand;
 
-use crate::cluster::{broker, broker_at, namesrv};
+use crate::cluster::{broker, broker_at, master_conf, namesrv, slave_conf};
 use crate::harness::{call, connect, free_port, pull_request, queue0_bodies, send_request};
 
 async fn until<F, Fut>(what: &str, limit: Duration, mut f: F)
@@ -37,9 +37,7 @@ async fn a_sync_master_answers_once_its_slave_holds_the_message() {
     let (mut master_proc, master_addr) = broker(
         dir.path(),
         "master",
-        &format!(
-            "brokerName=broker-h\nbrokerRole=SYNC_MASTER\nhaListenPort={ha_port}\nnamesrvAddr={ns}\n"
-        ),
+        &master_conf("broker-h", &ns, ha_port, "brokerRole=SYNC_MASTER\n"),
     );
     let master = connect(&master_addr).await;
     let alone = call(&master, send_to_queue_0("ha", b"before the slave")).await;
@@ -123,7 +121,7 @@ async fn a_late_slave_copies_the_whole_log_and_follows() {
     let (_master_proc, master_addr) = broker(
         dir.path(),
         "master",
-        &format!("brokerName=broker-l\nhaListenPort={ha_port}\nnamesrvAddr={ns}\n"),
+        &master_conf("broker-l", &ns, ha_port, ""),
     );
     let master = connect(&master_addr).await;
     for i in 0..200 {
@@ -141,9 +139,7 @@ async fn a_late_slave_copies_the_whole_log_and_follows() {
     let (_slave_proc, slave_addr) = broker(
         dir.path(),
         "slave",
-        &format!(
-            "brokerName=broker-l\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nnamesrvAddr={ns}\n"
-        ),
+        &slave_conf("broker-l", &ns, ha_port, ""),
     );
     for i in 0..20 {
         let r = call(
@@ -197,15 +193,13 @@ async fn a_slave_serves_reads_while_its_master_is_away_and_hands_back_the_offset
     let (_ns, ns) = namesrv();
     let dir = tempfile::tempdir().unwrap();
     let ha_port = free_port();
-    let master_conf = format!("brokerName=broker-r\nhaListenPort={ha_port}\nnamesrvAddr={ns}\n");
+    let conf = master_conf("broker-r", &ns, ha_port, "");
     let master_addr = format!("127.0.0.1:{}", free_port());
-    let mut master_proc = broker_at(dir.path(), "master", &master_conf, &master_addr);
+    let mut master_proc = broker_at(dir.path(), "master", &conf, &master_addr);
     let (_slave_proc, slave_addr) = broker(
         dir.path(),
         "slave",
-        &format!(
-            "brokerName=broker-r\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:{ha_port}\nnamesrvAddr={ns}\n"
-        ),
+        &slave_conf("broker-r", &ns, ha_port, ""),
     );
     let master = connect(&master_addr).await;
     for i in 0..20 {
@@ -248,7 +242,7 @@ async fn a_slave_serves_reads_while_its_master_is_away_and_hands_back_the_offset
     assert_eq!(call(&slave, commit_offset("away", 1, 3)).await.code, 0);
     assert_eq!(committed(&slave, "away", 0).await, Some(12));
 
-    let _master_proc = broker_at(dir.path(), "master", &master_conf, &master_addr);
+    let _master_proc = broker_at(dir.path(), "master", &conf, &master_addr);
     let master = connect(&master_addr).await;
     until(
         "the returned master holds the commits taken while it was away",
