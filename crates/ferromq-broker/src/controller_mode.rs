@@ -697,6 +697,8 @@ impl Broker {
             v.master_epoch = epoch;
         }
         self.topics.set_state_version(epoch);
+        // Pulls waiting for this broker's own confirmations: the new master decides now.
+        self.store.confirmed(u64::MAX);
         *self.role.write().expect("role lock") = Role::Slave;
         *self.master_addr.lock().expect("master address lock") = Some(master_addr.to_string());
         let token = self.restart_role_tasks(shutdown);
@@ -732,6 +734,7 @@ impl Broker {
     async fn confirm_loop(self: Arc<Self>, token: CancellationToken) {
         if self.config().read_uncommitted {
             self.store.store().set_read_limit(u64::MAX);
+            self.store.confirmed(u64::MAX);
             return;
         }
         let Some(ha) = self.ha_master.clone() else {
@@ -764,7 +767,7 @@ impl Broker {
         // Never back: a record once shown stays shown.
         if let Some(confirm) = confirm.filter(|c| *c > store.read_limit()) {
             store.set_read_limit(confirm);
-            self.store.waker().wake_all();
+            self.store.confirmed(confirm);
         }
     }
 

@@ -141,6 +141,10 @@ pub struct StoreService {
     mode: FlushMode,
     sync_flush_timeout: Duration,
     waker: Arc<PullWaker>,
+    /// Appends past the read limit (controller mode: not yet in every in-sync broker), by
+    /// the log end after each, with the queues they touched: their pulls wake once
+    /// confirmed.
+    unconfirmed: Mutex<std::collections::VecDeque<(u64, Vec<(String, i32)>)>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stopping: Arc<AtomicBool>,
     disk: DiskGuard,
@@ -216,6 +220,7 @@ impl StoreService {
             mode,
             sync_flush_timeout,
             waker,
+            unconfirmed: Default::default(),
             threads: Mutex::new(threads),
             stopping,
             disk,
@@ -224,6 +229,27 @@ impl StoreService {
 
     pub fn store(&self) -> &Arc<MessageStore> {
         &self.store
+    }
+
+    /// The read limit moved up to `limit`: wakes the pulls parked on queues that appends
+    /// below it touched.
+    pub fn confirmed(&self, limit: u64) {
+        let mut queues: Vec<(String, i32)> = Vec::new();
+        {
+            let mut pending = self.unconfirmed.lock().expect("unconfirmed lock");
+            while pending.front().is_some_and(|(end, _)| *end <= limit) {
+                if let Some((_, touched)) = pending.pop_front() {
+                    queues.extend(touched);
+                }
+            }
+        }
+        if queues.is_empty() {
+            return;
+        }
+        queues.sort_unstable();
+        queues.dedup();
+        let touched: Vec<(&str, i32)> = queues.iter().map(|(t, q)| (t.as_str(), *q)).collect();
+        self.waker.wake(&touched);
     }
 
     pub fn waker(&self) -> &Arc<PullWaker> {
@@ -342,7 +368,24 @@ impl StoreService {
                     all.iter().map(|m| (m.topic.as_str(), m.queue_id)).collect();
                 touched.sort_unstable();
                 touched.dedup();
-                self.waker.wake(&touched);
+                match end.filter(|e| *e > self.store.read_limit()) {
+                    // Not readable until confirmed: woken then (`confirmed`).
+                    Some(end) => {
+                        self.unconfirmed
+                            .lock()
+                            .expect("unconfirmed lock")
+                            .push_back((
+                                end,
+                                touched.iter().map(|(t, q)| (t.to_string(), *q)).collect(),
+                            ));
+                        // Confirmed meanwhile, before it was queued.
+                        let limit = self.store.read_limit();
+                        if limit >= end {
+                            self.confirmed(limit);
+                        }
+                    }
+                    None => self.waker.wake(&touched),
+                }
             }
             Err(e) => {
                 let disk_full = matches!(&e, StoreError::Io { source, .. }

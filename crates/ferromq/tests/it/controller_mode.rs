@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ferromq_protocol::RemotingCommand;
 
 use crate::cluster::{broker, namesrv};
-use crate::harness::{call, connect, free_port, queue0_bodies, send_request, Proc};
+use crate::harness::{call, connect, free_port, pull_request, queue0_bodies, send_request, Proc};
 
 struct Member {
     name: String,
@@ -437,8 +437,31 @@ async fn consumers_read_only_what_every_in_sync_broker_holds() {
         g.seen_while_paused, g.confirmed,
         "stored, but shown to nobody yet"
     );
+    // A pull parked meanwhile is woken by the confirmation: one that ran out its hold
+    // would answer with what it read before parking, which is nothing.
+    let parked = tokio::spawn({
+        let master = g.master.clone();
+        async move {
+            let conn = connect(&master).await;
+            conn.invoke(
+                pull_request("confirm", 0, 5, 20_000),
+                Duration::from_secs(40),
+            )
+            .await
+            .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let slave = g.members.iter().find(|m| m.addr != g.master).unwrap();
     slave.proc.signal("CONT");
+    let woken = parked.await.unwrap();
+    assert_eq!(
+        woken.code, 0,
+        "the parked pull found the message: {:?}",
+        woken.remark
+    );
+    let found = ferromq_protocol::message::MessageExt::decode_all(&woken.body).unwrap();
+    assert_eq!(&found[0].body[..], b"unconfirmed");
     let deadline = Instant::now() + Duration::from_secs(30);
     for addr in [&g.master, &slave.addr] {
         while bodies(addr, "confirm").await.len() != 6 {
