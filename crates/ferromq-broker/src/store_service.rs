@@ -124,6 +124,12 @@ impl PutError {
     }
 }
 
+/// An append past the read limit: the log's end after it and the queues it touched.
+struct UnconfirmedAppend {
+    end: u64,
+    queues: Vec<(String, i32)>,
+}
+
 pub struct StoreService {
     store: Arc<MessageStore>,
     /// Jobs waiting for the next append; bounded by the requests in flight.
@@ -144,7 +150,7 @@ pub struct StoreService {
     /// Appends past the read limit (controller mode: not yet in every in-sync broker), by
     /// the log end after each, with the queues they touched: their pulls wake once
     /// confirmed.
-    unconfirmed: Mutex<std::collections::VecDeque<(u64, Vec<(String, i32)>)>>,
+    unconfirmed: Mutex<std::collections::VecDeque<UnconfirmedAppend>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stopping: Arc<AtomicBool>,
     disk: DiskGuard,
@@ -237,9 +243,9 @@ impl StoreService {
         let mut queues: Vec<(String, i32)> = Vec::new();
         {
             let mut pending = self.unconfirmed.lock().expect("unconfirmed lock");
-            while pending.front().is_some_and(|(end, _)| *end <= limit) {
-                if let Some((_, touched)) = pending.pop_front() {
-                    queues.extend(touched);
+            while pending.front().is_some_and(|a| a.end <= limit) {
+                if let Some(append) = pending.pop_front() {
+                    queues.extend(append.queues);
                 }
             }
         }
