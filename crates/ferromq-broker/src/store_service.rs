@@ -380,10 +380,10 @@ impl StoreService {
                         self.unconfirmed
                             .lock()
                             .expect("unconfirmed lock")
-                            .push_back((
+                            .push_back(UnconfirmedAppend {
                                 end,
-                                touched.iter().map(|(t, q)| (t.to_string(), *q)).collect(),
-                            ));
+                                queues: touched.iter().map(|(t, q)| (t.to_string(), *q)).collect(),
+                            });
                         // Confirmed meanwhile, before it was queued.
                         let limit = self.store.read_limit();
                         if limit >= end {
