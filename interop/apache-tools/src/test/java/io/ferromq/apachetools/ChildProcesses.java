@@ -30,7 +30,8 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Each process's last lines are kept; {@link #diagnoseOnFailure} prints them (and Apache's
  * logs) when the test body fails. {@code -D<tag>.showOutput=true} prints them after a passing
- * body as well; {@code -D<tag>.keepWork=true} keeps the work directory. {@link #close()} stops
+ * body as well; {@code -D<tag>.keepWork=true} keeps the work directory. A process can be
+ * SIGKILLed and started again, or paused (SIGSTOP) and resumed (SIGCONT). {@link #close()} stops
  * every process, the last started first, through its own {@link Process} handle.
  */
 final class ChildProcesses implements AutoCloseable {
@@ -285,6 +286,8 @@ final class ChildProcesses implements AutoCloseable {
         private volatile CountDownLatch ready;
         private volatile Process process;
         private volatile boolean killedByTest;
+        /** Stopped with SIGSTOP by {@link #pause()} and not yet resumed. */
+        private volatile boolean paused;
         private int runs;
 
         private Proc(String tag, String name, List<String> cmd, Map<String, String> env, Path dir, String readyMarker) {
@@ -384,11 +387,88 @@ final class ChildProcesses implements AutoCloseable {
         void kill() throws InterruptedException {
             log("[harness] SIGKILL pid " + process.pid());
             killedByTest = true;
+            paused = false;
             process.destroyForcibly();
             if (!process.waitFor(10, TimeUnit.SECONDS)) {
                 fail(name + " (pid " + process.pid() + ") still running 10 s after SIGKILL");
             }
             System.out.printf("[%s] %s (pid %d) killed%n", tag, name, process.pid());
+        }
+
+        /**
+         * SIGSTOP to the current run (our own child, by its pid): it stays alive with its
+         * connections open but answers nothing, as a process stalled by a long GC pause, a
+         * frozen VM or a swap storm would. Returns once every thread of it is stopped, with the
+         * {@link System#nanoTime()} it saw that. {@link #resume()} continues it; {@link #close()}
+         * continues a paused process before stopping it.
+         */
+        long pause() throws IOException, InterruptedException {
+            long sentAt = System.nanoTime();
+            signal("STOP");
+            paused = true;
+            // kill(1) returns once the signal is sent: wait until every thread is stopped, so that
+            // whatever the test does next happens to a stopped process
+            long pid = process.pid();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            // bounded by the deadline
+            while (!allThreadsStopped(pid)) {
+                if (System.nanoTime() > deadline) {
+                    fail(name + " (pid " + pid + ") not stopped 5 s after SIGSTOP");
+                }
+                Thread.sleep(2);
+            }
+            long stoppedAt = System.nanoTime();
+            log("[harness] stopped " + TimeUnit.NANOSECONDS.toMillis(stoppedAt - sentAt) + " ms after running kill -STOP");
+            System.out.printf("[%s] %s (pid %d) paused (SIGSTOP), every thread stopped %d ms after running kill%n", tag,
+                name, pid, TimeUnit.NANOSECONDS.toMillis(stoppedAt - sentAt));
+            return stoppedAt;
+        }
+
+        /** SIGCONT to the current run, after {@link #pause()}. */
+        void resume() throws IOException, InterruptedException {
+            signal("CONT");
+            paused = false;
+            System.out.printf("[%s] %s (pid %d) resumed (SIGCONT)%n", tag, name, process.pid());
+        }
+
+        /** Every thread of pid in state T (stopped) per /proc/pid/task/N/stat; true where there is no /proc. */
+        private static boolean allThreadsStopped(long pid) {
+            Path tasks = Paths.get("/proc", Long.toString(pid), "task");
+            if (!Files.isDirectory(Paths.get("/proc", "self"))) {
+                return true;
+            }
+            try (var dirs = Files.list(tasks)) {
+                for (Path t : (Iterable<Path>) dirs::iterator) {
+                    String stat = Files.readString(t.resolve("stat"));
+                    // "pid (comm) S ...": the state follows the last ')'
+                    String rest = stat.substring(stat.lastIndexOf(')') + 1).trim();
+                    if (!rest.startsWith("T")) {
+                        return false;
+                    }
+                }
+                return true;
+            } catch (IOException e) {
+                return false;
+            }
+        }
+
+        /** {@code kill -<sig> <pid>} of the current run, which must be alive; fails the test if kill fails. */
+        private void signal(String sig) throws IOException, InterruptedException {
+            if (process == null || !process.isAlive()) {
+                fail("SIG" + sig + " to " + name + ": not running (" + state() + ")");
+            }
+            long pid = process.pid();
+            log("[harness] SIG" + sig + " pid " + pid);
+            Process k = new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).redirectErrorStream(true).start();
+            k.getOutputStream().close();
+            if (!k.waitFor(10, TimeUnit.SECONDS)) {
+                k.destroyForcibly();
+                fail("kill -" + sig + " " + pid + " did not finish within 10 s");
+            }
+            String out = new String(k.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+            if (k.exitValue() != 0) {
+                fail("kill -" + sig + " " + pid + " (" + name + ") exited with " + k.exitValue() + ": " + out);
+            }
         }
 
         boolean isAlive() {
@@ -423,7 +503,10 @@ final class ChildProcesses implements AutoCloseable {
             if (process == null) {
                 return "not started";
             }
-            return process.isAlive() ? "running, pid " + process.pid() : "exited with code " + process.exitValue();
+            if (process.isAlive()) {
+                return (paused ? "paused (SIGSTOP), pid " : "running, pid ") + process.pid();
+            }
+            return "exited with code " + process.exitValue();
         }
 
         private void joinPumps() throws InterruptedException {
@@ -437,6 +520,16 @@ final class ChildProcesses implements AutoCloseable {
         public void close() {
             if (process == null) {
                 return;
+            }
+            if (process.isAlive() && paused) {
+                // a stopped process would handle SIGTERM only once continued
+                try {
+                    resume();
+                } catch (IOException | AssertionError e) {
+                    log("[harness] SIGCONT before stopping failed: " + e);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
             }
             if (process.isAlive()) {
                 // ProcessHandle.destroy() keeps our ends of the pipes open, so the shutdown output is kept
