@@ -27,7 +27,14 @@ cargo test -p ferromq-store --features power-loss --locked --test it power_loss 
 
 export FERROMQ_BIN="$root/target/debug/ferromq"
 
-step "Go interop suite (official rocketmq-client-go)"
+# The Go suite's network-partition test runs Apache's Java client in its lab beside the Go
+# client (io.ferromq.apachetools.PartitionClient): its classes and class path are built first.
+step "Apache's Java client for the Go partition test (interop/apache-tools test classes and class path)"
+(cd interop/apache-tools && mvn -B -ntp -q test-compile dependency:build-classpath \
+    -Dmdep.includeScope=test -Dmdep.outputFile=target/partition-classpath.txt)
+export FERROMQ_JAVA_PARTITION_CP="$root/interop/apache-tools/target/test-classes:$(cat interop/apache-tools/target/partition-classpath.txt)"
+
+step "Go interop suite (official rocketmq-client-go; Apache's Java client too in TestControllerModePartition)"
 (cd interop/go && go vet ./... && go test ./... -count=1 -timeout 20m)
 
 step "Go client's TLS option (a newer, untagged rocketmq-client-go: v2.1.2 has none)"

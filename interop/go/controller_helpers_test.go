@@ -725,11 +725,20 @@ func (l *cmLoad) errorSamples() string {
 	return strings.Join(samples, "\n")
 }
 
-// sortBodies sorts m-<n> bodies by n.
+// sortBodies sorts <prefix>-<n> bodies (m-<n>, j-<n>, probe-<n>) by prefix,
+// then by n.
 func sortBodies(list []string) {
+	key := func(s string) (string, int) {
+		i := strings.LastIndexByte(s, '-')
+		n, _ := strconv.Atoi(s[i+1:])
+		return s[:i+1], n
+	}
 	sort.Slice(list, func(i, j int) bool {
-		a, _ := strconv.Atoi(strings.TrimPrefix(list[i], "m-"))
-		b, _ := strconv.Atoi(strings.TrimPrefix(list[j], "m-"))
+		pa, a := key(list[i])
+		pb, b := key(list[j])
+		if pa != pb {
+			return pa < pb
+		}
 		return a < b
 	})
 }

@@ -76,6 +76,17 @@ package interop
 //     master taking writes after its replacement was elected (its lease
 //     outliving the controller's patience).
 //
+// Apache's Java client too, when $FERROMQ_JAVA_PARTITION_CP gives the class
+// path of interop/apache-tools' test classes (scripts/test.sh sets it): its
+// program PartitionClient runs in the lab namespace beside the Go client
+// (controller_partition_java_test.go), sending j-0, j-1, ... synchronously
+// (two retries in 3 s, routes polled every second) and consuming the topic
+// with a push consumer of its own group from the first offset. It must get a
+// SEND_OK before the cut, after the election and after the heal; its
+// acknowledged messages go through every check above with the Go client's;
+// and its consumer must receive every acknowledged message of both clients.
+// Without the variable the Java part is skipped, and the test says so.
+//
 // Requires root, unshare, nsenter, ip and tc; skips otherwise. Every wait and
 // loop is bounded. Prints one line "PARTITION FIGURES: ...".
 
@@ -742,8 +753,18 @@ func partitionInLab(t *testing.T) {
 		}
 	}
 	okWithin("at all", time.Time{}, 30*time.Second)
+	// Apache's Java client beside it, when its class path is given.
+	jc := startJavaLabClient(t, nsAddr, topic, dir)
+	if jc != nil {
+		at := jc.okWithin(grp, "at all", time.Time{}, javaStartWait)
+		t.Logf("the Java client's first SEND_OK %v after it was started", at.Sub(jc.started).Round(time.Millisecond))
+	}
 	time.Sleep(3 * time.Second)
-	okWithin("with all three in sync", time.Now(), 30*time.Second)
+	inSyncAt := time.Now()
+	okWithin("with all three in sync", inSyncAt, 30*time.Second)
+	if jc != nil {
+		jc.okWithin(grp, "with all three in sync", inSyncAt, 30*time.Second)
+	}
 
 	// ---- Partition the master. ----
 	g1 := grp.waitState("all three in sync before the partition", cmStepTimeout, grp.inSync)
@@ -855,6 +876,13 @@ func partitionInLab(t *testing.T) {
 	firstOK := okWithin("after the new master was named", electedAt, partRouteWait)
 	t.Logf("first SendOK of a send started after the election came %v after the partition",
 		firstOK.Sub(partAt).Round(time.Millisecond))
+	javaFirstOK := time.Duration(-1)
+	if jc != nil {
+		at := jc.okWithin(grp, "after the new master was named", electedAt, partRouteWait)
+		javaFirstOK = at.Sub(partAt)
+		t.Logf("the Java client's first SEND_OK of a send started after the election came %v after the partition",
+			javaFirstOK.Round(time.Millisecond))
+	}
 	time.Sleep(3 * time.Second) // the new master takes writes while the old one is still cut off
 
 	// The deposed master's store, read by the client before the heal.
@@ -955,7 +983,12 @@ func partitionInLab(t *testing.T) {
 	healedAfter := time.Since(healAt)
 	t.Logf("all three in sync %v after the heal: %v", healedAfter.Round(time.Millisecond), hg)
 	time.Sleep(2 * time.Second)
-	okWithin("after the heal", time.Now(), partRouteWait)
+	afterHeal := time.Now()
+	okWithin("after the heal", afterHeal, partRouteWait)
+	if jc != nil {
+		jc.okWithin(grp, "after the heal", afterHeal, partRouteWait)
+		jc.stopProducing()
+	}
 	stopLoad()
 	grp.checkCrashes("after the load")
 
@@ -1056,6 +1089,16 @@ func partitionInLab(t *testing.T) {
 	}
 	startConsumer(t, nsAddr, topic, consumer.MessageSelector{}, handler, consumerOpts{from: consumer.ConsumeFromFirstOffset})
 	acked := load.ackedCopy()
+	// The Java client's acknowledged messages (j-N) go through every check below
+	// with the Go client's (m-N): consumed by the final consumer at the place
+	// their SEND_OK named, in the right epoch, none from the deposed master.
+	var js *javaSends
+	if jc != nil {
+		js = jc.sends()
+		for body, a := range js.acked {
+			acked[body] = a
+		}
+	}
 	missing := func() []string {
 		dmu.Lock()
 		defer dmu.Unlock()
@@ -1075,6 +1118,70 @@ func partitionInLab(t *testing.T) {
 	time.Sleep(time.Second) // late duplicates
 	lost := missing()
 	sortBodies(lost)
+
+	// The Java client's own consumer: every acknowledged message of both
+	// clients must reach it as well.
+	javaFigures := "java=skipped (" + javaPartitionCPEnv + " unset)"
+	var javaMissing []string
+	if jc != nil {
+		var jgot map[string][]javaDelivery
+		jmissing := func() []string {
+			jgot = jc.received()
+			var out []string
+			for body := range acked {
+				if len(jgot[body]) == 0 {
+					out = append(out, body)
+				}
+			}
+			return out
+		}
+		jDrainStart := time.Now()
+		if !waitFor(cmDrainTimeout, func() bool { jc.checkAlive("draining"); return len(jmissing()) == 0 }) {
+			t.Logf("the Java consumer had not received every acknowledged message %v after the final consumer drained", cmDrainTimeout)
+		}
+		jDrain := time.Since(jDrainStart)
+		time.Sleep(time.Second) // late duplicates
+		javaMissing = jmissing()
+		sortBodies(javaMissing)
+		jc.finish()
+		jDup, jLost := 0, 0
+		var jTimes []time.Time
+		for _, ds := range jgot {
+			if len(ds) > 1 {
+				jDup++
+			}
+			for _, d := range ds {
+				jTimes = append(jTimes, d.delivered)
+			}
+		}
+		// The Java consumer's longest time without a delivery while both
+		// producers were sending (until the heal's last check).
+		sort.Slice(jTimes, func(a, b int) bool { return jTimes[a].Before(jTimes[b]) })
+		var jGap time.Duration
+		var jGapAt time.Time
+		for i := 1; i < len(jTimes) && jTimes[i].Before(afterHeal); i++ {
+			if g := jTimes[i].Sub(jTimes[i-1]); g > jGap {
+				jGap, jGapAt = g, jTimes[i-1]
+			}
+		}
+		t.Logf("the Java consumer's longest time without a delivery under load: %v from %s (partition %s, election %s, heal %s)",
+			jGap.Round(time.Millisecond), jGapAt.Format("15:04:05.000"), partAt.Format("15:04:05.000"),
+			electionAt.Format("15:04:05.000"), healAt.Format("15:04:05.000"))
+		for _, body := range lost {
+			if strings.HasPrefix(body, "j-") {
+				jLost++
+			}
+		}
+		jNotAcked := js.sent - len(js.acked)
+		if s := js.errorSamples(); s != "" {
+			t.Logf("the Java client's first error of each not-acknowledged kind:\n%s", s)
+		}
+		javaFigures = fmt.Sprintf("java-sent=%d java-acknowledged=%d java-not-acknowledged=%d %s java-lost=%d "+
+			"java-consumer-missing=%d java-consumer-duplicates=%d java-consumer-longest-gap=%v partition->java-first-SEND_OK=%v "+
+			"java-consumer-caught-up=%v",
+			js.sent, len(js.acked), jNotAcked, cmFormatCounts(js.notAcked), jLost, len(javaMissing), jDup,
+			jGap.Round(time.Millisecond), javaFirstOK.Round(time.Millisecond), jDrain.Round(time.Millisecond))
+	}
 
 	masters := grp.mastersSeen()
 	var epochsSeen []string
@@ -1165,11 +1272,12 @@ func partitionInLab(t *testing.T) {
 	t.Logf("PARTITION FIGURES: sent=%d acknowledged=%d not-acknowledged=%d %s lost=%d duplicates=%d misplaced=%d wrong-epoch=%d "+
 		"probes=%d probes-taken=%d deposed-tail-records=%d last-deposed-store->election=%s "+
 		"partition->election=%v partition->route-to-new-master=%v partition->first-SendOK=%v partition-held=%v "+
-		"heal->all-in-sync=%v route-off-master-after-heal=%v runtime=%v",
+		"heal->all-in-sync=%v route-off-master-after-heal=%v %s runtime=%v",
 		sent, nAcked, sent-nAcked, cmFormatCounts(notAcked), len(lost), dupBodies, len(misplaced), len(wrongEpoch),
 		probes.count(), probesTaken+probesStored, tailRecords, margin,
 		electedAfter.Round(time.Millisecond), routeToNew.Round(time.Millisecond), firstOK.Sub(partAt).Round(time.Millisecond),
-		partitionHeld.Round(time.Millisecond), healedAfter.Round(time.Millisecond), routeOffAfterHeal.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
+		partitionHeld.Round(time.Millisecond), healedAfter.Round(time.Millisecond), routeOffAfterHeal.Round(time.Millisecond),
+		javaFigures, time.Since(testStart).Round(time.Second))
 
 	if len(lost) > 0 {
 		var lines []string
@@ -1182,8 +1290,12 @@ func partitionInLab(t *testing.T) {
 			lines = append(lines, fmt.Sprintf("  %s: queue %d offset %d msgId %s, sent %s, SendOK %s",
 				body, a.queue, a.offset, a.msgID, a.start.Format("15:04:05.000"), a.end.Format("15:04:05.000")))
 		}
-		t.Errorf("%d of %d acknowledged messages never reached the consumer (lost):\n%s\nqueue max offsets now:\n%s",
-			len(lost), nAcked, strings.Join(lines, "\n"), grp.queueEnds(topic))
+		t.Errorf("%d of %d acknowledged messages (m-N: Go client, j-N: Java client) never reached the consumer (lost):\n%s\nqueue max offsets now:\n%s",
+			len(lost), len(acked), strings.Join(lines, "\n"), grp.queueEnds(topic))
+	}
+	if len(javaMissing) > 0 {
+		t.Errorf("%d of %d acknowledged messages (m-N: Go client, j-N: Java client) never reached the Java client's consumer: %s",
+			len(javaMissing), len(acked), strings.Join(head(javaMissing, 20), ", "))
 	}
 	if len(misplaced) > 0 {
 		t.Errorf("%d acknowledged messages are not where their SendOK said:\n  %s", len(misplaced), strings.Join(head(misplaced, 20), "\n  "))
