@@ -51,12 +51,7 @@ func TestControllerModeFailoverUnderLoad(t *testing.T) {
 	ns := newCMNode(t, "namesrv", nsAddr, "namesrv", "--listen", nsAddr)
 	ns.start()
 	ctlAddr := fmt.Sprintf("127.0.0.1:%d", ports.get(false))
-	ctlConf := filepath.Join(dir, "controller.conf")
-	if err := os.WriteFile(ctlConf, []byte(fmt.Sprintf(
-		"controllerDLegerPeers=n0-%s\ncontrollerDLegerSelfId=n0\ncontrollerStorePath=%s\nscanInactiveMasterInterval=500\n",
-		ctlAddr, filepath.Join(dir, "ctl"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ctlConf := cmWriteConf(t, dir, "controller", cmControllerConf(ctlAddr, filepath.Join(dir, "ctl")))
 	ctl := newCMNode(t, "controller", ctlAddr, "controller", "-c", ctlConf)
 	ctl.start()
 
@@ -65,10 +60,7 @@ func TestControllerModeFailoverUnderLoad(t *testing.T) {
 	var brokerAddrs []string
 	for _, name := range []string{"b1", "b2", "b3"} {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports.get(true))
-		conf := filepath.Join(dir, name+".conf")
-		if err := os.WriteFile(conf, []byte(cmBrokerConf(ctlAddr, nsAddr, ports.get(false))), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		conf := cmWriteConf(t, dir, name, cmBrokerConf(ctlAddr, nsAddr, ports.get(false)))
 		b := newCMNode(t, name, addr, "broker", "-c", conf, "--data-dir", filepath.Join(dir, name), "--listen", addr)
 		b.start()
 		brokers = append(brokers, b)

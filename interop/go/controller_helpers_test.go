@@ -4,7 +4,8 @@ package interop
 // controller_partition_test.go): ferromq processes with their own handles and
 // captured output, the controller's view of a broker group through
 // `ferromq admin getSyncStateSet`, bounded waits on it, and a SendSync load
-// that records every outcome.
+// that records every outcome. The processes, ports and config files serve the
+// classic master/slave test too (slave_read_test.go).
 
 import (
 	"bufio"
@@ -12,7 +13,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +42,8 @@ const (
 // Processes.
 // ---------------------------------------------------------------------------
 
-// cmNode is one logical ferromq process (name server, controller or broker).
+// cmNode is one logical ferromq process (name server, controller or broker,
+// in controller mode or not).
 // A broker is restarted with the same arguments after each kill; all its runs
 // write into one output buffer.
 type cmNode struct {
@@ -226,6 +230,16 @@ func (n *cmNode) stopRun(r *cmRun) {
 	})
 }
 
+// cmCheckCrashes fails the test if any of nodes exited on its own.
+func cmCheckCrashes(t *testing.T, when string, nodes []*cmNode) {
+	t.Helper()
+	for _, n := range nodes {
+		if s := n.crashed(); s != "" {
+			t.Fatalf("%s: %s", when, s)
+		}
+	}
+}
+
 // crashed describes the current run's exit if the test did not cause it.
 func (n *cmNode) crashed() string {
 	r := n.current()
@@ -268,6 +282,27 @@ func (p *cmPorts) get(vip bool) int {
 	}
 	p.t.Fatalf("no suitable free port found")
 	return 0
+}
+
+// ---------------------------------------------------------------------------
+// Config files.
+// ---------------------------------------------------------------------------
+
+// cmWriteConf writes text to dir/<name>.conf and returns the path.
+func cmWriteConf(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".conf")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// cmControllerConf is the controller.conf of a single-node controller at
+// ctlAddr that keeps its state in storePath.
+func cmControllerConf(ctlAddr, storePath string) string {
+	return fmt.Sprintf("controllerDLegerPeers=n0-%s\ncontrollerDLegerSelfId=n0\ncontrollerStorePath=%s\nscanInactiveMasterInterval=500\n",
+		ctlAddr, storePath)
 }
 
 // ---------------------------------------------------------------------------
@@ -444,11 +479,18 @@ func (l *cmLoad) record(body string, start, end time.Time, r *primitive.SendResu
 func (l *cmLoad) firstOKAfter(t time.Time) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	i := sort.Search(len(l.okStarts), func(i int) bool { return l.okStarts[i].After(t) })
-	if i == len(l.okStarts) {
+	return cmFirstOKAfter(l.okStarts, l.okEnds, t)
+}
+
+// cmFirstOKAfter: the end of the first acknowledged send that started after
+// since, given the starts (ascending: sends are sequential) and ends of all
+// acknowledged sends.
+func cmFirstOKAfter(okStarts, okEnds []time.Time, since time.Time) (time.Time, bool) {
+	i := sort.Search(len(okStarts), func(i int) bool { return okStarts[i].After(since) })
+	if i == len(okStarts) {
 		return time.Time{}, false
 	}
-	return l.okEnds[i], true
+	return okEnds[i], true
 }
 
 func (l *cmLoad) counts() (sent, acked int, notAcked map[string]int, lastErr string) {
@@ -540,11 +582,7 @@ func (c *cmGroup) byAddr(addr string) *cmNode {
 // checkCrashes fails the test if any process exited on its own.
 func (c *cmGroup) checkCrashes(when string) {
 	c.t.Helper()
-	for _, n := range c.nodes {
-		if s := n.crashed(); s != "" {
-			c.t.Fatalf("%s: %s", when, s)
-		}
-	}
+	cmCheckCrashes(c.t, when, c.nodes)
 }
 
 // state asks the controller once, recording the master it names.
@@ -716,13 +754,18 @@ func (l *cmLoad) ackedCopy() map[string]cmAck {
 // errorSamples: the first error of each not-acknowledged kind, one a line.
 func (l *cmLoad) errorSamples() string {
 	l.mu.Lock()
-	samples := make([]string, 0, len(l.samples))
-	for k, s := range l.samples {
-		samples = append(samples, fmt.Sprintf("  %s: %s", k, s))
+	defer l.mu.Unlock()
+	return cmFormatSamples(l.samples)
+}
+
+// cmFormatSamples: kind -> first error text, sorted, one "  kind: text" a line.
+func cmFormatSamples(samples map[string]string) string {
+	out := make([]string, 0, len(samples))
+	for k, s := range samples {
+		out = append(out, fmt.Sprintf("  %s: %s", k, s))
 	}
-	l.mu.Unlock()
-	sort.Strings(samples)
-	return strings.Join(samples, "\n")
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }
 
 // sortBodies sorts <prefix>-<n> bodies (m-<n>, j-<n>, probe-<n>) by prefix,

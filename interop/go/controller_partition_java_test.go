@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,11 +199,7 @@ func (j *javaLabClient) sends() *javaSends {
 // firstOKAfter: when the first SEND_OK of a send started after since came
 // back (sends are sequential, so starts ascend).
 func (s *javaSends) firstOKAfter(since time.Time) (time.Time, bool) {
-	i := sort.Search(len(s.okStarts), func(i int) bool { return s.okStarts[i].After(since) })
-	if i == len(s.okStarts) {
-		return time.Time{}, false
-	}
-	return s.okEnds[i], true
+	return cmFirstOKAfter(s.okStarts, s.okEnds, since)
 }
 
 // okWithin waits up to timeout for a SEND_OK of a send started after since;
@@ -227,14 +222,7 @@ func (j *javaLabClient) okWithin(grp *cmGroup, what string, since time.Time, tim
 	}
 }
 
-func (s *javaSends) errorSamples() string {
-	out := make([]string, 0, len(s.samples))
-	for k, v := range s.samples {
-		out = append(out, fmt.Sprintf("  %s: %s", k, v))
-	}
-	sort.Strings(out)
-	return strings.Join(out, "\n")
-}
+func (s *javaSends) errorSamples() string { return cmFormatSamples(s.samples) }
 
 // stopProducing tells the program to stop sending and waits (bounded) until
 // its sends.tsv is complete.

@@ -700,12 +700,7 @@ func partitionInLab(t *testing.T) {
 	ns := node(ctlHost, "namesrv", nsAddr, "namesrv", "--listen", nsAddr)
 	ns.start()
 	ctlAddr := partCtlIP + ":9878"
-	ctlConf := filepath.Join(dir, "controller.conf")
-	if err := os.WriteFile(ctlConf, []byte(fmt.Sprintf(
-		"controllerDLegerPeers=n0-%s\ncontrollerDLegerSelfId=n0\ncontrollerStorePath=%s\nscanInactiveMasterInterval=500\n",
-		ctlAddr, filepath.Join(dir, "ctl"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ctlConf := cmWriteConf(t, dir, "controller", cmControllerConf(ctlAddr, filepath.Join(dir, "ctl")))
 	ctl := node(ctlHost, "controller", ctlAddr, "controller", "-c", ctlConf)
 	ctl.start()
 
@@ -714,10 +709,7 @@ func partitionInLab(t *testing.T) {
 	hostOf := map[*cmNode]*netHost{}
 	for _, h := range brokerHosts {
 		addr := h.ip + ":10911"
-		conf := filepath.Join(dir, h.name+".conf")
-		if err := os.WriteFile(conf, []byte(cmBrokerConf(ctlAddr, nsAddr, 10912, "brokerIP1="+h.ip)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		conf := cmWriteConf(t, dir, h.name, cmBrokerConf(ctlAddr, nsAddr, 10912, "brokerIP1="+h.ip))
 		b := node(h, h.name, addr, "broker", "-c", conf, "--data-dir", filepath.Join(dir, h.name), "--listen", addr)
 		b.start()
 		brokers = append(brokers, b)

@@ -55,10 +55,8 @@ package interop
 // (e.g. Apache's own) instead of starting `ferromq namesrv`.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +65,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -81,192 +78,10 @@ const (
 	srPerMessage  = 40 * time.Millisecond // the consumer's work per message (serialized)
 	srKillAfter   = 70                    // consumed messages before the master is killed
 	srPullBatch   = 2
-	srPullHold    = 2 // PullThresholdForQueue: cached messages above which a queue is not pulled
-	srReadyWait   = 30 * time.Second
+	srPullHold    = 2                // PullThresholdForQueue: cached messages above which a queue is not pulled
 	srDrainWait   = 90 * time.Second // the Go client refreshes routes every 30 s
 	srOffsetsWait = 75 * time.Second
 )
-
-// ---------------------------------------------------------------------------
-// Processes: a name server or broker that the test can SIGKILL and restart.
-// ---------------------------------------------------------------------------
-
-type srProc struct {
-	t    *testing.T
-	name string
-	addr string
-	args []string
-	out  *syncBuffer
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	exitErr error
-	runs    int
-	killed  bool // the current run was stopped by the test
-}
-
-func newSRProc(t *testing.T, name, addr string, args ...string) *srProc {
-	p := &srProc{t: t, name: name, addr: addr, args: args, out: &syncBuffer{}}
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("---- ferromq %s output (%s) ----\n%s---- end ferromq %s output ----",
-				p.name, p.addr, tail(p.out.String(), 96<<10), p.name)
-		}
-	})
-	return p
-}
-
-func (p *srProc) logf(format string, a ...interface{}) {
-	fmt.Fprintf(p.out, "%s -- harness: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
-}
-
-// start launches a run and waits (bounded) for the ready line; a run that
-// exits first is retried a few times (a restart may find its ports not yet
-// released).
-func (p *srProc) start() {
-	p.t.Helper()
-	var err error
-	for attempt := 1; attempt <= 5; attempt++ {
-		began := time.Now()
-		if err = p.startOnce(); err == nil {
-			p.t.Logf("ferromq %s (%s) ready in %v (run %d)", p.name, p.addr, time.Since(began).Round(time.Millisecond), p.runs)
-			return
-		}
-		if !strings.Contains(err.Error(), "exited before") {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	p.t.Fatalf("ferromq %s: %v", p.name, err)
-}
-
-func (p *srProc) startOnce() error {
-	bin := ferromqBin(p.t)
-	cmd := exec.Command(bin, p.args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.runs++
-	run := p.runs
-	exited := make(chan struct{})
-	p.mu.Unlock()
-	fmt.Fprintf(p.out, "%s == run %d: $ %s %s\n", time.Now().Format("15:04:05.000"), run, bin, strings.Join(p.args, " "))
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start: %v", err)
-	}
-	p.mu.Lock()
-	p.cmd, p.exited, p.killed = cmd, exited, false
-	p.mu.Unlock()
-
-	ready := make(chan struct{})
-	var readyOnce sync.Once
-	var pipes sync.WaitGroup
-	pipes.Add(2)
-	pump := func(r io.Reader, tag string) {
-		defer pipes.Done()
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintf(p.out, "%s %s| %s\n", time.Now().Format("15:04:05.000"), tag, line)
-			if strings.Contains(line, readyMarker) {
-				readyOnce.Do(func() { close(ready) })
-			}
-		}
-		_, _ = io.Copy(io.Discard, r)
-	}
-	go pump(stdout, "O")
-	go pump(stderr, "E")
-	go func() {
-		pipes.Wait() // Wait must not be called before the pipes are drained
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.exitErr = err
-		p.mu.Unlock()
-		fmt.Fprintf(p.out, "%s -- run %d exited: %v\n", time.Now().Format("15:04:05.000"), run, describeExit(err))
-		close(exited)
-	}()
-	select {
-	case <-ready:
-		return nil
-	case <-exited:
-		return fmt.Errorf("run %d exited before printing %q: %v", run, readyMarker, describeExit(p.exitErr))
-	case <-time.After(srReadyWait):
-		p.stop()
-		return fmt.Errorf("run %d did not print %q within %v", run, readyMarker, srReadyWait)
-	}
-}
-
-// signal sends sig to the current run (our own child, by its handle) and
-// waits (bounded) for it to exit.
-func (p *srProc) signal(sig syscall.Signal) {
-	p.mu.Lock()
-	cmd, exited, already := p.cmd, p.exited, p.killed
-	p.killed = true
-	p.mu.Unlock()
-	if cmd == nil || already {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	p.logf("sending %v to pid %d", sig, cmd.Process.Pid)
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(stopTimeout):
-		p.logf("no exit %v after %v, sending SIGKILL", stopTimeout, sig)
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-}
-
-func (p *srProc) kill() { p.signal(syscall.SIGKILL) }
-func (p *srProc) stop() { p.signal(syscall.SIGTERM) }
-
-// crashed describes the current run's exit if the test did not cause it.
-func (p *srProc) crashed() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exited == nil || p.killed {
-		return ""
-	}
-	select {
-	case <-p.exited:
-		return fmt.Sprintf("ferromq %s (%s, run %d) exited on its own: %s", p.name, p.addr, p.runs, describeExit(p.exitErr))
-	default:
-		return ""
-	}
-}
-
-// srPort returns a free port not handed out before; with vip, port-2 (a
-// broker's VIP channel) must be free and unused too.
-func srPort(t *testing.T, used map[int]bool, vip bool) int {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		port := freePort(t)
-		if used[port] || (vip && (port < 1026 || used[port-2] || !portFree(fmt.Sprintf("127.0.0.1:%d", port-2)))) {
-			continue
-		}
-		used[port] = true
-		if vip {
-			used[port-2] = true
-		}
-		return port
-	}
-	t.Fatalf("no suitable free port found")
-	return 0
-}
 
 // ---------------------------------------------------------------------------
 // Raw queries.
@@ -342,47 +157,33 @@ func TestSlaveReadsWhileMasterAway(t *testing.T) {
 	captureClientLog(t)
 	bin := ferromqBin(t)
 	dir := t.TempDir()
-	used := map[int]bool{}
-	nsAddr := fmt.Sprintf("127.0.0.1:%d", srPort(t, used, false))
-	masterAddr := fmt.Sprintf("127.0.0.1:%d", srPort(t, used, true))
-	slaveAddr := fmt.Sprintf("127.0.0.1:%d", srPort(t, used, true))
-	masterHA, slaveHA := srPort(t, used, false), srPort(t, used, false)
+	ports := &cmPorts{t: t, used: map[int]bool{}}
+	nsAddr := fmt.Sprintf("127.0.0.1:%d", ports.get(false))
+	masterAddr := fmt.Sprintf("127.0.0.1:%d", ports.get(true))
+	slaveAddr := fmt.Sprintf("127.0.0.1:%d", ports.get(true))
+	masterHA, slaveHA := ports.get(false), ports.get(false)
 	brokerName := "srgo-" + nonce()
 
-	var procs []*srProc
+	var procs []*cmNode
 	if ext := os.Getenv("FERROMQ_SLAVE_READ_NAMESRV"); ext != "" {
 		nsAddr = ext // e.g. Apache's own name server, to compare
 		t.Logf("using the name server at %s (FERROMQ_SLAVE_READ_NAMESRV)", nsAddr)
 	} else {
-		ns := newSRProc(t, "namesrv", nsAddr, "namesrv", "--listen", nsAddr)
+		ns := newCMNode(t, "namesrv", nsAddr, "namesrv", "--listen", nsAddr)
 		ns.start()
 		procs = append(procs, ns)
 	}
-	writeConf := func(name, conf string) string {
-		path := filepath.Join(dir, name+".conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	masterConf := writeConf("master", fmt.Sprintf(
+	masterConf := cmWriteConf(t, dir, "master", fmt.Sprintf(
 		"brokerName=%s\nbrokerId=0\nbrokerRole=ASYNC_MASTER\nhaListenPort=%d\nnamesrvAddr=%s\n", brokerName, masterHA, nsAddr))
-	slaveConf := writeConf("slave", fmt.Sprintf(
+	slaveConf := cmWriteConf(t, dir, "slave", fmt.Sprintf(
 		"brokerName=%s\nbrokerId=1\nbrokerRole=SLAVE\nhaMasterAddress=127.0.0.1:%d\nhaListenPort=%d\nnamesrvAddr=%s\n",
 		brokerName, masterHA, slaveHA, nsAddr))
-	master := newSRProc(t, "master", masterAddr, "broker", "-c", masterConf, "--data-dir", filepath.Join(dir, "master"), "--listen", masterAddr)
+	master := newCMNode(t, "master", masterAddr, "broker", "-c", masterConf, "--data-dir", filepath.Join(dir, "master"), "--listen", masterAddr)
 	master.start()
-	slave := newSRProc(t, "slave", slaveAddr, "broker", "-c", slaveConf, "--data-dir", filepath.Join(dir, "slave"), "--listen", slaveAddr)
+	slave := newCMNode(t, "slave", slaveAddr, "broker", "-c", slaveConf, "--data-dir", filepath.Join(dir, "slave"), "--listen", slaveAddr)
 	slave.start()
 	procs = append(procs, master, slave)
-	checkCrashes := func(when string) {
-		t.Helper()
-		for _, p := range procs {
-			if s := p.crashed(); s != "" {
-				t.Fatalf("%s: %s", when, s)
-			}
-		}
-	}
+	checkCrashes := func(when string) { t.Helper(); cmCheckCrashes(t, when, procs) }
 	// waitUntil polls cond every 200 ms for at most timeout, failing the test
 	// on a crash of any process.
 	waitUntil := func(when string, timeout time.Duration, cond func() bool) bool {
