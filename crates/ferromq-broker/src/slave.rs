@@ -57,6 +57,10 @@ pub(crate) fn fresh_data_version() -> DataVersion {
     }
 }
 
+/// UPDATE_CONSUMER_OFFSET field (FerroMQ's; Apache's brokers ignore it): commit only if
+/// ahead of the stored offset.
+pub(crate) const ONLY_IF_AHEAD: &str = "onlyIfAhead";
+
 /// Entries one paged metadata request asks for (Apache's `splitMetadataSize`).
 const METADATA_PAGE: usize = 2000;
 /// Pages read at most for one table (a table changing under the copy restarts it).
@@ -241,8 +245,9 @@ impl Broker {
 
 impl Broker {
     /// Gives the master the offsets consumers committed here while it was away, where they
-    /// are ahead of its own (a consumer back on the master may have committed since), and
-    /// writes what it now holds into `master_table`.
+    /// are ahead of its own (a consumer back on the master may have committed since; a
+    /// FerroMQ master checks again as it stores them), and writes what it now holds into
+    /// `master_table`.
     async fn hand_over_offsets(
         &self,
         conn: &Connection,
@@ -261,7 +266,8 @@ impl Broker {
                 .with_field("consumerGroup", &unsent.group)
                 .with_field("topic", &unsent.topic)
                 .with_field("queueId", unsent.queue_id)
-                .with_field("commitOffset", unsent.offset);
+                .with_field("commitOffset", unsent.offset)
+                .with_field(ONLY_IF_AHEAD, "true");
             let resp = conn
                 .invoke(req, CALL_TIMEOUT)
                 .await

@@ -136,7 +136,13 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        // A FerroMQ slave handing back what consumers committed while this master was away
+        // asks not to move an offset back: a consumer may have committed here since.
+        let only_if_ahead = req.field(crate::slave::ONLY_IF_AHEAD) == Some("true");
+        let current = || self.offsets.query(&h.consumer_group, &h.topic, h.queue_id);
+        if !only_if_ahead || current().is_none_or(|c| c < h.commit_offset) {
+            self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        }
         RemotingCommand::response_to(req, response::SUCCESS)
     }
 

@@ -317,3 +317,24 @@ async fn a_master_with_slave_reads_sends_lagging_consumers_to_the_slave() {
         "no slave reads: always the master"
     );
 }
+
+/// A slave hands back offsets with `onlyIfAhead`: the master never moves an offset back
+/// for it (a consumer may have committed there since); a plain commit still does.
+#[tokio::test]
+async fn a_hand_back_never_moves_the_masters_offset_back() {
+    let server = crate::harness::Server::start("");
+    let master = connect(&server.broker).await;
+    assert_eq!(call(&master, commit_offset("back", 0, 50)).await.code, 0);
+    let behind = commit_offset("back", 0, 40).with_field("onlyIfAhead", "true");
+    assert_eq!(call(&master, behind).await.code, 0);
+    assert_eq!(committed(&master, "back", 0).await, Some(50));
+    let ahead = commit_offset("back", 0, 60).with_field("onlyIfAhead", "true");
+    assert_eq!(call(&master, ahead).await.code, 0);
+    assert_eq!(committed(&master, "back", 0).await, Some(60));
+    assert_eq!(call(&master, commit_offset("back", 0, 10)).await.code, 0);
+    assert_eq!(
+        committed(&master, "back", 0).await,
+        Some(10),
+        "a reset still goes back"
+    );
+}
