@@ -10,12 +10,16 @@ package interop
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,6 +76,7 @@ type cmRun struct {
 	exited   chan struct{}
 	exitErr  error
 	expected atomic.Bool // the test killed or stopped it
+	paused   atomic.Bool // SIGSTOPed by the test and not yet continued
 	stopOnce sync.Once
 }
 
@@ -203,6 +208,69 @@ func (n *cmNode) kill() {
 	})
 }
 
+// pause SIGSTOPs the current run (its own handle) and waits (bounded) until
+// the kernel reports it stopped (state T in /proc/<pid>/stat); it returns when
+// it was first seen stopped, the start of the fault: a request being handled
+// when the signal was sent may still have been answered before that.
+func (n *cmNode) pause() time.Time {
+	n.t.Helper()
+	r := n.current()
+	if r == nil {
+		n.t.Fatalf("ferromq %s: nothing to pause", n.name)
+	}
+	pid := r.cmd.Process.Pid
+	n.logf("sending SIGSTOP to run %d (pid %d)", r.n, pid)
+	r.paused.Store(true)
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		n.t.Fatalf("ferromq %s: SIGSTOP pid %d: %v", n.name, pid, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		state, err := cmProcState(pid)
+		if err != nil {
+			n.t.Fatalf("ferromq %s: state of pid %d after SIGSTOP: %v", n.name, pid, err)
+		}
+		if state == "T" {
+			at := time.Now()
+			n.logf("run %d (pid %d) seen stopped", r.n, pid)
+			return at
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("ferromq %s: pid %d is in state %q, not stopped (T), 5s after SIGSTOP", n.name, pid, state)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// resume SIGCONTs the current run after pause.
+func (n *cmNode) resume() {
+	n.t.Helper()
+	r := n.current()
+	if r == nil {
+		n.t.Fatalf("ferromq %s: nothing to resume", n.name)
+	}
+	n.logf("sending SIGCONT to run %d (pid %d)", r.n, r.cmd.Process.Pid)
+	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		n.t.Fatalf("ferromq %s: SIGCONT pid %d: %v", n.name, r.cmd.Process.Pid, err)
+	}
+	r.paused.Store(false)
+}
+
+// cmProcState is the one-letter state of pid from /proc/<pid>/stat (Linux):
+// R running, S sleeping, T stopped, Z zombie, ...
+func cmProcState(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the command name, in parentheses, may hold spaces
+	if i < 0 || i+3 > len(s) {
+		return "", fmt.Errorf("unexpected /proc/%d/stat: %q", pid, tail(s, 200))
+	}
+	return s[i+2 : i+3], nil
+}
+
 // stop: SIGTERM, then SIGKILL after stopTimeout.
 func (n *cmNode) stop() {
 	if r := n.current(); r != nil {
@@ -220,6 +288,9 @@ func (n *cmNode) stopRun(r *cmRun) {
 		}
 		n.logf("sending SIGTERM to run %d", r.n)
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		if r.paused.Load() { // a stopped process acts on SIGTERM only once continued
+			_ = r.cmd.Process.Signal(syscall.SIGCONT)
+		}
 		select {
 		case <-r.exited:
 		case <-time.After(stopTimeout):
@@ -784,4 +855,331 @@ func sortBodies(list []string) {
 		}
 		return a < b
 	})
+}
+
+// ---------------------------------------------------------------------------
+// Raw writes straight to one broker, and what the name server routes.
+// ---------------------------------------------------------------------------
+
+// rawSendExt is the extFields of a SEND_MESSAGE (code 10) to queue 0 of topic.
+func rawSendExt(topic string) map[string]string {
+	return map[string]string{
+		"producerGroup": "raw-probe", "topic": topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"queueId": "0", "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10), "flag": "0",
+		"properties": "", "reconsumeTimes": "0", "unitMode": "false", "batch": "false",
+	}
+}
+
+// rawSend sends one message with SEND_MESSAGE (code 10) straight to addr, on
+// a connection of its own, waiting up to timeout for the answer.
+func rawSend(addr, topic, body string, timeout time.Duration) (*remotingCmd, error) {
+	return rawInvoke(addr, 10 /* SEND_MESSAGE */, rawSendExt(topic), []byte(body), timeout)
+}
+
+// decodeOffsetMsgID splits a 32-hex offset message id: IPv4 store host, port,
+// commit-log offset.
+func decodeOffsetMsgID(id string) (host string, offset int64, err error) {
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) != 16 {
+		return "", 0, fmt.Errorf("offset message id %q: want 32 hex digits (IPv4 store host)", id)
+	}
+	return fmt.Sprintf("%s:%d", net.IP(b[0:4]).String(), binary.BigEndian.Uint32(b[4:8])), int64(binary.BigEndian.Uint64(b[8:16])), nil
+}
+
+var (
+	brokerAddrsInRoute = regexp.MustCompile(`"brokerAddrs"\s*:\s*\{([^}]*)\}`)
+	brokerAddrEntry    = regexp.MustCompile(`"?(-?\d+)"?\s*:\s*"([^"]*)"`)
+)
+
+// routeBrokers is the name server's brokerId -> address table of topic's
+// route (every broker group of it, merged); empty when the route has none.
+func routeBrokers(nsAddr, topic string) (map[string]string, error) {
+	r, err := rawInvoke(nsAddr, codeGetRouteInfo, map[string]string{"topic": topic}, nil, 3*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if r.Code != 0 {
+		return nil, fmt.Errorf("GET_ROUTEINFO_BY_TOPIC %s: code %d %s", topic, r.Code, r.Remark)
+	}
+	out := map[string]string{}
+	for _, m := range brokerAddrsInRoute.FindAllStringSubmatch(string(r.Body), -1) {
+		for _, e := range brokerAddrEntry.FindAllStringSubmatch(m[1], -1) {
+			out[e[1]] = e[2]
+		}
+	}
+	return out, nil
+}
+
+// routeMaster is the address the name server gives for brokerId 0 (the
+// master, where clients send) in topic's route; "" when the route has none.
+func routeMaster(nsAddr, topic string) (string, error) {
+	addrs, err := routeBrokers(nsAddr, topic)
+	if err != nil {
+		return "", err
+	}
+	return addrs["0"], nil
+}
+
+// probeOpts: a probe every interval (at most max of them), with bodies
+// <prefix>-0, <prefix>-1, ... Each waits up to timeout for its answer.
+// oneConn: all on one connection (pipelined, answers matched by opaque; a
+// new connection only when that one fails), as a client with a stale route
+// would send them; else each on a connection of its own.
+type probeOpts struct {
+	prefix   string
+	interval time.Duration
+	timeout  time.Duration
+	max      int
+	oneConn  bool
+}
+
+// probeStream sends raw SEND_MESSAGE probes straight to one broker until
+// stopped (bounded by probeOpts.max), recording every outcome. Probes sent
+// to a stopped (SIGSTOPed) process wait in its socket until it continues
+// (a connection of its own each would also wait in its accept queue, which
+// overflows after ~128: hence oneConn for a paused broker).
+type probeStream struct {
+	addr, topic string
+	opts        probeOpts
+	mu          sync.Mutex
+	results     []probeResult
+	pending     map[int32]probePending // oneConn: sent, not yet answered
+	conns       []net.Conn             // oneConn: every connection opened
+	readers     sync.WaitGroup         // oneConn: one reader per connection
+	quit        chan struct{}
+	launched    chan struct{} // closed when no more probes start
+	inflight    sync.WaitGroup
+	once        sync.Once
+}
+
+type probeResult struct {
+	body     string
+	sent     time.Time
+	answered time.Time
+	code     int // -1: no answer
+	remark   string
+	err      error
+}
+
+type probePending struct {
+	body string
+	sent time.Time
+	conn net.Conn
+}
+
+func startProbes(addr, topic string, o probeOpts) *probeStream {
+	ps := &probeStream{addr: addr, topic: topic, opts: o, pending: map[int32]probePending{},
+		quit: make(chan struct{}), launched: make(chan struct{})}
+	go func() {
+		defer close(ps.launched)
+		tick := time.NewTicker(o.interval)
+		defer tick.Stop()
+		var conn net.Conn // oneConn: the current connection, nil after a failure
+		for n := 0; n < o.max; n++ {
+			select {
+			case <-ps.quit:
+				return
+			case <-tick.C:
+			}
+			body := fmt.Sprintf("%s-%d", o.prefix, n)
+			if o.oneConn {
+				conn = ps.sendOnConn(conn, body)
+				continue
+			}
+			ps.inflight.Add(1)
+			go func() {
+				defer ps.inflight.Done()
+				sent := time.Now()
+				r, err := rawSend(addr, topic, body, o.timeout)
+				res := probeResult{body: body, sent: sent, answered: time.Now(), code: -1, err: err}
+				if err == nil {
+					res.code, res.remark = r.Code, r.Remark
+				}
+				ps.mu.Lock()
+				ps.results = append(ps.results, res)
+				ps.mu.Unlock()
+			}()
+		}
+	}()
+	return ps
+}
+
+// sendOnConn writes one probe on conn (dialled first when nil) and returns
+// the connection to use next (nil when this one failed; its reader then
+// records its unanswered probes).
+func (ps *probeStream) sendOnConn(conn net.Conn, body string) net.Conn {
+	sent := time.Now()
+	fail := func(err error) {
+		ps.mu.Lock()
+		ps.results = append(ps.results, probeResult{body: body, sent: sent, answered: time.Now(), code: -1, err: err})
+		ps.mu.Unlock()
+	}
+	frame, opaque, err := rawRequest(10 /* SEND_MESSAGE */, rawSendExt(ps.topic), []byte(body))
+	if err != nil {
+		fail(err)
+		return conn
+	}
+	if conn == nil {
+		c, err := net.DialTimeout("tcp", ps.addr, 3*time.Second)
+		if err != nil {
+			fail(fmt.Errorf("dial %s: %v", ps.addr, err))
+			return nil
+		}
+		conn = c
+		ps.mu.Lock()
+		ps.conns = append(ps.conns, c)
+		ps.mu.Unlock()
+		ps.readers.Add(1)
+		go ps.read(c)
+	}
+	ps.mu.Lock()
+	ps.pending[opaque] = probePending{body: body, sent: sent, conn: conn}
+	ps.mu.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(ps.opts.timeout))
+	if _, err := conn.Write(frame); err != nil {
+		ps.mu.Lock()
+		if _, ok := ps.pending[opaque]; ok {
+			delete(ps.pending, opaque)
+			ps.results = append(ps.results, probeResult{body: body, sent: sent, answered: time.Now(), code: -1,
+				err: fmt.Errorf("write to %s: %v", ps.addr, err)})
+		}
+		ps.mu.Unlock()
+		_ = conn.Close() // its reader records the others pending on it
+		return nil
+	}
+	return conn
+}
+
+// read records the answers arriving on conn; when conn fails or is closed,
+// every probe still pending on it is recorded unanswered.
+func (ps *probeStream) read(conn net.Conn) {
+	defer ps.readers.Done()
+	for {
+		cmd, err := readFrame(conn)
+		now := time.Now()
+		ps.mu.Lock()
+		if err != nil {
+			for op, p := range ps.pending {
+				if p.conn == conn {
+					delete(ps.pending, op)
+					ps.results = append(ps.results, probeResult{body: p.body, sent: p.sent, answered: now, code: -1,
+						err: fmt.Errorf("connection to %s: %v", ps.addr, err)})
+				}
+			}
+			ps.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		if p, ok := ps.pending[cmd.Opaque]; ok && cmd.Flag&1 == 1 {
+			delete(ps.pending, cmd.Opaque)
+			ps.results = append(ps.results, probeResult{body: p.body, sent: p.sent, answered: now, code: cmd.Code, remark: cmd.Remark})
+		}
+		ps.mu.Unlock()
+	}
+}
+
+// stop ends the stream and waits (bounded by the probe timeout) for the
+// probes in flight.
+func (ps *probeStream) stop() {
+	ps.once.Do(func() {
+		close(ps.quit)
+		<-ps.launched
+		if ps.opts.oneConn {
+			waitFor(ps.opts.timeout, func() bool { ps.mu.Lock(); defer ps.mu.Unlock(); return len(ps.pending) == 0 })
+			ps.mu.Lock()
+			for _, c := range ps.conns {
+				_ = c.Close() // its reader records what is still pending
+			}
+			ps.mu.Unlock()
+			ps.readers.Wait()
+			ps.mu.Lock()
+			for op, p := range ps.pending { // a connection that failed before the probe was registered on it
+				delete(ps.pending, op)
+				ps.results = append(ps.results, probeResult{body: p.body, sent: p.sent, answered: time.Now(), code: -1,
+					err: fmt.Errorf("no answer from %s", ps.addr)})
+			}
+			ps.mu.Unlock()
+			return
+		}
+		done := make(chan struct{})
+		go func() { ps.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(ps.opts.timeout + 7*time.Second): // each probe gives up after its timeout (+ its dial)
+		}
+	})
+}
+
+func (ps *probeStream) count() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.results)
+}
+
+// summary counts the answers by kind, with the last send of each kind; taken
+// is the number answered SUCCESS.
+func (ps *probeStream) summary() (text string, taken int) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	type kind struct {
+		n        int
+		last     time.Time
+		lastBody string
+	}
+	kinds := map[string]*kind{}
+	for _, r := range ps.results {
+		k := fmt.Sprintf("code %d %q", r.code, r.remark)
+		if r.err != nil {
+			k = cmErrKind(r.err)
+		}
+		if r.code == 0 {
+			taken++
+		}
+		if kinds[k] == nil {
+			kinds[k] = &kind{}
+		}
+		kinds[k].n++
+		if r.sent.After(kinds[k].last) {
+			kinds[k].last, kinds[k].lastBody = r.sent, r.body
+		}
+	}
+	var parts []string
+	for k, v := range kinds {
+		parts = append(parts, fmt.Sprintf("%s: %d (last sent %s, %s)", k, v.n, v.last.Format("15:04:05.000"), v.lastBody))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d sent; %s", len(ps.results), strings.Join(parts, "; ")), taken
+}
+
+// refusals splits the answers: refused with code want, and every other
+// outcome (SUCCESS, another code, no answer), described with when it was
+// sent and answered relative to ref (e.g. the SIGSTOP).
+func (ps *probeStream) refusals(want int, ref time.Time) (refused int, firstRefusal time.Time, others []string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, r := range ps.results {
+		if r.err == nil && r.code == want {
+			refused++
+			if firstRefusal.IsZero() || r.answered.Before(firstRefusal) {
+				firstRefusal = r.answered
+			}
+			continue
+		}
+		what := fmt.Sprintf("code %d %q", r.code, r.remark)
+		if r.err != nil {
+			what = "no answer: " + r.err.Error()
+		}
+		others = append(others, fmt.Sprintf("%s (sent +%v, answered +%v): %s", r.body,
+			r.sent.Sub(ref).Round(time.Millisecond), r.answered.Sub(ref).Round(time.Millisecond), what))
+	}
+	sort.Strings(others)
+	return refused, firstRefusal, others
+}
+
+// head: the first n of list, and a count of all when there are more.
+func head(list []string, n int) []string {
+	if len(list) > n {
+		return append(append([]string{}, list[:n]...), fmt.Sprintf("... (%d in all)", len(list)))
+	}
+	return list
 }

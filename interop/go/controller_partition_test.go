@@ -93,11 +93,8 @@ package interop
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -418,16 +415,6 @@ func (c *partEpochCache) epochAt(offset int64) (int64, int) {
 	return epoch, n
 }
 
-// decodeOffsetMsgID splits a 32-hex offset message id: IPv4 store host, port,
-// commit-log offset.
-func decodeOffsetMsgID(id string) (host string, offset int64, err error) {
-	b, err := hex.DecodeString(id)
-	if err != nil || len(b) != 16 {
-		return "", 0, fmt.Errorf("offset message id %q: want 32 hex digits (IPv4 store host)", id)
-	}
-	return fmt.Sprintf("%s:%d", net.IP(b[0:4]).String(), binary.BigEndian.Uint32(b[4:8])), int64(binary.BigEndian.Uint64(b[8:16])), nil
-}
-
 // viewMessage reads the record at a commit-log offset (VIEW_MESSAGE_BY_ID).
 func viewMessage(addr string, offset int64) (*primitive.MessageExt, error) {
 	r, err := rawInvoke(addr, 33 /* VIEW_MESSAGE_BY_ID */, map[string]string{"offset": strconv.FormatInt(offset, 10)}, nil, 3*time.Second)
@@ -442,40 +429,6 @@ func viewMessage(addr string, offset int64) (*primitive.MessageExt, error) {
 		return nil, fmt.Errorf("VIEW_MESSAGE_BY_ID offset %d on %s: %d records decoded from %d bytes", offset, addr, len(msgs), len(r.Body))
 	}
 	return msgs[0], nil
-}
-
-// rawSend sends one message with SEND_MESSAGE (code 10) straight to addr.
-func rawSend(addr, topic, body string) (*remotingCmd, error) {
-	return rawInvoke(addr, 10 /* SEND_MESSAGE */, map[string]string{
-		"producerGroup": "partition-probe", "topic": topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
-		"queueId": "0", "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10), "flag": "0",
-		"properties": "", "reconsumeTimes": "0", "unitMode": "false", "batch": "false",
-	}, []byte(body), 8*time.Second)
-}
-
-var (
-	brokerAddrsInRoute = regexp.MustCompile(`"brokerAddrs"\s*:\s*\{([^}]*)\}`)
-	brokerAddrEntry    = regexp.MustCompile(`"?(-?\d+)"?\s*:\s*"([^"]*)"`)
-)
-
-// routeMaster is the address the name server gives for brokerId 0 (the
-// master, where clients send) in topic's route; "" when the route has none.
-func routeMaster(nsAddr, topic string) (string, error) {
-	r, err := rawInvoke(nsAddr, codeGetRouteInfo, map[string]string{"topic": topic}, nil, 3*time.Second)
-	if err != nil {
-		return "", err
-	}
-	if r.Code != 0 {
-		return "", fmt.Errorf("GET_ROUTEINFO_BY_TOPIC %s: code %d %s", topic, r.Code, r.Remark)
-	}
-	for _, m := range brokerAddrsInRoute.FindAllStringSubmatch(string(r.Body), -1) {
-		for _, e := range brokerAddrEntry.FindAllStringSubmatch(m[1], -1) {
-			if e[1] == "0" {
-				return e[2], nil
-			}
-		}
-	}
-	return "", nil
 }
 
 // routeWatch polls the name server's master for a topic every 250 ms (at
@@ -533,112 +486,6 @@ func (w *routeWatch) list() []routeChange {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]routeChange(nil), w.changes...)
-}
-
-// probeStream sends raw SEND_MESSAGE probes to one broker every 25 ms, each
-// on its own connection and goroutine, until stopped (at most 800).
-type probeStream struct {
-	mu       sync.Mutex
-	results  []probeResult
-	quit     chan struct{}
-	launched chan struct{} // closed when no more probes start
-	inflight sync.WaitGroup
-	once     sync.Once
-}
-
-type probeResult struct {
-	body     string
-	sent     time.Time
-	answered time.Time
-	code     int // -1: no answer
-	remark   string
-	err      error
-}
-
-func startProbes(addr, topic string) *probeStream {
-	ps := &probeStream{quit: make(chan struct{}), launched: make(chan struct{})}
-	go func() {
-		defer close(ps.launched)
-		tick := time.NewTicker(25 * time.Millisecond)
-		defer tick.Stop()
-		for n := 0; n < 800; n++ {
-			select {
-			case <-ps.quit:
-				return
-			case <-tick.C:
-			}
-			body := fmt.Sprintf("probe-%d", n)
-			ps.inflight.Add(1)
-			go func() {
-				defer ps.inflight.Done()
-				sent := time.Now()
-				r, err := rawSend(addr, topic, body)
-				res := probeResult{body: body, sent: sent, answered: time.Now(), code: -1, err: err}
-				if err == nil {
-					res.code, res.remark = r.Code, r.Remark
-				}
-				ps.mu.Lock()
-				ps.results = append(ps.results, res)
-				ps.mu.Unlock()
-			}()
-		}
-	}()
-	return ps
-}
-
-// stop ends the stream and waits (bounded) for the probes in flight.
-func (ps *probeStream) stop() {
-	ps.once.Do(func() {
-		close(ps.quit)
-		<-ps.launched
-		done := make(chan struct{})
-		go func() { ps.inflight.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second): // each probe gives up after 8 s
-		}
-	})
-}
-
-func (ps *probeStream) count() int {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return len(ps.results)
-}
-
-// summary counts the answers by kind, with the last send of each kind; taken
-// is the number answered SUCCESS.
-func (ps *probeStream) summary() (text string, taken int) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	type kind struct {
-		n        int
-		last     time.Time
-		lastBody string
-	}
-	kinds := map[string]*kind{}
-	for _, r := range ps.results {
-		k := fmt.Sprintf("code %d %q", r.code, r.remark)
-		if r.err != nil {
-			k = cmErrKind(r.err)
-		}
-		if r.code == 0 {
-			taken++
-		}
-		if kinds[k] == nil {
-			kinds[k] = &kind{}
-		}
-		kinds[k].n++
-		if r.sent.After(kinds[k].last) {
-			kinds[k].last, kinds[k].lastBody = r.sent, r.body
-		}
-	}
-	var parts []string
-	for k, v := range kinds {
-		parts = append(parts, fmt.Sprintf("%s: %d (last sent %s, %s)", k, v.n, v.last.Format("15:04:05.000"), v.lastBody))
-	}
-	sort.Strings(parts)
-	return fmt.Sprintf("%d sent; %s", len(ps.results), strings.Join(parts, "; ")), taken
 }
 
 var (
@@ -786,7 +633,7 @@ func partitionInLab(t *testing.T) {
 	// its own connection (the client can still reach it). While its lease
 	// lasts it stores them (no slave can acknowledge: FLUSH_SLAVE_TIMEOUT);
 	// after, it must refuse them without storing.
-	probes := startProbes(old.addr, topic)
+	probes := startProbes(old.addr, topic, probeOpts{prefix: "probe", interval: 25 * time.Millisecond, timeout: 8 * time.Second, max: 800})
 	t.Cleanup(probes.stop)
 
 	// Does the partition hold? Checked in the background while the
@@ -1302,11 +1149,4 @@ func partitionInLab(t *testing.T) {
 	if probesStored > 0 {
 		t.Errorf("%d probe messages sent only to the deposed master are in the final log", probesStored)
 	}
-}
-
-func head(list []string, n int) []string {
-	if len(list) > n {
-		return append(append([]string{}, list[:n]...), fmt.Sprintf("... (%d in all)", len(list)))
-	}
-	return list
 }

@@ -35,7 +35,7 @@ const (
 )
 
 // ---------------------------------------------------------------------------
-// Raw remoting client (one request per connection).
+// Raw remoting client (rawInvoke: one request per connection).
 // ---------------------------------------------------------------------------
 
 // remotingCmd is a decoded RemotingCommand (JSON or ROCKETMQ binary header).
@@ -70,27 +70,10 @@ var rawOpaque int32 = 1 << 24
 // "version":317,"opaque":..,"flag":0,"remark":"","extFields":{...}} with
 // string-valued extFields.
 func rawInvoke(addr string, code int, ext map[string]string, body []byte, timeout time.Duration) (*remotingCmd, error) {
-	if ext == nil {
-		ext = map[string]string{}
-	}
-	opaque := atomic.AddInt32(&rawOpaque, 1)
-	hdr, err := json.Marshal(struct {
-		Code      int               `json:"code"`
-		Language  string            `json:"language"`
-		Version   int               `json:"version"`
-		Opaque    int32             `json:"opaque"`
-		Flag      int               `json:"flag"`
-		Remark    string            `json:"remark"`
-		ExtFields map[string]string `json:"extFields"`
-	}{code, "GO", 317, opaque, 0, "", ext})
+	frame, opaque, err := rawRequest(code, ext, body)
 	if err != nil {
 		return nil, err
 	}
-	frame := make([]byte, 8, 8+len(hdr)+len(body))
-	binary.BigEndian.PutUint32(frame[0:], uint32(4+len(hdr)+len(body)))
-	binary.BigEndian.PutUint32(frame[4:], uint32(len(hdr))) // serialize type 0 = JSON
-	frame = append(append(frame, hdr...), body...)
-
 	conn, err := net.DialTimeout("tcp", addr, 3*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %v", addr, err)
@@ -110,6 +93,30 @@ func rawInvoke(addr string, code int, ext map[string]string, body []byte, timeou
 		}
 	}
 	return nil, fmt.Errorf("no response with opaque %d among 100 frames from %s", opaque, addr)
+}
+
+// rawRequest encodes one request frame with a fresh opaque (see rawInvoke).
+func rawRequest(code int, ext map[string]string, body []byte) (frame []byte, opaque int32, err error) {
+	if ext == nil {
+		ext = map[string]string{}
+	}
+	opaque = atomic.AddInt32(&rawOpaque, 1)
+	hdr, err := json.Marshal(struct {
+		Code      int               `json:"code"`
+		Language  string            `json:"language"`
+		Version   int               `json:"version"`
+		Opaque    int32             `json:"opaque"`
+		Flag      int               `json:"flag"`
+		Remark    string            `json:"remark"`
+		ExtFields map[string]string `json:"extFields"`
+	}{code, "GO", 317, opaque, 0, "", ext})
+	if err != nil {
+		return nil, 0, err
+	}
+	frame = make([]byte, 8, 8+len(hdr)+len(body))
+	binary.BigEndian.PutUint32(frame[0:], uint32(4+len(hdr)+len(body)))
+	binary.BigEndian.PutUint32(frame[4:], uint32(len(hdr))) // serialize type 0 = JSON
+	return append(append(frame, hdr...), body...), opaque, nil
 }
 
 func readFrame(r io.Reader) (*remotingCmd, error) {
