@@ -107,6 +107,20 @@ fn log_bytes(dir: &Path, segment: u64, end: u64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The master's and the slave's commit logs below `end` are the same segments, byte for byte.
+fn assert_same_log(master_dir: &Path, slave_dir: &Path, segment: u64, end: u64) {
+    let theirs = log_bytes(&commit_log_dir(master_dir), segment, end);
+    let ours = log_bytes(&commit_log_dir(slave_dir), segment, end);
+    assert_eq!(
+        ours.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        theirs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "the same segments"
+    );
+    for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
+        assert!(a == b, "segment {name} differs between master and slave");
+    }
+}
+
 #[tokio::test]
 async fn a_slave_far_behind_catches_up_under_load_and_holds_the_masters_bytes() {
     let mib = backlog_mib();
@@ -213,16 +227,12 @@ async fn a_slave_far_behind_catches_up_under_load_and_holds_the_masters_bytes() 
     };
     slave_proc.terminate();
     master_proc.terminate();
-    let ours = log_bytes(&commit_log_dir(&dir.path().join("slave")), segment, end);
-    let theirs = log_bytes(&commit_log_dir(&dir.path().join("master")), segment, end);
-    assert_eq!(
-        ours.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        theirs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        "the same segments"
+    assert_same_log(
+        &dir.path().join("master"),
+        &dir.path().join("slave"),
+        segment,
+        end,
     );
-    for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
-        assert!(a == b, "segment {name} differs between master and slave");
-    }
 }
 
 /// Runs `cmd` and tells whether it succeeded.
@@ -356,16 +366,11 @@ async fn a_slave_whose_disk_fills_stays_up_and_catches_up_once_it_has_room() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // What it holds reads back: the bytes are the master's.
-    let theirs = log_bytes(&commit_log_dir(&dir.path().join("master")), segment, end);
-    // The tmpfs is mounted in the slave's namespace only: read it through the slave's root.
+    // What it holds reads back: the bytes are the master's. The tmpfs is mounted in the
+    // slave's namespace only: read it through the slave's root.
     let seen_by_slave = Path::new(&format!("/proc/{}/root", slave_proc.pid()))
         .join(slave_dir.strip_prefix("/").unwrap());
-    let ours = log_bytes(&commit_log_dir(&seen_by_slave), segment, end);
-    assert_eq!(ours.len(), theirs.len(), "the same segments");
-    for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
-        assert!(a == b, "segment {name} differs between master and slave");
-    }
+    assert_same_log(&dir.path().join("master"), &seen_by_slave, segment, end);
     slave_proc.terminate();
     master_proc.terminate();
 }
