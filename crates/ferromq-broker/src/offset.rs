@@ -43,7 +43,8 @@ pub struct ConsumerOffsetManager {
     dirty: AtomicBool,
 }
 
-fn key(topic: &str, group: &str) -> String {
+/// The table key of a group's offsets on a topic (Apache's `topic@group`).
+pub(crate) fn key(topic: &str, group: &str) -> String {
     format!("{topic}@{group}")
 }
 

@@ -256,7 +256,7 @@ impl Broker {
     ) -> Result<(), SyncError> {
         let mut handed = 0usize;
         for unsent in self.offsets.unsent() {
-            let key = format!("{}@{}", unsent.topic, unsent.group);
+            let key = crate::offset::key(&unsent.topic, &unsent.group);
             let masters = master_table.get(&key).and_then(|q| q.get(&unsent.queue_id));
             if masters.is_some_and(|&m| m >= unsent.offset) {
                 self.offsets.mark_sent(&unsent);

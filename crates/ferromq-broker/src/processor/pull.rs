@@ -179,16 +179,19 @@ impl Broker {
             .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
         // Which broker of the group the client should pull from next (Apache's rules; a
         // slave always names the master, so a client back in touch with it returns there).
-        let lagging = self.consumer_lags_in_memory(&result, &config);
         let group = || {
             self.groups
                 .get(&h.consumer_group)
                 .unwrap_or_else(|| SubscriptionGroupConfig::new(&h.consumer_group))
         };
-        let suggest = match (config.slave_read_enable, lagging) {
-            (true, true) => group().which_broker_when_consume_slowly,
-            (true, false) if self.role() == Role::Master => group().broker_id,
-            _ => MASTER_ID,
+        let suggest = if !config.slave_read_enable {
+            MASTER_ID
+        } else if self.consumer_lags_in_memory(&result, &config) {
+            group().which_broker_when_consume_slowly
+        } else if self.role() == Role::Master {
+            group().broker_id
+        } else {
+            MASTER_ID
         };
         pull_response(req, result, offset, suggest)
     }
