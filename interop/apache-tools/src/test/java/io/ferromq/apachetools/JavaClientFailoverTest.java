@@ -19,7 +19,6 @@ import java.util.function.Predicate;
 
 import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
 import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
-import org.apache.rocketmq.client.exception.MQBrokerException;
 import org.apache.rocketmq.client.exception.MQClientException;
 import org.apache.rocketmq.client.impl.MQClientAPIImpl;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
@@ -506,7 +505,7 @@ class JavaClientFailoverTest {
         synchronized boolean record(String body, long startNanos, Exception e) {
             sent++;
             // the client's messages go on with a line pointing to its FAQ
-            notAcked(body, kind(e), e.toString().lines().findFirst().orElse(""));
+            notAcked(body, PartitionClient.errorKind(e), e.toString().lines().findFirst().orElse(""));
             return false;
         }
 
@@ -514,19 +513,6 @@ class JavaClientFailoverTest {
             notAcked.merge(kind, 1, Integer::sum);
             firstOfKind.putIfAbsent(kind, body + ": " + text);
             lastNotAcked = kind + " (" + body + ")";
-        }
-
-        /** The exception's class, with the broker's code or the client's cause where there is one. */
-        private static String kind(Exception e) {
-            if (e instanceof MQBrokerException b) {
-                return "MQBrokerException code " + b.getResponseCode();
-            }
-            if (e instanceof MQClientException c && c.getCause() != null) {
-                // after its retries the client wraps the last failure, e.g. a broker's refusal
-                return "MQClientException(" + (c.getCause() instanceof MQBrokerException b
-                    ? "MQBrokerException code " + b.getResponseCode() : c.getCause().getClass().getSimpleName()) + ")";
-            }
-            return e.getClass().getSimpleName();
         }
 
         /** When the first SEND_OK of a send started after {@code nanos} came back, or -1. */

@@ -178,7 +178,7 @@ public final class PartitionClient {
                         + oneLine(r.toString()));
                 }
             } catch (Exception e) {
-                line(sends, "ERR\t" + body + "\t" + kind(e) + "\t" + start + "\t" + System.currentTimeMillis() + "\t"
+                line(sends, "ERR\t" + body + "\t" + errorKind(e) + "\t" + start + "\t" + System.currentTimeMillis() + "\t"
                     + oneLine(e.toString()));
             }
             sent.incrementAndGet();
@@ -234,7 +234,7 @@ public final class PartitionClient {
     }
 
     /** The exception's class, with the broker's code or the client's cause where there is one. */
-    private static String kind(Exception e) {
+    static String errorKind(Exception e) {
         if (e instanceof MQBrokerException b) {
             return "MQBrokerException code " + b.getResponseCode();
         }
