@@ -381,18 +381,8 @@ func TestControllerModeFailoverUnderLoad(t *testing.T) {
 	}
 
 	if len(lost) > 0 {
-		var lines []string
-		for i, body := range lost {
-			if i == 20 {
-				lines = append(lines, fmt.Sprintf("  ... (%d lost in all)", len(lost)))
-				break
-			}
-			a := acked[body]
-			lines = append(lines, fmt.Sprintf("  %s: queue %d offset %d, sent %s, SendOK %s",
-				body, a.queue, a.offset, a.start.Format("15:04:05.000"), a.end.Format("15:04:05.000")))
-		}
 		t.Errorf("%d of %d acknowledged messages never reached the consumer (lost):\n%s\nqueue max offsets now:\n%s",
-			len(lost), nAcked, strings.Join(lines, "\n"), grp.queueEnds(topic))
+			len(lost), nAcked, cmLostLines(lost, acked), grp.queueEnds(topic))
 	}
 }
 

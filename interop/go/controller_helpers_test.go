@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -678,11 +679,7 @@ func (c *cmGroup) state() (*cmGroupState, error) {
 func (c *cmGroup) mastersSeen() map[int64]cmMasterSeen {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[int64]cmMasterSeen, len(c.masters))
-	for k, v := range c.masters {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.masters)
 }
 
 // waitState polls the controller (every 200 ms, bounded by timeout) until
@@ -815,11 +812,7 @@ func (l *cmLoad) startLoad(t *testing.T, p rocketmq.Producer, topic string) (sto
 func (l *cmLoad) ackedCopy() map[string]cmAck {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[string]cmAck, len(l.acked))
-	for k, v := range l.acked {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(l.acked)
 }
 
 // errorSamples: the first error of each not-acknowledged kind, one a line.
@@ -1182,4 +1175,20 @@ func head(list []string, n int) []string {
 		return append(append([]string{}, list[:n]...), fmt.Sprintf("... (%d in all)", len(list)))
 	}
 	return list
+}
+
+// cmLostLines lists (at most 20 of) the lost acknowledged messages with where their
+// SendOK put them, one a line, for a failure report.
+func cmLostLines(lost []string, acked map[string]cmAck) string {
+	var lines []string
+	for i, body := range lost {
+		if i == 20 {
+			lines = append(lines, fmt.Sprintf("  ... (%d lost in all)", len(lost)))
+			break
+		}
+		a := acked[body]
+		lines = append(lines, fmt.Sprintf("  %s: queue %d offset %d msgId %s, sent %s, SendOK %s",
+			body, a.queue, a.offset, a.msgID, a.start.Format("15:04:05.000"), a.end.Format("15:04:05.000")))
+	}
+	return strings.Join(lines, "\n")
 }

@@ -1119,18 +1119,8 @@ func partitionInLab(t *testing.T) {
 		javaFigures, time.Since(testStart).Round(time.Second))
 
 	if len(lost) > 0 {
-		var lines []string
-		for i, body := range lost {
-			if i == 20 {
-				lines = append(lines, fmt.Sprintf("  ... (%d lost in all)", len(lost)))
-				break
-			}
-			a := acked[body]
-			lines = append(lines, fmt.Sprintf("  %s: queue %d offset %d msgId %s, sent %s, SendOK %s",
-				body, a.queue, a.offset, a.msgID, a.start.Format("15:04:05.000"), a.end.Format("15:04:05.000")))
-		}
 		t.Errorf("%d of %d acknowledged messages (m-N: Go client, j-N: Java client) never reached the consumer (lost):\n%s\nqueue max offsets now:\n%s",
-			len(lost), len(acked), strings.Join(lines, "\n"), grp.queueEnds(topic))
+			len(lost), len(acked), cmLostLines(lost, acked), grp.queueEnds(topic))
 	}
 	if len(javaMissing) > 0 {
 		t.Errorf("%d of %d acknowledged messages (m-N: Go client, j-N: Java client) never reached the Java client's consumer: %s",

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -534,11 +535,7 @@ func (c *collector) handle(_ context.Context, msgs ...*primitive.MessageExt) (co
 func (c *collector) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.counts))
-	for k, v := range c.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.counts)
 }
 
 func (c *collector) firstMsg(body string) *primitive.MessageExt {
