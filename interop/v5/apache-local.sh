@@ -8,12 +8,14 @@
 #
 # STATE_DIR/env is shell- and dotenv-readable, one KEY=VALUE a line:
 #   NAMESRV=127.0.0.1:p   name server (mqadmin -n)
-#   GRPC=127.0.0.1:p      the proxy's gRPC port (v5 clients; plaintext and TLS on the same port,
-#                         TLS with a self-signed certificate: tlsTestModeEnable=true is the default)
+#   GRPC=127.0.0.1:p      the proxy's gRPC port (v5 clients; plaintext and TLS on the same port)
 #   BROKER=127.0.0.1:p    the broker's remoting port (mqadmin -b, updateBrokerConfig)
 #   REMOTING=127.0.0.1:p  the proxy's remoting port
 #   PIDS="namesrv proxy"  the two JVMs
 #   LOGS=dir              where the name server, proxy and broker logs are
+#   TLS_CERT=path         the certificate the gRPC port presents (PEM, self-signed, CA:TRUE,
+#                         SAN IP:127.0.0.1 and localhost); empty without openssl (then the proxy's
+#                         own test-mode certificate: CN=localhost only)
 # STATE_DIR/mqadmin is a wrapper: `STATE_DIR/mqadmin updateTopic -n "$NAMESRV" -c DefaultCluster -t T ...`
 # runs org.apache.rocketmq.tools.command.MQAdminStartup with the same class path;
 # STATE_DIR/mqadmin-batch runs the commands on its stdin (one a line, no quoting) in one JVM.
@@ -119,9 +121,22 @@ transactionTimeOut=3000
 CONF
 if [ -n "${APACHE_BROKER_EXTRA:-}" ]; then printf '%b\n' "$APACHE_BROKER_EXTRA" >> "$state/broker.conf"; fi
 
-python3 - "$state/rmq-proxy.json" "$ns_port" "$grpc_port" "$remoting_port" "${APACHE_PROXY_EXTRA:-}" <<'PY'
+# TLS: a self-signed certificate (CA:TRUE, subjectAltName IP:127.0.0.1 and localhost) instead of
+# the proxy's default test-mode one (netty SelfSignedCertificate: CN=localhost, no SAN, no CA flag),
+# which clients that verify (the Python client: grpc.ssl_channel_credentials()) can never trust.
+tls_cert=""
+if command -v openssl > /dev/null; then
+    mkdir -p "$state/tls"
+    if openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:TRUE" \
+        -keyout "$state/tls/server.key" -out "$state/tls/server.crt" > "$logs/openssl.out" 2>&1; then
+        tls_cert="$state/tls/server.crt"
+    fi
+fi
+
+python3 - "$state/rmq-proxy.json" "$ns_port" "$grpc_port" "$remoting_port" "${APACHE_PROXY_EXTRA:-}" "$tls_cert" <<'PY'
 import json, sys
-path, ns, grpc, remoting, extra = sys.argv[1:6]
+path, ns, grpc, remoting, extra, cert = sys.argv[1:7]
 conf = {
     "rocketMQClusterName": "DefaultCluster",
     "namesrvAddr": f"127.0.0.1:{ns}",
@@ -130,6 +145,8 @@ conf = {
     "localServeAddr": "127.0.0.1",
     "metricsExporterType": "DISABLE",
 }
+if cert:
+    conf.update(tlsTestModeEnable=False, tlsCertPath=cert, tlsKeyPath=cert[: -len("server.crt")] + "server.key")
 if extra:
     conf.update(json.loads(extra))
 json.dump(conf, open(path, "w"), indent=2)
@@ -195,5 +212,6 @@ BROKER=127.0.0.1:$broker_port
 REMOTING=127.0.0.1:$remoting_port
 PIDS="${pids[*]}"
 LOGS=$logs
+TLS_CERT=$tls_cert
 ENV
 cat "$state/env"
