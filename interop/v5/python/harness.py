@@ -106,7 +106,8 @@ def assert_nothing(c, seconds, invisible=MIN_INVISIBLE, what="message"):
     while time.monotonic() < deadline:
         ms = c.receive(16, invisible)
         assert not ms, f"unexpected {what}: " + ", ".join(
-            f"{m.message_id} body={m.body!r} attempt={m.delivery_attempt}" for m in ms)
+            f"{m.message_id} body={m.body!r} attempt={m.delivery_attempt} handle={m.receipt_handle}"
+            for m in ms) + f" (at {time.time():.3f})"
 
 
 def assert_acked(c, received_at, invisible=MIN_INVISIBLE):

@@ -58,7 +58,8 @@ def test_change_invisible_duration_extends(target, names):
 
         # Past the original 10 s (plus the time a redelivery takes): nothing comes back.
         assert_nothing(c, m.at + MIN_INVISIBLE + REDELIVERY_GRACE - time.monotonic(),
-                       what="redelivery before the extended invisible time")
+                       what=f"redelivery before the extended invisible time (received with {old_handle}, "
+                            f"changed to {m.receipt_handle})")
         assert time.monotonic() - changed_at < EXTENDED - 1, "too slow to ack within the extended time"
         c.ack(m.msg)  # the new handle is still valid
         # ...and the ack holds: nothing after the extended time either.
