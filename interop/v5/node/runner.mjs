@@ -34,7 +34,13 @@ function presentedCertificate(addr) {
 const sessionDir = fs.mkdtempSync(path.join(os.tmpdir(), 'v5-node-'));
 const suffix = crypto.randomBytes(4).toString('hex');
 const started = Date.now();
-const target = await startTarget();
+let target;
+try {
+  target = await startTarget();
+} catch (e) {
+  console.error(`could not start the ${process.env.TARGET || 'ferromq'} target: ${e.message}`);
+  process.exit(3);
+}
 let code = 1;
 const stop = async () => { await target.stop(); };
 process.once('SIGINT', async () => { await stop(); process.exit(130); });

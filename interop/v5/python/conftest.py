@@ -72,7 +72,10 @@ def pytest_configure(config):
         return  # an xdist worker: the controller started the server
     if config.option.collectonly or config.option.help:
         return
-    t = start_target()
+    try:
+        t = start_target()
+    except Exception as e:  # a clear message rather than an INTERNALERROR traceback
+        pytest.exit(f"could not start the {os.environ.get('TARGET', 'ferromq')} target: {e}", returncode=3)
     config._v5_target = t
     try:
         names = Names()

@@ -106,12 +106,15 @@ class FerroMQ(Target):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ferromq exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                log = self.log.read_text()[-3000:]
+                self.stop()
+                raise RuntimeError(f"ferromq exited with {self.proc.returncode}:\n{log}")
             if accepts(self.grpc) and accepts(self.namesrv):
                 return
             time.sleep(0.2)
+        log = self.log.read_text()[-3000:]
         self.stop()
-        raise RuntimeError(f"ferromq did not accept on {self.grpc} within 60 s:\n{self.log.read_text()[-3000:]}")
+        raise RuntimeError(f"ferromq did not accept on {self.grpc} within 60 s:\n{log}")
 
     def _admin(self, commands):
         for cmd in commands:

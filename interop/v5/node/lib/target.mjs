@@ -96,12 +96,17 @@ export class FerroMQ {
     this.proc.on('exit', code => { exited = code ?? -1; });
     const deadline = Date.now() + 60000;
     while (Date.now() < deadline) {
-      if (exited !== null) throw new Error(`ferromq exited with ${exited}:\n${this.#tail()}`);
+      if (exited !== null) {
+        const tail = this.#tail();
+        await this.stop();
+        throw new Error(`ferromq exited with ${exited}:\n${tail}`);
+      }
       if (await accepts(this.grpc) && await accepts(this.namesrv)) return this;
       await sleep(200);
     }
+    const tail = this.#tail();
     await this.stop();
-    throw new Error(`ferromq did not accept on ${this.grpc} within 60 s:\n${this.#tail()}`);
+    throw new Error(`ferromq did not accept on ${this.grpc} within 60 s:\n${tail}`);
   }
 
   #tail() {
