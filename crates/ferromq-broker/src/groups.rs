@@ -28,7 +28,7 @@ pub struct SubscriptionGroupConfig {
     pub which_broker_when_consume_slowly: i64,
     #[serde(default = "yes")]
     pub notify_consumer_ids_changed_enable: bool,
-    /// Fields FerroMQ does not act on (`consumeFromMinEnable`, `consumeMessageOrderly`,
+    /// Fields without a typed home (`consumeFromMinEnable`, `consumeMessageOrderly`,
     /// `groupRetryPolicy`, `attributes`, …), kept as the tool sent them so that it reads
     /// back what it wrote.
     #[serde(flatten)]
@@ -49,6 +49,13 @@ fn default_which_broker() -> i64 {
 }
 
 impl SubscriptionGroupConfig {
+    /// `consumeMessageOrderly`: POP and gRPC consumers of the group get FIFO delivery.
+    pub fn consume_message_orderly(&self) -> bool {
+        self.other
+            .get("consumeMessageOrderly")
+            .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+    }
+
     pub fn new(group: &str) -> Self {
         SubscriptionGroupConfig {
             group_name: group.to_string(),

@@ -9,10 +9,12 @@ pub mod client;
 pub mod config;
 mod controller_mode;
 pub mod disk;
+pub mod error;
 pub mod filter;
 pub mod groups;
 pub mod offset;
 mod persist;
+pub mod pop;
 mod processor;
 mod register;
 pub mod schedule;
@@ -42,6 +44,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::{BrokerConfig, ConfigError};
+pub use error::BrokerError;
+pub use pop::{PopRequest, PoppedMessage};
+pub use processor::send::{OutgoingMessage, SendOutcome, SendRequest, Shortfall};
 
 use client::{ClientManager, CHANNEL_EXPIRY};
 use offset::ConsumerOffsetManager;
@@ -52,6 +57,8 @@ use topic::TopicConfigManager;
 /// How often committed consumer offsets are written to disk.
 /// How often silent clients are looked for.
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// How often POP messages past their retries are dead-lettered and the POP journal synced.
+const POP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often retention is considered.
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -79,7 +86,7 @@ pub struct Listeners {
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
+pub enum OpenError {
     #[error("opening the message store failed: {0}")]
     Store(#[from] ferromq_store::StoreError),
     #[error("TLS is configured but cannot be used: {0}")]
@@ -106,6 +113,8 @@ pub struct Broker {
     timers: timer::TimerService,
     transactions: transaction::TransactionService,
     groups: groups::SubscriptionGroupManager,
+    /// What POP consumers were handed and have not acknowledged.
+    pop: pop::PopService,
     locks: processor::lock::LockManager,
     clients: ClientManager,
     stats: BrokerStats,
@@ -179,7 +188,7 @@ impl Broker {
     ///
     /// # Errors
     /// The store or metadata cannot be read.
-    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, OpenError> {
         let mut store_config = StoreConfig::new(&config.store_root);
         store_config.commit_log_dir = config.store_commit_log.clone();
         store_config.segment_bytes = config.commit_log_segment_bytes;
@@ -201,7 +210,7 @@ impl Broker {
             _ => None,
         };
         let store = Arc::new(MessageStore::open(store_config)?);
-        let meta_err = |source| BrokerError::Metadata {
+        let meta_err = |source| OpenError::Metadata {
             path: config.store_root.display().to_string(),
             source,
         };
@@ -216,6 +225,7 @@ impl Broker {
         let timers = timer::TimerService::open(&config.store_root, config.timer_max_delay_sec)?;
         let transactions =
             transaction::TransactionService::open(&config.store_root, &store).map_err(meta_err)?;
+        let pop = pop::PopService::open(&config.store_root).map_err(meta_err)?;
         let mut disk_paths = vec![config.store_root.clone()];
         disk_paths.extend(config.store_commit_log.clone());
         let store = StoreService::start(
@@ -270,6 +280,7 @@ impl Broker {
             timers,
             transactions,
             groups,
+            pop,
             locks: Default::default(),
             clients: ClientManager::default(),
             stats: BrokerStats::default(),
@@ -301,6 +312,16 @@ impl Broker {
     /// The configuration in force: `updateBrokerConfig` replaces it while the broker runs.
     pub fn config(&self) -> Arc<BrokerConfig> {
         self.config.read().expect("config lock").clone()
+    }
+
+    /// A topic's configuration, if the broker has the topic.
+    pub fn topic(&self, topic: &str) -> Option<ferromq_protocol::body::TopicConfig> {
+        self.topics.get(topic)
+    }
+
+    /// A consumer group's configuration, if one was created (else Apache's defaults apply).
+    pub fn subscription_group(&self, group: &str) -> Option<groups::SubscriptionGroupConfig> {
+        self.groups.get(group)
     }
 
     /// The TLS settings for clients, when a certificate is configured.
@@ -383,6 +404,7 @@ impl Broker {
             self.config().flush_consumer_offset_interval_ms,
         ));
         let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
+        let mut pop = tokio::time::interval(POP_SWEEP_INTERVAL);
         let mut retention = tokio::time::interval(RETENTION_CHECK_INTERVAL);
         let mut stats =
             tokio::time::interval(Duration::from_millis(stats::SAMPLE_INTERVAL_MS as u64));
@@ -390,6 +412,7 @@ impl Broker {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = stats.tick() => self.stats.sample(now_ms()),
+                _ = pop.tick() => self.pop_sweep().await,
                 _ = offsets.tick() => {
                     if let Err(e) = self.offsets.persist() {
                         warn!(error = %e, "persisting consumer offsets failed");

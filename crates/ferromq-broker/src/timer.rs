@@ -66,13 +66,13 @@ pub(crate) const TIMER_PROPERTIES: [&str; 4] = [
 ];
 
 impl TimerService {
-    pub fn open(root: &std::path::Path, max_delay_sec: u64) -> Result<Self, crate::BrokerError> {
+    pub fn open(root: &std::path::Path, max_delay_sec: u64) -> Result<Self, crate::OpenError> {
         let max_delay_ms = (max_delay_sec as i64).saturating_mul(1000);
         let slots = ((max_delay_ms + LOOKAHEAD_MS) / BUCKET_MS + 3600) as usize;
         let dir = root.join("timerwheel");
         let wheel = TimerWheel::open(&dir, BUCKET_MS, slots, LOG_SEGMENT_BYTES)?;
         let state_path = root.join("config").join("timerState.json");
-        let meta_err = |source| crate::BrokerError::Metadata {
+        let meta_err = |source| crate::OpenError::Metadata {
             path: state_path.display().to_string(),
             source,
         };

@@ -81,6 +81,14 @@ pub mod request {
     pub const GET_SYSTEM_TOPIC_LIST_FROM_BROKER: i32 = 305;
     pub const GET_SUBSCRIPTIONGROUP_CONFIG: i32 = 352;
     pub const BROKER_HEARTBEAT: i32 = 904;
+    /// POP consumption (Apache 5).
+    pub const POP_MESSAGE: i32 = 200050;
+    pub const ACK_MESSAGE: i32 = 200051;
+    pub const PEEK_MESSAGE: i32 = 200052;
+    pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200053;
+    pub const NOTIFICATION: i32 = 200054;
+    pub const POLLING_INFO: i32 = 200055;
+    pub const BATCH_ACK_MESSAGE: i32 = 200151;
 
     /// FerroMQ extension: undecided transactions with age and check count (JSON body).
     /// Extension codes live in 9000–9099, a range Apache RocketMQ does not use.
@@ -110,4 +118,8 @@ pub mod response {
     pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
     pub const INVALID_PARAMETER: i32 = 29;
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
+    /// POP: nothing to hand out, or nothing a handle names.
+    pub const NO_MESSAGE: i32 = 208;
+    pub const POLLING_FULL: i32 = 209;
+    pub const POLLING_TIMEOUT: i32 = 210;
 }

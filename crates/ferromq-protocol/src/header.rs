@@ -490,3 +490,89 @@ mod tests {
         assert_eq!(SendMessageRequestHeader::decode_v2(&v2).unwrap(), h);
     }
 }
+
+command_header! {
+    /// POP_MESSAGE (200050).
+    pub struct PopMessageRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        max_msg_nums: i32 => "maxMsgNums",
+        invisible_time: i64 => "invisibleTime",
+        poll_time: i64 => "pollTime",
+        born_time: i64 => "bornTime",
+        init_mode: i32 => "initMode",
+        exp_type: Option<String> => "expType",
+        exp: Option<String> => "exp",
+        order: Option<bool> => "order",
+        attempt_id: Option<String> => "attemptId",
+    }
+}
+
+command_header! {
+    /// POP_MESSAGE's answer. The offset infos are `;`-joined `type queueId value` entries
+    /// (type 0 for the topic itself), from which the client builds each receipt handle.
+    pub struct PopMessageResponseHeader {
+        pop_time: i64 => "popTime",
+        invisible_time: i64 => "invisibleTime",
+        revive_qid: i32 => "reviveQid",
+        rest_num: i64 => "restNum",
+        start_offset_info: Option<String> => "startOffsetInfo",
+        msg_offset_info: Option<String> => "msgOffsetInfo",
+        order_count_info: Option<String> => "orderCountInfo",
+    }
+}
+
+command_header! {
+    /// ACK_MESSAGE (200051); `extraInfo` is the receipt handle.
+    pub struct AckMessageRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        extra_info: String => "extraInfo",
+        offset: i64 => "offset",
+    }
+}
+
+command_header! {
+    /// CHANGE_MESSAGE_INVISIBLETIME (200053).
+    pub struct ChangeInvisibleTimeRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        extra_info: String => "extraInfo",
+        offset: i64 => "offset",
+        invisible_time: i64 => "invisibleTime",
+    }
+}
+
+command_header! {
+    /// CHANGE_MESSAGE_INVISIBLETIME's answer: the client builds the new handle from it.
+    pub struct ChangeInvisibleTimeResponseHeader {
+        pop_time: i64 => "popTime",
+        invisible_time: i64 => "invisibleTime",
+        revive_qid: i32 => "reviveQid",
+    }
+}
+
+command_header! {
+    /// NOTIFICATION (200054): is there anything to pop?
+    pub struct NotificationRequestHeader {
+        consumer_group: String => "consumerGroup",
+        topic: String => "topic",
+        queue_id: i32 => "queueId",
+        poll_time: i64 => "pollTime",
+        born_time: i64 => "bornTime",
+        order: Option<bool> => "order",
+        attempt_id: Option<String> => "attemptId",
+        exp_type: Option<String> => "expType",
+        exp: Option<String> => "exp",
+    }
+}
+
+command_header! {
+    pub struct NotificationResponseHeader {
+        has_msg: bool => "hasMsg",
+        polling_full: bool => "pollingFull",
+    }
+}

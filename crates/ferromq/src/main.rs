@@ -92,6 +92,12 @@ struct StandaloneArgs {
     /// Serve no dashboard.
     #[arg(long)]
     no_dashboard: bool,
+    /// gRPC front for the 5.x clients (TLS and plaintext on the same port).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    grpc_listen: SocketAddr,
+    /// Serve no gRPC front.
+    #[arg(long)]
+    no_grpc: bool,
     /// Require this `user:password` on the dashboard.
     #[arg(long)]
     dashboard_login: Option<String>,
@@ -318,8 +324,13 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
             }
         }
     }
+    let grpc_note = if args.no_grpc {
+        String::new()
+    } else {
+        start_grpc(&broker, args.grpc_listen, shutdown.clone()).await?
+    };
     println!(
-        "FerroMQ is ready: name server {local_namesrv}, broker {}{dashboard_note}",
+        "FerroMQ is ready: name server {local_namesrv}, broker {}{grpc_note}{dashboard_note}",
         broker.config().advertised_addr()
     );
     let listeners = listeners(&broker.config(), broker_listener).await?;
@@ -327,6 +338,36 @@ async fn standalone(args: StandaloneArgs) -> Result<()> {
     namesrv_shutdown.cancel();
     let _ = namesrv_task.await;
     Ok(())
+}
+
+/// Starts the gRPC front beside the broker; a taken port leaves the broker running
+/// without it (as the dashboard), a bad certificate stops the start.
+async fn start_grpc(
+    broker: &Arc<Broker>,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<String> {
+    let config = broker.config();
+    let files = config
+        .tls_cert_path
+        .as_deref()
+        .zip(config.tls_key_path.as_deref());
+    let tls = ferromq_grpc::listener::tls_acceptor(files).context("gRPC TLS")?;
+    let listener = match TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(addr = %listen, error = %e, "cannot serve the gRPC front; running without it");
+            return Ok(String::new());
+        }
+    };
+    let note = format!(", gRPC {}", listener.local_addr()?);
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ferromq_grpc::serve(broker, listener, tls, shutdown).await {
+            warn!(error = %e, "the gRPC front stopped");
+        }
+    });
+    Ok(note)
 }
 
 /// A `name:secret` pair, both non-empty; `what` names the expected form in the error.

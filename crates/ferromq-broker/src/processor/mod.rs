@@ -8,9 +8,12 @@ mod group;
 mod ha;
 mod inspect;
 pub(crate) mod lock;
+mod pop;
 mod pull;
 mod retry;
-mod send;
+pub(crate) mod send;
+
+pub(crate) use retry::DEFAULT_MAX_RECONSUME_TIMES;
 
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::CommandHeader;
@@ -46,6 +49,11 @@ impl Broker {
                 self.send_message(conn, &req).await
             }
             request::PULL_MESSAGE => self.pull_message(&req).await,
+            request::POP_MESSAGE => self.pop_message(&req).await,
+            request::ACK_MESSAGE => self.ack_message(&req),
+            request::BATCH_ACK_MESSAGE => self.batch_ack_message(&req),
+            request::CHANGE_MESSAGE_INVISIBLETIME => self.change_invisible_time(&req),
+            request::NOTIFICATION => self.notification(&req).await,
             request::HEART_BEAT => self.heartbeat(conn, &req),
             request::UNREGISTER_CLIENT => self.unregister_client(conn, &req),
             request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(&req),

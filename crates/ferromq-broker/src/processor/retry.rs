@@ -13,7 +13,7 @@ use rand::Rng;
 use super::header;
 use crate::store_service::PutError;
 use crate::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
-use crate::Broker;
+use crate::{Broker, BrokerError};
 
 /// Retries before a message is dead-lettered when the client does not say.
 pub const DEFAULT_MAX_RECONSUME_TIMES: i32 = 16;
@@ -65,6 +65,21 @@ impl Broker {
             };
             (format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.group), level)
         };
+        match self.resend_to(original, topic, delay_level).await {
+            Ok(()) => RemotingCommand::response_to(req, response::SUCCESS),
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+        }
+    }
+
+    /// Stores `original` again on a group's retry or dead-letter topic (created when
+    /// missing), one reconsume later, waiting `delay_level` when above 0. It keeps its
+    /// first topic (`RETRY_TOPIC`) and first id (`ORIGIN_MESSAGE_ID`).
+    pub(crate) async fn resend_to(
+        &self,
+        original: MessageExt,
+        topic: String,
+        delay_level: i32,
+    ) -> Result<(), BrokerError> {
         let config = match self
             .topics
             .ensure_system_topic(&topic, 1, perm::READ | perm::WRITE)
@@ -76,11 +91,9 @@ impl Broker {
                 config
             }
             Err(e) => {
-                return RemotingCommand::error_response(
-                    req,
-                    response::SYSTEM_ERROR,
-                    format!("creating {topic} failed: {e}"),
-                )
+                return Err(BrokerError::Internal(format!(
+                    "creating {topic} failed: {e}"
+                )))
             }
         };
         // A retry waits for its own delay level, never again for the original's timer.
@@ -110,20 +123,17 @@ impl Broker {
                 &delay_level.to_string(),
             );
         }
-        let retry = MessageExt {
-            topic: topic.clone(),
+        let again = MessageExt {
+            topic,
             queue_id: rand::thread_rng().gen_range(0..config.write_queue_nums.max(1)),
             reconsume_times: original.reconsume_times + 1,
             properties: props,
             ..original
         };
-        match self
-            .put_messages(vec![retry], true)
+        self.put_messages(vec![again], true)
             .await
             .or_else(PutError::accept_stored)
-        {
-            Ok(_) => RemotingCommand::response_to(req, response::SUCCESS),
-            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
-        }
+            .map(drop)
+            .map_err(BrokerError::from)
     }
 }

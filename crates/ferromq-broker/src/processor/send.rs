@@ -12,7 +12,7 @@ use rand::Rng;
 
 use crate::store_service::PutError;
 use crate::topic::{validate_topic_name, PendingWrite, RETRY_GROUP_TOPIC_PREFIX};
-use crate::Broker;
+use crate::{Broker, BrokerError};
 
 /// A topic this send auto-created: in the table already, not yet on disk nor known to the
 /// name servers. Announcing it overlaps the file write and the registration with the
@@ -54,10 +54,49 @@ fn run_logged(write: PendingWrite) {
 }
 
 /// One message to store, before encoding.
-struct Outgoing {
-    flag: i32,
-    body: bytes::Bytes,
-    properties: String,
+pub struct OutgoingMessage {
+    pub flag: i32,
+    pub body: bytes::Bytes,
+    /// Apache's property string (`name\u0001value\u0002…`).
+    pub properties: String,
+}
+
+/// One send, as either front asks it.
+pub struct SendRequest {
+    pub topic: String,
+    /// A queue, or `None` for a random writable one.
+    pub queue_id: Option<i32>,
+    pub messages: Vec<OutgoingMessage>,
+    pub born_host: std::net::SocketAddr,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub reconsume_times: i32,
+    /// Remoting's auto-creation template: the topic is created from it when missing.
+    pub default_topic: Option<String>,
+    pub default_topic_queue_nums: Option<i32>,
+    /// A batch keeps its clients' ids and carries no transaction messages.
+    pub batch: bool,
+    /// Under SYNC_FLUSH, wait for the disk (the `WAIT` property).
+    pub wait_flush: bool,
+}
+
+/// Stored, but not as durably as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortfall {
+    FlushTimeout,
+    SlaveNotAvailable,
+    SlaveTimeout,
+}
+
+/// What a send stored.
+pub struct SendOutcome {
+    pub queue_id: i32,
+    pub results: Vec<ferromq_store::AppendResult>,
+    /// Apache's offset message ids, one per message.
+    pub offset_msg_ids: Vec<String>,
+    /// The single message's `UNIQ_KEY` (its client-facing id).
+    pub uniq_key: Option<String>,
+    pub shortfall: Option<Shortfall>,
 }
 
 impl Broker {
@@ -72,103 +111,136 @@ impl Broker {
                 return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
             }
         };
-        let illegal = |remark: String| {
-            RemotingCommand::error_response(req, response::MESSAGE_ILLEGAL, remark)
-        };
-        if let Err(why) = validate_topic_name(&h.topic) {
-            return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
-        }
-        // One snapshot for the whole request: a run-time change applies from the next one.
-        let config = self.config();
-        // Apache refuses only orderly topics here and lets a stale client write to a broker
-        // being drained; FerroMQ refuses every send, which clients retry on another broker.
-        if config.broker_permission & perm::WRITE == 0 {
-            return RemotingCommand::error_response(
-                req,
-                response::NO_PERMISSION,
-                format!(
-                    "the broker[{}] sending message is forbidden",
-                    config.advertised_addr()
-                ),
-            );
-        }
-        let (topic, new_topic) = match self.topic_for_send(req, &h).await {
-            Ok(t) => t,
-            Err(resp) => return resp,
-        };
-        if topic.perm & perm::WRITE == 0 {
-            return RemotingCommand::error_response(
-                req,
-                response::NO_PERMISSION,
-                format!("the topic[{}] sending message is forbidden", h.topic),
-            );
-        }
-        let queue_nums = topic.write_queue_nums.max(topic.read_queue_nums);
-        let queue_id = if h.queue_id < 0 {
-            rand::thread_rng().gen_range(0..topic.write_queue_nums.max(1))
-        } else if h.queue_id >= queue_nums {
-            return RemotingCommand::error_response(
-                req,
-                response::SYSTEM_ERROR,
-                format!(
-                    "queueId[{}] is illegal, topic:[{}] topicConfig.writeQueueNums:[{}]",
-                    h.queue_id, h.topic, topic.write_queue_nums
-                ),
-            );
-        } else {
-            h.queue_id
-        };
         let header_props = h.properties.take().unwrap_or_default();
-        if header_props.len() > MAX_PROPERTIES_BYTES {
-            return illegal(format!(
-                "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
-                header_props.len()
-            ));
-        }
-        if req.body.len() > config.max_message_size {
-            return illegal(format!(
-                "the message body size over max value, MAX: {}",
-                config.max_message_size
-            ));
-        }
         let batch = req.code == request::SEND_BATCH_MESSAGE;
-        let wait_flush = property(&header_props, message::property::WAIT) != Some("false");
-        let outgoing: Vec<Outgoing> = if batch {
+        let messages = if batch {
             match decode_batch(&req.body) {
-                Ok(entries) if !entries.is_empty() => entries
+                Ok(entries) => entries
                     .into_iter()
-                    .map(|e| Outgoing {
+                    .map(|e| OutgoingMessage {
                         flag: e.flag,
                         body: e.body,
                         properties: e.properties,
                     })
                     .collect(),
-                Ok(_) => return illegal("the batch is empty".into()),
-                Err(e) => return illegal(format!("the batch body is malformed: {e}")),
+                Err(e) => {
+                    return RemotingCommand::error_response(
+                        req,
+                        response::MESSAGE_ILLEGAL,
+                        format!("the batch body is malformed: {e}"),
+                    )
+                }
             }
         } else {
-            vec![Outgoing {
+            vec![OutgoingMessage {
                 flag: h.flag,
                 body: req.body.clone(),
-                properties: header_props,
+                properties: header_props.clone(),
             }]
         };
-        let mut msgs = Vec::with_capacity(outgoing.len());
-        let mut uniq_key = None;
-        for out in outgoing {
-            let mut props = out.properties;
-            let prepared = property(&props, message::property::TRAN_MSG) == Some("true");
-            if prepared && batch {
-                return illegal("a batch cannot carry transaction messages".into());
+        let send = SendRequest {
+            topic: std::mem::take(&mut h.topic),
+            queue_id: (h.queue_id >= 0).then_some(h.queue_id),
+            messages,
+            born_host: conn.peer(),
+            sys_flag: h.sys_flag,
+            born_timestamp: h.born_timestamp,
+            reconsume_times: h.reconsume_times.unwrap_or(0),
+            default_topic: h.default_topic.take(),
+            default_topic_queue_nums: h.default_topic_queue_nums,
+            batch,
+            wait_flush: property(&header_props, message::property::WAIT) != Some("false"),
+        };
+        let outcome = match self.send(send).await {
+            Ok(o) => o,
+            Err(e) => return e.to_response(req),
+        };
+        let code = match outcome.shortfall {
+            None => response::SUCCESS,
+            Some(Shortfall::FlushTimeout) => response::FLUSH_DISK_TIMEOUT,
+            Some(Shortfall::SlaveNotAvailable) => response::SLAVE_NOT_AVAILABLE,
+            Some(Shortfall::SlaveTimeout) => response::FLUSH_SLAVE_TIMEOUT,
+        };
+        let mut resp = RemotingCommand::response_to(req, code);
+        SendMessageResponseHeader {
+            msg_id: outcome.offset_msg_ids.join(","),
+            queue_id: outcome.queue_id,
+            queue_offset: outcome.results.first().map_or(0, |r| r.queue_offset as i64),
+            transaction_id: outcome.uniq_key,
+        }
+        .encode(&mut resp.ext_fields);
+        resp.with_field("MSG_REGION", "DefaultRegion")
+            .with_field("TRACE_ON", "true")
+    }
+
+    /// Stores messages a producer sent: checks the broker, topic and messages, auto-creates
+    /// the topic from a template when asked, assigns ids, and stores them.
+    ///
+    /// # Errors
+    /// Why nothing was stored.
+    pub async fn send(&self, h: SendRequest) -> Result<SendOutcome, BrokerError> {
+        validate_topic_name(&h.topic).map_err(BrokerError::InvalidParameter)?;
+        // One snapshot for the whole request: a run-time change applies from the next one.
+        let config = self.config();
+        // Apache refuses only orderly topics here and lets a stale client write to a broker
+        // being drained; FerroMQ refuses every send, which clients retry on another broker.
+        if config.broker_permission & perm::WRITE == 0 {
+            return Err(BrokerError::NoPermission(format!(
+                "the broker[{}] sending message is forbidden",
+                config.advertised_addr()
+            )));
+        }
+        let (topic, new_topic) = self.topic_for_send(&h).await?;
+        if topic.perm & perm::WRITE == 0 {
+            return Err(BrokerError::NoPermission(format!(
+                "the topic[{}] sending message is forbidden",
+                h.topic
+            )));
+        }
+        let queue_nums = topic.write_queue_nums.max(topic.read_queue_nums);
+        let queue_id = match h.queue_id {
+            None => rand::thread_rng().gen_range(0..topic.write_queue_nums.max(1)),
+            Some(q) if q < 0 || q >= queue_nums => {
+                return Err(BrokerError::QueueIllegal(format!(
+                    "queueId[{q}] is illegal, topic:[{}] topicConfig.writeQueueNums:[{}]",
+                    h.topic, topic.write_queue_nums
+                )))
             }
-            if !batch && property(&props, message::property::UNIQ_KEY).is_none() {
+            Some(q) => q,
+        };
+        if h.messages.is_empty() {
+            return Err(BrokerError::MessageIllegal("the batch is empty".into()));
+        }
+        let mut msgs = Vec::with_capacity(h.messages.len());
+        let mut uniq_key = None;
+        for out in h.messages {
+            let mut props = out.properties;
+            if props.len() > MAX_PROPERTIES_BYTES {
+                return Err(BrokerError::MessageIllegal(format!(
+                    "the message properties length {} exceeds {MAX_PROPERTIES_BYTES}",
+                    props.len()
+                )));
+            }
+            if out.body.len() > config.max_message_size {
+                return Err(BrokerError::MessageIllegal(format!(
+                    "the message body size over max value, MAX: {}",
+                    config.max_message_size
+                )));
+            }
+            let prepared = property(&props, message::property::TRAN_MSG) == Some("true");
+            if prepared && h.batch {
+                return Err(BrokerError::MessageIllegal(
+                    "a batch cannot carry transaction messages".into(),
+                ));
+            }
+            if !h.batch && property(&props, message::property::UNIQ_KEY).is_none() {
                 message::push_property(
                     &mut props,
                     message::property::UNIQ_KEY,
                     &self.next_uniq_key(),
                 );
             }
-            if !batch {
+            if !h.batch {
                 uniq_key = property(&props, message::property::UNIQ_KEY).map(str::to_string);
             }
             message::push_property(&mut props, message::property::CLUSTER, &config.cluster_name);
@@ -178,8 +250,8 @@ impl Broker {
                 flag: out.flag,
                 sys_flag: h.sys_flag,
                 born_timestamp: h.born_timestamp,
-                born_host: conn.peer(),
-                reconsume_times: h.reconsume_times.unwrap_or(0),
+                born_host: h.born_host,
+                reconsume_times: h.reconsume_times,
                 body: out.body,
                 properties: props,
                 ..Default::default()
@@ -197,72 +269,34 @@ impl Broker {
                 new_topic.announce().await
             }
         };
-        let (put, ()) = tokio::join!(self.put_messages(msgs, wait_flush), announce);
-        let (code, results) = match put {
-            Ok(r) => (response::SUCCESS, r),
-            Err(PutError::FlushTimeout(r)) => (response::FLUSH_DISK_TIMEOUT, r),
-            Err(PutError::SlaveNotAvailable(r)) => (response::SLAVE_NOT_AVAILABLE, r),
-            Err(PutError::SlaveTimeout(r)) => (response::FLUSH_SLAVE_TIMEOUT, r),
-            Err(PutError::ShuttingDown) => {
-                return RemotingCommand::error_response(
-                    req,
-                    response::SERVICE_NOT_AVAILABLE,
-                    "the broker is shutting down",
-                )
-            }
-            Err(PutError::Illegal(why)) => return illegal(why),
-            Err(PutError::DiskFull(why)) => {
-                return RemotingCommand::error_response(req, response::SERVICE_NOT_AVAILABLE, why)
-            }
-            Err(e @ PutError::InSyncReplicasNotEnough) => {
-                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
-            }
-            Err(e @ PutError::LeaseExpired) => {
-                return RemotingCommand::error_response(
-                    req,
-                    response::SERVICE_NOT_AVAILABLE,
-                    e.to_string(),
-                )
-            }
-            Err(e @ PutError::Slave) => {
-                return RemotingCommand::error_response(
-                    req,
-                    response::SERVICE_NOT_AVAILABLE,
-                    e.to_string(),
-                )
-            }
-            Err(e) => {
-                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
-            }
+        let (put, ()) = tokio::join!(self.put_messages(msgs, h.wait_flush), announce);
+        let (shortfall, results) = match put {
+            Ok(r) => (None, r),
+            Err(PutError::FlushTimeout(r)) => (Some(Shortfall::FlushTimeout), r),
+            Err(PutError::SlaveNotAvailable(r)) => (Some(Shortfall::SlaveNotAvailable), r),
+            Err(PutError::SlaveTimeout(r)) => (Some(Shortfall::SlaveTimeout), r),
+            Err(e) => return Err(e.into()),
         };
         self.stats.record_put(&h.topic, results.len() as u64);
-        let msg_id = match results.as_slice() {
-            [one] => message::offset_msg_id(self.store_host, one.phys_offset as i64),
-            many => many
-                .iter()
-                .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))
-                .collect::<Vec<_>>()
-                .join(","),
-        };
-        let mut resp = RemotingCommand::response_to(req, code);
-        SendMessageResponseHeader {
-            msg_id,
+        let offset_msg_ids = results
+            .iter()
+            .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))
+            .collect();
+        Ok(SendOutcome {
             queue_id,
-            queue_offset: results.first().map_or(0, |r| r.queue_offset as i64),
-            transaction_id: uniq_key,
-        }
-        .encode(&mut resp.ext_fields);
-        resp.with_field("MSG_REGION", "DefaultRegion")
-            .with_field("TRACE_ON", "true")
+            results,
+            offset_msg_ids,
+            uniq_key,
+            shortfall,
+        })
     }
 
     /// The topic's config, auto-creating it when allowed; otherwise the error reply. A
     /// topic created from a template comes with its announcement, which the send awaits.
     async fn topic_for_send(
         &self,
-        req: &RemotingCommand,
-        h: &SendMessageRequestHeader,
-    ) -> Result<(TopicConfig, Option<NewTopic<'_>>), RemotingCommand> {
+        h: &SendRequest,
+    ) -> Result<(TopicConfig, Option<NewTopic<'_>>), BrokerError> {
         if let Some(t) = self.topics.get(&h.topic) {
             return Ok((t, None));
         }
@@ -275,11 +309,9 @@ impl Broker {
                     crate::register::register_all(self).await;
                     Ok((t, None))
                 }
-                Err(e) => Err(RemotingCommand::error_response(
-                    req,
-                    response::SYSTEM_ERROR,
-                    format!("creating the topic failed: {e}"),
-                )),
+                Err(e) => Err(BrokerError::Internal(format!(
+                    "creating the topic failed: {e}"
+                ))),
             };
         }
         let template = h.default_topic.as_deref().filter(|t| !t.is_empty());
@@ -294,11 +326,7 @@ impl Broker {
                     write,
                 }),
             )),
-            None => Err(RemotingCommand::error_response(
-                req,
-                response::TOPIC_NOT_EXIST,
-                format!("topic[{}] not exist, apply first please!", h.topic),
-            )),
+            None => Err(BrokerError::TopicNotFound(h.topic.clone())),
         }
     }
 }

@@ -199,6 +199,11 @@ impl Server {
     pub fn logs(&self) -> String {
         self.proc.logs()
     }
+
+    /// The data directory (`--data-dir`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
 }
 
 /// Starts `ferromq standalone` with these broker.conf lines (in `dir`), expecting it to

@@ -17,6 +17,7 @@ mod failover;
 mod groups;
 mod harness;
 mod malformed;
+mod pop;
 mod protocol;
 mod replication;
 mod tls;

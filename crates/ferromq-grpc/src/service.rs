@@ -1,0 +1,875 @@
+//! `apache.rocketmq.v2.MessagingService` over the broker's transport-free operations.
+//! Every refusal is an answer with a `status`, as Apache's proxy gives it; a transport-level
+//! gRPC error only for a request that is not one at all.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferromq_broker::filter::MessageFilter;
+use ferromq_broker::{Broker, BrokerError, PopRequest, SendRequest};
+use ferromq_grpc_proto::v2::{
+    self as pb, messaging_service_server::MessagingService, receive_message_response,
+    telemetry_command, Code, MessageType, Permission,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert::{self, error_status, ok, status, Handle};
+use crate::settings;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Apache's bounds on a simple consumer's invisible time.
+const MIN_INVISIBLE_MS: i64 = 10_000;
+const MAX_INVISIBLE_MS: i64 = 12 * 3600 * 1000;
+/// Invisible time of messages received by push consumers (`auto_renew`), as Apache's
+/// proxy default; FerroMQ does not renew them for the client.
+const AUTO_RENEW_INVISIBLE_MS: i64 = 60_000;
+/// Long-polling bounds (Apache's proxy clamps to 5–20 s).
+const MIN_POLL: Duration = Duration::from_secs(5);
+const MAX_POLL: Duration = Duration::from_secs(20);
+
+/// What the front knows of one gRPC client.
+pub struct GrpcClient {
+    pub settings: pb::Settings,
+    pub peer: Option<SocketAddr>,
+    pub language: String,
+    pub version: String,
+    pub last_seen: Instant,
+}
+
+/// The gRPC clients known to this front, by client id.
+#[derive(Default)]
+pub struct Clients {
+    by_id: Mutex<HashMap<String, GrpcClient>>,
+}
+
+impl Clients {
+    fn settings(&self, id: &str) -> Option<pb::Settings> {
+        let mut map = self.by_id.lock().expect("clients lock");
+        let c = map.get_mut(id)?;
+        c.last_seen = Instant::now();
+        Some(c.settings.clone())
+    }
+
+    /// A snapshot for the dashboard and admin: (client id, language, version, peer,
+    /// producer topics or consumer group).
+    pub fn list(&self) -> Vec<(String, String, String, String, String)> {
+        let map = self.by_id.lock().expect("clients lock");
+        let mut out: Vec<_> = map
+            .iter()
+            .map(|(id, c)| {
+                let role = match &c.settings.pub_sub {
+                    Some(pb::settings::PubSub::Publishing(p)) => format!(
+                        "producer of {}",
+                        p.topics
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    Some(pb::settings::PubSub::Subscription(s)) => format!(
+                        "consumer in {}",
+                        s.group.as_ref().map_or("", |g| g.name.as_str())
+                    ),
+                    None => String::new(),
+                };
+                (
+                    id.clone(),
+                    c.language.clone(),
+                    c.version.clone(),
+                    c.peer.map(|p| p.to_string()).unwrap_or_default(),
+                    role,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+pub struct Front {
+    broker: Arc<Broker>,
+    pub clients: Arc<Clients>,
+}
+
+impl Front {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Front {
+            broker,
+            clients: Arc::default(),
+        }
+    }
+}
+
+fn metadata(req: &Request<impl Sized>, key: &str) -> String {
+    req.metadata()
+        .get(key)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn client_id(req: &Request<impl Sized>) -> Result<String, pb::Status> {
+    let id = metadata(req, "x-mq-client-id");
+    if id.is_empty() {
+        return Err(status(Code::ClientIdRequired, "client id cannot be empty"));
+    }
+    Ok(id)
+}
+
+fn no_settings() -> pb::Status {
+    status(
+        Code::UnrecognizedClientType,
+        "cannot find client settings for this client: its Telemetry stream has not sent them yet",
+    )
+}
+
+fn resource_name(r: &Option<pb::Resource>) -> String {
+    r.as_ref().map(|r| r.name.clone()).unwrap_or_default()
+}
+
+/// The topic's declared message type (its `message.type` attribute; NORMAL without one).
+fn topic_message_type(topic: &ferromq_protocol::body::TopicConfig) -> Vec<MessageType> {
+    match topic.attributes.get("message.type").map(String::as_str) {
+        None | Some("NORMAL") => vec![MessageType::Normal],
+        Some("FIFO") => vec![MessageType::Fifo],
+        Some("DELAY") => vec![MessageType::Delay],
+        Some("TRANSACTION") => vec![MessageType::Transaction],
+        Some("MIXED") => vec![
+            MessageType::Normal,
+            MessageType::Fifo,
+            MessageType::Delay,
+            MessageType::Transaction,
+        ],
+        Some(_) => vec![MessageType::Unspecified],
+    }
+}
+
+/// Java's `String.hashCode`, so a message group maps to the same queue as in Apache.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| {
+        h.wrapping_mul(31).wrapping_add(i32::from(c as i16))
+    })
+}
+
+impl Front {
+    fn broker_endpoint(&self, requested: &Option<pb::Endpoints>) -> pb::Broker {
+        pb::Broker {
+            name: self.broker.config().broker_name.clone(),
+            id: 0,
+            endpoints: requested.clone(),
+        }
+    }
+
+    fn message_queues(
+        &self,
+        topic: &str,
+        endpoints: &Option<pb::Endpoints>,
+    ) -> Result<Vec<pb::MessageQueue>, pb::Status> {
+        let config = self
+            .broker
+            .topic(topic)
+            .ok_or_else(|| error_status(&BrokerError::TopicNotFound(topic.to_string())))?;
+        let accept: Vec<i32> = topic_message_type(&config)
+            .into_iter()
+            .map(|t| t as i32)
+            .collect();
+        let (r, w) = (
+            config.read_queue_nums.max(0),
+            config.write_queue_nums.max(0),
+        );
+        let readable = config.perm & ferromq_protocol::body::perm::READ != 0;
+        let writable = config.perm & ferromq_protocol::body::perm::WRITE != 0;
+        Ok((0..r.max(w))
+            .map(|id| {
+                let permission = match (readable && id < r, writable && id < w) {
+                    (true, true) => Permission::ReadWrite,
+                    (true, false) => Permission::Read,
+                    (false, true) => Permission::Write,
+                    (false, false) => Permission::None,
+                };
+                pb::MessageQueue {
+                    topic: Some(pb::Resource {
+                        resource_namespace: String::new(),
+                        name: topic.to_string(),
+                    }),
+                    id,
+                    permission: permission as i32,
+                    broker: Some(self.broker_endpoint(endpoints)),
+                    accept_message_types: accept.clone(),
+                }
+            })
+            .collect())
+    }
+
+    async fn send_one(
+        &self,
+        m: &pb::Message,
+        peer: &str,
+        validate_type: bool,
+    ) -> pb::SendResultEntry {
+        let failed = |s: pb::Status| pb::SendResultEntry {
+            status: Some(s),
+            ..Default::default()
+        };
+        let topic_name = resource_name(&m.topic);
+        let Some(topic) = self.broker.topic(&topic_name) else {
+            return failed(error_status(&BrokerError::TopicNotFound(topic_name)));
+        };
+        let max_body = self.broker.config().max_message_size;
+        let (outgoing, sys_flag, born_ms) = match convert::outgoing(m, &topic_name, peer, max_body)
+        {
+            Ok(o) => o,
+            Err(convert::Refusal(code, why)) => return failed(status(code, why)),
+        };
+        let actual = convert::message_type(&outgoing.properties);
+        let expected = topic_message_type(&topic);
+        if validate_type && !expected.contains(&actual) {
+            return failed(status(
+                Code::MessagePropertyConflictWithType,
+                format!(
+                    "TopicMessageType validate failed, the expected type is {}, but actual type is {}",
+                    expected.first().map_or("UNSPECIFIED", |t| t.as_str_name()),
+                    actual.as_str_name()
+                ),
+            ));
+        }
+        let writable = topic.write_queue_nums.max(1);
+        let queue_id = m
+            .system_properties
+            .as_ref()
+            .and_then(|s| s.message_group.as_deref())
+            .filter(|g| !g.is_empty())
+            .map(|g| java_hash(g).unsigned_abs() as i32 % writable);
+        let request = SendRequest {
+            topic: topic_name,
+            queue_id,
+            messages: vec![outgoing],
+            born_host: peer
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            sys_flag,
+            born_timestamp: born_ms,
+            reconsume_times: 0,
+            default_topic: None,
+            default_topic_queue_nums: None,
+            batch: false,
+            wait_flush: true,
+        };
+        match self.broker.send(request).await {
+            Ok(outcome) => {
+                let code = match outcome.shortfall {
+                    None => Code::Ok,
+                    Some(ferromq_broker::Shortfall::FlushTimeout) => Code::MasterPersistenceTimeout,
+                    Some(ferromq_broker::Shortfall::SlaveTimeout) => Code::SlavePersistenceTimeout,
+                    Some(ferromq_broker::Shortfall::SlaveNotAvailable) => Code::HaNotAvailable,
+                };
+                let id = outcome.uniq_key.clone().unwrap_or_default();
+                pb::SendResultEntry {
+                    status: Some(if code == Code::Ok {
+                        ok()
+                    } else {
+                        status(code, format!("send message failed, {code:?}"))
+                    }),
+                    message_id: id.clone(),
+                    transaction_id: id,
+                    offset: outcome.results.first().map_or(0, |r| r.queue_offset as i64),
+                    recall_handle: String::new(),
+                }
+            }
+            Err(e) => failed(error_status(&e)),
+        }
+    }
+}
+
+type ReceiveSender = mpsc::Sender<Result<pb::ReceiveMessageResponse, Status>>;
+
+fn frame(content: receive_message_response::Content) -> Result<pb::ReceiveMessageResponse, Status> {
+    Ok(pb::ReceiveMessageResponse {
+        content: Some(content),
+    })
+}
+
+/// Ends a receive stream: its status, then the delivery time, as Apache's proxy does.
+async fn finish(tx: ReceiveSender, s: pb::Status) {
+    let _ = tx
+        .send(frame(receive_message_response::Content::Status(s)))
+        .await;
+    let now = convert::millis_to_timestamp(convert::now_ms());
+    let _ = tx
+        .send(frame(receive_message_response::Content::DeliveryTimestamp(
+            now,
+        )))
+        .await;
+}
+
+/// One top-level status for many entries: theirs when they agree, MULTIPLE_RESULTS when not.
+fn summary(entries: impl Iterator<Item = Option<pb::Status>>) -> pb::Status {
+    let mut codes: Vec<i32> = entries
+        .map(|s| s.map_or(Code::Ok as i32, |s| s.code))
+        .collect();
+    codes.dedup();
+    match codes.as_slice() {
+        [] => ok(),
+        [one] if *one == Code::Ok as i32 => ok(),
+        [one] => pb::Status {
+            code: *one,
+            message: Code::try_from(*one)
+                .map_or_else(|_| one.to_string(), |c| c.as_str_name().to_string()),
+        },
+        _ => status(Code::MultipleResults, "MULTIPLE_RESULTS"),
+    }
+}
+
+#[tonic::async_trait]
+impl MessagingService for Front {
+    async fn query_route(
+        &self,
+        req: Request<pb::QueryRouteRequest>,
+    ) -> Reply<pb::QueryRouteResponse> {
+        let r = req.into_inner();
+        let topic = resource_name(&r.topic);
+        Ok(Response::new(
+            match self.message_queues(&topic, &r.endpoints) {
+                Ok(message_queues) => pb::QueryRouteResponse {
+                    status: Some(ok()),
+                    message_queues,
+                },
+                Err(s) => pb::QueryRouteResponse {
+                    status: Some(s),
+                    message_queues: vec![],
+                },
+            },
+        ))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply<pb::HeartbeatResponse> {
+        let s = match client_id(&req) {
+            Ok(id) if self.clients.settings(&id).is_some() => ok(),
+            Ok(_) => no_settings(),
+            Err(s) => s,
+        };
+        Ok(Response::new(pb::HeartbeatResponse { status: Some(s) }))
+    }
+
+    async fn send_message(
+        &self,
+        req: Request<pb::SendMessageRequest>,
+    ) -> Reply<pb::SendMessageResponse> {
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let settings = client_id(&req)
+            .ok()
+            .and_then(|id| self.clients.settings(&id));
+        let validate = settings
+            .as_ref()
+            .and_then(|s| match &s.pub_sub {
+                Some(pb::settings::PubSub::Publishing(p)) => Some(p.validate_message_type),
+                _ => None,
+            })
+            .unwrap_or(true);
+        let r = req.into_inner();
+        if r.messages.is_empty() {
+            return Ok(Response::new(pb::SendMessageResponse {
+                status: Some(status(Code::MessageCorrupted, "no message to send")),
+                entries: vec![],
+            }));
+        }
+        let first_topic = resource_name(&r.messages[0].topic);
+        if r.messages
+            .iter()
+            .any(|m| resource_name(&m.topic) != first_topic)
+        {
+            return Ok(Response::new(pb::SendMessageResponse {
+                status: Some(status(
+                    Code::MessageCorrupted,
+                    "topic in message is not same",
+                )),
+                entries: vec![],
+            }));
+        }
+        let mut entries = Vec::with_capacity(r.messages.len());
+        for m in &r.messages {
+            entries.push(self.send_one(m, &peer, validate).await);
+        }
+        let top = summary(entries.iter().map(|e| e.status.clone()));
+        Ok(Response::new(pb::SendMessageResponse {
+            status: Some(top),
+            entries,
+        }))
+    }
+
+    async fn query_assignment(
+        &self,
+        req: Request<pb::QueryAssignmentRequest>,
+    ) -> Reply<pb::QueryAssignmentResponse> {
+        let r = req.into_inner();
+        let topic = resource_name(&r.topic);
+        let group = resource_name(&r.group);
+        let fifo = self
+            .broker
+            .subscription_group(&group)
+            .is_some_and(|g| g.consume_message_orderly());
+        let queues = match self.message_queues(&topic, &r.endpoints) {
+            Ok(q) => q,
+            Err(s) => {
+                return Ok(Response::new(pb::QueryAssignmentResponse {
+                    status: Some(s),
+                    assignments: vec![],
+                }))
+            }
+        };
+        let readable: Vec<pb::MessageQueue> = queues
+            .into_iter()
+            .filter(|q| {
+                q.permission == Permission::Read as i32
+                    || q.permission == Permission::ReadWrite as i32
+            })
+            .map(|mut q| {
+                q.accept_message_types.clear();
+                q
+            })
+            .collect();
+        let assignments: Vec<pb::Assignment> = if fifo {
+            readable
+                .into_iter()
+                .map(|q| pb::Assignment {
+                    message_queue: Some(q),
+                })
+                .collect()
+        } else {
+            readable
+                .into_iter()
+                .next()
+                .map(|mut q| {
+                    q.id = -1;
+                    vec![pb::Assignment {
+                        message_queue: Some(q),
+                    }]
+                })
+                .unwrap_or_default()
+        };
+        let s = if assignments.is_empty() {
+            status(Code::Forbidden, "no readable queue")
+        } else {
+            ok()
+        };
+        Ok(Response::new(pb::QueryAssignmentResponse {
+            status: Some(s),
+            assignments,
+        }))
+    }
+
+    type ReceiveMessageStream = ReceiverStream<Result<pb::ReceiveMessageResponse, Status>>;
+
+    async fn receive_message(
+        &self,
+        req: Request<pb::ReceiveMessageRequest>,
+    ) -> Reply<Self::ReceiveMessageStream> {
+        let settings = client_id(&req).map(|id| self.clients.settings(&id));
+        let r = req.into_inner();
+        let (tx, rx) = mpsc::channel(40);
+        let settings = match settings {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                finish(tx, no_settings()).await;
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+            Err(s) => {
+                finish(tx, s).await;
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+        };
+        let group = resource_name(&r.group);
+        let topic = r
+            .message_queue
+            .as_ref()
+            .map(|q| resource_name(&q.topic))
+            .unwrap_or_default();
+        let invisible_ms = if r.auto_renew {
+            AUTO_RENEW_INVISIBLE_MS
+        } else {
+            match r
+                .invisible_duration
+                .as_ref()
+                .map(convert::duration_to_millis)
+            {
+                Some(ms) if ms < MIN_INVISIBLE_MS => {
+                    finish(
+                        tx,
+                        status(
+                            Code::IllegalInvisibleTime,
+                            format!("the invisibleTime is too small. min is {MIN_INVISIBLE_MS}"),
+                        ),
+                    )
+                    .await;
+                    return Ok(Response::new(ReceiverStream::new(rx)));
+                }
+                Some(ms) if ms > MAX_INVISIBLE_MS => {
+                    finish(
+                        tx,
+                        status(
+                            Code::IllegalInvisibleTime,
+                            format!("the invisibleTime is too large. max is {MAX_INVISIBLE_MS}"),
+                        ),
+                    )
+                    .await;
+                    return Ok(Response::new(ReceiverStream::new(rx)));
+                }
+                Some(ms) => ms,
+                None => {
+                    finish(
+                        tx,
+                        status(
+                            Code::IllegalInvisibleTime,
+                            "a simple consumer's receive needs an invisible duration",
+                        ),
+                    )
+                    .await;
+                    return Ok(Response::new(ReceiverStream::new(rx)));
+                }
+            }
+        };
+        let filter = match r.filter_expression.as_ref() {
+            None => Ok(MessageFilter::All),
+            Some(f) => {
+                let kind = if f.r#type == pb::FilterType::Sql as i32 {
+                    "SQL92"
+                } else {
+                    "TAG"
+                };
+                let expression = if f.expression.is_empty() {
+                    "*"
+                } else {
+                    f.expression.as_str()
+                };
+                MessageFilter::compile(kind, expression)
+            }
+        };
+        let filter = match filter {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                finish(tx, status(Code::IllegalFilterExpression, e.to_string())).await;
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+        };
+        let poll = r
+            .long_polling_timeout
+            .as_ref()
+            .map(|d| Duration::from_millis(convert::duration_to_millis(d).max(0) as u64))
+            .unwrap_or(MAX_POLL)
+            .clamp(MIN_POLL, MAX_POLL);
+        let fifo = match &settings.pub_sub {
+            Some(pb::settings::PubSub::Subscription(s)) => s.fifo.unwrap_or(false),
+            _ => false,
+        } || self
+            .broker
+            .subscription_group(&group)
+            .is_some_and(|g| g.consume_message_orderly());
+        let pop = PopRequest {
+            group,
+            topic,
+            queue_id: -1,
+            max_msgs: r.batch_size.clamp(1, 32) as usize,
+            invisible_ms,
+            poll,
+            filter,
+            fifo,
+        };
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            match broker.pop(&pop).await {
+                Ok(popped) if popped.is_empty() => {
+                    finish(tx, status(Code::MessageNotFound, "no new message")).await;
+                }
+                Ok(popped) => {
+                    let name = broker.config().broker_name.clone();
+                    if tx
+                        .send(frame(receive_message_response::Content::Status(ok())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    for p in &popped {
+                        let handle = convert::receipt_handle(p, &name);
+                        let m = convert::delivered(&p.message, Some((handle, p.invisible_ms)));
+                        // A client gone mid-stream: what it did not get becomes visible again
+                        // after its invisible time, as any unacknowledged message.
+                        if tx
+                            .send(frame(receive_message_response::Content::Message(m)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let now = convert::millis_to_timestamp(convert::now_ms());
+                    let _ = tx
+                        .send(frame(receive_message_response::Content::DeliveryTimestamp(
+                            now,
+                        )))
+                        .await;
+                }
+                Err(e) => finish(tx, error_status(&e)).await,
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn ack_message(
+        &self,
+        req: Request<pb::AckMessageRequest>,
+    ) -> Reply<pb::AckMessageResponse> {
+        let r = req.into_inner();
+        let group = resource_name(&r.group);
+        let topic = resource_name(&r.topic);
+        let now = convert::now_ms();
+        let entries: Vec<pb::AckMessageResultEntry> = r
+            .entries
+            .iter()
+            .map(|e| {
+                let s = match Handle::parse(&e.receipt_handle) {
+                    None => status(Code::InvalidReceiptHandle, "receipt handle is malformed"),
+                    Some(h) if h.pop_time + h.invisible_ms <= now => {
+                        status(Code::InvalidReceiptHandle, "receipt handle is expired")
+                    }
+                    Some(h) => match self.broker.pop_ack(
+                        &group,
+                        &h.real_topic(&topic, &group),
+                        h.queue_id,
+                        h.offset,
+                        h.pop_time,
+                    ) {
+                        Ok(()) => ok(),
+                        Err(e) => error_status(&e),
+                    },
+                };
+                pb::AckMessageResultEntry {
+                    message_id: e.message_id.clone(),
+                    receipt_handle: e.receipt_handle.clone(),
+                    status: Some(s),
+                }
+            })
+            .collect();
+        let top = summary(entries.iter().map(|e| e.status.clone()));
+        Ok(Response::new(pb::AckMessageResponse {
+            status: Some(top),
+            entries,
+        }))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Reply<pb::ForwardMessageToDeadLetterQueueResponse> {
+        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
+            status: Some(status(
+                Code::NotImplemented,
+                "ForwardMessageToDeadLetterQueue is not served yet",
+            )),
+        }))
+    }
+
+    type PullMessageStream = ReceiverStream<Result<pb::PullMessageResponse, Status>>;
+
+    async fn pull_message(
+        &self,
+        _req: Request<pb::PullMessageRequest>,
+    ) -> Reply<Self::PullMessageStream> {
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx
+            .send(Ok(pb::PullMessageResponse {
+                content: Some(pb::pull_message_response::Content::Status(status(
+                    Code::NotImplemented,
+                    "PullMessage (lite pull consumers) is not served",
+                ))),
+            }))
+            .await;
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn update_offset(
+        &self,
+        _req: Request<pb::UpdateOffsetRequest>,
+    ) -> Reply<pb::UpdateOffsetResponse> {
+        Ok(Response::new(pb::UpdateOffsetResponse {
+            status: Some(status(Code::NotImplemented, "UpdateOffset is not served")),
+        }))
+    }
+
+    async fn get_offset(
+        &self,
+        _req: Request<pb::GetOffsetRequest>,
+    ) -> Reply<pb::GetOffsetResponse> {
+        Ok(Response::new(pb::GetOffsetResponse {
+            status: Some(status(Code::NotImplemented, "GetOffset is not served")),
+            offset: 0,
+        }))
+    }
+
+    async fn query_offset(
+        &self,
+        _req: Request<pb::QueryOffsetRequest>,
+    ) -> Reply<pb::QueryOffsetResponse> {
+        Ok(Response::new(pb::QueryOffsetResponse {
+            status: Some(status(Code::NotImplemented, "QueryOffset is not served")),
+            offset: 0,
+        }))
+    }
+
+    async fn end_transaction(
+        &self,
+        _req: Request<pb::EndTransactionRequest>,
+    ) -> Reply<pb::EndTransactionResponse> {
+        Ok(Response::new(pb::EndTransactionResponse {
+            status: Some(status(
+                Code::NotImplemented,
+                "EndTransaction is not served yet",
+            )),
+        }))
+    }
+
+    type TelemetryStream = ReceiverStream<Result<pb::TelemetryCommand, Status>>;
+
+    async fn telemetry(
+        &self,
+        req: Request<Streaming<pb::TelemetryCommand>>,
+    ) -> Reply<Self::TelemetryStream> {
+        let id = client_id(&req).map_err(|s| Status::invalid_argument(s.message))?;
+        let peer = req.remote_addr();
+        let language = metadata(&req, "x-mq-language");
+        let version = metadata(&req, "x-mq-client-version");
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let clients = self.clients.clone();
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(cmd)) = inbound.message().await {
+                let Some(telemetry_command::Command::Settings(given)) = cmd.command else {
+                    // Thread stacks and verify results answer commands FerroMQ has not sent.
+                    continue;
+                };
+                let reply = match settings::merged(&broker, given.clone()) {
+                    Ok(merged) => {
+                        clients.by_id.lock().expect("clients lock").insert(
+                            id.clone(),
+                            GrpcClient {
+                                settings: merged.clone(),
+                                peer,
+                                language: language.clone(),
+                                version: version.clone(),
+                                last_seen: Instant::now(),
+                            },
+                        );
+                        Ok(pb::TelemetryCommand {
+                            status: Some(ok()),
+                            command: Some(telemetry_command::Command::Settings(merged)),
+                        })
+                    }
+                    Err(why) => Err(Status::invalid_argument(why)),
+                };
+                let refused = reply.is_err();
+                if tx.send(reply).await.is_err() || refused {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        req: Request<pb::NotifyClientTerminationRequest>,
+    ) -> Reply<pb::NotifyClientTerminationResponse> {
+        let s = match client_id(&req) {
+            Ok(id) => match self.clients.by_id.lock().expect("clients lock").remove(&id) {
+                Some(_) => ok(),
+                None => no_settings(),
+            },
+            Err(s) => s,
+        };
+        Ok(Response::new(pb::NotifyClientTerminationResponse {
+            status: Some(s),
+        }))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        req: Request<pb::ChangeInvisibleDurationRequest>,
+    ) -> Reply<pb::ChangeInvisibleDurationResponse> {
+        let r = req.into_inner();
+        let group = resource_name(&r.group);
+        let topic = resource_name(&r.topic);
+        let answer = |s: pb::Status, receipt_handle: String| {
+            Ok(Response::new(pb::ChangeInvisibleDurationResponse {
+                status: Some(s),
+                receipt_handle,
+            }))
+        };
+        let Some(h) = Handle::parse(&r.receipt_handle) else {
+            return answer(
+                status(Code::InvalidReceiptHandle, "receipt handle is malformed"),
+                String::new(),
+            );
+        };
+        if h.pop_time + h.invisible_ms <= convert::now_ms() {
+            return answer(
+                status(Code::InvalidReceiptHandle, "receipt handle is expired"),
+                String::new(),
+            );
+        }
+        let invisible = match r
+            .invisible_duration
+            .as_ref()
+            .map(convert::duration_to_millis)
+        {
+            Some(ms) if (0..=MAX_INVISIBLE_MS).contains(&ms) => ms,
+            _ => {
+                return answer(
+                    status(
+                        Code::IllegalInvisibleTime,
+                        format!("the invisible duration must be 0 to {MAX_INVISIBLE_MS} ms"),
+                    ),
+                    String::new(),
+                )
+            }
+        };
+        match self.broker.pop_change_invisible(
+            &group,
+            &h.real_topic(&topic, &group),
+            h.queue_id,
+            h.offset,
+            h.pop_time,
+            invisible,
+        ) {
+            Ok(pop_time) => answer(ok(), h.renewed(pop_time, invisible)),
+            Err(e) => answer(error_status(&e), String::new()),
+        }
+    }
+
+    async fn recall_message(
+        &self,
+        _req: Request<pb::RecallMessageRequest>,
+    ) -> Reply<pb::RecallMessageResponse> {
+        Ok(Response::new(pb::RecallMessageResponse {
+            status: Some(status(
+                Code::NotImplemented,
+                "RecallMessage is not served yet",
+            )),
+            message_id: String::new(),
+        }))
+    }
+
+    async fn sync_lite_subscription(
+        &self,
+        _req: Request<pb::SyncLiteSubscriptionRequest>,
+    ) -> Reply<pb::SyncLiteSubscriptionResponse> {
+        Ok(Response::new(pb::SyncLiteSubscriptionResponse {
+            status: Some(status(Code::NotImplemented, "lite topics are not served")),
+        }))
+    }
+}
