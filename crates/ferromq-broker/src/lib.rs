@@ -141,6 +141,8 @@ pub struct Broker {
     /// Moves with every run-time configuration change (GET_BROKER_CONFIG's `version`).
     config_version: AtomicU64,
     namesrv_conns: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
+    /// Other fronts' producers, asked about undecided transactions.
+    orphan_checkers: std::sync::RwLock<Vec<Arc<dyn transaction::OrphanChecker>>>,
 }
 
 /// The topics every broker carries, as this configuration describes them.
@@ -292,6 +294,7 @@ impl Broker {
             config_version: AtomicU64::new(0),
             master_addr: Default::default(),
             namesrv_conns: Default::default(),
+            orphan_checkers: Default::default(),
         }))
     }
 
@@ -312,6 +315,14 @@ impl Broker {
     /// The configuration in force: `updateBrokerConfig` replaces it while the broker runs.
     pub fn config(&self) -> Arc<BrokerConfig> {
         self.config.read().expect("config lock").clone()
+    }
+
+    /// Lets another front's producers answer transaction check-backs.
+    pub fn add_orphan_checker(&self, checker: Arc<dyn transaction::OrphanChecker>) {
+        self.orphan_checkers
+            .write()
+            .expect("checkers lock")
+            .push(checker);
     }
 
     /// A topic's configuration, if the broker has the topic.

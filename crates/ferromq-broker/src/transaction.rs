@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use crate::processor::header;
 use crate::store_service::PutError;
-use crate::{now_ms, persist, Broker};
+use crate::{now_ms, persist, Broker, BrokerError};
 
 pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 pub const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
@@ -41,6 +41,23 @@ const MAX_SCAN_PER_ROUND: usize = 200_000;
 const SCAN_CHUNK: usize = 1024;
 
 /// `commitOrRollback` values (transaction bits of the message sysFlag).
+/// Producers reached by another front than remoting (the gRPC front's Telemetry streams)
+/// that can be asked about an undecided transaction.
+pub trait OrphanChecker: Send + Sync {
+    /// Whether a producer of this group is connected.
+    fn has_producer(&self, group: &str) -> bool;
+    /// Asks one of them about `message` (restored to its real topic); it answers with an
+    /// end-transaction naming `transaction_id`.
+    fn check(&self, group: &str, message: MessageExt, transaction_id: String);
+}
+
+/// Whether a decision was this request's or an earlier one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    Now,
+    Before,
+}
+
 const TX_COMMIT: i32 = sys_flag::TRANSACTION_COMMIT;
 const TX_ROLLBACK: i32 = sys_flag::TRANSACTION_ROLLBACK;
 
@@ -272,51 +289,77 @@ impl Broker {
         if h.commit_or_rollback != TX_COMMIT && h.commit_or_rollback != TX_ROLLBACK {
             return None;
         }
-        let error = |remark: String| {
-            Some(RemotingCommand::error_response(
+        let commit = h.commit_or_rollback == TX_COMMIT;
+        match self
+            .decide_transaction(
+                &h.producer_group,
+                h.commit_log_offset,
+                Some(h.tran_state_table_offset),
+                commit,
+            )
+            .await
+        {
+            Ok(Decided::Now) => Some(RemotingCommand::response_to(req, response::SUCCESS)),
+            Ok(Decided::Before) => Some(
+                RemotingCommand::response_to(req, response::SUCCESS)
+                    .with_remark("the transaction was already decided"),
+            ),
+            Err(e) => Some(RemotingCommand::error_response(
                 req,
                 response::SYSTEM_ERROR,
-                remark,
-            ))
-        };
-        let half = match (h.commit_log_offset >= 0)
-            .then(|| self.store.store().read_message(h.commit_log_offset as u64))
+                e.to_string(),
+            )),
+        }
+    }
+
+    /// Commits or rolls back the half message at `commit_log_offset` (its queue offset in
+    /// the half topic is `half_queue_offset`), as `producer_group`, the group that sent it.
+    ///
+    /// # Errors
+    /// No such half message, another group's, or the decision could not be stored.
+    pub async fn decide_transaction(
+        &self,
+        producer_group: &str,
+        commit_log_offset: i64,
+        half_queue_offset: Option<i64>,
+        commit: bool,
+    ) -> Result<Decided, BrokerError> {
+        let internal = |e: &dyn std::fmt::Display| BrokerError::Internal(e.to_string());
+        let half = match (commit_log_offset >= 0)
+            .then(|| self.store.store().read_message(commit_log_offset as u64))
         {
-            Some(Ok(Some(record))) => match MessageExt::decode(&record) {
-                Ok((m, _)) => m,
-                Err(e) => return error(e.to_string()),
-            },
-            Some(Err(e)) => return error(e.to_string()),
-            _ => return error("Find prepared transaction message failed".into()),
+            Some(Ok(Some(record))) => MessageExt::decode(&record).map_err(|e| internal(&e))?.0,
+            Some(Err(e)) => return Err(internal(&e)),
+            _ => {
+                return Err(BrokerError::Internal(
+                    "Find prepared transaction message failed".into(),
+                ))
+            }
         };
-        if half.topic != HALF_TOPIC || half.queue_offset != h.tran_state_table_offset {
-            return error(format!(
-                "the message at commitLogOffset {} is not the half message with queue offset {}",
-                h.commit_log_offset, h.tran_state_table_offset
-            ));
+        if half.topic != HALF_TOPIC || half_queue_offset.is_some_and(|q| q != half.queue_offset) {
+            return Err(BrokerError::Internal(format!(
+                "the message at commitLogOffset {commit_log_offset} is not the half message with queue offset {}",
+                half_queue_offset.unwrap_or(half.queue_offset)
+            )));
         }
         if property(&half.properties, message::property::PGROUP)
-            .is_some_and(|g| g != h.producer_group)
+            .is_some_and(|g| g != producer_group)
         {
-            return error(format!(
-                "the producer group {} does not own this transaction",
-                h.producer_group
-            ));
+            return Err(BrokerError::Internal(format!(
+                "the producer group {producer_group} does not own this transaction"
+            )));
         }
         let offset = half.queue_offset as u64;
         if !self.transactions.claim(offset) {
-            return Some(
-                RemotingCommand::response_to(req, response::SUCCESS)
-                    .with_remark("the transaction was already decided"),
-            );
+            return Ok(Decided::Before);
         }
-        let (decision, mut msgs) = if h.commit_or_rollback == TX_COMMIT {
+        let (decision, mut msgs) = if commit {
             // Apache keeps the half's properties on the committed message (TRAN_MSG, PGROUP,
             // REAL_TOPIC, REAL_QID): its stored properties are built before it clears them.
             let mut committed = restore(&half, None);
             committed.sys_flag = (committed.sys_flag & !sys_flag::TRANSACTION_ROLLBACK)
                 | sys_flag::TRANSACTION_COMMIT;
-            committed.prepared_transaction_offset = h.commit_log_offset;
+            committed.prepared_transaction_offset = commit_log_offset;
             ("commit", vec![committed])
         } else {
             ("rollback", Vec::new())
@@ -330,11 +373,11 @@ impl Broker {
             Ok(results) => {
                 self.transactions
                     .settle(offset, results.last().map(|r| r.queue_offset));
-                Some(RemotingCommand::response_to(req, response::SUCCESS))
+                Ok(Decided::Now)
             }
             Err(e) => {
                 self.transactions.settle(offset, None);
-                error(e.to_string())
+                Err(e.into())
             }
         }
     }
@@ -441,14 +484,16 @@ impl Broker {
                     .unwrap_or_default()
                     .to_string();
                 let channels = self.clients.producer_channels(&group);
-                if channels.is_empty() {
+                let other_front = self
+                    .orphan_checkers
+                    .read()
+                    .expect("checkers lock")
+                    .iter()
+                    .find(|c| c.has_producer(&group))
+                    .cloned();
+                if channels.is_empty() && other_front.is_none() {
                     continue;
                 }
-                let channel = &channels[self
-                    .transactions
-                    .next_channel
-                    .fetch_add(1, Ordering::Relaxed)
-                    % channels.len()];
                 let times = times + 1;
                 {
                     let mut d = self
@@ -461,6 +506,18 @@ impl Broker {
                 }
                 self.transactions.dirty.store(true, Ordering::Release);
                 let check_msg = restore(&half, Some(times));
+                if channels.is_empty() {
+                    if let Some(front) = other_front {
+                        front.check(&group, check_msg, half.offset_msg_id());
+                        checked += 1;
+                    }
+                    continue;
+                }
+                let channel = &channels[self
+                    .transactions
+                    .next_channel
+                    .fetch_add(1, Ordering::Relaxed)
+                    % channels.len()];
                 let mut body = bytes::BytesMut::with_capacity(check_msg.encoded_len());
                 check_msg.encode(&mut body);
                 let uniq = property(&half.properties, message::property::UNIQ_KEY)

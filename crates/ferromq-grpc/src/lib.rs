@@ -33,8 +33,9 @@ pub async fn serve(
     tls: TlsAcceptor,
     shutdown: CancellationToken,
 ) -> Result<Arc<service::Clients>, tonic::transport::Error> {
-    let front = service::Front::new(broker);
+    let front = service::Front::new(broker.clone());
     let clients = front.clients.clone();
+    broker.add_orphan_checker(clients.clone());
     let service = MessagingServiceServer::new(front)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(usize::MAX);

@@ -39,12 +39,61 @@ pub struct GrpcClient {
     pub language: String,
     pub version: String,
     pub last_seen: Instant,
+    /// Its Telemetry stream, for commands from the broker (transaction check-backs).
+    telemetry: mpsc::Sender<Result<pb::TelemetryCommand, Status>>,
+}
+
+impl GrpcClient {
+    fn publishes(&self, topic: &str) -> bool {
+        matches!(&self.settings.pub_sub,
+            Some(pb::settings::PubSub::Publishing(p)) if p.topics.iter().any(|t| t.name == topic))
+    }
 }
 
 /// The gRPC clients known to this front, by client id.
 #[derive(Default)]
 pub struct Clients {
     by_id: Mutex<HashMap<String, GrpcClient>>,
+}
+
+/// gRPC producers answer check-backs over their Telemetry stream. Their producer group is
+/// the topic (as Apache's proxy sets `PGROUP`).
+impl ferromq_broker::transaction::OrphanChecker for Clients {
+    fn has_producer(&self, group: &str) -> bool {
+        let map = self.by_id.lock().expect("clients lock");
+        map.values()
+            .any(|c| c.publishes(group) && !c.telemetry.is_closed())
+    }
+
+    fn check(
+        &self,
+        group: &str,
+        message: ferromq_protocol::message::MessageExt,
+        transaction_id: String,
+    ) {
+        let map = self.by_id.lock().expect("clients lock");
+        let live: Vec<&GrpcClient> = map
+            .values()
+            .filter(|c| c.publishes(group) && !c.telemetry.is_closed())
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let client = live[rand::random::<usize>() % live.len()];
+        let command = pb::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(
+                telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                    pb::RecoverOrphanedTransactionCommand {
+                        message: Some(convert::delivered(&message, None)),
+                        transaction_id,
+                    },
+                ),
+            ),
+        };
+        // A full stream is a stuck client: the next round asks again.
+        let _ = client.telemetry.try_send(Ok(command));
+    }
 }
 
 impl Clients {
@@ -269,14 +318,22 @@ impl Front {
                     Some(ferromq_broker::Shortfall::SlaveNotAvailable) => Code::HaNotAvailable,
                 };
                 let id = outcome.uniq_key.clone().unwrap_or_default();
+                // A transaction's id names its half message (the offset message id), so
+                // EndTransaction finds it without a table, across restarts too.
+                let transaction_id = match actual {
+                    MessageType::Transaction => {
+                        outcome.offset_msg_ids.first().cloned().unwrap_or_default()
+                    }
+                    _ => id.clone(),
+                };
                 pb::SendResultEntry {
                     status: Some(if code == Code::Ok {
                         ok()
                     } else {
                         status(code, format!("send message failed, {code:?}"))
                     }),
-                    message_id: id.clone(),
-                    transaction_id: id,
+                    message_id: id,
+                    transaction_id,
                     offset: outcome.results.first().map_or(0, |r| r.queue_offset as i64),
                     recall_handle: String::new(),
                 }
@@ -723,14 +780,40 @@ impl MessagingService for Front {
 
     async fn end_transaction(
         &self,
-        _req: Request<pb::EndTransactionRequest>,
+        req: Request<pb::EndTransactionRequest>,
     ) -> Reply<pb::EndTransactionResponse> {
-        Ok(Response::new(pb::EndTransactionResponse {
-            status: Some(status(
-                Code::NotImplemented,
-                "EndTransaction is not served yet",
-            )),
-        }))
+        let r = req.into_inner();
+        let answer = |s: pb::Status| {
+            Ok(Response::new(pb::EndTransactionResponse {
+                status: Some(s),
+            }))
+        };
+        let commit = match pb::TransactionResolution::try_from(r.resolution) {
+            Ok(pb::TransactionResolution::Commit) => true,
+            Ok(pb::TransactionResolution::Rollback) => false,
+            _ => {
+                return answer(status(
+                    Code::BadRequest,
+                    "the resolution must be COMMIT or ROLLBACK",
+                ))
+            }
+        };
+        let Some((_, phys)) = ferromq_protocol::message::decode_offset_msg_id(&r.transaction_id)
+        else {
+            return answer(status(
+                Code::InvalidTransactionId,
+                format!("unknown transaction id {:?}", r.transaction_id),
+            ));
+        };
+        let group = resource_name(&r.topic);
+        match self
+            .broker
+            .decide_transaction(&group, phys, None, commit)
+            .await
+        {
+            Ok(_) => answer(ok()),
+            Err(e) => answer(error_status(&e)),
+        }
     }
 
     type TelemetryStream = ReceiverStream<Result<pb::TelemetryCommand, Status>>;
@@ -763,6 +846,7 @@ impl MessagingService for Front {
                                 language: language.clone(),
                                 version: version.clone(),
                                 last_seen: Instant::now(),
+                                telemetry: tx.clone(),
                             },
                         );
                         Ok(pb::TelemetryCommand {
