@@ -54,8 +54,31 @@ pub struct ConsumerGroupSettings {
     pub consume_from_where: String,
 }
 
+/// A client of another front (the gRPC front's 5.x clients), listed beside the remoting
+/// clients so that `consumerConnection`, `producerConnection` and the dashboards show it.
+#[derive(Clone, Debug)]
+pub struct FrontClient {
+    pub client_id: String,
+    pub addr: String,
+    /// Apache's `LanguageCode` name (JAVA, GO, PYTHON, HTTP for Node.js, …).
+    pub language: String,
+    pub version: String,
+    pub role: FrontClientRole,
+}
+
+#[derive(Clone, Debug)]
+pub enum FrontClientRole {
+    /// A producer: Apache's proxy registers it under each topic as its producer group.
+    Producer { topics: Vec<String> },
+    Consumer {
+        group: String,
+        subscriptions: Vec<SubscriptionData>,
+    },
+}
+
 #[derive(Default)]
 pub struct ClientManager {
+    front_clients: Mutex<HashMap<String, FrontClient>>,
     producers: Mutex<HashMap<String, HashMap<u64, ClientChannel>>>,
     consumers: Mutex<HashMap<String, ConsumerGroupInfo>>,
 }
@@ -226,6 +249,39 @@ impl ClientManager {
     }
 
     /// Live producer channels of a group.
+    /// Registers (or updates) another front's client.
+    pub fn upsert_front_client(&self, client: FrontClient) {
+        self.front_clients
+            .lock()
+            .expect("front clients lock")
+            .insert(client.client_id.clone(), client);
+    }
+
+    pub fn remove_front_client(&self, client_id: &str) {
+        self.front_clients
+            .lock()
+            .expect("front clients lock")
+            .remove(client_id);
+    }
+
+    /// Other fronts' consumers in `group`.
+    pub fn front_consumers(&self, group: &str) -> Vec<FrontClient> {
+        let map = self.front_clients.lock().expect("front clients lock");
+        map.values()
+            .filter(|c| matches!(&c.role, FrontClientRole::Consumer { group: g, .. } if g == group))
+            .cloned()
+            .collect()
+    }
+
+    /// Other fronts' producers of `group` (a topic, for gRPC producers).
+    pub fn front_producers(&self, group: &str) -> Vec<FrontClient> {
+        let map = self.front_clients.lock().expect("front clients lock");
+        map.values()
+            .filter(|c| matches!(&c.role, FrontClientRole::Producer { topics } if topics.iter().any(|t| t == group)))
+            .cloned()
+            .collect()
+    }
+
     pub fn producer_channels(&self, group: &str) -> Vec<ClientChannel> {
         let p = self.producers.lock().expect("producer table lock");
         p.get(group)

@@ -317,6 +317,15 @@ impl Broker {
         self.config.read().expect("config lock").clone()
     }
 
+    /// Lists another front's client beside the remoting clients (admin, dashboards).
+    pub fn register_front_client(&self, client: client::FrontClient) {
+        self.clients.upsert_front_client(client);
+    }
+
+    pub fn unregister_front_client(&self, client_id: &str) {
+        self.clients.remove_front_client(client_id);
+    }
+
     /// Lets another front's producers answer transaction check-backs.
     pub fn add_orphan_checker(&self, checker: Arc<dyn transaction::OrphanChecker>) {
         self.orphan_checkers

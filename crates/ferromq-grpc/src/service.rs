@@ -364,6 +364,76 @@ async fn finish(tx: ReceiveSender, s: pb::Status) {
         .await;
 }
 
+/// Apache's `LanguageCode` names; anything else shows as OTHER.
+const LANGUAGES: [&str; 14] = [
+    "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP",
+    "OMS", "RUST", "NODE_JS",
+];
+
+/// The broker's listing of a gRPC client, from its settings.
+fn front_client(
+    id: &str,
+    settings: &pb::Settings,
+    peer: Option<SocketAddr>,
+    language: &str,
+    version: &str,
+) -> ferromq_broker::client::FrontClient {
+    use ferromq_broker::client::{FrontClient, FrontClientRole};
+    let role = match &settings.pub_sub {
+        Some(pb::settings::PubSub::Subscription(sub)) => FrontClientRole::Consumer {
+            group: resource_name(&sub.group),
+            subscriptions: sub
+                .subscriptions
+                .iter()
+                .map(|e| {
+                    let (kind, expression) =
+                        e.expression.as_ref().map_or(("TAG", "*".to_string()), |x| {
+                            let kind = if x.r#type == pb::FilterType::Sql as i32 {
+                                "SQL92"
+                            } else {
+                                "TAG"
+                            };
+                            (kind, x.expression.clone())
+                        });
+                    let tags_set = if kind == "TAG" && expression != "*" {
+                        expression
+                            .split("||")
+                            .map(|t| t.trim().to_string())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    ferromq_protocol::body::SubscriptionData {
+                        topic: resource_name(&e.topic),
+                        sub_string: expression,
+                        tags_set,
+                        code_set: Vec::new(),
+                        sub_version: convert::now_ms(),
+                        expression_type: kind.to_string(),
+                        class_filter_mode: false,
+                    }
+                })
+                .collect(),
+        },
+        Some(pb::settings::PubSub::Publishing(p)) => FrontClientRole::Producer {
+            topics: p.topics.iter().map(|t| t.name.clone()).collect(),
+        },
+        None => FrontClientRole::Producer { topics: Vec::new() },
+    };
+    FrontClient {
+        client_id: id.to_string(),
+        addr: peer.map(|p| p.to_string()).unwrap_or_default(),
+        language: if LANGUAGES.contains(&language) {
+            language
+        } else {
+            "OTHER"
+        }
+        .to_string(),
+        version: version.to_string(),
+        role,
+    }
+}
+
 /// One top-level status for many entries: theirs when they agree, MULTIPLE_RESULTS when not.
 fn summary(entries: impl Iterator<Item = Option<pb::Status>>) -> pb::Status {
     let mut codes: Vec<i32> = entries
@@ -721,14 +791,36 @@ impl MessagingService for Front {
 
     async fn forward_message_to_dead_letter_queue(
         &self,
-        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+        req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Reply<pb::ForwardMessageToDeadLetterQueueResponse> {
-        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
-            status: Some(status(
-                Code::NotImplemented,
-                "ForwardMessageToDeadLetterQueue is not served yet",
-            )),
-        }))
+        let r = req.into_inner();
+        let answer = |s: pb::Status| {
+            Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
+                status: Some(s),
+            }))
+        };
+        let group = resource_name(&r.group);
+        let topic = resource_name(&r.topic);
+        let Some(h) = Handle::parse(&r.receipt_handle) else {
+            return answer(status(
+                Code::InvalidReceiptHandle,
+                "receipt handle is malformed",
+            ));
+        };
+        match self
+            .broker
+            .pop_forward_to_dlq(
+                &group,
+                &h.real_topic(&topic, &group),
+                h.queue_id,
+                h.offset,
+                h.pop_time,
+            )
+            .await
+        {
+            Ok(()) => answer(ok()),
+            Err(e) => answer(error_status(&e)),
+        }
     }
 
     type PullMessageStream = ReceiverStream<Result<pb::PullMessageResponse, Status>>;
@@ -838,6 +930,9 @@ impl MessagingService for Front {
                 };
                 let reply = match settings::merged(&broker, given.clone()) {
                     Ok(merged) => {
+                        broker.register_front_client(front_client(
+                            &id, &merged, peer, &language, &version,
+                        ));
                         clients.by_id.lock().expect("clients lock").insert(
                             id.clone(),
                             GrpcClient {
@@ -861,6 +956,12 @@ impl MessagingService for Front {
                     break;
                 }
             }
+            // The stream is gone: so is the client, unless a newer stream replaced it.
+            let mut map = clients.by_id.lock().expect("clients lock");
+            if map.get(&id).is_some_and(|c| c.telemetry.same_channel(&tx)) {
+                map.remove(&id);
+                broker.unregister_front_client(&id);
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -871,7 +972,10 @@ impl MessagingService for Front {
     ) -> Reply<pb::NotifyClientTerminationResponse> {
         let s = match client_id(&req) {
             Ok(id) => match self.clients.by_id.lock().expect("clients lock").remove(&id) {
-                Some(_) => ok(),
+                Some(_) => {
+                    self.broker.unregister_front_client(&id);
+                    ok()
+                }
                 None => no_settings(),
             },
             Err(s) => s,

@@ -258,6 +258,33 @@ impl Broker {
         Ok(new_pop_time)
     }
 
+    /// Moves one delivery to the group's dead-letter topic at the consumer's request (a FIFO
+    /// push consumer that gave up on it).
+    ///
+    /// # Errors
+    /// [`BrokerError::StaleHandle`] as for [`Broker::pop_ack`]; storing the copy failed.
+    pub async fn pop_forward_to_dlq(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        pop_time: i64,
+    ) -> Result<(), BrokerError> {
+        let key = QueueKey::new(group, topic, queue_id);
+        let entry = self
+            .pop
+            .lock()
+            .state
+            .queues
+            .get(&key)
+            .and_then(|q| q.inflight.get(&offset))
+            .copied()
+            .filter(|i| i.pop_time == pop_time)
+            .ok_or_else(|| stale(topic, queue_id, offset))?;
+        self.dead_letter(&key, offset, entry).await
+    }
+
     /// Moves messages redelivered `retryMaxTimes` times and expired again to their
     /// group's dead-letter topic, then forgets them; syncs and compacts the journal.
     pub(crate) async fn pop_sweep(&self) {

@@ -242,19 +242,29 @@ impl Broker {
             Err(resp) => return resp,
         };
         let channels = self.clients.consumer_channels(&h.consumer_group);
-        let Some(settings) = self
-            .clients
-            .settings(&h.consumer_group)
-            .filter(|_| !channels.is_empty())
-        else {
-            return RemotingCommand::error_response(
-                req,
-                response::CONSUMER_NOT_ONLINE,
-                format!("the consumer group[{}] not online", h.consumer_group),
-            );
+        let front = self.clients.front_consumers(&h.consumer_group);
+        let settings = match self.clients.settings(&h.consumer_group) {
+            Some(s) if !channels.is_empty() => s,
+            // Only 5.x (POP) consumers: Apache's proxy registers them this way.
+            _ if !front.is_empty() => crate::client::ConsumerGroupSettings {
+                consume_type: "CONSUME_POP".into(),
+                message_model: "CLUSTERING".into(),
+                consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
+            },
+            _ => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::CONSUMER_NOT_ONLINE,
+                    format!("the consumer group[{}] not online", h.consumer_group),
+                )
+            }
         };
-        let connections: Vec<_> = channels.iter().map(connection_json).collect();
-        let subscriptions: serde_json::Map<String, serde_json::Value> = self
+        let connections: Vec<_> = channels
+            .iter()
+            .map(connection_json)
+            .chain(front.iter().map(front_connection_json))
+            .collect();
+        let mut subscriptions: serde_json::Map<String, serde_json::Value> = self
             .clients
             .subscriptions(&h.consumer_group)
             .into_iter()
@@ -265,6 +275,19 @@ impl Broker {
                 )
             })
             .collect();
+        for c in &front {
+            if let crate::client::FrontClientRole::Consumer {
+                subscriptions: subs,
+                ..
+            } = &c.role
+            {
+                for s in subs {
+                    subscriptions.entry(s.topic.clone()).or_insert_with(|| {
+                        serde_json::to_value(s).expect("subscription serializes")
+                    });
+                }
+            }
+        }
         let body = json!({
             "connectionSet": connections,
             "subscriptionTable": subscriptions,
@@ -285,6 +308,12 @@ impl Broker {
             .producer_channels(&h.producer_group)
             .iter()
             .map(connection_json)
+            .chain(
+                self.clients
+                    .front_producers(&h.producer_group)
+                    .iter()
+                    .map(front_connection_json),
+            )
             .collect();
         if connections.is_empty() {
             // Apache's wording; its tools print it as the reason.
@@ -397,6 +426,19 @@ impl Broker {
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }
     }
+}
+
+/// Another front's client as Apache's `Connection` JSON. Its version is the 5.x client's
+/// own string in `clientId`'s company; Apache's numeric version has no 5.x client values.
+fn front_connection_json(c: &crate::client::FrontClient) -> serde_json::Value {
+    json!({
+        "clientId": c.client_id,
+        "clientAddr": c.addr,
+        "language": c.language,
+        "version": 0,
+        "clientVersion": c.version,
+        "front": "gRPC",
+    })
 }
 
 fn connection_json(c: &crate::client::ClientChannel) -> serde_json::Value {

@@ -15,6 +15,7 @@ mod disk;
 mod examples;
 mod failover;
 mod groups;
+mod grpc;
 mod harness;
 mod malformed;
 mod pop;

@@ -1,0 +1,386 @@
+//! The gRPC front under input no official client sends: bytes that are not protobuf, enum
+//! values from the future, requests past the size limit, streams abandoned mid-way, 10,000
+//! idle Telemetry streams, and calls before a client's settings. Each gets an answer (or a
+//! gRPC error) and the front keeps serving others. Also: gRPC clients are listed beside the
+//! remoting ones (what `consumerConnection` and the dashboards show).
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use ferromq_grpc_proto::v2::{
+    self as pb, messaging_service_client::MessagingServiceClient, telemetry_command, Code,
+};
+use ferromq_protocol::RemotingCommand;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+use tonic::Status;
+
+use crate::harness::*;
+
+/// Sends and receives raw bytes as gRPC messages.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+fn start() -> (Server, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start_with("", &["--grpc-listen", &listen]);
+    (server, format!("http://{listen}"))
+}
+
+async fn channel(url: &str) -> Channel {
+    Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn with_client_id<T>(msg: T, id: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("x-mq-client-id", id.parse().unwrap());
+    req.metadata_mut()
+        .insert("x-mq-language", "PYTHON".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-mq-client-version", "5.1.2".parse().unwrap());
+    req
+}
+
+fn resource(name: &str) -> Option<pb::Resource> {
+    Some(pb::Resource {
+        resource_namespace: String::new(),
+        name: name.to_string(),
+    })
+}
+
+async fn raw_call(
+    channel: Channel,
+    method: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The front still answers a well-formed QueryRoute.
+async fn still_serving(url: &str) {
+    let mut client = MessagingServiceClient::new(channel(url).await);
+    let resp = client
+        .query_route(pb::QueryRouteRequest {
+            topic: resource("TBW102"),
+            endpoints: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.status.unwrap().code, Code::Ok as i32);
+    assert_eq!(resp.message_queues.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_grpc_input_is_refused_and_the_front_keeps_serving() {
+    let (_server, url) = start();
+    let ch = channel(&url).await;
+    // Not protobuf at all: a gRPC INTERNAL/INVALID error, not a dead connection.
+    let garbage = raw_call(
+        ch.clone(),
+        "/apache.rocketmq.v2.MessagingService/SendMessage",
+        vec![0xff; 64],
+    )
+    .await;
+    assert!(garbage.is_err(), "{garbage:?}");
+    // An unknown method.
+    let unknown = raw_call(
+        ch.clone(),
+        "/apache.rocketmq.v2.MessagingService/NoSuchRpc",
+        vec![],
+    )
+    .await;
+    assert_eq!(unknown.unwrap_err().code(), tonic::Code::Unimplemented);
+    // Past the 16 MiB request limit.
+    let huge = raw_call(
+        ch.clone(),
+        "/apache.rocketmq.v2.MessagingService/SendMessage",
+        vec![0; 17 << 20],
+    )
+    .await;
+    assert!(huge.is_err());
+    let mut client = MessagingServiceClient::new(ch.clone());
+    // Enum values no version defines, and no message at all.
+    let odd = pb::Message {
+        topic: resource("TBW102"),
+        system_properties: Some(pb::SystemProperties {
+            message_id: "01ODD".into(),
+            message_type: 77,
+            body_encoding: 9,
+            ..Default::default()
+        }),
+        body: b"x".to_vec(),
+        ..Default::default()
+    };
+    let resp = client
+        .send_message(with_client_id(
+            pb::SendMessageRequest {
+                messages: vec![odd],
+            },
+            "odd",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.status.is_some());
+    let empty = client
+        .send_message(with_client_id(
+            pb::SendMessageRequest { messages: vec![] },
+            "odd",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(empty.status.unwrap().code, Code::MessageCorrupted as i32);
+    // A receipt handle that is not one.
+    let ack = client
+        .ack_message(with_client_id(
+            pb::AckMessageRequest {
+                group: resource("g"),
+                topic: resource("TBW102"),
+                entries: vec![pb::AckMessageEntry {
+                    message_id: "x".into(),
+                    receipt_handle: "garbage".into(),
+                    lite_topic: None,
+                }],
+            },
+            "odd",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ack.entries[0].status.as_ref().unwrap().code,
+        Code::InvalidReceiptHandle as i32
+    );
+    // A receive before any settings: a clear status, not an internal error.
+    let mut stream = client
+        .receive_message(with_client_id(
+            pb::ReceiveMessageRequest {
+                group: resource("g"),
+                message_queue: Some(pb::MessageQueue {
+                    topic: resource("TBW102"),
+                    id: -1,
+                    ..Default::default()
+                }),
+                invisible_duration: Some(ferromq_grpc_proto::prost_types::Duration {
+                    seconds: 30,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+            "no-settings",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    match first.content {
+        Some(pb::receive_message_response::Content::Status(s)) => {
+            assert_eq!(s.code, Code::UnrecognizedClientType as i32, "{}", s.message)
+        }
+        other => panic!("expected a status first: {other:?}"),
+    }
+    let heartbeat = client
+        .heartbeat(with_client_id(
+            pb::HeartbeatRequest::default(),
+            "no-settings",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        heartbeat.status.unwrap().code,
+        Code::UnrecognizedClientType as i32
+    );
+    still_serving(&url).await;
+}
+
+/// A simple consumer's settings, as the clients send them first on Telemetry.
+fn consumer_settings(group: &str, topic: &str) -> pb::TelemetryCommand {
+    pb::TelemetryCommand {
+        status: None,
+        command: Some(telemetry_command::Command::Settings(pb::Settings {
+            client_type: Some(pb::ClientType::SimpleConsumer as i32),
+            pub_sub: Some(pb::settings::PubSub::Subscription(pb::Subscription {
+                group: resource(group),
+                subscriptions: vec![pb::SubscriptionEntry {
+                    topic: resource(topic),
+                    expression: Some(pb::FilterExpression {
+                        r#type: pb::FilterType::Tag as i32,
+                        expression: "a||b".into(),
+                    }),
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_listed() {
+    let (server, url) = start();
+    let ch = channel(&url).await;
+    let mut client = MessagingServiceClient::new(ch.clone());
+    // Settings, then the merged answer: a consumer gets a batch size, a long-polling
+    // timeout and a backoff policy.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(consumer_settings("grpc-g", "TBW102"))
+        .await
+        .unwrap();
+    let mut replies = client
+        .telemetry(with_client_id(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            "listed-client",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    assert_eq!(reply.status.unwrap().code, Code::Ok as i32);
+    let Some(telemetry_command::Command::Settings(merged)) = reply.command else {
+        panic!("settings expected");
+    };
+    let Some(pb::settings::PubSub::Subscription(sub)) = merged.pub_sub else {
+        panic!("subscription expected");
+    };
+    assert_eq!(sub.receive_batch_size, Some(32));
+    assert!(sub.long_polling_timeout.is_some());
+    assert_eq!(merged.backoff_policy.unwrap().max_attempts, 17);
+    assert_eq!(merged.metric.map(|m| m.on), Some(false));
+    // The gRPC consumer is listed by the remoting admin request mqadmin and both dashboards use.
+    let conn = connect(&server.broker).await;
+    let list = call(
+        &conn,
+        RemotingCommand::request(203).with_field("consumerGroup", "grpc-g"),
+    )
+    .await;
+    assert_eq!(list.code, 0, "{:?}", list.remark);
+    let body: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    let c = &body["connectionSet"][0];
+    assert_eq!(c["clientId"], "listed-client");
+    assert_eq!(c["language"], "PYTHON");
+    assert_eq!(body["consumeType"], "CONSUME_POP");
+    assert_eq!(body["subscriptionTable"]["TBW102"]["subString"], "a||b");
+    // A receive left waiting (a long poll), then dropped mid-way.
+    {
+        let mut c = MessagingServiceClient::new(ch.clone());
+        let pending = tokio::spawn(async move {
+            c.receive_message(with_client_id(
+                pb::ReceiveMessageRequest {
+                    group: resource("grpc-g"),
+                    message_queue: Some(pb::MessageQueue {
+                        topic: resource("TBW102"),
+                        id: -1,
+                        ..Default::default()
+                    }),
+                    invisible_duration: Some(ferromq_grpc_proto::prost_types::Duration {
+                        seconds: 30,
+                        nanos: 0,
+                    }),
+                    long_polling_timeout: Some(ferromq_grpc_proto::prost_types::Duration {
+                        seconds: 20,
+                        nanos: 0,
+                    }),
+                    batch_size: 1,
+                    ..Default::default()
+                },
+                "listed-client",
+            ))
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pending.abort();
+    }
+    // 10,000 Telemetry streams that never send anything, over 10 connections.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        let ch = channel(&url).await;
+        for i in 0..1000 {
+            let mut c = MessagingServiceClient::new(ch.clone());
+            let (tx, rx) = tokio::sync::mpsc::channel::<pb::TelemetryCommand>(1);
+            let call = tokio::spawn(async move {
+                c.telemetry(with_client_id(
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                    &format!("idle-{i}"),
+                ))
+                .await
+            });
+            idle.push((tx, call));
+        }
+    }
+    // Every one of them was accepted (its response headers came back) and stays open.
+    let mut open = Vec::new();
+    for (tx, call) in idle {
+        let stream = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("an idle stream was not accepted")
+            .unwrap()
+            .expect("an idle stream was refused");
+        open.push((tx, stream));
+    }
+    assert_eq!(open.len(), 10_000);
+    still_serving(&url).await;
+    drop(open);
+    // Leaving: the client is no longer listed.
+    drop(tx);
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let list = call(
+            &conn,
+            RemotingCommand::request(203).with_field("consumerGroup", "grpc-g"),
+        )
+        .await;
+        if list.code == 206 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the consumer is still listed after its stream closed");
+    still_serving(&url).await;
+}
