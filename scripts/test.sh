@@ -46,16 +46,24 @@ step "Benchmark harness smoke run (bench/compare, FerroMQ only, a few seconds)"
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)
 
-step "v5 gRPC suites side by side: the official Python (PyPI) and Node.js (npm) clients"
-python3 -m venv --help >/dev/null 2>&1 || { if [ "$(id -u)" = 0 ]; then apt-get install -y -q python3-venv; else sudo apt-get install -y -q python3-venv; fi; }
+step "v5 gRPC suites side by side: the official Java 5, Go v5, Python and Node.js clients"
+# The Python suite makes a venv: Debian splits ensurepip into python3-venv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || { if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q python3-venv; else sudo apt-get update -q && sudo apt-get install -y -q python3-venv; fi; }
 v5_logs=$(mktemp -d)
-(interop/v5/python/run.sh > "$v5_logs/python.log" 2>&1) & python_pid=$!
-(interop/v5/node/run.sh > "$v5_logs/node.log" 2>&1) & node_pid=$!
-python_rc=0; node_rc=0
-wait "$python_pid" || python_rc=$?
-wait "$node_pid" || node_rc=$?
-cat "$v5_logs/python.log" "$v5_logs/node.log"
-[ "$python_rc" = 0 ] && [ "$node_rc" = 0 ] || { echo "v5 suites failed: python=$python_rc node=$node_rc" >&2; exit 1; }
+v5_pids=()
+for suite in java go python node; do
+    (interop/v5/$suite/run.sh > "$v5_logs/$suite.log" 2>&1) &
+    v5_pids+=("$suite:$!")
+done
+v5_failed=""
+for entry in "${v5_pids[@]}"; do
+    wait "${entry#*:}" || v5_failed="$v5_failed ${entry%%:*}"
+done
+for suite in java go python node; do
+    printf '\n--- interop/v5/%s ---\n' "$suite"
+    cat "$v5_logs/$suite.log"
+done
+[ -z "$v5_failed" ] || { echo "v5 suites failed:$v5_failed" >&2; exit 1; }
 
 step "Apache's own tools: mqadmin, the Java admin API, delivered properties (rocketmq-tools 5.5.0)"
 (cd interop/apache-tools && mvn -B -ntp test)

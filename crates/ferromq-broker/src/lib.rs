@@ -17,6 +17,7 @@ mod persist;
 pub mod pop;
 mod processor;
 mod register;
+pub mod request_mode;
 pub mod schedule;
 mod slave;
 mod stats;
@@ -115,6 +116,8 @@ pub struct Broker {
     groups: groups::SubscriptionGroupManager,
     /// What POP consumers were handed and have not acknowledged.
     pop: pop::PopService,
+    /// PULL or POP per topic and group, for QUERY_ASSIGNMENT.
+    request_modes: request_mode::RequestModeManager,
     locks: processor::lock::LockManager,
     clients: ClientManager,
     stats: BrokerStats,
@@ -228,6 +231,8 @@ impl Broker {
         let transactions =
             transaction::TransactionService::open(&config.store_root, &store).map_err(meta_err)?;
         let pop = pop::PopService::open(&config.store_root).map_err(meta_err)?;
+        let request_modes =
+            request_mode::RequestModeManager::open(&config.store_root).map_err(meta_err)?;
         let mut disk_paths = vec![config.store_root.clone()];
         disk_paths.extend(config.store_commit_log.clone());
         let store = StoreService::start(
@@ -283,6 +288,7 @@ impl Broker {
             transactions,
             groups,
             pop,
+            request_modes,
             locks: Default::default(),
             clients: ClientManager::default(),
             stats: BrokerStats::default(),

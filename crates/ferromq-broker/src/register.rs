@@ -67,7 +67,7 @@ pub(crate) async fn register_all(broker: &Broker) {
     let calls = config.namesrv_addrs.iter().map(|addr| {
         let req = req.clone();
         async move {
-            match invoke(broker, addr, req).await {
+            match namesrv_invoke(broker, addr, req).await {
                 Ok(resp) if resp.code == response::SUCCESS => {
                     debug!(namesrv = %addr, "registered");
                     if broker.role() == crate::Role::Slave {
@@ -96,7 +96,7 @@ pub(crate) async fn unregister_all(broker: &Broker) {
     let calls = config.namesrv_addrs.iter().map(|addr| {
         let req = req.clone();
         async move {
-            if let Err(e) = invoke(broker, addr, req).await {
+            if let Err(e) = namesrv_invoke(broker, addr, req).await {
                 warn!(namesrv = %addr, error = %e, "unregistration failed");
             }
         }
@@ -106,7 +106,7 @@ pub(crate) async fn unregister_all(broker: &Broker) {
 
 /// Name-server connections are kept open: a name server forgets brokers whose
 /// registering connection closes. A closed one is replaced on the next call.
-async fn invoke(
+pub(crate) async fn namesrv_invoke(
     broker: &Broker,
     addr: &str,
     req: RemotingCommand,

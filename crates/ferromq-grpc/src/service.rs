@@ -343,6 +343,22 @@ impl Front {
     }
 }
 
+/// What the client's `grpc-timeout` leaves of its deadline (`8S`, `4999m`, …).
+fn grpc_timeout<T>(req: &Request<T>) -> Option<Duration> {
+    let raw = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 type ReceiveSender = mpsc::Sender<Result<pb::ReceiveMessageResponse, Status>>;
 
 fn frame(content: receive_message_response::Content) -> Result<pb::ReceiveMessageResponse, Status> {
@@ -597,6 +613,7 @@ impl MessagingService for Front {
         req: Request<pb::ReceiveMessageRequest>,
     ) -> Reply<Self::ReceiveMessageStream> {
         let settings = client_id(&req).map(|id| self.clients.settings(&id));
+        let deadline = grpc_timeout(&req);
         let r = req.into_inner();
         let (tx, rx) = mpsc::channel(40);
         let settings = match settings {
@@ -683,12 +700,36 @@ impl MessagingService for Front {
                 return Ok(Response::new(ReceiverStream::new(rx)));
             }
         };
-        let poll = r
+        // As Apache's proxy: the client's long-polling timeout, else what its deadline
+        // leaves after half a request timeout; 5-20 s, and never past the deadline.
+        let request_timeout = settings
+            .request_timeout
+            .as_ref()
+            .map_or(Duration::from_secs(3), |d| {
+                Duration::from_millis(convert::duration_to_millis(d).max(0) as u64)
+            });
+        let asked = r
             .long_polling_timeout
             .as_ref()
             .map(|d| Duration::from_millis(convert::duration_to_millis(d).max(0) as u64))
+            .or_else(|| deadline.map(|d| d.saturating_sub(request_timeout / 2)))
             .unwrap_or(MAX_POLL)
             .clamp(MIN_POLL, MAX_POLL);
+        let poll = match deadline {
+            Some(left) if asked > left && left >= MIN_POLL => left,
+            Some(left) if asked > left => {
+                finish(
+                    tx,
+                    status(
+                        Code::IllegalPollingTime,
+                        "The deadline time remaining is not enough for polling, please check network condition",
+                    ),
+                )
+                .await;
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+            _ => asked,
+        };
         let fifo = match &settings.pub_sub {
             Some(pb::settings::PubSub::Subscription(s)) => s.fifo.unwrap_or(false),
             _ => false,

@@ -75,6 +75,8 @@ pub mod request {
     pub const NOTIFY_BROKER_ROLE_CHANGED: i32 = 1008;
     pub const GET_TIMER_CHECK_POINT: i32 = 60;
     pub const GET_TIMER_METRICS: i32 = 61;
+    pub const QUERY_ASSIGNMENT: i32 = 400;
+    pub const SET_MESSAGE_REQUEST_MODE: i32 = 401;
     pub const GET_ALL_MESSAGE_REQUEST_MODE: i32 = 402;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
     pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;

@@ -255,6 +255,13 @@ impl Broker {
                 visible_at: new_pop_time + invisible_ms.max(0),
             }])
             .map_err(journal_failed)?;
+        drop(inner);
+        // A pop parked on this queue was timed for the old deadline: let it look again (a
+        // consumer's nack, which shortens the time, must be redelivered on time).
+        self.store
+            .waker()
+            .notifier(topic, queue_id)
+            .notify_waiters();
         Ok(new_pop_time)
     }
 

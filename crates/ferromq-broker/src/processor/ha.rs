@@ -106,12 +106,6 @@ impl Broker {
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(serde_json::to_vec(&body).expect("timer metrics serialize"))
     }
-
-    /// Apache's `MessageRequestModeSerializeWrapper`: FerroMQ has no POP request modes yet.
-    pub(super) fn message_request_modes(&self, req: &RemotingCommand) -> RemotingCommand {
-        RemotingCommand::response_to(req, response::SUCCESS)
-            .with_body(br#"{"messageRequestModeMap":{}}"#.to_vec())
-    }
 }
 
 impl Broker {

@@ -2,6 +2,7 @@
 //! are not Rust errors: each processor answers with a response code and remark.
 
 mod admin;
+mod assignment;
 mod config;
 mod consumer;
 mod group;
@@ -91,7 +92,9 @@ impl Broker {
             request::NOTIFY_BROKER_ROLE_CHANGED => self.role_changed(&req),
             request::GET_TIMER_CHECK_POINT => self.timer_check_point(&req),
             request::GET_TIMER_METRICS => self.timer_metrics(&req),
-            request::GET_ALL_MESSAGE_REQUEST_MODE => self.message_request_modes(&req),
+            request::GET_ALL_MESSAGE_REQUEST_MODE => self.all_message_request_modes(&req),
+            request::QUERY_ASSIGNMENT => self.query_assignment(&req).await,
+            request::SET_MESSAGE_REQUEST_MODE => self.set_message_request_mode(&req),
             request::QUERY_CONSUME_QUEUE => self.query_consume_queue(&req),
             request::GET_BROKER_CONSUME_STATS => self.broker_consume_stats(&req),
             request::VIEW_BROKER_STATS_DATA => self.view_broker_stats(&req),
