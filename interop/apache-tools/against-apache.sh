@@ -2,6 +2,7 @@
 # Runs this suite against Apache RocketMQ 5.5.0 itself (name server and broker from Maven
 # Central, started here on free 127.0.0.1 ports with the same e2e settings), so that every
 # assertion is shown to describe Apache, not FerroMQ. Both processes are stopped by their PIDs.
+# Arguments go to that mvn run, e.g. -Dtest=RemotingPopConsumerTest.
 set -euo pipefail
 cd "$(dirname "$0")"
 work=$(mktemp -d -t apache-rocketmq-XXXXXX)
@@ -59,4 +60,4 @@ done
 grep -q "boot success" "$work/broker.log" || { echo "Apache's broker did not start:" >&2; tail -50 "$work/broker.log" >&2; exit 1; }
 echo "Apache RocketMQ 5.5.0: name server 127.0.0.1:$ns_port, broker 127.0.0.1:$broker_port"
 
-mvn -B -ntp test -Dtarget.namesrv="127.0.0.1:$ns_port" -Dtarget.broker="127.0.0.1:$broker_port"
+mvn -B -ntp test -Dtarget.namesrv="127.0.0.1:$ns_port" -Dtarget.broker="127.0.0.1:$broker_port" "$@"
