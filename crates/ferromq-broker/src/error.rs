@@ -32,6 +32,9 @@ pub enum BrokerError {
     NotMaster,
     #[error("{0}")]
     Unavailable(String),
+    /// Apache's ILLEGAL_OPERATION (a recall that cannot be done).
+    #[error("{0}")]
+    IllegalOperation(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -50,6 +53,7 @@ impl BrokerError {
             BrokerError::FilterInvalid(_) => response::SUBSCRIPTION_PARSE_FAILED,
             // Apache answers an ack it cannot match with NO_MESSAGE (as "nothing to ack").
             BrokerError::StaleHandle(_) => response::NO_MESSAGE,
+            BrokerError::IllegalOperation(_) => response::ILLEGAL_OPERATION,
             BrokerError::NotMaster | BrokerError::Unavailable(_) => response::SERVICE_NOT_AVAILABLE,
             BrokerError::Put(PutError::Illegal(_)) => response::MESSAGE_ILLEGAL,
             BrokerError::Put(

@@ -50,6 +50,10 @@ struct TimerState {
 }
 
 pub struct TimerService {
+    /// Recalled timer messages not yet due: `topic uniq-key` → due time (ms). Checked when
+    /// a timer fires; kept in `config/timerRecall.json` so a recall survives a restart.
+    recalls: Mutex<std::collections::BTreeMap<String, i64>>,
+    recalls_path: PathBuf,
     max_delay_ms: i64,
     wheel: Mutex<TimerWheel>,
     state: Mutex<TimerState>,
@@ -65,6 +69,78 @@ pub(crate) const TIMER_PROPERTIES: [&str; 4] = [
     message::property::START_DELIVER_TIME,
 ];
 
+/// When a message with timer properties is due, if it asks for a time still ahead.
+pub(crate) fn due_time(props: &str, now: i64) -> Option<i64> {
+    let parse = |name| property(props, name).and_then(|v| v.trim().parse::<i64>().ok());
+    let due = parse(message::property::TIMER_DELIVER_MS)
+        .or_else(|| parse(message::property::TIMER_DELAY_SEC).map(|s| now + s.saturating_mul(1000)))
+        .or_else(|| parse(message::property::TIMER_DELAY_MS).map(|ms| now + ms))
+        .or_else(|| parse(message::property::START_DELIVER_TIME))?;
+    (due > now).then_some(due)
+}
+
+/// Apache's recall handle (`RecallMessageHandle.HandleV1`): URL-safe base64 of
+/// `v1 topic brokerName dueMs uniqKey`.
+pub fn recall_handle(topic: &str, broker_name: &str, due_ms: i64, uniq_key: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE
+        .encode(format!("v1 {topic} {broker_name} {due_ms} {uniq_key}"))
+}
+
+/// Why a recall was refused (Apache's ILLEGAL_OPERATION remarks).
+fn parse_recall_handle(handle: &str) -> Result<(String, String, i64, String), String> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(handle.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or("recall handle is invalid")?;
+    let f: Vec<&str> = raw.split(' ').collect();
+    if f.len() < 5 || f[0] != "v1" {
+        return Err("recall handle is invalid".into());
+    }
+    let due = f[3]
+        .parse()
+        .map_err(|_| "recall failed, timestamp invalid")?;
+    Ok((f[1].to_string(), f[2].to_string(), due, f[4].to_string()))
+}
+
+impl Broker {
+    /// Withdraws a timer message before it is due; returns its message id.
+    ///
+    /// # Errors
+    /// An invalid or foreign handle, a time already past, or the recall not written down.
+    pub fn recall_message(&self, topic: &str, handle: &str) -> Result<String, crate::BrokerError> {
+        use crate::BrokerError;
+        let config = self.config();
+        if self.topics.get(topic).is_none() {
+            return Err(BrokerError::TopicNotFound(topic.to_string()));
+        }
+        let (handle_topic, broker_name, due, uniq) =
+            parse_recall_handle(handle).map_err(BrokerError::IllegalOperation)?;
+        if handle_topic != topic {
+            return Err(BrokerError::IllegalOperation(
+                "recall failed, topic not match".into(),
+            ));
+        }
+        if broker_name != config.broker_name {
+            return Err(BrokerError::IllegalOperation(
+                "recall failed, broker service not available".into(),
+            ));
+        }
+        let left = due - now_ms();
+        if left <= 0 || left >= self.timers.max_delay_ms {
+            return Err(BrokerError::IllegalOperation(
+                "recall failed, timestamp invalid".into(),
+            ));
+        }
+        self.timers
+            .recall(topic, &uniq, due)
+            .map_err(|e| BrokerError::Internal(format!("writing the recall failed: {e}")))?;
+        Ok(uniq)
+    }
+}
+
 impl TimerService {
     pub fn open(root: &std::path::Path, max_delay_sec: u64) -> Result<Self, crate::OpenError> {
         let max_delay_ms = (max_delay_sec as i64).saturating_mul(1000);
@@ -79,7 +155,16 @@ impl TimerService {
         let state: TimerState = persist::load(&state_path)
             .map_err(meta_err)?
             .unwrap_or_default();
+        let recalls_path = root.join("config").join("timerRecall.json");
+        let recalls = persist::load(&recalls_path)
+            .map_err(|source| crate::OpenError::Metadata {
+                path: recalls_path.display().to_string(),
+                source,
+            })?
+            .unwrap_or_default();
         Ok(TimerService {
+            recalls: Mutex::new(recalls),
+            recalls_path,
             max_delay_ms,
             wheel: Mutex::new(wheel),
             state: Mutex::new(state),
@@ -105,6 +190,28 @@ impl TimerService {
             .lock()
             .expect("timer wheel lock")
             .pending_between(from_ms, to_ms)
+    }
+
+    /// Recalls a timer message before it is due (RecallMessage): it will not be delivered.
+    ///
+    /// # Errors
+    /// The recall could not be written down.
+    pub fn recall(&self, topic: &str, uniq_key: &str, due_ms: i64) -> std::io::Result<()> {
+        let mut r = self.recalls.lock().expect("timer recalls lock");
+        // Recalls of timers long fired are of no use any more.
+        let horizon = now_ms() - 3_600_000;
+        r.retain(|_, due| *due > horizon);
+        r.insert(format!("{topic} {uniq_key}"), due_ms);
+        persist::store(&self.recalls_path, &*r)
+    }
+
+    /// Whether this message was recalled; forgets the recall once asked.
+    fn recalled(&self, topic: &str, uniq_key: &str) -> bool {
+        let mut r = self.recalls.lock().expect("timer recalls lock");
+        if r.is_empty() {
+            return false;
+        }
+        r.remove(&format!("{topic} {uniq_key}")).is_some()
     }
 
     pub fn notify_stored(&self) {
@@ -295,6 +402,9 @@ impl Broker {
                     continue;
                 };
                 match restore_real_message(&stored, &[]) {
+                    Some(m)
+                        if property(&m.properties, message::property::UNIQ_KEY)
+                            .is_some_and(|k| self.timers.recalled(&m.topic, k)) => {}
                     Some(m) => outgoing.push(m),
                     None => warn!(phys = t.phys, "timer message without REAL_TOPIC dropped"),
                 }

@@ -105,6 +105,9 @@ pub fn error_status(e: &BrokerError) -> pb::Status {
         BrokerError::MessageIllegal(_) => Code::BadRequest,
         BrokerError::FilterInvalid(_) => Code::IllegalFilterExpression,
         BrokerError::StaleHandle(_) => Code::InvalidReceiptHandle,
+        // Apache's proxy answers INTERNAL_SERVER_ERROR here; a refused recall is the
+        // client's request, not the server's failure.
+        BrokerError::IllegalOperation(_) => Code::BadRequest,
         BrokerError::NotMaster | BrokerError::Unavailable(_) => Code::ProxyTimeout,
         BrokerError::Put(p) => match p {
             ferromq_broker::store_service::PutError::Illegal(_) => Code::BadRequest,

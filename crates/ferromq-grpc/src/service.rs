@@ -335,7 +335,7 @@ impl Front {
                     message_id: id,
                     transaction_id,
                     offset: outcome.results.first().map_or(0, |r| r.queue_offset as i64),
-                    recall_handle: String::new(),
+                    recall_handle: outcome.recall_handle.clone().unwrap_or_default(),
                 }
             }
             Err(e) => failed(error_status(&e)),
@@ -1082,14 +1082,17 @@ impl MessagingService for Front {
 
     async fn recall_message(
         &self,
-        _req: Request<pb::RecallMessageRequest>,
+        req: Request<pb::RecallMessageRequest>,
     ) -> Reply<pb::RecallMessageResponse> {
+        let r = req.into_inner();
+        let topic = resource_name(&r.topic);
+        let (s, message_id) = match self.broker.recall_message(&topic, &r.recall_handle) {
+            Ok(id) => (ok(), id),
+            Err(e) => (error_status(&e), String::new()),
+        };
         Ok(Response::new(pb::RecallMessageResponse {
-            status: Some(status(
-                Code::NotImplemented,
-                "RecallMessage is not served yet",
-            )),
-            message_id: String::new(),
+            status: Some(s),
+            message_id,
         }))
     }
 

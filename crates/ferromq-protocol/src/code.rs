@@ -75,6 +75,7 @@ pub mod request {
     pub const NOTIFY_BROKER_ROLE_CHANGED: i32 = 1008;
     pub const GET_TIMER_CHECK_POINT: i32 = 60;
     pub const GET_TIMER_METRICS: i32 = 61;
+    pub const RECALL_MESSAGE: i32 = 370;
     pub const QUERY_ASSIGNMENT: i32 = 400;
     pub const SET_MESSAGE_REQUEST_MODE: i32 = 401;
     pub const GET_ALL_MESSAGE_REQUEST_MODE: i32 = 402;
@@ -122,6 +123,7 @@ pub mod response {
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
     /// POP: nothing to hand out, or nothing a handle names.
     pub const NO_MESSAGE: i32 = 208;
+    pub const ILLEGAL_OPERATION: i32 = 604;
     pub const POLLING_FULL: i32 = 209;
     pub const POLLING_TIMEOUT: i32 = 210;
 }

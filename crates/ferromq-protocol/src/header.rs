@@ -162,6 +162,16 @@ command_header! {
         queue_id: i32 => "queueId",
         queue_offset: i64 => "queueOffset",
         transaction_id: Option<String> => "transactionId",
+        recall_handle: Option<String> => "recallHandle",
+    }
+}
+
+command_header! {
+    /// RECALL_MESSAGE (370): withdraw a timer message before it is due.
+    pub struct RecallMessageRequestHeader {
+        producer_group: Option<String> => "producerGroup",
+        topic: String => "topic",
+        recall_handle: String => "recallHandle",
     }
 }
 

@@ -82,6 +82,7 @@ impl NullBroker {
             queue_id: header.queue_id.max(0),
             queue_offset: offset,
             transaction_id: None,
+            recall_handle: None,
         }
         .encode(&mut resp.ext_fields);
         resp

@@ -50,6 +50,7 @@ impl Broker {
                 self.send_message(conn, &req).await
             }
             request::PULL_MESSAGE => self.pull_message(&req).await,
+            request::RECALL_MESSAGE => self.recall(&req),
             request::POP_MESSAGE => self.pop_message(&req).await,
             request::ACK_MESSAGE => self.ack_message(&req),
             request::BATCH_ACK_MESSAGE => self.batch_ack_message(&req),

@@ -3,7 +3,7 @@
 use ferromq_protocol::body::{perm, TopicConfig};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::{
-    CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader,
+    CommandHeader, RecallMessageRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader,
 };
 use ferromq_protocol::message::{self, decode_batch, property, MessageExt, MAX_PROPERTIES_BYTES};
 use ferromq_protocol::RemotingCommand;
@@ -96,6 +96,8 @@ pub struct SendOutcome {
     pub offset_msg_ids: Vec<String>,
     /// The single message's `UNIQ_KEY` (its client-facing id).
     pub uniq_key: Option<String>,
+    /// A single timer message's recall handle (RecallMessage withdraws it before it is due).
+    pub recall_handle: Option<String>,
     pub shortfall: Option<Shortfall>,
 }
 
@@ -167,6 +169,7 @@ impl Broker {
             queue_id: outcome.queue_id,
             queue_offset: outcome.results.first().map_or(0, |r| r.queue_offset as i64),
             transaction_id: outcome.uniq_key,
+            recall_handle: outcome.recall_handle,
         }
         .encode(&mut resp.ext_fields);
         resp.with_field("MSG_REGION", "DefaultRegion")
@@ -213,6 +216,7 @@ impl Broker {
         }
         let mut msgs = Vec::with_capacity(h.messages.len());
         let mut uniq_key = None;
+        let mut due_ms = None;
         for out in h.messages {
             let mut props = out.properties;
             if props.len() > MAX_PROPERTIES_BYTES {
@@ -242,6 +246,7 @@ impl Broker {
             }
             if !h.batch {
                 uniq_key = property(&props, message::property::UNIQ_KEY).map(str::to_string);
+                due_ms = crate::timer::due_time(&props, crate::now_ms());
             }
             message::push_property(&mut props, message::property::CLUSTER, &config.cluster_name);
             msgs.push(MessageExt {
@@ -282,13 +287,32 @@ impl Broker {
             .iter()
             .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))
             .collect();
+        let recall_handle = match (&uniq_key, due_ms) {
+            (Some(uniq), Some(due)) if !h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) => Some(
+                crate::timer::recall_handle(&h.topic, &config.broker_name, due + 1, uniq),
+            ),
+            _ => None,
+        };
         Ok(SendOutcome {
             queue_id,
             results,
             offset_msg_ids,
             uniq_key,
+            recall_handle,
             shortfall,
         })
+    }
+
+    /// RECALL_MESSAGE (370): withdraws a timer message by the handle its send returned.
+    pub(crate) fn recall(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match super::header::<RecallMessageRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        match self.recall_message(&h.topic, &h.recall_handle) {
+            Ok(id) => RemotingCommand::response_to(req, response::SUCCESS).with_field("msgId", id),
+            Err(e) => e.to_response(req),
+        }
     }
 
     /// The topic's config, auto-creating it when allowed; otherwise the error reply. A

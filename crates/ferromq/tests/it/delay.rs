@@ -187,3 +187,41 @@ async fn pending_timers_and_delays_survive_a_crash() {
         assert_eq!(got.len(), 50, "{topic}: {got:?}");
     }
 }
+
+#[tokio::test]
+async fn a_recalled_timer_message_is_never_delivered_even_across_a_crash() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    let due = now_ms() + 2500;
+    let timer = encode_properties([("TIMER_DELIVER_MS", due.to_string().as_str())]);
+    let recalled = call(&broker, send_request("rc", b"recalled", &timer)).await;
+    assert_eq!(recalled.code, 0);
+    let handle = recalled
+        .field("recallHandle")
+        .expect("a timer send returns a recall handle")
+        .to_string();
+    let kept = call(&broker, send_request("rc", b"kept", &timer)).await;
+    assert_eq!(kept.code, 0);
+    let recall = |topic: &str, handle: &str| {
+        ferromq_protocol::RemotingCommand::request(370)
+            .with_field("producerGroup", "PG")
+            .with_field("topic", topic)
+            .with_field("recallHandle", handle)
+    };
+    let answer = call(&broker, recall("rc", &handle)).await;
+    assert_eq!(answer.code, 0, "{:?}", answer.remark);
+    assert!(answer.field("msgId").is_some_and(|id| !id.is_empty()));
+    // Refusals, as Apache words them (ILLEGAL_OPERATION 604).
+    assert_eq!(call(&broker, recall("rc", "not-base64!")).await.code, 604);
+    assert_eq!(call(&broker, recall("t-other", &handle)).await.code, 17);
+    // The recall is written down: a SIGKILL before the due time does not undo it.
+    drop(broker);
+    let server = server.crash_and_restart("");
+    let broker = connect(&server.broker).await;
+    let (msg, _) = await_message(&broker, "rc", 0).await;
+    assert_eq!(&msg.body[..], b"kept");
+    let after = call(&broker, pull_request("rc", 0, 1, 1500)).await;
+    assert_eq!(after.code, 19, "the recalled message was delivered");
+    // Too late: the handle's time has passed.
+    assert_eq!(call(&broker, recall("rc", &handle)).await.code, 604);
+}
