@@ -151,6 +151,13 @@ pub struct BrokerConfig {
     pub read_uncommitted: bool,
     /// `timerMaxDelaySec`: how far ahead a timer message may be due, default 3 days.
     pub timer_max_delay_sec: u64,
+    /// Apache proxy's `defaultInvisibleTimeMills`: how long a push consumer's delivery
+    /// (gRPC `auto_renew`) is hidden before its renewal, default 60 s.
+    pub default_invisible_time_ms: u64,
+    /// Apache proxy's `renewAheadTimeMillis`: renew this long before it would reappear, 10 s.
+    pub renew_ahead_time_ms: u64,
+    /// Apache proxy's `renewMaxTimeMillis`: renew one delivery for at most this long, 3 h.
+    pub renew_max_time_ms: u64,
     /// `serverChannelMaxIdleTimeSeconds`: a client completing no request for this long is
     /// disconnected, default 120.
     pub idle_timeout_secs: u64,
@@ -262,6 +269,9 @@ impl Default for BrokerConfig {
             access_message_in_memory_max_ratio: 40,
             read_uncommitted: false,
             timer_max_delay_sec: 3 * 24 * 3600,
+            default_invisible_time_ms: 60_000,
+            renew_ahead_time_ms: 10_000,
+            renew_max_time_ms: 3 * 3600 * 1000,
             idle_timeout_secs: 120,
             cluster_topic_enable: true,
             broker_topic_enable: true,
@@ -517,6 +527,9 @@ const KEYS: &[Key] = &[
     key!("storePathCommitLog", runtime = false, |c| path_string(&c.store_commit_log), |c, k, v| c.store_commit_log = Some(PathBuf::from(non_empty(k, v)?))),
     key!("storePathRootDir", runtime = false, |c| c.store_root.display().to_string(), |c, k, v| c.store_root = PathBuf::from(non_empty(k, v)?)),
     key!("syncFlushTimeout", runtime = false, |c| c.sync_flush_timeout_ms.to_string(), |c, k, v| c.sync_flush_timeout_ms = parse_num(k, v, 1u64, 600_000)?),
+    key!("defaultInvisibleTimeMills", runtime = false, |c| c.default_invisible_time_ms.to_string(), |c, k, v| c.default_invisible_time_ms = parse_num(k, v, 1000u64, 12 * 3600 * 1000)?),
+    key!("renewAheadTimeMillis", runtime = false, |c| c.renew_ahead_time_ms.to_string(), |c, k, v| c.renew_ahead_time_ms = parse_num(k, v, 100u64, 3600 * 1000)?),
+    key!("renewMaxTimeMillis", runtime = false, |c| c.renew_max_time_ms.to_string(), |c, k, v| c.renew_max_time_ms = parse_num(k, v, 1000u64, 7 * 24 * 3600 * 1000)?),
     key!("timerMaxDelaySec", runtime = false, |c| c.timer_max_delay_sec.to_string(), |c, k, v| c.timer_max_delay_sec = parse_num(k, v, 1u64, 366 * 24 * 3600)?),
     key!("tls.server.certPath", runtime = false, |c| path_string(&c.tls_cert_path), |c, k, v| c.tls_cert_path = Some(PathBuf::from(non_empty(k, v)?))),
     key!("tls.server.keyPath", runtime = false, |c| path_string(&c.tls_key_path), |c, k, v| c.tls_key_path = Some(PathBuf::from(non_empty(k, v)?))),
@@ -642,6 +655,13 @@ impl BrokerConfig {
                 ))
             }
             _ => {}
+        }
+        if self.renew_ahead_time_ms >= self.default_invisible_time_ms {
+            return Err(invalid(
+                "renewAheadTimeMillis",
+                &self.renew_ahead_time_ms.to_string(),
+                "less than defaultInvisibleTimeMills, or deliveries would be renewed without end",
+            ));
         }
         let ha = self.ha_port();
         if ha == self.listen_port || Some(ha) == self.listen_port.checked_sub(2) {
@@ -892,6 +912,8 @@ mod tests {
             ("namesrvAddr", "localhost", "host:port"),
             ("messageDelayLevel", "1s 5x", "durations"),
             ("deleteWhen", "25", "hours"),
+            ("renewAheadTimeMillis", "60000", "less than defaultInvisibleTimeMills"),
+            ("defaultInvisibleTimeMills", "500", "1000 to"),
         ] {
             let err = apply(&[(k, v)]).unwrap_err().to_string();
             assert!(

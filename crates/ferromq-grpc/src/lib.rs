@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod listener;
+pub mod renew;
 pub mod service;
 pub mod settings;
 
@@ -36,6 +37,12 @@ pub async fn serve(
     let front = service::Front::new(broker.clone());
     let clients = front.clients.clone();
     broker.add_orphan_checker(clients.clone());
+    tokio::spawn(
+        front
+            .renewals
+            .clone()
+            .run(broker.clone(), clients.clone(), shutdown.clone()),
+    );
     let service = MessagingServiceServer::new(front)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(usize::MAX);

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::{self, error_status, ok, status, Handle};
+use crate::renew::{Delivery, Renewals};
 use crate::settings;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -25,9 +26,6 @@ type Reply<T> = Result<Response<T>, Status>;
 /// Apache's bounds on a simple consumer's invisible time.
 const MIN_INVISIBLE_MS: i64 = 10_000;
 const MAX_INVISIBLE_MS: i64 = 12 * 3600 * 1000;
-/// Invisible time of messages received by push consumers (`auto_renew`), as Apache's
-/// proxy default; FerroMQ does not renew them for the client.
-const AUTO_RENEW_INVISIBLE_MS: i64 = 60_000;
 /// Long-polling bounds (Apache's proxy clamps to 5–20 s).
 const MIN_POLL: Duration = Duration::from_secs(5);
 const MAX_POLL: Duration = Duration::from_secs(20);
@@ -97,6 +95,12 @@ impl ferromq_broker::transaction::OrphanChecker for Clients {
 }
 
 impl Clients {
+    /// Whether the client's Telemetry stream is open.
+    pub fn is_live(&self, id: &str) -> bool {
+        let map = self.by_id.lock().expect("clients lock");
+        map.get(id).is_some_and(|c| !c.telemetry.is_closed())
+    }
+
     fn settings(&self, id: &str) -> Option<pb::Settings> {
         let mut map = self.by_id.lock().expect("clients lock");
         let c = map.get_mut(id)?;
@@ -143,6 +147,7 @@ impl Clients {
 pub struct Front {
     broker: Arc<Broker>,
     pub clients: Arc<Clients>,
+    pub renewals: Arc<Renewals>,
 }
 
 impl Front {
@@ -150,7 +155,30 @@ impl Front {
         Front {
             broker,
             clients: Arc::default(),
+            renewals: Arc::default(),
         }
+    }
+
+    /// The pop time to ack or renew a delivery by: the renewed one when the front renews
+    /// it for a push consumer (the client holds its first handle), else the handle's own,
+    /// refused once that has expired.
+    fn current_pop_time(&self, group: &str, topic: &str, h: &Handle) -> Result<i64, pb::Status> {
+        let delivery = Delivery {
+            group: group.to_string(),
+            topic: h.real_topic(topic, group),
+            queue_id: h.queue_id,
+            offset: h.offset,
+        };
+        if let Some(pop_time) = self.renewals.take(&delivery) {
+            return Ok(pop_time);
+        }
+        if h.pop_time + h.invisible_ms <= convert::now_ms() {
+            return Err(status(
+                Code::InvalidReceiptHandle,
+                "receipt handle is expired",
+            ));
+        }
+        Ok(h.pop_time)
     }
 }
 
@@ -612,7 +640,9 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::ReceiveMessageRequest>,
     ) -> Reply<Self::ReceiveMessageStream> {
-        let settings = client_id(&req).map(|id| self.clients.settings(&id));
+        let id = client_id(&req);
+        let settings = id.clone().map(|id| self.clients.settings(&id));
+        let id = id.unwrap_or_default();
         let deadline = grpc_timeout(&req);
         let r = req.into_inner();
         let (tx, rx) = mpsc::channel(40);
@@ -634,7 +664,7 @@ impl MessagingService for Front {
             .map(|q| resource_name(&q.topic))
             .unwrap_or_default();
         let invisible_ms = if r.auto_renew {
-            AUTO_RENEW_INVISIBLE_MS
+            self.broker.config().default_invisible_time_ms as i64
         } else {
             match r
                 .invisible_duration
@@ -748,6 +778,7 @@ impl MessagingService for Front {
             fifo,
         };
         let broker = self.broker.clone();
+        let renewals = r.auto_renew.then(|| self.renewals.clone());
         tokio::spawn(async move {
             match broker.pop(&pop).await {
                 Ok(popped) if popped.is_empty() => {
@@ -761,6 +792,17 @@ impl MessagingService for Front {
                         .is_err()
                     {
                         return;
+                    }
+                    if let Some(renewals) = &renewals {
+                        for p in &popped {
+                            let delivery = Delivery {
+                                group: pop.group.clone(),
+                                topic: p.message.topic.clone(),
+                                queue_id: p.message.queue_id,
+                                offset: p.message.queue_offset as u64,
+                            };
+                            renewals.track(delivery, &id, p.pop_time, p.invisible_ms);
+                        }
                     }
                     for p in &popped {
                         let handle = convert::receipt_handle(p, &name);
@@ -795,25 +837,24 @@ impl MessagingService for Front {
         let r = req.into_inner();
         let group = resource_name(&r.group);
         let topic = resource_name(&r.topic);
-        let now = convert::now_ms();
         let entries: Vec<pb::AckMessageResultEntry> = r
             .entries
             .iter()
             .map(|e| {
                 let s = match Handle::parse(&e.receipt_handle) {
                     None => status(Code::InvalidReceiptHandle, "receipt handle is malformed"),
-                    Some(h) if h.pop_time + h.invisible_ms <= now => {
-                        status(Code::InvalidReceiptHandle, "receipt handle is expired")
-                    }
-                    Some(h) => match self.broker.pop_ack(
-                        &group,
-                        &h.real_topic(&topic, &group),
-                        h.queue_id,
-                        h.offset,
-                        h.pop_time,
-                    ) {
-                        Ok(()) => ok(),
-                        Err(e) => error_status(&e),
+                    Some(h) => match self.current_pop_time(&group, &topic, &h) {
+                        Err(s) => s,
+                        Ok(pop_time) => match self.broker.pop_ack(
+                            &group,
+                            &h.real_topic(&topic, &group),
+                            h.queue_id,
+                            h.offset,
+                            pop_time,
+                        ) {
+                            Ok(()) => ok(),
+                            Err(e) => error_status(&e),
+                        },
                     },
                 };
                 pb::AckMessageResultEntry {
@@ -848,6 +889,10 @@ impl MessagingService for Front {
                 "receipt handle is malformed",
             ));
         };
+        let pop_time = match self.current_pop_time(&group, &topic, &h) {
+            Ok(p) => p,
+            Err(s) => return answer(s),
+        };
         match self
             .broker
             .pop_forward_to_dlq(
@@ -855,7 +900,7 @@ impl MessagingService for Front {
                 &h.real_topic(&topic, &group),
                 h.queue_id,
                 h.offset,
-                h.pop_time,
+                pop_time,
             )
             .await
         {
@@ -1045,12 +1090,6 @@ impl MessagingService for Front {
                 String::new(),
             );
         };
-        if h.pop_time + h.invisible_ms <= convert::now_ms() {
-            return answer(
-                status(Code::InvalidReceiptHandle, "receipt handle is expired"),
-                String::new(),
-            );
-        }
         let invisible = match r
             .invisible_duration
             .as_ref()
@@ -1067,12 +1106,16 @@ impl MessagingService for Front {
                 )
             }
         };
+        let pop_time = match self.current_pop_time(&group, &topic, &h) {
+            Ok(p) => p,
+            Err(s) => return answer(s, String::new()),
+        };
         match self.broker.pop_change_invisible(
             &group,
             &h.real_topic(&topic, &group),
             h.queue_id,
             h.offset,
-            h.pop_time,
+            pop_time,
             invisible,
         ) {
             Ok(pop_time) => answer(ok(), h.renewed(pop_time, invisible)),

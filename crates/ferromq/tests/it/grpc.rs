@@ -384,3 +384,149 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
     assert!(gone, "the consumer is still listed after its stream closed");
     still_serving(&url).await;
 }
+
+/// A consumer's Telemetry stream, kept open while the returned sender lives.
+async fn open_session(
+    client: &mut MessagingServiceClient<Channel>,
+    id: &str,
+    group: &str,
+    topic: &str,
+) -> tokio::sync::mpsc::Sender<pb::TelemetryCommand> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(consumer_settings(group, topic)).await.unwrap();
+    let mut replies = client
+        .telemetry(with_client_id(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            id,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    assert_eq!(reply.status.unwrap().code, Code::Ok as i32);
+    // Keep reading so the stream stays healthy; it ends when the sender is dropped.
+    tokio::spawn(async move { while let Ok(Some(_)) = replies.message().await {} });
+    tx
+}
+
+async fn receive(
+    client: &mut MessagingServiceClient<Channel>,
+    id: &str,
+    group: &str,
+    topic: &str,
+    auto_renew: bool,
+) -> Vec<pb::Message> {
+    let mut stream = client
+        .receive_message(with_client_id(
+            pb::ReceiveMessageRequest {
+                group: resource(group),
+                message_queue: Some(pb::MessageQueue {
+                    topic: resource(topic),
+                    id: -1,
+                    ..Default::default()
+                }),
+                auto_renew,
+                invisible_duration: (!auto_renew).then_some(
+                    ferromq_grpc_proto::prost_types::Duration {
+                        seconds: 10,
+                        nanos: 0,
+                    },
+                ),
+                long_polling_timeout: Some(ferromq_grpc_proto::prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
+                batch_size: 8,
+                ..Default::default()
+            },
+            id,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(frame) = stream.message().await.unwrap() {
+        if let Some(pb::receive_message_response::Content::Message(m)) = frame.content {
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_deliveries_are_renewed_while_their_client_lives() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start_with(
+        "defaultInvisibleTimeMills=2000\nrenewAheadTimeMillis=1000\n",
+        &["--grpc-listen", &listen],
+    );
+    let url = format!("http://{listen}");
+    let conn = connect(&server.broker).await;
+    assert_eq!(
+        call(&conn, send_request("renew-t", b"slow", "")).await.code,
+        0
+    );
+    let mut client = MessagingServiceClient::new(channel(&url).await);
+    let session = open_session(&mut client, "pusher", "renew-g", "renew-t").await;
+    let got = receive(&mut client, "pusher", "renew-g", "renew-t", true).await;
+    assert_eq!(got.len(), 1);
+    let handle = got[0]
+        .system_properties
+        .as_ref()
+        .unwrap()
+        .receipt_handle
+        .clone()
+        .unwrap();
+    // Three invisible times later it is still hidden: the front renewed it.
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    let other = open_session(&mut client, "other", "renew-g", "renew-t").await;
+    assert!(receive(&mut client, "other", "renew-g", "renew-t", false)
+        .await
+        .is_empty());
+    // The first handle still acks: the front substitutes the renewed delivery.
+    let ack = client
+        .ack_message(with_client_id(
+            pb::AckMessageRequest {
+                group: resource("renew-g"),
+                topic: resource("renew-t"),
+                entries: vec![pb::AckMessageEntry {
+                    message_id: got[0]
+                        .system_properties
+                        .as_ref()
+                        .unwrap()
+                        .message_id
+                        .clone(),
+                    receipt_handle: handle,
+                    lite_topic: None,
+                }],
+            },
+            "pusher",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.status.unwrap().code, Code::Ok as i32);
+    // A delivery whose client goes away is renewed no more and comes back.
+    assert_eq!(
+        call(&conn, send_request("renew-t", b"orphan", ""))
+            .await
+            .code,
+        0
+    );
+    let got = receive(&mut client, "pusher", "renew-g", "renew-t", true).await;
+    assert_eq!(got.len(), 1);
+    drop(session);
+    let again = receive(&mut client, "other", "renew-g", "renew-t", false).await;
+    assert_eq!(again.len(), 1, "the orphaned delivery did not come back");
+    assert_eq!(again[0].body, b"orphan");
+    assert_eq!(
+        again[0]
+            .system_properties
+            .as_ref()
+            .unwrap()
+            .delivery_attempt,
+        Some(2)
+    );
+    drop(other);
+}
