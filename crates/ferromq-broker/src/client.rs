@@ -54,6 +54,27 @@ pub struct ConsumerGroupSettings {
     pub consume_from_where: String,
 }
 
+/// Another front (the gRPC front) through which the broker reaches that front's clients:
+/// transaction check-backs and thread stacks travel over its streams, not over remoting.
+pub trait ClientFront: Send + Sync {
+    /// Whether a producer of this group is connected.
+    fn has_producer(&self, group: &str) -> bool;
+    /// Asks one of the group's producers about `message` (restored to its real topic); it
+    /// answers with an end-transaction naming `transaction_id`.
+    fn check_transaction(
+        &self,
+        group: &str,
+        message: ferromq_protocol::message::MessageExt,
+        transaction_id: String,
+    );
+    /// Asks a client of this front for its thread stacks; `None` when it is not this
+    /// front's client (or not connected).
+    fn thread_stack(
+        &self,
+        client_id: &str,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<String, String>>>;
+}
+
 /// A client of another front (the gRPC front's 5.x clients), listed beside the remoting
 /// clients so that `consumerConnection`, `producerConnection` and the dashboards show it.
 #[derive(Clone, Debug)]
@@ -73,6 +94,8 @@ pub enum FrontClientRole {
     Consumer {
         group: String,
         subscriptions: Vec<SubscriptionData>,
+        /// Apache's consume type: CONSUME_PASSIVELY for push, CONSUME_ACTIVELY for simple.
+        consume_type: &'static str,
     },
 }
 

@@ -912,7 +912,11 @@ mod tests {
             ("namesrvAddr", "localhost", "host:port"),
             ("messageDelayLevel", "1s 5x", "durations"),
             ("deleteWhen", "25", "hours"),
-            ("renewAheadTimeMillis", "60000", "less than defaultInvisibleTimeMills"),
+            (
+                "renewAheadTimeMillis",
+                "60000",
+                "less than defaultInvisibleTimeMills",
+            ),
             ("defaultInvisibleTimeMills", "500", "1000 to"),
         ] {
             let err = apply(&[(k, v)]).unwrap_err().to_string();

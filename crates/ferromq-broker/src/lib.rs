@@ -144,8 +144,8 @@ pub struct Broker {
     /// Moves with every run-time configuration change (GET_BROKER_CONFIG's `version`).
     config_version: AtomicU64,
     namesrv_conns: std::sync::Mutex<std::collections::HashMap<String, Connection>>,
-    /// Other fronts' producers, asked about undecided transactions.
-    orphan_checkers: std::sync::RwLock<Vec<Arc<dyn transaction::OrphanChecker>>>,
+    /// Other fronts, through which their clients are reached (check-backs, thread stacks).
+    client_fronts: std::sync::RwLock<Vec<Arc<dyn client::ClientFront>>>,
 }
 
 /// The topics every broker carries, as this configuration describes them.
@@ -300,7 +300,7 @@ impl Broker {
             config_version: AtomicU64::new(0),
             master_addr: Default::default(),
             namesrv_conns: Default::default(),
-            orphan_checkers: Default::default(),
+            client_fronts: Default::default(),
         }))
     }
 
@@ -332,12 +332,13 @@ impl Broker {
         self.clients.remove_front_client(client_id);
     }
 
-    /// Lets another front's producers answer transaction check-backs.
-    pub fn add_orphan_checker(&self, checker: Arc<dyn transaction::OrphanChecker>) {
-        self.orphan_checkers
+    /// Lets the broker reach another front's clients (transaction check-backs, thread
+    /// stacks for GET_CONSUMER_RUNNING_INFO).
+    pub fn add_client_front(&self, front: Arc<dyn client::ClientFront>) {
+        self.client_fronts
             .write()
-            .expect("checkers lock")
-            .push(checker);
+            .expect("client fronts lock")
+            .push(front);
     }
 
     /// A topic's configuration, if the broker has the topic.

@@ -41,16 +41,6 @@ const MAX_SCAN_PER_ROUND: usize = 200_000;
 const SCAN_CHUNK: usize = 1024;
 
 /// `commitOrRollback` values (transaction bits of the message sysFlag).
-/// Producers reached by another front than remoting (the gRPC front's Telemetry streams)
-/// that can be asked about an undecided transaction.
-pub trait OrphanChecker: Send + Sync {
-    /// Whether a producer of this group is connected.
-    fn has_producer(&self, group: &str) -> bool;
-    /// Asks one of them about `message` (restored to its real topic); it answers with an
-    /// end-transaction naming `transaction_id`.
-    fn check(&self, group: &str, message: MessageExt, transaction_id: String);
-}
-
 /// Whether a decision was this request's or an earlier one's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decided {
@@ -485,7 +475,7 @@ impl Broker {
                     .to_string();
                 let channels = self.clients.producer_channels(&group);
                 let other_front = self
-                    .orphan_checkers
+                    .client_fronts
                     .read()
                     .expect("checkers lock")
                     .iter()
@@ -508,7 +498,7 @@ impl Broker {
                 let check_msg = restore(&half, Some(times));
                 if channels.is_empty() {
                     if let Some(front) = other_front {
-                        front.check(&group, check_msg, half.offset_msg_id());
+                        front.check_transaction(&group, check_msg, half.offset_msg_id());
                         checked += 1;
                     }
                     continue;

@@ -36,7 +36,7 @@ pub async fn serve(
 ) -> Result<Arc<service::Clients>, tonic::transport::Error> {
     let front = service::Front::new(broker.clone());
     let clients = front.clients.clone();
-    broker.add_orphan_checker(clients.clone());
+    broker.add_client_front(clients.clone());
     tokio::spawn(
         front
             .renewals

@@ -52,18 +52,20 @@ impl GrpcClient {
 #[derive(Default)]
 pub struct Clients {
     by_id: Mutex<HashMap<String, GrpcClient>>,
+    /// Thread-stack requests awaiting the client's answer, by nonce.
+    pending_stacks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Result<String, String>>>>,
 }
 
 /// gRPC producers answer check-backs over their Telemetry stream. Their producer group is
 /// the topic (as Apache's proxy sets `PGROUP`).
-impl ferromq_broker::transaction::OrphanChecker for Clients {
+impl ferromq_broker::client::ClientFront for Clients {
     fn has_producer(&self, group: &str) -> bool {
         let map = self.by_id.lock().expect("clients lock");
         map.values()
             .any(|c| c.publishes(group) && !c.telemetry.is_closed())
     }
 
-    fn check(
+    fn check_transaction(
         &self,
         group: &str,
         message: ferromq_protocol::message::MessageExt,
@@ -91,6 +93,28 @@ impl ferromq_broker::transaction::OrphanChecker for Clients {
         };
         // A full stream is a stuck client: the next round asks again.
         let _ = client.telemetry.try_send(Ok(command));
+    }
+
+    fn thread_stack(
+        &self,
+        client_id: &str,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<String, String>>> {
+        let map = self.by_id.lock().expect("clients lock");
+        let client = map.get(client_id).filter(|c| !c.telemetry.is_closed())?;
+        let nonce = format!("{:016x}", rand::random::<u64>());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending_stacks
+            .lock()
+            .expect("pending stacks lock")
+            .insert(nonce.clone(), tx);
+        let command = pb::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(telemetry_command::Command::PrintThreadStackTraceCommand(
+                pb::PrintThreadStackTraceCommand { nonce },
+            )),
+        };
+        client.telemetry.try_send(Ok(command)).ok()?;
+        Some(rx)
     }
 }
 
@@ -425,6 +449,11 @@ fn front_client(
     use ferromq_broker::client::{FrontClient, FrontClientRole};
     let role = match &settings.pub_sub {
         Some(pb::settings::PubSub::Subscription(sub)) => FrontClientRole::Consumer {
+            consume_type: if settings.client_type == Some(pb::ClientType::PushConsumer as i32) {
+                "CONSUME_PASSIVELY"
+            } else {
+                "CONSUME_ACTIVELY"
+            },
             group: resource_name(&sub.group),
             subscriptions: sub
                 .subscriptions
@@ -1010,9 +1039,28 @@ impl MessagingService for Front {
         let broker = self.broker.clone();
         tokio::spawn(async move {
             while let Ok(Some(cmd)) = inbound.message().await {
-                let Some(telemetry_command::Command::Settings(given)) = cmd.command else {
-                    // Thread stacks and verify results answer commands FerroMQ has not sent.
-                    continue;
+                let given = match cmd.command {
+                    Some(telemetry_command::Command::Settings(given)) => given,
+                    Some(telemetry_command::Command::ThreadStackTrace(t)) => {
+                        let waiting = clients
+                            .pending_stacks
+                            .lock()
+                            .expect("pending stacks lock")
+                            .remove(&t.nonce);
+                        if let Some(waiting) = waiting {
+                            let ok = cmd
+                                .status
+                                .as_ref()
+                                .map_or(true, |s| s.code == Code::Ok as i32);
+                            let _ = waiting.send(match ok {
+                                true => Ok(t.thread_stack_trace.unwrap_or_default()),
+                                false => Err("the client could not print its thread stacks".into()),
+                            });
+                        }
+                        continue;
+                    }
+                    // Verify results answer commands FerroMQ does not send.
+                    _ => continue,
                 };
                 let reply = match settings::merged(&broker, given.clone()) {
                     Ok(merged) => {

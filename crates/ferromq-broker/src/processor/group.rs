@@ -247,7 +247,12 @@ impl Broker {
             Some(s) if !channels.is_empty() => s,
             // Only 5.x (POP) consumers: Apache's proxy registers them this way.
             _ if !front.is_empty() => crate::client::ConsumerGroupSettings {
-                consume_type: "CONSUME_POP".into(),
+                consume_type: match &front[0].role {
+                    crate::client::FrontClientRole::Consumer { consume_type, .. } => {
+                        consume_type.to_string()
+                    }
+                    crate::client::FrontClientRole::Producer { .. } => String::new(),
+                },
                 message_model: "CLUSTERING".into(),
                 consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
             },
@@ -339,6 +344,9 @@ impl Broker {
             .into_iter()
             .find(|c| c.client_id == h.client_id)
         else {
+            if let Some(resp) = self.front_running_info(req, &h.client_id).await {
+                return resp;
+            }
             return RemotingCommand::error_response(
                 req,
                 response::CONSUMER_NOT_ONLINE,
@@ -367,6 +375,44 @@ impl Broker {
 }
 
 impl Broker {
+    /// GET_CONSUMER_RUNNING_INFO for another front's client, as Apache's proxy answers it:
+    /// the client's thread stacks (PrintThreadStackTraceCommand) in `jstack`.
+    async fn front_running_info(
+        &self,
+        req: &RemotingCommand,
+        client_id: &str,
+    ) -> Option<RemotingCommand> {
+        let fronts = self
+            .client_fronts
+            .read()
+            .expect("client fronts lock")
+            .clone();
+        let asked = fronts.iter().find_map(|f| f.thread_stack(client_id))?;
+        Some(
+            match tokio::time::timeout(CLIENT_CALL_TIMEOUT, asked).await {
+                Ok(Ok(Ok(jstack))) => {
+                    let info = json!({
+                        "properties": {},
+                        "subscriptionSet": [],
+                        "mqTable": {},
+                        "statusTable": {},
+                        "userConsumerInfo": {},
+                        "jstack": jstack,
+                    });
+                    RemotingCommand::response_to(req, response::SUCCESS).with_body(info.to_string())
+                }
+                Ok(Ok(Err(why))) => {
+                    RemotingCommand::error_response(req, response::SYSTEM_ERROR, why)
+                }
+                _ => RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    "the client did not answer with its thread stacks in time",
+                ),
+            },
+        )
+    }
+
     pub(crate) fn all_group_configs(&self, req: &RemotingCommand) -> RemotingCommand {
         // Groups that only ever committed offsets or heartbeated are listed too.
         let mut table = self.groups.all();

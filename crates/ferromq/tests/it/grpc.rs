@@ -304,8 +304,45 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
     let c = &body["connectionSet"][0];
     assert_eq!(c["clientId"], "listed-client");
     assert_eq!(c["language"], "PYTHON");
-    assert_eq!(body["consumeType"], "CONSUME_POP");
+    assert_eq!(body["consumeType"], "CONSUME_ACTIVELY");
     assert_eq!(body["subscriptionTable"]["TBW102"]["subString"], "a||b");
+    // GET_CONSUMER_RUNNING_INFO reaches the client over its Telemetry stream
+    // (PrintThreadStackTraceCommand), and its answer comes back as `jstack`.
+    let answering = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(cmd)) = replies.message().await {
+                if let Some(telemetry_command::Command::PrintThreadStackTraceCommand(c)) =
+                    cmd.command
+                {
+                    let answer = pb::TelemetryCommand {
+                        status: Some(pb::Status {
+                            code: Code::Ok as i32,
+                            message: "OK".into(),
+                        }),
+                        command: Some(telemetry_command::Command::ThreadStackTrace(
+                            pb::ThreadStackTrace {
+                                nonce: c.nonce,
+                                thread_stack_trace: Some("\"main\" #1 RUNNABLE".into()),
+                            },
+                        )),
+                    };
+                    let _ = tx.send(answer).await;
+                }
+            }
+        })
+    };
+    let running = call(
+        &conn,
+        RemotingCommand::request(307)
+            .with_field("consumerGroup", "grpc-g")
+            .with_field("clientId", "listed-client")
+            .with_field("jstackEnable", true),
+    )
+    .await;
+    assert_eq!(running.code, 0, "{:?}", running.remark);
+    let info: serde_json::Value = serde_json::from_slice(&running.body).unwrap();
+    assert_eq!(info["jstack"], "\"main\" #1 RUNNABLE");
     // A receive left waiting (a long poll), then dropped mid-way.
     {
         let mut c = MessagingServiceClient::new(ch.clone());
@@ -368,6 +405,7 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
     drop(open);
     // Leaving: the client is no longer listed.
     drop(tx);
+    answering.abort();
     let mut gone = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
