@@ -73,6 +73,13 @@ pub trait ClientFront: Send + Sync {
         &self,
         client_id: &str,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<String, String>>>;
+    /// Has a client of this front consume `message` now (VerifyMessageCommand); the answer
+    /// is Apache's consume result (`CR_SUCCESS`, `CR_LATER`, `CR_RETURN_NULL`).
+    fn verify_message(
+        &self,
+        client_id: &str,
+        message: ferromq_protocol::message::MessageExt,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<&'static str, String>>>;
 }
 
 /// A client of another front (the gRPC front's 5.x clients), listed beside the remoting

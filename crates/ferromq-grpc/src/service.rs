@@ -54,6 +54,9 @@ pub struct Clients {
     by_id: Mutex<HashMap<String, GrpcClient>>,
     /// Thread-stack requests awaiting the client's answer, by nonce.
     pending_stacks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Result<String, String>>>>,
+    /// Verify-message requests awaiting the client's answer, by nonce.
+    pending_verifies:
+        Mutex<HashMap<String, tokio::sync::oneshot::Sender<Result<&'static str, String>>>>,
 }
 
 /// gRPC producers answer check-backs over their Telemetry stream. Their producer group is
@@ -111,6 +114,32 @@ impl ferromq_broker::client::ClientFront for Clients {
             status: Some(ok()),
             command: Some(telemetry_command::Command::PrintThreadStackTraceCommand(
                 pb::PrintThreadStackTraceCommand { nonce },
+            )),
+        };
+        client.telemetry.try_send(Ok(command)).ok()?;
+        Some(rx)
+    }
+
+    fn verify_message(
+        &self,
+        client_id: &str,
+        message: ferromq_protocol::message::MessageExt,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<&'static str, String>>> {
+        let map = self.by_id.lock().expect("clients lock");
+        let client = map.get(client_id).filter(|c| !c.telemetry.is_closed())?;
+        let nonce = format!("{:016x}", rand::random::<u64>());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending_verifies
+            .lock()
+            .expect("pending verifies lock")
+            .insert(nonce.clone(), tx);
+        let command = pb::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(telemetry_command::Command::VerifyMessageCommand(
+                pb::VerifyMessageCommand {
+                    nonce,
+                    message: Some(convert::delivered(&message, None)),
+                },
             )),
         };
         client.telemetry.try_send(Ok(command)).ok()?;
@@ -1059,7 +1088,26 @@ impl MessagingService for Front {
                         }
                         continue;
                     }
-                    // Verify results answer commands FerroMQ does not send.
+                    Some(telemetry_command::Command::VerifyMessageResult(v)) => {
+                        let waiting = clients
+                            .pending_verifies
+                            .lock()
+                            .expect("pending verifies lock")
+                            .remove(&v.nonce);
+                        if let Some(waiting) = waiting {
+                            // Apache's proxy: OK consumed, FAILED_TO_CONSUME later, corrupted null.
+                            let code = cmd.status.as_ref().map_or(Code::Ok as i32, |s| s.code);
+                            let result = if code == Code::Ok as i32 {
+                                "CR_SUCCESS"
+                            } else if code == Code::FailedToConsumeMessage as i32 {
+                                "CR_LATER"
+                            } else {
+                                "CR_RETURN_NULL"
+                            };
+                            let _ = waiting.send(Ok(result));
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 let reply = match settings::merged(&broker, given.clone()) {

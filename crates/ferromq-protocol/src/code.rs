@@ -45,6 +45,7 @@ pub mod request {
     pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
     pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
+    pub const CONSUME_MESSAGE_DIRECTLY: i32 = 309;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const QUERY_DATA_VERSION: i32 = 322;

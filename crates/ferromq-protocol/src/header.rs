@@ -586,3 +586,15 @@ command_header! {
         polling_full: bool => "pollingFull",
     }
 }
+
+command_header! {
+    /// CONSUME_MESSAGE_DIRECTLY (309): have one consumer consume one stored message now
+    /// (mqadmin consumeMessage, the dashboards' "resend to consumer").
+    pub struct ConsumeMessageDirectlyRequestHeader {
+        consumer_group: String => "consumerGroup",
+        client_id: Option<String> => "clientId",
+        msg_id: Option<String> => "msgId",
+        broker_name: Option<String> => "brokerName",
+        topic: Option<String> => "topic",
+    }
+}

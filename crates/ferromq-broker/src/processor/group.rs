@@ -8,9 +8,9 @@ use std::time::Duration;
 use ferromq_protocol::body::{fastjson_queue_map, CheckClientConfigBody, MessageQueue};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::{
-    CommandHeader, ConsumerGroupRequestHeader, GetConsumeStatsRequestHeader,
-    GetConsumerRunningInfoRequestHeader, ProducerGroupRequestHeader, ResetOffsetRequestHeader,
-    TopicRequestHeader,
+    CommandHeader, ConsumeMessageDirectlyRequestHeader, ConsumerGroupRequestHeader,
+    GetConsumeStatsRequestHeader, GetConsumerRunningInfoRequestHeader, ProducerGroupRequestHeader,
+    ResetOffsetRequestHeader, TopicRequestHeader,
 };
 use ferromq_protocol::RemotingCommand;
 use serde_json::json;
@@ -330,6 +330,104 @@ impl Broker {
         }
         RemotingCommand::response_to(req, response::SUCCESS)
             .with_body(json!({ "connectionSet": connections }).to_string())
+    }
+
+    /// CONSUME_MESSAGE_DIRECTLY: reads the message by its offset id and has the named
+    /// consumer consume it, relaying its ConsumeMessageDirectlyResult (Apache's
+    /// `AdminBrokerProcessor.consumeMessageDirectly`).
+    pub(crate) async fn consume_message_directly(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = match header::<ConsumeMessageDirectlyRequestHeader>(req) {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        };
+        let client_id = h.client_id.clone().unwrap_or_default();
+        let record = h
+            .msg_id
+            .as_deref()
+            .and_then(ferromq_protocol::message::decode_offset_msg_id)
+            .and_then(|(_, phys)| self.store.store().read_message(phys as u64).ok().flatten());
+        let Some(record) = record else {
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!(
+                    "no message with id {:?} on this broker",
+                    h.msg_id.unwrap_or_default()
+                ),
+            );
+        };
+        let channel = self
+            .clients
+            .consumer_channels(&h.consumer_group)
+            .into_iter()
+            .find(|c| c.client_id == client_id);
+        let Some(channel) = channel else {
+            let Ok((message, _)) = ferromq_protocol::message::MessageExt::decode(&record) else {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    "the stored message does not decode",
+                );
+            };
+            let fronts = self
+                .client_fronts
+                .read()
+                .expect("client fronts lock")
+                .clone();
+            let Some(asked) = fronts
+                .iter()
+                .find_map(|f| f.verify_message(&client_id, message.clone()))
+            else {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!(
+                        "The Consumer <{}> <{client_id}> not online",
+                        h.consumer_group
+                    ),
+                );
+            };
+            return match tokio::time::timeout(CLIENT_CALL_TIMEOUT, asked).await {
+                Ok(Ok(Ok(result))) => RemotingCommand::response_to(req, response::SUCCESS)
+                    .with_body(
+                        json!({
+                            "order": false,
+                            "autoCommit": true,
+                            "consumeResult": result,
+                            "remark": "from gRPC client",
+                            "spentTimeMills": 0,
+                        })
+                        .to_string(),
+                    ),
+                Ok(Ok(Err(why))) => {
+                    RemotingCommand::error_response(req, response::SYSTEM_ERROR, why)
+                }
+                _ => RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    "the client did not answer in time",
+                ),
+            };
+        };
+        let mut forward =
+            RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY).with_body(record);
+        forward.ext_fields = req.ext_fields.clone();
+        forward
+            .ext_fields
+            .insert("brokerName".into(), self.config().broker_name.clone());
+        forward.language = ferromq_protocol::LanguageCode::Java;
+        match channel.conn.invoke(forward, CLIENT_CALL_TIMEOUT).await {
+            Ok(resp) => {
+                let mut out = RemotingCommand::response_to(req, resp.code).with_body(resp.body);
+                out.remark = resp.remark;
+                out
+            }
+            Err(e) => RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("asking the client failed: {e}"),
+            ),
+        }
     }
 
     /// Forwards GET_CONSUMER_RUNNING_INFO to the named client and relays its answer.

@@ -81,6 +81,7 @@ impl Broker {
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(&req),
             request::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(&req).await,
+            request::CONSUME_MESSAGE_DIRECTLY => self.consume_message_directly(&req).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_group_configs(&req),
             request::GET_BROKER_CONFIG => self.broker_config(&req),
             request::UPDATE_BROKER_CONFIG => self.update_broker_config(&req),

@@ -312,23 +312,37 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Ok(Some(cmd)) = replies.message().await {
-                if let Some(telemetry_command::Command::PrintThreadStackTraceCommand(c)) =
-                    cmd.command
-                {
-                    let answer = pb::TelemetryCommand {
-                        status: Some(pb::Status {
-                            code: Code::Ok as i32,
-                            message: "OK".into(),
-                        }),
-                        command: Some(telemetry_command::Command::ThreadStackTrace(
-                            pb::ThreadStackTrace {
-                                nonce: c.nonce,
-                                thread_stack_trace: Some("\"main\" #1 RUNNABLE".into()),
-                            },
-                        )),
-                    };
-                    let _ = tx.send(answer).await;
-                }
+                let answer = match cmd.command {
+                    Some(telemetry_command::Command::PrintThreadStackTraceCommand(c)) => {
+                        pb::TelemetryCommand {
+                            status: Some(pb::Status {
+                                code: Code::Ok as i32,
+                                message: "OK".into(),
+                            }),
+                            command: Some(telemetry_command::Command::ThreadStackTrace(
+                                pb::ThreadStackTrace {
+                                    nonce: c.nonce,
+                                    thread_stack_trace: Some("\"main\" #1 RUNNABLE".into()),
+                                },
+                            )),
+                        }
+                    }
+                    // The listener "fails" the message it is asked to verify.
+                    Some(telemetry_command::Command::VerifyMessageCommand(c)) => {
+                        assert_eq!(c.message.unwrap().body, b"verify me");
+                        pb::TelemetryCommand {
+                            status: Some(pb::Status {
+                                code: Code::FailedToConsumeMessage as i32,
+                                message: "listener said later".into(),
+                            }),
+                            command: Some(telemetry_command::Command::VerifyMessageResult(
+                                pb::VerifyMessageResult { nonce: c.nonce },
+                            )),
+                        }
+                    }
+                    _ => continue,
+                };
+                let _ = tx.send(answer).await;
             }
         })
     };
@@ -343,6 +357,21 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
     assert_eq!(running.code, 0, "{:?}", running.remark);
     let info: serde_json::Value = serde_json::from_slice(&running.body).unwrap();
     assert_eq!(info["jstack"], "\"main\" #1 RUNNABLE");
+    // CONSUME_MESSAGE_DIRECTLY reaches it as a VerifyMessageCommand.
+    let sent = call(&conn, send_request("verify-t", b"verify me", "")).await;
+    assert_eq!(sent.code, 0);
+    let direct = call(
+        &conn,
+        RemotingCommand::request(309)
+            .with_field("consumerGroup", "grpc-g")
+            .with_field("clientId", "listed-client")
+            .with_field("msgId", sent.field("msgId").unwrap())
+            .with_field("topic", "verify-t"),
+    )
+    .await;
+    assert_eq!(direct.code, 0, "{:?}", direct.remark);
+    let result: serde_json::Value = serde_json::from_slice(&direct.body).unwrap();
+    assert_eq!(result["consumeResult"], "CR_LATER");
     // A receive left waiting (a long poll), then dropped mid-way.
     {
         let mut c = MessagingServiceClient::new(ch.clone());
