@@ -325,7 +325,7 @@ pub fn delivered(m: &MessageExt, receipt: Option<(String, i64)>) -> pb::Message 
         .collect();
     let born_host = property(props, prop::BORN_HOST)
         .map(str::to_string)
-        .unwrap_or_else(|| m.born_host.to_string());
+        .unwrap_or_else(|| m.born_host.ip().to_string());
     let delivery_timestamp = property(props, message::property::TIMER_DELIVER_MS)
         .and_then(|v| v.parse::<i64>().ok())
         .map(millis_to_timestamp);
