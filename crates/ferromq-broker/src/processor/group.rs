@@ -572,14 +572,15 @@ impl Broker {
     }
 }
 
-/// Another front's client as Apache's `Connection` JSON. Its version is the 5.x client's
-/// own string in `clientId`'s company; Apache's numeric version has no 5.x client values.
+/// Another front's client as Apache's `Connection` JSON. Apache's proxy cannot map a 5.x
+/// client's version string ("5.2.0") to its numeric versions and reports its own; so does
+/// FerroMQ, and adds the string as `clientVersion`.
 fn front_connection_json(c: &crate::client::FrontClient) -> serde_json::Value {
     json!({
         "clientId": c.client_id,
         "clientAddr": c.addr,
         "language": c.language,
-        "version": 0,
+        "version": ferromq_protocol::CURRENT_VERSION,
         "clientVersion": c.version,
         "front": "gRPC",
     })
