@@ -597,3 +597,34 @@ async fn push_deliveries_are_renewed_while_their_client_lives() {
     );
     drop(other);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_acl_on_the_grpc_front_refuses_rather_than_bypass_it() {
+    let files = tempfile::tempdir().unwrap();
+    let acl = files.path().join("plain_acl.yml");
+    std::fs::write(
+        &acl,
+        "accounts:\n  - accessKey: grpc-key\n    secretKey: grpc-secret\n    defaultTopicPerm: PUB|SUB\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _server = Server::start_with(
+        &format!("aclEnable=true\nplainAclFile={}\n", acl.display()),
+        &["--grpc-listen", &listen],
+    );
+    let mut client = MessagingServiceClient::new(channel(&format!("http://{listen}")).await);
+    let refused = client
+        .query_route(pb::QueryRouteRequest {
+            topic: resource("TBW102"),
+            endpoints: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert!(
+        refused.message().contains("aclEnable"),
+        "{}",
+        refused.message()
+    );
+}
