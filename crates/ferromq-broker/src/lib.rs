@@ -323,6 +323,25 @@ impl Broker {
         self.config.read().expect("config lock").clone()
     }
 
+    /// Checks another front's call against the ACL (`aclEnable=true`); always passes
+    /// without one. `resources` are topics by name and groups as `%RETRY%group`, each
+    /// with the [`acl`] permission bits it needs.
+    ///
+    /// # Errors
+    /// Why the ACL refuses the call.
+    pub fn check_front_access(
+        &self,
+        authorization: Option<&str>,
+        date_time: &str,
+        resources: &[(String, u8)],
+        ip: IpAddr,
+    ) -> Result<(), String> {
+        match &self.acl {
+            None => Ok(()),
+            Some(acl) => acl.check_grpc(authorization, date_time, resources, ip),
+        }
+    }
+
     /// Lists another front's client beside the remoting clients (admin, dashboards).
     pub fn register_front_client(&self, client: client::FrontClient) {
         self.clients.upsert_front_client(client);

@@ -43,27 +43,9 @@ pub async fn serve(
             .clone()
             .run(broker.clone(), clients.clone(), shutdown.clone()),
     );
-    // ACL for gRPC clients (their HMAC `authorization` header) is not checked yet: with
-    // aclEnable=true the front refuses every call rather than let them bypass the ACL.
-    let acl = broker.config().acl_enable;
-    if acl {
-        tracing::warn!("aclEnable=true: the gRPC front refuses all calls (ACL for gRPC clients is not supported yet)");
-    }
-    let refuse_under_acl = move |req: tonic::Request<()>| {
-        if acl {
-            Err(tonic::Status::unauthenticated(
-                "this broker has aclEnable=true and FerroMQ does not check gRPC clients' credentials yet; use the remoting port",
-            ))
-        } else {
-            Ok(req)
-        }
-    };
-    let service = tonic::service::interceptor::InterceptedService::new(
-        MessagingServiceServer::new(front)
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(usize::MAX),
-        refuse_under_acl,
-    );
+    let service = MessagingServiceServer::new(front)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(usize::MAX);
     let incoming = listener::incoming(listener, tls, shutdown.clone());
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))

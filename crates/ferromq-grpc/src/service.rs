@@ -18,6 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::{self, error_status, ok, status, Handle};
+use ferromq_broker::acl;
+
 use crate::renew::{Delivery, Renewals};
 use crate::settings;
 
@@ -210,6 +212,22 @@ impl Front {
             clients: Arc::default(),
             renewals: Arc::default(),
         }
+    }
+
+    /// The ACL's verdict on a call (always yes without `aclEnable`): the client's signed
+    /// `authorization` header and its permission on each resource.
+    fn authorize<T>(&self, req: &Request<T>, resources: &[(String, u8)]) -> Result<(), pb::Status> {
+        let ip = req
+            .remote_addr()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+        let authorization = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let date_time = metadata(req, "x-mq-date-time");
+        self.broker
+            .check_front_access(authorization, &date_time, resources, ip)
+            .map_err(|why| status(Code::Unauthorized, why))
     }
 
     /// The pop time to ack or renew a delivery by: the renewed one when the front renews
@@ -536,6 +554,45 @@ fn front_client(
     }
 }
 
+/// An answer that is only a status (a refusal).
+trait Refusal: Default {
+    fn refused(s: pb::Status) -> Self;
+}
+
+macro_rules! refusal {
+    ($($t:ty),*) => {$(
+        impl Refusal for $t {
+            fn refused(s: pb::Status) -> Self {
+                let mut answer = Self::default();
+                answer.status = Some(s);
+                answer
+            }
+        }
+    )*};
+}
+refusal!(
+    pb::QueryRouteResponse,
+    pb::HeartbeatResponse,
+    pb::SendMessageResponse,
+    pb::QueryAssignmentResponse,
+    pb::AckMessageResponse,
+    pb::ForwardMessageToDeadLetterQueueResponse,
+    pb::EndTransactionResponse,
+    pb::NotifyClientTerminationResponse,
+    pb::ChangeInvisibleDurationResponse,
+    pb::RecallMessageResponse
+);
+
+/// A topic and the permission a call needs on it.
+fn topic_access(topic: &str, perm: u8) -> (String, u8) {
+    (topic.to_string(), perm)
+}
+
+/// A consumer group's permission, as the ACL keeps groups (`%RETRY%group`).
+fn group_access(group: &str) -> Option<(String, u8)> {
+    (!group.is_empty()).then(|| (format!("%RETRY%{group}"), acl::SUB))
+}
+
 /// One top-level status for many entries: theirs when they agree, MULTIPLE_RESULTS when not.
 fn summary(entries: impl Iterator<Item = Option<pb::Status>>) -> pb::Status {
     let mut codes: Vec<i32> = entries
@@ -560,6 +617,13 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::QueryRouteRequest>,
     ) -> Reply<pb::QueryRouteResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            vec![topic_access(&resource_name(&r.topic), acl::ANY)]
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::QueryRouteResponse::refused(refused)));
+        }
         let r = req.into_inner();
         let topic = resource_name(&r.topic);
         Ok(Response::new(
@@ -577,6 +641,13 @@ impl MessagingService for Front {
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply<pb::HeartbeatResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            group_access(&resource_name(&r.group)).into_iter().collect()
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::HeartbeatResponse::refused(refused)));
+        }
         let s = match client_id(&req) {
             Ok(id) if self.clients.settings(&id).is_some() => ok(),
             Ok(_) => no_settings(),
@@ -589,6 +660,19 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> Reply<pb::SendMessageResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            let mut t: Vec<(String, u8)> = r
+                .messages
+                .iter()
+                .map(|m| topic_access(&resource_name(&m.topic), acl::PUB))
+                .collect();
+            t.dedup();
+            t
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::SendMessageResponse::refused(refused)));
+        }
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let settings = client_id(&req)
             .ok()
@@ -635,6 +719,15 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::QueryAssignmentRequest>,
     ) -> Reply<pb::QueryAssignmentResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
+                .chain(group_access(&resource_name(&r.group)))
+                .collect()
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::QueryAssignmentResponse::refused(refused)));
+        }
         let r = req.into_inner();
         let topic = resource_name(&r.topic);
         let group = resource_name(&r.group);
@@ -698,12 +791,28 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::ReceiveMessageRequest>,
     ) -> Reply<Self::ReceiveMessageStream> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            let topic = r
+                .message_queue
+                .as_ref()
+                .map(|q| resource_name(&q.topic))
+                .unwrap_or_default();
+            std::iter::once(topic_access(&topic, acl::SUB))
+                .chain(group_access(&resource_name(&r.group)))
+                .collect()
+        };
+        let refused = self.authorize(&req, &resources).err();
         let id = client_id(&req);
         let settings = id.clone().map(|id| self.clients.settings(&id));
         let id = id.unwrap_or_default();
         let deadline = grpc_timeout(&req);
         let r = req.into_inner();
         let (tx, rx) = mpsc::channel(40);
+        if let Some(refused) = refused {
+            finish(tx, refused).await;
+            return Ok(Response::new(ReceiverStream::new(rx)));
+        }
         let settings = match settings {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -892,6 +1001,15 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::AckMessageRequest>,
     ) -> Reply<pb::AckMessageResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
+                .chain(group_access(&resource_name(&r.group)))
+                .collect()
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::AckMessageResponse::refused(refused)));
+        }
         let r = req.into_inner();
         let group = resource_name(&r.group);
         let topic = resource_name(&r.topic);
@@ -933,6 +1051,17 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Reply<pb::ForwardMessageToDeadLetterQueueResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
+                .chain(group_access(&resource_name(&r.group)))
+                .collect()
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(
+                pb::ForwardMessageToDeadLetterQueueResponse::refused(refused),
+            ));
+        }
         let r = req.into_inner();
         let answer = |s: pb::Status| {
             Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
@@ -1018,6 +1147,13 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::EndTransactionRequest>,
     ) -> Reply<pb::EndTransactionResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            vec![topic_access(&resource_name(&r.topic), acl::PUB)]
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::EndTransactionResponse::refused(refused)));
+        }
         let r = req.into_inner();
         let answer = |s: pb::Status| {
             Ok(Response::new(pb::EndTransactionResponse {
@@ -1062,6 +1198,12 @@ impl MessagingService for Front {
         let peer = req.remote_addr();
         let language = metadata(&req, "x-mq-language");
         let version = metadata(&req, "x-mq-client-version");
+        let authorization = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let date_time = metadata(&req, "x-mq-date-time");
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let clients = self.clients.clone();
@@ -1110,6 +1252,29 @@ impl MessagingService for Front {
                     }
                     _ => continue,
                 };
+                let resources: Vec<(String, u8)> = match &given.pub_sub {
+                    Some(pb::settings::PubSub::Publishing(p)) => p
+                        .topics
+                        .iter()
+                        .map(|t| topic_access(&t.name, acl::PUB))
+                        .collect(),
+                    Some(pb::settings::PubSub::Subscription(sub)) => sub
+                        .subscriptions
+                        .iter()
+                        .map(|e| topic_access(&resource_name(&e.topic), acl::SUB))
+                        .chain(group_access(&resource_name(&sub.group)))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if let Err(why) = broker.check_front_access(
+                    authorization.as_deref(),
+                    &date_time,
+                    &resources,
+                    peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.ip()),
+                ) {
+                    let _ = tx.send(Err(Status::unauthenticated(why))).await;
+                    break;
+                }
                 let reply = match settings::merged(&broker, given.clone()) {
                     Ok(merged) => {
                         broker.register_front_client(front_client(
@@ -1152,6 +1317,15 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::NotifyClientTerminationRequest>,
     ) -> Reply<pb::NotifyClientTerminationResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            group_access(&resource_name(&r.group)).into_iter().collect()
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::NotifyClientTerminationResponse::refused(
+                refused,
+            )));
+        }
         let s = match client_id(&req) {
             Ok(id) => match self.clients.by_id.lock().expect("clients lock").remove(&id) {
                 Some(_) => {
@@ -1171,6 +1345,17 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Reply<pb::ChangeInvisibleDurationResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
+                .chain(group_access(&resource_name(&r.group)))
+                .collect()
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::ChangeInvisibleDurationResponse::refused(
+                refused,
+            )));
+        }
         let r = req.into_inner();
         let group = resource_name(&r.group);
         let topic = resource_name(&r.topic);
@@ -1223,6 +1408,13 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::RecallMessageRequest>,
     ) -> Reply<pb::RecallMessageResponse> {
+        let resources: Vec<(String, u8)> = {
+            let r = req.get_ref();
+            vec![topic_access(&resource_name(&r.topic), acl::PUB)]
+        };
+        if let Err(refused) = self.authorize(&req, &resources) {
+            return Ok(Response::new(pb::RecallMessageResponse::refused(refused)));
+        }
         let r = req.into_inner();
         let topic = resource_name(&r.topic);
         let (s, message_id) = match self.broker.recall_message(&topic, &r.recall_handle) {

@@ -599,12 +599,12 @@ async fn push_deliveries_are_renewed_while_their_client_lives() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_acl_on_the_grpc_front_refuses_rather_than_bypass_it() {
+async fn with_acl_on_grpc_calls_are_signed_and_permissions_checked() {
     let files = tempfile::tempdir().unwrap();
     let acl = files.path().join("plain_acl.yml");
     std::fs::write(
         &acl,
-        "accounts:\n  - accessKey: grpc-key\n    secretKey: grpc-secret\n    defaultTopicPerm: PUB|SUB\n",
+        "accounts:\n  - accessKey: grpc-key\n    secretKey: grpc-secret\n    defaultTopicPerm: DENY\n    topicPerms:\n      - TBW102=SUB\n",
     )
     .unwrap();
     let port = free_port();
@@ -614,17 +614,69 @@ async fn with_acl_on_the_grpc_front_refuses_rather_than_bypass_it() {
         &["--grpc-listen", &listen],
     );
     let mut client = MessagingServiceClient::new(channel(&format!("http://{listen}")).await);
-    let refused = client
-        .query_route(pb::QueryRouteRequest {
+    let route = |signed_with: Option<&str>| {
+        let mut req = tonic::Request::new(pb::QueryRouteRequest {
             topic: resource("TBW102"),
             endpoints: None,
-        })
+        });
+        let date = "20261206T120000Z";
+        req.metadata_mut()
+            .insert("x-mq-date-time", date.parse().unwrap());
+        if let Some(secret) = signed_with {
+            let sig = ferromq_protocol::acl::grpc_signature(secret, date);
+            let header = format!(
+                "MQv2-HMAC-SHA1 Credential=grpc-key, SignedHeaders=x-mq-date-time, Signature={sig}"
+            );
+            req.metadata_mut()
+                .insert("authorization", header.parse().unwrap());
+        }
+        req
+    };
+    let code = |r: pb::QueryRouteResponse| r.status.unwrap().code;
+    let unsigned = client.query_route(route(None)).await.unwrap().into_inner();
+    assert_eq!(code(unsigned), Code::Unauthorized as i32);
+    let forged = client
+        .query_route(route(Some("wrong-secret")))
         .await
-        .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(forged), Code::Unauthorized as i32);
+    let signed = client
+        .query_route(route(Some("grpc-secret")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(signed), Code::Ok as i32);
+    // SUB on TBW102 does not allow publishing to it.
+    let mut send = tonic::Request::new(pb::SendMessageRequest {
+        messages: vec![pb::Message {
+            topic: resource("TBW102"),
+            system_properties: Some(pb::SystemProperties {
+                message_id: "01ACL".into(),
+                ..Default::default()
+            }),
+            body: b"x".to_vec(),
+            ..Default::default()
+        }],
+    });
+    let date = "20261206T120001Z";
+    send.metadata_mut()
+        .insert("x-mq-date-time", date.parse().unwrap());
+    let sig = ferromq_protocol::acl::grpc_signature("grpc-secret", date);
+    send.metadata_mut().insert(
+        "authorization",
+        format!(
+            "MQv2-HMAC-SHA1 Credential=grpc-key, SignedHeaders=x-mq-date-time, Signature={sig}"
+        )
+        .parse()
+        .unwrap(),
+    );
+    let refused = client.send_message(send).await.unwrap().into_inner();
+    let s = refused.status.unwrap();
+    assert_eq!(s.code, Code::Unauthorized as i32);
     assert!(
-        refused.message().contains("aclEnable"),
+        s.message.contains("No permission for topic:TBW102"),
         "{}",
-        refused.message()
+        s.message
     );
 }
