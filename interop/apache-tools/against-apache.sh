@@ -58,6 +58,31 @@ for _ in $(seq 1 120); do
     sleep 1
 done
 grep -q "boot success" "$work/broker.log" || { echo "Apache's broker did not start:" >&2; tail -50 "$work/broker.log" >&2; exit 1; }
+# "boot success" comes before the broker's first registration lands; under load the tests
+# could ask the name server for DefaultCluster's route too early. Wait (bounded) until the
+# name server's cluster info (GET_BROKER_CLUSTER_INFO, 106) names broker-a.
+registered() {
+    python3 - "$ns_port" <<'PY'
+import json, socket, struct, sys
+header = json.dumps({"code": 106, "flag": 0, "language": "JAVA", "opaque": 1,
+                     "serializeTypeCurrentRPC": "JSON", "version": 453}).encode()
+frame = struct.pack(">ii", 4 + len(header), len(header)) + header
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3) as s:
+    s.sendall(frame)
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+sys.exit(0 if b"broker-a" in data else 1)
+PY
+}
+for _ in $(seq 1 60); do
+    registered && break
+    sleep 1
+done
+registered || { echo "Apache's broker did not register with its name server" >&2; exit 1; }
 echo "Apache RocketMQ 5.5.0: name server 127.0.0.1:$ns_port, broker 127.0.0.1:$broker_port"
 
 mvn -B -ntp test -Dtarget.namesrv="127.0.0.1:$ns_port" -Dtarget.broker="127.0.0.1:$broker_port" "$@"
