@@ -159,13 +159,20 @@ class System:
 class FerroMQ(System):
     name = "FerroMQ"
     namesrv_port, broker_port = 29876, 30911
+    # Its gRPC front (5.x clients) is on unless told otherwise, by default on 0.0.0.0:8081:
+    # kept on, on the loopback, on a port of its own.
+    grpc_port = 30981
+
+    def ports(self):
+        return {self.namesrv_port, self.broker_port, self.grpc_port}
 
     def launch(self, flush):
         conf = self.work / "broker.conf"
         conf.write_text(f"brokerIP1=127.0.0.1\nflushDiskType={flush}\n")
         s = Server([str(FERROMQ), "standalone", "--data-dir", str(self.work / "data"), "-c", str(conf),
                     "--namesrv-listen", self.namesrv, "--broker-listen", f"127.0.0.1:{self.broker_port}",
-                    "--no-dashboard", "--log-level", "warn"], self.work / "ferromq.log")
+                    "--grpc-listen", f"127.0.0.1:{self.grpc_port}", "--no-dashboard", "--log-level", "warn"],
+                   self.work / "ferromq.log")
         self.servers = [s]
         self.broker_pid = s.proc.pid
 
