@@ -554,6 +554,25 @@ fn front_client(
     }
 }
 
+/// Returns the refusal as the RPC's answer when the ACL says no.
+macro_rules! refuse_unless {
+    ($verdict:expr, $answer:ty) => {
+        if let Err(refused) = $verdict {
+            return Ok(Response::new(<$answer>::refused(refused)));
+        }
+    };
+}
+
+/// What a consumer's call touches: its topic and its group.
+fn consumer_access(
+    topic: &Option<pb::Resource>,
+    group: &Option<pb::Resource>,
+) -> Vec<(String, u8)> {
+    std::iter::once(topic_access(&resource_name(topic), acl::SUB))
+        .chain(group_access(&resource_name(group)))
+        .collect()
+}
+
 /// An answer that is only a status (a refusal).
 trait Refusal: Default {
     fn refused(s: pb::Status) -> Self;
@@ -621,9 +640,7 @@ impl MessagingService for Front {
             let r = req.get_ref();
             vec![topic_access(&resource_name(&r.topic), acl::ANY)]
         };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::QueryRouteResponse::refused(refused)));
-        }
+        refuse_unless!(self.authorize(&req, &resources), pb::QueryRouteResponse);
         let r = req.into_inner();
         let topic = resource_name(&r.topic);
         Ok(Response::new(
@@ -645,9 +662,7 @@ impl MessagingService for Front {
             let r = req.get_ref();
             group_access(&resource_name(&r.group)).into_iter().collect()
         };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::HeartbeatResponse::refused(refused)));
-        }
+        refuse_unless!(self.authorize(&req, &resources), pb::HeartbeatResponse);
         let s = match client_id(&req) {
             Ok(id) if self.clients.settings(&id).is_some() => ok(),
             Ok(_) => no_settings(),
@@ -670,9 +685,7 @@ impl MessagingService for Front {
             t.dedup();
             t
         };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::SendMessageResponse::refused(refused)));
-        }
+        refuse_unless!(self.authorize(&req, &resources), pb::SendMessageResponse);
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let settings = client_id(&req)
             .ok()
@@ -719,15 +732,11 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::QueryAssignmentRequest>,
     ) -> Reply<pb::QueryAssignmentResponse> {
-        let resources: Vec<(String, u8)> = {
-            let r = req.get_ref();
-            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
-                .chain(group_access(&resource_name(&r.group)))
-                .collect()
-        };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::QueryAssignmentResponse::refused(refused)));
-        }
+        let resources = consumer_access(&req.get_ref().topic, &req.get_ref().group);
+        refuse_unless!(
+            self.authorize(&req, &resources),
+            pb::QueryAssignmentResponse
+        );
         let r = req.into_inner();
         let topic = resource_name(&r.topic);
         let group = resource_name(&r.group);
@@ -1001,15 +1010,8 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::AckMessageRequest>,
     ) -> Reply<pb::AckMessageResponse> {
-        let resources: Vec<(String, u8)> = {
-            let r = req.get_ref();
-            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
-                .chain(group_access(&resource_name(&r.group)))
-                .collect()
-        };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::AckMessageResponse::refused(refused)));
-        }
+        let resources = consumer_access(&req.get_ref().topic, &req.get_ref().group);
+        refuse_unless!(self.authorize(&req, &resources), pb::AckMessageResponse);
         let r = req.into_inner();
         let group = resource_name(&r.group);
         let topic = resource_name(&r.topic);
@@ -1051,17 +1053,11 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Reply<pb::ForwardMessageToDeadLetterQueueResponse> {
-        let resources: Vec<(String, u8)> = {
-            let r = req.get_ref();
-            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
-                .chain(group_access(&resource_name(&r.group)))
-                .collect()
-        };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(
-                pb::ForwardMessageToDeadLetterQueueResponse::refused(refused),
-            ));
-        }
+        let resources = consumer_access(&req.get_ref().topic, &req.get_ref().group);
+        refuse_unless!(
+            self.authorize(&req, &resources),
+            pb::ForwardMessageToDeadLetterQueueResponse
+        );
         let r = req.into_inner();
         let answer = |s: pb::Status| {
             Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
@@ -1151,9 +1147,7 @@ impl MessagingService for Front {
             let r = req.get_ref();
             vec![topic_access(&resource_name(&r.topic), acl::PUB)]
         };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::EndTransactionResponse::refused(refused)));
-        }
+        refuse_unless!(self.authorize(&req, &resources), pb::EndTransactionResponse);
         let r = req.into_inner();
         let answer = |s: pb::Status| {
             Ok(Response::new(pb::EndTransactionResponse {
@@ -1321,11 +1315,10 @@ impl MessagingService for Front {
             let r = req.get_ref();
             group_access(&resource_name(&r.group)).into_iter().collect()
         };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::NotifyClientTerminationResponse::refused(
-                refused,
-            )));
-        }
+        refuse_unless!(
+            self.authorize(&req, &resources),
+            pb::NotifyClientTerminationResponse
+        );
         let s = match client_id(&req) {
             Ok(id) => match self.clients.by_id.lock().expect("clients lock").remove(&id) {
                 Some(_) => {
@@ -1345,17 +1338,11 @@ impl MessagingService for Front {
         &self,
         req: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Reply<pb::ChangeInvisibleDurationResponse> {
-        let resources: Vec<(String, u8)> = {
-            let r = req.get_ref();
-            std::iter::once(topic_access(&resource_name(&r.topic), acl::SUB))
-                .chain(group_access(&resource_name(&r.group)))
-                .collect()
-        };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::ChangeInvisibleDurationResponse::refused(
-                refused,
-            )));
-        }
+        let resources = consumer_access(&req.get_ref().topic, &req.get_ref().group);
+        refuse_unless!(
+            self.authorize(&req, &resources),
+            pb::ChangeInvisibleDurationResponse
+        );
         let r = req.into_inner();
         let group = resource_name(&r.group);
         let topic = resource_name(&r.topic);
@@ -1412,9 +1399,7 @@ impl MessagingService for Front {
             let r = req.get_ref();
             vec![topic_access(&resource_name(&r.topic), acl::PUB)]
         };
-        if let Err(refused) = self.authorize(&req, &resources) {
-            return Ok(Response::new(pb::RecallMessageResponse::refused(refused)));
-        }
+        refuse_unless!(self.authorize(&req, &resources), pb::RecallMessageResponse);
         let r = req.into_inner();
         let topic = resource_name(&r.topic);
         let (s, message_id) = match self.broker.recall_message(&topic, &r.recall_handle) {

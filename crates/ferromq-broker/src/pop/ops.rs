@@ -202,12 +202,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         let key = QueueKey::new(group, topic, queue_id);
         let mut inner = self.pop.lock();
-        let current = inner
-            .state
-            .queues
-            .get(&key)
-            .and_then(|q| q.inflight.get(&offset));
-        if current.map(|i| i.pop_time) != Some(pop_time) {
+        if inner.state.current(&key, offset, pop_time).is_none() {
             return Err(stale(topic, queue_id, offset));
         }
         let before = committed(&inner.state, &key);
@@ -237,13 +232,7 @@ impl Broker {
     ) -> Result<i64, BrokerError> {
         let key = QueueKey::new(group, topic, queue_id);
         let mut inner = self.pop.lock();
-        let current = inner
-            .state
-            .queues
-            .get(&key)
-            .and_then(|q| q.inflight.get(&offset))
-            .copied();
-        let Some(current) = current.filter(|i| i.pop_time == pop_time) else {
+        let Some(current) = inner.state.current(&key, offset, pop_time) else {
             return Err(stale(topic, queue_id, offset));
         };
         let new_pop_time = now_ms().max(current.pop_time + 1);
@@ -283,11 +272,7 @@ impl Broker {
             .pop
             .lock()
             .state
-            .queues
-            .get(&key)
-            .and_then(|q| q.inflight.get(&offset))
-            .copied()
-            .filter(|i| i.pop_time == pop_time)
+            .current(&key, offset, pop_time)
             .ok_or_else(|| stale(topic, queue_id, offset))?;
         self.dead_letter(&key, offset, entry).await
     }
@@ -347,13 +332,7 @@ impl Broker {
             self.resend_to(original, dlq, 0).await?;
         }
         let mut inner = self.pop.lock();
-        let still = inner
-            .state
-            .queues
-            .get(key)
-            .and_then(|q| q.inflight.get(&offset))
-            .is_some_and(|i| i.pop_time == entry.pop_time);
-        if still {
+        if inner.state.current(key, offset, entry.pop_time).is_some() {
             let before = committed(&inner.state, key);
             inner
                 .record(&[Event::Acked {

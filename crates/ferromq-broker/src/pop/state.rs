@@ -203,6 +203,16 @@ pub struct PopState {
 }
 
 impl PopState {
+    /// The delivery of `offset` awaiting an ack, if its pop time is `pop_time` (the
+    /// receipt handle naming it is current).
+    pub fn current(&self, key: &QueueKey, offset: u64, pop_time: i64) -> Option<Inflight> {
+        self.queues
+            .get(key)
+            .and_then(|q| q.inflight.get(&offset))
+            .copied()
+            .filter(|i| i.pop_time == pop_time)
+    }
+
     /// Applies one event. Replaying a journal twice over a snapshot gives the same state:
     /// every event sets absolute values for its key.
     pub fn apply(&mut self, event: &Event) {

@@ -143,15 +143,17 @@ impl Broker {
         resp.with_body(body.freeze())
     }
 
-    /// Checks a handle's topic, queue and offset as Apache's broker does.
-    fn pop_target_check(
+    /// Checks a handle's topic, queue and offset as Apache's broker does, and reads its
+    /// extra info.
+    fn pop_target(
         &self,
         req: &RemotingCommand,
         topic: &str,
         queue_id: i32,
         offset: i64,
+        extra_info: &str,
         change: bool,
-    ) -> Result<(), RemotingCommand> {
+    ) -> Result<ExtraInfo, RemotingCommand> {
         let Some(config) = self.topics.get(topic) else {
             return Err(BrokerError::TopicNotFound(topic.to_string()).to_response(req));
         };
@@ -177,7 +179,13 @@ impl Broker {
                 ),
             ));
         }
-        Ok(())
+        parse_extra_info(extra_info).ok_or_else(|| {
+            RemotingCommand::error_response(
+                req,
+                response::MESSAGE_ILLEGAL,
+                format!("extraInfo is malformed: {extra_info:?}"),
+            )
+        })
     }
 
     pub(crate) fn ack_message(&self, req: &RemotingCommand) -> RemotingCommand {
@@ -185,15 +193,10 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        if let Err(resp) = self.pop_target_check(req, &h.topic, h.queue_id, h.offset, false) {
-            return resp;
-        }
-        let Some(extra) = parse_extra_info(&h.extra_info) else {
-            return RemotingCommand::error_response(
-                req,
-                response::MESSAGE_ILLEGAL,
-                format!("extraInfo is malformed: {:?}", h.extra_info),
-            );
+        let extra = match self.pop_target(req, &h.topic, h.queue_id, h.offset, &h.extra_info, false)
+        {
+            Ok(extra) => extra,
+            Err(resp) => return resp,
         };
         match self.pop_ack(
             &h.consumer_group,
@@ -216,15 +219,10 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        if let Err(resp) = self.pop_target_check(req, &h.topic, h.queue_id, h.offset, true) {
-            return resp;
-        }
-        let Some(extra) = parse_extra_info(&h.extra_info) else {
-            return RemotingCommand::error_response(
-                req,
-                response::MESSAGE_ILLEGAL,
-                format!("extraInfo is malformed: {:?}", h.extra_info),
-            );
+        let extra = match self.pop_target(req, &h.topic, h.queue_id, h.offset, &h.extra_info, true)
+        {
+            Ok(extra) => extra,
+            Err(resp) => return resp,
         };
         match self.pop_change_invisible(
             &h.consumer_group,
