@@ -42,6 +42,8 @@ step "Go client's TLS option (a newer, untagged rocketmq-client-go: v2.1.2 has n
 
 step "Benchmark harness smoke run (bench/compare, FerroMQ only, a few seconds)"
 ./bench/compare/run --smoke --out "$root/target/compare-smoke/RESULTS.md"
+step "gRPC benchmark harness smoke run (bench/compare --grpc: Go v5 and Java 5 clients, FerroMQ only)"
+./bench/compare/run --grpc --smoke
 
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)
