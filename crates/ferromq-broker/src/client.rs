@@ -328,13 +328,23 @@ impl ClientManager {
             .collect()
     }
 
+    /// Groups with a live consumer on any front.
     pub fn consumer_groups(&self) -> Vec<String> {
-        self.consumers
+        let mut groups: Vec<String> = self
+            .consumers
             .lock()
             .expect("consumer table lock")
             .keys()
             .cloned()
-            .collect()
+            .collect();
+        let front = self.front_clients.lock().expect("front clients lock");
+        groups.extend(front.values().filter_map(|c| match &c.role {
+            FrontClientRole::Consumer { group, .. } => Some(group.clone()),
+            FrontClientRole::Producer { .. } => None,
+        }));
+        groups.sort();
+        groups.dedup();
+        groups
     }
 
     pub fn settings(&self, group: &str) -> Option<ConsumerGroupSettings> {

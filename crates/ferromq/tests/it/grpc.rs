@@ -306,6 +306,20 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
     assert_eq!(c["language"], "PYTHON");
     assert_eq!(body["consumeType"], "CONSUME_ACTIVELY");
     assert_eq!(body["subscriptionTable"]["TBW102"]["subString"], "a||b");
+    // What an operator sees: `ferromq admin consumerConnection` and the dashboard's group page.
+    let (ok, out, err) = crate::admin::admin(&server, &["consumerConnection", "-g", "grpc-g"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("listed-client") && out.contains("PYTHON"),
+        "{out}"
+    );
+    let (code, page) =
+        crate::dashboard::http(&server.dashboard, "GET", "/api/groups/grpc-g", None, None);
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(
+        page["connections"]["connectionSet"][0]["clientId"],
+        "listed-client"
+    );
     // GET_CONSUMER_RUNNING_INFO reaches the client over its Telemetry stream
     // (PrintThreadStackTraceCommand), and its answer comes back as `jstack`.
     let answering = {
