@@ -205,13 +205,11 @@ impl TimerService {
         persist::store(&self.recalls_path, &*r)
     }
 
-    /// Whether this message was recalled; forgets the recall once asked.
+    /// Whether this message was recalled. The recall is kept (an hour past its due time,
+    /// pruned by the next recall): a firing that fails and is retried must still skip it.
     fn recalled(&self, topic: &str, uniq_key: &str) -> bool {
-        let mut r = self.recalls.lock().expect("timer recalls lock");
-        if r.is_empty() {
-            return false;
-        }
-        r.remove(&format!("{topic} {uniq_key}")).is_some()
+        let r = self.recalls.lock().expect("timer recalls lock");
+        !r.is_empty() && r.contains_key(&format!("{topic} {uniq_key}"))
     }
 
     pub fn notify_stored(&self) {
