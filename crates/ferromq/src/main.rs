@@ -56,6 +56,10 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Operate a cluster (mqadmin-style commands).
     Admin(ferromq_cli::AdminArgs),
+    /// Shell completions for bash, zsh, fish, elvish or powershell, on stdout.
+    Completions { shell: clap_complete::Shell },
+    /// The manual page (roff), on stdout: `ferromq man > ferromq.1`.
+    Man,
     /// The web dashboard for any cluster.
     Dashboard {
         /// Name servers, `host:port;host:port`.
@@ -138,6 +142,32 @@ fn run() -> Result<()> {
     // which clap would read as `-b n`.
     let args = std::env::args().map(|a| if a == "-bn" { "--bn".to_string() } else { a });
     let cli = Cli::parse_from(args);
+    // Generated from the argument definitions themselves, so they never drift from them;
+    // rendered into memory first, so a reader that stops early (`| head`) is no error.
+    let generated = match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "ferromq", &mut out);
+            Some(out)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .context("rendering the manual page")?;
+            Some(out)
+        }
+        _ => None,
+    };
+    if let Some(text) = generated {
+        use std::io::Write;
+        return match std::io::stdout().write_all(&text) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
         .context("invalid --log-level")?;
@@ -164,6 +194,7 @@ fn run() -> Result<()> {
                 login,
                 credentials,
             } => dashboard(namesrv, listen, login, credentials).await,
+            Command::Completions { .. } | Command::Man => Ok(()),
         }
     })
 }

@@ -50,3 +50,33 @@ fn examples_mirroring_the_tutorial_run_successfully() {
         run(&server, name);
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_cli_definitions() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let text = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        text.contains("_ferromq()")
+            && text.contains("standalone")
+            && text.contains("--grpc-listen"),
+        "{text}"
+    );
+    let zsh = run(&["completions", "zsh"]);
+    assert!(String::from_utf8_lossy(&zsh.stdout).contains("#compdef ferromq"));
+    let man = run(&["man"]);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.status.success() && page.contains(".TH ferromq 1") && page.contains("standalone"),
+        "{page}"
+    );
+    let bad = run(&["completions", "cmd.exe"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cmd.exe"));
+}
