@@ -69,14 +69,22 @@ pub(crate) const TIMER_PROPERTIES: [&str; 4] = [
     message::property::START_DELIVER_TIME,
 ];
 
+/// When a message's timer properties ask for it to be delivered (a time already past
+/// included), in the order Apache reads them.
+fn requested_due(props: &str, now: i64) -> Option<i64> {
+    let parse = |name| property(props, name).and_then(|v| v.trim().parse::<i64>().ok());
+    parse(message::property::TIMER_DELIVER_MS)
+        .or_else(|| {
+            parse(message::property::TIMER_DELAY_SEC)
+                .map(|s| now.saturating_add(s.saturating_mul(1000)))
+        })
+        .or_else(|| parse(message::property::TIMER_DELAY_MS).map(|ms| now.saturating_add(ms)))
+        .or_else(|| parse(message::property::START_DELIVER_TIME))
+}
+
 /// When a message with timer properties is due, if it asks for a time still ahead.
 pub(crate) fn due_time(props: &str, now: i64) -> Option<i64> {
-    let parse = |name| property(props, name).and_then(|v| v.trim().parse::<i64>().ok());
-    let due = parse(message::property::TIMER_DELIVER_MS)
-        .or_else(|| parse(message::property::TIMER_DELAY_SEC).map(|s| now + s.saturating_mul(1000)))
-        .or_else(|| parse(message::property::TIMER_DELAY_MS).map(|ms| now + ms))
-        .or_else(|| parse(message::property::START_DELIVER_TIME))?;
-    (due > now).then_some(due)
+    requested_due(props, now).filter(|due| *due > now)
 }
 
 /// Apache's recall handle (`RecallMessageHandle.HandleV1`): URL-safe base64 of
@@ -128,7 +136,7 @@ impl Broker {
                 "recall failed, broker service not available".into(),
             ));
         }
-        let left = due - now_ms();
+        let left = due.saturating_sub(now_ms());
         if left <= 0 || left >= self.timers.max_delay_ms {
             return Err(BrokerError::IllegalOperation(
                 "recall failed, timestamp invalid".into(),
@@ -221,22 +229,13 @@ impl TimerService {
     pub fn apply(&self, msg: &mut MessageExt) -> Result<bool, String> {
         let props = &msg.properties;
         let now = now_ms();
-        let parse = |name| property(props, name).and_then(|v| v.trim().parse::<i64>().ok());
-        let due = if let Some(at) = parse(message::property::TIMER_DELIVER_MS) {
-            at
-        } else if let Some(s) = parse(message::property::TIMER_DELAY_SEC) {
-            now.saturating_add(s.saturating_mul(1000))
-        } else if let Some(ms) = parse(message::property::TIMER_DELAY_MS) {
-            now.saturating_add(ms)
-        } else if let Some(at) = parse(message::property::START_DELIVER_TIME) {
-            at
-        } else {
+        let Some(due) = requested_due(props, now) else {
             return Ok(false);
         };
-        if due - now > self.max_delay_ms {
+        if due.saturating_sub(now) > self.max_delay_ms {
             return Err(format!(
                 "timer message illegal: due in {} s, more than timerMaxDelaySec ({} s)",
-                (due - now) / 1000,
+                due.saturating_sub(now) / 1000,
                 self.max_delay_ms / 1000
             ));
         }

@@ -40,7 +40,6 @@ pub const CHECK_MAX_TOPIC: &str = "TRANS_CHECK_MAX_TIME_TOPIC";
 const MAX_SCAN_PER_ROUND: usize = 200_000;
 const SCAN_CHUNK: usize = 1024;
 
-/// `commitOrRollback` values (transaction bits of the message sysFlag).
 /// Whether a decision was this request's or an earlier one's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decided {
@@ -48,6 +47,7 @@ pub enum Decided {
     Before,
 }
 
+/// `commitOrRollback` values (transaction bits of the message sysFlag).
 const TX_COMMIT: i32 = sys_flag::TRANSACTION_COMMIT;
 const TX_ROLLBACK: i32 = sys_flag::TRANSACTION_ROLLBACK;
 

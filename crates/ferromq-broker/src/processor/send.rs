@@ -288,9 +288,14 @@ impl Broker {
             .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))
             .collect();
         let recall_handle = match (&uniq_key, due_ms) {
-            (Some(uniq), Some(due)) if !h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) => Some(
-                crate::timer::recall_handle(&h.topic, &config.broker_name, due + 1, uniq),
-            ),
+            (Some(uniq), Some(due)) if !h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) => {
+                Some(crate::timer::recall_handle(
+                    &h.topic,
+                    &config.broker_name,
+                    due.saturating_add(1),
+                    uniq,
+                ))
+            }
             _ => None,
         };
         Ok(SendOutcome {

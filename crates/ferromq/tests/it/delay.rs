@@ -225,3 +225,28 @@ async fn a_recalled_timer_message_is_never_delivered_even_across_a_crash() {
     // Too late: the handle's time has passed.
     assert_eq!(call(&broker, recall("rc", &handle)).await.code, 604);
 }
+
+#[tokio::test]
+async fn extreme_timer_times_are_answered_not_overflowed() {
+    let server = Server::start("timerMaxDelaySec=60\n");
+    let broker = connect(&server.broker).await;
+    let (max, min) = (i64::MAX.to_string(), i64::MIN.to_string());
+    for (name, value, code) in [
+        ("TIMER_DELIVER_MS", max.as_str(), 13),
+        ("TIMER_DELAY_SEC", max.as_str(), 13),
+        ("TIMER_DELAY_MS", max.as_str(), 13),
+        ("TIMER_DELIVER_MS", min.as_str(), 0),
+    ] {
+        let props = encode_properties([(name, value)]);
+        let resp = call(&broker, send_request("x", b"edge", &props)).await;
+        assert_eq!(resp.code, code, "{name}={value}: {:?}", resp.remark);
+    }
+    // A recall handle naming the earliest possible time: refused, not a broken connection.
+    use base64::Engine as _;
+    let handle =
+        base64::engine::general_purpose::URL_SAFE.encode(format!("v1 x broker-a {min} ID"));
+    let recall = ferromq_protocol::RemotingCommand::request(370)
+        .with_field("topic", "x")
+        .with_field("recallHandle", handle);
+    assert_eq!(call(&broker, recall).await.code, 604);
+}
