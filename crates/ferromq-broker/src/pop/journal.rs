@@ -164,7 +164,6 @@ mod tests {
             offset,
             entry: Inflight {
                 phys: 1,
-                size: 2,
                 pop_time: 3,
                 visible_at: 4,
                 reconsume: 0,

@@ -108,14 +108,4 @@ impl PopService {
         }
         Ok(())
     }
-
-    /// In-flight (handed out, unacknowledged) messages per group, for stats.
-    pub fn inflight_by_group(&self) -> std::collections::BTreeMap<String, usize> {
-        let inner = self.lock();
-        let mut out = std::collections::BTreeMap::new();
-        for (k, q) in &inner.state.queues {
-            *out.entry(k.group.to_string()).or_insert(0) += q.inflight.len();
-        }
-        out
-    }
 }

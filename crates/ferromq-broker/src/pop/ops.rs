@@ -86,7 +86,31 @@ impl Broker {
     pub async fn pop(&self, req: &PopRequest) -> Result<Vec<PoppedMessage>, BrokerError> {
         let queues = self.pop_queues(req)?;
         let max_reconsume = self.max_reconsume(&req.group);
-        let deadline = Instant::now() + req.poll.min(MAX_POLL);
+        let popped = self
+            .poll_queues(&queues, req.poll, || {
+                let pass = self.pop_pass(req, &queues, max_reconsume)?;
+                let found = (!pass.messages.is_empty()).then_some(pass.messages);
+                Ok((found, pass.next_visible_at))
+            })
+            .await?
+            .unwrap_or_default();
+        if !popped.is_empty() {
+            self.stats
+                .record_get(&req.topic, &req.group, popped.len() as u64);
+        }
+        Ok(popped)
+    }
+
+    /// Looks until `look` finds something or `poll` runs out, parked in between on the
+    /// queues' notifiers and woken when a hidden message becomes visible. `look` answers
+    /// what it found and when the next hidden message becomes visible.
+    async fn poll_queues<T>(
+        &self,
+        queues: &[QueueKey],
+        poll: Duration,
+        mut look: impl FnMut() -> Result<(Option<T>, Option<i64>), BrokerError>,
+    ) -> Result<Option<T>, BrokerError> {
+        let deadline = Instant::now() + poll.min(MAX_POLL);
         let notifiers: Vec<Arc<Notify>> = queues
             .iter()
             .map(|k| self.store.waker().notifier(&k.topic, k.queue_id))
@@ -94,18 +118,13 @@ impl Broker {
         loop {
             // Interest first, then the look, so an append between the two still wakes us.
             let woken = armed(&notifiers);
-            let pass = self.pop_pass(req, &queues, max_reconsume)?;
+            let (found, next_visible_at) = look()?;
             let now = Instant::now();
-            if !pass.messages.is_empty() || now >= deadline {
-                let n = pass.messages.len() as u64;
-                if n > 0 {
-                    self.stats.record_get(&req.topic, &req.group, n);
-                }
-                return Ok(pass.messages);
+            if found.is_some() || now >= deadline {
+                return Ok(found);
             }
-            let until_visible = pass
-                .next_visible_at
-                .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
+            let until_visible =
+                next_visible_at.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
             wait_any(
                 woken,
                 until_visible.map_or(deadline, |d| deadline.min(now + d)),
@@ -137,26 +156,13 @@ impl Broker {
             fifo,
         };
         let queues = self.pop_queues(&probe)?;
-        let deadline = Instant::now() + poll.min(MAX_POLL);
-        let notifiers: Vec<Arc<Notify>> = queues
-            .iter()
-            .map(|k| self.store.waker().notifier(&k.topic, k.queue_id))
-            .collect();
-        loop {
-            let woken = armed(&notifiers);
-            let (available, next_visible_at) = self.pop_peek(&queues, fifo);
-            let now = Instant::now();
-            if available || now >= deadline {
-                return Ok(available);
-            }
-            let until_visible =
-                next_visible_at.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
-            wait_any(
-                woken,
-                until_visible.map_or(deadline, |d| deadline.min(now + d)),
-            )
-            .await;
-        }
+        let found = self
+            .poll_queues(&queues, poll, || {
+                let (available, next_visible_at) = self.pop_peek(&queues, fifo);
+                Ok((available.then_some(()), next_visible_at))
+            })
+            .await?;
+        Ok(found.is_some())
     }
 
     /// Whether any of the queues has something to hand out, and when the next hidden
@@ -280,12 +286,15 @@ impl Broker {
     /// Moves messages redelivered `retryMaxTimes` times and expired again to their
     /// group's dead-letter topic, then forgets them; syncs and compacts the journal.
     pub(crate) async fn pop_sweep(&self) {
-        if self.role() != Role::Master {
-            if let Err(e) = self.pop.housekeeping() {
-                tracing::warn!(error = %e, "syncing the POP journal failed");
-            }
-            return;
+        if self.role() == Role::Master {
+            self.dead_letter_exhausted().await;
         }
+        if let Err(e) = self.pop.housekeeping() {
+            tracing::warn!(error = %e, "syncing the POP journal failed");
+        }
+    }
+
+    async fn dead_letter_exhausted(&self) {
         let now = now_ms();
         let exhausted: Vec<(QueueKey, u64, Inflight)> = {
             let inner = self.pop.lock();
@@ -308,9 +317,6 @@ impl Broker {
                 tracing::warn!(group = %key.group, topic = %key.topic, queue = key.queue_id, offset, error = %e, "moving a POP message to its dead-letter queue failed; retrying");
             }
         }
-        if let Err(e) = self.pop.housekeeping() {
-            tracing::warn!(error = %e, "syncing the POP journal failed");
-        }
     }
 
     async fn dead_letter(
@@ -331,18 +337,11 @@ impl Broker {
             let dlq = format!("{DLQ_GROUP_TOPIC_PREFIX}{}", key.group);
             self.resend_to(original, dlq, 0).await?;
         }
-        let mut inner = self.pop.lock();
-        if inner.state.current(key, offset, entry.pop_time).is_some() {
-            let before = committed(&inner.state, key);
-            inner
-                .record(&[Event::Acked {
-                    key: key.clone(),
-                    offset,
-                }])
-                .map_err(journal_failed)?;
-            self.commit_pop_offset(&inner.state, key, before);
+        // Acked or handed out again meanwhile: that delivery is no longer this one's.
+        match self.pop_ack(&key.group, &key.topic, key.queue_id, offset, entry.pop_time) {
+            Ok(()) | Err(BrokerError::StaleHandle(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     /// The queues a pop covers, checking the broker's and topic's permissions.
@@ -467,6 +466,8 @@ impl Broker {
             }
             match store.read_message(entry.phys) {
                 Ok(Some(record)) => {
+                    let (message, _) = MessageExt::decode(&record)
+                        .map_err(|e| BrokerError::Internal(e.to_string()))?;
                     let again = Inflight {
                         pop_time: now,
                         visible_at: now + invisible,
@@ -478,7 +479,7 @@ impl Broker {
                         offset,
                         entry: again,
                     });
-                    handed.push((record, again));
+                    handed.push((message, again));
                 }
                 // Gone with its commit-log file: nothing left to deliver.
                 Ok(None) => events.push(Event::Acked {
@@ -510,7 +511,6 @@ impl Broker {
                     .map_err(|e| BrokerError::Internal(e.to_string()))?;
                 let entry = Inflight {
                     phys: m.commit_log_offset as u64,
-                    size: record.len() as u32,
                     pop_time: now,
                     visible_at: now + invisible,
                     reconsume: m.reconsume_times,
@@ -520,7 +520,7 @@ impl Broker {
                     offset: m.queue_offset as u64,
                     entry,
                 });
-                handed.push((record, entry));
+                handed.push((m, entry));
             }
             if got.next_begin_offset > q.next {
                 events.push(Event::Advanced {
@@ -533,16 +533,14 @@ impl Broker {
         self.commit_pop_offset(&inner.state, key, before);
         let next_visible = inner.state.queues[key].next_visible_at();
         drop(inner);
-        for (record, entry) in handed {
-            let (mut message, _) =
-                MessageExt::decode(&record).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        out.extend(handed.into_iter().map(|(mut message, entry)| {
             message.reconsume_times = entry.reconsume;
-            out.push(PoppedMessage {
+            PoppedMessage {
                 message,
                 pop_time: entry.pop_time,
                 invisible_ms: invisible,
-            });
-        }
+            }
+        }));
         Ok(next_visible)
     }
 

@@ -29,7 +29,6 @@ impl QueueKey {
 pub struct Inflight {
     /// Where the record sits in the commit log, to deliver it again without the queue.
     pub phys: u64,
-    pub size: u32,
     /// When it was last handed out (ms): the receipt handle's generation. A handle naming
     /// an older pop time is stale.
     pub pop_time: i64,
@@ -124,8 +123,8 @@ impl Event {
                 head(out, 'P');
                 let _ = write!(
                     out,
-                    " {offset} {} {} {} {} {}",
-                    entry.phys, entry.size, entry.pop_time, entry.visible_at, entry.reconsume
+                    " {offset} {} {} {} {}",
+                    entry.phys, entry.pop_time, entry.visible_at, entry.reconsume
                 );
             }
             Event::Advanced { next, .. } => {
@@ -164,7 +163,6 @@ impl Event {
                 let offset = u64::try_from(num()?).ok()?;
                 let entry = Inflight {
                     phys: u64::try_from(num()?).ok()?,
-                    size: u32::try_from(num()?).ok()?,
                     pop_time: num()?,
                     visible_at: num()?,
                     reconsume: i32::try_from(num()?).ok()?,
@@ -288,7 +286,6 @@ mod tests {
             offset,
             entry: Inflight {
                 phys: offset * 100,
-                size: 100,
                 pop_time,
                 visible_at,
                 reconsume: 0,
@@ -331,8 +328,8 @@ mod tests {
         for bad in [
             "",
             "P g t",
-            "P g t x 1 2 3 4 5 6",
-            "P g t 1 -1 2 3 4 5 6",
+            "P g t x 1 2 3 4 5",
+            "P g t 1 -1 2 3 4 5",
             "A g t 1 2 3",
             "Z g t 1 2",
             "N g t 1",
