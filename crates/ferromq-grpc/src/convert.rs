@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 
+use ferromq_broker::topic::RETRY_GROUP_TOPIC_PREFIX;
 use ferromq_broker::{BrokerError, OutgoingMessage, PoppedMessage};
 use ferromq_grpc_proto::prost_types::{Duration as PbDuration, Timestamp};
 use ferromq_grpc_proto::v2::{
     self as pb, Code, Digest, DigestType, Encoding, MessageType, Resource, SystemProperties,
 };
+use ferromq_protocol::extra_info;
 use ferromq_protocol::message::{self, properties_iter, property, MessageExt};
 use md5::Digest as _;
 
@@ -341,7 +343,7 @@ pub fn delivered(m: &MessageExt, receipt: Option<(String, i64)>) -> pb::Message 
     };
     // A message redelivered from the group's retry topic is shown under its first topic.
     let topic = property(props, message::property::RETRY_TOPIC)
-        .filter(|_| m.topic.starts_with("%RETRY%"))
+        .filter(|_| m.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX))
         .unwrap_or(&m.topic);
     let (receipt_handle, invisible_duration) = match receipt {
         Some((h, inv)) => (Some(h), Some(millis_to_duration(inv))),
@@ -388,15 +390,18 @@ pub fn delivered(m: &MessageExt, receipt: Option<(String, i64)>) -> pb::Message 
     }
 }
 
-/// Apache's receipt handle (`ReceiptHandle.encode`): start offset, pop time, invisible
-/// time, revive queue, topic type (0 normal, 1 the group's retry topic), broker name,
-/// queue id, queue offset, commit-log offset; space-separated.
+/// Apache's receipt handle (`ReceiptHandle.encode`) of one delivery; topic type 1 marks the
+/// group's retry topic.
 pub fn receipt_handle(p: &PoppedMessage, broker_name: &str) -> String {
     let m = &p.message;
-    let topic_type = if m.topic.starts_with("%RETRY%") { 1 } else { 0 };
-    format!(
-        "{} {} {} 0 {topic_type} {broker_name} {} {} {}",
-        m.queue_offset, p.pop_time, p.invisible_ms, m.queue_id, m.queue_offset, m.commit_log_offset
+    extra_info::format(
+        p.pop_time,
+        p.invisible_ms,
+        m.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX),
+        broker_name,
+        m.queue_id,
+        m.queue_offset as u64,
+        m.commit_log_offset,
     )
 }
 
@@ -415,40 +420,35 @@ pub struct Handle {
 impl Handle {
     /// The handle of the same delivery after a renewal.
     pub fn renewed(&self, pop_time: i64, invisible_ms: i64) -> String {
-        format!(
-            "{} {pop_time} {invisible_ms} 0 {} {} {} {} {}",
-            self.offset,
-            if self.retry_topic { 1 } else { 0 },
-            self.broker_name,
+        extra_info::format(
+            pop_time,
+            invisible_ms,
+            self.retry_topic,
+            &self.broker_name,
             self.queue_id,
             self.offset,
-            self.commit_log_offset
+            self.commit_log_offset,
         )
     }
 
+    /// A handle with every field an ack needs (the queue offset too).
     pub fn parse(s: &str) -> Option<Handle> {
-        let f: Vec<&str> = s.split(' ').collect();
-        if f.len() < 8 {
-            return None;
-        }
+        let e = extra_info::ExtraInfo::parse(s)?;
         Some(Handle {
-            pop_time: f[1].parse().ok()?,
-            invisible_ms: f[2].parse().ok()?,
-            retry_topic: matches!(f[4], "1" | "2"),
-            broker_name: f[5].to_string(),
-            queue_id: f[6].parse().ok()?,
-            offset: f[7].parse().ok()?,
-            commit_log_offset: match f.get(8) {
-                Some(c) => c.parse().ok()?,
-                None => -1,
-            },
+            pop_time: e.pop_time()?,
+            invisible_ms: e.invisible_ms()?,
+            retry_topic: e.retry_topic(),
+            broker_name: e.broker_name().to_string(),
+            queue_id: e.queue_id()?,
+            offset: e.queue_offset()?,
+            commit_log_offset: e.commit_log_offset()?.unwrap_or(-1),
         })
     }
 
     /// The topic the handle's message was popped from.
     pub fn real_topic(&self, topic: &str, group: &str) -> String {
         if self.retry_topic {
-            format!("%RETRY%{group}")
+            format!("{RETRY_GROUP_TOPIC_PREFIX}{group}")
         } else {
             topic.to_string()
         }

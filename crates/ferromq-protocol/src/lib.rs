@@ -16,8 +16,10 @@ pub mod body;
 pub mod code;
 pub mod command;
 pub mod error;
+pub mod extra_info;
 pub mod header;
 pub mod message;
+pub mod rebalance;
 
 pub use command::{LanguageCode, RemotingCommand, SerializeType};
 pub use error::{DecodeError, HeaderError};

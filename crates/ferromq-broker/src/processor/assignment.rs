@@ -31,31 +31,9 @@ struct Queue {
     queue_id: i32,
 }
 
-/// Apache's `AllocateMessageQueueAveragely`: consecutive runs, the first `n % c`
-/// consumers one queue more.
+/// Apache's `AllocateMessageQueueAveragely`, as clients compute it.
 fn allocate_averagely<'a>(all: &'a [Queue], cids: &[String], cid: &str) -> Vec<&'a Queue> {
-    let Some(index) = cids.iter().position(|c| c == cid) else {
-        return Vec::new();
-    };
-    if all.is_empty() {
-        return Vec::new();
-    }
-    let (n, c) = (all.len(), cids.len());
-    let rem = n % c;
-    let size = if n <= c {
-        1
-    } else if rem > 0 && index < rem {
-        n / c + 1
-    } else {
-        n / c
-    };
-    let start = if rem > 0 && index < rem {
-        index * size
-    } else {
-        index * size + rem
-    };
-    let range = size.min(n.saturating_sub(start));
-    (0..range).map(|i| &all[(start + i) % n]).collect()
+    ferromq_protocol::rebalance::allocate_averagely(cid, cids, all)
 }
 
 impl Broker {

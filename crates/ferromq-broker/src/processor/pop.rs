@@ -28,21 +28,17 @@ const ORDER_REVIVE_QID: i32 = 999;
 /// a retry topic).
 const TOPIC_MARK: &str = "0";
 
-/// The fields of Apache's extra info (`ExtraInfoUtil`) an ack needs: pop time and revive
-/// queue. `startOffset popTime invisibleTime reviveQid topicType brokerName queueId [offset …]`.
+/// The fields of Apache's extra info an ack or renewal needs.
 struct ExtraInfo {
     pop_time: i64,
     revive_qid: i32,
 }
 
 fn parse_extra_info(s: &str) -> Option<ExtraInfo> {
-    let f: Vec<&str> = s.split(' ').collect();
-    if f.len() < 7 {
-        return None;
-    }
+    let e = ferromq_protocol::extra_info::ExtraInfo::parse(s)?;
     Some(ExtraInfo {
-        pop_time: f[1].parse().ok()?,
-        revive_qid: f[3].parse().ok()?,
+        pop_time: e.pop_time()?,
+        revive_qid: e.revive_qid()?,
     })
 }
 

@@ -2,37 +2,17 @@
 
 use crate::message::MessageQueue;
 
-/// Apache's "allocate averagely": contiguous blocks; the first `queues % consumers`
-/// consumers get one extra. Every client must sort its inputs the same way, and Go and
-/// Java clients do what this does, so mixed-language groups agree.
+/// Apache's "allocate averagely" (`ferromq_protocol::rebalance`): contiguous blocks; the
+/// first `queues % consumers` consumers get one extra. Go and Java clients do the same, so
+/// mixed-language groups agree.
 pub fn allocate_averagely(
     me: &str,
     consumers: &[String],
     queues: &[MessageQueue],
 ) -> Vec<MessageQueue> {
-    let Some(index) = consumers.iter().position(|c| c == me) else {
-        return Vec::new();
-    };
-    let (n, q) = (consumers.len(), queues.len());
-    if q == 0 {
-        return Vec::new();
-    }
-    let rem = q % n;
-    let size = if q <= n {
-        1
-    } else if rem > 0 && index < rem {
-        q / n + 1
-    } else {
-        q / n
-    };
-    let start = if rem > 0 && index < rem {
-        index * size
-    } else {
-        index * size + rem
-    };
-    let range = size.min(q.saturating_sub(start));
-    (0..range)
-        .map(|i| queues[(start + i) % q].clone())
+    ferromq_protocol::rebalance::allocate_averagely(me, consumers, queues)
+        .into_iter()
+        .cloned()
         .collect()
 }
 
