@@ -33,7 +33,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: TlsAcceptor,
     shutdown: CancellationToken,
-) -> Result<Arc<service::Clients>, tonic::transport::Error> {
+) -> Result<(), tonic::transport::Error> {
     let front = service::Front::new(broker.clone());
     let clients = front.clients.clone();
     broker.add_client_front(clients.clone());
@@ -41,7 +41,7 @@ pub async fn serve(
         front
             .renewals
             .clone()
-            .run(broker.clone(), clients.clone(), shutdown.clone()),
+            .run(broker.clone(), clients, shutdown.clone()),
     );
     let service = MessagingServiceServer::new(front)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -51,6 +51,5 @@ pub async fn serve(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await?;
-    Ok(clients)
+        .await
 }

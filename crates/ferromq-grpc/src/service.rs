@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferromq_broker::filter::MessageFilter;
 use ferromq_broker::{Broker, BrokerError, PopRequest, SendRequest};
@@ -32,13 +32,9 @@ const MAX_INVISIBLE_MS: i64 = 12 * 3600 * 1000;
 const MIN_POLL: Duration = Duration::from_secs(5);
 const MAX_POLL: Duration = Duration::from_secs(20);
 
-/// What the front knows of one gRPC client.
+/// What the front knows of one gRPC client (the broker lists it from its settings).
 pub struct GrpcClient {
     pub settings: pb::Settings,
-    pub peer: Option<SocketAddr>,
-    pub language: String,
-    pub version: String,
-    pub last_seen: Instant,
     /// Its Telemetry stream, for commands from the broker (transaction check-backs).
     telemetry: mpsc::Sender<Result<pb::TelemetryCommand, Status>>,
 }
@@ -55,10 +51,51 @@ impl GrpcClient {
 pub struct Clients {
     by_id: Mutex<HashMap<String, GrpcClient>>,
     /// Thread-stack requests awaiting the client's answer, by nonce.
-    pending_stacks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Result<String, String>>>>,
+    pending_stacks: Pending<Result<String, String>>,
     /// Verify-message requests awaiting the client's answer, by nonce.
-    pending_verifies:
-        Mutex<HashMap<String, tokio::sync::oneshot::Sender<Result<&'static str, String>>>>,
+    pending_verifies: Pending<Result<&'static str, String>>,
+}
+
+/// Questions put to clients over Telemetry, awaiting their answer, by nonce.
+type Pending<T> = Mutex<HashMap<String, tokio::sync::oneshot::Sender<T>>>;
+
+impl Clients {
+    /// Sends a live client the command `command(nonce)` builds and returns where its
+    /// answer (matched by nonce) will arrive; `None` when it is not connected.
+    fn ask<T>(
+        &self,
+        client_id: &str,
+        pending: &Pending<T>,
+        command: impl FnOnce(String) -> telemetry_command::Command,
+    ) -> Option<tokio::sync::oneshot::Receiver<T>> {
+        let map = self.by_id.lock().expect("clients lock");
+        let client = map.get(client_id).filter(|c| !c.telemetry.is_closed())?;
+        let nonce = format!("{:016x}", rand::random::<u64>());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut pending = pending.lock().expect("pending answers lock");
+            // Questions whose asker stopped waiting (timed out) will not be answered usefully.
+            pending.retain(|_, waiting| !waiting.is_closed());
+            pending.insert(nonce.clone(), tx);
+        }
+        let sent = client.telemetry.try_send(Ok(pb::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(command(nonce.clone())),
+        }));
+        if sent.is_err() {
+            pending.lock().expect("pending answers lock").remove(&nonce);
+            return None;
+        }
+        Some(rx)
+    }
+
+    /// Hands a client's answer to whoever asked (nothing when no one waits any more).
+    fn answered<T>(pending: &Pending<T>, nonce: &str, answer: T) {
+        let waiting = pending.lock().expect("pending answers lock").remove(nonce);
+        if let Some(waiting) = waiting {
+            let _ = waiting.send(answer);
+        }
+    }
 }
 
 /// gRPC producers answer check-backs over their Telemetry stream. Their producer group is
@@ -104,22 +141,11 @@ impl ferromq_broker::client::ClientFront for Clients {
         &self,
         client_id: &str,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<String, String>>> {
-        let map = self.by_id.lock().expect("clients lock");
-        let client = map.get(client_id).filter(|c| !c.telemetry.is_closed())?;
-        let nonce = format!("{:016x}", rand::random::<u64>());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.pending_stacks
-            .lock()
-            .expect("pending stacks lock")
-            .insert(nonce.clone(), tx);
-        let command = pb::TelemetryCommand {
-            status: Some(ok()),
-            command: Some(telemetry_command::Command::PrintThreadStackTraceCommand(
+        self.ask(client_id, &self.pending_stacks, |nonce| {
+            telemetry_command::Command::PrintThreadStackTraceCommand(
                 pb::PrintThreadStackTraceCommand { nonce },
-            )),
-        };
-        client.telemetry.try_send(Ok(command)).ok()?;
-        Some(rx)
+            )
+        })
     }
 
     fn verify_message(
@@ -127,25 +153,12 @@ impl ferromq_broker::client::ClientFront for Clients {
         client_id: &str,
         message: ferromq_protocol::message::MessageExt,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<&'static str, String>>> {
-        let map = self.by_id.lock().expect("clients lock");
-        let client = map.get(client_id).filter(|c| !c.telemetry.is_closed())?;
-        let nonce = format!("{:016x}", rand::random::<u64>());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.pending_verifies
-            .lock()
-            .expect("pending verifies lock")
-            .insert(nonce.clone(), tx);
-        let command = pb::TelemetryCommand {
-            status: Some(ok()),
-            command: Some(telemetry_command::Command::VerifyMessageCommand(
-                pb::VerifyMessageCommand {
-                    nonce,
-                    message: Some(convert::delivered(&message, None)),
-                },
-            )),
-        };
-        client.telemetry.try_send(Ok(command)).ok()?;
-        Some(rx)
+        self.ask(client_id, &self.pending_verifies, |nonce| {
+            telemetry_command::Command::VerifyMessageCommand(pb::VerifyMessageCommand {
+                nonce,
+                message: Some(convert::delivered(&message, None)),
+            })
+        })
     }
 }
 
@@ -157,45 +170,8 @@ impl Clients {
     }
 
     fn settings(&self, id: &str) -> Option<pb::Settings> {
-        let mut map = self.by_id.lock().expect("clients lock");
-        let c = map.get_mut(id)?;
-        c.last_seen = Instant::now();
-        Some(c.settings.clone())
-    }
-
-    /// A snapshot for the dashboard and admin: (client id, language, version, peer,
-    /// producer topics or consumer group).
-    pub fn list(&self) -> Vec<(String, String, String, String, String)> {
         let map = self.by_id.lock().expect("clients lock");
-        let mut out: Vec<_> = map
-            .iter()
-            .map(|(id, c)| {
-                let role = match &c.settings.pub_sub {
-                    Some(pb::settings::PubSub::Publishing(p)) => format!(
-                        "producer of {}",
-                        p.topics
-                            .iter()
-                            .map(|t| t.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                    Some(pb::settings::PubSub::Subscription(s)) => format!(
-                        "consumer in {}",
-                        s.group.as_ref().map_or("", |g| g.name.as_str())
-                    ),
-                    None => String::new(),
-                };
-                (
-                    id.clone(),
-                    c.language.clone(),
-                    c.version.clone(),
-                    c.peer.map(|p| p.to_string()).unwrap_or_default(),
-                    role,
-                )
-            })
-            .collect();
-        out.sort();
-        out
+        map.get(id).map(|c| c.settings.clone())
     }
 }
 
@@ -217,16 +193,8 @@ impl Front {
     /// The ACL's verdict on a call (always yes without `aclEnable`): the client's signed
     /// `authorization` header and its permission on each resource.
     fn authorize<T>(&self, req: &Request<T>, resources: &[(String, u8)]) -> Result<(), pb::Status> {
-        let ip = req
-            .remote_addr()
-            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
-        let authorization = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let date_time = metadata(req, "x-mq-date-time");
-        self.broker
-            .check_front_access(authorization, &date_time, resources, ip)
+        Caller::of(req)
+            .check(&self.broker, resources)
             .map_err(|why| status(Code::Unauthorized, why))
     }
 
@@ -250,6 +218,39 @@ impl Front {
             ));
         }
         Ok(h.pop_time)
+    }
+}
+
+/// What the ACL needs of a call: its signed `authorization` header, the `x-mq-date-time`
+/// it signs, and where it comes from.
+struct Caller {
+    authorization: Option<String>,
+    date_time: String,
+    ip: std::net::IpAddr,
+}
+
+impl Caller {
+    fn of<T>(req: &Request<T>) -> Caller {
+        Caller {
+            authorization: req
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            date_time: metadata(req, "x-mq-date-time"),
+            ip: req
+                .remote_addr()
+                .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip()),
+        }
+    }
+
+    fn check(&self, broker: &Broker, resources: &[(String, u8)]) -> Result<(), String> {
+        broker.check_front_access(
+            self.authorization.as_deref(),
+            &self.date_time,
+            resources,
+            self.ip,
+        )
     }
 }
 
@@ -330,6 +331,7 @@ impl Front {
             config.read_queue_nums.max(0),
             config.write_queue_nums.max(0),
         );
+        let broker = self.broker_endpoint(endpoints);
         let readable = config.perm & ferromq_protocol::body::perm::READ != 0;
         let writable = config.perm & ferromq_protocol::body::perm::WRITE != 0;
         Ok((0..r.max(w))
@@ -347,7 +349,7 @@ impl Front {
                     }),
                     id,
                     permission: permission as i32,
-                    broker: Some(self.broker_endpoint(endpoints)),
+                    broker: Some(broker.clone()),
                     accept_message_types: accept.clone(),
                 }
             })
@@ -609,7 +611,10 @@ fn topic_access(topic: &str, perm: u8) -> (String, u8) {
 
 /// A consumer group's permission, as the ACL keeps groups (`%RETRY%group`).
 fn group_access(group: &str) -> Option<(String, u8)> {
-    (!group.is_empty()).then(|| (format!("%RETRY%{group}"), acl::SUB))
+    (!group.is_empty()).then(|| {
+        let topic = ferromq_broker::topic::RETRY_GROUP_TOPIC_PREFIX;
+        (format!("{topic}{group}"), acl::SUB)
+    })
 }
 
 /// One top-level status for many entries: theirs when they agree, MULTIPLE_RESULTS when not.
@@ -1192,12 +1197,7 @@ impl MessagingService for Front {
         let peer = req.remote_addr();
         let language = metadata(&req, "x-mq-language");
         let version = metadata(&req, "x-mq-client-version");
-        let authorization = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let date_time = metadata(&req, "x-mq-date-time");
+        let caller = Caller::of(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let clients = self.clients.clone();
@@ -1207,41 +1207,26 @@ impl MessagingService for Front {
                 let given = match cmd.command {
                     Some(telemetry_command::Command::Settings(given)) => given,
                     Some(telemetry_command::Command::ThreadStackTrace(t)) => {
-                        let waiting = clients
-                            .pending_stacks
-                            .lock()
-                            .expect("pending stacks lock")
-                            .remove(&t.nonce);
-                        if let Some(waiting) = waiting {
-                            let ok = cmd
-                                .status
-                                .as_ref()
-                                .map_or(true, |s| s.code == Code::Ok as i32);
-                            let _ = waiting.send(match ok {
-                                true => Ok(t.thread_stack_trace.unwrap_or_default()),
-                                false => Err("the client could not print its thread stacks".into()),
-                            });
-                        }
+                        let answer = match cmd.status.as_ref().map_or(Code::Ok as i32, |s| s.code) {
+                            code if code == Code::Ok as i32 => {
+                                Ok(t.thread_stack_trace.unwrap_or_default())
+                            }
+                            _ => Err("the client could not print its thread stacks".into()),
+                        };
+                        Clients::answered(&clients.pending_stacks, &t.nonce, answer);
                         continue;
                     }
                     Some(telemetry_command::Command::VerifyMessageResult(v)) => {
-                        let waiting = clients
-                            .pending_verifies
-                            .lock()
-                            .expect("pending verifies lock")
-                            .remove(&v.nonce);
-                        if let Some(waiting) = waiting {
-                            // Apache's proxy: OK consumed, FAILED_TO_CONSUME later, corrupted null.
-                            let code = cmd.status.as_ref().map_or(Code::Ok as i32, |s| s.code);
-                            let result = if code == Code::Ok as i32 {
-                                "CR_SUCCESS"
-                            } else if code == Code::FailedToConsumeMessage as i32 {
-                                "CR_LATER"
-                            } else {
-                                "CR_RETURN_NULL"
-                            };
-                            let _ = waiting.send(Ok(result));
-                        }
+                        // Apache's proxy: OK consumed, FAILED_TO_CONSUME later, corrupted null.
+                        let code = cmd.status.as_ref().map_or(Code::Ok as i32, |s| s.code);
+                        let result = if code == Code::Ok as i32 {
+                            "CR_SUCCESS"
+                        } else if code == Code::FailedToConsumeMessage as i32 {
+                            "CR_LATER"
+                        } else {
+                            "CR_RETURN_NULL"
+                        };
+                        Clients::answered(&clients.pending_verifies, &v.nonce, Ok(result));
                         continue;
                     }
                     _ => continue,
@@ -1260,12 +1245,7 @@ impl MessagingService for Front {
                         .collect(),
                     None => Vec::new(),
                 };
-                if let Err(why) = broker.check_front_access(
-                    authorization.as_deref(),
-                    &date_time,
-                    &resources,
-                    peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.ip()),
-                ) {
+                if let Err(why) = caller.check(&broker, &resources) {
                     let _ = tx.send(Err(Status::unauthenticated(why))).await;
                     break;
                 }
@@ -1278,10 +1258,6 @@ impl MessagingService for Front {
                             id.clone(),
                             GrpcClient {
                                 settings: merged.clone(),
-                                peer,
-                                language: language.clone(),
-                                version: version.clone(),
-                                last_seen: Instant::now(),
                                 telemetry: tx.clone(),
                             },
                         );
