@@ -196,10 +196,34 @@ impl PlainAcl {
 
     /// Checks a request from `ip`; the error is the refusal's reason.
     pub fn check(&self, req: &RemotingCommand, ip: IpAddr) -> Result<(), String> {
+        let signed = |account: &Account| {
+            req.field(SIGNATURE) == Some(signature(req, &account.secret_key).as_str())
+        };
+        self.verify(ip, req.field(ACCESS_KEY), signed, |account, access_key| {
+            if ADMIN_CODES.contains(&req.code) && !account.admin {
+                return Err(format!(
+                    "Need admin permission for request code={}, but accessKey={access_key} is not",
+                    req.code
+                ));
+            }
+            Self::check_resources(account, access_key, &needed_permissions(req)?)
+        })
+    }
+
+    /// What every call goes through, whichever front: a white address passes; else the
+    /// access key's account, its own white address, the signature (`signed` checks it with
+    /// the account's secret key), then `then`.
+    fn verify(
+        &self,
+        ip: IpAddr,
+        access_key: Option<&str>,
+        signed: impl FnOnce(&Account) -> bool,
+        then: impl FnOnce(&Account, &str) -> Result<(), String>,
+    ) -> Result<(), String> {
         if self.global_white.iter().any(|p| p.matches(ip)) {
             return Ok(());
         }
-        let Some(access_key) = req.field(ACCESS_KEY) else {
+        let Some(access_key) = access_key else {
             return Err("No accessKey is configured".into());
         };
         let Some(account) = self.accounts.get(access_key) else {
@@ -208,17 +232,10 @@ impl PlainAcl {
         if account.white.as_ref().is_some_and(|p| p.matches(ip)) {
             return Ok(());
         }
-        let expected = signature(req, &account.secret_key);
-        if req.field(SIGNATURE) != Some(expected.as_str()) {
+        if !signed(account) {
             return Err(format!("Check signature failed for accessKey={access_key}"));
         }
-        if ADMIN_CODES.contains(&req.code) && !account.admin {
-            return Err(format!(
-                "Need admin permission for request code={}, but accessKey={access_key} is not",
-                req.code
-            ));
-        }
-        Self::check_resources(account, access_key, &needed_permissions(req)?)
+        then(account, access_key)
     }
 }
 
@@ -262,25 +279,19 @@ impl PlainAcl {
         resources: &[(String, u8)],
         ip: IpAddr,
     ) -> Result<(), String> {
-        if self.global_white.iter().any(|p| p.matches(ip)) {
-            return Ok(());
-        }
-        let Some((access_key, signature)) =
-            authorization.and_then(ferromq_protocol::acl::parse_grpc_authorization)
-        else {
-            return Err("No accessKey is configured".into());
+        let signed_header = authorization.and_then(ferromq_protocol::acl::parse_grpc_authorization);
+        let signed = |account: &Account| {
+            signed_header.is_some_and(|(_, signature)| {
+                ferromq_protocol::acl::grpc_signature(&account.secret_key, date_time)
+                    .eq_ignore_ascii_case(signature)
+            })
         };
-        let Some(account) = self.accounts.get(access_key) else {
-            return Err(format!("No acl config for {access_key}"));
-        };
-        if account.white.as_ref().is_some_and(|p| p.matches(ip)) {
-            return Ok(());
-        }
-        let expected = ferromq_protocol::acl::grpc_signature(&account.secret_key, date_time);
-        if !expected.eq_ignore_ascii_case(signature) {
-            return Err(format!("Check signature failed for accessKey={access_key}"));
-        }
-        Self::check_resources(account, access_key, resources)
+        self.verify(
+            ip,
+            signed_header.map(|(key, _)| key),
+            signed,
+            |account, access_key| Self::check_resources(account, access_key, resources),
+        )
     }
 }
 

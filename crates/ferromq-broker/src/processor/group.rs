@@ -356,78 +356,46 @@ impl Broker {
                 ),
             );
         };
-        let channel = self
-            .clients
-            .consumer_channels(&h.consumer_group)
-            .into_iter()
-            .find(|c| c.client_id == client_id);
-        let Some(channel) = channel else {
-            let Ok((message, _)) = ferromq_protocol::message::MessageExt::decode(&record) else {
-                return RemotingCommand::error_response(
-                    req,
-                    response::SYSTEM_ERROR,
-                    "the stored message does not decode",
-                );
-            };
-            let fronts = self
-                .client_fronts
-                .read()
-                .expect("client fronts lock")
-                .clone();
-            let Some(asked) = fronts
-                .iter()
-                .find_map(|f| f.verify_message(&client_id, message.clone()))
-            else {
-                return RemotingCommand::error_response(
-                    req,
-                    response::SYSTEM_ERROR,
-                    format!(
-                        "The Consumer <{}> <{client_id}> not online",
-                        h.consumer_group
-                    ),
-                );
-            };
-            return match tokio::time::timeout(CLIENT_CALL_TIMEOUT, asked).await {
-                Ok(Ok(Ok(result))) => RemotingCommand::response_to(req, response::SUCCESS)
-                    .with_body(
-                        json!({
-                            "order": false,
-                            "autoCommit": true,
-                            "consumeResult": result,
-                            "remark": "from gRPC client",
-                            "spentTimeMills": 0,
-                        })
-                        .to_string(),
-                    ),
-                Ok(Ok(Err(why))) => {
-                    RemotingCommand::error_response(req, response::SYSTEM_ERROR, why)
-                }
-                _ => RemotingCommand::error_response(
-                    req,
-                    response::SYSTEM_ERROR,
-                    "the client did not answer in time",
-                ),
-            };
-        };
-        let mut forward =
-            RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY).with_body(record);
-        forward.ext_fields = req.ext_fields.clone();
-        forward
-            .ext_fields
-            .insert("brokerName".into(), self.config().broker_name.clone());
-        forward.language = ferromq_protocol::LanguageCode::Java;
-        match channel.conn.invoke(forward, CLIENT_CALL_TIMEOUT).await {
-            Ok(resp) => {
-                let mut out = RemotingCommand::response_to(req, resp.code).with_body(resp.body);
-                out.remark = resp.remark;
-                out
-            }
-            Err(e) => RemotingCommand::error_response(
+        if let Some(channel) = self.consumer_channel(&h.consumer_group, &client_id) {
+            let mut forward =
+                RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY).with_body(record);
+            forward.ext_fields = req.ext_fields.clone();
+            forward
+                .ext_fields
+                .insert("brokerName".into(), self.config().broker_name.clone());
+            return relay(req, &channel, forward).await;
+        }
+        let Ok((message, _)) = ferromq_protocol::message::MessageExt::decode(&record) else {
+            return RemotingCommand::error_response(
                 req,
                 response::SYSTEM_ERROR,
-                format!("asking the client failed: {e}"),
-            ),
-        }
+                "the stored message does not decode",
+            );
+        };
+        let fronts = self.client_fronts();
+        let Some(asked) = fronts
+            .iter()
+            .find_map(|f| f.verify_message(&client_id, message.clone()))
+        else {
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!(
+                    "The Consumer <{}> <{client_id}> not online",
+                    h.consumer_group
+                ),
+            );
+        };
+        front_answer(req, asked, "the client did not answer in time", |result| {
+            json!({
+                "order": false,
+                "autoCommit": true,
+                "consumeResult": result,
+                "remark": "from gRPC client",
+                "spentTimeMills": 0,
+            })
+        })
+        .await
     }
 
     /// Forwards GET_CONSUMER_RUNNING_INFO to the named client and relays its answer.
@@ -436,15 +404,15 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        let Some(channel) = self
-            .clients
-            .consumer_channels(&h.consumer_group)
-            .into_iter()
-            .find(|c| c.client_id == h.client_id)
-        else {
-            if let Some(resp) = self.front_running_info(req, &h.client_id).await {
-                return resp;
-            }
+        if let Some(channel) = self.consumer_channel(&h.consumer_group, &h.client_id) {
+            let mut forward = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO);
+            h.encode(&mut forward.ext_fields);
+            return relay(req, &channel, forward).await;
+        }
+        // Another front's client answers with its thread stacks, as Apache's proxy relays
+        // them (PrintThreadStackTraceCommand) in `jstack`.
+        let fronts = self.client_fronts();
+        let Some(asked) = fronts.iter().find_map(|f| f.thread_stack(&h.client_id)) else {
             return RemotingCommand::error_response(
                 req,
                 response::CONSUMER_NOT_ONLINE,
@@ -454,63 +422,78 @@ impl Broker {
                 ),
             );
         };
-        let mut forward = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO);
-        h.encode(&mut forward.ext_fields);
-        forward.language = ferromq_protocol::LanguageCode::Java;
-        match channel.conn.invoke(forward, CLIENT_CALL_TIMEOUT).await {
-            Ok(resp) => {
-                let mut out = RemotingCommand::response_to(req, resp.code).with_body(resp.body);
-                out.remark = resp.remark;
-                out
-            }
-            Err(e) => RemotingCommand::error_response(
-                req,
-                response::SYSTEM_ERROR,
-                format!("asking the client failed: {e}"),
-            ),
+        let late = "the client did not answer with its thread stacks in time";
+        front_answer(req, asked, late, |jstack| {
+            json!({
+                "properties": {},
+                "subscriptionSet": [],
+                "mqTable": {},
+                "statusTable": {},
+                "userConsumerInfo": {},
+                "jstack": jstack,
+            })
+        })
+        .await
+    }
+
+    /// The remoting connection of one consumer of a group.
+    fn consumer_channel(
+        &self,
+        group: &str,
+        client_id: &str,
+    ) -> Option<crate::client::ClientChannel> {
+        self.clients
+            .consumer_channels(group)
+            .into_iter()
+            .find(|c| c.client_id == client_id)
+    }
+
+    fn client_fronts(&self) -> Vec<std::sync::Arc<dyn crate::client::ClientFront>> {
+        self.client_fronts
+            .read()
+            .expect("client fronts lock")
+            .clone()
+    }
+}
+
+/// Sends `forward` to a remoting client and relays its answer to `req`.
+async fn relay(
+    req: &RemotingCommand,
+    channel: &crate::client::ClientChannel,
+    mut forward: RemotingCommand,
+) -> RemotingCommand {
+    forward.language = ferromq_protocol::LanguageCode::Java;
+    match channel.conn.invoke(forward, CLIENT_CALL_TIMEOUT).await {
+        Ok(resp) => {
+            let mut out = RemotingCommand::response_to(req, resp.code).with_body(resp.body);
+            out.remark = resp.remark;
+            out
         }
+        Err(e) => RemotingCommand::error_response(
+            req,
+            response::SYSTEM_ERROR,
+            format!("asking the client failed: {e}"),
+        ),
+    }
+}
+
+/// Waits (bounded) for another front's client to answer; `body` builds the reply's JSON.
+async fn front_answer<T>(
+    req: &RemotingCommand,
+    asked: tokio::sync::oneshot::Receiver<Result<T, String>>,
+    late: &str,
+    body: impl FnOnce(T) -> serde_json::Value,
+) -> RemotingCommand {
+    match tokio::time::timeout(CLIENT_CALL_TIMEOUT, asked).await {
+        Ok(Ok(Ok(answer))) => {
+            RemotingCommand::response_to(req, response::SUCCESS).with_body(body(answer).to_string())
+        }
+        Ok(Ok(Err(why))) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, why),
+        _ => RemotingCommand::error_response(req, response::SYSTEM_ERROR, late),
     }
 }
 
 impl Broker {
-    /// GET_CONSUMER_RUNNING_INFO for another front's client, as Apache's proxy answers it:
-    /// the client's thread stacks (PrintThreadStackTraceCommand) in `jstack`.
-    async fn front_running_info(
-        &self,
-        req: &RemotingCommand,
-        client_id: &str,
-    ) -> Option<RemotingCommand> {
-        let fronts = self
-            .client_fronts
-            .read()
-            .expect("client fronts lock")
-            .clone();
-        let asked = fronts.iter().find_map(|f| f.thread_stack(client_id))?;
-        Some(
-            match tokio::time::timeout(CLIENT_CALL_TIMEOUT, asked).await {
-                Ok(Ok(Ok(jstack))) => {
-                    let info = json!({
-                        "properties": {},
-                        "subscriptionSet": [],
-                        "mqTable": {},
-                        "statusTable": {},
-                        "userConsumerInfo": {},
-                        "jstack": jstack,
-                    });
-                    RemotingCommand::response_to(req, response::SUCCESS).with_body(info.to_string())
-                }
-                Ok(Ok(Err(why))) => {
-                    RemotingCommand::error_response(req, response::SYSTEM_ERROR, why)
-                }
-                _ => RemotingCommand::error_response(
-                    req,
-                    response::SYSTEM_ERROR,
-                    "the client did not answer with its thread stacks in time",
-                ),
-            },
-        )
-    }
-
     pub(crate) fn all_group_configs(&self, req: &RemotingCommand) -> RemotingCommand {
         // Groups that only ever committed offsets or heartbeated are listed too.
         let mut table = self.groups.all();
