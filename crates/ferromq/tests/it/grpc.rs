@@ -79,6 +79,28 @@ fn with_client_id<T>(msg: T, id: &str) -> tonic::Request<T> {
     req
 }
 
+fn seconds(seconds: i64) -> Option<ferromq_grpc_proto::prost_types::Duration> {
+    Some(ferromq_grpc_proto::prost_types::Duration { seconds, nanos: 0 })
+}
+
+/// A receive of every queue of `topic` for `group`, hiding what it gets this long.
+fn receive_request(
+    group: &str,
+    topic: &str,
+    invisible_s: Option<i64>,
+) -> pb::ReceiveMessageRequest {
+    pb::ReceiveMessageRequest {
+        group: resource(group),
+        message_queue: Some(pb::MessageQueue {
+            topic: resource(topic),
+            id: -1,
+            ..Default::default()
+        }),
+        invisible_duration: invisible_s.and_then(seconds),
+        ..Default::default()
+    }
+}
+
 fn resource(name: &str) -> Option<pb::Resource> {
     Some(pb::Resource {
         resource_namespace: String::new(),
@@ -199,19 +221,7 @@ async fn malformed_grpc_input_is_refused_and_the_front_keeps_serving() {
     // A receive before any settings: a clear status, not an internal error.
     let mut stream = client
         .receive_message(with_client_id(
-            pb::ReceiveMessageRequest {
-                group: resource("g"),
-                message_queue: Some(pb::MessageQueue {
-                    topic: resource("TBW102"),
-                    id: -1,
-                    ..Default::default()
-                }),
-                invisible_duration: Some(ferromq_grpc_proto::prost_types::Duration {
-                    seconds: 30,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            },
+            receive_request("g", "TBW102", Some(30)),
             "no-settings",
         ))
         .await
@@ -392,22 +402,9 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
         let pending = tokio::spawn(async move {
             c.receive_message(with_client_id(
                 pb::ReceiveMessageRequest {
-                    group: resource("grpc-g"),
-                    message_queue: Some(pb::MessageQueue {
-                        topic: resource("TBW102"),
-                        id: -1,
-                        ..Default::default()
-                    }),
-                    invisible_duration: Some(ferromq_grpc_proto::prost_types::Duration {
-                        seconds: 30,
-                        nanos: 0,
-                    }),
-                    long_polling_timeout: Some(ferromq_grpc_proto::prost_types::Duration {
-                        seconds: 20,
-                        nanos: 0,
-                    }),
+                    long_polling_timeout: seconds(20),
                     batch_size: 1,
-                    ..Default::default()
+                    ..receive_request("grpc-g", "TBW102", Some(30))
                 },
                 "listed-client",
             ))
@@ -500,25 +497,10 @@ async fn receive(
     let mut stream = client
         .receive_message(with_client_id(
             pb::ReceiveMessageRequest {
-                group: resource(group),
-                message_queue: Some(pb::MessageQueue {
-                    topic: resource(topic),
-                    id: -1,
-                    ..Default::default()
-                }),
                 auto_renew,
-                invisible_duration: (!auto_renew).then_some(
-                    ferromq_grpc_proto::prost_types::Duration {
-                        seconds: 10,
-                        nanos: 0,
-                    },
-                ),
-                long_polling_timeout: Some(ferromq_grpc_proto::prost_types::Duration {
-                    seconds: 5,
-                    nanos: 0,
-                }),
+                long_polling_timeout: seconds(5),
                 batch_size: 8,
-                ..Default::default()
+                ..receive_request(group, topic, (!auto_renew).then_some(10))
             },
             id,
         ))
