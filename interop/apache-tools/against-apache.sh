@@ -17,19 +17,10 @@ trap cleanup EXIT
 mvn -B -q -ntp dependency:build-classpath -Dmdep.outputFile="$work/cp.txt" -Dmdep.includeScope=test
 cp=$(cat "$work/cp.txt")
 
-# A broker port whose VIP channel (port - 2) and HA port (port + 1) are free too.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port_free() { python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$1))" 2>/dev/null; }
+. ../apache-common.sh
 ns_port=$(free_port)
-broker_port=""
-for _ in $(seq 1 50); do
-    p=$(free_port)
-    if [ "$p" -gt 1026 ] && [ "$p" != "$ns_port" ] && port_free $((p - 2)) && port_free $((p + 1)); then
-        broker_port=$p
-        break
-    fi
-done
-[ -n "$broker_port" ] || { echo "no free port triple for Apache's broker" >&2; exit 1; }
+taken=" $ns_port "
+pick_broker_port
 
 printf 'listenPort=%s\n' "$ns_port" > "$work/namesrv.conf"
 cat > "$work/broker.conf" <<CONF
@@ -58,31 +49,12 @@ for _ in $(seq 1 120); do
     sleep 1
 done
 grep -q "boot success" "$work/broker.log" || { echo "Apache's broker did not start:" >&2; tail -50 "$work/broker.log" >&2; exit 1; }
-# "boot success" comes before the broker's first registration lands; under load the tests
-# could ask the name server for DefaultCluster's route too early. Wait (bounded) until the
-# name server's cluster info (GET_BROKER_CLUSTER_INFO, 106) names broker-a.
-registered() {
-    python3 - "$ns_port" <<'PY'
-import json, socket, struct, sys
-header = json.dumps({"code": 106, "flag": 0, "language": "JAVA", "opaque": 1,
-                     "serializeTypeCurrentRPC": "JSON", "version": 453}).encode()
-frame = struct.pack(">ii", 4 + len(header), len(header)) + header
-with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3) as s:
-    s.sendall(frame)
-    data = b""
-    while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-sys.exit(0 if b"broker-a" in data else 1)
-PY
-}
+# Bounded wait until the name server knows the broker (see apache-common.sh).
 for _ in $(seq 1 60); do
-    registered && break
+    registered "$ns_port" && break
     sleep 1
 done
-registered || { echo "Apache's broker did not register with its name server" >&2; exit 1; }
+registered "$ns_port" || { echo "Apache's broker did not register with its name server" >&2; exit 1; }
 echo "Apache RocketMQ 5.5.0: name server 127.0.0.1:$ns_port, broker 127.0.0.1:$broker_port"
 
 mvn -B -ntp test -Dtarget.namesrv="127.0.0.1:$ns_port" -Dtarget.broker="127.0.0.1:$broker_port" "$@"

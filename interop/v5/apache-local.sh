@@ -70,35 +70,24 @@ if [ -z "$cp" ]; then
     cp=$(cat "$cache")
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port_free() { python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$1))" 2>/dev/null; }
-taken=" "
+. "$here/../apache-common.sh"
+# Sets the variable named $1 to a free port not handed out yet. (Not in a $(...) subshell,
+# where `taken` would not remember it.)
 pick() {
     local p
     for _ in $(seq 1 50); do
         p=$(free_port)
         case "$taken" in *" $p "*) continue ;; esac
         taken="$taken$p "
-        echo "$p"
+        printf -v "$1" '%s' "$p"
         return 0
     done
     return 1
 }
-ns_port=$(pick)
-grpc_port=$(pick)
-remoting_port=$(pick)
-# The broker's VIP channel (listenPort - 2) and HA port (listenPort + 1) must be free too.
-broker_port=""
-for _ in $(seq 1 50); do
-    p=$(free_port)
-    case "$taken" in *" $p "*|*" $((p - 2)) "*|*" $((p + 1)) "*) continue ;; esac
-    if [ "$p" -gt 1026 ] && port_free $((p - 2)) && port_free $((p + 1)); then
-        broker_port=$p
-        taken="$taken$p $((p - 2)) $((p + 1)) "
-        break
-    fi
-done
-[ -n "$broker_port" ] || { echo "no free port triple for Apache's broker" >&2; exit 1; }
+pick ns_port
+pick grpc_port
+pick remoting_port
+pick_broker_port
 
 printf 'listenPort=%s\n' "$ns_port" > "$state/namesrv.conf"
 cat > "$state/broker.conf" <<CONF
@@ -200,7 +189,7 @@ ready=""
 while [ $SECONDS -lt $deadline ]; do
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || fail "process $pid exited"; done
     if listening "$ns_port" && listening "$grpc_port" && listening "$broker_port" \
-        && "$state/mqadmin" clusterList -n "127.0.0.1:$ns_port" 2>/dev/null | grep -q "broker-a"; then
+        && registered "$ns_port"; then
         ready=1
         break
     fi
