@@ -708,6 +708,9 @@ impl Controller {
     async fn scan_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let closed = tokio::select! {
+                // First: a controller shutting down closes its brokers' connections itself,
+                // which is no news about the brokers.
+                biased;
                 _ = shutdown.cancelled() => return,
                 () = tokio::time::sleep(self.config.scan_interval) => false,
                 () = self.scan_now.notified() => true,
@@ -733,6 +736,10 @@ impl Controller {
                 })
             };
             for broker_name in dead_masters {
+                // A shutdown begun while scanning must not depose anyone on its way out.
+                if shutdown.is_cancelled() {
+                    return;
+                }
                 self.replace_master(&broker_name).await;
             }
         }

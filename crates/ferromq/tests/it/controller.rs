@@ -361,9 +361,7 @@ async fn a_single_controller_inside_the_name_server_answers_and_keeps_its_state_
     let leader = leader_of(&[ctl.as_str()]).await;
     let c = connect(&leader).await;
     join(&[ctl.as_str()], 1, "127.0.0.1:1").await;
-    // A minute of liveness: on a loaded machine the restart below can take longer than a
-    // short timeout, after which the controller would rightly elect no one.
-    assert_eq!(call(&c, heartbeat(1, "127.0.0.1:1", 60_000)).await.code, 0);
+    assert_eq!(call(&c, heartbeat(1, "127.0.0.1:1", 10_000)).await.code, 0);
     let elect = call(&c, elect_request(1)).await;
     assert_eq!(elect.code, 0, "{:?}", elect.remark);
     // The name server beside it still serves.
