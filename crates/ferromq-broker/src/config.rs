@@ -542,6 +542,15 @@ const KEYS: &[Key] = &[
     key!("transactionTimeOut", runtime = true, |c| c.transaction_timeout_ms.to_string(), |c, k, v| c.transaction_timeout_ms = parse_num(k, v, 0u64, u64::MAX / 2)?),
 ];
 
+/// Every key `broker.conf` may hold: those FerroMQ reads (with Apache's other spellings)
+/// and those it accepts without effect. For tools that map other names onto keys, such as
+/// `FERROMQ_*` environment variables.
+pub fn key_names() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .flat_map(|k| std::iter::once(k.name).chain(k.alias))
+        .chain(ACCEPTED_WITHOUT_EFFECT.iter().copied())
+}
+
 fn find_key(name: &str) -> Option<&'static Key> {
     KEYS.iter()
         .find(|k| k.name == name || k.alias == Some(name))

@@ -135,7 +135,7 @@ pub fn label(b: &BrokerInfo) -> String {
     }
 }
 
-pub use ferromq_client::admin::route_masters;
+pub use ferromq_client::admin::{route_masters, route_readers};
 
 /// A JSON value as display text.
 pub fn s(v: &Value) -> String {

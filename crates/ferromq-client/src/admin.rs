@@ -831,6 +831,22 @@ pub fn route_masters(route: &TopicRouteData) -> Vec<(String, String)> {
         .collect()
 }
 
+/// (brokerName, address) of the broker to read each broker name's messages from: its
+/// master, or while the master is away its lowest-numbered slave (as Apache's pull
+/// consumer falls back to a slave), so reads go on without it.
+pub fn route_readers(route: &TopicRouteData) -> Vec<(String, String)> {
+    route
+        .broker_datas
+        .iter()
+        .filter_map(|b| {
+            b.broker_addrs
+                .iter()
+                .min_by_key(|(id, _)| **id)
+                .map(|(_, a)| (b.broker_name.clone(), a.clone()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

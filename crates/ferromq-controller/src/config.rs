@@ -25,6 +25,27 @@ pub struct ControllerConfig {
     pub notify_broker_role_changed: bool,
 }
 
+/// The keys a controller reads from `controller.conf`.
+const CONTROLLER_KEYS: &[&str] = &[
+    "controllerDLegerGroup",
+    "controllerDLegerPeers",
+    "controllerDLegerSelfId",
+    "controllerStorePath",
+    "scanInactiveMasterInterval",
+    "enableElectUncleanMaster",
+    "notifyBrokerRoleChanged",
+];
+
+/// Every key a `controller.conf` or `namesrv.conf` may hold (a name server may embed a
+/// controller): for tools that map other names onto keys, such as `FERROMQ_*` variables.
+pub fn key_names() -> impl Iterator<Item = &'static str> {
+    CONTROLLER_KEYS
+        .iter()
+        .chain(NAMESRV_KEYS)
+        .chain(ACCEPTED_WITHOUT_EFFECT)
+        .copied()
+}
+
 impl ControllerConfig {
     /// A single node on `addr`, storing under `store_path`.
     pub fn single(addr: &str, store_path: PathBuf) -> Self {

@@ -167,7 +167,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::FirstSend(args) => first_send(args).await,
         BenchCommand::Abuse(args) => abuse(args).await,
         BenchCommand::NullBroker { listen } => {
-            crate::null_broker::run(listen, crate::shutdown_on_signals()).await
+            crate::null_broker::run(listen, crate::serve::shutdown_on_signals()).await
         }
     }
 }

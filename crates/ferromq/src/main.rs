@@ -1,20 +1,16 @@
 //! `ferromq`: the one binary. Subcommands run the name server, the broker, or both.
 
 mod bench;
+mod env_config;
+mod health;
 mod null_broker;
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ferromq_broker::config::BrokerRole;
-use ferromq_broker::{Broker, BrokerConfig, Listeners};
-use ferromq_namesrv::{NameServer, NamesrvConfig};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -40,13 +36,13 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
         /// Apache-style namesrv.conf.
-        #[arg(short = 'c', long = "config")]
+        #[arg(short = 'c', long = "config", env = "FERROMQ_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Controller only: elects each broker group's master (controller mode).
     Controller {
         /// Apache-style controller.conf (controllerDLegerPeers, controllerDLegerSelfId, …).
-        #[arg(short = 'c', long = "config")]
+        #[arg(short = 'c', long = "config", env = "FERROMQ_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Broker only; registers with the name servers in `namesrvAddr`.
@@ -60,6 +56,8 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// The manual page (roff), on stdout: `ferromq man > ferromq.1`.
     Man,
+    /// Whether servers answer (bare: the standalone's name server and broker); for health checks.
+    Health(health::HealthArgs),
     /// The web dashboard for any cluster.
     Dashboard {
         /// Name servers, `host:port;host:port`.
@@ -79,10 +77,10 @@ enum Command {
 #[derive(Args)]
 struct StandaloneArgs {
     /// Data directory (overrides storePathRootDir).
-    #[arg(long)]
+    #[arg(long, env = "FERROMQ_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Apache-style broker.conf.
-    #[arg(short = 'c', long = "config")]
+    #[arg(short = 'c', long = "config", env = "FERROMQ_CONFIG")]
     config: Option<PathBuf>,
     /// Name server listen address.
     #[arg(long, default_value = "0.0.0.0:9876")]
@@ -113,10 +111,10 @@ struct StandaloneArgs {
 #[derive(Args)]
 struct BrokerArgs {
     /// Apache-style broker.conf.
-    #[arg(short = 'c', long = "config")]
+    #[arg(short = 'c', long = "config", env = "FERROMQ_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (overrides storePathRootDir).
-    #[arg(long)]
+    #[arg(long, env = "FERROMQ_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Name servers, `host:port;host:port` (overrides namesrvAddr).
     #[arg(short = 'n', long)]
@@ -124,6 +122,9 @@ struct BrokerArgs {
     /// Listen address (its port overrides listenPort).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Also serve the gRPC front for the 5.x clients here (off unless given).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -182,10 +183,11 @@ fn run() -> Result<()> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Standalone(args) => standalone(args).await,
-            Command::Namesrv { listen, config } => namesrv(listen, config).await,
-            Command::Controller { config } => controller(config).await,
-            Command::Broker(args) => broker(args).await,
+            Command::Standalone(args) => serve::standalone(args).await,
+            Command::Namesrv { listen, config } => serve::namesrv(listen, config).await,
+            Command::Controller { config } => serve::controller(config).await,
+            Command::Broker(args) => serve::broker(args).await,
+            Command::Health(args) => health::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Admin(args) => ferromq_cli::run(args).await,
             Command::Dashboard {
@@ -193,395 +195,8 @@ fn run() -> Result<()> {
                 listen,
                 login,
                 credentials,
-            } => dashboard(namesrv, listen, login, credentials).await,
+            } => serve::dashboard(namesrv, listen, login, credentials).await,
             Command::Completions { .. } | Command::Man => Ok(()),
         }
     })
-}
-
-/// Cancels the token on SIGINT or SIGTERM.
-fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        info!("shutting down");
-        t.cancel();
-    });
-    token
-}
-
-fn load_broker_config(path: Option<&PathBuf>) -> Result<BrokerConfig> {
-    let Some(path) = path else {
-        return Ok(BrokerConfig::default());
-    };
-    let (config, warnings) =
-        BrokerConfig::from_file(path).with_context(|| format!("loading {}", path.display()))?;
-    for w in warnings {
-        warn!("{}: {w}", path.display());
-    }
-    Ok(config)
-}
-
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
-        format!("binding the {what} to {addr} (is another process using the port?)")
-    })
-}
-
-/// Apache's brokers also listen on listenPort − 2 (the "VIP channel"), which its admin
-/// tools and dashboard use unless told not to. A taken port is not worth refusing to start
-/// over: the broker runs without it and says so.
-async fn bind_fast_channel(main: SocketAddr) -> Option<TcpListener> {
-    let port = main.port().checked_sub(2).filter(|p| *p > 0)?;
-    let addr = SocketAddr::new(main.ip(), port);
-    match TcpListener::bind(addr).await {
-        Ok(l) => Some(l),
-        Err(e) => {
-            warn!(%addr, error = %e, "cannot listen on the VIP channel (listenPort - 2); Apache's tools then need isVIPChannel=false");
-            None
-        }
-    }
-}
-
-/// A master's replication port (`haListenPort`, default listenPort + 1). When the port was
-/// not chosen in broker.conf a taken one is not worth refusing to start over: the master
-/// runs without slaves and says so.
-async fn bind_ha(config: &BrokerConfig, main: SocketAddr) -> Result<Option<TcpListener>> {
-    // In controller mode any broker may become master, whatever brokerRole says (Apache's
-    // quick-start files say SLAVE).
-    if config.broker_role == BrokerRole::Slave && !config.enable_controller_mode {
-        return Ok(None);
-    }
-    let addr = SocketAddr::new(main.ip(), config.ha_port());
-    match TcpListener::bind(addr).await {
-        Ok(l) => Ok(Some(l)),
-        Err(e) if config.ha_listen_port.is_some() => {
-            Err(e).with_context(|| format!("binding haListenPort {addr}"))
-        }
-        Err(e) => {
-            warn!(%addr, error = %e, "cannot listen on the HA port (listenPort + 1); slaves cannot follow this master until haListenPort names a free port");
-            Ok(None)
-        }
-    }
-}
-
-async fn listeners(config: &BrokerConfig, main: TcpListener) -> Result<Listeners> {
-    let addr = main.local_addr()?;
-    Ok(Listeners {
-        fast_channel: bind_fast_channel(addr).await,
-        ha: bind_ha(config, addr).await?,
-        main,
-    })
-}
-
-fn advise_on_broker_ip(config: &BrokerConfig, from_file: bool) {
-    if !from_file || config.broker_ip1 == "127.0.0.1" {
-        warn!(
-            "brokerIP1 is {}: clients on other machines cannot reach this broker; set brokerIP1 in broker.conf to an address they can reach",
-            config.broker_ip1
-        );
-    }
-}
-
-async fn standalone(args: StandaloneArgs) -> Result<()> {
-    let mut config = load_broker_config(args.config.as_ref())?;
-    if let Some(dir) = args.data_dir {
-        config.store_root = dir;
-    }
-    let broker_addr = args
-        .broker_listen
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
-    let namesrv_listener = bind(args.namesrv_listen, "name server").await?;
-    let broker_listener = bind(broker_addr, "broker").await?;
-    config.listen_port = broker_listener.local_addr()?.port();
-    let namesrv_port = namesrv_listener.local_addr()?.port();
-    let namesrv_ip = if args.namesrv_listen.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        args.namesrv_listen.ip().to_string()
-    };
-    let local_namesrv = format!("{namesrv_ip}:{namesrv_port}");
-    if !config.namesrv_addrs.contains(&local_namesrv) {
-        config.namesrv_addrs.insert(0, local_namesrv.clone());
-    }
-    advise_on_broker_ip(&config, args.config.is_some());
-    let shutdown = shutdown_on_signals();
-    // The name server outlives the broker so the broker can unregister on the way out.
-    let namesrv_shutdown = CancellationToken::new();
-    let broker = open_broker(config)?;
-    // With TLS on, the built-in name server takes TLS and plaintext alike: TLS clients use
-    // it for routes, and the broker registers in plaintext.
-    let namesrv = NameServer::new(NamesrvConfig {
-        tls: broker
-            .tls()
-            .map(|t| t.with_mode(ferromq_remoting::TlsMode::Permissive)),
-        kv_config_path: Some(
-            broker
-                .config()
-                .store_root
-                .join("namesrv")
-                .join("kvConfig.json"),
-        ),
-        ..Default::default()
-    });
-    let namesrv_task = tokio::spawn(namesrv.serve(namesrv_listener, namesrv_shutdown.clone()));
-    broker.register_once().await;
-    let mut dashboard_note = String::new();
-    if !args.no_dashboard {
-        // The dashboard is a convenience: a taken port must not stop the broker.
-        match TcpListener::bind(args.dashboard_listen).await {
-            Ok(listener) => {
-                dashboard_note = format!(", dashboard http://{}", listener.local_addr()?);
-                let config = ferromq_dashboard::DashboardConfig {
-                    namesrv: vec![local_namesrv.clone()],
-                    login: parse_login(args.dashboard_login)?,
-                    credentials: parse_credentials(args.dashboard_credentials)?,
-                };
-                let stop = namesrv_shutdown.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = ferromq_dashboard::serve(listener, config, stop).await {
-                        warn!(error = %e, "the dashboard stopped");
-                    }
-                });
-            }
-            Err(e) => {
-                warn!(addr = %args.dashboard_listen, error = %e, "cannot serve the dashboard; running without it")
-            }
-        }
-    }
-    let grpc_note = if args.no_grpc {
-        String::new()
-    } else {
-        start_grpc(&broker, args.grpc_listen, shutdown.clone()).await?
-    };
-    println!(
-        "FerroMQ is ready: name server {local_namesrv}, broker {}{grpc_note}{dashboard_note}",
-        broker.config().advertised_addr()
-    );
-    let listeners = listeners(&broker.config(), broker_listener).await?;
-    broker.serve(listeners, shutdown).await;
-    namesrv_shutdown.cancel();
-    let _ = namesrv_task.await;
-    Ok(())
-}
-
-/// Starts the gRPC front beside the broker; a taken port leaves the broker running
-/// without it (as the dashboard), a bad certificate stops the start.
-async fn start_grpc(
-    broker: &Arc<Broker>,
-    listen: SocketAddr,
-    shutdown: CancellationToken,
-) -> Result<String> {
-    let config = broker.config();
-    let files = config
-        .tls_cert_path
-        .as_deref()
-        .zip(config.tls_key_path.as_deref());
-    let tls = ferromq_grpc::listener::tls_acceptor(files).context("gRPC TLS")?;
-    let listener = match TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(addr = %listen, error = %e, "cannot serve the gRPC front; running without it");
-            return Ok(String::new());
-        }
-    };
-    let note = format!(", gRPC {}", listener.local_addr()?);
-    let broker = broker.clone();
-    tokio::spawn(async move {
-        if let Err(e) = ferromq_grpc::serve(broker, listener, tls, shutdown).await {
-            warn!(error = %e, "the gRPC front stopped");
-        }
-    });
-    Ok(note)
-}
-
-/// A `name:secret` pair, both non-empty; `what` names the expected form in the error.
-fn parse_pair(value: Option<String>, what: &str) -> Result<Option<(String, String)>> {
-    match value {
-        None => Ok(None),
-        Some(v) => match v.split_once(':') {
-            Some((a, b)) if !a.is_empty() && !b.is_empty() => {
-                Ok(Some((a.to_string(), b.to_string())))
-            }
-            _ => bail!("{what}"),
-        },
-    }
-}
-
-fn parse_login(login: Option<String>) -> Result<Option<(String, String)>> {
-    parse_pair(login, "the dashboard login must be user:password")
-}
-
-/// `accessKey:secretKey`.
-fn parse_credentials(pair: Option<String>) -> Result<Option<ferromq_client::Credentials>> {
-    Ok(
-        parse_pair(pair, "dashboard credentials must be accessKey:secretKey")?
-            .map(|(ak, sk)| ferromq_client::Credentials::new(ak, sk)),
-    )
-}
-
-async fn dashboard(
-    namesrv: String,
-    listen: SocketAddr,
-    login: Option<String>,
-    credentials: Option<String>,
-) -> Result<()> {
-    let listener = bind(listen, "dashboard").await?;
-    let namesrv: Vec<String> = namesrv
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let config = ferromq_dashboard::DashboardConfig {
-        namesrv,
-        login: parse_login(login)?,
-        credentials: parse_credentials(credentials)?,
-    };
-    println!(
-        "FerroMQ is ready: dashboard http://{}",
-        listener.local_addr()?
-    );
-    ferromq_dashboard::serve(listener, config, shutdown_on_signals())
-        .await
-        .map_err(anyhow::Error::msg)
-}
-
-fn open_broker(config: BrokerConfig) -> Result<Arc<Broker>> {
-    let root = config.store_root.display().to_string();
-    info!(data_dir = %root, flush = ?config.flush_mode, advertised = %config.advertised_addr(), "opening the broker");
-    Broker::open(config).with_context(|| format!("opening the broker store in {root}"))
-}
-
-/// Reads a properties file (Apache's format), or nothing.
-fn read_properties(path: Option<&PathBuf>) -> Result<std::collections::HashMap<String, String>> {
-    let Some(path) = path else {
-        return Ok(Default::default());
-    };
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    ferromq_broker::config::parse_properties(&bytes)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("parsing {}", path.display()))
-}
-
-/// A controller's configuration from `controller.conf` keys (or a namesrv.conf holding them).
-fn controller_config(
-    map: &std::collections::HashMap<String, String>,
-    path: Option<&PathBuf>,
-) -> Result<ferromq_controller::ControllerConfig> {
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let (config, warnings) =
-        ferromq_controller::ControllerConfig::from_properties(map, home.join("DLedgerController"))
-            .map_err(anyhow::Error::msg)?;
-    for w in warnings {
-        warn!(
-            "{}: {w}",
-            path.map_or("defaults".into(), |p| p.display().to_string())
-        );
-    }
-    Ok(config)
-}
-
-/// Starts a controller node on its configured address; returns when it stops.
-async fn run_controller(
-    config: ferromq_controller::ControllerConfig,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let addr: SocketAddr = config
-        .self_addr()
-        .and_then(|a| a.parse().ok())
-        .context("the controller's own address in controllerDLegerPeers must be ip:port")?;
-    let listener = bind(addr, "controller").await?;
-    let node = ferromq_controller::Controller::start(config)
-        .await
-        .context("starting the controller")?;
-    println!("FerroMQ is ready: controller {addr}");
-    node.serve(listener, shutdown).await;
-    Ok(())
-}
-
-async fn controller(path: Option<PathBuf>) -> Result<()> {
-    let map = read_properties(path.as_ref())?;
-    let config = controller_config(&map, path.as_ref())?;
-    run_controller(config, shutdown_on_signals()).await
-}
-
-async fn namesrv(listen: Option<SocketAddr>, path: Option<PathBuf>) -> Result<()> {
-    let map = read_properties(path.as_ref())?;
-    let port = match map.get("listenPort") {
-        Some(p) => p
-            .trim()
-            .parse::<u16>()
-            .with_context(|| format!("invalid value '{p}' for listenPort: expected 0 to 65535"))?,
-        None => 9876,
-    };
-    let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)));
-    let with_controller = match map.get("enableControllerInNamesrv").map(|v| v.trim()) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(v) => {
-            bail!("invalid value '{v}' for enableControllerInNamesrv: expected true or false")
-        }
-    };
-    let controller = with_controller
-        .then(|| controller_config(&map, path.as_ref()))
-        .transpose()?;
-    let listener = bind(listen, "name server").await?;
-    let shutdown = shutdown_on_signals();
-    // Apache's default place for it.
-    let kv_config_path = map.get("kvConfigPath").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME")
-            .map(|home| PathBuf::from(home).join("namesrv").join("kvConfig.json"))
-    });
-    let controller_task = controller.map(|c| tokio::spawn(run_controller(c, shutdown.clone())));
-    println!("FerroMQ is ready: name server {}", listener.local_addr()?);
-    NameServer::new(NamesrvConfig {
-        kv_config_path,
-        ..Default::default()
-    })
-    .serve(listener, shutdown)
-    .await;
-    if let Some(task) = controller_task {
-        task.await.context("the controller task")??;
-    }
-    Ok(())
-}
-
-async fn broker(args: BrokerArgs) -> Result<()> {
-    let mut config = load_broker_config(args.config.as_ref())?;
-    if let Some(dir) = args.data_dir {
-        config.store_root = dir;
-    }
-    if let Some(n) = args.namesrv {
-        let mut map = std::collections::HashMap::new();
-        map.insert("namesrvAddr".to_string(), n);
-        config.apply(&map).context("--namesrv")?;
-    }
-    if config.namesrv_addrs.is_empty() {
-        bail!(
-            "no name server configured: set namesrvAddr in broker.conf or pass --namesrv host:port"
-        );
-    }
-    let addr = args
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.listen_port)));
-    let listener = bind(addr, "broker").await?;
-    config.listen_port = listener.local_addr()?.port();
-    advise_on_broker_ip(&config, args.config.is_some());
-    let shutdown = shutdown_on_signals();
-    let broker = open_broker(config)?;
-    broker.register_once().await;
-    println!(
-        "FerroMQ is ready: broker {}",
-        broker.config().advertised_addr()
-    );
-    let listeners = listeners(&broker.config(), listener).await?;
-    broker.serve(listeners, shutdown).await;
-    Ok(())
 }

@@ -12,7 +12,7 @@ use ferromq_protocol::RemotingCommand;
 use serde_json::{json, Value};
 
 use super::value::{java_bool, now_ms, timestamp};
-use crate::ctx::{route_masters, Ctx};
+use crate::ctx::{route_masters, route_readers, Ctx};
 use crate::remote::{refused, QueuePoint};
 use crate::table::Table;
 
@@ -328,7 +328,7 @@ impl ConsumeMessage {
         }
         let route = ctx.route(&self.topic).await?;
         let mut queues = Vec::new();
-        for (name, addr) in route_masters(&route) {
+        for (name, addr) in route_readers(&route) {
             if self.broker.as_ref().is_some_and(|b| b != &name) {
                 continue;
             }

@@ -242,6 +242,26 @@ async fn a_slave_serves_reads_while_its_master_is_away_and_hands_back_the_offset
     assert_eq!(call(&slave, commit_offset("away", 1, 3)).await.code, 0);
     assert_eq!(committed(&slave, "away", 0).await, Some(12));
 
+    // mqadmin-style reads of the topic go to the slave too (Apache's pull consumer falls
+    // back to a slave), once the name server has seen the master's connection close
+    until(
+        "admin consumeMessage reads all 20 from the slave",
+        Duration::from_secs(30),
+        || {
+            let ns = ns.clone();
+            async move {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq"))
+                    .args(["admin", "consumeMessage", "-n", &ns, "-t", "away"])
+                    .args(["--json", "--seconds", "5", "--log-level", "error"])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                out.status.success() && (0..20).all(|i| text.contains(&format!("\"m{i}\"")))
+            }
+        },
+    )
+    .await;
+
     let _master_proc = broker_at(dir.path(), "master", &conf, &master_addr);
     let master = connect(&master_addr).await;
     until(
