@@ -21,10 +21,10 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     cargo build --locked -p ferromq --profile "$profile" --target "$target" >&2
 dir=$profile
 [ "$profile" = dev ] && dir=debug
-bin="target/$target/$dir/ferromq"
+bin="${CARGO_TARGET_DIR:-target}/$target/$dir/ferromq"
 if readelf -d "$bin" 2>/dev/null | grep -q '(NEEDED)'; then
     echo "$bin is not statically linked:" >&2
     readelf -d "$bin" | grep '(NEEDED)' >&2
     exit 1
 fi
-echo "$(pwd)/$bin"
+echo "$(cd "$(dirname "$bin")" && pwd)/ferromq"

@@ -3,7 +3,10 @@
 # target this machine can build (x86_64 and aarch64), each holding the static binary, a
 # sample broker.conf and controller.conf, the licence, the README, shell completions and
 # the manual page; and SHA256SUMS beside them.
-#   scripts/release.sh [--profile dist] [--out dist]
+# With --image, also the container image of the host's binary (scripts/image.sh) as
+# ferromq-image-<version>-<arch>.tar (uncompressed: podman 4 loads no gzip), for machines that have a container runtime and
+# no registry to pull from: `podman load -i ...` (or `docker load -i ...`).
+#   scripts/release.sh [--profile dist] [--out dist] [--image]
 # A target is skipped, with the reason, when its standard library is not installed
 # (`rustup target add aarch64-unknown-linux-gnu`) or no linker for it is found
 # (Debian's gcc-aarch64-linux-gnu).
@@ -11,10 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=dist
 out=dist
+image=false
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
+        --image) image=true; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -22,7 +27,7 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 host=$(rustc -vV | sed -n 's/^host: //p')
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out"/ferromq-"$version"-*.tar.gz "$out/SHA256SUMS"
+rm -f "$out"/ferromq-"$version"-*.tar.gz "$out"/ferromq-image-"$version"-*.tar "$out/SHA256SUMS"
 
 # Completions and the manual page come from the host's binary: the CLI is the same on
 # every target, and a foreign binary cannot run here.
@@ -74,5 +79,16 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
     built=$((built + 1))
 done
 [ "$built" -gt 0 ] || { echo "no target could be built" >&2; exit 1; }
-(cd "$out" && sha256sum ferromq-"$version"-*.tar.gz > SHA256SUMS)
+if $image; then
+    runtime=${CONTAINER_RUNTIME:-$(command -v podman || command -v docker || true)}
+    [ -n "$runtime" ] || { echo "--image needs podman or docker" >&2; exit 1; }
+    tag="ferromq:$version"
+    scripts/image.sh --binary "$host_bin" --tag "$tag"
+    # docker-archive: the format both podman and docker load.
+    save=("$runtime" save)
+    [ "$(basename "$runtime")" = podman ] && save+=(--format docker-archive)
+    "${save[@]}" -o "$out/ferromq-image-$version-${host%%-*}.tar" "$tag"
+    echo "built $out/ferromq-image-$version-${host%%-*}.tar" >&2
+fi
+(cd "$out" && sha256sum ferromq-*"$version"-*.tar* > SHA256SUMS)
 cat "$out/SHA256SUMS"

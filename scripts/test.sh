@@ -14,12 +14,25 @@ if ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi
 fi
 
+if ! command -v podman >/dev/null || ! command -v podman-compose >/dev/null; then
+    step "installing Debian's podman, runc and podman-compose for the image and compose checks"
+    if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q podman runc podman-compose; else sudo apt-get update -q && sudo apt-get install -y -q podman runc podman-compose; fi
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo build"
 cargo build --workspace --locked
+# The image's and archives' static binary builds meanwhile, in a target directory of its
+# own (no lock shared with the builds below) and niced: it takes the CPU the suites leave
+# idle, and the packaging checks near the end use it.
+static_target="$root/target/static"
+static_log="$root/target/static-build.log"
+(CARGO_TARGET_DIR="$static_target" nice -n 19 scripts/build-static.sh --profile static-check > "$static_log" 2>&1) &
+static_pid=$!
+
 step "cargo test"
 cargo test --workspace --locked
 step "power-loss simulation (the store's file layer undoes unsynced writes)"
@@ -73,8 +86,19 @@ step "Apache's own tools: mqadmin, the Java admin API, delivered properties (roc
 step "The same suite against Apache RocketMQ 5.5.0 itself: its assertions describe Apache"
 ./interop/apache-tools/against-apache.sh
 
-step "Fuzz targets: the committed corpora, then 20 s of fuzzing each"
-./scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+step "Fuzz targets (the committed corpora, then 20 s of fuzzing each), side by side with the packaging checks"
+wait "$static_pid" || { cat "$static_log"; echo "the static build failed" >&2; exit 1; }
+packaging_log=$(mktemp)
+(CARGO_TARGET_DIR="$static_target" scripts/packaging-check.sh --profile static-check > "$packaging_log" 2>&1) &
+packaging_pid=$!
+fuzz_ok=true
+./scripts/fuzz.sh "${FUZZ_SECONDS:-20}" || fuzz_ok=false
+packaging_ok=true
+wait "$packaging_pid" || packaging_ok=false
+step "Packaging: release archive, container image, compose layouts, Go test-broker (scripts/packaging-check.sh)"
+cat "$packaging_log"
+$fuzz_ok || { echo "fuzzing failed" >&2; exit 1; }
+$packaging_ok || { echo "the packaging checks failed" >&2; exit 1; }
 
 step "Dashboards in a browser: FerroMQ's and Apache's rocketmq-dashboard (Debian's Chromium, playwright-core)"
 (cd dashboard-e2e && npm ci --no-audit --no-fund && npm test)
