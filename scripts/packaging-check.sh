@@ -6,7 +6,8 @@
 #   3. the Go test-broker example, against the binary and against the image.
 #   scripts/packaging-check.sh [--profile dist|static-check]
 # CI passes --profile static-check: the same static binary, unoptimised, built quickly.
-# Needs podman (or docker) and podman-compose; the layouts take the default ports.
+# Needs podman (or docker); it installs podman-compose from PyPI. The layouts take the
+# default ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,6 +29,12 @@ export FERROMQ_IMAGE=ferromq:check
 scripts/image.sh --binary "$bin" --tag "$FERROMQ_IMAGE"
 
 step "the compose layouts"
+if [ -z "${COMPOSE:-}" ] && command -v podman >/dev/null; then
+    # PyPI's podman-compose, as Debian 12's (1.0.3) cannot run these layouts (deploy/check.sh).
+    venv="${CARGO_TARGET_DIR:-$root/target}/podman-compose"
+    [ -x "$venv/bin/podman-compose" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q podman-compose==1.6.0; }
+    export COMPOSE="$venv/bin/podman-compose"
+fi
 deploy/check.sh
 
 step "the Go test-broker example, against the binary and against the image"

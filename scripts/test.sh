@@ -14,9 +14,9 @@ if ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi
 fi
 
-if ! command -v podman >/dev/null || ! command -v podman-compose >/dev/null; then
-    step "installing Debian's podman, runc and podman-compose for the image and compose checks"
-    if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q podman runc podman-compose; else sudo apt-get update -q && sudo apt-get install -y -q podman runc podman-compose; fi
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+    step "installing Debian's podman and runc for the image and compose checks"
+    if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q podman runc; else sudo apt-get update -q && sudo apt-get install -y -q podman runc; fi
 fi
 
 step "cargo fmt --check"

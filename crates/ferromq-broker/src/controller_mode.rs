@@ -660,6 +660,13 @@ impl Broker {
             v.joining.clear();
         }
         self.topics.set_state_version(epoch);
+        let queues = self.store.store().queue_stats();
+        if let Err(e) = self
+            .topics
+            .adopt_from_log(&queues, self.config().default_topic_queue_nums)
+        {
+            warn!(error = %e, "saving the topics adopted from the log failed");
+        }
         *self.role.write().expect("role lock") = Role::Master;
         *self.master_addr.lock().expect("master address lock") = None;
         // What consumers committed here as a slave is now the group's own record.

@@ -378,6 +378,40 @@ impl TopicConfigManager {
         Some((config, Some(self.pending_write(&t))))
     }
 
+    /// Creates a config for every topic whose queues hold messages in this broker's log
+    /// but which the table lacks: a topic created on a master moments before it died
+    /// reached its slaves' logs (replication copies every message) before their next copy
+    /// of the master's topic table. A slave promoted in its place adopts such topics, so
+    /// their messages stay routable. Each gets `default_queues` queues, or as many as its
+    /// highest queue id needs. Returns the adopted names.
+    pub fn adopt_from_log(
+        &self,
+        queues: &[ferromq_store::QueueStats],
+        default_queues: i32,
+    ) -> std::io::Result<Vec<String>> {
+        let mut needed: BTreeMap<&str, i32> = BTreeMap::new();
+        for q in queues.iter().filter(|q| q.max_offset > 0) {
+            let n = needed.entry(q.topic.as_str()).or_insert(default_queues);
+            *n = (*n).max(q.queue_id + 1);
+        }
+        let adopted: Vec<TopicConfig> = {
+            let t = self.table.lock().expect("topic table lock");
+            needed
+                .into_iter()
+                .filter(|(topic, _)| !t.topics.contains_key(*topic))
+                .map(|(topic, n)| TopicConfig::new(topic, n, perm::READ | perm::WRITE))
+                .collect()
+        };
+        let names: Vec<String> = adopted.iter().map(|c| c.topic_name.clone()).collect();
+        for c in &adopted {
+            info!(topic = %c.topic_name, queues = c.write_queue_nums, "topic adopted from the log: its messages are here, its config had not arrived from the old master");
+        }
+        if !adopted.is_empty() {
+            self.upsert_all(adopted)?;
+        }
+        Ok(names)
+    }
+
     /// Creates a group's retry or dead-letter topic if missing.
     pub fn ensure_system_topic(
         &self,
