@@ -48,11 +48,16 @@ impl Proc {
         let out = output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("FerroMQ is ready") {
+                let ready = line.starts_with("FerroMQ is ready");
+                {
+                    let mut out = out.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                // After the line is in the output: a test reading it once ready finds it.
+                if ready {
                     let _ = ready_tx.send(());
                 }
-                out.lock().unwrap().push_str(&line);
-                out.lock().unwrap().push('\n');
             }
         });
         let mut stderr = child.stderr.take().unwrap();
