@@ -14,9 +14,9 @@ if ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi
 fi
 
-if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
-    step "installing Debian's podman and runc for the image and compose checks"
-    if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q podman runc; else sudo apt-get update -q && sudo apt-get install -y -q podman runc; fi
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v prometheus >/dev/null; then
+    step "installing Debian's podman and runc (image and compose checks) and prometheus (dashboard queries)"
+    if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q podman runc prometheus; else sudo apt-get update -q && sudo apt-get install -y -q podman runc prometheus; fi
 fi
 
 step "cargo fmt --check"
@@ -89,13 +89,15 @@ step "The same suite against Apache RocketMQ 5.5.0 itself: its assertions descri
 step "Fuzz targets (the committed corpora, then 20 s of fuzzing each), side by side with the packaging checks"
 wait "$static_pid" || { cat "$static_log"; echo "the static build failed" >&2; exit 1; }
 packaging_log=$(mktemp)
-(CARGO_TARGET_DIR="$static_target" scripts/packaging-check.sh --profile static-check > "$packaging_log" 2>&1) &
+(CARGO_TARGET_DIR="$static_target" scripts/packaging-check.sh --profile static-check \
+    && printf '\n--> the Grafana dashboard'"'"'s queries through a real Prometheus (deploy/grafana/check.py)\n' \
+    && python3 deploy/grafana/check.py) > "$packaging_log" 2>&1 &
 packaging_pid=$!
 fuzz_ok=true
 ./scripts/fuzz.sh "${FUZZ_SECONDS:-20}" || fuzz_ok=false
 packaging_ok=true
 wait "$packaging_pid" || packaging_ok=false
-step "Packaging: release archive, container image, compose layouts, Go test-broker (scripts/packaging-check.sh)"
+step "Packaging (release archive, container image, compose layouts, Go test-broker) and the Grafana dashboard's queries"
 cat "$packaging_log"
 $fuzz_ok || { echo "fuzzing failed" >&2; exit 1; }
 $packaging_ok || { echo "the packaging checks failed" >&2; exit 1; }

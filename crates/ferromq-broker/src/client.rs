@@ -319,6 +319,36 @@ impl ClientManager {
             .unwrap_or_default()
     }
 
+    /// Producer connections counted by (language, version), for the metrics.
+    pub fn producer_connection_counts(&self) -> HashMap<(LanguageCode, i32), u64> {
+        let mut counts = HashMap::new();
+        for channels in self.producers.lock().expect("producer table lock").values() {
+            for c in channels.values() {
+                *counts.entry((c.language, c.version)).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Consumer connections counted by (group, language, version, consume type), for
+    /// the metrics.
+    pub fn consumer_connection_counts(&self) -> HashMap<(String, LanguageCode, i32, String), u64> {
+        let mut counts = HashMap::new();
+        for (group, info) in self.consumers.lock().expect("consumer table lock").iter() {
+            for c in info.channels.values() {
+                *counts
+                    .entry((
+                        group.clone(),
+                        c.language,
+                        c.version,
+                        info.consume_type.clone(),
+                    ))
+                    .or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     pub fn producer_groups(&self) -> Vec<String> {
         self.producers
             .lock()

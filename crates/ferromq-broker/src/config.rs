@@ -24,6 +24,13 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "abortFile",
     "waitTimeMillsInSendQueue",
     "osPageCacheBusyTimeOutMills",
+    "metricsInDelta",
+    "enableStatsMetrics",
+    "enableConnectionMetrics",
+    "enableLagAndDlqMetrics",
+    "enableTransactionMetrics",
+    "enableMessageStoreMetrics",
+    "enablePopMetrics",
 ];
 
 /// `brokerRole`: a master, or a slave that copies its master.
@@ -173,6 +180,21 @@ pub struct BrokerConfig {
     /// `brokerPermission`: 6 = read and write, 4 = read only (sends refused), 2 = write
     /// only; changed at run time to drain a broker.
     pub broker_permission: i32,
+    /// `metricsExporterType`: `PROM` serves the metrics on their own port besides the
+    /// dashboard's `/metrics`; `DISABLE` (default) does not.
+    pub metrics_prom_exporter: bool,
+    /// `metricsPromExporterPort`, default 5557.
+    pub metrics_prom_port: u16,
+    /// `metricsPromExporterHost`: the address it binds; empty (default) means `brokerIP1`.
+    pub metrics_prom_host: String,
+    /// `metricsLabel`: `key:value,key:value` added to every series.
+    pub metrics_labels: Vec<(String, String)>,
+    /// `metricsOtelCardinalityLimit`: label sets per metric at most, default 50000.
+    pub metrics_cardinality_limit: usize,
+    /// `enableRequestMetrics`: count messages and bytes in and out, default true.
+    pub enable_request_metrics: bool,
+    /// `enableRemotingMetrics`: time every request, default true.
+    pub enable_remoting_metrics: bool,
     /// `brokerRole`: `ASYNC_MASTER` (default), `SYNC_MASTER` or `SLAVE` (with `brokerId` ≥ 1).
     pub broker_role: BrokerRole,
     /// `brokerIP2`: the host slaves reach this broker's HA port on, default `brokerIP1`.
@@ -278,6 +300,13 @@ impl Default for BrokerConfig {
             trace_topic_enable: false,
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             broker_permission: 6,
+            metrics_prom_exporter: false,
+            metrics_prom_port: 5557,
+            metrics_prom_host: String::new(),
+            metrics_labels: Vec::new(),
+            metrics_cardinality_limit: 50_000,
+            enable_request_metrics: true,
+            enable_remoting_metrics: true,
             broker_role: BrokerRole::AsyncMaster,
             broker_ip2: None,
             ha_listen_port: None,
@@ -324,6 +353,27 @@ fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
             &format!("an integer from {min} to {max}"),
         )),
     }
+}
+
+/// `metricsLabel`: `key:value` pairs separated by commas, keys valid as Prometheus label
+/// names.
+fn parse_metrics_labels(key: &str, value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let expected = "key:value pairs separated by commas, keys made of letters, digits and _";
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| match item.split_once(':') {
+            Some((k, v))
+                if !k.is_empty()
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                Ok((k.to_string(), v.to_string()))
+            }
+            _ => Err(invalid(key, value, expected)),
+        })
+        .collect()
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
@@ -486,6 +536,8 @@ const KEYS: &[Key] = &[
             _ => return Err(invalid(k, v, "ASYNC_FLUSH or SYNC_FLUSH")),
         }
     }),
+    key!("enableRemotingMetrics", runtime = false, |c| c.enable_remoting_metrics.to_string(), |c, k, v| c.enable_remoting_metrics = parse_bool(k, v)?),
+    key!("enableRequestMetrics", runtime = false, |c| c.enable_request_metrics.to_string(), |c, k, v| c.enable_request_metrics = parse_bool(k, v)?),
     key!("flushIntervalCommitLog", runtime = false, |c| c.flush_interval_ms.to_string(), |c, k, v| c.flush_interval_ms = parse_num(k, v, 1u64, 60_000)?),
     key!("haHousekeepingInterval", runtime = false, |c| c.ha_housekeeping_interval_ms.to_string(), |c, k, v| c.ha_housekeeping_interval_ms = parse_num(k, v, 1_000u64, 3_600_000)?),
     key!("haListenPort", runtime = false, |c| c.ha_port().to_string(), |c, k, v| c.ha_listen_port = Some(parse_num(k, v, 1u16, u16::MAX)?)),
@@ -504,6 +556,18 @@ const KEYS: &[Key] = &[
     key!("listenPort", runtime = false, |c| c.listen_port.to_string(), |c, k, v| c.listen_port = parse_num(k, v, 0u16, u16::MAX)?),
     Key { alias: Some("mappedFileSizeCommitLog"), ..key!("mapedFileSizeCommitLog", runtime = false, |c| c.commit_log_segment_bytes.to_string(), |c, k, v| c.commit_log_segment_bytes = parse_num(k, v, 64 * 1024u64, 1u64 << 40)?) },
     key!("maxConnections", runtime = false, |c| c.max_connections.to_string(), |c, k, v| c.max_connections = parse_num(k, v, 1usize, 1_000_000)?),
+    key!("metricsExporterType", runtime = false, |c| if c.metrics_prom_exporter { "PROM" } else { "DISABLE" }.to_string(), |c, k, v| {
+        c.metrics_prom_exporter = match v {
+            "PROM" | "2" => true,
+            "DISABLE" | "0" => false,
+            "OTLP_GRPC" | "LOG" | "1" | "3" => return Err(invalid(k, v, "PROM or DISABLE (FerroMQ exports metrics for Prometheus only)")),
+            _ => return Err(invalid(k, v, "PROM or DISABLE")),
+        }
+    }),
+    key!("metricsLabel", runtime = false, |c| c.metrics_labels.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(","), |c, k, v| c.metrics_labels = parse_metrics_labels(k, v)?),
+    key!("metricsOtelCardinalityLimit", runtime = false, |c| c.metrics_cardinality_limit.to_string(), |c, k, v| c.metrics_cardinality_limit = parse_num(k, v, 2usize, 10_000_000)?),
+    key!("metricsPromExporterHost", runtime = false, |c| c.metrics_prom_host.clone(), |c, _k, v| c.metrics_prom_host = v.to_string()),
+    key!("metricsPromExporterPort", runtime = false, |c| c.metrics_prom_port.to_string(), |c, k, v| c.metrics_prom_port = parse_num(k, v, 1u16, 65535)?),
     key!("maxMessageSize", runtime = true, |c| c.max_message_size.to_string(), |c, k, v| c.max_message_size = parse_num(k, v, 1usize, 64 * 1024 * 1024)?),
     key!("messageDelayLevel", runtime = false, |c| c.message_delay_levels_ms.iter().map(|ms| format!("{}s", ms / 1000)).collect::<Vec<_>>().join(" "), |c, k, v| {
         c.message_delay_levels_ms = parse_delay_levels(v)

@@ -132,6 +132,17 @@ impl DiskGuard {
     }
 }
 
+/// Bytes in use on the file system holding `path` (total less free), as Apache's
+/// `rocketmq_storage_size` reports them.
+pub(crate) fn used_bytes(path: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(
+        st.f_blocks
+            .saturating_sub(st.f_bfree)
+            .saturating_mul(st.f_frsize),
+    )
+}
+
 /// The used share of a file system in percent, as `df` and Apache
 /// (`UtilAll.getDiskPartitionSpaceUsedPercent`) count it: used blocks over used plus
 /// available ones. Blocks reserved for root (or otherwise free but not available) are left

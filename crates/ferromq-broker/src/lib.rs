@@ -12,6 +12,7 @@ pub mod disk;
 pub mod error;
 pub mod filter;
 pub mod groups;
+pub mod metrics;
 pub mod offset;
 mod persist;
 pub mod pop;
@@ -121,6 +122,7 @@ pub struct Broker {
     locks: processor::lock::LockManager,
     clients: ClientManager,
     stats: BrokerStats,
+    metrics: metrics::BrokerMetrics,
     register_now: Notify,
     /// One registration at a time, so an older topic snapshot never reaches a name
     /// server after a newer one.
@@ -235,12 +237,17 @@ impl Broker {
             request_mode::RequestModeManager::open(&config.store_root).map_err(meta_err)?;
         let mut disk_paths = vec![config.store_root.clone()];
         disk_paths.extend(config.store_commit_log.clone());
+        let metrics = metrics::BrokerMetrics::new(&config);
         let store = StoreService::start(
             store,
             config.flush_mode,
             Duration::from_millis(config.flush_interval_ms),
             Duration::from_millis(config.sync_flush_timeout_ms),
             disk::DiskGuard::new(disk_paths, f64::from(config.disk_space_warning_percent)),
+            store_service::FlushObserver {
+                fsync_ms: metrics.fsync_latency.clone(),
+                group_commit: metrics.group_commit.clone(),
+            },
         );
         let serves_slaves =
             config.enable_controller_mode || config.broker_role != config::BrokerRole::Slave;
@@ -270,38 +277,47 @@ impl Broker {
         let master_ha_addr = tokio::sync::watch::channel(config.ha_master_address.clone()).0;
         let controller =
             controller_mode::ControllerMode::open(&config.store_root).map_err(meta_err)?;
-        Ok(Arc::new(Broker {
-            role: std::sync::RwLock::new(role),
-            controller,
-            ha_master,
-            master_ha_addr,
-            ha_slave_status: Default::default(),
-            store_host: resolve_store_host(&config),
-            config: std::sync::RwLock::new(Arc::new(config)),
-            acl,
-            tls,
-            store,
-            topics,
-            offsets,
-            schedule,
-            timers,
-            transactions,
-            groups,
-            pop,
-            request_modes,
-            locks: Default::default(),
-            clients: ClientManager::default(),
-            stats: BrokerStats::default(),
-            register_now: Notify::new(),
-            registering: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
-            boot_ms: now_ms(),
-            uniq_counter: AtomicU64::new(0),
-            config_version: AtomicU64::new(0),
-            master_addr: Default::default(),
-            namesrv_conns: Default::default(),
-            client_fronts: Default::default(),
+        Ok(Arc::new_cyclic(|me| {
+            metrics.watch(me.clone());
+            Broker {
+                role: std::sync::RwLock::new(role),
+                controller,
+                ha_master,
+                master_ha_addr,
+                ha_slave_status: Default::default(),
+                store_host: resolve_store_host(&config),
+                config: std::sync::RwLock::new(Arc::new(config)),
+                acl,
+                tls,
+                store,
+                topics,
+                offsets,
+                schedule,
+                timers,
+                transactions,
+                groups,
+                pop,
+                request_modes,
+                locks: Default::default(),
+                clients: ClientManager::default(),
+                stats: BrokerStats::default(),
+                metrics,
+                register_now: Notify::new(),
+                registering: tokio::sync::Mutex::new(()),
+                started: Instant::now(),
+                boot_ms: now_ms(),
+                uniq_counter: AtomicU64::new(0),
+                config_version: AtomicU64::new(0),
+                master_addr: Default::default(),
+                namesrv_conns: Default::default(),
+                client_fronts: Default::default(),
+            }
         }))
+    }
+
+    /// The broker's metrics, to serve (`render`).
+    pub fn metrics(&self) -> &metrics::BrokerMetrics {
+        &self.metrics
     }
 
     /// Who this broker is in its group now.
@@ -650,7 +666,16 @@ impl InboundHandler for Broker {
         conn: Connection,
         request: RemotingCommand,
     ) -> Option<RemotingCommand> {
-        self.process(&conn, request).await
+        let code = request.code;
+        let started = Instant::now();
+        let (answer, parked) = metrics::tracking_parks(self.process(&conn, request)).await;
+        self.metrics.rpc(
+            code,
+            answer.as_ref().map(|a| a.code),
+            parked,
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
+        answer
     }
 
     fn on_close(&self, conn: &Connection) {

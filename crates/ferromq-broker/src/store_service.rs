@@ -32,6 +32,24 @@ const GATHER_STEP: Duration = Duration::from_micros(50);
 /// The longest a flush waits for its group to fill, whatever the last fsync took.
 const MAX_GATHER: Duration = Duration::from_millis(2);
 
+/// Where the flusher reports each fsync: how long it took, and under SYNC_FLUSH how
+/// many append jobs (sends) it made durable.
+pub struct FlushObserver {
+    pub fsync_ms: prometheus_client::metrics::histogram::Histogram,
+    pub group_commit: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for FlushObserver {
+    /// Observations no one reads.
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::Histogram;
+        FlushObserver {
+            fsync_ms: Histogram::new([1.0]),
+            group_commit: Histogram::new([1.0]),
+        }
+    }
+}
+
 struct AppendJob {
     msgs: Vec<PutMessage>,
     reply: oneshot::Sender<Result<Vec<AppendResult>, AppendFailure>>,
@@ -168,6 +186,7 @@ impl StoreService {
         flush_interval: Duration,
         sync_flush_timeout: Duration,
         disk: DiskGuard,
+        observer: FlushObserver,
     ) -> Arc<Self> {
         let (flushed_tx, flushed_rx) = watch::channel(store.flushed_offset());
         let log_end = watch::channel(store.write_offset()).0;
@@ -185,15 +204,16 @@ impl StoreService {
                 std::thread::Builder::new()
                     .name("ferromq-flusher".into())
                     .spawn(move || {
-                        flush_loop(
+                        Flusher {
                             store,
-                            flushed_tx,
+                            flushed: flushed_tx,
                             flush_wanted,
-                            &appends,
                             mode,
-                            flush_interval,
+                            interval: flush_interval,
                             stopping,
-                        )
+                            observer,
+                        }
+                        .run(&appends)
                     })
                     .expect("spawning the flusher thread"),
             );
@@ -464,52 +484,75 @@ fn gather(appends: &AtomicU64, limit: Duration) {
     }
 }
 
-fn flush_loop(
+/// The flusher thread's state: see the module documentation.
+struct Flusher {
     store: Arc<MessageStore>,
     flushed: watch::Sender<u64>,
     flush_wanted: Arc<(Mutex<bool>, std::sync::Condvar)>,
-    appends: &AtomicU64,
     mode: FlushMode,
     interval: Duration,
     stopping: Arc<AtomicBool>,
-) {
-    // What the last fsync took and how many append jobs it covered. A lone sender's
-    // flushes cover one job each and are never held back, so its latency is untouched.
-    let mut last_fsync = Duration::ZERO;
-    let mut last_covered = 0u64;
-    let mut appends_before_last = 0u64;
-    loop {
-        let stop = match mode {
-            FlushMode::Sync => {
-                let (lock, cvar) = &*flush_wanted;
-                let mut wanted = lock.lock().expect("flush flag lock");
-                while !*wanted {
-                    wanted = cvar.wait(wanted).expect("flush flag lock");
+    observer: FlushObserver,
+}
+
+impl Flusher {
+    fn run(self, appends: &AtomicU64) {
+        let Flusher {
+            store,
+            flushed,
+            flush_wanted,
+            mode,
+            interval,
+            stopping,
+            observer,
+        } = self;
+        // What the last fsync took and how many append jobs it covered. A lone sender's
+        // flushes cover one job each and are never held back, so its latency is untouched.
+        let mut last_fsync = Duration::ZERO;
+        let mut last_covered = 0u64;
+        let mut appends_before_last = 0u64;
+        loop {
+            let stop = match mode {
+                FlushMode::Sync => {
+                    let (lock, cvar) = &*flush_wanted;
+                    let mut wanted = lock.lock().expect("flush flag lock");
+                    while !*wanted {
+                        wanted = cvar.wait(wanted).expect("flush flag lock");
+                    }
+                    *wanted = false;
+                    drop(wanted);
+                    let stop = stopping.load(Ordering::Acquire);
+                    if !stop && last_covered > 1 {
+                        gather(appends, last_fsync);
+                    }
+                    stop
                 }
-                *wanted = false;
-                drop(wanted);
-                let stop = stopping.load(Ordering::Acquire);
-                if !stop && last_covered > 1 {
-                    gather(appends, last_fsync);
+                FlushMode::Async => sleep_unless_stopping(&stopping, interval),
+            };
+            let appends_now = appends.load(Ordering::Acquire);
+            last_covered = appends_now - appends_before_last;
+            appends_before_last = appends_now;
+            let started = Instant::now();
+            let before = store.flushed_offset();
+            let result = store.flush();
+            last_fsync = started.elapsed();
+            match result {
+                Ok(offset) => {
+                    // Only flushes that wrote something: idle ASYNC_FLUSH ticks would bury
+                    // the figures under zeros.
+                    if offset > before {
+                        observer.fsync_ms.observe(last_fsync.as_secs_f64() * 1000.0);
+                        if mode == FlushMode::Sync {
+                            observer.group_commit.observe(last_covered as f64);
+                        }
+                    }
+                    flushed.send_replace(offset);
                 }
-                stop
+                Err(e) => error!(error = %e, "commit-log flush failed"),
             }
-            FlushMode::Async => sleep_unless_stopping(&stopping, interval),
-        };
-        let appends_now = appends.load(Ordering::Acquire);
-        last_covered = appends_now - appends_before_last;
-        appends_before_last = appends_now;
-        let started = Instant::now();
-        let result = store.flush();
-        last_fsync = started.elapsed();
-        match result {
-            Ok(offset) => {
-                flushed.send_replace(offset);
+            if stop {
+                break;
             }
-            Err(e) => error!(error = %e, "commit-log flush failed"),
-        }
-        if stop {
-            break;
         }
     }
 }

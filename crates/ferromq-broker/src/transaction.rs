@@ -363,6 +363,10 @@ impl Broker {
             Ok(results) => {
                 self.transactions
                     .settle(offset, results.last().map(|r| r.queue_offset));
+                let real_topic = half
+                    .property(message::property::REAL_TOPIC)
+                    .unwrap_or(&half.topic);
+                self.metrics.transaction_decided(real_topic, commit);
                 Ok(Decided::Now)
             }
             Err(e) => {

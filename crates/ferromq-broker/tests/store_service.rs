@@ -30,6 +30,7 @@ fn service(dir: &std::path::Path, mode: FlushMode) -> Arc<StoreService> {
         Duration::from_secs(3600),
         Duration::from_secs(5),
         ferromq_broker::disk::DiskGuard::new(vec![dir.to_path_buf()], 99.0),
+        Default::default(),
     )
 }
 

@@ -30,6 +30,72 @@ pub struct DashboardConfig {
     pub login: Option<(String, String)>,
     /// Signs the dashboard's requests, for brokers with ACL on (an admin account).
     pub credentials: Option<ferromq_client::Credentials>,
+    /// Served at `/metrics` when set: the metrics of a broker in the same process.
+    pub metrics: Option<MetricsSource>,
+}
+
+/// Renders Prometheus metrics: OpenMetrics when asked with `true`, text 0.0.4 otherwise.
+/// The dashboard only serves what it is handed; it does not see the servers.
+#[derive(Clone)]
+pub struct MetricsSource(pub Arc<dyn Fn(bool) -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsSource")
+    }
+}
+
+/// The answer to a scrape, in the format the scraper asked for (Prometheus asks for
+/// OpenMetrics in its Accept header; curl asks for nothing and gets text 0.0.4).
+fn metrics_response(source: &MetricsSource, headers: &HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        (source.0)(openmetrics),
+    )
+        .into_response()
+}
+
+fn metrics_routes<S: Clone + Send + Sync + 'static>(source: MetricsSource) -> Router<S> {
+    Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let source = source.clone();
+            async move { metrics_response(&source, &headers) }
+        }),
+    )
+}
+
+/// Serves only metrics, on a port of their own (`metricsExporterType=PROM`): at
+/// `/metrics` and `/`, as Apache's exporter, with `/-/healthy` for probes.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    source: MetricsSource,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let root = source.clone();
+    let app = metrics_routes(source)
+        .route(
+            "/",
+            get(move |headers: HeaderMap| {
+                let source = root.clone();
+                async move { metrics_response(&source, &headers) }
+            }),
+        )
+        .route("/-/healthy", get(|| async { "Exporter is Healthy." }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) struct AppState {
@@ -100,6 +166,13 @@ pub async fn serve(
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
         .nest("/api", api::routes())
+        .merge(
+            config
+                .metrics
+                .clone()
+                .map(metrics_routes)
+                .unwrap_or_default(),
+        )
         .with_state(state)
         .layer(axum::middleware::from_fn(
             move |req: Request<Body>, next: Next| {

@@ -1,130 +1,151 @@
 //! Request and response codes, numbered as in Apache RocketMQ's `RequestCode.java` and
 //! `ResponseCode.java`. Numbers are part of the wire contract and never change.
 
+/// Declares codes as constants, and `name(code)`: the constant's name, which is Apache's
+/// (`RequestCode`/`ResponseCode` field names), for logs and metric labels.
+macro_rules! codes {
+    ($($(#[$meta:meta])* $name:ident = $value:literal;)*) => {
+        $($(#[$meta])* pub const $name: i32 = $value;)*
+
+        /// The code's name as Apache spells it (`SEND_MESSAGE_V2`), if it is one of these.
+        pub fn name(code: i32) -> Option<&'static str> {
+            match code {
+                $($value => Some(stringify!($name)),)*
+                _ => None,
+            }
+        }
+    };
+}
+pub(crate) use codes;
+
 /// Request codes (client → broker, client → name server, broker → client).
 pub mod request {
-    pub const SEND_MESSAGE: i32 = 10;
-    pub const PULL_MESSAGE: i32 = 11;
-    pub const QUERY_MESSAGE: i32 = 12;
-    pub const QUERY_CONSUMER_OFFSET: i32 = 14;
-    pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
-    pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
-    pub const UPDATE_BROKER_CONFIG: i32 = 25;
-    pub const GET_BROKER_CONFIG: i32 = 26;
-    pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
-    pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
-    pub const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;
-    pub const GET_MAX_OFFSET: i32 = 30;
-    pub const GET_MIN_OFFSET: i32 = 31;
-    pub const GET_EARLIEST_MSG_STORETIME: i32 = 32;
-    pub const VIEW_MESSAGE_BY_ID: i32 = 33;
-    pub const HEART_BEAT: i32 = 34;
-    pub const UNREGISTER_CLIENT: i32 = 35;
-    pub const CONSUMER_SEND_MSG_BACK: i32 = 36;
-    pub const END_TRANSACTION: i32 = 37;
-    pub const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
-    pub const CHECK_TRANSACTION_STATE: i32 = 39;
-    pub const NOTIFY_CONSUMER_IDS_CHANGED: i32 = 40;
-    pub const LOCK_BATCH_MQ: i32 = 41;
-    pub const UNLOCK_BATCH_MQ: i32 = 42;
-    pub const CHECK_CLIENT_CONFIG: i32 = 46;
-    pub const REGISTER_BROKER: i32 = 103;
-    pub const UNREGISTER_BROKER: i32 = 104;
-    pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
-    pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
-    pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
-    pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
-    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
-    pub const GET_TOPIC_STATS_INFO: i32 = 202;
-    pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
-    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
-    pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
-    pub const GET_CONSUME_STATS: i32 = 208;
-    pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
-    pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
-    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
-    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
-    pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
-    pub const CONSUME_MESSAGE_DIRECTLY: i32 = 309;
-    pub const SEND_MESSAGE_V2: i32 = 310;
-    pub const SEND_BATCH_MESSAGE: i32 = 320;
-    pub const QUERY_DATA_VERSION: i32 = 322;
-    pub const PUT_KV_CONFIG: i32 = 100;
-    pub const GET_KV_CONFIG: i32 = 101;
-    pub const DELETE_KV_CONFIG: i32 = 102;
-    pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
-    pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
-    pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
-    pub const REGISTER_TOPIC_IN_NAMESRV: i32 = 217;
-    pub const GET_BROKER_MEMBER_GROUP: i32 = 901;
-    pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
-    pub const GET_UNIT_TOPIC_LIST: i32 = 311;
-    pub const GET_HAS_UNIT_SUB_TOPIC_LIST: i32 = 312;
-    pub const GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST: i32 = 313;
-    pub const VIEW_BROKER_STATS_DATA: i32 = 315;
-    pub const GET_BROKER_CONSUME_STATS: i32 = 317;
-    pub const UPDATE_NAMESRV_CONFIG: i32 = 318;
-    pub const GET_NAMESRV_CONFIG: i32 = 319;
-    pub const QUERY_CONSUME_QUEUE: i32 = 321;
-    pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
-    pub const GET_TOPIC_CONFIG: i32 = 351;
-    pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
-    pub const GET_ALL_DELAY_OFFSET: i32 = 45;
-    pub const GET_BROKER_HA_STATUS: i32 = 907;
-    pub const EXCHANGE_BROKER_HA_INFO: i32 = 906;
-    pub const GET_BROKER_EPOCH_CACHE: i32 = 1007;
-    pub const NOTIFY_BROKER_ROLE_CHANGED: i32 = 1008;
-    pub const GET_TIMER_CHECK_POINT: i32 = 60;
-    pub const GET_TIMER_METRICS: i32 = 61;
-    pub const RECALL_MESSAGE: i32 = 370;
-    pub const QUERY_ASSIGNMENT: i32 = 400;
-    pub const SET_MESSAGE_REQUEST_MODE: i32 = 401;
-    pub const GET_ALL_MESSAGE_REQUEST_MODE: i32 = 402;
-    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
-    pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
-    pub const GET_SYSTEM_TOPIC_LIST_FROM_BROKER: i32 = 305;
-    pub const GET_SUBSCRIPTIONGROUP_CONFIG: i32 = 352;
-    pub const BROKER_HEARTBEAT: i32 = 904;
-    /// POP consumption (Apache 5).
-    pub const POP_MESSAGE: i32 = 200050;
-    pub const ACK_MESSAGE: i32 = 200051;
-    pub const PEEK_MESSAGE: i32 = 200052;
-    pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200053;
-    pub const NOTIFICATION: i32 = 200054;
-    pub const POLLING_INFO: i32 = 200055;
-    pub const BATCH_ACK_MESSAGE: i32 = 200151;
+    super::codes! {
+        SEND_MESSAGE = 10;
+        PULL_MESSAGE = 11;
+        QUERY_MESSAGE = 12;
+        QUERY_CONSUMER_OFFSET = 14;
+        UPDATE_CONSUMER_OFFSET = 15;
+        UPDATE_AND_CREATE_TOPIC = 17;
+        UPDATE_BROKER_CONFIG = 25;
+        GET_BROKER_CONFIG = 26;
+        GET_ALL_TOPIC_CONFIG = 21;
+        GET_BROKER_RUNTIME_INFO = 28;
+        SEARCH_OFFSET_BY_TIMESTAMP = 29;
+        GET_MAX_OFFSET = 30;
+        GET_MIN_OFFSET = 31;
+        GET_EARLIEST_MSG_STORETIME = 32;
+        VIEW_MESSAGE_BY_ID = 33;
+        HEART_BEAT = 34;
+        UNREGISTER_CLIENT = 35;
+        CONSUMER_SEND_MSG_BACK = 36;
+        END_TRANSACTION = 37;
+        GET_CONSUMER_LIST_BY_GROUP = 38;
+        CHECK_TRANSACTION_STATE = 39;
+        NOTIFY_CONSUMER_IDS_CHANGED = 40;
+        LOCK_BATCH_MQ = 41;
+        UNLOCK_BATCH_MQ = 42;
+        CHECK_CLIENT_CONFIG = 46;
+        REGISTER_BROKER = 103;
+        UNREGISTER_BROKER = 104;
+        GET_ROUTEINFO_BY_TOPIC = 105;
+        GET_BROKER_CLUSTER_INFO = 106;
+        UPDATE_AND_CREATE_SUBSCRIPTIONGROUP = 200;
+        GET_ALL_SUBSCRIPTIONGROUP_CONFIG = 201;
+        DELETE_SUBSCRIPTIONGROUP = 207;
+        GET_TOPIC_STATS_INFO = 202;
+        GET_CONSUMER_CONNECTION_LIST = 203;
+        GET_PRODUCER_CONNECTION_LIST = 204;
+        GET_ALL_TOPIC_LIST_FROM_NAMESERVER = 206;
+        GET_CONSUME_STATS = 208;
+        DELETE_TOPIC_IN_BROKER = 215;
+        DELETE_TOPIC_IN_NAMESRV = 216;
+        RESET_CONSUMER_CLIENT_OFFSET = 220;
+        INVOKE_BROKER_TO_RESET_OFFSET = 222;
+        GET_CONSUMER_RUNNING_INFO = 307;
+        CONSUME_MESSAGE_DIRECTLY = 309;
+        SEND_MESSAGE_V2 = 310;
+        SEND_BATCH_MESSAGE = 320;
+        QUERY_DATA_VERSION = 322;
+        PUT_KV_CONFIG = 100;
+        GET_KV_CONFIG = 101;
+        DELETE_KV_CONFIG = 102;
+        WIPE_WRITE_PERM_OF_BROKER = 205;
+        GET_KVLIST_BY_NAMESPACE = 219;
+        GET_TOPICS_BY_CLUSTER = 224;
+        REGISTER_TOPIC_IN_NAMESRV = 217;
+        GET_BROKER_MEMBER_GROUP = 901;
+        GET_SYSTEM_TOPIC_LIST_FROM_NS = 304;
+        GET_UNIT_TOPIC_LIST = 311;
+        GET_HAS_UNIT_SUB_TOPIC_LIST = 312;
+        GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST = 313;
+        VIEW_BROKER_STATS_DATA = 315;
+        GET_BROKER_CONSUME_STATS = 317;
+        UPDATE_NAMESRV_CONFIG = 318;
+        GET_NAMESRV_CONFIG = 319;
+        QUERY_CONSUME_QUEUE = 321;
+        ADD_WRITE_PERM_OF_BROKER = 327;
+        GET_TOPIC_CONFIG = 351;
+        GET_ALL_CONSUMER_OFFSET = 43;
+        GET_ALL_DELAY_OFFSET = 45;
+        GET_BROKER_HA_STATUS = 907;
+        EXCHANGE_BROKER_HA_INFO = 906;
+        GET_BROKER_EPOCH_CACHE = 1007;
+        NOTIFY_BROKER_ROLE_CHANGED = 1008;
+        GET_TIMER_CHECK_POINT = 60;
+        GET_TIMER_METRICS = 61;
+        RECALL_MESSAGE = 370;
+        QUERY_ASSIGNMENT = 400;
+        SET_MESSAGE_REQUEST_MODE = 401;
+        GET_ALL_MESSAGE_REQUEST_MODE = 402;
+        QUERY_TOPIC_CONSUME_BY_WHO = 300;
+        QUERY_TOPICS_BY_CONSUMER = 343;
+        GET_SYSTEM_TOPIC_LIST_FROM_BROKER = 305;
+        GET_SUBSCRIPTIONGROUP_CONFIG = 352;
+        BROKER_HEARTBEAT = 904;
+        /// POP consumption (Apache 5).
+        POP_MESSAGE = 200050;
+        ACK_MESSAGE = 200051;
+        PEEK_MESSAGE = 200052;
+        CHANGE_MESSAGE_INVISIBLETIME = 200053;
+        NOTIFICATION = 200054;
+        POLLING_INFO = 200055;
+        BATCH_ACK_MESSAGE = 200151;
 
-    /// FerroMQ extension: undecided transactions with age and check count (JSON body).
-    /// Extension codes live in 9000–9099, a range Apache RocketMQ does not use.
-    pub const FERROMQ_LIST_UNDECIDED_TRANSACTIONS: i32 = 9001;
-    /// FerroMQ extension: producer groups with live connections (JSON body).
-    pub const FERROMQ_LIST_PRODUCER_GROUPS: i32 = 9002;
+        /// FerroMQ extension: undecided transactions with age and check count (JSON body).
+        /// Extension codes live in 9000–9099, a range Apache RocketMQ does not use.
+        FERROMQ_LIST_UNDECIDED_TRANSACTIONS = 9001;
+        /// FerroMQ extension: producer groups with live connections (JSON body).
+        FERROMQ_LIST_PRODUCER_GROUPS = 9002;
+    }
 }
 
 /// Response codes.
 pub mod response {
-    pub const SUCCESS: i32 = 0;
-    pub const SYSTEM_ERROR: i32 = 1;
-    pub const SYSTEM_BUSY: i32 = 2;
-    pub const REQUEST_CODE_NOT_SUPPORTED: i32 = 3;
-    pub const FLUSH_DISK_TIMEOUT: i32 = 10;
-    pub const SLAVE_NOT_AVAILABLE: i32 = 11;
-    pub const FLUSH_SLAVE_TIMEOUT: i32 = 12;
-    pub const MESSAGE_ILLEGAL: i32 = 13;
-    pub const SERVICE_NOT_AVAILABLE: i32 = 14;
-    pub const NO_PERMISSION: i32 = 16;
-    pub const TOPIC_NOT_EXIST: i32 = 17;
-    pub const PULL_NOT_FOUND: i32 = 19;
-    pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
-    pub const PULL_OFFSET_MOVED: i32 = 21;
-    pub const QUERY_NOT_FOUND: i32 = 22;
-    pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
-    pub const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
-    pub const INVALID_PARAMETER: i32 = 29;
-    pub const CONSUMER_NOT_ONLINE: i32 = 206;
-    /// POP: nothing to hand out, or nothing a handle names.
-    pub const NO_MESSAGE: i32 = 208;
-    pub const ILLEGAL_OPERATION: i32 = 604;
-    pub const POLLING_FULL: i32 = 209;
-    pub const POLLING_TIMEOUT: i32 = 210;
+    super::codes! {
+        SUCCESS = 0;
+        SYSTEM_ERROR = 1;
+        SYSTEM_BUSY = 2;
+        REQUEST_CODE_NOT_SUPPORTED = 3;
+        FLUSH_DISK_TIMEOUT = 10;
+        SLAVE_NOT_AVAILABLE = 11;
+        FLUSH_SLAVE_TIMEOUT = 12;
+        MESSAGE_ILLEGAL = 13;
+        SERVICE_NOT_AVAILABLE = 14;
+        NO_PERMISSION = 16;
+        TOPIC_NOT_EXIST = 17;
+        PULL_NOT_FOUND = 19;
+        PULL_RETRY_IMMEDIATELY = 20;
+        PULL_OFFSET_MOVED = 21;
+        QUERY_NOT_FOUND = 22;
+        SUBSCRIPTION_GROUP_NOT_EXIST = 26;
+        SUBSCRIPTION_PARSE_FAILED = 23;
+        INVALID_PARAMETER = 29;
+        CONSUMER_NOT_ONLINE = 206;
+        /// POP: nothing to hand out, or nothing a handle names.
+        NO_MESSAGE = 208;
+        ILLEGAL_OPERATION = 604;
+        POLLING_FULL = 209;
+        POLLING_TIMEOUT = 210;
+    }
 }

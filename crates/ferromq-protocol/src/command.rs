@@ -34,7 +34,7 @@ pub enum SerializeType {
 }
 
 /// Language of the sender (`LanguageCode.java`). Unknown values are kept as `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum LanguageCode {
     #[default]
     Java,

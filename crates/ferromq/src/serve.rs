@@ -183,6 +183,7 @@ pub async fn standalone(args: StandaloneArgs) -> Result<()> {
                     namesrv: vec![local_namesrv.clone()],
                     login: parse_login(args.dashboard_login)?,
                     credentials: parse_credentials(args.dashboard_credentials)?,
+                    metrics: Some(metrics_source(&broker)),
                 };
                 let stop = namesrv_shutdown.clone();
                 tokio::spawn(async move {
@@ -201,8 +202,9 @@ pub async fn standalone(args: StandaloneArgs) -> Result<()> {
     } else {
         start_grpc(&broker, args.grpc_listen, shutdown.clone()).await?
     };
+    let metrics_note = start_metrics_exporter(&broker, shutdown.clone()).await?;
     println!(
-        "FerroMQ is ready: name server {local_namesrv}, broker {}{grpc_note}{dashboard_note}",
+        "FerroMQ is ready: name server {local_namesrv}, broker {}{grpc_note}{dashboard_note}{metrics_note}",
         broker.config().advertised_addr()
     );
     let listeners = listeners(&broker.config(), broker_listener).await?;
@@ -210,6 +212,47 @@ pub async fn standalone(args: StandaloneArgs) -> Result<()> {
     namesrv_shutdown.cancel();
     let _ = namesrv_task.await;
     Ok(())
+}
+
+/// The broker's metrics, for the dashboard's `/metrics` and the exporter port.
+fn metrics_source(broker: &Arc<Broker>) -> ferromq_dashboard::MetricsSource {
+    let broker = Arc::downgrade(broker);
+    ferromq_dashboard::MetricsSource(Arc::new(move |openmetrics| {
+        broker
+            .upgrade()
+            .map(|b| b.metrics().render(openmetrics))
+            .unwrap_or_default()
+    }))
+}
+
+/// `metricsExporterType=PROM`: the metrics on a port of their own, at
+/// `metricsPromExporterHost` (default brokerIP1) : `metricsPromExporterPort`. Asked for
+/// explicitly, so a port that cannot be had stops the start.
+async fn start_metrics_exporter(
+    broker: &Arc<Broker>,
+    shutdown: CancellationToken,
+) -> Result<String> {
+    let config = broker.config();
+    if !config.metrics_prom_exporter {
+        return Ok(String::new());
+    }
+    let host = if config.metrics_prom_host.is_empty() {
+        config.broker_ip1.as_str()
+    } else {
+        config.metrics_prom_host.as_str()
+    };
+    let addr = format!("{host}:{}", config.metrics_prom_port);
+    let listener = TcpListener::bind(&addr).await.with_context(|| {
+        format!("binding the metrics exporter to {addr} (metricsPromExporterHost/metricsPromExporterPort)")
+    })?;
+    let note = format!(", metrics http://{}/metrics", listener.local_addr()?);
+    let source = metrics_source(broker);
+    tokio::spawn(async move {
+        if let Err(e) = ferromq_dashboard::serve_metrics(listener, source, shutdown).await {
+            warn!(error = %e, "the metrics exporter stopped");
+        }
+    });
+    Ok(note)
 }
 
 /// Starts the gRPC front beside the broker; a taken port leaves the broker running
@@ -284,6 +327,7 @@ pub async fn dashboard(
         namesrv,
         login: parse_login(login)?,
         credentials: parse_credentials(credentials)?,
+        metrics: None,
     };
     println!(
         "FerroMQ is ready: dashboard http://{}",
@@ -433,8 +477,9 @@ pub async fn broker(args: BrokerArgs) -> Result<()> {
         Some(addr) => start_grpc(&broker, addr, shutdown.clone()).await?,
         None => String::new(),
     };
+    let metrics_note = start_metrics_exporter(&broker, shutdown.clone()).await?;
     println!(
-        "FerroMQ is ready: broker {}{grpc_note}",
+        "FerroMQ is ready: broker {}{grpc_note}{metrics_note}",
         broker.config().advertised_addr()
     );
     let listeners = listeners(&broker.config(), listener).await?;

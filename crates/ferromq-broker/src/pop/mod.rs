@@ -94,6 +94,17 @@ impl PopService {
         })
     }
 
+    /// Per (group, topic, queue): the next offset to hand out and how many handed-out
+    /// messages await their acknowledgement, for the metrics.
+    pub fn progress(&self) -> Vec<(state::QueueKey, u64, usize)> {
+        self.lock()
+            .state
+            .queues
+            .iter()
+            .map(|(k, q)| (k.clone(), q.next, q.inflight.len()))
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("POP state lock")
     }

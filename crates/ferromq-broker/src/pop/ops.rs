@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::state::{Event, Inflight, QueueKey};
 use crate::filter::MessageFilter;
-use crate::topic::DLQ_GROUP_TOPIC_PREFIX;
+use crate::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use crate::{now_ms, Broker, BrokerError, Role};
 
 /// Bytes one pop reads from one queue at most.
@@ -97,6 +97,19 @@ impl Broker {
         if !popped.is_empty() {
             self.stats
                 .record_get(&req.topic, &req.group, popped.len() as u64);
+            for is_retry in [false, true] {
+                let (n, bytes) = popped
+                    .iter()
+                    .filter(|p| p.message.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) == is_retry)
+                    .fold((0u64, 0u64), |(n, b), p| {
+                        (
+                            n + 1,
+                            b + (p.message.body.len() + p.message.properties.len()) as u64,
+                        )
+                    });
+                self.metrics
+                    .read(&req.topic, &req.group, Some(is_retry), n, bytes);
+            }
         }
         Ok(popped)
     }
@@ -125,6 +138,7 @@ impl Broker {
             }
             let until_visible =
                 next_visible_at.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
+            crate::metrics::note_parked();
             wait_any(
                 woken,
                 until_visible.map_or(deadline, |d| deadline.min(now + d)),
@@ -336,6 +350,7 @@ impl Broker {
             original.reconsume_times = entry.reconsume;
             let dlq = format!("{DLQ_GROUP_TOPIC_PREFIX}{}", key.group);
             self.resend_to(original, dlq, 0).await?;
+            self.metrics.dead_lettered(&key.group, &key.topic);
         }
         // Acked or handed out again meanwhile: that delivery is no longer this one's.
         match self.pop_ack(&key.group, &key.topic, key.queue_id, offset, entry.pop_time) {

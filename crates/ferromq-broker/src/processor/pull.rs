@@ -166,6 +166,7 @@ impl Broker {
                     break;
                 }
                 let now = Instant::now();
+                crate::metrics::note_parked();
                 if now >= deadline
                     || tokio::time::timeout(deadline - now, notified)
                         .await
@@ -177,6 +178,13 @@ impl Broker {
         }
         self.stats
             .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
+        self.metrics.read(
+            &h.topic,
+            &h.consumer_group,
+            None,
+            result.messages.len() as u64,
+            result.messages.iter().map(|m| m.len() as u64).sum(),
+        );
         // Which broker of the group the client should pull from next (Apache's rules; a
         // slave always names the master, so a client back in touch with it returns there).
         let group = || {

@@ -65,8 +65,18 @@ impl Broker {
             };
             (format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.group), level)
         };
+        // Where the message came from, for the dead-letter count.
+        let origin_topic = original
+            .property(message::property::RETRY_TOPIC)
+            .unwrap_or(&original.topic)
+            .to_string();
         match self.resend_to(original, topic, delay_level).await {
-            Ok(()) => RemotingCommand::response_to(req, response::SUCCESS),
+            Ok(()) => {
+                if to_dlq {
+                    self.metrics.dead_lettered(&h.group, &origin_topic);
+                }
+                RemotingCommand::response_to(req, response::SUCCESS)
+            }
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }
     }

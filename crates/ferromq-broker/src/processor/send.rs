@@ -217,6 +217,8 @@ impl Broker {
         let mut msgs = Vec::with_capacity(h.messages.len());
         let mut uniq_key = None;
         let mut due_ms = None;
+        // Apache reads it off the request's (first) message.
+        let message_type = crate::metrics::message_type(&h.messages[0].properties);
         for out in h.messages {
             let mut props = out.properties;
             if props.len() > MAX_PROPERTIES_BYTES {
@@ -283,6 +285,12 @@ impl Broker {
             Err(e) => return Err(e.into()),
         };
         self.stats.record_put(&h.topic, results.len() as u64);
+        self.metrics.sent(
+            &h.topic,
+            message_type,
+            results.len() as u64,
+            results.iter().map(|r| u64::from(r.record_bytes)).sum(),
+        );
         let offset_msg_ids = results
             .iter()
             .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))

@@ -18,6 +18,7 @@ mod groups;
 mod grpc;
 mod harness;
 mod malformed;
+mod metrics;
 mod packaging;
 mod pop;
 mod protocol;
