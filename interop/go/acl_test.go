@@ -128,8 +128,8 @@ func TestPlainACL(t *testing.T) {
 	if r := create("ferromq-admin", "admin-secret"); r.Code != 0 {
 		t.Fatalf("admin UPDATE_AND_CREATE_TOPIC: code %d remark %q", r.Code, r.Remark)
 	}
-	if !strings.Contains(b.Output(), "request refused by the ACL") {
-		t.Fatalf("refusals are not logged")
+	if out := b.Output(); !strings.Contains(out, "request refused") || !strings.Contains(out, "AclException") {
+		t.Fatalf("refusals are not logged with their reason")
 	}
 
 	// The file is reloaded when it changes: a new permission takes effect without a restart.

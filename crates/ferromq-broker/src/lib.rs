@@ -123,6 +123,7 @@ pub struct Broker {
     clients: ClientManager,
     stats: BrokerStats,
     metrics: metrics::BrokerMetrics,
+    refusal_log: processor::RefusalLog,
     register_now: Notify,
     /// One registration at a time, so an older topic snapshot never reaches a name
     /// server after a newer one.
@@ -302,6 +303,7 @@ impl Broker {
                 clients: ClientManager::default(),
                 stats: BrokerStats::default(),
                 metrics,
+                refusal_log: Default::default(),
                 register_now: Notify::new(),
                 registering: tokio::sync::Mutex::new(()),
                 started: Instant::now(),
@@ -668,7 +670,10 @@ impl InboundHandler for Broker {
     ) -> Option<RemotingCommand> {
         let code = request.code;
         let started = Instant::now();
-        let (answer, parked) = metrics::tracking_parks(self.process(&conn, request)).await;
+        let (answer, parked) = metrics::tracking_parks(self.process(&conn, &request)).await;
+        if let Some(a) = &answer {
+            self.log_refusal(&conn, &request, a);
+        }
         self.metrics.rpc(
             code,
             answer.as_ref().map(|a| a.code),

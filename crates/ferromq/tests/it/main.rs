@@ -17,6 +17,7 @@ mod failover;
 mod groups;
 mod grpc;
 mod harness;
+mod logs;
 mod malformed;
 mod metrics;
 mod packaging;
