@@ -150,12 +150,13 @@ const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10
 /// Keys remembered at most; past it the memory starts over.
 const REFUSAL_LOG_KEYS: usize = 10_000;
 
+/// A kind of refusal: client address, request code, answer code.
+type RefusalKind = (std::net::IpAddr, i32, i32);
+
 /// When each kind of refusal was last logged, and how many went unlogged since.
 #[derive(Default)]
 pub(crate) struct RefusalLog {
-    last: std::sync::Mutex<
-        std::collections::HashMap<(std::net::IpAddr, i32, i32), (std::time::Instant, u64)>,
-    >,
+    last: std::sync::Mutex<std::collections::HashMap<RefusalKind, (std::time::Instant, u64)>>,
 }
 
 impl Broker {
