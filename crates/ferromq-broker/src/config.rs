@@ -177,6 +177,12 @@ pub struct BrokerConfig {
     pub trace_topic_enable: bool,
     /// `msgTraceTopicName`, default `RMQ_SYS_TRACE_TOPIC`.
     pub msg_trace_topic_name: String,
+    /// `regionId`, default `DefaultRegion`: written on sent messages (`MSG_REGION`) and
+    /// send answers, where clients' traces read it.
+    pub region_id: String,
+    /// `traceOn`, default true: whether clients should trace what goes through here
+    /// (`TRACE_ON` on sent messages and send answers).
+    pub trace_on: bool,
     /// `brokerPermission`: 6 = read and write, 4 = read only (sends refused), 2 = write
     /// only; changed at run time to drain a broker.
     pub broker_permission: i32,
@@ -299,6 +305,8 @@ impl Default for BrokerConfig {
             broker_topic_enable: true,
             trace_topic_enable: false,
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
             broker_permission: 6,
             metrics_prom_exporter: false,
             metrics_prom_port: 5557,
@@ -581,6 +589,7 @@ const KEYS: &[Key] = &[
     key!("namesrvAddr", runtime = false, |c| c.namesrv_addrs.join(";"), |c, k, v| c.namesrv_addrs = parse_addr_list(k, v)?),
     key!("plainAclFile", runtime = false, |c| c.plain_acl_file.display().to_string(), |c, k, v| c.plain_acl_file = PathBuf::from(non_empty(k, v)?)),
     key!("readUnCommitted", runtime = false, |c| c.read_uncommitted.to_string(), |c, k, v| c.read_uncommitted = parse_bool(k, v)?),
+    key!("regionId", runtime = false, |c| c.region_id.clone(), |c, k, v| c.region_id = non_empty(k, v)?),
     key!("registerNameServerPeriod", runtime = false, |c| c.register_name_server_period_ms.to_string(), |c, k, v| {
         c.register_name_server_period_ms = parse_num(k, v, 1u64, u64::MAX / 2)?.clamp(10_000, 60_000)
     }),
@@ -600,6 +609,7 @@ const KEYS: &[Key] = &[
     key!("tls.server.mode", runtime = false, |c| c.tls_mode.map_or(String::new(), |m| m.to_string()), |c, k, v| {
         c.tls_mode = Some(v.parse().map_err(|e: String| invalid(k, v, &e))?)
     }),
+    key!("traceOn", runtime = true, |c| c.trace_on.to_string(), |c, k, v| c.trace_on = parse_bool(k, v)?),
     key!("traceTopicEnable", runtime = false, |c| c.trace_topic_enable.to_string(), |c, k, v| c.trace_topic_enable = parse_bool(k, v)?),
     key!("transactionCheckInterval", runtime = true, |c| c.transaction_check_interval_ms.to_string(), |c, k, v| c.transaction_check_interval_ms = parse_num(k, v, 1u64, u64::MAX / 2)?),
     key!("transactionCheckMax", runtime = true, |c| c.transaction_check_max.to_string(), |c, k, v| c.transaction_check_max = parse_num(k, v, 1u32, 10_000)?),

@@ -24,6 +24,7 @@ mod error;
 mod instance;
 mod message;
 mod producer;
+pub mod trace;
 mod transaction;
 
 pub use consumer::{

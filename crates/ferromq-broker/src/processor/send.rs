@@ -172,8 +172,9 @@ impl Broker {
             recall_handle: outcome.recall_handle,
         }
         .encode(&mut resp.ext_fields);
-        resp.with_field("MSG_REGION", "DefaultRegion")
-            .with_field("TRACE_ON", "true")
+        let config = self.config();
+        resp.with_field(message::property::MSG_REGION, &config.region_id)
+            .with_field(message::property::TRACE_ON, config.trace_on)
     }
 
     /// Stores messages a producer sent: checks the broker, topic and messages, auto-creates
@@ -251,6 +252,23 @@ impl Broker {
                 due_ms = crate::timer::due_time(&props, crate::now_ms());
             }
             message::push_property(&mut props, message::property::CLUSTER, &config.cluster_name);
+            // As Apache's broker: consumers' traces take the region from the message, and
+            // a Java consumer drops its trace records without one.
+            // (A message sent again as it was consumed carries them already.)
+            if property(&props, message::property::MSG_REGION).is_none() {
+                message::push_property(
+                    &mut props,
+                    message::property::MSG_REGION,
+                    &config.region_id,
+                );
+            }
+            if property(&props, message::property::TRACE_ON).is_none() {
+                message::push_property(
+                    &mut props,
+                    message::property::TRACE_ON,
+                    if config.trace_on { "true" } else { "false" },
+                );
+            }
             msgs.push(MessageExt {
                 topic: h.topic.clone(),
                 queue_id,

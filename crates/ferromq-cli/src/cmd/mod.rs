@@ -14,6 +14,7 @@ mod ha;
 mod message;
 mod offset;
 mod topic;
+mod trace;
 mod value;
 
 #[derive(Args)]
@@ -130,6 +131,9 @@ pub enum AdminCommand {
     /// A message by queue and offset.
     #[command(name = "queryMsgByOffset")]
     QueryMsgByOffset(message::QueryMsgByOffset),
+    /// A message's trace, as clients with tracing on wrote it: its send and each consumption.
+    #[command(name = "queryMsgTraceById")]
+    QueryMsgTraceById(trace::QueryMsgTraceById),
     /// Sends one message.
     #[command(name = "sendMessage")]
     SendMessage(message::SendMessage),
@@ -197,6 +201,7 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::SkipAccumulatedMessage(c) => c.run(ctx).await,
         C::QueryMsgById(c) => c.run(ctx).await,
         C::QueryMsgByKey(c) => c.run(ctx).await,
+        C::QueryMsgTraceById(c) => c.run(ctx).await,
         C::QueryMsgByOffset(c) => c.run(ctx).await,
         C::SendMessage(c) => c.run(ctx).await,
         C::ConsumeMessage(c) => c.run(ctx).await,

@@ -1,0 +1,187 @@
+//! `queryMsgTraceById`: a message's trace, read back from the trace topic where clients
+//! with tracing on (Java `enableMsgTrace`, Go `WithTrace`) wrote it. Printed as Apache's
+//! mqadmin prints it (its runbooks parse the columns); `--json` gives every record.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use ferromq_client::trace::{self, TraceRecord};
+use serde_json::json;
+
+use super::message::query_by_key;
+use crate::ctx::Ctx;
+use crate::table::Table;
+
+#[derive(Args)]
+pub struct QueryMsgTraceById {
+    /// The traced message's id (its unique id, as its producer's send result gave it).
+    #[arg(short = 'i', long = "msgId")]
+    msg_id: String,
+    /// The topic the clients wrote their traces to.
+    #[arg(short = 't', long = "traceTopic", default_value = trace::TRACE_TOPIC)]
+    trace_topic: String,
+    /// Trace messages stored at or after (ms).
+    #[arg(short = 'b', long = "beginTimestamp", default_value_t = 0)]
+    begin: i64,
+    /// Trace messages stored at or before (ms).
+    #[arg(short = 'e', long = "endTimestamp", default_value_t = i64::MAX)]
+    end: i64,
+    /// Trace messages read per broker at most.
+    #[arg(short = 'c', long = "maxNum", default_value_t = 64)]
+    max: i32,
+}
+
+/// One record with the address its trace message came from.
+struct Traced {
+    record: TraceRecord,
+    client_host: String,
+}
+
+fn local_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// mqadmin's columns: `%-10s %-20s %-20s %-20s %-10s %-10s`.
+fn line(cells: [&str; 6]) -> String {
+    format!(
+        "{:<10} {:<20} {:<20} {:<20} {:<10} {:<10}\n",
+        cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+    )
+}
+
+fn status(success: bool) -> &'static str {
+    if success {
+        "success"
+    } else {
+        "failed"
+    }
+}
+
+impl QueryMsgTraceById {
+    pub async fn run(self, ctx: &Ctx) -> Result<()> {
+        let messages = query_by_key(
+            ctx,
+            &self.trace_topic,
+            &self.msg_id,
+            self.max,
+            self.begin,
+            self.end,
+        )
+        .await?;
+        let mut traced = Vec::new();
+        for m in messages {
+            // The index matches keys; a trace message's KEYS must name the id exactly.
+            let keys = m
+                .property(ferromq_protocol::message::property::KEYS)
+                .unwrap_or("");
+            if !keys.split(' ').any(|k| k == self.msg_id) {
+                continue;
+            }
+            let client_host = m.born_host.ip().to_string();
+            for record in trace::decode(&String::from_utf8_lossy(&m.body)) {
+                if record.msg_id() == self.msg_id {
+                    traced.push(Traced {
+                        record,
+                        client_host: client_host.clone(),
+                    });
+                }
+            }
+        }
+        if traced.is_empty() {
+            bail!(
+                "no trace of {} on {} (were the clients' traces on, and is the id the message's unique id?)",
+                self.msg_id,
+                self.trace_topic
+            );
+        }
+        if ctx.json {
+            let records: Vec<_> = traced
+                .iter()
+                .map(|t| {
+                    let mut v = serde_json::to_value(&t.record).expect("trace records serialize");
+                    v["client_host"] = json!(t.client_host);
+                    v
+                })
+                .collect();
+            ctx.print(Table::new([]), json!(records));
+            return Ok(());
+        }
+        let mut out = String::new();
+        for t in &traced {
+            if let TraceRecord::Pub {
+                group,
+                timestamp,
+                cost_ms,
+                success,
+                ..
+            } = &t.record
+            {
+                out += &line([
+                    "#Type",
+                    "#ProducerGroup",
+                    "#ClientHost",
+                    "#SendTime",
+                    "#CostTimes",
+                    "#Status",
+                ]);
+                out += &line([
+                    "Pub",
+                    group,
+                    &t.client_host,
+                    &local_time(*timestamp),
+                    &format!("{cost_ms}ms"),
+                    status(*success),
+                ]);
+                out.push('\n');
+            }
+        }
+        // Consumptions per group, groups in the order they first appear.
+        let mut groups: Vec<&str> = Vec::new();
+        for t in &traced {
+            if let TraceRecord::SubAfter { group, .. } = &t.record {
+                if !groups.contains(&group.as_str()) {
+                    groups.push(group);
+                }
+            }
+        }
+        for g in groups {
+            out += &line([
+                "#Type",
+                "#ConsumerGroup",
+                "#ClientHost",
+                "#ConsumerTime",
+                "#CostTimes",
+                "#Status",
+            ]);
+            for t in &traced {
+                if let TraceRecord::SubAfter {
+                    group,
+                    timestamp,
+                    cost_ms,
+                    success,
+                    ..
+                } = &t.record
+                {
+                    if group == g {
+                        out += &line([
+                            "Sub",
+                            group,
+                            &t.client_host,
+                            &local_time(*timestamp),
+                            &format!("{cost_ms}ms"),
+                            status(*success),
+                        ]);
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        print!("{out}");
+        Ok(())
+    }
+}
