@@ -56,7 +56,7 @@ containers() {
     "$runtime" ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}}'
 }
 container() {
-    containers | grep -E "[_-]$1([_-][0-9]+)?$" | head -1
+    grep -m1 -E "[_-]$1([_-][0-9]+)?$" <<< "$(containers)"
 }
 # Runs the image's own binary on the host's network: `ferromq admin` without a Rust build.
 ferromq() {
@@ -128,8 +128,11 @@ check_tutorial() {
     await_brokers 127.0.0.1:9876 1
     tutorial_programs
     curl -fsS -o /dev/null http://127.0.0.1:8080/ || fail "the dashboard does not answer on :8080"
-    "$runtime" logs "$(container broker)" 2>&1 | grep -q FERROMQ_BROKER_IP1 \
-        || fail "no warning that brokerIP1 is left at 127.0.0.1"
+    # Read whole before grep: `grep -q` stops early, and under pipefail the writer's
+    # SIGPIPE would fail the check.
+    local logs
+    logs=$("$runtime" logs "$(container broker)" 2>&1)
+    grep -q FERROMQ_BROKER_IP1 <<< "$logs" || fail "no warning that brokerIP1 is left at 127.0.0.1"
 
     step "tutorial: SIGTERM stops the broker cleanly and loses nothing acknowledged"
     send 127.0.0.1:9876 DurabilityCheck 300
@@ -156,7 +159,7 @@ check_master_slave() {
     up master-slave
     await_healthy
     await_brokers 127.0.0.1:9877 2
-    brokers 127.0.0.1:9877 | grep -q "^broker-a 1 " || fail "the slave is not registered"
+    grep -q "^broker-a 1 " <<< "$(brokers 127.0.0.1:9877)" || fail "the slave is not registered"
     # A slave copies its master's topic configs every 10 s (as Apache's does): create the
     # topic now, so the slave knows it by the time the master goes.
     ferromq admin updateTopic -n 127.0.0.1:9876 -c DefaultCluster -t SlaveReadCheck > /dev/null
@@ -168,10 +171,11 @@ check_master_slave() {
     send 127.0.0.1:9877 SlaveReadCheck 100
     sleep $(( 11 - (SECONDS - created) > 0 ? 11 - (SECONDS - created) : 0 ))
     "$runtime" stop -t 10 "$(container broker-a-master)" > /dev/null 2>&1
-    ! brokers 127.0.0.1:9877 | grep -q "^broker-a 0 " || fail "the stopped master is still registered"
+    ! grep -q "^broker-a 0 " <<< "$(brokers 127.0.0.1:9877)" || fail "the stopped master is still registered"
     local read
-    read=$(ferromq admin consumeMessage -n 127.0.0.1:9877 -t SlaveReadCheck --json -c 500 --seconds 10 \
-        | grep -o '"from-go-[0-9]*"' | sort -u | grep -c .) || true
+    local listed
+    listed=$(ferromq admin consumeMessage -n 127.0.0.1:9877 -t SlaveReadCheck --json -c 500 --seconds 10) || true
+    read=$(grep -o '"from-go-[0-9]*"' <<< "$listed" | sort -u | grep -c .) || true
     [ "$read" = 100 ] || fail "$read of 100 messages could be read from the slave"
     echo "all 100 messages were read from the slave with the master down"
     down

@@ -22,7 +22,7 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
 dir=$profile
 [ "$profile" = dev ] && dir=debug
 bin="${CARGO_TARGET_DIR:-target}/$target/$dir/ferromq"
-if readelf -d "$bin" 2>/dev/null | grep -q '(NEEDED)'; then
+if grep -q '(NEEDED)' <<< "$(readelf -d "$bin" 2>/dev/null)"; then
     echo "$bin is not statically linked:" >&2
     readelf -d "$bin" | grep '(NEEDED)' >&2
     exit 1

@@ -24,7 +24,7 @@ for f in ferromq LICENSE README.md conf/broker.conf conf/controller.conf \
     [ -s "$dir/$f" ] || fail "$f is missing from the archive"
 done
 [ -x "$dir/ferromq" ] || fail "the binary is not executable"
-! readelf -d "$dir/ferromq" | grep -q '(NEEDED)' || fail "the binary needs shared libraries"
+! grep -q '(NEEDED)' <<< "$(readelf -d "$dir/ferromq")" || fail "the binary needs shared libraries"
 [ "$("$dir/ferromq" --version)" = "ferromq $version" ] || fail "the binary says $("$dir/ferromq" --version)"
 grep -q '^\.TH ferromq 1' "$dir/man/ferromq.1" || fail "the manual page has no .TH header"
 bash -c "source '$dir/completions/ferromq.bash' && complete -p ferromq" > /dev/null \

@@ -24,7 +24,8 @@ if [ -z "$runtime" ]; then
 fi
 [ -n "$runtime" ] || { echo "neither podman nor docker is installed" >&2; exit 1; }
 [ -n "$binary" ] || binary=$(scripts/build-static.sh --profile "$profile")
-if readelf -d "$binary" 2>/dev/null | grep -q '(NEEDED)'; then
+# (Read whole before grep -q: under pipefail an early exit would fail the pipe.)
+if grep -q '(NEEDED)' <<< "$(readelf -d "$binary" 2>/dev/null)"; then
     echo "$binary needs shared libraries; the image has none (build it with scripts/build-static.sh)" >&2
     exit 1
 fi

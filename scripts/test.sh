@@ -86,23 +86,28 @@ step "Apache's own tools: mqadmin, the Java admin API, delivered properties (roc
 step "The same suite against Apache RocketMQ 5.5.0 itself: its assertions describe Apache"
 ./interop/apache-tools/against-apache.sh
 
-step "Fuzz targets (the committed corpora, then 20 s of fuzzing each), side by side with the packaging checks"
+step "Side by side: fuzzing (the committed corpora, then ${FUZZ_SECONDS:-10} s per target), the packaging checks, the dashboards in a browser"
 wait "$static_pid" || { cat "$static_log"; echo "the static build failed" >&2; exit 1; }
 packaging_log=$(mktemp)
 (CARGO_TARGET_DIR="$static_target" scripts/packaging-check.sh --profile static-check \
     && printf '\n--> the Grafana dashboard'"'"'s queries through a real Prometheus (deploy/grafana/check.py)\n' \
     && python3 deploy/grafana/check.py) > "$packaging_log" 2>&1 &
 packaging_pid=$!
+browser_log=$(mktemp)
+(cd dashboard-e2e && npm ci --no-audit --no-fund && npm test) > "$browser_log" 2>&1 &
+browser_pid=$!
 fuzz_ok=true
-./scripts/fuzz.sh "${FUZZ_SECONDS:-20}" || fuzz_ok=false
+./scripts/fuzz.sh "${FUZZ_SECONDS:-10}" || fuzz_ok=false
 packaging_ok=true
 wait "$packaging_pid" || packaging_ok=false
+browser_ok=true
+wait "$browser_pid" || browser_ok=false
 step "Packaging (release archive, container image, compose layouts, Go test-broker) and the Grafana dashboard's queries"
 cat "$packaging_log"
+step "Dashboards in a browser: FerroMQ's and Apache's rocketmq-dashboard (Debian's Chromium, playwright-core)"
+cat "$browser_log"
 $fuzz_ok || { echo "fuzzing failed" >&2; exit 1; }
 $packaging_ok || { echo "the packaging checks failed" >&2; exit 1; }
-
-step "Dashboards in a browser: FerroMQ's and Apache's rocketmq-dashboard (Debian's Chromium, playwright-core)"
-(cd dashboard-e2e && npm ci --no-audit --no-fund && npm test)
+$browser_ok || { echo "the browser tests failed" >&2; exit 1; }
 
 printf '\nAll suites passed.\n'
