@@ -14,6 +14,11 @@ macro_rules! codes {
                 _ => None,
             }
         }
+
+        /// The code's name, or its number when it has none (as Apache labels them).
+        pub fn name_or_number(code: i32) -> std::borrow::Cow<'static, str> {
+            name(code).map_or_else(|| code.to_string().into(), Into::into)
+        }
     };
 }
 pub(crate) use codes;

@@ -57,6 +57,16 @@ pub fn key_values<'k>(
     (values, warnings)
 }
 
+/// The keys among `known` that this process's `FERROMQ_` variables set; warnings for
+/// near misses are logged.
+pub fn from_process<'k>(known: impl IntoIterator<Item = &'k str>) -> HashMap<String, String> {
+    let (values, warnings) = key_values(std::env::vars(), known);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    values
+}
+
 /// The upper-case spelling of a key's variable: `brokerIP1` → `FERROMQ_BROKER_IP1`.
 pub fn variable_name(key: &str) -> String {
     let mut out = String::from(PREFIX);

@@ -48,11 +48,7 @@ fn load_broker_config(path: Option<&PathBuf>) -> Result<BrokerConfig> {
             config
         }
     };
-    let (values, warnings) =
-        env_config::key_values(std::env::vars(), ferromq_broker::config::key_names());
-    for w in warnings {
-        warn!("{w}");
-    }
+    let values = env_config::from_process(ferromq_broker::config::key_names());
     if !values.is_empty() {
         for w in config
             .apply(&values)
@@ -357,12 +353,9 @@ fn read_properties(path: Option<&PathBuf>) -> Result<std::collections::HashMap<S
                 .with_context(|| format!("parsing {}", path.display()))?
         }
     };
-    let (values, warnings) =
-        env_config::key_values(std::env::vars(), ferromq_controller::config::key_names());
-    for w in warnings {
-        warn!("{w}");
-    }
-    map.extend(values);
+    map.extend(env_config::from_process(
+        ferromq_controller::config::key_names(),
+    ));
     Ok(map)
 }
 

@@ -99,7 +99,8 @@ pub(crate) fn message_type(props: &str) -> &'static str {
 /// Topics whose traffic is the broker's own bookkeeping: Apache leaves them out of the
 /// in and out counts.
 fn is_internal_copy(topic: &str) -> bool {
-    topic.starts_with(crate::topic::RETRY_GROUP_TOPIC_PREFIX) || topic.starts_with("%DLQ%")
+    topic.starts_with(crate::topic::RETRY_GROUP_TOPIC_PREFIX)
+        || topic.starts_with(crate::topic::DLQ_GROUP_TOPIC_PREFIX)
 }
 
 tokio::task_local! {
@@ -326,16 +327,11 @@ impl BrokerMetrics {
         if !self.remoting_on {
             return;
         }
-        let name = |n: Option<&'static str>, code: i32| {
-            n.map_or_else(|| code.to_string(), str::to_ascii_lowercase)
-        };
-        let request = name(
-            ferromq_protocol::code::request::name(request_code),
-            request_code,
-        );
+        use ferromq_protocol::code::{request, response};
+        let request = request::name_or_number(request_code).to_ascii_lowercase();
         let (response, result) = match response_code {
             Some(code) => (
-                name(ferromq_protocol::code::response::name(code), code),
+                response::name_or_number(code).to_ascii_lowercase(),
                 "success",
             ),
             None => (String::new(), "oneway"),

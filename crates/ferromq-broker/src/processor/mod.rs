@@ -187,18 +187,16 @@ impl Broker {
             *entry = (now, 0);
             suppressed
         };
-        let name =
-            |n: Option<&'static str>, code: i32| n.map_or_else(|| code.to_string(), str::to_string);
         let group = ["producerGroup", "consumerGroup", "group"]
             .iter()
             .find_map(|f| req.field(f))
             .unwrap_or("");
         warn!(
             peer = %conn.peer(),
-            request = %name(request::name(req.code), req.code),
+            request = %request::name_or_number(req.code),
             group,
             topic = req.field("topic").unwrap_or(""),
-            answer = %name(response::name(answer.code), answer.code),
+            answer = %response::name_or_number(answer.code),
             remark = answer.remark.as_deref().unwrap_or(""),
             suppressed,
             "request refused"
