@@ -107,8 +107,8 @@ before(async () => {
   mkdirSync(shots, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), "ferromq-apache-dash-"));
   const conf = join(dataDir, "broker.conf");
-  // Apache's e2e settings.
-  writeFileSync(conf, "autoCreateTopicEnable=false\nenablePropertyFilter=true\nflushDiskType=SYNC_FLUSH\nmaxMessageSize=5242880\n");
+  // Apache's e2e settings, and the trace topic for the clients' message traces.
+  writeFileSync(conf, "autoCreateTopicEnable=false\nenablePropertyFilter=true\nflushDiskType=SYNC_FLUSH\nmaxMessageSize=5242880\ntraceTopicEnable=true\n");
   const bp = await brokerPort();
   const np = await listenOn(0);
   const dp = await listenOn(0);
@@ -270,6 +270,34 @@ test("Apache's dashboard: message page finds messages by topic, key and id", asy
   const view = await ok(`/message/viewMessage.query?topic=${TOPIC}&msgId=${byKey[0].msgId}`);
   assert.equal(view.messageView.messageBody, "from-apache-dashboard-1");
   await shot("message");
+});
+
+test("Apache's dashboard: message trace graph of a Go client's traced send and consumption", async () => {
+  const TRACED = "apache-dash-traced";
+  await ok("/topic/createOrUpdate.do", {
+    topicName: TRACED, writeQueueNums: 2, readQueueNums: 2, perm: 6, order: false,
+    clusterNameList: ["DefaultCluster"], brokerNameList: [], messageType: "NORMAL",
+  });
+  const sent = goClient("-mode", "send", "-trace", "-topic", TRACED, "-count", "1", "-producer-group", "apache-dash-traced-producer");
+  const msgId = JSON.parse(sent.split("\n").find((l) => l.startsWith("{"))).msgId;
+  goClient("-mode", "receive", "-trace", "-topic", TRACED, "-group", "apache-dash-traced-consumer", "-count", "1", "-timeout", "60s");
+  const graph = await waitFor("the send's and the consumption's traces", async () => {
+    const r = await api(`/messageTrace/viewMessageTraceGraph.query?msgId=${msgId}&traceTopic=RMQ_SYS_TRACE_TOPIC`);
+    const g = r.status === 0 ? r.data : null;
+    return g && g.producerNode && g.subscriptionNodeList.length ? g : null;
+  }, 60_000);
+  assert.equal(graph.producerNode.groupName, "apache-dash-traced-producer");
+  assert.equal(graph.producerNode.topic, TRACED);
+  assert.equal(graph.producerNode.traceNode.status, "success");
+  assert.equal(graph.producerNode.traceNode.storeHost, brokerAddr);
+  assert.equal(graph.subscriptionNodeList[0].subscriptionGroup, "apache-dash-traced-consumer");
+  assert.equal(graph.subscriptionNodeList[0].consumeNodeList[0].status, "success");
+  await openPage("#/messageTrace", "Trace");
+  await shot("message-trace");
+  // Polls before the consumer's trace arrived answered "no trace", as Apache's would.
+  for (let i = failures.length - 1; i >= 0; i--) {
+    if (/viewMessageTraceGraph/.test(failures[i])) failures.splice(i, 1);
+  }
 });
 
 test("Apache's dashboard: no query or action the pages made was refused", () => {

@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,7 +26,7 @@ const freePort = () =>
     s.on("error", fail);
   });
 
-let broker, browser, page, dataDir, ns, dashboard, goHelper;
+let broker, browser, page, dataDir, ns, dashboard, goHelper, javaClassPath;
 let output = "";
 
 function admin(...args) {
@@ -36,6 +36,17 @@ function admin(...args) {
 function goClient(...args) {
   return execFileSync(goHelper, ["-namesrv", ns, ...args], { encoding: "utf8", timeout: 60_000 });
 }
+
+/** Apache's Java client with enableMsgTrace (java/TraceClient.java, run as a source file). */
+function javaClient(...args) {
+  return execFileSync("java", ["-cp", javaClassPath, join(root, "dashboard-e2e/java/TraceClient.java"), args[0], ns, ...args.slice(1)],
+    { encoding: "utf8", timeout: 120_000 });
+}
+
+/** The ids a sender printed, one JSON object per line. */
+const sentIds = (out) => out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l).msgId);
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function shot(name) {
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
@@ -54,7 +65,9 @@ before(async () => {
   const [np, bp, dp] = [await freePort(), await freePort(), await freePort()];
   ns = `127.0.0.1:${np}`;
   dashboard = `127.0.0.1:${dp}`;
-  broker = spawn(bin, ["standalone", "--data-dir", dataDir, "--namesrv-listen", ns, "--broker-listen", `127.0.0.1:${bp}`, "--dashboard-listen", dashboard]);
+  // traceTopicEnable: the broker creates RMQ_SYS_TRACE_TOPIC for the clients' traces.
+  broker = spawn(bin, ["standalone", "--data-dir", dataDir, "--namesrv-listen", ns, "--broker-listen", `127.0.0.1:${bp}`, "--dashboard-listen", dashboard, "--no-grpc"],
+    { env: { ...process.env, FERROMQ_traceTopicEnable: "true" } });
   await new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error("ferromq did not start:\n" + output)), 20_000);
     broker.stdout.on("data", (d) => {
@@ -69,6 +82,11 @@ before(async () => {
   });
   goHelper = join(dataDir, "crossclient");
   execFileSync("go", ["build", "-o", goHelper, "./crossclient"], { cwd: join(root, "interop/go"), stdio: "inherit" });
+  // The Java interop suite's client jars (Apache's rocketmq-client 4.x) for TraceClient.java.
+  const cpFile = join(dataDir, "java-classpath.txt");
+  execFileSync("mvn", ["-B", "-ntp", "-q", "-f", join(root, "interop/java/pom.xml"), "dependency:build-classpath", "-Dmdep.includeScope=test", `-Dmdep.outputFile=${cpFile}`],
+    { stdio: "inherit", timeout: 300_000 });
+  javaClassPath = readFileSync(cpFile, "utf8").trim();
   browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
 });
@@ -176,4 +194,38 @@ test("delayed, transactional and producer pages render their tables", async () =
   await shot("delayed");
   await openPage("#/producers", "#producer-list");
   await shot("producers");
+});
+
+test("message traces of the Go and the Java client are drawn and tabled", async () => {
+  const goId = sentIds(goClient("-mode", "send", "-trace", "-topic", "e2e-traced-go", "-count", "1", "-producer-group", "e2e-go-producer"))[0];
+  goClient("-mode", "receive", "-trace", "-topic", "e2e-traced-go", "-group", "e2e-go-consumer", "-count", "1", "-timeout", "60s");
+  const javaId = sentIds(javaClient("send", "e2e-traced-java", "e2e-java-producer", "1"))[0];
+  javaClient("receive", "e2e-traced-java", "e2e-java-consumer", "1");
+  assert.ok(goId && javaId, `ids: ${goId} ${javaId}`);
+  for (const [client, id, producer, consumer] of [["go", goId, "e2e-go-producer", "e2e-go-consumer"], ["java", javaId, "e2e-java-producer", "e2e-java-consumer"]]) {
+    // Clients send their trace batches in the background: poll the page, bounded.
+    let text = "";
+    for (let i = 0; i < 30; i++) {
+      await openPage(`#/trace?msgId=${encodeURIComponent(id)}`, "#trace-results");
+      text = await page.textContent("#trace-results");
+      if (text.includes(producer) && text.includes(consumer)) break;
+      await sleep(1000);
+    }
+    assert.match(text, new RegExp(producer), `${client}: the send's producer group`);
+    assert.match(await page.textContent("#trace-send"), /success/, `${client}: the send succeeded`);
+    assert.match(await page.textContent("#trace-send"), /e2e-traced-/, `${client}: the topic`);
+    assert.match(await page.textContent("#trace-consumers"), new RegExp(`${consumer}[\\s\\S]*success`), `${client}: the group's consumption`);
+    // One bar for the send, one for the consumption, both green.
+    const bars = await page.$$eval("#trace-graph g.span", (gs) => gs.map((g) => g.dataset.status));
+    assert.deepEqual(bars, ["success", "success"], `${client}: bars`);
+    const labels = await page.$$eval("#trace-graph text.row-label", (ts) => ts.map((t) => t.textContent));
+    assert.deepEqual(labels, [`send: ${producer}`, `consume: ${consumer}`]);
+    await shot(`trace-${client}`);
+  }
+  // The message page links to the trace; an unknown id says why nothing is shown.
+  await openPage(`#/messages?id=${encodeURIComponent(goId)}&topic=e2e-traced-go`, "#detail-trace");
+  await page.click("#detail-trace");
+  await page.waitForSelector("#trace-graph");
+  await openPage("#/trace?msgId=0000000000000000000000000000BEEF", "#trace-missing");
+  assert.match(await page.textContent("#trace-missing"), /no trace of/);
 });

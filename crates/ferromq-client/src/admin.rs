@@ -524,14 +524,28 @@ impl AdminClient {
 
     /// Messages of a topic carrying a key, over every broker hosting it.
     pub async fn query_by_key(&self, topic: &str, key: &str, max: i32) -> Result<Vec<MessageExt>> {
+        self.query_by_key_between(topic, key, max, 0, i64::MAX)
+            .await
+    }
+
+    /// Messages of a topic carrying a key and stored between two times (ms), at most
+    /// `max` per broker, oldest first.
+    pub async fn query_by_key_between(
+        &self,
+        topic: &str,
+        key: &str,
+        max: i32,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<MessageExt>> {
         let mut out = Vec::new();
         for (_, addr) in &self.topic_masters(topic).await? {
             let req = RemotingCommand::request(request::QUERY_MESSAGE)
                 .with_field("topic", topic)
                 .with_field("key", key)
                 .with_field("maxNum", max)
-                .with_field("beginTimestamp", 0)
-                .with_field("endTimestamp", i64::MAX);
+                .with_field("beginTimestamp", begin_ms)
+                .with_field("endTimestamp", end_ms);
             let resp = self.instance.invoke(addr, req).await?;
             match resp.code {
                 response::SUCCESS => out.extend(
@@ -542,7 +556,24 @@ impl AdminClient {
                 _ => return Err(refused("QUERY_MESSAGE", addr, resp)),
             }
         }
+        out.sort_by_key(|m| m.store_timestamp);
         Ok(out)
+    }
+
+    /// What clients with tracing on wrote about a message (by its unique id) to a trace
+    /// topic, with the graph Apache's dashboard draws of it.
+    pub async fn message_trace(
+        &self,
+        trace_topic: &str,
+        msg_id: &str,
+        max: i32,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<crate::trace::Traced>> {
+        let messages = self
+            .query_by_key_between(trace_topic, msg_id, max, begin_ms, end_ms)
+            .await?;
+        Ok(crate::trace::records_of(msg_id, &messages))
     }
 
     /// A message by its offset id (which names the broker), or by unique id within a topic.

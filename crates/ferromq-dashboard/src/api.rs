@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/delayed", get(delayed))
         .route("/transactions", get(transactions))
         .route("/producers", get(producers))
+        .route("/traces/{id}", get(message_trace))
 }
 
 /// An API error: status and message.
@@ -573,4 +574,39 @@ async fn producers(State(s): St, Query(q): Query<ProducerQuery>) -> ApiResult {
         out.push(json!({ "group": g, "connections": s.admin.producer_connections(&g).await? }));
     }
     Ok(Json(json!(out)))
+}
+
+#[derive(Deserialize)]
+struct TraceQuery {
+    #[serde(rename = "traceTopic")]
+    trace_topic: Option<String>,
+}
+
+/// What clients with tracing on wrote about a message: the records and the graph drawn
+/// from them (send, transaction ends, consumptions per group).
+async fn message_trace(
+    State(s): St,
+    Path(id): Path<String>,
+    Query(q): Query<TraceQuery>,
+) -> ApiResult {
+    let trace_topic = q
+        .trace_topic
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| ferromq_client::trace::TRACE_TOPIC.to_string());
+    let records = s
+        .admin
+        .message_trace(&trace_topic, &id, 64, 0, i64::MAX)
+        .await?;
+    if records.is_empty() {
+        return Err(not_found(format!(
+            "no trace of {id} on {trace_topic}: were the clients' traces on (Java enableMsgTrace, Go WithTrace), and is {id} the message's unique id?"
+        )));
+    }
+    let graph = ferromq_client::trace::TraceGraph::build(&records);
+    Ok(Json(json!({
+        "msgId": id,
+        "traceTopic": trace_topic,
+        "records": records,
+        "graph": graph,
+    })))
 }

@@ -42,6 +42,70 @@ function chart(points, width = 520, height = 120) {
     <text x="${width - 150}" y="14" font-size="11" fill="#c2410c">put</text><text x="${width - 110}" y="14" font-size="11" fill="#2563eb">get</text></svg>`;
 }
 
+// How long a span of milliseconds is, for axis labels and bar captions.
+const fmtSpan = (ms) => (ms < 1 ? "<1ms" : ms < 1000 ? `${Math.round(ms)}ms` : ms < 60_000 ? `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)}s` : `${(ms / 60_000).toFixed(1)}min`);
+
+// A Gantt chart as SVG: one row per label, bars from begin to end (ms since the epoch),
+// time relative to the earliest bar. Bars with no begin (-1) are left out; a bar without an
+// end is drawn 1 ms wide. rows: [{label, spans: [{begin, end, caption, status, title}]}].
+function timeline(rows, id) {
+  const spans = rows.flatMap((r) => r.spans).filter((s) => s.begin > 0);
+  if (!spans.length) return `<p class="muted">no timed records</p>`;
+  const t0 = Math.min(...spans.map((s) => s.begin));
+  const t1 = Math.max(...spans.map((s) => Math.max(s.end, s.begin + 1)));
+  const width = 960, left = 220, right = 70, rowH = 30, top = 24;
+  const height = top + rows.length * rowH + 8;
+  const scale = (width - left - right) / Math.max(1, t1 - t0);
+  const x = (t) => left + (t - t0) * scale;
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
+    const t = t0 + f * (t1 - t0);
+    return `<line x1="${x(t)}" x2="${x(t)}" y1="${top - 4}" y2="${height - 4}" class="tick"/><text x="${x(t)}" y="${top - 8}" text-anchor="middle" class="axis">${f === 0 ? "0" : "+" + fmtSpan(t - t0)}</text>`;
+  }).join("");
+  const bars = rows.map((r, i) => {
+    const y = top + i * rowH;
+    const label = `<text x="${left - 8}" y="${y + rowH / 2 + 4}" text-anchor="end" class="row-label">${esc(r.label)}</text>`;
+    const drawn = r.spans.filter((s) => s.begin > 0).map((s) => {
+      const end = s.end > s.begin ? s.end : s.begin + 1;
+      const w = Math.max(3, x(end) - x(s.begin));
+      return `<g class="span" data-status="${esc(s.status)}"><rect x="${x(s.begin)}" y="${y + 6}" width="${w}" height="${rowH - 12}" class="status-${esc(s.status)}"><title>${esc(s.title)}</title></rect>
+        <text x="${x(s.begin) + w + 4}" y="${y + rowH / 2 + 4}" class="caption">${esc(s.caption)}</text></g>`;
+    }).join("");
+    return label + drawn;
+  }).join("");
+  return `<svg class="timeline" id="${id}" width="${width}" height="${height}">${ticks}${bars}</svg>`;
+}
+
+// A message's trace (GET /api/traces/{id}): the Gantt chart, then the send, the
+// transaction's ends and each group's consumptions as tables.
+function traceView(t) {
+  const g = t.graph;
+  const p = g.producer;
+  const rows = [];
+  if (p) {
+    rows.push({ label: `send: ${p.group}`, spans: [{ begin: p.begin, end: p.end, caption: fmtSpan(p.cost_ms), status: p.status,
+      title: `${p.status}, ${fmtSpan(p.cost_ms)}\n${fmtTime(p.begin)} → ${fmtTime(p.end)}\nclient ${p.client_host}, broker ${p.store_host}` }] });
+  }
+  if (g.transactions.length) {
+    rows.push({ label: "transaction end", spans: g.transactions.map((x) => ({ begin: x.timestamp, end: x.timestamp + 1, caption: x.state + (x.from_check ? " (check-back)" : ""),
+      status: x.state, title: `${x.state} at ${fmtTime(x.timestamp)}${x.from_check ? ", answering the broker's check" : ""}` })) });
+  }
+  for (const c of g.consumers) {
+    rows.push({ label: `consume: ${c.group}`, spans: c.consumptions.map((n) => ({ begin: n.begin, end: n.end, caption: n.cost_ms >= 0 ? fmtSpan(n.cost_ms) : n.status,
+      status: n.status, title: `${n.status}, retry ${n.retry_times}\n${fmtTime(n.begin)} → ${fmtTime(n.end)}\nclient ${n.client_host}` })) });
+  }
+  const send = p ? table(["Topic", "Producer group", "Tags", "Keys", "Sent", "Cost", "Type", "Client", "Broker", "Offset id", "Status"],
+    [[esc(p.topic), esc(p.group), esc(p.tags), esc(p.keys), fmtTime(p.begin), fmtSpan(p.cost_ms), esc(p.msg_type), esc(p.client_host), esc(p.store_host), esc(p.offset_msg_id), esc(p.status)]], "trace-send")
+    : `<p class="muted" id="trace-send">no send record (the producer's tracing was off)</p>`;
+  const txs = g.transactions.length ? `<h3>Transaction</h3>` + table(["Time", "State", "From check-back", "Client", "Broker"],
+    g.transactions.map((x) => [fmtTime(x.timestamp), esc(x.state), x.from_check ? "yes" : "no", esc(x.client_host), esc(x.store_host)]), "trace-transactions") : "";
+  const consumers = g.consumers.map((c) => `<h4>${esc(c.group)}</h4>` + table(["Began", "Ended", "Cost", "Status", "Retry", "Client"],
+    c.consumptions.map((n) => [fmtTime(n.begin), fmtTime(n.end), n.cost_ms >= 0 ? fmtSpan(n.cost_ms) : "—", esc(n.status), n.retry_times >= 0 ? n.retry_times : "—", esc(n.client_host)]))).join("");
+  return `<h3>Message trace: <span id="trace-id">${esc(t.msgId)}</span> <span class="muted">on ${esc(t.traceTopic)}</span></h3>
+    ${timeline(rows, "trace-graph")}
+    <h3>Send</h3>${send}${txs}
+    <h3>Consumption</h3><div id="trace-consumers">${consumers || `<p class="muted">no consumer wrote a trace yet</p>`}</div>`;
+}
+
 const pages = {
   async cluster() {
     const c = await api("/cluster");
@@ -159,6 +223,23 @@ const pages = {
       <h3>Undecided transactions</h3>${table(["Broker", "Transaction", "Producer group", "Topic", "Age (s)", "Checks"], undecided, "transactions")}`;
   },
 
+  async trace(params) {
+    const msgId = params.get("msgId") || "";
+    const traceTopic = params.get("traceTopic") || "RMQ_SYS_TRACE_TOPIC";
+    let results = "";
+    if (msgId) {
+      try {
+        results = traceView(await api(`/traces/${encodeURIComponent(msgId)}?traceTopic=${encodeURIComponent(traceTopic)}`));
+      } catch (e) {
+        results = `<p class="muted" id="trace-missing">${esc(e.message)}</p>`;
+      }
+    }
+    return `<h2>Message traces</h2>
+      <p class="muted">What producers and consumers with tracing on (Java <code>enableMsgTrace</code>, Go <code>WithTrace</code>) wrote about a message.</p>
+      <form id="query-trace"><input name="msgId" placeholder="message id (unique id)" value="${esc(msgId)}" required size="40"><input name="traceTopic" value="${esc(traceTopic)}" size="24"><button>Show trace</button></form>
+      <div id="trace-results">${results}</div>`;
+  },
+
   async producers() {
     const list = await api("/producers");
     const rows = list.flatMap((g) => g.connections.map((c) => [esc(g.group), esc(c.clientId), esc(c.clientAddr), esc(c.language), c.version]));
@@ -182,6 +263,7 @@ function messageDetail(m) {
     <h3>Body (${m.bodySize} bytes)</h3><pre id="detail-body">${esc(pretty)}</pre><details><summary>hex</summary><pre>${esc(m.bodyHex)}</pre></details>
     <h3>Properties</h3>${table(["Name", "Value"], props)}
     <h3>Consumer groups</h3>${table(["Group", "State"], groups, "detail-groups")}
+    <p><a class="link" id="detail-trace" href="#/trace?msgId=${encodeURIComponent(m.msgId)}">Client trace of this message</a></p>
     <form id="resend" data-id="${esc(m.offsetMsgId)}" data-topic="${esc(m.topic)}"><input name="group" placeholder="consumer group" required><button>Resend to group</button></form>`;
 }
 
@@ -224,6 +306,7 @@ document.addEventListener("submit", async (ev) => {
       case "delete-group": await api(`/groups/${encodeURIComponent(form.dataset.group)}`, { method: "DELETE" }); location.hash = "#/groups"; break;
       case "query-time": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&begin=${f.begin}&end=${f.end}`; break;
       case "query-key": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&key=${encodeURIComponent(f.key)}`; break;
+      case "query-trace": location.hash = `#/trace?msgId=${encodeURIComponent(f.msgId)}&traceTopic=${encodeURIComponent(f.traceTopic)}`; break;
       case "query-id": location.hash = `#/messages?id=${encodeURIComponent(f.msgId)}&topic=${encodeURIComponent(f.topic)}`; break;
       case "resend": await api("/messages/resend", { method: "POST", body: { id: form.dataset.id, topic: form.dataset.topic, group: f.group } }); alert("resent"); break;
     }

@@ -12,7 +12,7 @@ use ferromq_protocol::RemotingCommand;
 use serde_json::{json, Value};
 
 use super::value::{java_bool, now_ms, timestamp};
-use crate::ctx::{route_masters, route_readers, Ctx};
+use crate::ctx::{route_readers, Ctx};
 use crate::remote::{refused, QueuePoint};
 use crate::table::Table;
 
@@ -137,42 +137,13 @@ pub struct QueryMsgByKey {
 
 impl QueryMsgByKey {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let found =
-            query_by_key(ctx, &self.topic, &self.key, self.max, self.begin, self.end).await?;
+        let found = ctx
+            .client
+            .query_by_key_between(&self.topic, &self.key, self.max, self.begin, self.end)
+            .await?;
         print_messages(ctx, &found);
         Ok(())
     }
-}
-
-/// The messages of `topic` indexed under `key` on each of its brokers (at most `max` per
-/// broker, stored within the time range), oldest first.
-pub(super) async fn query_by_key(
-    ctx: &Ctx,
-    topic: &str,
-    key: &str,
-    max: i32,
-    begin: i64,
-    end: i64,
-) -> Result<Vec<MessageExt>> {
-    // The admin client's key query has no time range; the broker's does.
-    let route = ctx.route(topic).await?;
-    let mut found = Vec::new();
-    for (_, addr) in route_masters(&route) {
-        let req = RemotingCommand::request(request::QUERY_MESSAGE)
-            .with_field("topic", topic)
-            .with_field("key", key)
-            .with_field("maxNum", max)
-            .with_field("beginTimestamp", begin)
-            .with_field("endTimestamp", end);
-        let resp = ctx.remote.call(&addr, req).await?;
-        match resp.code {
-            response::SUCCESS => found.extend(MessageExt::decode_all(&resp.body)?),
-            response::QUERY_NOT_FOUND => {}
-            _ => bail!("{}", refused("QUERY_MESSAGE", &addr, &resp)),
-        }
-    }
-    found.sort_by_key(|m| m.store_timestamp);
-    Ok(found)
 }
 
 #[derive(Args)]

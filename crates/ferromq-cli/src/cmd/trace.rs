@@ -7,7 +7,6 @@ use clap::Args;
 use ferromq_client::trace::{self, TraceRecord};
 use serde_json::json;
 
-use super::message::query_by_key;
 use crate::ctx::Ctx;
 use crate::table::Table;
 
@@ -28,12 +27,6 @@ pub struct QueryMsgTraceById {
     /// Trace messages read per broker at most.
     #[arg(short = 'c', long = "maxNum", default_value_t = 64)]
     max: i32,
-}
-
-/// One record with the address its trace message came from.
-struct Traced {
-    record: TraceRecord,
-    client_host: String,
 }
 
 fn local_time(ms: i64) -> String {
@@ -64,34 +57,16 @@ fn status(success: bool) -> &'static str {
 
 impl QueryMsgTraceById {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let messages = query_by_key(
-            ctx,
-            &self.trace_topic,
-            &self.msg_id,
-            self.max,
-            self.begin,
-            self.end,
-        )
-        .await?;
-        let mut traced = Vec::new();
-        for m in messages {
-            // The index matches keys; a trace message's KEYS must name the id exactly.
-            let keys = m
-                .property(ferromq_protocol::message::property::KEYS)
-                .unwrap_or("");
-            if !keys.split(' ').any(|k| k == self.msg_id) {
-                continue;
-            }
-            let client_host = m.born_host.ip().to_string();
-            for record in trace::decode(&String::from_utf8_lossy(&m.body)) {
-                if record.msg_id() == self.msg_id {
-                    traced.push(Traced {
-                        record,
-                        client_host: client_host.clone(),
-                    });
-                }
-            }
-        }
+        let traced = ctx
+            .client
+            .message_trace(
+                &self.trace_topic,
+                &self.msg_id,
+                self.max,
+                self.begin,
+                self.end,
+            )
+            .await?;
         if traced.is_empty() {
             bail!(
                 "no trace of {} on {} (were the clients' traces on, and is the id the message's unique id?)",
@@ -100,15 +75,7 @@ impl QueryMsgTraceById {
             );
         }
         if ctx.json {
-            let records: Vec<_> = traced
-                .iter()
-                .map(|t| {
-                    let mut v = serde_json::to_value(&t.record).expect("trace records serialize");
-                    v["client_host"] = json!(t.client_host);
-                    v
-                })
-                .collect();
-            ctx.print(Table::new([]), json!(records));
+            ctx.print(Table::new([]), json!(traced));
             return Ok(());
         }
         let mut out = String::new();
