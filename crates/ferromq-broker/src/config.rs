@@ -207,6 +207,9 @@ pub struct BrokerConfig {
     pub broker_ip2: Option<String>,
     /// `haListenPort`: where a master takes its slaves, default `listenPort` + 1.
     pub ha_listen_port: Option<u16>,
+    /// `grpcServerPort` (Apache's proxy key): the gRPC front's port. `standalone` serves it
+    /// on 8081 unless this says otherwise; `broker` serves it only when this is set.
+    pub grpc_server_port: Option<u16>,
     /// `haMasterAddress`: a slave's fixed master HA address; without it the slave follows
     /// the one the name server names.
     pub ha_master_address: Option<String>,
@@ -318,6 +321,7 @@ impl Default for BrokerConfig {
             broker_role: BrokerRole::AsyncMaster,
             broker_ip2: None,
             ha_listen_port: None,
+            grpc_server_port: None,
             ha_master_address: None,
             ha_transfer_batch_size: 32 * 1024,
             ha_send_heartbeat_interval_ms: 5_000,
@@ -548,6 +552,7 @@ const KEYS: &[Key] = &[
     key!("enableRequestMetrics", runtime = false, |c| c.enable_request_metrics.to_string(), |c, k, v| c.enable_request_metrics = parse_bool(k, v)?),
     key!("flushIntervalCommitLog", runtime = false, |c| c.flush_interval_ms.to_string(), |c, k, v| c.flush_interval_ms = parse_num(k, v, 1u64, 60_000)?),
     key!("haHousekeepingInterval", runtime = false, |c| c.ha_housekeeping_interval_ms.to_string(), |c, k, v| c.ha_housekeeping_interval_ms = parse_num(k, v, 1_000u64, 3_600_000)?),
+    key!("grpcServerPort", runtime = false, |c| c.grpc_server_port.map_or_else(String::new, |p| p.to_string()), |c, k, v| c.grpc_server_port = Some(parse_num(k, v, 1u16, u16::MAX)?)),
     key!("haListenPort", runtime = false, |c| c.ha_port().to_string(), |c, k, v| c.ha_listen_port = Some(parse_num(k, v, 1u16, u16::MAX)?)),
     key!("haMaxTimeSlaveNotCatchup", runtime = false, |c| c.ha_max_time_slave_not_catchup_ms.to_string(), |c, k, v| c.ha_max_time_slave_not_catchup_ms = parse_num(k, v, 1_000u64, 3_600_000)?),
     key!("haMasterAddress", runtime = false, |c| c.ha_master_address.clone().unwrap_or_default(), |c, k, v| {
@@ -745,6 +750,15 @@ impl BrokerConfig {
                 &self.renew_ahead_time_ms.to_string(),
                 "less than defaultInvisibleTimeMills, or deliveries would be renewed without end",
             ));
+        }
+        if let Some(grpc) = self.grpc_server_port {
+            if grpc == self.listen_port || grpc == self.ha_port() {
+                return Err(invalid(
+                    "grpcServerPort",
+                    &grpc.to_string(),
+                    "a port other than listenPort and haListenPort",
+                ));
+            }
         }
         let ha = self.ha_port();
         if ha == self.listen_port || Some(ha) == self.listen_port.checked_sub(2) {
@@ -968,6 +982,12 @@ mod tests {
         for port in ["10911", "10909"] {
             let err = apply(&[("haListenPort", port)]).unwrap_err().to_string();
             assert!(err.contains("haListenPort"), "{err}");
+        }
+        let (cfg, _) = apply(&[("grpcServerPort", "18081")]).unwrap();
+        assert_eq!(cfg.grpc_server_port, Some(18081));
+        for port in ["10911", "10912", "0", "x"] {
+            let err = apply(&[("grpcServerPort", port)]).unwrap_err().to_string();
+            assert!(err.contains("grpcServerPort"), "{err}");
         }
         let (cfg, _) = apply(&[
             ("brokerRole", "SLAVE"),

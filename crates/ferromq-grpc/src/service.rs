@@ -356,30 +356,34 @@ impl Front {
             .collect())
     }
 
+    /// One message's send. `Err`: a message-type conflict, which Apache's proxy answers
+    /// for the whole request (its status, no entries).
     async fn send_one(
         &self,
         m: &pb::Message,
         peer: &str,
         validate_type: bool,
-    ) -> pb::SendResultEntry {
+    ) -> Result<pb::SendResultEntry, pb::Status> {
         let failed = |s: pb::Status| pb::SendResultEntry {
             status: Some(s),
             ..Default::default()
         };
         let topic_name = resource_name(&m.topic);
         let Some(topic) = self.broker.topic(&topic_name) else {
-            return failed(error_status(&BrokerError::TopicNotFound(topic_name)));
+            return Ok(failed(error_status(&BrokerError::TopicNotFound(
+                topic_name,
+            ))));
         };
         let max_body = self.broker.config().max_message_size;
         let (outgoing, sys_flag, born_ms) = match convert::outgoing(m, &topic_name, peer, max_body)
         {
             Ok(o) => o,
-            Err(convert::Refusal(code, why)) => return failed(status(code, why)),
+            Err(convert::Refusal(code, why)) => return Ok(failed(status(code, why))),
         };
         let actual = convert::message_type(&outgoing.properties);
         let expected = topic_message_type(&topic);
         if validate_type && !expected.contains(&actual) {
-            return failed(status(
+            return Err(status(
                 Code::MessagePropertyConflictWithType,
                 format!(
                     "TopicMessageType validate failed, the expected type is {}, but actual type is {}",
@@ -410,7 +414,7 @@ impl Front {
             batch: false,
             wait_flush: true,
         };
-        match self.broker.send(request).await {
+        Ok(match self.broker.send(request).await {
             Ok(outcome) => {
                 let code = match outcome.shortfall {
                     None => Code::Ok,
@@ -440,7 +444,7 @@ impl Front {
                 }
             }
             Err(e) => failed(error_status(&e)),
-        }
+        })
     }
 }
 
@@ -724,7 +728,17 @@ impl MessagingService for Front {
         }
         let mut entries = Vec::with_capacity(r.messages.len());
         for m in &r.messages {
-            entries.push(self.send_one(m, &peer, validate).await);
+            match self.send_one(m, &peer, validate).await {
+                Ok(entry) => entries.push(entry),
+                // Clients check a batch's types are one before sending it, so a conflict
+                // comes before anything of the batch is stored.
+                Err(conflict) => {
+                    return Ok(Response::new(pb::SendMessageResponse {
+                        status: Some(conflict),
+                        entries: vec![],
+                    }))
+                }
+            }
         }
         let top = summary(entries.iter().map(|e| e.status.clone()));
         Ok(Response::new(pb::SendMessageResponse {

@@ -104,9 +104,10 @@ struct StandaloneArgs {
     /// Serve no dashboard.
     #[arg(long)]
     no_dashboard: bool,
-    /// gRPC front for the 5.x clients (TLS and plaintext on the same port).
-    #[arg(long, default_value = "0.0.0.0:8081")]
-    grpc_listen: SocketAddr,
+    /// gRPC front for the 5.x clients (TLS and plaintext on the same port) [default:
+    /// 0.0.0.0:8081, or grpcServerPort from broker.conf]
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
     /// Serve no gRPC front.
     #[arg(long)]
     no_grpc: bool,
@@ -132,7 +133,8 @@ struct BrokerArgs {
     /// Listen address (its port overrides listenPort).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Also serve the gRPC front for the 5.x clients here (off unless given).
+    /// Also serve the gRPC front for the 5.x clients here (off unless given, or
+    /// grpcServerPort is set in broker.conf).
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
 }

@@ -196,7 +196,11 @@ pub async fn standalone(args: StandaloneArgs) -> Result<()> {
     let grpc_note = if args.no_grpc {
         String::new()
     } else {
-        start_grpc(&broker, args.grpc_listen, shutdown.clone()).await?
+        let port = broker.config().grpc_server_port.unwrap_or(8081);
+        let addr = args
+            .grpc_listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)));
+        start_grpc(&broker, addr, shutdown.clone()).await?
     };
     let metrics_note = start_metrics_exporter(&broker, shutdown.clone()).await?;
     println!(
@@ -466,7 +470,13 @@ pub async fn broker(args: BrokerArgs) -> Result<()> {
     let shutdown = shutdown_on_signals();
     let broker = open_broker(config)?;
     broker.register_once().await;
-    let grpc_note = match args.grpc_listen {
+    let grpc_listen = args.grpc_listen.or_else(|| {
+        broker
+            .config()
+            .grpc_server_port
+            .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))
+    });
+    let grpc_note = match grpc_listen {
         Some(addr) => start_grpc(&broker, addr, shutdown.clone()).await?,
         None => String::new(),
     };

@@ -53,14 +53,14 @@ impl Codec for RawCodec {
     }
 }
 
-fn start() -> (Server, String) {
+pub(crate) fn start() -> (Server, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let server = Server::start_with("", &["--grpc-listen", &listen]);
     (server, format!("http://{listen}"))
 }
 
-async fn channel(url: &str) -> Channel {
+pub(crate) async fn channel(url: &str) -> Channel {
     Channel::from_shared(url.to_string())
         .unwrap()
         .connect()
@@ -68,7 +68,7 @@ async fn channel(url: &str) -> Channel {
         .unwrap()
 }
 
-fn with_client_id<T>(msg: T, id: &str) -> tonic::Request<T> {
+pub(crate) fn with_client_id<T>(msg: T, id: &str) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut()
         .insert("x-mq-client-id", id.parse().unwrap());
@@ -79,12 +79,12 @@ fn with_client_id<T>(msg: T, id: &str) -> tonic::Request<T> {
     req
 }
 
-fn seconds(seconds: i64) -> Option<ferromq_grpc_proto::prost_types::Duration> {
+pub(crate) fn seconds(seconds: i64) -> Option<ferromq_grpc_proto::prost_types::Duration> {
     Some(ferromq_grpc_proto::prost_types::Duration { seconds, nanos: 0 })
 }
 
 /// A receive of every queue of `topic` for `group`, hiding what it gets this long.
-fn receive_request(
+pub(crate) fn receive_request(
     group: &str,
     topic: &str,
     invisible_s: Option<i64>,
@@ -101,7 +101,7 @@ fn receive_request(
     }
 }
 
-fn resource(name: &str) -> Option<pb::Resource> {
+pub(crate) fn resource(name: &str) -> Option<pb::Resource> {
     Some(pb::Resource {
         resource_namespace: String::new(),
         name: name.to_string(),
@@ -122,7 +122,7 @@ async fn raw_call(
 }
 
 /// The front still answers a well-formed QueryRoute.
-async fn still_serving(url: &str) {
+pub(crate) async fn still_serving(url: &str) {
     let mut client = MessagingServiceClient::new(channel(url).await);
     let resp = client
         .query_route(pb::QueryRouteRequest {
@@ -250,7 +250,7 @@ async fn malformed_grpc_input_is_refused_and_the_front_keeps_serving() {
 }
 
 /// A simple consumer's settings, as the clients send them first on Telemetry.
-fn consumer_settings(group: &str, topic: &str) -> pb::TelemetryCommand {
+pub(crate) fn consumer_settings(group: &str, topic: &str) -> pb::TelemetryCommand {
     pb::TelemetryCommand {
         status: None,
         command: Some(telemetry_command::Command::Settings(pb::Settings {
@@ -464,7 +464,7 @@ async fn abandoned_and_idle_streams_leave_the_front_serving_and_clients_are_list
 }
 
 /// A consumer's Telemetry stream, kept open while the returned sender lives.
-async fn open_session(
+pub(crate) async fn open_session(
     client: &mut MessagingServiceClient<Channel>,
     id: &str,
     group: &str,
@@ -487,7 +487,7 @@ async fn open_session(
     tx
 }
 
-async fn receive(
+pub(crate) async fn receive(
     client: &mut MessagingServiceClient<Channel>,
     id: &str,
     group: &str,

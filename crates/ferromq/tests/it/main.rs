@@ -16,6 +16,7 @@ mod examples;
 mod failover;
 mod groups;
 mod grpc;
+mod grpc_ops;
 mod harness;
 mod logs;
 mod malformed;
