@@ -183,6 +183,9 @@ pub struct BrokerConfig {
     /// `traceOn`, default true: whether clients should trace what goes through here
     /// (`TRACE_ON` on sent messages and send answers).
     pub trace_on: bool,
+    /// `enableMessageLife` (FerroMQ), default true: remember pulls and offset commits per
+    /// queue (a few KB each) so `messageLife` can say who read a message and when.
+    pub enable_message_life: bool,
     /// `brokerPermission`: 6 = read and write, 4 = read only (sends refused), 2 = write
     /// only; changed at run time to drain a broker.
     pub broker_permission: i32,
@@ -310,6 +313,7 @@ impl Default for BrokerConfig {
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             region_id: "DefaultRegion".into(),
             trace_on: true,
+            enable_message_life: true,
             broker_permission: 6,
             metrics_prom_exporter: false,
             metrics_prom_port: 5557,
@@ -614,6 +618,7 @@ const KEYS: &[Key] = &[
     key!("tls.server.mode", runtime = false, |c| c.tls_mode.map_or(String::new(), |m| m.to_string()), |c, k, v| {
         c.tls_mode = Some(v.parse().map_err(|e: String| invalid(k, v, &e))?)
     }),
+    key!("enableMessageLife", runtime = false, |c| c.enable_message_life.to_string(), |c, k, v| c.enable_message_life = parse_bool(k, v)?),
     key!("traceOn", runtime = true, |c| c.trace_on.to_string(), |c, k, v| c.trace_on = parse_bool(k, v)?),
     key!("traceTopicEnable", runtime = false, |c| c.trace_topic_enable.to_string(), |c, k, v| c.trace_topic_enable = parse_bool(k, v)?),
     key!("transactionCheckInterval", runtime = true, |c| c.transaction_check_interval_ms.to_string(), |c, k, v| c.transaction_check_interval_ms = parse_num(k, v, 1u64, u64::MAX / 2)?),

@@ -12,6 +12,7 @@ pub mod disk;
 pub mod error;
 pub mod filter;
 pub mod groups;
+pub mod life;
 pub mod metrics;
 pub mod offset;
 mod persist;
@@ -117,6 +118,8 @@ pub struct Broker {
     groups: groups::SubscriptionGroupManager,
     /// What POP consumers were handed and have not acknowledged.
     pop: pop::PopService,
+    /// Who pulled what and which commits passed it (`messageLife`).
+    life: life::LifeRecords,
     /// PULL or POP per topic and group, for QUERY_ASSIGNMENT.
     request_modes: request_mode::RequestModeManager,
     locks: processor::lock::LockManager,
@@ -278,6 +281,7 @@ impl Broker {
         let master_ha_addr = tokio::sync::watch::channel(config.ha_master_address.clone()).0;
         let controller =
             controller_mode::ControllerMode::open(&config.store_root).map_err(meta_err)?;
+        let life = life::LifeRecords::new(config.enable_message_life, now_ms());
         Ok(Arc::new_cyclic(|me| {
             metrics.watch(me.clone());
             Broker {
@@ -298,6 +302,7 @@ impl Broker {
                 transactions,
                 groups,
                 pop,
+                life,
                 request_modes,
                 locks: Default::default(),
                 clients: ClientManager::default(),

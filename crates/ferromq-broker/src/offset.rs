@@ -160,6 +160,17 @@ impl ConsumerOffsetManager {
             .collect()
     }
 
+    /// Groups with committed offsets on a topic.
+    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+        let prefix = format!("{topic}@");
+        let table = self.table.lock().expect("offset table lock");
+        table
+            .committed
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    }
+
     /// Every group with committed offsets.
     pub fn groups(&self) -> Vec<String> {
         let table = self.table.lock().expect("offset table lock");

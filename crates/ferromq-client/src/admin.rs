@@ -560,6 +560,63 @@ impl AdminClient {
         Ok(out)
     }
 
+    /// A message's life from the brokers' own records (FerroMQ brokers only): where it is
+    /// stored, what it waited for, and per consumer group the pulls, the commit that
+    /// passed it, retries and dead letters. `id` is a unique id, or an offset id (which
+    /// names its broker); `key` finds every message carrying it. One JSON object per
+    /// message, with the broker that holds it (`broker`, `brokerAddr`).
+    pub async fn message_life(
+        &self,
+        topic: &str,
+        id: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>> {
+        let mut ids: Vec<String> = Vec::new();
+        let mut add = |m: &MessageExt| {
+            let uniq = m
+                .property(ferromq_protocol::message::property::UNIQ_KEY)
+                .map_or_else(|| m.offset_msg_id(), str::to_string);
+            if !ids.contains(&uniq) {
+                ids.push(uniq);
+            }
+        };
+        match (id, key) {
+            (Some(id), _) => match self.query_by_id(Some(topic), id).await? {
+                Some(m) => add(&m),
+                // Not stored on the topic (yet): it may wait for a delay or a commit.
+                None => ids.push(id.to_string()),
+            },
+            (None, Some(key)) => {
+                for m in self.query_by_key(topic, key, 32).await? {
+                    add(&m);
+                }
+            }
+            (None, None) => {
+                return Err(ClientError::InvalidArgument(
+                    "a message id or a key is needed".into(),
+                ))
+            }
+        }
+        let masters = self.topic_masters(topic).await?;
+        let mut out = Vec::new();
+        for id in &ids {
+            for (name, addr) in &masters {
+                let req = RemotingCommand::request(request::FERROMQ_MESSAGE_LIFE)
+                    .with_field("topic", topic)
+                    .with_field("msgId", id);
+                let resp = self.broker_call(addr, req, "FERROMQ_MESSAGE_LIFE").await?;
+                let mut life: serde_json::Value = json_body(&resp, "FERROMQ_MESSAGE_LIFE")?;
+                let holds = |k: &str| life[k].as_array().is_some_and(|a| !a.is_empty());
+                if holds("stored") || holds("waiting") {
+                    life["broker"] = name.clone().into();
+                    life["brokerAddr"] = addr.clone().into();
+                    out.push(life);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// What clients with tracing on wrote about a message (by its unique id) to a trace
     /// topic, with the graph Apache's dashboard draws of it.
     pub async fn message_trace(

@@ -122,6 +122,9 @@ pub mod request {
         FERROMQ_LIST_UNDECIDED_TRANSACTIONS = 9001;
         /// FerroMQ extension: producer groups with live connections (JSON body).
         FERROMQ_LIST_PRODUCER_GROUPS = 9002;
+        /// FerroMQ extension: a message's life from the broker's records (JSON body):
+        /// where it is stored, what it waits for, which groups read and consumed it.
+        FERROMQ_MESSAGE_LIFE = 9003;
     }
 }
 

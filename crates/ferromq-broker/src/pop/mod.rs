@@ -105,6 +105,22 @@ impl PopService {
             .collect()
     }
 
+    /// The message at `offset` as handed out to `group` and not yet acknowledged.
+    pub fn inflight_at(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+    ) -> Option<state::Inflight> {
+        let key = state::QueueKey::new(group, topic, queue_id);
+        self.lock()
+            .state
+            .queues
+            .get(&key)
+            .and_then(|q| q.inflight.get(&offset).copied())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("POP state lock")
     }

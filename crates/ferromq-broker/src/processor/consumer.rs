@@ -131,7 +131,11 @@ impl Broker {
         )
     }
 
-    pub(crate) fn update_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+    pub(crate) fn update_consumer_offset(
+        &self,
+        conn: &ferromq_remoting::Connection,
+        req: &RemotingCommand,
+    ) -> RemotingCommand {
         let h = match header::<UpdateConsumerOffsetRequestHeader>(req) {
             Ok(h) => h,
             Err(resp) => return resp,
@@ -142,6 +146,18 @@ impl Broker {
         let current = || self.offsets.query(&h.consumer_group, &h.topic, h.queue_id);
         if !only_if_ahead || current().is_none_or(|c| c < h.commit_offset) {
             self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        }
+        if !only_if_ahead {
+            self.life.record_commit(
+                &h.consumer_group,
+                &h.topic,
+                h.queue_id,
+                crate::life::Commit {
+                    offset: h.commit_offset,
+                    client: conn.peer(),
+                    at_ms: crate::now_ms(),
+                },
+            );
         }
         RemotingCommand::response_to(req, response::SUCCESS)
     }

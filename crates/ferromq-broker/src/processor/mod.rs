@@ -8,6 +8,7 @@ mod consumer;
 mod group;
 mod ha;
 mod inspect;
+mod life;
 pub(crate) mod lock;
 mod pop;
 mod pull;
@@ -47,7 +48,7 @@ impl Broker {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 self.send_message(conn, req).await
             }
-            request::PULL_MESSAGE => self.pull_message(req).await,
+            request::PULL_MESSAGE => self.pull_message(conn, req).await,
             request::RECALL_MESSAGE => self.recall(req),
             request::POP_MESSAGE => self.pop_message(req).await,
             request::ACK_MESSAGE => self.ack_message(req),
@@ -58,7 +59,7 @@ impl Broker {
             request::UNREGISTER_CLIENT => self.unregister_client(conn, req),
             request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(req),
             request::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(req),
-            request::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(req),
+            request::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(conn, req),
             request::GET_MAX_OFFSET => self.max_offset(req),
             request::GET_MIN_OFFSET => self.min_offset(req),
             request::SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(req),
@@ -104,6 +105,7 @@ impl Broker {
             request::GET_SUBSCRIPTIONGROUP_CONFIG => self.group_config(req),
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(req),
             request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(req),
+            request::FERROMQ_MESSAGE_LIFE => self.message_life(req),
             request::FERROMQ_LIST_PRODUCER_GROUPS => {
                 let mut groups = self.clients.producer_groups();
                 groups.sort();

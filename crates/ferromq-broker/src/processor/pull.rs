@@ -51,7 +51,11 @@ fn exact_filter(mut r: GetResult, filter: &MessageFilter) -> GetResult {
 }
 
 impl Broker {
-    pub(crate) async fn pull_message(&self, req: &RemotingCommand) -> RemotingCommand {
+    pub(crate) async fn pull_message(
+        &self,
+        conn: &ferromq_remoting::Connection,
+        req: &RemotingCommand,
+    ) -> RemotingCommand {
         let h = match header::<PullMessageRequestHeader>(req) {
             Ok(h) => h,
             Err(resp) => return resp,
@@ -119,6 +123,16 @@ impl Broker {
         // that reaches one anyway is kept like UPDATE_CONSUMER_OFFSET (see commit_offset).
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
             self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+            self.life.record_commit(
+                &h.consumer_group,
+                &h.topic,
+                h.queue_id,
+                crate::life::Commit {
+                    offset: h.commit_offset,
+                    client: conn.peer(),
+                    at_ms: crate::now_ms(),
+                },
+            );
         }
         let accept = |tag: i64| filter.accepts_code(tag);
         let offset = h.queue_offset.max(0) as u64;
@@ -178,6 +192,19 @@ impl Broker {
         }
         self.stats
             .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
+        if result.status == GetStatus::Found {
+            self.life.record_read(
+                &h.consumer_group,
+                &h.topic,
+                h.queue_id,
+                crate::life::Read {
+                    from: offset,
+                    next: result.next_begin_offset,
+                    client: conn.peer(),
+                    at_ms: crate::now_ms(),
+                },
+            );
+        }
         self.metrics.read(
             &h.topic,
             &h.consumer_group,

@@ -11,6 +11,7 @@ use crate::remote::Remote;
 mod broker;
 mod group;
 mod ha;
+mod life;
 mod message;
 mod offset;
 mod topic;
@@ -134,6 +135,9 @@ pub enum AdminCommand {
     /// A message's trace, as clients with tracing on wrote it: its send and each consumption.
     #[command(name = "queryMsgTraceById")]
     QueryMsgTraceById(trace::QueryMsgTraceById),
+    /// A message's life from the brokers' records: stored, waited, pulled, consumed, retried.
+    #[command(name = "messageLife")]
+    MessageLife(life::MessageLife),
     /// Sends one message.
     #[command(name = "sendMessage")]
     SendMessage(message::SendMessage),
@@ -202,6 +206,7 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::QueryMsgById(c) => c.run(ctx).await,
         C::QueryMsgByKey(c) => c.run(ctx).await,
         C::QueryMsgTraceById(c) => c.run(ctx).await,
+        C::MessageLife(c) => c.run(ctx).await,
         C::QueryMsgByOffset(c) => c.run(ctx).await,
         C::SendMessage(c) => c.run(ctx).await,
         C::ConsumeMessage(c) => c.run(ctx).await,

@@ -18,6 +18,7 @@ mod groups;
 mod grpc;
 mod grpc_ops;
 mod harness;
+mod life;
 mod logs;
 mod malformed;
 mod metrics;

@@ -1,0 +1,278 @@
+//! The broker's memory of who read what, for "where is my message?" without client
+//! tracing (`ferromq admin messageLife`, the dashboard's message page).
+//!
+//! The store already knows where and when a message was stored, what waits for a delay or
+//! a transaction, and each group's committed offset. What it lacks is who pulled a message
+//! and when an offset commit passed it. This module keeps that, **per request, not per
+//! message**: one entry per pull answer that carried messages (the offset range, the
+//! client's address, the time) and one per offset commit, in a small ring per (group,
+//! topic, queue). Nothing here is on the send path; a pull or a commit adds one entry
+//! under its queue's own lock. Nothing is persisted: after a restart the rings start
+//! empty, and answers say since when they remember (`since_ms`).
+//!
+//! `enableMessageLife=false` (a FerroMQ key) turns the recording off.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+
+/// Entries kept per (group, topic, queue) and kind; older ones fall out.
+pub const RING: usize = 256;
+
+/// A pull answer that carried messages: offsets `from..next` went to `client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Read {
+    pub from: u64,
+    pub next: u64,
+    pub client: SocketAddr,
+    pub at_ms: i64,
+}
+
+/// An offset commit: everything below `offset` is consumed, says `client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Commit {
+    pub offset: i64,
+    pub client: SocketAddr,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct QueueLife {
+    reads: VecDeque<Read>,
+    commits: VecDeque<Commit>,
+}
+
+fn push<T>(ring: &mut VecDeque<T>, entry: T) {
+    if ring.len() == RING {
+        ring.pop_front();
+    }
+    ring.push_back(entry);
+}
+
+type Queues = HashMap<i32, Arc<Mutex<QueueLife>>>;
+
+/// What one group did with one queue position, as far as the rings remember.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PositionLife {
+    /// Pull answers that covered the position, oldest first.
+    pub reads: Vec<Read>,
+    /// The first commit that passed the position, if the ring still holds it.
+    pub committed_by: Option<Commit>,
+    /// The oldest entry the rings still hold for this queue (ms): reads or commits before
+    /// it are forgotten, not absent.
+    pub remembered_since_ms: Option<i64>,
+}
+
+/// Reads and commits per group, topic and queue.
+#[derive(Debug)]
+pub struct LifeRecords {
+    enabled: bool,
+    since_ms: i64,
+    groups: RwLock<HashMap<String, HashMap<String, Queues>>>,
+}
+
+impl LifeRecords {
+    pub fn new(enabled: bool, now_ms: i64) -> Self {
+        LifeRecords {
+            enabled,
+            since_ms: now_ms,
+            groups: RwLock::default(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// When the broker began remembering (its start).
+    pub fn since_ms(&self) -> i64 {
+        self.since_ms
+    }
+
+    /// The queue's entry, created on first use. The common case (it exists) takes only the
+    /// read lock and allocates nothing.
+    fn queue(&self, group: &str, topic: &str, queue_id: i32) -> Arc<Mutex<QueueLife>> {
+        if let Some(q) = self
+            .groups
+            .read()
+            .expect("life records lock")
+            .get(group)
+            .and_then(|topics| topics.get(topic))
+            .and_then(|queues| queues.get(&queue_id))
+        {
+            return q.clone();
+        }
+        self.groups
+            .write()
+            .expect("life records lock")
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default()
+            .entry(queue_id)
+            .or_default()
+            .clone()
+    }
+
+    pub fn record_read(&self, group: &str, topic: &str, queue_id: i32, read: Read) {
+        if !self.enabled || read.next <= read.from {
+            return;
+        }
+        let q = self.queue(group, topic, queue_id);
+        push(&mut q.lock().expect("queue life lock").reads, read);
+    }
+
+    pub fn record_commit(&self, group: &str, topic: &str, queue_id: i32, commit: Commit) {
+        if !self.enabled {
+            return;
+        }
+        let q = self.queue(group, topic, queue_id);
+        let mut life = q.lock().expect("queue life lock");
+        // A consumer commits the same offset every few seconds while idle: one entry does.
+        if life
+            .commits
+            .back()
+            .is_some_and(|c| c.offset == commit.offset)
+        {
+            return;
+        }
+        push(&mut life.commits, commit);
+    }
+
+    /// Groups with entries for this topic.
+    pub fn groups_of(&self, topic: &str) -> Vec<String> {
+        self.groups
+            .read()
+            .expect("life records lock")
+            .iter()
+            .filter(|(_, topics)| topics.contains_key(topic))
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
+
+    /// What `group` did with `offset` of the queue.
+    pub fn position(&self, group: &str, topic: &str, queue_id: i32, offset: u64) -> PositionLife {
+        let Some(q) = self
+            .groups
+            .read()
+            .expect("life records lock")
+            .get(group)
+            .and_then(|topics| topics.get(topic))
+            .and_then(|queues| queues.get(&queue_id))
+            .cloned()
+        else {
+            return PositionLife::default();
+        };
+        let life = q.lock().expect("queue life lock");
+        let oldest = [
+            life.reads.front().map(|r| r.at_ms),
+            life.commits.front().map(|c| c.at_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        PositionLife {
+            reads: life
+                .reads
+                .iter()
+                .filter(|r| r.from <= offset && offset < r.next)
+                .copied()
+                .collect(),
+            committed_by: life
+                .commits
+                .iter()
+                .find(|c| c.offset > offset as i64)
+                .copied(),
+            remembered_since_ms: oldest,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_position_gets_the_reads_covering_it_and_the_first_commit_past_it() {
+        let life = LifeRecords::new(true, 0);
+        let read = |from, next, port, at_ms| Read {
+            from,
+            next,
+            client: addr(port),
+            at_ms,
+        };
+        life.record_read("g", "t", 0, read(0, 4, 1, 10));
+        life.record_read("g", "t", 0, read(4, 8, 2, 20));
+        life.record_read("g", "t", 0, read(4, 6, 3, 30)); // read again after a reset
+        life.record_read("g", "t", 1, read(0, 9, 4, 40));
+        life.record_read("g", "t", 0, read(9, 9, 5, 50)); // empty: not kept
+        let commit = |offset, at_ms| Commit {
+            offset,
+            client: addr(9),
+            at_ms,
+        };
+        life.record_commit("g", "t", 0, commit(4, 25));
+        life.record_commit("g", "t", 0, commit(4, 26)); // the same offset again: one entry
+        life.record_commit("g", "t", 0, commit(8, 35));
+
+        let p = life.position("g", "t", 0, 5);
+        assert_eq!(
+            p.reads.iter().map(|r| r.client.port()).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(p.committed_by.map(|c| (c.offset, c.at_ms)), Some((8, 35)));
+        assert_eq!(p.remembered_since_ms, Some(10));
+        let p = life.position("g", "t", 0, 3);
+        assert_eq!(p.committed_by.map(|c| c.at_ms), Some(25));
+        assert!(life.position("g", "t", 0, 8).committed_by.is_none());
+        assert!(life.position("other", "t", 0, 5).reads.is_empty());
+        assert_eq!(life.groups_of("t"), ["g"]);
+    }
+
+    #[test]
+    fn rings_keep_the_newest_entries_and_off_records_nothing() {
+        let life = LifeRecords::new(true, 0);
+        for i in 0..(RING as u64 + 10) {
+            life.record_read(
+                "g",
+                "t",
+                0,
+                Read {
+                    from: i,
+                    next: i + 1,
+                    client: addr(1),
+                    at_ms: i as i64,
+                },
+            );
+        }
+        assert!(life.position("g", "t", 0, 5).reads.is_empty());
+        assert_eq!(life.position("g", "t", 0, 260).reads.len(), 1);
+        assert_eq!(
+            life.position("g", "t", 0, 260).remembered_since_ms,
+            Some(10)
+        );
+
+        let off = LifeRecords::new(false, 0);
+        off.record_read(
+            "g",
+            "t",
+            0,
+            Read {
+                from: 0,
+                next: 1,
+                client: addr(1),
+                at_ms: 1,
+            },
+        );
+        assert!(off.groups_of("t").is_empty());
+    }
+}
