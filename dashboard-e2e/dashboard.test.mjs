@@ -229,3 +229,34 @@ test("message traces of the Go and the Java client are drawn and tabled", async 
   await openPage("#/trace?msgId=0000000000000000000000000000BEEF", "#trace-missing");
   assert.match(await page.textContent("#trace-missing"), /no trace of/);
 });
+
+test("message life of the Go and the Java client's messages, without tracing", async () => {
+  const goId = sentIds(goClient("-mode", "send", "-topic", "e2e-life-go", "-count", "1"))[0];
+  goClient("-mode", "receive", "-topic", "e2e-life-go", "-group", "e2e-life-go-consumer", "-count", "1", "-timeout", "60s");
+  const javaId = sentIds(javaClient("send", "e2e-life-java", "e2e-life-java-producer", "1"))[0];
+  javaClient("receive", "e2e-life-java", "e2e-life-java-consumer", "1");
+  for (const [client, topic, id, group] of [["go", "e2e-life-go", goId, "e2e-life-go-consumer"], ["java", "e2e-life-java", javaId, "e2e-life-java-consumer"]]) {
+    // A client commits its offsets with its next pull or every few seconds: poll, bounded.
+    let groups = "";
+    for (let i = 0; i < 30; i++) {
+      await openPage(`#/life?topic=${topic}&id=${encodeURIComponent(id)}`, "#life-results");
+      groups = (await page.textContent("#life-results")) || "";
+      if (groups.includes(group) && /\bconsumed\b/.test(groups)) break;
+      await sleep(1000);
+    }
+    assert.match(await page.textContent("#life-stored"), new RegExp(`${topic}[\\s\\S]*127\\.0\\.0\\.1`), `${client}: where it is stored`);
+    const row = await page.$$eval(".life-groups tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    assert.equal(row.length, 1, `${client}: one copy for the one group: ${JSON.stringify(row)}`);
+    assert.equal(row[0][3], "consumed", `${client}: state`);
+    assert.match(row[0][4], /127\.0\.0\.1:\d+/, `${client}: pulled by`);
+    const marks = await page.$$eval("#life-graph g.span", (gs) => gs.map((g) => g.dataset.status));
+    assert.ok(marks.includes("stored") && marks.includes("read") && marks.includes("success"), `${client}: timeline ${marks}`);
+    await shot(`life-${client}`);
+  }
+  // The message page links to the life; an unknown id says so.
+  await openPage(`#/messages?id=${encodeURIComponent(goId)}&topic=e2e-life-go`, "#detail-life");
+  await page.click("#detail-life");
+  await page.waitForSelector("#life-graph");
+  await openPage("#/life?topic=e2e-life-go&id=NOBODY-SENT-THIS", "#life-missing");
+  assert.match(await page.textContent("#life-missing"), /no message NOBODY-SENT-THIS/);
+});

@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/transactions", get(transactions))
         .route("/producers", get(producers))
         .route("/traces/{id}", get(message_trace))
+        .route("/life", get(message_life))
 }
 
 /// An API error: status and message.
@@ -609,4 +610,29 @@ async fn message_trace(
         "records": records,
         "graph": graph,
     })))
+}
+
+#[derive(Deserialize)]
+struct LifeQuery {
+    topic: String,
+    id: Option<String>,
+    key: Option<String>,
+}
+
+/// A message's life from the brokers' own records (see `ferromq admin messageLife`).
+async fn message_life(State(s): St, Query(q): Query<LifeQuery>) -> ApiResult {
+    let id = q.id.as_deref().filter(|i| !i.is_empty());
+    let key = q.key.as_deref().filter(|k| !k.is_empty());
+    if q.topic.is_empty() || (id.is_none() && key.is_none()) {
+        return Err(bad("a topic and a message id or key are needed"));
+    }
+    let lives = s.admin.message_life(&q.topic, id, key).await?;
+    if lives.is_empty() {
+        return Err(not_found(format!(
+            "no message {} on {}",
+            id.map_or_else(|| format!("with key {}", key.unwrap_or("")), str::to_string),
+            q.topic
+        )));
+    }
+    Ok(Json(json!(lives)))
 }

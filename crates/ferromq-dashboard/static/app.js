@@ -106,6 +106,54 @@ function traceView(t) {
     <h3>Consumption</h3><div id="trace-consumers">${consumers || `<p class="muted">no consumer wrote a trace yet</p>`}</div>`;
 }
 
+// A message's life (GET /api/life): the timeline, then where it is stored, what it waited
+// for, and per consumer group each copy's pulls, commit, retries and dead letter.
+function lifeView(l, i = 0) {
+  const n = i ? `-${i}` : "";
+  const stored = l.stored[0];
+  const rows = [];
+  for (const w of l.waiting) {
+    const what = w.kind === "delay" ? `delay level ${w.delayLevel}` : w.kind === "timer" ? "timer" : "transaction";
+    const end = w.fired && stored ? stored.storeTimestamp : Date.now();
+    rows.push({ label: `waiting: ${what}`, spans: [{ begin: w.storeTimestamp, end, caption: w.fired ? (w.kind === "transaction" ? "committed" : "delivered") : "waiting",
+      status: "waiting", title: `${what} in ${w.topic}, since ${fmtTime(w.storeTimestamp)}` }] });
+  }
+  for (const s of l.stored) {
+    rows.push({ label: "stored", spans: [{ begin: s.storeTimestamp, end: s.storeTimestamp + 1, caption: `queue ${s.queueId} offset ${s.queueOffset}`, status: "stored",
+      title: `${s.topic} queue ${s.queueId} offset ${s.queueOffset} at ${fmtTime(s.storeTimestamp)}` }] });
+  }
+  const who = (r) => (r.clientId ? `${r.clientId} (${r.client})` : r.client);
+  for (const g of l.groups) {
+    const spans = [];
+    for (const c of g.copies) {
+      if (c.kind !== "original") {
+        spans.push({ begin: c.storeTimestamp, end: c.storeTimestamp + 1, caption: c.kind === "dlq" ? "dead letter" : `retry ${c.reconsumeTimes}`,
+          status: c.kind === "dlq" ? "failed" : "unknown", title: `${c.topic} offset ${c.queueOffset} at ${fmtTime(c.storeTimestamp)}` });
+      }
+      for (const r of c.reads) spans.push({ begin: r.atMs, end: r.atMs + 1, caption: "pulled", status: "read", title: `pulled by ${who(r)} at ${fmtTime(r.atMs)}` });
+      if (c.committedBy) spans.push({ begin: c.committedBy.atMs, end: c.committedBy.atMs + 1, caption: "committed", status: "success",
+        title: `offset ${c.committedBy.offset} committed by ${who(c.committedBy)} at ${fmtTime(c.committedBy.atMs)}` });
+    }
+    rows.push({ label: `group: ${g.group}`, spans });
+  }
+  const storedTable = table(["Broker", "Topic", "Queue", "Offset", "Stored", "Offset id", "From"],
+    l.stored.map((s) => [esc(l.broker), esc(s.topic), s.queueId, s.queueOffset, fmtTime(s.storeTimestamp), esc(s.offsetMsgId), esc(s.bornHost)]), `life-stored${n}`);
+  const waiting = l.waiting.length ? `<h3>Waited</h3>` + table(["Kind", "Topic", "Since", "Level / due", "State"],
+    l.waiting.map((w) => [esc(w.kind), esc(w.topic), fmtTime(w.storeTimestamp), w.kind === "timer" ? fmtTime(w.deliverAt) : esc(w.delayLevel ?? ""),
+      w.fired ? (w.kind === "transaction" ? "committed" : "delivered") : "waiting"]), "life-waiting") : "";
+  const state = (c) => c.kind === "dlq" ? "dead-lettered" : c.consumed ? "consumed" : c.inflight ? `handed out, invisible until ${fmtTime(c.inflight.visibleAt)}` : "not consumed yet";
+  const groups = l.groups.map((g) => `<h4>${esc(g.group)}</h4>` + table(["Copy", "Where", "Stored", "State", "Pulled", "Committed by"],
+    g.copies.map((c) => [c.kind === "original" ? "message" : c.kind === "dlq" ? "dead letter" : `retry ${c.reconsumeTimes}`, esc(`${c.topic} queue ${c.queueId} offset ${c.queueOffset}`),
+      fmtTime(c.storeTimestamp), esc(state(c)), c.reads.map((r) => `${esc(who(r))} at ${fmtTime(r.atMs)}`).join("<br>") || "—",
+      c.committedBy ? `${esc(who(c.committedBy))} at ${fmtTime(c.committedBy.atMs)}` : c.consumed ? "before the broker's records" : "—"]),
+    undefined) + (g.retryWaiting.length ? `<p class="muted">sent back, waiting for its retry since ${fmtTime(g.retryWaiting[0].storeTimestamp)}</p>` : "")).join("");
+  return `<section class="life" data-msg-id="${esc(l.msgId)}"><h3>Message <span class="life-id">${esc(l.msgId)}</span> <span class="muted">on ${esc(l.broker)} (${esc(l.brokerAddr)})</span></h3>
+    ${timeline(rows, `life-graph${n}`)}
+    <h3>Stored</h3>${storedTable}${waiting}
+    <h3>Consumer groups</h3><div class="life-groups">${groups || `<p class="muted">no consumer group has read this topic here since the broker started</p>`}</div>
+    <p class="muted">${l.recording ? `Pulls and commits remembered since ${fmtTime(l.since)}.` : "Pulls and commits are not recorded (enableMessageLife=false)."}</p></section>`;
+}
+
 const pages = {
   async cluster() {
     const c = await api("/cluster");
@@ -223,6 +271,25 @@ const pages = {
       <h3>Undecided transactions</h3>${table(["Broker", "Transaction", "Producer group", "Topic", "Age (s)", "Checks"], undecided, "transactions")}`;
   },
 
+  async life(params) {
+    const topic = params.get("topic") || "";
+    const id = params.get("id") || "";
+    const key = params.get("key") || "";
+    let results = "";
+    if (topic && (id || key)) {
+      try {
+        const lives = await api(`/life?topic=${encodeURIComponent(topic)}&id=${encodeURIComponent(id)}&key=${encodeURIComponent(key)}`);
+        results = lives.map((l, i) => lifeView(l, i)).join("");
+      } catch (e) {
+        results = `<p class="muted" id="life-missing">${esc(e.message)}</p>`;
+      }
+    }
+    return `<h2>Message life</h2>
+      <p class="muted">Where a message is and what happened to it, from the brokers' own records: no client tracing needed.</p>
+      <form id="query-life"><input name="topic" placeholder="topic" value="${esc(topic)}" required><input name="id" placeholder="message id" value="${esc(id)}" size="36"><input name="key" placeholder="or key" value="${esc(key)}"><button>Show life</button></form>
+      <div id="life-results">${results}</div>`;
+  },
+
   async trace(params) {
     const msgId = params.get("msgId") || "";
     const traceTopic = params.get("traceTopic") || "RMQ_SYS_TRACE_TOPIC";
@@ -263,7 +330,8 @@ function messageDetail(m) {
     <h3>Body (${m.bodySize} bytes)</h3><pre id="detail-body">${esc(pretty)}</pre><details><summary>hex</summary><pre>${esc(m.bodyHex)}</pre></details>
     <h3>Properties</h3>${table(["Name", "Value"], props)}
     <h3>Consumer groups</h3>${table(["Group", "State"], groups, "detail-groups")}
-    <p><a class="link" id="detail-trace" href="#/trace?msgId=${encodeURIComponent(m.msgId)}">Client trace of this message</a></p>
+    <p><a class="link" id="detail-life" href="#/life?topic=${encodeURIComponent(m.topic)}&id=${encodeURIComponent(m.msgId)}">Life of this message</a> ·
+      <a class="link" id="detail-trace" href="#/trace?msgId=${encodeURIComponent(m.msgId)}">Client trace of this message</a></p>
     <form id="resend" data-id="${esc(m.offsetMsgId)}" data-topic="${esc(m.topic)}"><input name="group" placeholder="consumer group" required><button>Resend to group</button></form>`;
 }
 
@@ -306,6 +374,7 @@ document.addEventListener("submit", async (ev) => {
       case "delete-group": await api(`/groups/${encodeURIComponent(form.dataset.group)}`, { method: "DELETE" }); location.hash = "#/groups"; break;
       case "query-time": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&begin=${f.begin}&end=${f.end}`; break;
       case "query-key": location.hash = `#/messages?topic=${encodeURIComponent(f.topic)}&key=${encodeURIComponent(f.key)}`; break;
+      case "query-life": location.hash = `#/life?topic=${encodeURIComponent(f.topic)}&id=${encodeURIComponent(f.id)}&key=${encodeURIComponent(f.key)}`; break;
       case "query-trace": location.hash = `#/trace?msgId=${encodeURIComponent(f.msgId)}&traceTopic=${encodeURIComponent(f.traceTopic)}`; break;
       case "query-id": location.hash = `#/messages?id=${encodeURIComponent(f.msgId)}&topic=${encodeURIComponent(f.topic)}`; break;
       case "resend": await api("/messages/resend", { method: "POST", body: { id: form.dataset.id, topic: form.dataset.topic, group: f.group } }); alert("resent"); break;
