@@ -10,7 +10,9 @@
 //! under its queue's own lock. Nothing is persisted: after a restart the rings start
 //! empty, and answers say since when they remember (`since_ms`).
 //!
-//! `enableMessageLife=false` (a FerroMQ key) turns the recording off.
+//! `enableMessageLife=false` (a FerroMQ key) turns the recording off. Each queue's pull
+//! position (the offset its last pull asked for, Apache's `pullOffsetTable`) is kept either
+//! way: the consumer inflight, ready and queueing gauges rest on it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -42,6 +44,8 @@ pub struct Commit {
 
 #[derive(Debug, Default)]
 struct QueueLife {
+    /// The offset the last pull asked for: everything before it was handed to the group.
+    pulled: u64,
     reads: VecDeque<Read>,
     commits: VecDeque<Commit>,
 }
@@ -119,12 +123,36 @@ impl LifeRecords {
             .clone()
     }
 
-    pub fn record_read(&self, group: &str, topic: &str, queue_id: i32, read: Read) {
-        if !self.enabled || read.next <= read.from {
-            return;
-        }
+    /// A pull asked for `requested`; `read` is what it carried, if anything.
+    pub fn note_pull(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        requested: u64,
+        read: Option<Read>,
+    ) {
         let q = self.queue(group, topic, queue_id);
-        push(&mut q.lock().expect("queue life lock").reads, read);
+        let mut life = q.lock().expect("queue life lock");
+        life.pulled = requested;
+        if let Some(read) = read.filter(|r| self.enabled && r.next > r.from) {
+            push(&mut life.reads, read);
+        }
+    }
+
+    /// Every queue's pull position: (group, topic, queue, offset the last pull asked for).
+    pub fn pull_positions(&self) -> Vec<(String, String, i32, u64)> {
+        let groups = self.groups.read().expect("life records lock");
+        let mut out = Vec::new();
+        for (group, topics) in groups.iter() {
+            for (topic, queues) in topics {
+                for (queue, life) in queues {
+                    let pulled = life.lock().expect("queue life lock").pulled;
+                    out.push((group.clone(), topic.clone(), *queue, pulled));
+                }
+            }
+        }
+        out
     }
 
     pub fn record_commit(&self, group: &str, topic: &str, queue_id: i32, commit: Commit) {
@@ -144,7 +172,7 @@ impl LifeRecords {
         push(&mut life.commits, commit);
     }
 
-    /// Groups with entries for this topic.
+    /// Groups that pulled or committed on this topic since the broker started.
     pub fn groups_of(&self, topic: &str) -> Vec<String> {
         self.groups
             .read()
@@ -204,17 +232,28 @@ mod tests {
     #[test]
     fn a_position_gets_the_reads_covering_it_and_the_first_commit_past_it() {
         let life = LifeRecords::new(true, 0);
-        let read = |from, next, port, at_ms| Read {
-            from,
-            next,
-            client: addr(port),
-            at_ms,
+        let read = |from, next, port, at_ms| {
+            Some(Read {
+                from,
+                next,
+                client: addr(port),
+                at_ms,
+            })
         };
-        life.record_read("g", "t", 0, read(0, 4, 1, 10));
-        life.record_read("g", "t", 0, read(4, 8, 2, 20));
-        life.record_read("g", "t", 0, read(4, 6, 3, 30)); // read again after a reset
-        life.record_read("g", "t", 1, read(0, 9, 4, 40));
-        life.record_read("g", "t", 0, read(9, 9, 5, 50)); // empty: not kept
+        life.note_pull("g", "t", 0, 0, read(0, 4, 1, 10));
+        life.note_pull("g", "t", 0, 4, read(4, 8, 2, 20));
+        life.note_pull("g", "t", 0, 4, read(4, 6, 3, 30)); // read again after a reset
+        life.note_pull("g", "t", 1, 0, read(0, 9, 4, 40));
+        life.note_pull("g", "t", 0, 9, read(9, 9, 5, 50)); // empty: not kept
+        let mut positions = life.pull_positions();
+        positions.sort();
+        assert_eq!(
+            positions,
+            [
+                ("g".into(), "t".into(), 0, 9),
+                ("g".into(), "t".into(), 1, 0)
+            ]
+        );
         let commit = |offset, at_ms| Commit {
             offset,
             client: addr(9),
@@ -242,17 +281,13 @@ mod tests {
     fn rings_keep_the_newest_entries_and_off_records_nothing() {
         let life = LifeRecords::new(true, 0);
         for i in 0..(RING as u64 + 10) {
-            life.record_read(
-                "g",
-                "t",
-                0,
-                Read {
-                    from: i,
-                    next: i + 1,
-                    client: addr(1),
-                    at_ms: i as i64,
-                },
-            );
+            let read = Read {
+                from: i,
+                next: i + 1,
+                client: addr(1),
+                at_ms: i as i64,
+            };
+            life.note_pull("g", "t", 0, i, Some(read));
         }
         assert!(life.position("g", "t", 0, 5).reads.is_empty());
         assert_eq!(life.position("g", "t", 0, 260).reads.len(), 1);
@@ -261,18 +296,16 @@ mod tests {
             Some(10)
         );
 
+        // Off: no reads remembered, the pull position still kept (for the metrics).
         let off = LifeRecords::new(false, 0);
-        off.record_read(
-            "g",
-            "t",
-            0,
-            Read {
-                from: 0,
-                next: 1,
-                client: addr(1),
-                at_ms: 1,
-            },
-        );
-        assert!(off.groups_of("t").is_empty());
+        let read = Read {
+            from: 0,
+            next: 1,
+            client: addr(1),
+            at_ms: 1,
+        };
+        off.note_pull("g", "t", 0, 0, Some(read));
+        assert!(off.position("g", "t", 0, 0).reads.is_empty());
+        assert_eq!(off.pull_positions().len(), 1);
     }
 }

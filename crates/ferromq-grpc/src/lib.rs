@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod listener;
+pub mod metrics;
 pub mod renew;
 pub mod service;
 pub mod settings;
@@ -49,6 +50,9 @@ pub async fn serve(
     let incoming = listener::incoming(listener, tls, shutdown.clone());
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        .layer(metrics::RpcMetricsLayer {
+            broker: broker.clone(),
+        })
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await

@@ -348,6 +348,33 @@ impl BrokerMetrics {
         self.rpc_latency.with(&labels, |h| h.observe(millis));
     }
 
+    /// One call through another front (`protocol`: `grpc`): `method` in snake case,
+    /// `status` the transport's status name (`ok`, `unauthenticated`, `cancelled`, …);
+    /// unary calls timed to their answer, streams to their end.
+    pub fn front_rpc(
+        &self,
+        protocol: &'static str,
+        method: &'static str,
+        status: &'static str,
+        long_polling: bool,
+        millis: f64,
+    ) {
+        if !self.remoting_on {
+            return;
+        }
+        let labels: Labels = vec![
+            ("protocol_type", protocol.to_string()),
+            ("request_code", method.to_string()),
+            ("is_long_polling", bool_label(long_polling)),
+            (
+                "result",
+                if status == "ok" { "success" } else { "failed" }.to_string(),
+            ),
+            ("response_code", status.to_string()),
+        ];
+        self.rpc_latency.with(&labels, |h| h.observe(millis));
+    }
+
     /// A message moved to a group's dead-letter queue; `topic` is where it came from.
     pub(crate) fn dead_lettered(&self, group: &str, topic: &str) {
         let labels: Labels = vec![

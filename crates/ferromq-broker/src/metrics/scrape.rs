@@ -86,11 +86,11 @@ struct Lag {
     messages: i64,
     /// Store time of the oldest message not yet consumed, if any is waiting.
     oldest_unconsumed_ms: Option<i64>,
-    /// POP: handed out, not yet acknowledged.
+    /// Handed out (pulled, or popped), not yet committed or acknowledged.
     inflight: Option<i64>,
-    /// POP: not handed out yet.
+    /// Not handed out yet.
     ready: Option<i64>,
-    /// POP: store time of the oldest message not handed out yet.
+    /// Store time of the oldest message not handed out yet.
     oldest_unpulled_ms: Option<i64>,
 }
 
@@ -216,7 +216,8 @@ fn min_time(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 /// Apache's five lag gauges for each online group and the topics it subscribes to, and
-/// for each (group, topic) POP has handed messages out on.
+/// for each (group, topic) POP has handed messages out on. Pull groups' inflight and ready
+/// rest on the pull positions the life records keep.
 fn lag(broker: &Broker, now: i64) -> Vec<Gauges> {
     let store = broker.store.store();
     let mut lags: BTreeMap<(String, String), Lag> = BTreeMap::new();
@@ -240,6 +241,14 @@ fn lag(broker: &Broker, now: i64) -> Vec<Gauges> {
             .entry((key.group.to_string(), key.topic.to_string()))
             .or_default()
             .push((key.queue_id, next, inflight));
+    }
+    // (group, topic) → (queue, offset its last pull asked for), for pull and push groups.
+    let mut pulled: HashMap<(String, String), Vec<(i32, u64)>> = HashMap::new();
+    for (group, topic, queue, offset) in broker.life.pull_positions() {
+        pulled
+            .entry((group, topic))
+            .or_default()
+            .push((queue, offset));
     }
     subscribed.extend(pop_queues.keys().cloned());
     subscribed.sort();
@@ -273,6 +282,32 @@ fn lag(broker: &Broker, now: i64) -> Vec<Gauges> {
                     lag.oldest_unpulled_ms = min_time(
                         lag.oldest_unpulled_ms,
                         store_time(broker, &topic, queue, next),
+                    );
+                }
+            }
+            lag.inflight = Some(inflight);
+            lag.ready = Some(ready);
+        } else {
+            // Apache's pull formulas: inflight = pulled, not committed; ready = not pulled.
+            // A queue never pulled since the broker started counts 0 in both.
+            let (mut inflight, mut ready) = (0i64, 0i64);
+            for &(queue, pull) in pulled
+                .get(&(group.clone(), topic.clone()))
+                .into_iter()
+                .flatten()
+            {
+                let max = store.max_offset(&topic, queue);
+                let pull = pull.min(max);
+                let committed = broker
+                    .offsets
+                    .query(&group, &topic, queue)
+                    .map_or(pull, |c| (c.max(0) as u64).min(max));
+                inflight += pull.saturating_sub(committed) as i64;
+                ready += (max - pull) as i64;
+                if pull < max {
+                    lag.oldest_unpulled_ms = min_time(
+                        lag.oldest_unpulled_ms,
+                        store_time(broker, &topic, queue, pull),
                     );
                 }
             }

@@ -192,19 +192,18 @@ impl Broker {
         }
         self.stats
             .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
-        if result.status == GetStatus::Found {
-            self.life.record_read(
-                &h.consumer_group,
-                &h.topic,
-                h.queue_id,
-                crate::life::Read {
-                    from: offset,
-                    next: result.next_begin_offset,
-                    client: conn.peer(),
-                    at_ms: crate::now_ms(),
-                },
-            );
-        }
+        self.life.note_pull(
+            &h.consumer_group,
+            &h.topic,
+            h.queue_id,
+            offset,
+            (result.status == GetStatus::Found).then(|| crate::life::Read {
+                from: offset,
+                next: result.next_begin_offset,
+                client: conn.peer(),
+                at_ms: crate::now_ms(),
+            }),
+        );
         self.metrics.read(
             &h.topic,
             &h.consumer_group,

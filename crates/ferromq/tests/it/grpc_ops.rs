@@ -385,3 +385,42 @@ async fn grpc_server_port_in_broker_conf_places_the_front() {
     still_serving(&format!("http://127.0.0.1:{port}")).await;
     assert!(server.is_running());
 }
+
+/// gRPC calls are timed in `rocketmq_rpc_latency` with `protocol_type="grpc"`: unary calls
+/// by method and status, a receive's long poll flagged as one.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_calls_are_counted_in_the_rpc_latency_histogram() {
+    let (server, url) = start();
+    still_serving(&url).await;
+    still_serving(&url).await;
+    let mut client = MessagingServiceClient::new(channel(&url).await);
+    let _session = open_session(&mut client, "metered", "metered-g", "TBW102").await;
+    assert!(
+        receive_now(&mut client, "metered", "metered-g", "TBW102", 10)
+            .await
+            .is_empty()
+    );
+    let count = |text: &str, method: &str, long_polling: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("rocketmq_rpc_latency_milliseconds_count{"))
+            .filter(|l| {
+                l.contains("protocol_type=\"grpc\"")
+                    && l.contains(&format!("request_code=\"{method}\""))
+                    && l.contains(&format!("is_long_polling=\"{long_polling}\""))
+                    && l.contains("response_code=\"ok\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let scrape = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&server.dashboard).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        raw
+    };
+    let text = scrape();
+    assert_eq!(count(&text, "query_route", "false"), 2.0, "{text}");
+    assert_eq!(count(&text, "receive_message", "true"), 1.0, "{text}");
+}

@@ -215,7 +215,12 @@ async fn with_records_off_nothing_is_remembered_and_bad_requests_are_refused() {
     pull_one(&conn, "quiet-t", 0).await;
     let l = life(&server, "quiet-t", "QUIET-1");
     assert_eq!(l["recording"], false);
-    assert!(l["groups"].as_array().unwrap().is_empty(), "{l:#}");
+    // The pull is known (its position feeds the metrics), not who made it.
+    for g in l["groups"].as_array().unwrap() {
+        for c in g["copies"].as_array().unwrap() {
+            assert!(c["reads"].as_array().unwrap().is_empty(), "{l:#}");
+        }
+    }
     // The request without its fields, and an id nobody sent.
     let bare = call(&conn, RemotingCommand::request(9003)).await;
     assert_ne!(bare.code, 0);

@@ -346,6 +346,87 @@ async fn label_sets_beyond_the_limit_share_one_overflow_series() {
     );
 }
 
+/// A pull group's inflight (pulled, not committed), ready (not pulled) and queueing latency
+/// (age of the oldest message not pulled) follow its pulls and commits, by Apache's
+/// formulas: the pull position is the offset the last pull asked for.
+#[tokio::test]
+async fn pull_groups_inflight_and_ready_follow_their_pulls_and_commits() {
+    use crate::harness::{call, connect, pull_request, send_request};
+    use ferromq_protocol::RemotingCommand;
+    let server = Server::start("");
+    let conn = connect(&server.broker).await;
+    for i in 0..10 {
+        let body = format!("m{i}");
+        assert_eq!(
+            call(&conn, send_request("pulled-t", body.as_bytes(), ""))
+                .await
+                .code,
+            0
+        );
+    }
+    let heartbeat = serde_json::json!({
+        "clientID": "gauge-client",
+        "producerDataSet": [],
+        "consumerDataSet": [{
+            "groupName": "CG", "consumeType": "CONSUME_ACTIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
+            "subscriptionDataSet": [{"topic": "pulled-t", "subString": "*", "expressionType": "TAG",
+                                     "tagsSet": [], "codeSet": [], "subVersion": 1, "classFilterMode": false}]
+        }]
+    });
+    assert_eq!(
+        call(
+            &conn,
+            RemotingCommand::request(34).with_body(heartbeat.to_string())
+        )
+        .await
+        .code,
+        0
+    );
+    let gauges = |text: &str| {
+        let labels = [("consumer_group", "CG"), ("topic", "pulled-t")];
+        (
+            value(text, "rocketmq_consumer_inflight_messages", &labels),
+            value(text, "rocketmq_consumer_ready_messages", &labels),
+            value(
+                text,
+                "rocketmq_consumer_queueing_latency_milliseconds",
+                &labels,
+            ),
+        )
+    };
+    let (inflight, ready, _) = gauges(&get(&server.dashboard, "/metrics", "*/*").1);
+    assert_eq!(
+        (inflight, ready),
+        (Some(0.0), Some(0.0)),
+        "nothing pulled yet"
+    );
+    // Two pulls: the second asks for offset 4, so 0..4 were handed out.
+    let first = pull_request("pulled-t", 0, 0, 0).with_field("maxMsgNums", 4);
+    assert_eq!(call(&conn, first).await.code, 0);
+    let second = pull_request("pulled-t", 0, 4, 0).with_field("maxMsgNums", 4);
+    assert_eq!(call(&conn, second).await.code, 0);
+    let commit = RemotingCommand::request(15)
+        .with_field("consumerGroup", "CG")
+        .with_field("topic", "pulled-t")
+        .with_field("queueId", 0)
+        .with_field("commitOffset", 1);
+    assert_eq!(call(&conn, commit).await.code, 0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (inflight, ready, queueing) = gauges(&get(&server.dashboard, "/metrics", "*/*").1);
+    assert_eq!(inflight, Some(3.0), "pulled up to 4, committed 1");
+    assert_eq!(ready, Some(6.0), "10 stored, 4 pulled");
+    assert!(queueing.unwrap() > 0.0, "message 4 waits: {queueing:?}");
+    let commit = RemotingCommand::request(15)
+        .with_field("consumerGroup", "CG")
+        .with_field("topic", "pulled-t")
+        .with_field("queueId", 0)
+        .with_field("commitOffset", 4);
+    assert_eq!(call(&conn, commit).await.code, 0);
+    let (inflight, _, _) = gauges(&get(&server.dashboard, "/metrics", "*/*").1);
+    assert_eq!(inflight, Some(0.0));
+}
+
 #[test]
 fn exporter_settings_that_cannot_work_are_refused() {
     let dir = tempfile::tempdir().unwrap();
