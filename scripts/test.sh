@@ -57,6 +57,8 @@ step "Benchmark harness smoke run (bench/compare, FerroMQ only, a few seconds)"
 ./bench/compare/run --smoke --out "$root/target/compare-smoke/RESULTS.md"
 step "gRPC benchmark harness smoke run (bench/compare --grpc: Go v5 and Java 5 clients, FerroMQ only)"
 ./bench/compare/run --grpc --smoke
+step "Observability cost harness smoke run (bench/compare --observability: metrics and life records on and off)"
+./bench/compare/run --observability --smoke
 
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)

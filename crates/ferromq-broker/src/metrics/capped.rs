@@ -43,15 +43,19 @@ where
     /// Applies `f` to the series of `labels`, or to the overflow series once the family
     /// is full.
     pub fn with(&self, labels: &Labels, f: impl FnOnce(&M)) {
+        f(&self.handle(labels));
+    }
+
+    /// The series of `labels` (or the overflow series), to keep: prometheus-client's
+    /// metrics are shared handles, so what is added to the clone shows in the family.
+    pub fn handle(&self, labels: &Labels) -> M {
         if let Some(m) = self.family.get(labels) {
-            f(&m);
-            return;
+            return m.clone();
         }
         // One below the limit, so that the overflow series fits within it too.
         if self.created.load(Ordering::Relaxed) + 1 < self.limit {
             self.created.fetch_add(1, Ordering::Relaxed);
-            f(&self.family.get_or_create(labels));
-            return;
+            return self.family.get_or_create(labels).clone();
         }
         if !self.warned.swap(true, Ordering::Relaxed) {
             warn!(
@@ -60,8 +64,13 @@ where
                 "metric label sets reached metricsOtelCardinalityLimit; new ones are counted together under otel_metric_overflow=\"true\""
             );
         }
-        f(&self
-            .family
-            .get_or_create(&vec![("otel_metric_overflow", "true".to_string())]));
+        self.family
+            .get_or_create(&vec![("otel_metric_overflow", "true".to_string())])
+            .clone()
+    }
+
+    /// The label-set bound, which also bounds the handle caches in front of the family.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 }

@@ -20,7 +20,8 @@
 mod capped;
 mod scrape;
 
-use std::sync::{Mutex, Weak};
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock, Weak};
 
 use ferromq_protocol::message::{self, property};
 use prometheus_client::encoding::text;
@@ -123,6 +124,19 @@ pub(crate) fn note_parked() {
     let _ = PARKED.try_with(|p| p.set(true));
 }
 
+/// The series one stored send adds to.
+struct InHandles {
+    messages: Counter,
+    bytes: Counter,
+    size: Histogram,
+}
+
+/// The series one read adds to.
+struct OutHandles {
+    messages: Counter,
+    bytes: Counter,
+}
+
 /// Everything the broker measures; see the module documentation.
 pub struct BrokerMetrics {
     registry: Mutex<Registry>,
@@ -135,6 +149,12 @@ pub struct BrokerMetrics {
     send_to_dlq: Capped<Counter>,
     commits: Capped<Counter>,
     rollbacks: Capped<Counter>,
+    /// Handles of the series the request paths add to, by a key that needs no allocation
+    /// to look up: a request then costs a read lock and a hash of its names, not a label
+    /// vector built and hashed per family.
+    in_handles: RwLock<HashMap<String, HashMap<&'static str, InHandles>>>,
+    out_handles: RwLock<HashMap<String, HashMap<String, [Option<OutHandles>; 3]>>>,
+    rpc_handles: RwLock<HashMap<(i32, i32, bool), Histogram>>,
     /// Sends (append jobs) each fsync made durable under SYNC_FLUSH.
     pub(crate) group_commit: Histogram,
     /// How long each fsync of the commit log took, in milliseconds.
@@ -176,6 +196,9 @@ impl BrokerMetrics {
             ]),
             requests_on: config.enable_request_metrics,
             remoting_on: config.enable_remoting_metrics,
+            in_handles: RwLock::default(),
+            out_handles: RwLock::default(),
+            rpc_handles: RwLock::default(),
             registry: Mutex::new(Registry::default()),
         };
         // Counters are registered without `_total`: the encoder adds it to the samples.
@@ -269,20 +292,39 @@ impl BrokerMetrics {
         if !self.requests_on || messages == 0 || is_internal_copy(topic) {
             return;
         }
+        let record = |h: &InHandles| {
+            h.messages.inc_by(messages);
+            h.bytes.inc_by(bytes);
+            // One observation per request, as Apache's.
+            h.size.observe((bytes / messages) as f64);
+        };
+        if let Some(h) = self
+            .in_handles
+            .read()
+            .expect("metric handles lock")
+            .get(topic)
+            .and_then(|types| types.get(message_type))
+        {
+            return record(h);
+        }
         let labels: Labels = vec![
             ("topic", topic.to_string()),
             ("message_type", message_type.to_string()),
             ("is_system", bool_label(is_system_topic(topic))),
         ];
-        self.messages_in.with(&labels, |c| {
-            c.inc_by(messages);
-        });
-        self.throughput_in.with(&labels, |c| {
-            c.inc_by(bytes);
-        });
-        // One observation per request, as Apache's.
-        self.message_size
-            .with(&labels, |h| h.observe((bytes / messages) as f64));
+        let h = InHandles {
+            messages: self.messages_in.handle(&labels),
+            bytes: self.throughput_in.handle(&labels),
+            size: self.message_size.handle(&labels),
+        };
+        record(&h);
+        let mut cache = self.in_handles.write().expect("metric handles lock");
+        if cache.len() < self.messages_in.limit() {
+            cache
+                .entry(topic.to_string())
+                .or_default()
+                .insert(message_type, h);
+        }
     }
 
     /// Messages a group read: by pull (`is_retry` None) or by POP.
@@ -297,6 +339,25 @@ impl BrokerMetrics {
         if !self.requests_on || messages == 0 || (is_retry.is_none() && is_internal_copy(topic)) {
             return;
         }
+        let record = |h: &OutHandles| {
+            h.messages.inc_by(messages);
+            h.bytes.inc_by(bytes);
+        };
+        let slot = match is_retry {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        if let Some(h) = self
+            .out_handles
+            .read()
+            .expect("metric handles lock")
+            .get(topic)
+            .and_then(|groups| groups.get(group))
+            .and_then(|slots| slots[slot].as_ref())
+        {
+            return record(h);
+        }
         let mut labels: Labels = vec![
             ("topic", topic.to_string()),
             ("consumer_group", group.to_string()),
@@ -308,12 +369,19 @@ impl BrokerMetrics {
         if let Some(r) = is_retry {
             labels.push(("is_retry", bool_label(r)));
         }
-        self.messages_out.with(&labels, |c| {
-            c.inc_by(messages);
-        });
-        self.throughput_out.with(&labels, |c| {
-            c.inc_by(bytes);
-        });
+        let h = OutHandles {
+            messages: self.messages_out.handle(&labels),
+            bytes: self.throughput_out.handle(&labels),
+        };
+        record(&h);
+        let mut cache = self.out_handles.write().expect("metric handles lock");
+        if cache.len() < self.messages_out.limit() {
+            cache
+                .entry(topic.to_string())
+                .or_default()
+                .entry(group.to_string())
+                .or_default()[slot] = Some(h);
+        }
     }
 
     /// One answered remoting request.
@@ -326,6 +394,20 @@ impl BrokerMetrics {
     ) {
         if !self.remoting_on {
             return;
+        }
+        // Oneway requests have no answer: i32::MIN stands for it in the key.
+        let key = (
+            request_code,
+            response_code.unwrap_or(i32::MIN),
+            long_polling,
+        );
+        if let Some(h) = self
+            .rpc_handles
+            .read()
+            .expect("metric handles lock")
+            .get(&key)
+        {
+            return h.observe(millis);
         }
         use ferromq_protocol::code::{request, response};
         let request = request::name_or_number(request_code).to_ascii_lowercase();
@@ -345,7 +427,12 @@ impl BrokerMetrics {
         if response_code.is_some() {
             labels.push(("response_code", response));
         }
-        self.rpc_latency.with(&labels, |h| h.observe(millis));
+        let h = self.rpc_latency.handle(&labels);
+        h.observe(millis);
+        let mut cache = self.rpc_handles.write().expect("metric handles lock");
+        if cache.len() < self.rpc_latency.limit() {
+            cache.insert(key, h);
+        }
     }
 
     /// One call through another front (`protocol`: `grpc`): `method` in snake case,

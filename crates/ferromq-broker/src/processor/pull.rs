@@ -192,18 +192,10 @@ impl Broker {
         }
         self.stats
             .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
-        self.life.note_pull(
-            &h.consumer_group,
-            &h.topic,
-            h.queue_id,
-            offset,
-            (result.status == GetStatus::Found).then(|| crate::life::Read {
-                from: offset,
-                next: result.next_begin_offset,
-                client: conn.peer(),
-                at_ms: crate::now_ms(),
-            }),
-        );
+        // Tools (TOOLS_CONSUMER: queryMsgByOffset, consumeMessage) read without consuming.
+        if !crate::groups::SYSTEM_GROUPS.contains(&h.consumer_group.as_str()) {
+            self.note_pull(conn, &h, offset, &result);
+        }
         self.metrics.read(
             &h.topic,
             &h.consumer_group,
@@ -228,6 +220,28 @@ impl Broker {
             MASTER_ID
         };
         pull_response(req, result, offset, suggest)
+    }
+
+    /// Keeps the queue's pull position and, when it carried messages, who read them.
+    fn note_pull(
+        &self,
+        conn: &ferromq_remoting::Connection,
+        h: &PullMessageRequestHeader,
+        offset: u64,
+        result: &GetResult,
+    ) {
+        self.life.note_pull(
+            &h.consumer_group,
+            &h.topic,
+            h.queue_id,
+            offset,
+            (result.status == GetStatus::Found).then(|| crate::life::Read {
+                from: offset,
+                next: result.next_begin_offset,
+                client: conn.peer(),
+                at_ms: crate::now_ms(),
+            }),
+        );
     }
 
     /// Apache's `suggestPullingFromSlave`: the consumer reads further behind the log's end
