@@ -3,13 +3,14 @@
 # 1 KiB messages as fast as they can, one consumer group draining the topic at the same
 # time (so pulls and offset commits run, which is what the life records record) — against
 # `ferromq standalone` with the request-path metrics and the life records on (the
-# defaults), each off alone, and both off, alternating, several rounds. Prints each run and
-# the medians, and writes bench/OBSERVABILITY.md (not with --smoke).
-#   bench/compare/run --observability [--rounds 3] [--seconds 10] [--producers 8] [--smoke]
+# defaults), each off alone, and both off, several rounds; each round starts one
+# configuration later, so none always runs first. Prints each run and the medians, and
+# writes bench/OBSERVABILITY.md (not with --smoke).
+#   bench/compare/run --observability [--rounds 4] [--seconds 10] [--producers 8] [--smoke]
 # Every address is 127.0.0.1; FERROMQ_BIN is the binary under test (run sets it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rounds=3 seconds=10 producers=8 smoke=false
+rounds=4 seconds=10 producers=8 smoke=false
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
@@ -72,7 +73,8 @@ PY
 declare -A sends p99s consumed
 for i in $(seq 1 "$rounds"); do
     line="round $i:"
-    for c in "${configs[@]}"; do
+    for k in 0 1 2 3; do
+        c=${configs[$(( (i - 1 + k) % 4 ))]}
         r=$(run "$c")
         read -r s p q <<< "$r"
         sends[$c]+="$s "; p99s[$c]+="$p "; consumed[$c]+="$q "
@@ -81,13 +83,14 @@ for i in $(seq 1 "$rounds"); do
     echo "$line"
 done
 median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-table="| configuration | sends/s (median) | send p99 µs (median) | consumed/s (median) | sends/s vs all on |
-|---|---:|---:|---:|---:|"
+range() { printf '%s\n' $1 | sort -n | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "–" hi}'; }
+table="| configuration | sends/s (median) | sends/s (all rounds) | send p99 µs (median) | consumed/s (median) | median vs all on |
+|---|---:|---:|---:|---:|---:|"
 base=$(median "${sends[on]}")
 for c in "${configs[@]}"; do
     m=$(median "${sends[$c]}")
     table+="
-| $c | $m | $(median "${p99s[$c]}") | $(median "${consumed[$c]}") | $(python3 -c "print(f'{($m-$base)/$base*100:+.1f} %')") |"
+| $c | $m | $(range "${sends[$c]}") | $(median "${p99s[$c]}") | $(median "${consumed[$c]}") | $(python3 -c "print(f'{($m-$base)/$base*100:+.1f} %')") |"
 done
 echo
 echo "$table"
@@ -99,7 +102,8 @@ if ! $smoke; then
         echo "$producers producers send 1 KiB messages synchronously as fast as they can while one consumer group"
         echo "drains the topic (8 queues), against \`ferromq standalone\` (release, ASYNC_FLUSH) with the"
         echo "request-path metrics (\`enableRequestMetrics\`, \`enableRemotingMetrics\`) and the life records"
-        echo "(\`enableMessageLife\`) on and off, alternating, $rounds rounds of ${seconds} s each; medians."
+        echo "(\`enableMessageLife\`) on and off, $rounds rounds of ${seconds} s each (each round starts one"
+        echo "configuration later, so none always runs first); medians."
         echo
         echo "$table"
         echo

@@ -509,6 +509,8 @@ async fn read_loop<H: InboundHandler>(
     let idle = idle_timeout.unwrap_or(Duration::from_secs(u32::MAX as u64));
     let idle_deadline = tokio::time::sleep(idle);
     tokio::pin!(idle_deadline);
+    // Said once per connection: a client that stops reading (a stuck consumer) is named.
+    let mut stall_reported = false;
     'read: loop {
         let mut framed = false;
         let mut throttled = false;
@@ -536,10 +538,18 @@ async fn read_loop<H: InboundHandler>(
                 .reset(tokio::time::Instant::now() + idle);
         }
         if throttled {
+            if !stall_reported {
+                stall_reported = true;
+                warn!(
+                    peer = %conn.peer(),
+                    queued_bytes = conn.outbound_bytes(),
+                    "client is not reading its answers; its further requests wait until it does"
+                );
+            }
             tokio::select! {
                 space = conn.wait_for_space() => if space.is_err() { break },
                 _ = &mut idle_deadline => {
-                    debug!(peer = %conn.peer(), "responses unread for the idle timeout; closing connection");
+                    warn!(peer = %conn.peer(), "answers unread for the idle timeout; closing the connection");
                     break;
                 }
             }

@@ -13,6 +13,11 @@ async fn a_refused_request_is_logged_once_with_its_client_group_and_topic_as_jso
         let answer = call(&conn, send_request("no spaces allowed", b"x", "")).await;
         assert_ne!(answer.code, 0);
     }
+    // The harness reads the process's output on a thread of its own: wait for the line.
+    crate::harness::eventually("the refusal logged", || {
+        server.logs().contains("request refused")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let logs = server.logs();
     let refusals: Vec<serde_json::Value> = logs
         .lines()
@@ -41,4 +46,46 @@ async fn a_refused_request_is_logged_once_with_its_client_group_and_topic_as_jso
             "not JSON: {l}"
         );
     }
+}
+
+/// A client that stops reading its answers (a stuck consumer) is named in the log once,
+/// and the broker keeps serving everyone else.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_named_once_and_others_are_served() {
+    use std::io::Write;
+
+    use crate::harness::{eventually, pull_request};
+    let server = Server::start("");
+    let conn = connect(&server.broker).await;
+    let big = vec![b'x'; 1 << 20];
+    assert_eq!(call(&conn, send_request("big-t", &big, "")).await.code, 0);
+    // 64 pulls of the 1 MiB message, whose 64 MiB of answers are never read.
+    let mut stuck = std::net::TcpStream::connect(&server.broker).unwrap();
+    let me = stuck.local_addr().unwrap().to_string();
+    let mut frames = bytes::BytesMut::new();
+    for i in 0..64 {
+        let mut pull = pull_request("big-t", 0, 0, 0);
+        pull.opaque = i;
+        pull.encode(&mut frames);
+    }
+    stuck.write_all(&frames).unwrap();
+    eventually("the stalled client in the log", || {
+        server
+            .logs()
+            .lines()
+            .any(|l| l.contains("client is not reading its answers") && l.contains(&me))
+    });
+    assert_eq!(
+        call(&conn, send_request("big-t", b"small", "")).await.code,
+        0,
+        "others are served"
+    );
+    assert_eq!(
+        server
+            .logs()
+            .matches("client is not reading its answers")
+            .count(),
+        1
+    );
+    drop(stuck);
 }
