@@ -137,6 +137,9 @@ struct OutHandles {
     bytes: Counter,
 }
 
+/// A group's read series on a topic: by pull, by POP, by POP retry.
+type OutSlots = [Option<OutHandles>; 3];
+
 /// Everything the broker measures; see the module documentation.
 pub struct BrokerMetrics {
     registry: Mutex<Registry>,
@@ -153,7 +156,7 @@ pub struct BrokerMetrics {
     /// to look up: a request then costs a read lock and a hash of its names, not a label
     /// vector built and hashed per family.
     in_handles: RwLock<HashMap<String, HashMap<&'static str, InHandles>>>,
-    out_handles: RwLock<HashMap<String, HashMap<String, [Option<OutHandles>; 3]>>>,
+    out_handles: RwLock<HashMap<String, HashMap<String, OutSlots>>>,
     rpc_handles: RwLock<HashMap<(i32, i32, bool), Histogram>>,
     /// Sends (append jobs) each fsync made durable under SYNC_FLUSH.
     pub(crate) group_commit: Histogram,
