@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
-/// Entries kept per (group, topic, queue) and kind; older ones fall out.
-pub const RING: usize = 256;
+/// Entries kept per (group, topic, queue) and kind; older ones fall out. 64 pulls of up to
+/// 32 messages each cover the last 2,048 messages of a busy queue in about 6 KB.
+pub const RING: usize = 64;
 
 /// A pull answer that carried messages: offsets `from..next` went to `client`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -290,11 +291,8 @@ mod tests {
             life.note_pull("g", "t", 0, i, Some(read));
         }
         assert!(life.position("g", "t", 0, 5).reads.is_empty());
-        assert_eq!(life.position("g", "t", 0, 260).reads.len(), 1);
-        assert_eq!(
-            life.position("g", "t", 0, 260).remembered_since_ms,
-            Some(10)
-        );
+        assert_eq!(life.position("g", "t", 0, 70).reads.len(), 1);
+        assert_eq!(life.position("g", "t", 0, 70).remembered_since_ms, Some(10));
 
         // Off: no reads remembered, the pull position still kept (for the metrics).
         let off = LifeRecords::new(false, 0);
