@@ -3,7 +3,6 @@
 //! `config/subscriptionGroup.json`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -84,72 +83,134 @@ pub const SYSTEM_GROUPS: [&str; 8] = [
 ];
 
 pub struct SubscriptionGroupManager {
-    path: PathBuf,
-    groups: Mutex<BTreeMap<String, SubscriptionGroupConfig>>,
+    inner: Mutex<Groups>,
+}
+
+/// The table and its file with journal (`subscriptionGroup.json`, see
+/// [`persist::Journaled`]): a change is one appended line, written under the table's lock.
+struct Groups {
+    groups: BTreeMap<String, SubscriptionGroupConfig>,
+    journal: persist::Journaled,
+}
+
+impl Groups {
+    fn write(&mut self, change: persist::Change<SubscriptionGroupConfig>) -> std::io::Result<()> {
+        if self.journal.wants_fold() {
+            self.journal.fold(&self.groups)
+        } else {
+            self.journal.append(&[change])
+        }
+    }
 }
 
 impl SubscriptionGroupManager {
     pub fn open(root: &std::path::Path) -> std::io::Result<Self> {
         let path = root.join("config").join("subscriptionGroup.json");
-        let mut groups: BTreeMap<String, SubscriptionGroupConfig> =
-            persist::load(&path)?.unwrap_or_default();
-        // Not written at start: the next change to the table writes them along.
+        let (journal, mut groups) = persist::Journaled::open::<SubscriptionGroupConfig>(&path)?;
+        // Not written at start: they are put back like this at every start.
         for name in SYSTEM_GROUPS {
             groups
                 .entry(name.to_string())
                 .or_insert_with(|| SubscriptionGroupConfig::new(name));
         }
         Ok(SubscriptionGroupManager {
-            path,
-            groups: Mutex::new(groups),
+            inner: Mutex::new(Groups { groups, journal }),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.inner.lock().expect("group table lock")
     }
 
     /// Creates the group's config if it has none.
     pub fn ensure(&self, group: &str) -> std::io::Result<()> {
-        let mut g = self.groups.lock().expect("group table lock");
-        if g.contains_key(group) {
+        let mut g = self.lock();
+        if g.groups.contains_key(group) {
             return Ok(());
         }
-        g.insert(group.to_string(), SubscriptionGroupConfig::new(group));
-        persist::store(&self.path, &*g)
+        let config = SubscriptionGroupConfig::new(group);
+        g.groups.insert(group.to_string(), config.clone());
+        g.write(persist::Change::Put {
+            key: group.to_string(),
+            value: config,
+        })
     }
 
     pub fn upsert(&self, config: SubscriptionGroupConfig) -> std::io::Result<()> {
-        let mut g = self.groups.lock().expect("group table lock");
-        g.insert(config.group_name.clone(), config);
-        persist::store(&self.path, &*g)
+        let mut g = self.lock();
+        g.groups.insert(config.group_name.clone(), config.clone());
+        g.write(persist::Change::Put {
+            key: config.group_name.clone(),
+            value: config,
+        })
     }
 
     pub fn delete(&self, group: &str) -> std::io::Result<bool> {
-        let mut g = self.groups.lock().expect("group table lock");
-        let removed = g.remove(group).is_some();
-        persist::store(&self.path, &*g)?;
-        Ok(removed)
+        let mut g = self.lock();
+        if g.groups.remove(group).is_none() {
+            return Ok(false);
+        }
+        g.write(persist::Change::Delete {
+            key: group.to_string(),
+        })?;
+        Ok(true)
     }
 
     pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
-        self.groups
-            .lock()
-            .expect("group table lock")
-            .get(group)
-            .cloned()
+        self.lock().groups.get(group).cloned()
     }
 
-    /// Takes a master's groups in place of these, and writes them.
+    /// Takes a master's groups in place of these, and writes them whole.
     pub fn replace(
         &self,
         groups: BTreeMap<String, SubscriptionGroupConfig>,
     ) -> std::io::Result<()> {
-        let mut g = self.groups.lock().expect("group table lock");
-        if *g == groups {
+        let mut g = self.lock();
+        if g.groups == groups {
             return Ok(());
         }
-        *g = groups;
-        persist::store(&self.path, &*g)
+        g.groups = groups;
+        let Groups { groups, journal } = &mut *g;
+        journal.fold(groups)
     }
 
     pub fn all(&self) -> BTreeMap<String, SubscriptionGroupConfig> {
-        self.groups.lock().expect("group table lock").clone()
+        self.lock().groups.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Creations, updates and deletions are journal lines and come back after reopening;
+    /// a replacement (a slave taking its master's groups) is written whole.
+    #[test]
+    fn group_changes_are_journaled_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("config").join("subscriptionGroup.json");
+        let groups = SubscriptionGroupManager::open(dir.path()).unwrap();
+        for i in 0..20 {
+            groups.ensure(&format!("g{i}")).unwrap();
+        }
+        let mut slow = SubscriptionGroupConfig::new("g5");
+        slow.retry_max_times = 3;
+        groups.upsert(slow).unwrap();
+        assert!(groups.delete("g7").unwrap());
+        assert!(!groups.delete("never-made").unwrap());
+        assert!(!json.exists(), "no whole-table write for small changes");
+        let reopened = SubscriptionGroupManager::open(dir.path()).unwrap();
+        assert_eq!(reopened.get("g5").unwrap().retry_max_times, 3);
+        assert!(reopened.get("g7").is_none());
+        assert!(reopened.get("g19").is_some());
+        assert!(reopened.get("TOOLS_CONSUMER").is_some());
+
+        let mut master = reopened.all();
+        master.remove("g1");
+        reopened.replace(master).unwrap();
+        assert!(json.exists());
+        let again = SubscriptionGroupManager::open(dir.path()).unwrap();
+        assert!(again.get("g1").is_none());
+        assert!(again.get("g2").is_some());
     }
 }

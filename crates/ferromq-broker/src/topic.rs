@@ -1,8 +1,9 @@
 //! Topic configurations: the table registered with name servers, persisted in
-//! `config/topics.json`, including auto-creation from the `TBW102` template.
+//! `config/topics.json` and its journal (a change is one appended line, not a rewrite of
+//! the table: see [`persist::Journaled`]), including auto-creation from the `TBW102`
+//! template.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ferromq_protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
@@ -149,6 +150,10 @@ impl SystemTopics<'static> {
 struct Table {
     topics: BTreeMap<String, TopicConfig>,
     version: DataVersion,
+    /// Changes made and not yet written, in the order they were made.
+    unwritten: Vec<persist::Change<TopicConfig>>,
+    /// The next write writes the whole table (after a replacement, or a failed write).
+    fold: bool,
 }
 
 impl Table {
@@ -160,6 +165,10 @@ impl Table {
                 continue;
             }
             info!(topic = %config.topic_name, queues = config.write_queue_nums, perm = config.perm, "topic created or updated");
+            self.unwritten.push(persist::Change::Put {
+                key: config.topic_name.clone(),
+                value: config.clone(),
+            });
             self.topics.insert(config.topic_name.clone(), config);
             changed = true;
         }
@@ -189,32 +198,51 @@ impl TopicConfigManager {
 }
 
 pub struct TopicConfigManager {
-    path: PathBuf,
-    table: Mutex<Table>,
-    /// The table version last written to `topics.json`; held while writing, so that writes
-    /// made off the caller's thread never replace a newer table with an older one.
-    written: Arc<Mutex<i64>>,
+    table: Arc<Mutex<Table>>,
+    writer: Arc<Mutex<Writer>>,
 }
 
-/// A change to the topic table not yet written to disk: the table as it was right after
-/// the change. Callers that may overlap the write with other work run it themselves.
+/// Held while writing (before the table's lock, never after it), so that writes made off
+/// the callers' threads reach the disk one at a time and in the order they were made.
+struct Writer {
+    journal: persist::Journaled,
+    /// The table version the disk holds.
+    written: i64,
+}
+
+/// A change to the topic table not yet written to disk. Callers that may overlap the
+/// write with other work run it themselves.
 #[must_use = "the change is not durable until the write has run"]
 pub struct PendingWrite {
-    path: PathBuf,
-    topics: BTreeMap<String, TopicConfig>,
     version: i64,
-    written: Arc<Mutex<i64>>,
+    table: Arc<Mutex<Table>>,
+    writer: Arc<Mutex<Writer>>,
 }
 
 impl PendingWrite {
-    /// Writes the table unless a newer one is already on disk.
+    /// Writes every change made so far, unless an overlapping write already has (changes
+    /// made meanwhile ride along: one sync for all of them).
     pub fn run(self) -> std::io::Result<()> {
-        let mut written = self.written.lock().expect("topic file lock");
-        if *written >= self.version {
+        let mut w = self.writer.lock().expect("topic file lock");
+        if w.written >= self.version {
             return Ok(());
         }
-        persist::store(&self.path, &self.topics)?;
-        *written = self.version;
+        let (changes, whole, version) = {
+            let mut t = self.table.lock().expect("topic table lock");
+            let fold = std::mem::take(&mut t.fold) || w.journal.wants_fold();
+            let changes = std::mem::take(&mut t.unwritten);
+            (changes, fold.then(|| t.topics.clone()), t.version.counter)
+        };
+        let written = match &whole {
+            Some(topics) => w.journal.fold(topics),
+            None => w.journal.append(&changes),
+        };
+        if written.is_err() {
+            // The changes taken are lost to the journal: the next write writes the table.
+            self.table.lock().expect("topic table lock").fold = true;
+        }
+        written?;
+        w.written = version;
         Ok(())
     }
 }
@@ -223,18 +251,22 @@ impl TopicConfigManager {
     /// Loads `topics.json` and puts in the topics every broker carries ([`SystemTopics`]).
     pub fn open(root: &std::path::Path, system: &SystemTopics<'_>) -> std::io::Result<Self> {
         let path = root.join("config").join("topics.json");
-        let topics: BTreeMap<String, TopicConfig> = persist::load(&path)?.unwrap_or_default();
+        let (journal, topics) = persist::Journaled::open::<TopicConfig>(&path)?;
         let mgr = TopicConfigManager {
-            path,
-            written: Arc::new(Mutex::new(0)),
-            table: Mutex::new(Table {
+            writer: Arc::new(Mutex::new(Writer {
+                journal,
+                written: 0,
+            })),
+            table: Arc::new(Mutex::new(Table {
                 topics,
                 version: DataVersion {
                     timestamp: now_ms(),
                     counter: 0,
                     state_version: 0,
                 },
-            }),
+                unwritten: Vec::new(),
+                fold: false,
+            })),
         };
         let (follow_config, keep_stored) = system.configs();
         let missing: Vec<TopicConfig> = keep_stored
@@ -271,6 +303,8 @@ impl TopicConfigManager {
                 return Ok(false);
             }
             t.topics = master.topic_config_table;
+            t.unwritten.clear();
+            t.fold = true;
             t.bump_version();
             self.pending_write(&t)
         };
@@ -328,10 +362,9 @@ impl TopicConfigManager {
     /// The write that makes the table as it is now durable.
     fn pending_write(&self, t: &Table) -> PendingWrite {
         PendingWrite {
-            path: self.path.clone(),
-            topics: t.topics.clone(),
             version: t.version.counter,
-            written: self.written.clone(),
+            table: self.table.clone(),
+            writer: self.writer.clone(),
         }
     }
 
@@ -340,6 +373,9 @@ impl TopicConfigManager {
         if t.topics.remove(topic).is_none() {
             return Ok(false);
         }
+        t.unwritten.push(persist::Change::Delete {
+            key: topic.to_string(),
+        });
         t.bump_version();
         let write = self.pending_write(&t);
         drop(t);
@@ -374,6 +410,10 @@ impl TopicConfigManager {
             "topic created from {template}"
         );
         t.topics.insert(topic.to_string(), config.clone());
+        t.unwritten.push(persist::Change::Put {
+            key: topic.to_string(),
+            value: config.clone(),
+        });
         t.bump_version();
         Some((config, Some(self.pending_write(&t))))
     }
@@ -520,6 +560,43 @@ mod tests {
         let reopened = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
         assert!(reopened.get("first").is_some());
         assert!(reopened.get("second").is_some());
+    }
+
+    /// Each change is a journal line, not a rewrite of topics.json; creations, updates and
+    /// deletions all come back after reopening, and a slave's replacement of the whole
+    /// table is written whole.
+    #[test]
+    fn changes_are_journaled_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("config").join("topics.json");
+        let log = dir.path().join("config").join("topics.json.log");
+        let mgr = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
+        for i in 0..50 {
+            mgr.upsert(TopicConfig::new(
+                &format!("t{i}"),
+                4,
+                perm::READ | perm::WRITE,
+            ))
+            .unwrap();
+        }
+        mgr.upsert(TopicConfig::new("t7", 16, perm::READ | perm::WRITE))
+            .unwrap();
+        mgr.delete("t3").unwrap();
+        assert!(!json.exists(), "no whole-table write for 52 small changes");
+        assert!(std::fs::metadata(&log).unwrap().len() > 0);
+        let reopened = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
+        assert!(reopened.get("t3").is_none());
+        assert_eq!(reopened.get("t7").unwrap().write_queue_nums, 16);
+        assert!(reopened.get("t49").is_some());
+
+        let mut master = reopened.wrapper();
+        master.topic_config_table.remove("t1");
+        assert!(reopened.replace_with(master).unwrap());
+        assert!(json.exists(), "a replaced table is written whole");
+        assert!(!log.exists(), "and the journal starts over");
+        let again = TopicConfigManager::open(dir.path(), &SystemTopics::for_test(true)).unwrap();
+        assert!(again.get("t1").is_none());
+        assert!(again.get("t2").is_some());
     }
 
     #[test]
