@@ -102,15 +102,8 @@ impl LifeRecords {
     /// The queue's entry, created on first use. The common case (it exists) takes only the
     /// read lock and allocates nothing.
     fn queue(&self, group: &str, topic: &str, queue_id: i32) -> Arc<Mutex<QueueLife>> {
-        if let Some(q) = self
-            .groups
-            .read()
-            .expect("life records lock")
-            .get(group)
-            .and_then(|topics| topics.get(topic))
-            .and_then(|queues| queues.get(&queue_id))
-        {
-            return q.clone();
+        if let Some(q) = self.existing(group, topic, queue_id) {
+            return q;
         }
         self.groups
             .write()
@@ -125,6 +118,16 @@ impl LifeRecords {
     }
 
     /// A pull asked for `requested`; `read` is what it carried, if anything.
+    fn existing(&self, group: &str, topic: &str, queue_id: i32) -> Option<Arc<Mutex<QueueLife>>> {
+        self.groups
+            .read()
+            .expect("life records lock")
+            .get(group)
+            .and_then(|topics| topics.get(topic))
+            .and_then(|queues| queues.get(&queue_id))
+            .cloned()
+    }
+
     pub fn note_pull(
         &self,
         group: &str,
@@ -186,15 +189,7 @@ impl LifeRecords {
 
     /// What `group` did with `offset` of the queue.
     pub fn position(&self, group: &str, topic: &str, queue_id: i32, offset: u64) -> PositionLife {
-        let Some(q) = self
-            .groups
-            .read()
-            .expect("life records lock")
-            .get(group)
-            .and_then(|topics| topics.get(topic))
-            .and_then(|queues| queues.get(&queue_id))
-            .cloned()
-        else {
+        let Some(q) = self.existing(group, topic, queue_id) else {
             return PositionLife::default();
         };
         let life = q.lock().expect("queue life lock");

@@ -254,7 +254,8 @@ fn message_type_name(ordinal: i64) -> &'static str {
     }
 }
 
-fn status(success: bool) -> &'static str {
+/// Apache's words for a record's outcome.
+pub fn status(success: bool) -> &'static str {
     if success {
         "success"
     } else {

@@ -144,22 +144,38 @@ impl Broker {
         // asks not to move an offset back: a consumer may have committed here since.
         let only_if_ahead = req.field(crate::slave::ONLY_IF_AHEAD) == Some("true");
         let current = || self.offsets.query(&h.consumer_group, &h.topic, h.queue_id);
-        if !only_if_ahead || current().is_none_or(|c| c < h.commit_offset) {
-            self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
-        }
-        if !only_if_ahead {
-            self.life.record_commit(
+        if only_if_ahead {
+            if current().is_none_or(|c| c < h.commit_offset) {
+                self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+            }
+        } else {
+            self.client_commit(
+                conn,
                 &h.consumer_group,
                 &h.topic,
                 h.queue_id,
-                crate::life::Commit {
-                    offset: h.commit_offset,
-                    client: conn.peer(),
-                    at_ms: crate::now_ms(),
-                },
+                h.commit_offset,
             );
         }
         RemotingCommand::response_to(req, response::SUCCESS)
+    }
+
+    /// A consumer's commit, remembered with who made it (`messageLife`).
+    pub(crate) fn client_commit(
+        &self,
+        conn: &ferromq_remoting::Connection,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+    ) {
+        self.commit_offset(group, topic, queue_id, offset);
+        let commit = crate::life::Commit {
+            offset,
+            client: conn.peer(),
+            at_ms: crate::now_ms(),
+        };
+        self.life.record_commit(group, topic, queue_id, commit);
     }
 
     /// Stores a consumer's commit. A client commits to a slave only when its route shows

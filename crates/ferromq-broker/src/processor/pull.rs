@@ -122,16 +122,12 @@ impl Broker {
         // The official clients clear the commit flag when they pull from a slave; a commit
         // that reaches one anyway is kept like UPDATE_CONSUMER_OFFSET (see commit_offset).
         if h.sys_flag & PULL_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
-            self.commit_offset(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
-            self.life.record_commit(
+            self.client_commit(
+                conn,
                 &h.consumer_group,
                 &h.topic,
                 h.queue_id,
-                crate::life::Commit {
-                    offset: h.commit_offset,
-                    client: conn.peer(),
-                    at_ms: crate::now_ms(),
-                },
+                h.commit_offset,
             );
         }
         let accept = |tag: i64| filter.accepts_code(tag);

@@ -24,16 +24,10 @@ pub struct MessageLife {
 
 /// Local time with milliseconds.
 fn at(ms: &Value) -> String {
-    let Some(ms) = ms.as_i64().filter(|ms| *ms > 0) else {
-        return "-".into();
-    };
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S%.3f")
-                .to_string()
-        })
-        .unwrap_or_else(|_| ms.to_string())
+    match ms.as_i64().filter(|ms| *ms > 0) {
+        Some(ms) => super::value::local_time(ms, true),
+        None => "-".into(),
+    }
 }
 
 /// A client as the broker knows it: its id while it is connected, and its address.

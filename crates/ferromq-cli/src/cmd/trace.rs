@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ferromq_client::trace::{self, TraceRecord};
+use ferromq_client::trace::{self, status, TraceRecord};
 use serde_json::json;
 
 use crate::ctx::Ctx;
@@ -30,13 +30,7 @@ pub struct QueryMsgTraceById {
 }
 
 fn local_time(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|_| ms.to_string())
+    super::value::local_time(ms, false)
 }
 
 /// mqadmin's columns: `%-10s %-20s %-20s %-20s %-10s %-10s`.
@@ -45,14 +39,6 @@ fn line(cells: [&str; 6]) -> String {
         "{:<10} {:<20} {:<20} {:<20} {:<10} {:<10}\n",
         cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
     )
-}
-
-fn status(success: bool) -> &'static str {
-    if success {
-        "success"
-    } else {
-        "failed"
-    }
 }
 
 impl QueryMsgTraceById {

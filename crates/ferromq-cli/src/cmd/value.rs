@@ -86,6 +86,23 @@ fn local_datetime_ms(s: &str) -> Option<i64> {
     Some(seconds * 1000 + millis.parse::<i64>().ok()?)
 }
 
+/// Milliseconds since the epoch as local time (`TZ` honoured), as mqadmin prints times;
+/// with the milliseconds when asked. Out-of-range values print as the number.
+pub fn local_time(ms: i64, with_millis: bool) -> String {
+    let format = if with_millis {
+        "%Y-%m-%d %H:%M:%S%.3f"
+    } else {
+        "%Y-%m-%d %H:%M:%S"
+    };
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime(format)
+                .to_string()
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
 /// Local time to seconds since the epoch, with the system's time-zone rules (`TZ` honoured),
 /// as Java reads mqadmin's timestamps.
 fn local_seconds(local: &str) -> Option<i64> {

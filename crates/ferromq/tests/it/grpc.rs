@@ -470,8 +470,18 @@ pub(crate) async fn open_session(
     group: &str,
     topic: &str,
 ) -> tokio::sync::mpsc::Sender<pb::TelemetryCommand> {
+    open_session_with(client, id, consumer_settings(group, topic)).await
+}
+
+/// A client's Telemetry stream opened with `settings`, kept open while the returned
+/// sender lives.
+pub(crate) async fn open_session_with(
+    client: &mut MessagingServiceClient<Channel>,
+    id: &str,
+    settings: pb::TelemetryCommand,
+) -> tokio::sync::mpsc::Sender<pb::TelemetryCommand> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(consumer_settings(group, topic)).await.unwrap();
+    tx.send(settings).await.unwrap();
     let mut replies = client
         .telemetry(with_client_id(
             tokio_stream::wrappers::ReceiverStream::new(rx),

@@ -11,7 +11,8 @@ use ferromq_protocol::RemotingCommand;
 use tonic::transport::Channel;
 
 use crate::grpc::{
-    channel, open_session, receive_request, resource, seconds, start, still_serving, with_client_id,
+    channel, open_session, open_session_with, receive_request, resource, seconds, start,
+    still_serving, with_client_id,
 };
 use crate::harness::*;
 
@@ -332,8 +333,7 @@ async fn a_terminated_client_is_no_longer_listed_and_producers_are_listed() {
     );
 
     // A producer's settings name its topics; it is listed under each, as Apache's proxy does.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::TelemetryCommand {
+    let producer = pb::TelemetryCommand {
         status: None,
         command: Some(telemetry_command::Command::Settings(pb::Settings {
             client_type: Some(pb::ClientType::Producer as i32),
@@ -347,19 +347,8 @@ async fn a_terminated_client_is_no_longer_listed_and_producers_are_listed() {
             })),
             ..Default::default()
         })),
-    })
-    .await
-    .unwrap();
-    let mut replies = client
-        .telemetry(with_client_id(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-            "grpc-producer",
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let reply = replies.message().await.unwrap().unwrap();
-    assert_eq!(code(&reply.status), Code::Ok as i32);
+    };
+    let session = open_session_with(&mut client, "grpc-producer", producer).await;
     let resp = call(
         &conn,
         RemotingCommand::request(204).with_field("producerGroup", "produced-t"),
@@ -372,7 +361,7 @@ async fn a_terminated_client_is_no_longer_listed_and_producers_are_listed() {
         set.iter().any(|c| c["clientId"] == "grpc-producer"),
         "{body}"
     );
-    drop(tx);
+    drop(session);
 }
 
 #[tokio::test(flavor = "multi_thread")]
