@@ -137,6 +137,28 @@ struct OutHandles {
     bytes: Counter,
 }
 
+/// Protocol, method, status and long polling of a call through another front.
+type FrontRpcKey = (&'static str, &'static str, &'static str, bool);
+
+/// The series kept under `key`, made by `make` (and kept, while the cache holds fewer than
+/// `limit`) the first time.
+fn cached<K: std::hash::Hash + Eq, M: Clone>(
+    cache: &RwLock<HashMap<K, M>>,
+    key: K,
+    limit: usize,
+    make: impl FnOnce() -> M,
+) -> M {
+    if let Some(m) = cache.read().expect("metric handles lock").get(&key) {
+        return m.clone();
+    }
+    let m = make();
+    let mut cache = cache.write().expect("metric handles lock");
+    if cache.len() < limit {
+        cache.insert(key, m.clone());
+    }
+    m
+}
+
 /// A group's read series on a topic: by pull, by POP, by POP retry.
 type OutSlots = [Option<OutHandles>; 3];
 
@@ -158,6 +180,7 @@ pub struct BrokerMetrics {
     in_handles: RwLock<HashMap<String, HashMap<&'static str, InHandles>>>,
     out_handles: RwLock<HashMap<String, HashMap<String, OutSlots>>>,
     rpc_handles: RwLock<HashMap<(i32, i32, bool), Histogram>>,
+    front_rpc_handles: RwLock<HashMap<FrontRpcKey, Histogram>>,
     /// Sends (append jobs) each fsync made durable under SYNC_FLUSH.
     pub(crate) group_commit: Histogram,
     /// How long each fsync of the commit log took, in milliseconds.
@@ -202,6 +225,7 @@ impl BrokerMetrics {
             in_handles: RwLock::default(),
             out_handles: RwLock::default(),
             rpc_handles: RwLock::default(),
+            front_rpc_handles: RwLock::default(),
             registry: Mutex::new(Registry::default()),
         };
         // Counters are registered without `_total`: the encoder adds it to the samples.
@@ -404,38 +428,28 @@ impl BrokerMetrics {
             response_code.unwrap_or(i32::MIN),
             long_polling,
         );
-        if let Some(h) = self
-            .rpc_handles
-            .read()
-            .expect("metric handles lock")
-            .get(&key)
-        {
-            return h.observe(millis);
-        }
-        use ferromq_protocol::code::{request, response};
-        let request = request::name_or_number(request_code).to_ascii_lowercase();
-        let (response, result) = match response_code {
-            Some(code) => (
-                response::name_or_number(code).to_ascii_lowercase(),
-                "success",
-            ),
-            None => (String::new(), "oneway"),
-        };
-        let mut labels: Labels = vec![
-            ("protocol_type", "remoting".to_string()),
-            ("request_code", request),
-            ("is_long_polling", bool_label(long_polling)),
-            ("result", result.to_string()),
-        ];
-        if response_code.is_some() {
-            labels.push(("response_code", response));
-        }
-        let h = self.rpc_latency.handle(&labels);
+        let h = cached(&self.rpc_handles, key, self.rpc_latency.limit(), || {
+            use ferromq_protocol::code::{request, response};
+            let request = request::name_or_number(request_code).to_ascii_lowercase();
+            let (response, result) = match response_code {
+                Some(code) => (
+                    response::name_or_number(code).to_ascii_lowercase(),
+                    "success",
+                ),
+                None => (String::new(), "oneway"),
+            };
+            let mut labels: Labels = vec![
+                ("protocol_type", "remoting".to_string()),
+                ("request_code", request),
+                ("is_long_polling", bool_label(long_polling)),
+                ("result", result.to_string()),
+            ];
+            if response_code.is_some() {
+                labels.push(("response_code", response));
+            }
+            self.rpc_latency.handle(&labels)
+        });
         h.observe(millis);
-        let mut cache = self.rpc_handles.write().expect("metric handles lock");
-        if cache.len() < self.rpc_latency.limit() {
-            cache.insert(key, h);
-        }
     }
 
     /// One call through another front (`protocol`: `grpc`): `method` in snake case,
@@ -452,17 +466,26 @@ impl BrokerMetrics {
         if !self.remoting_on {
             return;
         }
-        let labels: Labels = vec![
-            ("protocol_type", protocol.to_string()),
-            ("request_code", method.to_string()),
-            ("is_long_polling", bool_label(long_polling)),
-            (
-                "result",
-                if status == "ok" { "success" } else { "failed" }.to_string(),
-            ),
-            ("response_code", status.to_string()),
-        ];
-        self.rpc_latency.with(&labels, |h| h.observe(millis));
+        let key = (protocol, method, status, long_polling);
+        let h = cached(
+            &self.front_rpc_handles,
+            key,
+            self.rpc_latency.limit(),
+            || {
+                let labels: Labels = vec![
+                    ("protocol_type", protocol.to_string()),
+                    ("request_code", method.to_string()),
+                    ("is_long_polling", bool_label(long_polling)),
+                    (
+                        "result",
+                        if status == "ok" { "success" } else { "failed" }.to_string(),
+                    ),
+                    ("response_code", status.to_string()),
+                ];
+                self.rpc_latency.handle(&labels)
+            },
+        );
+        h.observe(millis);
     }
 
     /// A message moved to a group's dead-letter queue; `topic` is where it came from.

@@ -272,48 +272,45 @@ fn lag(broker: &Broker, now: i64) -> Vec<Gauges> {
                 );
             }
         }
-        if let Some(queues) = pop_queues.get(&(group.clone(), topic.clone())) {
-            let (mut inflight, mut ready) = (0i64, 0i64);
-            for &(queue, next, handed) in queues {
-                let max = store.max_offset(&topic, queue);
-                inflight += handed as i64;
-                ready += max.saturating_sub(next) as i64;
-                if next < max {
-                    lag.oldest_unpulled_ms = min_time(
-                        lag.oldest_unpulled_ms,
-                        store_time(broker, &topic, queue, next),
-                    );
-                }
-            }
-            lag.inflight = Some(inflight);
-            lag.ready = Some(ready);
-        } else {
-            // Apache's pull formulas: inflight = pulled, not committed; ready = not pulled.
-            // A queue never pulled since the broker started counts 0 in both.
-            let (mut inflight, mut ready) = (0i64, 0i64);
-            for &(queue, pull) in pulled
-                .get(&(group.clone(), topic.clone()))
+        // Per queue: its end, where the group hands out from, and how many before that
+        // await an ack (POP) or a commit (pull: Apache's formulas; a queue never pulled
+        // since the broker started counts 0 in both).
+        let key = (group.clone(), topic.clone());
+        let positions: Vec<(i32, u64, u64, u64)> = match pop_queues.get(&key) {
+            Some(queues) => queues
+                .iter()
+                .map(|&(queue, next, handed)| {
+                    (queue, store.max_offset(&topic, queue), next, handed as u64)
+                })
+                .collect(),
+            None => pulled
+                .get(&key)
                 .into_iter()
                 .flatten()
-            {
-                let max = store.max_offset(&topic, queue);
-                let pull = pull.min(max);
-                let committed = broker
-                    .offsets
-                    .query(&group, &topic, queue)
-                    .map_or(pull, |c| (c.max(0) as u64).min(max));
-                inflight += pull.saturating_sub(committed) as i64;
-                ready += (max - pull) as i64;
-                if pull < max {
-                    lag.oldest_unpulled_ms = min_time(
-                        lag.oldest_unpulled_ms,
-                        store_time(broker, &topic, queue, pull),
-                    );
-                }
+                .map(|&(queue, pull)| {
+                    let max = store.max_offset(&topic, queue);
+                    let pull = pull.min(max);
+                    let committed = broker
+                        .offsets
+                        .query(&group, &topic, queue)
+                        .map_or(pull, |c| (c.max(0) as u64).min(max));
+                    (queue, max, pull, pull.saturating_sub(committed))
+                })
+                .collect(),
+        };
+        let (mut inflight, mut ready) = (0i64, 0i64);
+        for (queue, max, position, handed) in positions {
+            inflight += handed as i64;
+            ready += max.saturating_sub(position) as i64;
+            if position < max {
+                lag.oldest_unpulled_ms = min_time(
+                    lag.oldest_unpulled_ms,
+                    store_time(broker, &topic, queue, position),
+                );
             }
-            lag.inflight = Some(inflight);
-            lag.ready = Some(ready);
         }
+        lag.inflight = Some(inflight);
+        lag.ready = Some(ready);
         lags.insert((group, topic), lag);
     }
 

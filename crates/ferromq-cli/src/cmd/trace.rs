@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ferromq_client::trace::{self, status, TraceRecord};
+use ferromq_client::trace::{self, status, TraceRecord, Traced};
 use serde_json::json;
 
 use crate::ctx::Ctx;
@@ -29,8 +29,24 @@ pub struct QueryMsgTraceById {
     max: i32,
 }
 
-fn local_time(ms: i64) -> String {
-    super::value::local_time(ms, false)
+/// One mqadmin row: a send (`Pub`) or a consumption (`Sub`) with its group, client, time,
+/// cost and result.
+fn record_line(
+    kind: &str,
+    group: &str,
+    t: &Traced,
+    timestamp: i64,
+    cost_ms: i64,
+    success: bool,
+) -> String {
+    line([
+        kind,
+        group,
+        &t.client_host,
+        &super::value::local_time(timestamp, false),
+        &format!("{cost_ms}ms"),
+        status(success),
+    ])
 }
 
 /// mqadmin's columns: `%-10s %-20s %-20s %-20s %-10s %-10s`.
@@ -82,14 +98,7 @@ impl QueryMsgTraceById {
                     "#CostTimes",
                     "#Status",
                 ]);
-                out += &line([
-                    "Pub",
-                    group,
-                    &t.client_host,
-                    &local_time(*timestamp),
-                    &format!("{cost_ms}ms"),
-                    status(*success),
-                ]);
+                out += &record_line("Pub", group, t, *timestamp, *cost_ms, *success);
                 out.push('\n');
             }
         }
@@ -121,14 +130,7 @@ impl QueryMsgTraceById {
                 } = &t.record
                 {
                     if group == g {
-                        out += &line([
-                            "Sub",
-                            group,
-                            &t.client_host,
-                            &local_time(*timestamp),
-                            &format!("{cost_ms}ms"),
-                            status(*success),
-                        ]);
+                        out += &record_line("Sub", group, t, *timestamp, *cost_ms, *success);
                     }
                 }
             }

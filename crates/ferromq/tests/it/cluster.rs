@@ -3,7 +3,7 @@
 use ferromq_protocol::body::{ClusterInfo, TopicRouteData};
 use ferromq_protocol::RemotingCommand;
 
-use crate::harness::{call, connect, free_port, send_request, Proc};
+use crate::harness::{call, commit_request, connect, free_port, send_request, Proc};
 
 pub fn namesrv() -> (Proc, String) {
     let addr = format!("127.0.0.1:{}", free_port());
@@ -127,11 +127,7 @@ async fn slave_copies_its_masters_metadata_and_refuses_sends() {
     let group = RemotingCommand::request(200)
         .with_body(r#"{"groupName":"rg","retryMaxTimes":5}"#.as_bytes().to_vec());
     assert_eq!(call(&master, group).await.code, 0);
-    let commit = RemotingCommand::request(15)
-        .with_field("consumerGroup", "rg")
-        .with_field("topic", "replicated")
-        .with_field("queueId", "2")
-        .with_field("commitOffset", "7");
+    let commit = commit_request("rg", "replicated", 2, 7);
     assert_eq!(call(&master, commit).await.code, 0);
 
     let slave = connect(&slave_addr).await;

@@ -128,11 +128,7 @@ async fn consume(
             .field("nextBeginOffset")
             .and_then(|v| v.parse().ok())
             .expect("nextBeginOffset");
-        let commit = RemotingCommand::request(15)
-            .with_field("consumerGroup", GROUP)
-            .with_field("topic", TOPIC)
-            .with_field("queueId", queue)
-            .with_field("commitOffset", offset);
+        let commit = commit_request(GROUP, TOPIC, queue, offset);
         match invoke(&conn, commit).await {
             Some(r) if r.code == 0 => ledger
                 .lock()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferromq_protocol::message::encode_properties;
 use serde_json::{json, Value};
 
-use crate::harness::{call, connect, send_request, Server};
+use crate::harness::{call, commit_request, connect, send_request, Server};
 
 /// One HTTP/1.1 request; returns status and parsed JSON (or the raw text as a string).
 pub(crate) fn http(
@@ -64,11 +64,7 @@ async fn api_serves_cluster_topics_groups_and_messages() {
     let props = encode_properties([("KEYS", "order-9"), ("TAGS", "T1")]);
     let sent = call(&broker, send_request("dash", b"{\"order\":9}", &props)).await;
     let offset_id = sent.field("msgId").unwrap().to_string();
-    let commit = ferromq_protocol::RemotingCommand::request(15)
-        .with_field("consumerGroup", "dash-group")
-        .with_field("topic", "dash")
-        .with_field("queueId", 0)
-        .with_field("commitOffset", 0);
+    let commit = commit_request("dash-group", "dash", 0, 0);
     assert_eq!(call(&broker, commit).await.code, 0);
     let d2 = d.clone();
     let get = move |path: &str| http(&d2, "GET", path, None, None);
@@ -144,11 +140,7 @@ async fn api_changes_topics_groups_and_refuses_bad_input() {
         call(&broker, send_request("reset-me", b"x", "")).await.code,
         0
     );
-    let commit = ferromq_protocol::RemotingCommand::request(15)
-        .with_field("consumerGroup", "g")
-        .with_field("topic", "reset-me")
-        .with_field("queueId", 0)
-        .with_field("commitOffset", 1);
+    let commit = commit_request("g", "reset-me", 0, 1);
     assert_eq!(call(&broker, commit).await.code, 0);
     tokio::task::spawn_blocking(move || {
         let req = |m: &str, p: &str, b: Option<Value>| http(&d, m, p, b, None);

@@ -8,7 +8,7 @@ use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
 use serde_json::json;
 
-use crate::harness::{call, connect, pull_request, send_request, Server};
+use crate::harness::{call, commit_request, connect, pull_request, send_request, Server};
 
 const QUICK_LEVELS: &str =
     "messageDelayLevel=1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s\n";
@@ -315,11 +315,7 @@ async fn reset_offset_moves_committed_offsets_and_stats_report_lag() {
     for _ in 0..2 {
         assert_eq!(call(&broker, send_request("r", b"new", "")).await.code, 0);
     }
-    let commit = RemotingCommand::request(15)
-        .with_field("consumerGroup", "g")
-        .with_field("topic", "r")
-        .with_field("queueId", 0)
-        .with_field("commitOffset", 3);
+    let commit = commit_request("g", "r", 0, 3);
     assert_eq!(call(&broker, commit).await.code, 0);
     assert_eq!(
         call(&broker, heartbeat("c1", "g", "r", "TAG", "*"))

@@ -504,23 +504,36 @@ pub(crate) async fn receive(
     topic: &str,
     auto_renew: bool,
 ) -> Vec<pb::Message> {
+    let request = pb::ReceiveMessageRequest {
+        auto_renew,
+        long_polling_timeout: seconds(5),
+        batch_size: 8,
+        ..receive_request(group, topic, (!auto_renew).then_some(10))
+    };
+    receive_with(client, id, request).await
+}
+
+/// Sends `request` as client `id` and collects the messages of the answer stream; its
+/// status frames must say OK or MESSAGE_NOT_FOUND.
+pub(crate) async fn receive_with(
+    client: &mut MessagingServiceClient<Channel>,
+    id: &str,
+    request: pb::ReceiveMessageRequest,
+) -> Vec<pb::Message> {
     let mut stream = client
-        .receive_message(with_client_id(
-            pb::ReceiveMessageRequest {
-                auto_renew,
-                long_polling_timeout: seconds(5),
-                batch_size: 8,
-                ..receive_request(group, topic, (!auto_renew).then_some(10))
-            },
-            id,
-        ))
+        .receive_message(with_client_id(request, id))
         .await
         .unwrap()
         .into_inner();
     let mut out = Vec::new();
     while let Some(frame) = stream.message().await.unwrap() {
-        if let Some(pb::receive_message_response::Content::Message(m)) = frame.content {
-            out.push(m);
+        match frame.content {
+            Some(pb::receive_message_response::Content::Message(m)) => out.push(m),
+            Some(pb::receive_message_response::Content::Status(s)) => assert!(
+                s.code == Code::Ok as i32 || s.code == Code::MessageNotFound as i32,
+                "{s:?}"
+            ),
+            _ => {}
         }
     }
     out

@@ -11,8 +11,8 @@ use ferromq_protocol::RemotingCommand;
 use tonic::transport::Channel;
 
 use crate::grpc::{
-    channel, open_session, open_session_with, receive_request, resource, seconds, start,
-    still_serving, with_client_id,
+    channel, open_session, open_session_with, receive_request, receive_with, resource, seconds,
+    start, still_serving, with_client_id,
 };
 use crate::harness::*;
 
@@ -50,30 +50,12 @@ async fn receive_now(
     topic: &str,
     invisible_s: i64,
 ) -> Vec<pb::Message> {
-    let mut stream = client
-        .receive_message(with_client_id(
-            pb::ReceiveMessageRequest {
-                long_polling_timeout: seconds(1),
-                batch_size: 8,
-                ..receive_request(group, topic, Some(invisible_s))
-            },
-            id,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(frame) = stream.message().await.unwrap() {
-        match frame.content {
-            Some(pb::receive_message_response::Content::Message(m)) => out.push(m),
-            Some(pb::receive_message_response::Content::Status(s)) => assert!(
-                s.code == Code::Ok as i32 || s.code == Code::MessageNotFound as i32,
-                "{s:?}"
-            ),
-            _ => {}
-        }
-    }
-    out
+    let request = pb::ReceiveMessageRequest {
+        long_polling_timeout: seconds(1),
+        batch_size: 8,
+        ..receive_request(group, topic, Some(invisible_s))
+    };
+    receive_with(client, id, request).await
 }
 
 fn system(m: &pb::Message) -> &pb::SystemProperties {

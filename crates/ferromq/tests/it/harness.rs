@@ -275,6 +275,15 @@ pub fn pull_request(topic: &str, queue: i32, offset: i64, suspend_ms: i64) -> Re
         .with_field("expressionType", "TAG")
 }
 
+/// UPDATE_CONSUMER_OFFSET (15): `group` consumed `topic`'s queue below `offset`.
+pub fn commit_request(group: &str, topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
+    RemotingCommand::request(15)
+        .with_field("consumerGroup", group)
+        .with_field("topic", topic)
+        .with_field("queueId", queue_id)
+        .with_field("commitOffset", offset)
+}
+
 /// Every body in queue 0 of `topic` on the broker behind `conn`, in queue order (bounded).
 pub async fn queue0_bodies(conn: &Connection, topic: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::admin::admin;
 use ferromq_remoting::Connection;
 
-use crate::harness::{call, connect, pull_request, send_request, Server};
+use crate::harness::{call, commit_request, connect, pull_request, send_request, Server};
 
 fn life(server: &Server, topic: &str, id: &str) -> Value {
     let (ok, out, err) = admin(
@@ -112,11 +112,7 @@ async fn a_life_shows_the_pull_the_commit_the_retry_and_the_dead_letter() {
     );
 
     // Committed past it.
-    let commit = RemotingCommand::request(15)
-        .with_field("consumerGroup", "CG")
-        .with_field("topic", "life-t")
-        .with_field("queueId", 0)
-        .with_field("commitOffset", 1);
+    let commit = commit_request("CG", "life-t", 0, 1);
     assert_eq!(call(&conn, commit).await.code, 0);
     // Sent back for a retry (level 1: a second), then the retry dead-lettered.
     assert_eq!(call(&conn, send_back(&m, 1)).await.code, 0);

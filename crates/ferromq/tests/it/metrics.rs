@@ -351,7 +351,7 @@ async fn label_sets_beyond_the_limit_share_one_overflow_series() {
 /// formulas: the pull position is the offset the last pull asked for.
 #[tokio::test]
 async fn pull_groups_inflight_and_ready_follow_their_pulls_and_commits() {
-    use crate::harness::{call, connect, pull_request, send_request};
+    use crate::harness::{call, commit_request, connect, pull_request, send_request};
     use ferromq_protocol::RemotingCommand;
     let server = Server::start("");
     let conn = connect(&server.broker).await;
@@ -406,22 +406,14 @@ async fn pull_groups_inflight_and_ready_follow_their_pulls_and_commits() {
     assert_eq!(call(&conn, first).await.code, 0);
     let second = pull_request("pulled-t", 0, 4, 0).with_field("maxMsgNums", 4);
     assert_eq!(call(&conn, second).await.code, 0);
-    let commit = RemotingCommand::request(15)
-        .with_field("consumerGroup", "CG")
-        .with_field("topic", "pulled-t")
-        .with_field("queueId", 0)
-        .with_field("commitOffset", 1);
+    let commit = commit_request("CG", "pulled-t", 0, 1);
     assert_eq!(call(&conn, commit).await.code, 0);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let (inflight, ready, queueing) = gauges(&get(&server.dashboard, "/metrics", "*/*").1);
     assert_eq!(inflight, Some(3.0), "pulled up to 4, committed 1");
     assert_eq!(ready, Some(6.0), "10 stored, 4 pulled");
     assert!(queueing.unwrap() > 0.0, "message 4 waits: {queueing:?}");
-    let commit = RemotingCommand::request(15)
-        .with_field("consumerGroup", "CG")
-        .with_field("topic", "pulled-t")
-        .with_field("queueId", 0)
-        .with_field("commitOffset", 4);
+    let commit = commit_request("CG", "pulled-t", 0, 4);
     assert_eq!(call(&conn, commit).await.code, 0);
     let (inflight, _, _) = gauges(&get(&server.dashboard, "/metrics", "*/*").1);
     assert_eq!(inflight, Some(0.0));

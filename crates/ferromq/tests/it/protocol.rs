@@ -6,7 +6,7 @@ use ferromq_protocol::body::TopicRouteData;
 use ferromq_protocol::message::{encode_properties, MessageExt};
 use ferromq_protocol::{RemotingCommand, SerializeType};
 
-use crate::harness::{call, connect, pull_request, send_request, Server};
+use crate::harness::{call, commit_request, connect, pull_request, send_request, Server};
 
 #[tokio::test]
 async fn name_server_serves_the_auto_create_template_and_refuses_unknown_topics() {
@@ -193,11 +193,7 @@ async fn offsets_commit_query_and_new_group_starts_at_zero() {
     };
     let fresh = call(&broker, query("new-group")).await;
     assert_eq!((fresh.code, fresh.field("offset")), (0, Some("0")));
-    let update = RemotingCommand::request(15)
-        .with_field("consumerGroup", "g")
-        .with_field("topic", "off")
-        .with_field("queueId", 0)
-        .with_field("commitOffset", 1);
+    let update = commit_request("g", "off", 0, 1);
     assert_eq!(call(&broker, update).await.code, 0);
     assert_eq!(call(&broker, query("g")).await.field("offset"), Some("1"));
     let max = call(

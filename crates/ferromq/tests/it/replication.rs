@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use ferromq_protocol::RemotingCommand;
 
 use crate::cluster::{broker, broker_at, master_conf, namesrv, slave_conf};
-use crate::harness::{call, connect, free_port, pull_request, queue0_bodies, send_request};
+use crate::harness::{
+    call, commit_request, connect, free_port, pull_request, queue0_bodies, send_request,
+};
 
 async fn until<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
@@ -171,14 +173,6 @@ fn query_offset(topic: &str, queue: i32) -> RemotingCommand {
         .with_field("queueId", queue)
 }
 
-fn commit_offset(topic: &str, queue: i32, offset: i64) -> RemotingCommand {
-    RemotingCommand::request(15)
-        .with_field("consumerGroup", "CG")
-        .with_field("topic", topic)
-        .with_field("queueId", queue)
-        .with_field("commitOffset", offset)
-}
-
 async fn committed(conn: &ferromq_remoting::Connection, topic: &str, queue: i32) -> Option<i64> {
     let r = call(conn, query_offset(topic, queue)).await;
     (r.code == 0).then(|| r.field("offset").unwrap().parse().unwrap())
@@ -206,7 +200,10 @@ async fn a_slave_serves_reads_while_its_master_is_away_and_hands_back_the_offset
         let r = call(&master, send_to_queue_0("away", format!("m{i}").as_bytes())).await;
         assert_eq!(r.code, 0, "{:?}", r.remark);
     }
-    assert_eq!(call(&master, commit_offset("away", 0, 5)).await.code, 0);
+    assert_eq!(
+        call(&master, commit_request("CG", "away", 0, 5)).await.code,
+        0
+    );
     let slave = connect(&slave_addr).await;
     until(
         "the slave holds the messages and the master's offsets",
@@ -239,7 +236,10 @@ async fn a_slave_serves_reads_while_its_master_is_away_and_hands_back_the_offset
         Some("0"),
         "a slave sends clients back to the master"
     );
-    assert_eq!(call(&slave, commit_offset("away", 1, 3)).await.code, 0);
+    assert_eq!(
+        call(&slave, commit_request("CG", "away", 1, 3)).await.code,
+        0
+    );
     assert_eq!(committed(&slave, "away", 0).await, Some(12));
 
     // mqadmin-style reads of the topic go to the slave too (Apache's pull consumer falls
@@ -344,14 +344,24 @@ async fn a_master_with_slave_reads_sends_lagging_consumers_to_the_slave() {
 async fn a_hand_back_never_moves_the_masters_offset_back() {
     let server = crate::harness::Server::start("");
     let master = connect(&server.broker).await;
-    assert_eq!(call(&master, commit_offset("back", 0, 50)).await.code, 0);
-    let behind = commit_offset("back", 0, 40).with_field("onlyIfAhead", "true");
+    assert_eq!(
+        call(&master, commit_request("CG", "back", 0, 50))
+            .await
+            .code,
+        0
+    );
+    let behind = commit_request("CG", "back", 0, 40).with_field("onlyIfAhead", "true");
     assert_eq!(call(&master, behind).await.code, 0);
     assert_eq!(committed(&master, "back", 0).await, Some(50));
-    let ahead = commit_offset("back", 0, 60).with_field("onlyIfAhead", "true");
+    let ahead = commit_request("CG", "back", 0, 60).with_field("onlyIfAhead", "true");
     assert_eq!(call(&master, ahead).await.code, 0);
     assert_eq!(committed(&master, "back", 0).await, Some(60));
-    assert_eq!(call(&master, commit_offset("back", 0, 10)).await.code, 0);
+    assert_eq!(
+        call(&master, commit_request("CG", "back", 0, 10))
+            .await
+            .code,
+        0
+    );
     assert_eq!(
         committed(&master, "back", 0).await,
         Some(10),
