@@ -129,6 +129,10 @@ pub struct BrokerConfig {
     pub transaction_check_max: u32,
     /// `registerNameServerPeriod`, ms, clamped to 10 s – 60 s, default 30000.
     pub register_name_server_period_ms: u64,
+    /// `forceRegister`: the periodic registration always sends the whole topic table
+    /// (default true, as Apache); when false it first asks each name server
+    /// (QUERY_DATA_VERSION) and sends the table only to one whose copy is stale.
+    pub force_register: bool,
     /// `aclEnable`: check requests against the plain ACL file, default false.
     pub acl_enable: bool,
     /// `plainAclFile` (FerroMQ): the `plain_acl.yml` to use, default `conf/plain_acl.yml`
@@ -292,6 +296,7 @@ impl Default for BrokerConfig {
             transaction_timeout_ms: 6_000,
             transaction_check_max: 15,
             register_name_server_period_ms: 30_000,
+            force_register: true,
             max_connections: 10_000,
             acl_enable: false,
             tls_mode: None,
@@ -545,6 +550,7 @@ const KEYS: &[Key] = &[
     key!("enablePropertyFilter", runtime = true, |c| c.enable_property_filter.to_string(), |c, k, v| c.enable_property_filter = parse_bool(k, v)?),
     key!("fileReservedTime", runtime = true, |c| c.file_reserved_hours.to_string(), |c, k, v| c.file_reserved_hours = parse_num(k, v, 1u64, 24 * 365 * 100)?),
     key!("flushConsumerOffsetInterval", runtime = false, |c| c.flush_consumer_offset_interval_ms.to_string(), |c, k, v| c.flush_consumer_offset_interval_ms = parse_num(k, v, 10u64, 600_000)?),
+    key!("forceRegister", runtime = false, |c| c.force_register.to_string(), |c, k, v| c.force_register = parse_bool(k, v)?),
     key!("flushDiskType", runtime = false, |c| flush_name(c.flush_mode).to_string(), |c, k, v| {
         c.flush_mode = match v {
             "ASYNC_FLUSH" => FlushMode::Async,

@@ -128,6 +128,7 @@ pub struct Broker {
     metrics: metrics::BrokerMetrics,
     refusal_log: processor::RefusalLog,
     register_now: Notify,
+    pending_registration: std::sync::Mutex<register::PendingRegistration>,
     /// One registration at a time, so an older topic snapshot never reaches a name
     /// server after a newer one.
     registering: tokio::sync::Mutex<()>,
@@ -310,6 +311,7 @@ impl Broker {
                 metrics,
                 refusal_log: Default::default(),
                 register_now: Notify::new(),
+                pending_registration: Default::default(),
                 registering: tokio::sync::Mutex::new(()),
                 started: Instant::now(),
                 boot_ms: now_ms(),
@@ -625,8 +627,22 @@ impl Broker {
         )
     }
 
-    /// Asks the registration task to register with name servers now (topics changed).
+    /// Asks the registration task to send the whole topic table now (a topic was deleted,
+    /// the table replaced, the broker's role or permission changed).
     pub(crate) fn request_registration(&self) {
+        self.pending_registration
+            .lock()
+            .expect("pending registration lock")
+            .whole();
+        self.register_now.notify_one();
+    }
+
+    /// Asks the registration task to announce these created or updated topics now.
+    pub(crate) fn announce_topics(&self, names: impl IntoIterator<Item = String>) {
+        self.pending_registration
+            .lock()
+            .expect("pending registration lock")
+            .topics(names);
         self.register_now.notify_one();
     }
 

@@ -339,6 +339,18 @@ impl TopicConfigManager {
         }
     }
 
+    /// The named topics that exist, with the table's version: a registration increment.
+    pub fn wrapper_of(&self, names: &[String]) -> TopicConfigSerializeWrapper {
+        let t = self.table.lock().expect("topic table lock");
+        TopicConfigSerializeWrapper {
+            topic_config_table: names
+                .iter()
+                .filter_map(|n| t.topics.get(n).map(|c| (n.clone(), c.clone())))
+                .collect(),
+            data_version: t.version.clone(),
+        }
+    }
+
     /// Creates or replaces a topic. Returns whether anything changed.
     pub fn upsert(&self, config: TopicConfig) -> std::io::Result<bool> {
         self.upsert_all([config])

@@ -551,7 +551,7 @@ impl Broker {
             self.topics
                 .ensure_system_topic(CHECK_MAX_TOPIC, 1, ferromq_protocol::body::perm::READ)
         {
-            self.request_registration();
+            self.announce_topics([CHECK_MAX_TOPIC.to_string()]);
         }
         let mut kept = restore(half, Some(times));
         kept.topic = CHECK_MAX_TOPIC.to_string();

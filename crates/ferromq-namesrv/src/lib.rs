@@ -200,6 +200,7 @@ impl NameServer {
                 match (req.field("brokerAddr"), version) {
                     (Some(addr), Ok(v)) => {
                         let changed = self.routes.version_changed(addr, &v);
+                        debug!(broker_addr = addr, changed, "data version queried");
                         RemotingCommand::response_to(req, response::SUCCESS)
                             .with_field("changed", changed.to_string())
                     }
@@ -382,7 +383,12 @@ impl NameServer {
             .filter(|t| *t > 0)
             .map(|t| Duration::from_millis(t as u64));
         let master = self.routes.register(&h, &body, conn.id(), timeout);
-        debug!(broker = %h.broker_name, addr = %h.broker_addr, topics = body.topic_config_serialize_wrapper.topic_config_table.len(), "broker registered");
+        let carried = match h.whole_table {
+            Some(true) => "whole table",
+            Some(false) => "changed topics",
+            None => "topics",
+        };
+        debug!(broker = %h.broker_name, addr = %h.broker_addr, topics = body.topic_config_serialize_wrapper.topic_config_table.len(), carried, "broker registered");
         let resp = RemotingCommand::response_to(req, response::SUCCESS);
         match master {
             Some(master) => resp

@@ -1,6 +1,11 @@
-//! The route table. One std mutex: every operation is short and never awaits.
+//! The route table. One std mutex: every operation is short and never awaits, and none
+//! walks every topic: a broker's registration or departure costs O(its own topics).
+//!
+//! A registration adds and updates the topics it carries (Apache's rule, so increments and
+//! Apache brokers' split registrations work); only a body marked as the broker's whole
+//! table (FerroMQ brokers' `ferromqWholeTable`) also drops the broker's topics missing from it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,6 +37,8 @@ pub struct MasterOfGroup {
 struct Tables {
     /// topic → brokerName → queue data
     topic_queues: BTreeMap<String, BTreeMap<String, QueueData>>,
+    /// brokerName → the topics it has queues of (the index of `topic_queues` by broker)
+    topics_of_broker: HashMap<String, HashSet<String>>,
     brokers: BTreeMap<String, BrokerData>,
     clusters: BTreeMap<String, BTreeSet<String>>,
     /// brokerAddr → liveness
@@ -40,6 +47,63 @@ struct Tables {
     /// with the same version leaves the routes as they are, so a write permission wiped by
     /// an operator stays wiped until the broker's topics change (Apache's behaviour).
     versions: HashMap<String, DataVersion>,
+}
+
+impl Tables {
+    fn put_queues(&mut self, topic: &str, queues: QueueData) {
+        self.topics_of_broker
+            .entry(queues.broker_name.clone())
+            .or_default()
+            .insert(topic.to_string());
+        self.topic_queues
+            .entry(topic.to_string())
+            .or_default()
+            .insert(queues.broker_name.clone(), queues);
+    }
+
+    fn has_queues(&self, topic: &str, broker_name: &str) -> bool {
+        self.topic_queues
+            .get(topic)
+            .is_some_and(|q| q.contains_key(broker_name))
+    }
+
+    /// Removes a broker's queues of `topic`, and the topic with its last broker.
+    fn remove_queues(&mut self, topic: &str, broker_name: &str) {
+        if let Some(queues) = self.topic_queues.get_mut(topic) {
+            queues.remove(broker_name);
+            if queues.is_empty() {
+                self.topic_queues.remove(topic);
+            }
+        }
+        if let Some(topics) = self.topics_of_broker.get_mut(broker_name) {
+            topics.remove(topic);
+        }
+    }
+
+    fn remove_broker_topics(&mut self, broker_name: &str) {
+        for topic in self
+            .topics_of_broker
+            .remove(broker_name)
+            .unwrap_or_default()
+        {
+            if let Some(queues) = self.topic_queues.get_mut(&topic) {
+                queues.remove(broker_name);
+                if queues.is_empty() {
+                    self.topic_queues.remove(&topic);
+                }
+            }
+        }
+    }
+}
+
+fn queue_data(broker_name: &str, tc: &ferromq_protocol::body::TopicConfig) -> QueueData {
+    QueueData {
+        broker_name: broker_name.to_string(),
+        read_queue_nums: tc.read_queue_nums,
+        write_queue_nums: tc.write_queue_nums,
+        perm: tc.perm,
+        topic_sys_flag: tc.topic_sys_flag,
+    }
 }
 
 #[derive(Default)]
@@ -97,27 +161,42 @@ impl RouteTable {
             .retain(|id, addr| *id != h.broker_id && *addr != h.broker_addr);
         bd.broker_addrs.insert(h.broker_id, h.broker_addr.clone());
         let master = bd.broker_addrs.get(&0).cloned();
-        let unchanged =
-            t.versions.get(&h.broker_addr) == Some(version) && t.live.contains_key(&h.broker_addr);
-        if h.broker_id == 0 && !unchanged {
-            t.versions.insert(h.broker_addr.clone(), version.clone());
-            let configs = &body.topic_config_serialize_wrapper.topic_config_table;
-            for queues in t.topic_queues.values_mut() {
-                queues.remove(&h.broker_name);
+        // FerroMQ's increments carry a few topics under the broker's newest version: they
+        // neither count as that version's table nor are skipped for it.
+        let increment = h.whole_table == Some(false);
+        let unchanged = !increment
+            && t.versions.get(&h.broker_addr) == Some(version)
+            && t.live.contains_key(&h.broker_addr);
+        let configs = &body.topic_config_serialize_wrapper.topic_config_table;
+        if h.broker_id == 0 && unchanged {
+            // The same table again: only put back what is missing (an increment that never
+            // arrived, a route deleted by DELETE_TOPIC_IN_NAMESRV), as Apache's
+            // `isTopicConfigChanged` does; routes an operator changed stay as they are.
+            for (topic, tc) in configs {
+                if !t.has_queues(topic, &h.broker_name) {
+                    t.put_queues(topic, queue_data(&h.broker_name, tc));
+                }
+            }
+        } else if h.broker_id == 0 {
+            if !increment {
+                t.versions.insert(h.broker_addr.clone(), version.clone());
+            }
+            if h.whole_table == Some(true) {
+                let gone: Vec<String> = t
+                    .topics_of_broker
+                    .get(&h.broker_name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|topic| !configs.contains_key(*topic))
+                    .cloned()
+                    .collect();
+                for topic in gone {
+                    t.remove_queues(&topic, &h.broker_name);
+                }
             }
             for (topic, tc) in configs {
-                t.topic_queues.entry(topic.clone()).or_default().insert(
-                    h.broker_name.clone(),
-                    QueueData {
-                        broker_name: h.broker_name.clone(),
-                        read_queue_nums: tc.read_queue_nums,
-                        write_queue_nums: tc.write_queue_nums,
-                        perm: tc.perm,
-                        topic_sys_flag: tc.topic_sys_flag,
-                    },
-                );
+                t.put_queues(topic, queue_data(&h.broker_name, tc));
             }
-            t.topic_queues.retain(|_, q| !q.is_empty());
         }
         t.live.insert(
             h.broker_addr.clone(),
@@ -181,12 +260,7 @@ impl RouteTable {
         // slave while the master is away (Apache's `onChannelDestroy` keeps them too).
         // Producers skip a group whose route lists no master.
         if now_empty {
-            for queues in t.topic_queues.values_mut() {
-                queues.remove(broker_name);
-            }
-            t.topic_queues.retain(|_, q| !q.is_empty());
-        }
-        if now_empty {
+            t.remove_broker_topics(broker_name);
             t.brokers.remove(broker_name);
             if let Some(names) = t.clusters.get_mut(cluster) {
                 names.remove(broker_name);
@@ -298,11 +372,12 @@ impl RouteTable {
         let Some(names) = t.clusters.get(cluster) else {
             return Vec::new();
         };
-        t.topic_queues
+        let topics: BTreeSet<&String> = names
             .iter()
-            .filter(|(_, queues)| queues.keys().any(|b| names.contains(b)))
-            .map(|(topic, _)| topic.clone())
-            .collect()
+            .filter_map(|b| t.topics_of_broker.get(b))
+            .flatten()
+            .collect();
+        topics.into_iter().cloned().collect()
     }
 
     /// Topics whose `topicSysFlag` has every bit of `with` and none of `without`.
@@ -322,10 +397,15 @@ impl RouteTable {
     /// Takes (`wipe`) or gives back the write permission of every topic's queues on
     /// `broker_name`; returns how many topics it touched.
     pub fn set_write_perm(&self, broker_name: &str, wipe: bool) -> usize {
-        let mut t = self.tables.lock().expect("route table lock");
+        let mut guard = self.tables.lock().expect("route table lock");
+        let t = &mut *guard;
         let mut touched = 0;
-        for queues in t.topic_queues.values_mut() {
-            if let Some(q) = queues.get_mut(broker_name) {
+        for topic in t.topics_of_broker.get(broker_name).into_iter().flatten() {
+            if let Some(q) = t
+                .topic_queues
+                .get_mut(topic)
+                .and_then(|queues| queues.get_mut(broker_name))
+            {
                 q.perm = if wipe {
                     q.perm & !perm::WRITE
                 } else {
@@ -346,9 +426,10 @@ impl RouteTable {
     /// Whether the master at `broker_addr` last registered `version`; marks it alive.
     pub fn version_changed(&self, broker_addr: &str, version: &DataVersion) -> bool {
         let mut t = self.tables.lock().expect("route table lock");
-        if let Some(l) = t.live.get_mut(broker_addr) {
-            l.last_update = Instant::now();
-        }
+        let Some(l) = t.live.get_mut(broker_addr) else {
+            return true;
+        };
+        l.last_update = Instant::now();
         t.versions.get(broker_addr) != Some(version)
     }
 
@@ -370,19 +451,21 @@ impl RouteTable {
             .filter(|q| t.brokers.contains_key(&q.broker_name))
             .cloned()
             .collect();
-        let entry = t.topic_queues.entry(topic.to_string()).or_default();
         for q in known {
-            entry.insert(q.broker_name.clone(), q);
+            t.put_queues(topic, q);
         }
-        t.topic_queues.retain(|_, q| !q.is_empty());
     }
 
     pub fn delete_topic(&self, topic: &str) {
-        self.tables
-            .lock()
-            .expect("route table lock")
+        let mut t = self.tables.lock().expect("route table lock");
+        let brokers: Vec<String> = t
             .topic_queues
-            .remove(topic);
+            .get(topic)
+            .map(|queues| queues.keys().cloned().collect())
+            .unwrap_or_default();
+        for broker_name in brokers {
+            t.remove_queues(topic, &broker_name);
+        }
     }
 }
 
@@ -433,18 +516,83 @@ mod tests {
         assert!(t.route("missing").is_none());
     }
 
+    fn whole(name: &str, addr: &str) -> RegisterBrokerRequestHeader {
+        RegisterBrokerRequestHeader {
+            whole_table: Some(true),
+            ..header(name, addr, 0)
+        }
+    }
+
     #[test]
-    fn reregistration_replaces_the_brokers_topics() {
+    fn a_whole_table_replaces_the_brokers_topics_and_leaves_others() {
         let t = RouteTable::default();
-        t.register(
-            &header("a", "127.0.0.1:1", 0),
-            &body(&["T", "Old"]),
-            1,
-            None,
-        );
-        t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
-        assert!(t.route("Old").is_none());
+        t.register(&whole("a", "127.0.0.1:1"), &body(&["T", "Old"]), 1, None);
+        t.register(&whole("b", "127.0.0.1:2"), &body(&["Old"]), 2, None);
+        t.register(&whole("a", "127.0.0.1:1"), &body(&["T"]), 1, None);
+        let old = t.route("Old").expect("b still hosts Old");
+        assert_eq!(old.queue_datas.len(), 1);
+        assert_eq!(old.queue_datas[0].broker_name, "b");
         assert!(t.route("T").is_some());
+        assert_eq!(
+            t.topics_of_cluster("C"),
+            vec!["Old".to_string(), "T".to_string()]
+        );
+    }
+
+    #[test]
+    fn an_increment_or_an_unmarked_body_adds_and_updates_only() {
+        let t = RouteTable::default();
+        t.register(&whole("a", "127.0.0.1:1"), &body(&["T"]), 1, None);
+        // A FerroMQ increment: one new topic.
+        let increment = RegisterBrokerRequestHeader {
+            whole_table: Some(false),
+            ..header("a", "127.0.0.1:1", 0)
+        };
+        let new_topic = body(&["New"]);
+        t.register(&increment, &new_topic, 1, None);
+        assert!(
+            t.version_changed(
+                "127.0.0.1:1",
+                &new_topic.topic_config_serialize_wrapper.data_version
+            ),
+            "an increment is not the whole table of its version"
+        );
+        assert!(t.route("T").is_some(), "an increment removes nothing");
+        assert!(t.route("New").is_some());
+        // An Apache broker's split registration: each chunk adds to the others.
+        t.register(&header("x", "127.0.0.1:5", 0), &body(&["X1"]), 5, None);
+        t.register(&header("x", "127.0.0.1:5", 0), &body(&["X2"]), 5, None);
+        assert!(t.route("X1").is_some() && t.route("X2").is_some());
+        // An update changes the queues in place.
+        let mut wider = body(&["T"]);
+        let tc = wider
+            .topic_config_serialize_wrapper
+            .topic_config_table
+            .get_mut("T")
+            .unwrap();
+        tc.write_queue_nums = 16;
+        t.register(&header("a", "127.0.0.1:1", 0), &wider, 1, None);
+        assert_eq!(t.route("T").unwrap().queue_datas[0].write_queue_nums, 16);
+    }
+
+    #[test]
+    fn the_same_table_again_puts_back_a_deleted_route_only() {
+        let t = RouteTable::default();
+        let table = body(&["T", "U"]);
+        t.register(&whole("a", "127.0.0.1:1"), &table, 1, None);
+        t.delete_topic("U");
+        assert!(t.route("U").is_none());
+        assert_eq!(t.set_write_perm("a", true), 1, "only T is left to wipe");
+        t.register(&whole("a", "127.0.0.1:1"), &table, 1, None);
+        assert!(t.route("U").is_some(), "the broker still has U");
+        assert_eq!(
+            t.route("T").unwrap().queue_datas[0].perm,
+            perm::READ,
+            "the wipe holds"
+        );
+        t.connection_closed(1);
+        assert!(t.topics().is_empty());
+        assert!(t.topics_of_cluster("C").is_empty());
     }
 
     #[test]

@@ -354,6 +354,19 @@ command_header! {
         compressed: Option<bool> => "compressed",
         body_crc32: Option<i32> => "bodyCrc32",
         heartbeat_timeout_millis: Option<i64> => "heartbeatTimeoutMillis",
+        // FerroMQ brokers mark what a registration carries: true, the whole topic table (a
+        // FerroMQ name server drops the broker's topics missing from it); false, the topics
+        // just changed. Unmarked (Apache's brokers) bodies add and update, as Apache's.
+        whole_table: Option<bool> => "ferromqWholeTable",
+    }
+}
+
+command_header! {
+    pub struct QueryDataVersionRequestHeader {
+        broker_name: String => "brokerName",
+        broker_addr: String => "brokerAddr",
+        cluster_name: String => "clusterName",
+        broker_id: i64 => "brokerId",
     }
 }
 

@@ -123,7 +123,7 @@ impl Broker {
         };
         match self.topics.upsert(config) {
             Ok(_) => {
-                crate::register::register_all(self).await;
+                crate::register::register_topics(self, std::slice::from_ref(&h.topic)).await;
                 RemotingCommand::response_to(req, response::SUCCESS)
             }
             Err(e) => RemotingCommand::error_response(

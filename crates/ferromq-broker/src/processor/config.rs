@@ -67,7 +67,7 @@ impl Broker {
         self.topics
             .refresh_system_topics(&crate::system_topics(&next));
         // Permissions and system topics travel in the registration.
-        self.register_now.notify_one();
+        self.request_registration();
         if let Err(e) = write_back(&next, &changes) {
             warn!(error = %e, "the configuration change applies but could not be written to broker.conf");
         }

@@ -51,7 +51,7 @@ impl Broker {
                     .topics
                     .ensure_system_topic(&retry_topic, 1, perm::READ | perm::WRITE)
                 {
-                    Ok((_, true)) => self.request_registration(),
+                    Ok((_, true)) => self.announce_topics([retry_topic]),
                     Ok(_) => {}
                     Err(e) => {
                         warn!(topic = %retry_topic, error = %e, "creating the retry topic failed")

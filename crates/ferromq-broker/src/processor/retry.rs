@@ -96,7 +96,7 @@ impl Broker {
         {
             Ok((config, created)) => {
                 if created {
-                    crate::register::register_all(self).await;
+                    crate::register::register_topics(self, std::slice::from_ref(&topic)).await;
                 }
                 config
             }

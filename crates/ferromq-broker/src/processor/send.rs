@@ -19,6 +19,7 @@ use crate::{Broker, BrokerError};
 /// message's append; a send refused before that still gets it written (on drop).
 struct NewTopic<'a> {
     broker: &'a Broker,
+    topic: String,
     write: Option<PendingWrite>,
 }
 
@@ -32,7 +33,11 @@ impl NewTopic<'_> {
                 tracing::error!(error = %e, "writing an auto-created topic panicked");
             }
         };
-        tokio::join!(persist, crate::register::register_all(self.broker));
+        let names = [self.topic.clone()];
+        tokio::join!(
+            persist,
+            crate::register::register_topics(self.broker, &names)
+        );
     }
 }
 
@@ -40,7 +45,7 @@ impl Drop for NewTopic<'_> {
     fn drop(&mut self) {
         if let Some(write) = self.write.take() {
             run_logged(write);
-            self.broker.register_now.notify_one();
+            self.broker.announce_topics([self.topic.clone()]);
         }
     }
 }
@@ -360,8 +365,11 @@ impl Broker {
                 .topics
                 .ensure_system_topic(&h.topic, 1, perm::READ | perm::WRITE)
             {
-                Ok((t, _)) => {
-                    crate::register::register_all(self).await;
+                Ok((t, created)) => {
+                    if created {
+                        crate::register::register_topics(self, std::slice::from_ref(&h.topic))
+                            .await;
+                    }
                     Ok((t, None))
                 }
                 Err(e) => Err(BrokerError::Internal(format!(
@@ -378,6 +386,7 @@ impl Broker {
                 t,
                 Some(NewTopic {
                     broker: self,
+                    topic: h.topic.clone(),
                     write,
                 }),
             )),

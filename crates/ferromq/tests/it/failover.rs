@@ -4,9 +4,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ferromq_client::{Message, Producer, PullConsumer, PullStatus, Selector};
-use ferromq_protocol::RemotingCommand;
 
-use crate::harness::{call, connect, free_port, Proc};
+use crate::harness::{create_topic, free_port, Proc};
 
 fn broker(name: &str, namesrv: &str, dir: &std::path::Path) -> (Proc, String) {
     let port = free_port();
@@ -24,16 +23,6 @@ fn broker(name: &str, namesrv: &str, dir: &std::path::Path) -> (Proc, String) {
     (Proc::spawn(&args), format!("127.0.0.1:{port}"))
 }
 
-async fn create_topic(addr: &str, topic: &str) {
-    let req = RemotingCommand::request(17)
-        .with_field("topic", topic)
-        .with_field("readQueueNums", 2)
-        .with_field("writeQueueNums", 2)
-        .with_field("perm", 6)
-        .with_field("topicFilterType", "SINGLE_TAG");
-    assert_eq!(call(&connect(addr).await, req).await.code, 0);
-}
-
 #[tokio::test]
 async fn sends_fail_over_to_the_other_broker_and_nothing_acknowledged_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,8 +30,8 @@ async fn sends_fail_over_to_the_other_broker_and_nothing_acknowledged_is_lost() 
     let _ns = Proc::spawn(&["namesrv".into(), "--listen".into(), ns_addr.clone()]);
     let (mut a, a_addr) = broker("broker-a", &ns_addr, dir.path());
     let (_b, b_addr) = broker("broker-b", &ns_addr, dir.path());
-    create_topic(&a_addr, "fo").await;
-    create_topic(&b_addr, "fo").await;
+    create_topic(&a_addr, "fo", 2).await;
+    create_topic(&b_addr, "fo", 2).await;
     let producer = Producer::builder()
         .name_servers([ns_addr.clone()])
         .group("pg-fo")

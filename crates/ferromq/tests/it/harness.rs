@@ -276,6 +276,22 @@ pub fn pull_request(topic: &str, queue: i32, offset: i64, suspend_ms: i64) -> Re
 }
 
 /// UPDATE_CONSUMER_OFFSET (15): `group` consumed `topic`'s queue below `offset`.
+/// UPDATE_AND_CREATE_TOPIC (17) of `topic` with `queues` read and write queues, asserted.
+pub async fn create_topic(addr: &str, topic: &str, queues: i32) {
+    let req = RemotingCommand::request(17)
+        .with_field("topic", topic)
+        .with_field("readQueueNums", queues)
+        .with_field("writeQueueNums", queues)
+        .with_field("perm", 6)
+        .with_field("topicFilterType", "SINGLE_TAG");
+    let resp = call(&connect(addr).await, req).await;
+    assert_eq!(
+        resp.code, 0,
+        "creating {topic} on {addr}: {:?}",
+        resp.remark
+    );
+}
+
 pub fn commit_request(group: &str, topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
     RemotingCommand::request(15)
         .with_field("consumerGroup", group)

@@ -25,6 +25,7 @@ mod metrics;
 mod packaging;
 mod pop;
 mod protocol;
+mod registration;
 mod replication;
 mod tls;
 mod transaction;

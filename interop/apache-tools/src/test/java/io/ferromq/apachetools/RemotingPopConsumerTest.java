@@ -254,8 +254,26 @@ class RemotingPopConsumerTest {
                 return false;
             }
         });
-        assertTrue(settled, "examineConsumeStats(" + group + ") must show the " + QUEUES + " queues of " + topic
-            + " with " + N + " messages, all consumed (total diff 0); last: " + last.get());
+        if (!settled) {
+            // what the broker itself answers (no route lookups) and which of the test's topics exist,
+            // so that a failure says whether the broker or the name server disagrees
+            Object direct;
+            try {
+                direct = admin.examineConsumeStats(masters.iterator().next(), group, null, 5_000).getOffsetTable().keySet();
+            } catch (Exception e) {
+                direct = e;
+            }
+            Object topics;
+            try {
+                topics = admin.fetchAllTopicList().getTopicList().stream().filter(t -> t.contains(uid)).toList();
+            } catch (Exception e) {
+                topics = e;
+            }
+            assertTrue(false, "examineConsumeStats(" + group + ") must show the " + QUEUES + " queues of " + topic
+                + " with " + N + " messages, all consumed (total diff 0); last: " + last.get() + "; the broker's own "
+                + "answer: " + direct + "; topics named with " + uid + " at the name server: " + topics
+                + "; the client's subscriptions: " + rebalance.getSubscriptionInner().keySet());
+        }
         ConsumeStats cs = admin.examineConsumeStats(group);
         // Apache lists the topic, the group's %RETRY% topic and the POP retry topic %RETRY%<group>_<topic>
         // (where the refused message went back through); only the topic's queues are asserted here
