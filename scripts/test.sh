@@ -59,6 +59,8 @@ step "gRPC benchmark harness smoke run (bench/compare --grpc: Go v5 and Java 5 c
 ./bench/compare/run --grpc --smoke
 step "Observability cost harness smoke run (bench/compare --observability: metrics and life records on and off)"
 ./bench/compare/run --observability --smoke
+step "Many-topics harness smoke run (bench/compare --scale: topic lists, registration, load over 20 topics with consumer groups)"
+./bench/compare/run --scale --smoke
 
 step "Java interop suite (official rocketmq-client)"
 (cd interop/java && mvn -B -ntp test)

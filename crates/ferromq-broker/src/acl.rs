@@ -28,8 +28,10 @@ pub const SUB: u8 = 1 << 3;
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// Codes only admin accounts may call: Apache's five, and FerroMQ's own mutating ones.
-const ADMIN_CODES: [i32; 5] = [
+const ADMIN_CODES: [i32; 7] = [
     request::UPDATE_AND_CREATE_TOPIC,
+    request::UPDATE_AND_CREATE_TOPIC_LIST,
+    request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST,
     request::UPDATE_BROKER_CONFIG,
     request::DELETE_TOPIC_IN_BROKER,
     request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,

@@ -151,6 +151,16 @@ impl ClientManager {
                 }
             }
         }
+        // As Apache's `updateSubscription`: the heartbeat carries the whole subscription, so
+        // a topic it no longer names is unsubscribed (Apache's 5.x client drops its POP retry
+        // topic so when a PULL assignment turns into POP).
+        let before = info.subscriptions.len();
+        info.subscriptions.retain(|topic, _| {
+            data.subscription_data_set
+                .iter()
+                .any(|sub| sub.topic == *topic)
+        });
+        topics_changed |= info.subscriptions.len() != before;
         new_member || topics_changed
     }
 

@@ -95,10 +95,17 @@ struct Groups {
 
 impl Groups {
     fn write(&mut self, change: persist::Change<SubscriptionGroupConfig>) -> std::io::Result<()> {
+        self.write_all(vec![change])
+    }
+
+    fn write_all(
+        &mut self,
+        changes: Vec<persist::Change<SubscriptionGroupConfig>>,
+    ) -> std::io::Result<()> {
         if self.journal.wants_fold() {
             self.journal.fold(&self.groups)
         } else {
-            self.journal.append(&[change])
+            self.journal.append(&changes)
         }
     }
 }
@@ -143,6 +150,20 @@ impl SubscriptionGroupManager {
             key: config.group_name.clone(),
             value: config,
         })
+    }
+
+    /// Creates or replaces many groups in one journal write.
+    pub fn upsert_all(&self, configs: Vec<SubscriptionGroupConfig>) -> std::io::Result<()> {
+        let mut g = self.lock();
+        let mut changes = Vec::with_capacity(configs.len());
+        for config in configs {
+            g.groups.insert(config.group_name.clone(), config.clone());
+            changes.push(persist::Change::Put {
+                key: config.group_name.clone(),
+                value: config,
+            });
+        }
+        g.write_all(changes)
     }
 
     pub fn delete(&self, group: &str) -> std::io::Result<bool> {

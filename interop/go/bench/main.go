@@ -34,6 +34,10 @@ type options struct {
 	rate      int
 	batch     int
 	inFlight  int
+	// topics > 1: sends spread over topics <topic>-00000 … (bench/compare --scale).
+	topics int
+	// groups > 0: push consumer groups <group>-g000 … consuming those topics during the load.
+	groups int
 }
 
 func main() {
@@ -49,6 +53,8 @@ func main() {
 	seconds := flag.Int("seconds", 30, "how long to run at most")
 	flag.IntVar(&o.batch, "batch", 32, "batch: messages per send")
 	flag.IntVar(&o.inFlight, "in-flight", 256, "async: sends in flight per producer")
+	flag.IntVar(&o.topics, "topics", 1, "sync: spread sends over this many topics, <topic>-00000 … (created beforehand)")
+	flag.IntVar(&o.groups, "groups", 0, "sync: push consumer groups consuming the topics while the load runs (topic t in group t mod groups; at most one group per topic)")
 	flag.Parse()
 	o.duration = time.Duration(*seconds) * time.Second
 	rlog.SetLogLevel("error")
@@ -82,9 +88,17 @@ type result struct {
 	P99Us      float64 `json:"p99_us"`
 	P999Us     float64 `json:"p999_us"`
 	MaxUs      float64 `json:"max_us"`
+	// With -groups: messages the consumer groups received by the end (sends included in the
+	// measurement and the warm-up's), and how long the drain after the load took.
+	Consumed *int64   `json:"consumed,omitempty"`
+	DrainS   *float64 `json:"drain_s,omitempty"`
 }
 
 func report(messages, failed int64, size int, elapsed time.Duration, latencies []time.Duration) {
+	reportWith(messages, failed, size, elapsed, latencies, func(*result) {})
+}
+
+func reportWith(messages, failed int64, size int, elapsed time.Duration, latencies []time.Duration, extra func(*result)) {
 	sort.Slice(latencies, func(a, b int) bool { return latencies[a] < latencies[b] })
 	pct := func(p float64) time.Duration {
 		if len(latencies) == 0 {
@@ -99,6 +113,7 @@ func report(messages, failed int64, size int, elapsed time.Duration, latencies [
 		MBPerSec:   float64(messages) * float64(size) / elapsed.Seconds() / 1e6,
 		P50Us:      us(pct(0.5)), P99Us: us(pct(0.99)), P999Us: us(pct(0.999)), MaxUs: us(pct(1)),
 	}
+	extra(&r)
 	fmt.Printf("messages=%d failed=%d elapsed=%.2fs\n", messages, failed, elapsed.Seconds())
 	fmt.Printf("throughput=%.0f msgs/s (%.1f MB/s)\n", r.MsgsPerSec, r.MBPerSec)
 	if len(latencies) > 0 {
@@ -133,10 +148,24 @@ func produce(o options, mode string) {
 			check(p.Start())
 			s = syncSender{p}
 		}
-		// Warm up: route lookup and topic auto-creation happen outside the measurement.
-		check(s.send(primitive.NewMessage(o.topic, body)))
 		ps[i] = s
 	}
+	// Warm up: route lookups (and topic auto-creation) happen outside the measurement;
+	// with many topics every producer learns every topic's route, in parallel.
+	var warm sync.WaitGroup
+	var warmed int64
+	for i := range ps {
+		warm.Add(1)
+		go func(i int) {
+			defer warm.Done()
+			for t := 0; t < o.topics; t++ {
+				check(ps[i].send(primitive.NewMessage(topicName(o, t), body)))
+				atomic.AddInt64(&warmed, 1)
+			}
+		}(i)
+	}
+	warm.Wait()
+	consumed, stopConsumers := startGroups(o)
 	limit := o.messages
 	if limit <= 0 {
 		limit = 1 << 62
@@ -203,7 +232,8 @@ func produce(o options, mode string) {
 					}
 					err = ps[i].(syncSender).sendBatch(msgs)
 				default:
-					err = ps[i].send(primitive.NewMessage(o.topic, body))
+					topic := topicName(o, int((sentHere-1)*int64(o.producers)+int64(i))%o.topics)
+					err = ps[i].send(primitive.NewMessage(topic, body))
 				}
 				if err != nil {
 					atomic.AddInt64(&failures, perMessage)
@@ -233,10 +263,76 @@ func produce(o options, mode string) {
 	for _, l := range latencies {
 		all = append(all, l...)
 	}
-	fmt.Printf("mode=%s producers=%d size=%d\n", mode, o.producers, o.size)
-	report(int64(len(all))*perMessage, failures, o.size, elapsed, all)
+	fmt.Printf("mode=%s producers=%d size=%d topics=%d groups=%d\n", mode, o.producers, o.size, o.topics, o.groups)
+	sent := int64(len(all)) * perMessage
+	extra := func(*result) {}
+	if consumed != nil {
+		// Drain: every message sent (the warm-up's too) reaches its group, within 60 s.
+		drainStart := time.Now()
+		want := sent + atomic.LoadInt64(&warmed)
+		for time.Since(drainStart) < 60*time.Second && atomic.LoadInt64(consumed) < want {
+			time.Sleep(50 * time.Millisecond)
+		}
+		got, drain := atomic.LoadInt64(consumed), time.Since(drainStart).Seconds()
+		fmt.Printf("consumed=%d of %d (drain %.1fs)\n", got, want, drain)
+		extra = func(r *result) { r.Consumed, r.DrainS = &got, &drain }
+		stopConsumers()
+	}
+	reportWith(sent, failures, o.size, elapsed, all, extra)
 	for _, p := range ps {
 		p.shutdown()
+	}
+}
+
+// topicName is the t-th topic of the load: the topic itself when there is one.
+func topicName(o options, t int) string {
+	if o.topics <= 1 {
+		return o.topic
+	}
+	return fmt.Sprintf("%s-%05d", o.topic, t)
+}
+
+// startGroups starts push consumer groups, group g consuming the topics t with
+// t mod groups == g, from the first offset, and gives them time to be assigned their
+// queues; so each message is consumed once whatever the number of topics (with fewer
+// topics than o.groups, one group per topic). It returns the count of messages they
+// received and a stop function; nil without groups.
+func startGroups(o options) (*int64, func()) {
+	if o.groups <= 0 {
+		return nil, func() {}
+	}
+	groups := o.groups
+	if o.topics < groups {
+		groups = o.topics
+	}
+	var count int64
+	cs := make([]rocketmq.PushConsumer, groups)
+	for g := range cs {
+		c, err := rocketmq.NewPushConsumer(
+			consumer.WithNameServer([]string{o.namesrv}),
+			consumer.WithGroupName(fmt.Sprintf("%s-g%03d", o.group, g)),
+			consumer.WithInstance(fmt.Sprintf("bench-%d-g%d", os.Getpid(), g)),
+			consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+			consumer.WithConsumeMessageBatchMaxSize(32),
+			consumer.WithPullBatchSize(32),
+		)
+		check(err)
+		listener := func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			atomic.AddInt64(&count, int64(len(msgs)))
+			return consumer.ConsumeSuccess, nil
+		}
+		for t := g; t < o.topics; t += groups {
+			check(c.Subscribe(topicName(o, t), consumer.MessageSelector{}, listener))
+		}
+		check(c.Start())
+		cs[g] = c
+	}
+	// Rebalancing (queue assignment) is asynchronous in the Go client: give it a moment.
+	time.Sleep(5 * time.Second)
+	return &count, func() {
+		for _, c := range cs {
+			_ = c.Shutdown()
+		}
 	}
 }
 

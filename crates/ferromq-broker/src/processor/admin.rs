@@ -1,5 +1,5 @@
 //! Messages by id and key, topic administration, broker information:
-//! VIEW_MESSAGE_BY_ID, QUERY_MESSAGE, UPDATE_AND_CREATE_TOPIC, DELETE_TOPIC_IN_BROKER,
+//! VIEW_MESSAGE_BY_ID, QUERY_MESSAGE, UPDATE_AND_CREATE_TOPIC(_LIST), DELETE_TOPIC_IN_BROKER,
 //! GET_ALL_TOPIC_CONFIG, GET_BROKER_RUNTIME_INFO.
 
 use std::collections::BTreeMap;
@@ -89,41 +89,110 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        if let Err(why) = validate_topic_name(&h.topic) {
-            return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
-        }
-        if !(1..=1024).contains(&h.read_queue_nums) || !(1..=1024).contains(&h.write_queue_nums) {
-            return RemotingCommand::error_response(
-                req,
-                response::INVALID_PARAMETER,
-                "queue counts must be between 1 and 1024",
-            );
-        }
-        let current = self
-            .topics
-            .get(&h.topic)
-            .map(|t| t.attributes)
-            .unwrap_or_default();
-        let attributes =
-            match apply_topic_attributes(&current, h.attributes.as_deref().unwrap_or("")) {
-                Ok(a) => a,
-                Err(why) => {
-                    return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why)
-                }
-            };
-        let config = TopicConfig {
+        let requested = TopicConfig {
             topic_name: h.topic.clone(),
             read_queue_nums: h.read_queue_nums,
             write_queue_nums: h.write_queue_nums,
-            perm: h.perm & 0xF,
+            perm: h.perm,
             topic_filter_type: h.topic_filter_type.unwrap_or_else(|| "SINGLE_TAG".into()),
             topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
             order: h.order.unwrap_or(false),
-            attributes,
+            attributes: Default::default(),
         };
-        match self.topics.upsert(config) {
+        let config = match self.checked_topic(requested, h.attributes.as_deref().unwrap_or("")) {
+            Ok(c) => c,
+            Err(why) => {
+                return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why)
+            }
+        };
+        self.store_topics(req, vec![config]).await
+    }
+
+    /// UPDATE_AND_CREATE_TOPIC_LIST (18): many topics in one write and one registration.
+    /// Every topic is checked before any is stored. Unlike Apache, which answers SUCCESS and
+    /// stores nothing more once it meets a topic already configured as asked, the others
+    /// are still stored.
+    pub(crate) async fn create_topic_list(&self, req: &RemotingCommand) -> RemotingCommand {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct CreateTopicListRequestBody {
+            topic_config_list: Vec<TopicConfig>,
+        }
+        let body: CreateTopicListRequestBody = match serde_json::from_slice(&req.body) {
+            Ok(b) => b,
+            Err(e) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::INVALID_PARAMETER,
+                    format!("the topic list body is malformed: {e}"),
+                )
+            }
+        };
+        let mut configs = Vec::with_capacity(body.topic_config_list.len());
+        for mut requested in body.topic_config_list {
+            // Attributes arrive as Apache's admin sends them: `+name` to set, `-name` to
+            // remove; a bare name sets.
+            let changes: Vec<String> = std::mem::take(&mut requested.attributes)
+                .into_iter()
+                .map(|(k, v)| match k.chars().next() {
+                    Some('+') => format!("{k}={v}"),
+                    Some('-') => k,
+                    _ => format!("+{k}={v}"),
+                })
+                .collect();
+            let name = requested.topic_name.clone();
+            match self.checked_topic(requested, &changes.join(",")) {
+                Ok(c) if self.topics.get(&c.topic_name).as_ref() == Some(&c) => {}
+                Ok(c) => configs.push(c),
+                Err(why) => {
+                    return RemotingCommand::error_response(
+                        req,
+                        response::INVALID_PARAMETER,
+                        format!("topic {name}: {why}"),
+                    )
+                }
+            }
+        }
+        if configs.is_empty() {
+            return RemotingCommand::response_to(req, response::SUCCESS);
+        }
+        self.store_topics(req, configs).await
+    }
+
+    /// A requested topic as it will be stored: its name and queue counts checked, its
+    /// permission bits masked, `attribute_changes` (`+name=value,-name`) applied to the
+    /// topic's current attributes.
+    fn checked_topic(
+        &self,
+        mut config: TopicConfig,
+        attribute_changes: &str,
+    ) -> Result<TopicConfig, String> {
+        validate_topic_name(&config.topic_name)?;
+        if !(1..=1024).contains(&config.read_queue_nums)
+            || !(1..=1024).contains(&config.write_queue_nums)
+        {
+            return Err("queue counts must be between 1 and 1024".into());
+        }
+        let current = self
+            .topics
+            .get(&config.topic_name)
+            .map(|t| t.attributes)
+            .unwrap_or_default();
+        config.attributes = apply_topic_attributes(&current, attribute_changes)?;
+        config.perm &= 0xF;
+        Ok(config)
+    }
+
+    /// Stores checked topics in one write and announces them in one registration.
+    async fn store_topics(
+        &self,
+        req: &RemotingCommand,
+        configs: Vec<TopicConfig>,
+    ) -> RemotingCommand {
+        let names: Vec<String> = configs.iter().map(|c| c.topic_name.clone()).collect();
+        match self.topics.upsert_all(configs) {
             Ok(_) => {
-                crate::register::register_topics(self, std::slice::from_ref(&h.topic)).await;
+                crate::register::register_topics(self, &names).await;
                 RemotingCommand::response_to(req, response::SUCCESS)
             }
             Err(e) => RemotingCommand::error_response(

@@ -526,14 +526,43 @@ impl Broker {
                 )
             }
         };
-        if config.group_name.is_empty() || config.group_name.len() > 120 {
-            return RemotingCommand::error_response(
-                req,
-                response::INVALID_PARAMETER,
-                "the group name must have 1 to 120 characters",
-            );
+        if let Err(why) = check_group_name(&config.group_name) {
+            return RemotingCommand::error_response(req, response::INVALID_PARAMETER, why);
         }
         match self.groups.upsert(config) {
+            Ok(()) => RemotingCommand::response_to(req, response::SUCCESS),
+            Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
+        }
+    }
+
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST (225): many groups in one write; every
+    /// name is checked before any group is stored.
+    pub(crate) fn update_group_list(&self, req: &RemotingCommand) -> RemotingCommand {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct GroupList {
+            group_config_list: Vec<crate::groups::SubscriptionGroupConfig>,
+        }
+        let list: GroupList = match serde_json::from_slice(&req.body) {
+            Ok(l) => l,
+            Err(e) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::INVALID_PARAMETER,
+                    format!("the group list body is malformed: {e}"),
+                )
+            }
+        };
+        for config in &list.group_config_list {
+            if let Err(why) = check_group_name(&config.group_name) {
+                return RemotingCommand::error_response(
+                    req,
+                    response::INVALID_PARAMETER,
+                    format!("group {:?}: {why}", config.group_name),
+                );
+            }
+        }
+        match self.groups.upsert_all(list.group_config_list) {
             Ok(()) => RemotingCommand::response_to(req, response::SUCCESS),
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }
@@ -553,6 +582,13 @@ impl Broker {
             Err(e) => RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()),
         }
     }
+}
+
+fn check_group_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 120 {
+        return Err("the group name must have 1 to 120 characters");
+    }
+    Ok(())
 }
 
 /// Another front's client as Apache's `Connection` JSON. Apache's proxy cannot map a 5.x

@@ -67,6 +67,7 @@ impl Broker {
             request::VIEW_MESSAGE_BY_ID => self.view_message(req),
             request::QUERY_MESSAGE => self.query_message(req),
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(req).await,
+            request::UPDATE_AND_CREATE_TOPIC_LIST => self.create_topic_list(req).await,
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(req),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(req),
             request::GET_BROKER_RUNTIME_INFO => self.runtime_info(req),
@@ -104,6 +105,7 @@ impl Broker {
             request::GET_SYSTEM_TOPIC_LIST_FROM_BROKER => self.system_topic_list(req),
             request::GET_SUBSCRIPTIONGROUP_CONFIG => self.group_config(req),
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(req),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST => self.update_group_list(req),
             request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(req),
             request::FERROMQ_MESSAGE_LIFE => self.message_life(req),
             request::FERROMQ_LIST_PRODUCER_GROUPS => {

@@ -381,3 +381,50 @@ async fn reset_offset_moves_committed_offsets_and_stats_report_lag() {
         17
     );
 }
+
+/// As Apache's broker: a heartbeat carries the group's whole subscription, so a topic it no
+/// longer names is unsubscribed (Apache's 5.x client drops its POP retry topic so).
+#[tokio::test]
+async fn a_heartbeat_without_a_topic_unsubscribes_it() {
+    let server = Server::start("");
+    let conn = connect(&server.broker).await;
+    let beat = |topics: &[&str]| {
+        let subs: Vec<_> = topics
+            .iter()
+            .map(|t| {
+                json!({"topic": t, "subString": "*", "expressionType": "TAG", "tagsSet": [],
+                            "codeSet": [], "subVersion": 1, "classFilterMode": false})
+            })
+            .collect();
+        let body = json!({
+            "clientID": "unsub-client", "producerDataSet": [],
+            "consumerDataSet": [{
+                "groupName": "unsub-g", "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+                "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
+                "subscriptionDataSet": subs
+            }]
+        });
+        RemotingCommand::request(34).with_body(body.to_string())
+    };
+    let subscribed = async |conn: &Connection| {
+        let resp = call(
+            conn,
+            RemotingCommand::request(203).with_field("consumerGroup", "unsub-g"),
+        )
+        .await;
+        assert_eq!(resp.code, 0, "{:?}", resp.remark);
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        let mut topics: Vec<String> = body["subscriptionTable"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        topics.sort();
+        topics
+    };
+    assert_eq!(call(&conn, beat(&["sub-a", "sub-b"])).await.code, 0);
+    assert_eq!(subscribed(&conn).await, ["sub-a", "sub-b"]);
+    assert_eq!(call(&conn, beat(&["sub-a"])).await.code, 0);
+    assert_eq!(subscribed(&conn).await, ["sub-a"]);
+}

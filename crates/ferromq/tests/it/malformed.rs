@@ -73,6 +73,46 @@ async fn malformed_bodies_are_refused() {
         .with_field("brokerId", 0)
         .with_body(&b"[1,2"[..]);
     assert_eq!(call(&ns, reg).await.code, 1);
+    // The batch creations: a body that is not the list, a list with a bad entry (nothing
+    // of it stored), and the broker still answers.
+    for (code, body) in [
+        (18, &br#"{"topicConfigList": 7}"#[..]),
+        (18, &b"\xff\xfe"[..]),
+        (225, &br#"{"groupConfigList": [{"retryMaxTimes": 1}]}"#[..]),
+        (225, &b"{"[..]),
+    ] {
+        let resp = call(&broker, RemotingCommand::request(code).with_body(body)).await;
+        assert_eq!(resp.code, 29, "{code}: {:?}", resp.remark);
+    }
+    let half_bad = br#"{"topicConfigList": [
+        {"topicName": "list-ok", "readQueueNums": 1, "writeQueueNums": 1, "perm": 6},
+        {"topicName": "list-too-many", "readQueueNums": 5000, "writeQueueNums": 1, "perm": 6}]}"#;
+    let resp = call(
+        &broker,
+        RemotingCommand::request(18).with_body(&half_bad[..]),
+    )
+    .await;
+    assert_eq!(resp.code, 29);
+    assert!(
+        resp.remark
+            .as_deref()
+            .unwrap_or("")
+            .contains("list-too-many"),
+        "{:?}",
+        resp.remark
+    );
+    let no_group_name = br#"{"groupConfigList": [{"groupName": "", "retryMaxTimes": 1}]}"#;
+    let resp = call(
+        &broker,
+        RemotingCommand::request(225).with_body(&no_group_name[..]),
+    )
+    .await;
+    assert_eq!(resp.code, 29);
+    let all = call(&broker, RemotingCommand::request(21)).await;
+    assert!(
+        !String::from_utf8_lossy(&all.body).contains("list-ok"),
+        "nothing of a refused list is stored"
+    );
 }
 
 /// Sends raw bytes on a fresh connection and reports whether the server closed it.

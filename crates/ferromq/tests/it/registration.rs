@@ -116,6 +116,39 @@ async fn a_created_topic_travels_alone_and_a_deletion_sends_the_table() {
     assert!(count(&ns_proc.logs(), WHOLE) > wholes_before);
 }
 
+#[tokio::test]
+async fn a_topic_list_is_stored_and_registered_in_one_go() {
+    let (ns_proc, ns) = logging_namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, addr) = broker(
+        dir.path(),
+        "list",
+        &format!("brokerName=broker-l\nnamesrvAddr={ns}\n"),
+    );
+    let list: Vec<serde_json::Value> = (0..500)
+        .map(|i| serde_json::json!({"topicName": format!("list-{i}"), "readQueueNums": 8, "writeQueueNums": 8, "perm": 6}))
+        .collect();
+    let body = serde_json::json!({ "topicConfigList": list }).to_string();
+    let resp = call(
+        &connect(&addr).await,
+        RemotingCommand::request(18).with_body(body.into_bytes()),
+    )
+    .await;
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    for i in [0, 123, 499] {
+        assert_eq!(
+            brokers_routing(&ns, &format!("list-{i}")).await,
+            ["broker-l"]
+        );
+    }
+    let logs = ns_proc.logs();
+    assert_eq!(
+        count(&logs, r#"topics=500 carried="changed topics""#),
+        1,
+        "{logs}"
+    );
+}
+
 fn table(topics: &[&str], counter: i64) -> RegisterBrokerBody {
     RegisterBrokerBody {
         topic_config_serialize_wrapper: TopicConfigSerializeWrapper {

@@ -153,6 +153,55 @@ class AdminApiTest {
         assertEquals(2, qd.getReadQueueNums(), "read queues of " + TOPIC3);
     }
 
+    /** UPDATE_AND_CREATE_TOPIC_LIST (18): many topics in one request, routed at once. */
+    @Test
+    @Order(3)
+    void createTopicConfigList() throws Exception {
+        List<TopicConfig> list = new ArrayList<>();
+        for (int i = 0; i < 50; i++) {
+            TopicConfig tc = new TopicConfig("ApiListTopic" + i + "_" + UID, 3, 3, PermName.PERM_READ | PermName.PERM_WRITE);
+            list.add(tc);
+        }
+        Map<String, String> fifo = new HashMap<>();
+        fifo.put("+message.type", "FIFO");
+        list.get(7).setAttributes(fifo);
+        admin.createAndUpdateTopicConfigList(addr, list);
+        for (TopicConfig tc : list) {
+            QueueData qd = awaitRoute(tc.getTopicName()).getQueueDatas().get(0);
+            assertEquals(3, qd.getWriteQueueNums(), "write queues of " + tc.getTopicName());
+        }
+        TopicConfig stored = admin.examineTopicConfig(addr, list.get(7).getTopicName());
+        assertEquals("FIFO", stored.getAttributes().get("message.type"), "attributes of " + stored);
+
+        // one invalid name refuses the whole list: nothing of it is stored
+        List<TopicConfig> bad = new ArrayList<>();
+        bad.add(new TopicConfig("ApiListGood_" + UID, 1, 1, PermName.PERM_READ | PermName.PERM_WRITE));
+        bad.add(new TopicConfig("Api List Bad " + UID, 1, 1, PermName.PERM_READ | PermName.PERM_WRITE));
+        MQClientException refused = assertThrows(MQClientException.class, () -> admin.createAndUpdateTopicConfigList(addr, bad));
+        assertEquals(29, refused.getResponseCode(), "INVALID_PARAMETER (29): " + refused.getMessage());
+        assertFalse(admin.fetchAllTopicList().getTopicList().contains("ApiListGood_" + UID),
+            "nothing of a refused list is stored");
+    }
+
+    /** UPDATE_AND_CREATE_SUBSCRIPTIONGROUP_LIST (225). */
+    @Test
+    @Order(3)
+    void createSubscriptionGroupConfigList() throws Exception {
+        List<SubscriptionGroupConfig> list = new ArrayList<>();
+        for (int i = 0; i < 20; i++) {
+            SubscriptionGroupConfig cfg = new SubscriptionGroupConfig();
+            cfg.setGroupName("ApiListGroup" + i + "_" + UID);
+            cfg.setRetryMaxTimes(i + 1);
+            list.add(cfg);
+        }
+        admin.createAndUpdateSubscriptionGroupConfigList(addr, list);
+        for (SubscriptionGroupConfig cfg : list) {
+            SubscriptionGroupConfig got = admin.examineSubscriptionGroupConfig(addr, cfg.getGroupName());
+            assertNotNull(got, cfg.getGroupName());
+            assertEquals(cfg.getRetryMaxTimes(), got.getRetryMaxTimes(), "retryMaxTimes of " + cfg.getGroupName());
+        }
+    }
+
     /** The producer's (older) createTopic(key, newTopic, queueNum, attributes). */
     @Test
     @Order(4)
