@@ -20,14 +20,15 @@ import argparse
 import datetime
 import json
 import signal
-import socket
-import struct
 import sys
 import time
 from pathlib import Path
 
 import compare as c
 from compare import log
+
+sys.path.insert(0, str(c.ROOT / "bench" / "scale"))
+from remoting import Remoting, topic_list_body  # noqa: E402
 
 TOPIC = "ScaleTopic"
 QUEUES = 8
@@ -36,36 +37,6 @@ GROUPS = 100
 SIZE = 1024
 LIST_CHUNK = 1000
 FAMILIES = {"FerroMQ": c.FerroMQ, "Apache RocketMQ": c.Apache}
-
-
-class Remoting:
-    """One connection speaking the remoting protocol's JSON headers."""
-
-    def __init__(self, addr, timeout=120):
-        host, port = addr.split(":")
-        self.s = socket.create_connection((host, int(port)), timeout=timeout)
-        self.opaque = 0
-
-    def _read(self, k):
-        b = b""
-        while len(b) < k:
-            chunk = self.s.recv(k - len(b))
-            if not chunk:
-                raise RuntimeError("connection closed")
-            b += chunk
-        return b
-
-    def call(self, code, fields=None, body=b""):
-        self.opaque += 1
-        header = json.dumps({"code": code, "language": "JAVA", "version": 0, "opaque": self.opaque,
-                             "flag": 0, "extFields": fields or {}}).encode()
-        self.s.sendall(struct.pack(">ii", 4 + len(header) + len(body), len(header)) + header + body)
-        total, hlen = struct.unpack(">ii", self._read(8))
-        hdr = json.loads(self._read(hlen & 0xFFFFFF))
-        return hdr, self._read(total - 4 - (hlen & 0xFFFFFF))
-
-    def close(self):
-        self.s.close()
 
 
 def topic_name(n, t):
@@ -78,10 +49,8 @@ def create_topics(system, n):
     ns = Remoting(system.namesrv)
     t0 = time.monotonic()
     for start in range(0, n, LIST_CHUNK):
-        chunk = [{"topicName": topic_name(n, t), "readQueueNums": QUEUES, "writeQueueNums": QUEUES, "perm": 6,
-                  "topicFilterType": "SINGLE_TAG", "topicSysFlag": 0, "order": False, "attributes": {}}
-                 for t in range(start, min(n, start + LIST_CHUNK))]
-        hdr, _ = broker.call(18, body=json.dumps({"topicConfigList": chunk}).encode())
+        names = [topic_name(n, t) for t in range(start, min(n, start + LIST_CHUNK))]
+        hdr, _ = broker.call(18, body=topic_list_body(names, QUEUES))
         if hdr["code"] != 0:
             raise RuntimeError(f"creating topics failed: {hdr}")
     last = topic_name(n, n - 1)

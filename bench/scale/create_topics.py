@@ -3,37 +3,16 @@
 # timing each; then checks that the name server routes them, and times a whole-table
 # registration of that size at the name server. Prints one JSON line.
 #   create_topics.py BROKER_ADDR NAMESRV_ADDR N
-import json, socket, struct, sys, time
+import json
+import sys
+import time
+from pathlib import Path
 
-UPDATE_AND_CREATE_TOPIC, GET_ROUTEINFO_BY_TOPIC, REGISTER_BROKER, GET_ALL_TOPIC_CONFIG = 17, 105, 103, 21
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from remoting import (GET_ALL_TOPIC_CONFIG, GET_ROUTEINFO_BY_TOPIC, REGISTER_BROKER,  # noqa: E402
+                      UPDATE_AND_CREATE_TOPIC, Remoting)
 
-
-class Conn:
-    def __init__(self, addr):
-        host, port = addr.split(":")
-        self.s = socket.create_connection((host, int(port)), timeout=60)
-        self.opaque = 0
-
-    def read(self, k):
-        b = b""
-        while len(b) < k:
-            c = self.s.recv(k - len(b))
-            if not c:
-                raise SystemExit("connection closed")
-            b += c
-        return b
-
-    def call(self, code, fields, body=b""):
-        self.opaque += 1
-        header = json.dumps({"code": code, "language": "JAVA", "version": 0, "opaque": self.opaque,
-                             "flag": 0, "extFields": fields}).encode()
-        self.s.sendall(struct.pack(">ii", 4 + len(header) + len(body), len(header)) + header + body)
-        total, hlen = struct.unpack(">ii", self.read(8))
-        hdr = json.loads(self.read(hlen & 0xFFFFFF))
-        return hdr, self.read(total - 4 - (hlen & 0xFFFFFF))
-
-
-broker, namesrv, n = Conn(sys.argv[1]), Conn(sys.argv[2]), int(sys.argv[3])
+broker, namesrv, n = Remoting(sys.argv[1]), Remoting(sys.argv[2]), int(sys.argv[3])
 t0 = time.time()
 times = []
 for i in range(n):

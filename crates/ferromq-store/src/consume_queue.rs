@@ -7,12 +7,12 @@
 //! the checkpoint, since recovery rebuilds later entries from the commit log.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::file_cache::FileCache;
 use crate::{file_io, io_err, list_offset_files, offset_file_name, StoreError};
 
 /// Bytes of one entry: | phys: i64 | size: i32 | tag: i64 | store_ms: i64 |.
@@ -48,15 +48,16 @@ impl CqEntry {
     }
 }
 
+/// A file of the queue; its handle comes from the store's [`FileCache`] when used.
 struct CqFile {
     first: u64,
-    file: std::fs::File,
     path: PathBuf,
 }
 
 pub(crate) struct ConsumeQueue {
     dir: PathBuf,
     file_entries: u64,
+    cache: Arc<FileCache>,
     files: RwLock<BTreeMap<u64, Arc<CqFile>>>,
     min_offset: AtomicU64,
     max_offset: AtomicU64,
@@ -78,7 +79,7 @@ impl ConsumeQueue {
     /// after a file that is not full or a missing file: a power failure can leave a later
     /// file on disk while unsynced entries before it are lost, and entries must stay
     /// contiguous (recovery rebuilds the cut ones from the commit log).
-    pub fn open(dir: &Path, file_entries: u64) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, file_entries: u64, cache: Arc<FileCache>) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut files = BTreeMap::new();
         let mut max = 0;
@@ -93,25 +94,23 @@ impl ConsumeQueue {
                 ended = true;
                 continue;
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            let len = file.metadata().map_err(io_err(&path))?.len();
+            // Sized without opening: a queue costs no descriptor until it is read or written.
+            let len = std::fs::metadata(&path).map_err(io_err(&path))?.len();
             let whole = len / ENTRY_BYTES;
             if whole * ENTRY_BYTES != len {
+                let file = cache.get(&path, false).map_err(io_err(&path))?;
                 file_io::set_len(&file, &path, whole * ENTRY_BYTES).map_err(io_err(&path))?;
             }
             min.get_or_insert(first);
             max = first + whole;
             ended = whole < file_entries;
             next_first = Some(first + file_entries);
-            files.insert(first, Arc::new(CqFile { first, file, path }));
+            files.insert(first, Arc::new(CqFile { first, path }));
         }
         let cq = ConsumeQueue {
             dir: dir.to_path_buf(),
             file_entries,
+            cache,
             files: RwLock::new(files),
             min_offset: AtomicU64::new(min.unwrap_or(0)),
             max_offset: AtomicU64::new(max),
@@ -203,6 +202,10 @@ impl ConsumeQueue {
         let mut tail = self.tail.lock().expect("cq tail lock");
         // Only appends ran meanwhile (truncation takes the writer lock), adding behind these.
         tail.entries.drain(..count);
+        if tail.entries.is_empty() {
+            // An idle queue keeps no buffer: 100,000 queues × 7 KiB would be 700 MB.
+            tail.entries = Vec::new();
+        }
         tail.written = start + count as u64;
         Ok(())
     }
@@ -215,7 +218,8 @@ impl ConsumeQueue {
             let room = ((first + self.file_entries - offset) * ENTRY_BYTES) as usize;
             let (now, later) = bytes.split_at(room.min(bytes.len()));
             let f = self.file_for_write(first)?;
-            file_io::write_at(&f.file, &f.path, now, (offset - first) * ENTRY_BYTES)
+            let file = self.cache.get(&f.path, true).map_err(io_err(&f.path))?;
+            file_io::write_at(&file, &f.path, now, (offset - first) * ENTRY_BYTES)
                 .map_err(io_err(&f.path))?;
             offset += now.len() as u64 / ENTRY_BYTES;
             bytes = later;
@@ -228,14 +232,8 @@ impl ConsumeQueue {
             return Ok(f.clone());
         }
         let path = self.dir.join(offset_file_name(first * ENTRY_BYTES));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let f = Arc::new(CqFile { first, file, path });
+        self.cache.get(&path, true).map_err(io_err(&path))?;
+        let f = Arc::new(CqFile { first, path });
         self.files
             .write()
             .expect("cq files lock")
@@ -276,8 +274,13 @@ impl ConsumeQueue {
             };
             let upto = in_files_end.min(first + self.file_entries);
             let mut buf = vec![0u8; ((upto - offset) * ENTRY_BYTES) as usize];
-            f.file
-                .read_exact_at(&mut buf, (offset - first) * ENTRY_BYTES)
+            let file = match self.cache.get(&f.path, false) {
+                Ok(file) => file,
+                // Removed by retention since the lookup: those entries have expired.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(io_err(&f.path)(e)),
+            };
+            file.read_exact_at(&mut buf, (offset - first) * ENTRY_BYTES)
                 .map_err(io_err(&f.path))?;
             out.extend(buf.chunks_exact(ENTRY_BYTES as usize).map(CqEntry::decode));
             offset = upto;
@@ -301,6 +304,17 @@ impl ConsumeQueue {
         mut hi: u64,
         pred: impl Fn(&CqEntry) -> bool,
     ) -> Result<u64, StoreError> {
+        // The common answers at start-up (nothing to cut, nothing expired) in one read each,
+        // instead of a search per queue.
+        if lo < hi {
+            match self.entry(hi - 1)? {
+                Some(e) if !pred(&e) => return Ok(hi),
+                _ => {}
+            }
+            if self.entry(lo)?.is_some_and(|e| pred(&e)) {
+                return Ok(lo);
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.entry(mid)? {
@@ -317,11 +331,13 @@ impl ConsumeQueue {
         let doomed: Vec<u64> = files.range(end..).map(|(k, _)| *k).collect();
         for first in doomed {
             if let Some(f) = files.remove(&first) {
+                self.cache.forget(&f.path);
                 std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
             }
         }
         if let Some((_, f)) = files.range(..end).next_back() {
-            file_io::set_len(&f.file, &f.path, (end - f.first) * ENTRY_BYTES)
+            let file = self.cache.get(&f.path, false).map_err(io_err(&f.path))?;
+            file_io::set_len(&file, &f.path, (end - f.first) * ENTRY_BYTES)
                 .map_err(io_err(&f.path))?;
         }
         Ok(())
@@ -376,7 +392,8 @@ impl ConsumeQueue {
             .map(|(_, f)| f.clone())
             .collect();
         for f in files {
-            file_io::sync_data(&f.file, &f.path).map_err(io_err(&f.path))?;
+            let file = self.cache.get(&f.path, false).map_err(io_err(&f.path))?;
+            file_io::sync_data(&file, &f.path).map_err(io_err(&f.path))?;
         }
         self.flushed_offset.fetch_max(max, Ordering::AcqRel);
         Ok(())
@@ -396,6 +413,7 @@ impl ConsumeQueue {
             .collect();
         for first in doomed {
             if let Some(f) = files.remove(&first) {
+                self.cache.forget(&f.path);
                 std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
             }
         }
@@ -406,6 +424,9 @@ impl ConsumeQueue {
     pub fn destroy(&self) -> Result<(), StoreError> {
         let _writer = self.file_writer.lock().expect("cq file writer lock");
         let mut files = self.files.write().expect("cq files lock");
+        for f in files.values() {
+            self.cache.forget(&f.path);
+        }
         files.clear();
         *self.tail.lock().expect("cq tail lock") = Tail {
             written: 0,
@@ -452,7 +473,7 @@ mod tests {
     #[test]
     fn written_behind_entries_read_as_one_queue_across_files_and_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let cq = ConsumeQueue::open(dir.path(), 100).unwrap();
+        let cq = ConsumeQueue::open(dir.path(), 100, Arc::new(FileCache::new(2))).unwrap();
         for i in 0..300 {
             cq.append(&[entry(i)]).unwrap();
         }
@@ -483,7 +504,7 @@ mod tests {
         cq.flush().unwrap();
         assert_eq!(bytes_on_disk(dir.path()), 210 * ENTRY_BYTES);
         drop(cq);
-        let reopened = ConsumeQueue::open(dir.path(), 100).unwrap();
+        let reopened = ConsumeQueue::open(dir.path(), 100, Arc::new(FileCache::new(2))).unwrap();
         assert_eq!(reopened.max_offset(), 210);
         assert_eq!(phys_of(&reopened, 0, 1000), (0..210).collect::<Vec<_>>());
     }

@@ -19,6 +19,7 @@ mod checkpoint;
 mod commit_log;
 mod consume_queue;
 pub mod epoch;
+mod file_cache;
 mod file_io;
 mod index;
 mod replica;
@@ -55,6 +56,9 @@ pub struct StoreConfig {
     pub segment_bytes: u64,
     /// Entries per consume-queue file, default 300,000.
     pub consume_queue_file_entries: u64,
+    /// Consume-queue files held open at once, default 4,096: queues beyond that reopen
+    /// their files on use, so 100,000 queues need no more descriptors than a few.
+    pub open_queue_files: usize,
     /// Hash slots per index file.
     pub index_slots: u32,
     /// Entries per index file.
@@ -69,6 +73,7 @@ impl StoreConfig {
             commit_log_dir: None,
             segment_bytes: 1 << 30,
             consume_queue_file_entries: 300_000,
+            open_queue_files: 4096,
             index_slots: 1 << 20,
             index_entries: 4 << 20,
             flush_mode: FlushMode::Async,

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::checkpoint::{self, Checkpoint};
 use crate::commit_log::{record_is_valid, CommitLog};
 use crate::consume_queue::{ConsumeQueue, CqEntry};
+use crate::file_cache::FileCache;
 use crate::index::{key_hash, Index};
 use crate::{io_err, now_ms, StoreConfig, StoreError};
 
@@ -134,6 +135,8 @@ pub struct MessageStore {
     config: StoreConfig,
     pub(crate) commit_log: CommitLog,
     queues: RwLock<HashMap<QueueKey, Arc<ConsumeQueue>>>,
+    /// The consume-queue files' open handles, bounded (`StoreConfig::open_queue_files`).
+    queue_files: Arc<FileCache>,
     index: Index,
     pub(crate) write_lock: Mutex<()>,
     /// Commit-log offset below which every record's queue and index entries are written.
@@ -176,8 +179,14 @@ impl MessageStore {
             config.index_slots,
             config.index_entries,
         )?;
+        let queue_files = Arc::new(FileCache::new(config.open_queue_files));
         let store = MessageStore {
-            queues: RwLock::new(Self::open_queues(&root, config.consume_queue_file_entries)?),
+            queues: RwLock::new(Self::open_queues(
+                &root,
+                config.consume_queue_file_entries,
+                &queue_files,
+            )?),
+            queue_files,
             config,
             commit_log,
             index,
@@ -195,6 +204,7 @@ impl MessageStore {
     fn open_queues(
         root: &Path,
         file_entries: u64,
+        cache: &Arc<FileCache>,
     ) -> Result<HashMap<QueueKey, Arc<ConsumeQueue>>, StoreError> {
         let mut queues = HashMap::new();
         let base = root.join("consumequeue");
@@ -212,7 +222,7 @@ impl MessageStore {
                 let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                     continue;
                 };
-                let cq = ConsumeQueue::open(&q.path(), file_entries)?;
+                let cq = ConsumeQueue::open(&q.path(), file_entries, cache.clone())?;
                 queues.insert((topic_name.clone(), qid), Arc::new(cq));
             }
         }
@@ -307,6 +317,7 @@ impl MessageStore {
         let q = Arc::new(ConsumeQueue::open(
             &dir,
             self.config.consume_queue_file_entries,
+            self.queue_files.clone(),
         )?);
         queues.insert((topic.to_string(), queue_id), q.clone());
         Ok(q)

@@ -126,7 +126,31 @@ fn advise_on_broker_ip(config: &BrokerConfig) {
     }
 }
 
+/// Lifts the soft limit on open files to the hard one, as a broker's clients, log segments
+/// and queue files add up; says so when even the hard limit is low.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let current = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: current.maximum,
+        maximum: current.maximum,
+    };
+    if current.current != current.maximum {
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "could not raise the open-file limit to its hard limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if now.is_some_and(|n| n < 4_096) {
+        tracing::warn!(
+            limit = now,
+            "the open-file limit is low for a broker (clients and queue files each take one); raise `ulimit -n`"
+        );
+    }
+}
+
 pub async fn standalone(args: StandaloneArgs) -> Result<()> {
+    raise_open_file_limit();
     let mut config = load_broker_config(args.config.as_ref())?;
     if let Some(dir) = args.data_dir {
         config.store_root = dir;
@@ -447,6 +471,7 @@ pub async fn namesrv(listen: Option<SocketAddr>, path: Option<PathBuf>) -> Resul
 }
 
 pub async fn broker(args: BrokerArgs) -> Result<()> {
+    raise_open_file_limit();
     let mut config = load_broker_config(args.config.as_ref())?;
     if let Some(dir) = args.data_dir {
         config.store_root = dir;

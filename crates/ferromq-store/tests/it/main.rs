@@ -215,6 +215,61 @@ fn reopen_after_clean_close_keeps_everything() {
     assert_eq!(store.max_offset("T", 0), 26);
 }
 
+/// Descriptors this process holds open on files under `dir`.
+fn open_files_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn many_queues_hold_no_more_descriptors_than_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        let mut c = config(dir.path());
+        c.open_queue_files = 4;
+        c
+    };
+    {
+        let store = MessageStore::open(cfg()).unwrap();
+        // 60 queues of 250 messages: three files each (100 entries per file).
+        for round in 0..250u32 {
+            let mut batch: Vec<PutMessage> = (0..60)
+                .map(|q| {
+                    put(
+                        &format!("T{}", q % 6),
+                        q / 6,
+                        &round.to_be_bytes(),
+                        "t",
+                        "k",
+                    )
+                })
+                .collect();
+            store.append(&mut batch).unwrap();
+        }
+        store.checkpoint().unwrap();
+        let queue_dir = dir.path().join("consumequeue");
+        assert!(
+            open_files_under(&queue_dir) <= 4,
+            "{} open",
+            open_files_under(&queue_dir)
+        );
+        for q in 0..60 {
+            let got = all_bodies(&store, &format!("T{}", q % 6), q / 6);
+            assert_eq!(got.len(), 250, "queue {q}");
+            assert_eq!(got[249], 249u32.to_be_bytes());
+        }
+        assert!(open_files_under(&queue_dir) <= 4);
+    }
+    let store = MessageStore::open(cfg()).unwrap();
+    assert!(open_files_under(&dir.path().join("consumequeue")) <= 4);
+    assert_eq!(all_bodies(&store, "T5", 9).len(), 250);
+    assert_eq!(store.max_offset("T3", 4), 250);
+}
+
 fn last_segment(dir: &Path) -> std::path::PathBuf {
     let mut segs: Vec<_> = std::fs::read_dir(dir.join("commitlog"))
         .unwrap()
