@@ -377,8 +377,28 @@ impl ConsumeQueue {
     /// Writes out the unwritten entries, then fsyncs the files holding entries written
     /// since the last flush.
     pub fn flush(&self) -> Result<(), StoreError> {
+        match self.write_out()? {
+            Some(written) => self.sync_files(written),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes out the unwritten entries. Returns the queue's written end when files hold
+    /// entries no sync has covered yet.
+    pub fn write_out(&self) -> Result<Option<u64>, StoreError> {
         self.write_tail()?;
-        let max = self.tail.lock().expect("cq tail lock").written;
+        let written = self.tail.lock().expect("cq tail lock").written;
+        Ok((self.flushed_offset.load(Ordering::Acquire) < written).then_some(written))
+    }
+
+    /// Records that the entries below `written` are durable (a sync of the whole file
+    /// system covered them).
+    pub fn mark_synced(&self, written: u64) {
+        self.flushed_offset.fetch_max(written, Ordering::AcqRel);
+    }
+
+    /// Fsyncs the files holding entries written since the last sync, up to `max`.
+    fn sync_files(&self, max: u64) -> Result<(), StoreError> {
         let from = self.flushed_offset.load(Ordering::Acquire);
         if from >= max {
             return Ok(());

@@ -144,6 +144,8 @@ impl MessageStore {
         if !aligned {
             return Err(StoreError::Unaligned { offset });
         }
+        // Queues not open yet drop what they hold past the cut when they open.
+        self.stale_from.fetch_min(offset, Ordering::AcqRel);
         for cq in self.all_queues() {
             cq.truncate_from_phys(offset)?;
         }

@@ -2,6 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -311,6 +312,52 @@ fn truncated_tail_is_cut_and_queues_rebuilt_without_checkpoint() {
         .unwrap();
     assert_eq!(r[0].queue_offset, 9);
     assert_eq!(all_bodies(&store, "T", 0).last().unwrap(), b"after");
+}
+
+/// Queues open on first use after a start: one the recovery never touched must still drop
+/// entries its files hold for records the crash lost.
+#[test]
+fn a_queue_opened_after_recovery_drops_entries_for_lost_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpointed_end;
+    {
+        let store = MessageStore::open(config(dir.path())).unwrap();
+        for i in 0..10u8 {
+            store.append(&mut [put("A", 0, &[i], "t", "k")]).unwrap();
+            store.append(&mut [put("B", 0, &[i], "t", "k")]).unwrap();
+        }
+        store.checkpoint().unwrap();
+        checkpointed_end = store.write_offset();
+        // Enough for B's queue file to take them (written behind in 256s)...
+        for i in 0..300u32 {
+            store
+                .append(&mut [put("B", 0, &i.to_be_bytes(), "t", "k")])
+                .unwrap();
+        }
+    }
+    // ...then the crash loses every record after the checkpoint.
+    let seg = last_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .write_all_at(
+            &vec![0u8; (len - checkpointed_end) as usize],
+            checkpointed_end,
+        )
+        .unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.max_offset("A", 0), 10);
+    assert_eq!(
+        store.max_offset("B", 0),
+        10,
+        "B's entries for the lost records are gone"
+    );
+    assert_eq!(all_bodies(&store, "B", 0).len(), 10);
+    let r = store.append(&mut [put("B", 0, b"next", "t", "k")]).unwrap();
+    assert_eq!(r[0].queue_offset, 10);
+    assert_eq!(all_bodies(&store, "B", 0).last().unwrap(), b"next");
 }
 
 #[test]
