@@ -255,11 +255,9 @@ impl MessageStore {
             return Err(e);
         }
         self.dispatched_offset.store(end, Ordering::Release);
-        // Nothing past the checkpoint (a clean stop, or a first start): the checkpoint on
-        // disk is still true, and writing it again would only cost an fsync before ready.
-        if end != from {
-            self.checkpoint()?;
-        }
+        // No checkpoint here: the rebuilt entries reach disk with the next periodic one,
+        // after the broker serves (writing out thousands of queues first would delay it by
+        // seconds), and until then another crash rebuilds them again from the same log.
         info!(
             from,
             end,
