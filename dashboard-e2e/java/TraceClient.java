@@ -30,7 +30,12 @@ public class TraceClient {
                     ("from-java-" + i).getBytes(StandardCharsets.UTF_8)));
                 System.out.println("{\"msgId\":\"" + r.getMsgId() + "\",\"offsetMsgId\":\"" + r.getOffsetMsgId() + "\"}");
             }
-            p.shutdown(); // flushes the trace dispatcher
+            // The trace dispatcher sends its batch from a background thread, asynchronously,
+            // and its first send waits for the trace topic's route; shutdown() gives it 500 ms
+            // and then stops the trace producer, which can drop the send record. Give the
+            // batch time to go out first, as the receive side does for its SubAfter.
+            Thread.sleep(3000);
+            p.shutdown();
         } else {
             CountDownLatch left = new CountDownLatch(count);
             DefaultMQPushConsumer c = new DefaultMQPushConsumer(group, true, null);
