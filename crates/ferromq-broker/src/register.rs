@@ -82,7 +82,7 @@ async fn register_where_stale(broker: &Broker) {
     if broker.role() == crate::Role::Fenced {
         return;
     }
-    let version = broker.topics.wrapper_of(&[]).data_version;
+    let version = broker.topics.data_version();
     let mut ask = RemotingCommand::request(request::QUERY_DATA_VERSION);
     QueryDataVersionRequestHeader {
         broker_name: broker.config().broker_name.clone(),

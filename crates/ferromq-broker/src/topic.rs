@@ -339,6 +339,11 @@ impl TopicConfigManager {
         }
     }
 
+    /// The table's version (changes with every create, update and delete).
+    pub fn data_version(&self) -> DataVersion {
+        self.table.lock().expect("topic table lock").version.clone()
+    }
+
     /// The named topics that exist, with the table's version: a registration increment.
     pub fn wrapper_of(&self, names: &[String]) -> TopicConfigSerializeWrapper {
         let t = self.table.lock().expect("topic table lock");

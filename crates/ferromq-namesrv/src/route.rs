@@ -86,12 +86,7 @@ impl Tables {
             .remove(broker_name)
             .unwrap_or_default()
         {
-            if let Some(queues) = self.topic_queues.get_mut(&topic) {
-                queues.remove(broker_name);
-                if queues.is_empty() {
-                    self.topic_queues.remove(&topic);
-                }
-            }
+            self.remove_queues(&topic, broker_name);
         }
     }
 }

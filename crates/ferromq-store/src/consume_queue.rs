@@ -374,15 +374,6 @@ impl ConsumeQueue {
         Ok(())
     }
 
-    /// Writes out the unwritten entries, then fsyncs the files holding entries written
-    /// since the last flush.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        match self.write_out()? {
-            Some(written) => self.sync_files(written),
-            None => Ok(()),
-        }
-    }
-
     /// Writes out the unwritten entries. Returns the queue's written end when files hold
     /// entries no sync has covered yet.
     pub fn write_out(&self) -> Result<Option<u64>, StoreError> {
@@ -398,7 +389,7 @@ impl ConsumeQueue {
     }
 
     /// Fsyncs the files holding entries written since the last sync, up to `max`.
-    fn sync_files(&self, max: u64) -> Result<(), StoreError> {
+    pub fn sync_files(&self, max: u64) -> Result<(), StoreError> {
         let from = self.flushed_offset.load(Ordering::Acquire);
         if from >= max {
             return Ok(());
@@ -521,7 +512,8 @@ mod tests {
         }
         assert_eq!(phys_of(&cq, 190, 100), (190..210).collect::<Vec<_>>());
 
-        cq.flush().unwrap();
+        let written = cq.write_out().unwrap().expect("entries to sync");
+        cq.sync_files(written).unwrap();
         assert_eq!(bytes_on_disk(dir.path()), 210 * ENTRY_BYTES);
         drop(cq);
         let reopened = ConsumeQueue::open(dir.path(), 100, Arc::new(FileCache::new(2))).unwrap();

@@ -791,8 +791,8 @@ impl MessageStore {
                 q.mark_synced(written);
             }
         } else {
-            for (q, _) in unsynced {
-                q.flush()?;
+            for (q, written) in unsynced {
+                q.sync_files(written)?;
             }
         }
         self.index.flush()?;

@@ -33,10 +33,9 @@ impl NewTopic<'_> {
                 tracing::error!(error = %e, "writing an auto-created topic panicked");
             }
         };
-        let names = [self.topic.clone()];
         tokio::join!(
             persist,
-            crate::register::register_topics(self.broker, &names)
+            crate::register::register_topics(self.broker, std::slice::from_ref(&self.topic))
         );
     }
 }
