@@ -18,6 +18,7 @@ pub mod offset;
 mod persist;
 pub mod pop;
 mod processor;
+pub mod pull_hold;
 mod register;
 pub mod request_mode;
 pub mod schedule;
@@ -417,6 +418,7 @@ impl Broker {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(register::registration_loop(self.clone(), shutdown.clone()));
         tasks.spawn(self.clone().housekeeping(shutdown.clone()));
+        tasks.spawn(self.clone().answer_held_pulls(shutdown.clone()));
         if let Some(acl) = &self.acl {
             tasks.spawn(acl.clone().watch(shutdown.clone()));
         }
@@ -694,6 +696,9 @@ impl InboundHandler for Broker {
         let (answer, parked) = metrics::tracking_parks(self.process(&conn, &request)).await;
         if let Some(a) = &answer {
             self.log_refusal(&conn, &request, a);
+        } else if parked && !request.is_oneway() {
+            // Held: the hold loop counts it when it answers.
+            return None;
         }
         self.metrics.rpc(
             code,

@@ -65,6 +65,9 @@ struct AppendFailure {
 #[derive(Default)]
 pub struct PullWaker {
     topics: Mutex<HashMap<String, HashMap<i32, Arc<Notify>>>>,
+    /// Long-polling PULL_MESSAGE requests, held as table entries (POP and notification
+    /// requests wait on the notifiers).
+    held: Arc<crate::pull_hold::HeldPulls>,
 }
 
 impl PullWaker {
@@ -78,9 +81,15 @@ impl PullWaker {
         queues.entry(queue_id).or_default().clone()
     }
 
+    /// The held long-polling pulls.
+    pub fn held(&self) -> &Arc<crate::pull_hold::HeldPulls> {
+        &self.held
+    }
+
     /// Wakes every parked pull: a slave's copy grew, and which queues it touched is not
     /// worth finding out.
     pub fn wake_all(&self) {
+        self.held.wake_all();
         let topics = self.topics.lock().expect("waker lock");
         for n in topics.values().flat_map(|queues| queues.values()) {
             n.notify_waiters();
@@ -89,6 +98,7 @@ impl PullWaker {
 
     /// Wakes the pulls parked on these queues (sorted, without repeats).
     fn wake(&self, touched: &[(&str, i32)]) {
+        self.held.wake(touched);
         let topics = self.topics.lock().expect("waker lock");
         for (topic, queue_id) in touched {
             if let Some(n) = topics.get(*topic).and_then(|queues| queues.get(queue_id)) {

@@ -234,6 +234,16 @@ impl Connection {
         self.send_now_or_queued(cmd, true).await
     }
 
+    /// Writes an encoded command, or queues it for the writer task, without waiting for
+    /// room: for answers owed to a request (a held pull's), which a busy peer's backlog
+    /// must not hold up for everyone else.
+    ///
+    /// # Errors
+    /// [`RemotingError::Closed`] when the connection is gone.
+    pub fn send_or_queue(&self, cmd: &RemotingCommand) -> Result<(), RemotingError> {
+        self.write_or_queue(Frame::encode(cmd), true)
+    }
+
     /// As [`send`](Self::send), or with `write_now` false always queued for the writer task,
     /// which writes what has queued up by the time it runs in one call: responses that one
     /// event completes together (a group commit, say) then leave in one write, not one each.

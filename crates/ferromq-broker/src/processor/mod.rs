@@ -47,11 +47,14 @@ impl Broker {
         if req.code == request::END_TRANSACTION {
             return Box::pin(self.end_transaction(req)).await;
         }
+        if req.code == request::PULL_MESSAGE {
+            // None: held, answered by the hold loop.
+            return self.pull_message(conn, req);
+        }
         let resp = match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 Box::pin(self.send_message(conn, req)).await
             }
-            request::PULL_MESSAGE => Box::pin(self.pull_message(conn, req)).await,
             request::RECALL_MESSAGE => self.recall(req),
             request::POP_MESSAGE => Box::pin(self.pop_message(req)).await,
             request::ACK_MESSAGE => self.ack_message(req),

@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use crate::filter::MessageFilter;
 use crate::groups::SubscriptionGroupConfig;
+use crate::pull_hold::HeldPull;
 use ferromq_protocol::RemotingCommand;
-use ferromq_store::{GetResult, GetStatus};
+use ferromq_store::{GetResult, GetStatus, StoreError};
+use tokio_util::sync::CancellationToken;
 
 use super::header;
 use crate::{Broker, Role};
@@ -51,49 +53,49 @@ fn exact_filter(mut r: GetResult, filter: &MessageFilter) -> GetResult {
 }
 
 impl Broker {
-    pub(crate) async fn pull_message(
+    pub(crate) fn pull_message(
         &self,
         conn: &ferromq_remoting::Connection,
         req: &RemotingCommand,
-    ) -> RemotingCommand {
+    ) -> Option<RemotingCommand> {
         let h = match header::<PullMessageRequestHeader>(req) {
             Ok(h) => h,
-            Err(resp) => return resp,
+            Err(resp) => return Some(resp),
         };
         let config = self.config();
         if config.broker_permission & perm::READ == 0 {
-            return RemotingCommand::error_response(
+            return Some(RemotingCommand::error_response(
                 req,
                 response::NO_PERMISSION,
                 format!(
                     "the broker[{}] pulling message is forbidden",
                     config.advertised_addr()
                 ),
-            );
+            ));
         }
         let Some(topic) = self.topics.get(&h.topic) else {
-            return RemotingCommand::error_response(
+            return Some(RemotingCommand::error_response(
                 req,
                 response::TOPIC_NOT_EXIST,
                 format!("topic[{}] not exist, apply first please!", h.topic),
-            );
+            ));
         };
         if topic.perm & perm::READ == 0 {
-            return RemotingCommand::error_response(
+            return Some(RemotingCommand::error_response(
                 req,
                 response::NO_PERMISSION,
                 format!("the topic[{}] pulling message is forbidden", h.topic),
-            );
+            ));
         }
         if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
-            return RemotingCommand::error_response(
+            return Some(RemotingCommand::error_response(
                 req,
                 response::SYSTEM_ERROR,
                 format!(
                     "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
                     h.queue_id, h.topic, topic.read_queue_nums
                 ),
-            );
+            ));
         }
         // The request's own expression wins when flagged; else the heartbeat's. With
         // neither (a pull racing the first heartbeat after a broker restart) everything is
@@ -109,15 +111,19 @@ impl Broker {
             None => Arc::new(MessageFilter::All),
             Some(Ok(f)) => f,
             Some(Err(e)) => {
-                return RemotingCommand::error_response(
+                return Some(RemotingCommand::error_response(
                     req,
                     response::SUBSCRIPTION_PARSE_FAILED,
                     e.to_string(),
-                )
+                ))
             }
         };
         if matches!(*filter, MessageFilter::Sql(_)) && !config.enable_property_filter {
-            return RemotingCommand::error_response(req, response::SYSTEM_ERROR, SQL_DISABLED);
+            return Some(RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                SQL_DISABLED,
+            ));
         }
         // The official clients clear the commit flag when they pull from a slave; a commit
         // that reaches one anyway is kept like UPDATE_CONSUMER_OFFSET (see commit_offset).
@@ -130,67 +136,63 @@ impl Broker {
                 h.commit_offset,
             );
         }
-        let accept = |tag: i64| filter.accepts_code(tag);
         let offset = h.queue_offset.max(0) as u64;
         let max_msgs = (h.max_msg_nums.max(1) as usize).min(MAX_PULL_MESSAGES);
-        let store = self.store.store();
-        let read = || {
-            store
-                .get_messages(
-                    &h.topic,
-                    h.queue_id,
-                    offset,
-                    max_msgs,
-                    MAX_PULL_BYTES,
-                    &accept,
-                )
-                .map(|r| exact_filter(r, &filter))
-        };
-        let mut result = match read() {
+        let result = match self.read_pull(&h.topic, h.queue_id, offset, max_msgs, &filter) {
             Ok(r) => r,
             Err(e) => {
-                return RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string())
+                return Some(RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    e.to_string(),
+                ))
             }
         };
-        let caught_up = |r: &GetResult| classify(r, offset).0 == response::PULL_NOT_FOUND;
-        if h.sys_flag & PULL_SUSPEND != 0 && h.suspend_timeout_millis > 0 && caught_up(&result) {
+        if h.sys_flag & PULL_SUSPEND != 0
+            && h.suspend_timeout_millis > 0
+            && caught_up(&result, offset)
+        {
             let deadline = Instant::now()
                 + Duration::from_millis(h.suspend_timeout_millis as u64).min(MAX_HOLD);
-            let notify = self.store.waker().notifier(&h.topic, h.queue_id);
-            loop {
-                let notified = notify.notified();
-                tokio::pin!(notified);
-                // Register before re-reading so an append between the two is not missed.
-                notified.as_mut().enable();
-                result = match read() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return RemotingCommand::error_response(
-                            req,
-                            response::SYSTEM_ERROR,
-                            e.to_string(),
-                        )
-                    }
-                };
-                if !caught_up(&result) {
-                    break;
-                }
-                let now = Instant::now();
-                crate::metrics::note_parked();
-                if now >= deadline
-                    || tokio::time::timeout(deadline - now, notified)
-                        .await
-                        .is_err()
-                {
-                    break;
-                }
-            }
+            let pull = HeldPull::new(conn.clone(), req, h, filter, offset, max_msgs, deadline);
+            crate::metrics::note_parked();
+            let (pull, read) = self.hold(pull)?;
+            return Some(self.answer_read(&pull, req, read));
         }
+        Some(self.answer_pull(conn, req, &h, offset, result))
+    }
+
+    /// Reads what a pull asks for, with its filter applied.
+    fn read_pull(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        max_msgs: usize,
+        filter: &MessageFilter,
+    ) -> Result<GetResult, StoreError> {
+        let accept = |tag: i64| filter.accepts_code(tag);
+        self.store
+            .store()
+            .get_messages(topic, queue_id, offset, max_msgs, MAX_PULL_BYTES, &accept)
+            .map(|r| exact_filter(r, filter))
+    }
+
+    /// The answer to a pull that read `result`, with the statistics it adds to.
+    fn answer_pull(
+        &self,
+        conn: &ferromq_remoting::Connection,
+        req: &RemotingCommand,
+        h: &PullMessageRequestHeader,
+        offset: u64,
+        result: GetResult,
+    ) -> RemotingCommand {
+        let config = self.config();
         self.stats
             .record_get(&h.topic, &h.consumer_group, result.messages.len() as u64);
         // Tools (TOOLS_CONSUMER: queryMsgByOffset, consumeMessage) read without consuming.
         if !crate::groups::SYSTEM_GROUPS.contains(&h.consumer_group.as_str()) {
-            self.note_pull(conn, &h, offset, &result);
+            self.note_pull(conn, h, offset, &result);
         }
         self.metrics.read(
             &h.topic,
@@ -216,6 +218,88 @@ impl Broker {
             MASTER_ID
         };
         pull_response(req, result, offset, suggest)
+    }
+
+    /// The hold loop: answers held pulls whose queue grew (or holds them again when what
+    /// arrived does not pass their filter) and those whose hold ran out.
+    pub(crate) async fn answer_held_pulls(self: Arc<Self>, shutdown: CancellationToken) {
+        let held = self.store.waker().held().clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                () = held.wait_for_work() => {}
+            }
+            let due = held.take_due(Instant::now());
+            for pull in due.woken {
+                self.answer_held(pull, false);
+            }
+            for pull in due.expired {
+                self.answer_held(pull, true);
+            }
+        }
+    }
+
+    fn answer_held(&self, pull: HeldPull, expired: bool) {
+        let read = self.read_pull(
+            &pull.header.topic,
+            pull.header.queue_id,
+            pull.offset,
+            pull.max_msgs,
+            &pull.filter,
+        );
+        let still_caught_up = matches!(&read, Ok(r) if caught_up(r, pull.offset));
+        let (pull, read) = if still_caught_up && !expired && Instant::now() < pull.deadline {
+            // What arrived did not pass the filter: held again.
+            match self.hold(pull) {
+                Some(found) => found,
+                None => return,
+            }
+        } else {
+            (pull, read)
+        };
+        let response = self.answer_read(&pull, &pull.reply_to, read);
+        // A closed connection has nobody to answer; its client pulls again when it returns.
+        let _ = pull.conn.send_or_queue(&response);
+        self.metrics.rpc(
+            pull.reply_to.code,
+            Some(response.code),
+            true,
+            pull.received.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+
+    /// Holds a pull, then reads its queue once more: an append between the first read and
+    /// the parking shows here, and any later one marks the queue for the hold loop. Returns
+    /// the pull with what it read when that found something and the loop had not taken it.
+    fn hold(&self, pull: HeldPull) -> Option<(HeldPull, Result<GetResult, StoreError>)> {
+        let held = self.store.waker().held();
+        let (topic, queue_id, offset, max_msgs) = (
+            pull.header.topic.clone(),
+            pull.header.queue_id,
+            pull.offset,
+            pull.max_msgs,
+        );
+        let filter = pull.filter.clone();
+        let ticket = held.park(pull);
+        let read = self.read_pull(&topic, queue_id, offset, max_msgs, &filter);
+        if matches!(&read, Ok(r) if caught_up(r, offset)) {
+            return None;
+        }
+        held.take_back(&ticket).map(|pull| (pull, read))
+    }
+
+    fn answer_read(
+        &self,
+        pull: &HeldPull,
+        reply_to: &RemotingCommand,
+        read: Result<GetResult, StoreError>,
+    ) -> RemotingCommand {
+        match read {
+            Ok(r) => self.answer_pull(&pull.conn, reply_to, &pull.header, pull.offset, r),
+            Err(e) => {
+                RemotingCommand::error_response(reply_to, response::SYSTEM_ERROR, e.to_string())
+            }
+        }
     }
 
     /// Keeps the queue's pull position and, when it carried messages, who read them.
@@ -280,6 +364,11 @@ fn total_memory_bytes() -> u64 {
 
 /// Response code and next offset for a read, as Apache's `PullMessageProcessor` maps
 /// store statuses. 21 (offset moved) is costly for clients, so only illegal offsets get it.
+/// Whether a read found nothing new for a pull from `requested`: it may be held.
+fn caught_up(r: &GetResult, requested: u64) -> bool {
+    classify(r, requested).0 == response::PULL_NOT_FOUND
+}
+
 fn classify(r: &GetResult, requested: u64) -> (i32, u64) {
     match r.status {
         GetStatus::Found => (response::SUCCESS, r.next_begin_offset),

@@ -415,11 +415,27 @@ async fn send_while_the_slave_is_paused(extra_conf: &str) -> PausedSlave {
         send_request("confirm", b"unconfirmed", "WAIT\u{1}true\u{2}"),
     )
     .await;
-    assert_eq!(
-        r.code, 12,
-        "stored, but the in-sync slave did not answer: {:?}",
-        r.remark
-    );
+    if r.code != 12 {
+        // Say what each broker saw: the in-sync set it kept and its connections.
+        let logs: Vec<String> = members
+            .iter()
+            .map(|m| {
+                format!(
+                    "--- {} ({}):\n{}",
+                    m.name,
+                    m.addr,
+                    m.proc.output.lock().unwrap()
+                )
+            })
+            .collect();
+        panic!(
+            "stored, but the in-sync slave did not answer: code {} {:?}; controller: {:?}\n{}",
+            r.code,
+            r.remark,
+            group(&ctl).await,
+            logs.join("\n")
+        );
+    }
     let max = call(
         &conn,
         RemotingCommand::request(30)

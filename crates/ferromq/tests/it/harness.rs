@@ -96,6 +96,36 @@ impl Proc {
             .status()
             .unwrap();
         assert!(status.success(), "kill -{name} failed");
+        if name == "STOP" {
+            self.wait_until_stopped();
+        }
+    }
+
+    /// A group stop reaches the other threads only once the one the kernel picked runs, so
+    /// on a busy machine they go on working for a while after `kill` returns: waits
+    /// (bounded) until every thread is stopped.
+    fn wait_until_stopped(&self) {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let stopped = || {
+            std::fs::read_dir(&tasks).is_ok_and(|dir| {
+                dir.filter_map(Result::ok).all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                        // The state follows the parenthesised command name.
+                        stat.rsplit_once(')')
+                            .and_then(|(_, rest)| rest.split_whitespace().next())
+                            .is_some_and(|state| state == "T" || state == "t")
+                    })
+                })
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stopped() {
+            assert!(
+                Instant::now() < deadline,
+                "{tasks}: not every thread stopped"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -180,6 +180,109 @@ async fn held_pull_times_out_with_pull_not_found() {
     assert_eq!(resp.field("nextBeginOffset"), Some("1"));
 }
 
+/// Held pulls wait on their own queue: an append to one queue answers the pulls held on
+/// it and no other; the rest are answered PULL_NOT_FOUND when their hold runs out. Pulls
+/// held for a connection that closed are dropped without harm to anyone else.
+#[tokio::test]
+async fn held_pulls_are_answered_by_their_own_queue_or_at_their_deadline() {
+    let server = Server::start("");
+    crate::harness::create_topic(&server.broker, "hold", 4).await;
+    let broker = connect(&server.broker).await;
+    let gone = connect(&server.broker).await;
+    for queue in 0..4 {
+        let conn = gone.clone();
+        tokio::spawn(async move {
+            conn.invoke(
+                pull_request("hold", queue, 0, 20_000),
+                Duration::from_secs(30),
+            )
+            .await
+        });
+    }
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let (conn, queue) = (broker.clone(), i % 4);
+        held.push((
+            queue,
+            tokio::spawn(async move { call(&conn, pull_request("hold", queue, 0, 5_000)).await }),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        held.iter().all(|(_, h)| !h.is_finished()),
+        "pulls at the end of their queues must be held"
+    );
+    gone.close();
+    let mut to_two = send_request("hold", b"for two", "");
+    to_two.ext_fields.insert("queueId".into(), "2".into());
+    assert_eq!(call(&broker, to_two).await.code, 0);
+    let (two, others): (Vec<_>, Vec<_>) = held.into_iter().partition(|(q, _)| *q == 2);
+    for (_, h) in two {
+        let resp = h.await.unwrap();
+        assert_eq!(resp.code, 0, "{:?}", resp.remark);
+        assert_eq!(
+            &MessageExt::decode_all(&resp.body).unwrap()[0].body[..],
+            b"for two"
+        );
+    }
+    assert!(
+        others.iter().all(|(_, h)| !h.is_finished()),
+        "an append to queue 2 answered a pull held on another queue"
+    );
+    for (_, h) in others {
+        let resp = h.await.unwrap();
+        assert_eq!(resp.code, 19, "{:?}", resp.remark);
+        assert_eq!(resp.field("nextBeginOffset"), Some("0"));
+    }
+    // The pulls of the closed connection were on these queues too.
+    for queue in [0, 1, 3] {
+        let mut send = send_request("hold", b"later", "");
+        send.ext_fields.insert("queueId".into(), queue.to_string());
+        assert_eq!(call(&broker, send).await.code, 0);
+        let resp = call(&broker, pull_request("hold", queue, 0, 1_000)).await;
+        assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    }
+}
+
+/// A held pull woken by a message its filter rejects is answered PULL_RETRY_IMMEDIATELY
+/// past it (Apache's NO_MATCHED_MESSAGE answer), and the next held pull takes the next
+/// message that passes.
+#[tokio::test]
+async fn a_held_pull_woken_by_a_rejected_message_moves_past_it() {
+    let server = Server::start("");
+    crate::harness::create_topic(&server.broker, "tagged", 1).await;
+    let broker = connect(&server.broker).await;
+    let held_from = |offset: i64| {
+        let mut pull = pull_request("tagged", 0, offset, 10_000);
+        pull.ext_fields.insert("sysFlag".into(), "6".into());
+        pull.ext_fields.insert("subscription".into(), "A".into());
+        let conn = broker.clone();
+        tokio::spawn(async move { call(&conn, pull).await })
+    };
+    let tagged =
+        |tag: &str| send_request("tagged", tag.as_bytes(), &format!("TAGS\u{1}{tag}\u{2}"));
+    let first = held_from(0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(call(&broker, tagged("B")).await.code, 0);
+    let resp = first.await.unwrap();
+    assert_eq!(resp.code, 20, "{:?}", resp.remark);
+    assert!(resp.body.is_empty());
+    assert_eq!(resp.field("nextBeginOffset"), Some("1"));
+    let second = held_from(1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "a pull at the end of the queue must be held"
+    );
+    assert_eq!(call(&broker, tagged("A")).await.code, 0);
+    let resp = second.await.unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let found = MessageExt::decode_all(&resp.body).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(&found[0].body[..], b"A");
+    assert_eq!(resp.field("nextBeginOffset"), Some("2"));
+}
+
 #[tokio::test]
 async fn offsets_commit_query_and_new_group_starts_at_zero() {
     let server = Server::start("");
