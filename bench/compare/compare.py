@@ -494,7 +494,43 @@ def scenarios(seconds, backlog):
           rust_client("consume", seconds=180, messages=backlog, group="bench-rust")]),
         ("syncflush-8p", "SYNC_FLUSH, 1 KiB SendSync, 8 producers", "SYNC_FLUSH", True, produce("sync", 8)),
         ("syncflush-64p", "SYNC_FLUSH, 1 KiB SendSync, 64 producers", "SYNC_FLUSH", True, produce("sync", 64)),
+        # Large messages against the disk (see disk_write_rate): SYNC_FLUSH, so that what is
+        # counted is on the disk. Apache's benchmark Producer compresses bodies over 4 KiB.
+        *[(sid, f"SYNC_FLUSH, {title}", "SYNC_FLUSH", True, clients) for sid, title, clients in large_scenarios(seconds)],
     ]
+
+
+LARGE = {"large-64k": 65536, "large-1m": 1 << 20, "batch-256": 256 * 1024}
+
+
+def large_scenarios(seconds):
+    """(id, title, clients) of the large-message rows; LARGE gives each one's bytes per send."""
+    return [
+        ("large-64k", "64 KiB SendSync, 16 producers",
+         [go_client("sync", 16, 65536, seconds), rust_client("sync", 16, 65536, seconds)]),
+        ("large-1m", "1 MiB SendSync, 8 producers",
+         [go_client("sync", 8, 1 << 20, seconds), rust_client("sync", 8, 1 << 20, seconds)]),
+        ("batch-256", "1 KiB batches of 256, 8 producers", [go_client("batch", 8, 1024, seconds, batch=256)]),
+    ]
+
+
+def disk_write_rate(work, mib=1024):
+    """MB/s of writing `mib` MiB sequentially in 1 MiB blocks to a file in `work`, one
+    fdatasync at the end included: the disk's rate that SYNC_FLUSH throughput is held to."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "disk-rate.tmp"
+    block = os.urandom(1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        start = time.monotonic()
+        for _ in range(mib):
+            os.write(fd, block)
+        os.fdatasync(fd)
+        seconds = time.monotonic() - start
+    finally:
+        os.close(fd)
+        path.unlink()
+    return mib * (1 << 20) / seconds / 1e6
 
 
 def warm_up(system, seconds):
@@ -514,7 +550,7 @@ def fill_backlog(system, count):
 
 def run_system(system, args, results):
     log(f"== {system.name}")
-    if system.stores:
+    if system.stores and not args.merge:
         try:
             ms, samples = first_send_ms(system)
             results["first_send_ms"][system.name] = ms
@@ -529,7 +565,7 @@ def run_system(system, args, results):
             continue
         if needs_store and not system.stores:
             continue
-        if flush != want_flush or sid == "consume-backlog":
+        if flush != want_flush or sid == "consume-backlog" or sid in LARGE:
             system.stop()
             system.start(want_flush)
             flush = want_flush
@@ -538,9 +574,14 @@ def run_system(system, args, results):
             if sid == "consume-backlog":
                 log(f"filling a backlog of {args.backlog:,} messages")
                 fill_backlog(system, args.backlog)
-        for client in clients:
+        for k, client in enumerate(clients):
             if client[1][0] == "java" and not args.apache_tool:
                 continue
+            if sid in LARGE and k > 0:
+                # A large run writes gigabytes: each client starts on an empty disk.
+                system.stop()
+                system.start(want_flush)
+                create_topic(system)
             if client[0] in system.incompatible:
                 r = {"client": client[0], "error": system.incompatible[client[0]]}
                 results["runs"].setdefault(sid, {"title": title, "by": {}})["by"].setdefault(r["client"], {})[system.name] = r
@@ -627,6 +668,8 @@ def write_report(results, path, systems):
         *([("Measured (UTC): " + "; ".join(f"{s} {t}" for s, t in results["measured"].items() if s in systems)
             + ". Systems measured in separate sittings (`--resume`) may differ by the machine's drift as well."), ""]
           if results.get("measured") else []),
+        *([("Measured later and merged in (`--merge`): " + "; ".join(f"{k} {v}" for k, v in results["merged"].items())
+            + "."), ""] if results.get("merged") else []),
         f"- Apache RocketMQ {APACHE_VERSION} from Maven Central, {APACHE_HEAP}, the JVM flags of its"
         " runbroker.sh, otherwise its defaults (ASYNC_FLUSH unless stated).",
         "- rocketmq-rust 1.0.0 (`cargo install --locked rocketmq-namesrv rocketmq-broker`), with"
@@ -677,6 +720,22 @@ def write_report(results, path, systems):
                 p50 = ms("p50_us") if "p50_us" in r else (f"avg {ms('avg_us')}" if "avg_us" in r else "–")
                 lines.append(f"| {client} | {s} | {fmt(r['msgs_per_sec'])} | {fmt(r.get('mb_per_sec'), 1)} | {p50} | "
                              f"{ms('p99_us')} | {ms('p999_us')} | {fmt(r['cpu_s_per_million'], 1)} | {fmt(r['peak_rss_mb'], 0)} | {rel} |")
+    large = [(sid, run) for sid, run in results["runs"].items() if sid in LARGE]
+    if large and results.get("disk_write_mb_s"):
+        disk = results["disk_write_mb_s"]
+        lines += ["", "## Large messages against the disk", "",
+                  f"The disk under the data directories wrote {disk:,.0f} MB/s in the same run (1 GiB in 1 MiB "
+                  "blocks, one fdatasync at the end). The rows above are SYNC_FLUSH: a send is answered once its "
+                  "bytes are on the disk. Share of the disk's rate (bodies only; records add about 200 B each):", "",
+                  "| scenario | client | " + " | ".join(systems) + " |", "|---|---|" + "---|" * len(systems)]
+        for sid, run in large:
+            for client, by in run["by"].items():
+                cells = []
+                for s in systems:
+                    r = by.get(s, {})
+                    cells.append(f"{r['mb_per_sec']:,.0f} MB/s ({100 * r['mb_per_sec'] / disk:.0f} %)"
+                                 if r.get("mb_per_sec") else "–")
+                lines.append(f"| {run['title']} | {client} | " + " | ".join(cells) + " |")
     lines += ["", "![throughput and latency](compare.svg)", ""]
     Path(path).write_text("\n".join(lines))
 
@@ -754,12 +813,15 @@ def main():
     ap.add_argument("--work", default=str(ROOT / "target" / "compare"), help="data directories (same disk for all)")
     ap.add_argument("--resume", action="store_true", help="keep the systems already in results.json")
     ap.add_argument("--smoke", action="store_true", help="FerroMQ only, a few seconds per load; checks the harness")
+    ap.add_argument("--merge", action="store_true",
+                    help="with --only: measure those scenarios again for --systems and put them into the saved "
+                         "results.json beside everything else it holds (start-up is not measured again)")
     args = ap.parse_args()
     # Stopped from outside: still stop the servers (the `finally` blocks below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     if args.smoke:
         args.systems, args.seconds, args.backlog, args.warm_up = "FerroMQ", 2, 20_000, 1
-        args.only = args.only or ["sync-1k-1p", "latency-5000", "consume-backlog"]
+        args.only = args.only or ["sync-1k-1p", "latency-5000", "consume-backlog", "large-1m", "batch-256"]
         args.apache_tool = False
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     kinds = {c.name: c for c in (Apache, RocketmqRust, FerroMQ, NullBroker)}
@@ -769,9 +831,19 @@ def main():
     saved = out.with_name("results.json")
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "seconds": args.seconds,
                "first_send_ms": {}, "idle_rss_mb": {}, "done": [], "runs": {}}
-    if args.resume and saved.exists():
+    if args.merge:
+        if not (args.only and saved.exists()):
+            sys.exit("--merge needs --only and a saved results.json")
+        results = json.loads(saved.read_text())
+        results["done"] = [n for n in results.get("done", []) if n not in names]
+        results.setdefault("merged", {})
+    elif args.resume and saved.exists():
         results = json.loads(saved.read_text())
         log(f"resuming: {', '.join(results.get('done', [])) or 'nothing'} already measured")
+    if any(sid in LARGE for sid in (args.only or LARGE)):
+        # Measured again by every run that measures the large rows, on the data directories' disk.
+        results["disk_write_mb_s"] = disk_write_rate(work, 64 if args.smoke else 1024)
+        log(f"disk: {results['disk_write_mb_s']:.0f} MB/s sequential write with fdatasync")
     for n in names:
         if n in results.get("done", []):
             continue
@@ -781,7 +853,15 @@ def main():
             run_system(system, args, results)
         finally:
             system.stop()
-        results.setdefault("measured", {})[n] = f"{began}–{time.strftime('%H:%M')}"
+            # The next system gets the disk; the logs stay.
+            for child in system.work.glob("*"):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+        if args.merge:
+            for sid in args.only:
+                results["merged"][f"{sid} / {n}"] = f"{datetime.date.today().isoformat()} {began}–{time.strftime('%H:%M')}"
+        else:
+            results.setdefault("measured", {})[n] = f"{began}–{time.strftime('%H:%M')}"
         results.setdefault("done", []).append(n)
         # Saved after each system, so an interrupted comparison can resume (--resume).
         saved.write_text(json.dumps(results, indent=1))

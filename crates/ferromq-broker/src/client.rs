@@ -111,7 +111,13 @@ pub struct ClientManager {
     front_clients: Mutex<HashMap<String, FrontClient>>,
     producers: Mutex<HashMap<String, HashMap<u64, ClientChannel>>>,
     consumers: Mutex<HashMap<String, ConsumerGroupInfo>>,
+    /// Request-reply: the connection each requester (by client id) last sent a request
+    /// message over, so a reply reaches it before its first heartbeat does.
+    requesters: Mutex<HashMap<String, Connection>>,
 }
+
+/// Requesters remembered at most; closed connections are dropped first when it is full.
+const MAX_REQUESTERS: usize = 65_536;
 
 impl ClientManager {
     pub fn register_producer(&self, group: &str, channel: ClientChannel) {
@@ -205,6 +211,10 @@ impl ClientManager {
             }
             p.retain(|_, m| !m.is_empty());
         }
+        self.requesters
+            .lock()
+            .expect("requester table lock")
+            .retain(|_, c| c.id() != conn_id);
         let mut c = self.consumers.lock().expect("consumer table lock");
         let groups: Vec<String> = c
             .iter_mut()
@@ -327,6 +337,42 @@ impl ClientManager {
         p.get(group)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Notes that `client_id` sent a request message over `conn` (request-reply).
+    pub fn note_requester(&self, client_id: &str, conn: &Connection) {
+        let mut r = self.requesters.lock().expect("requester table lock");
+        if r.get(client_id).is_some_and(|c| c.id() == conn.id()) {
+            return;
+        }
+        if r.len() >= MAX_REQUESTERS {
+            r.retain(|_, c| !c.is_closed());
+            if r.len() >= MAX_REQUESTERS {
+                return;
+            }
+        }
+        r.insert(client_id.to_string(), conn.clone());
+    }
+
+    /// The open connection of the client with this id: a producer's from its heartbeats
+    /// (Apache's `ProducerManager.findChannel`), else the one it last sent a request over.
+    pub fn find_producer(&self, client_id: &str) -> Option<Connection> {
+        let by_heartbeat = {
+            let p = self.producers.lock().expect("producer table lock");
+            p.values()
+                .flat_map(HashMap::values)
+                .filter(|c| c.client_id == client_id && !c.conn.is_closed())
+                .max_by_key(|c| c.last_heartbeat)
+                .map(|c| c.conn.clone())
+        };
+        by_heartbeat.or_else(|| {
+            self.requesters
+                .lock()
+                .expect("requester table lock")
+                .get(client_id)
+                .filter(|c| !c.is_closed())
+                .cloned()
+        })
     }
 
     /// Producer connections counted by (language, version), for the metrics.

@@ -184,6 +184,9 @@ pub struct BrokerConfig {
     /// `regionId`, default `DefaultRegion`: written on sent messages (`MSG_REGION`) and
     /// send answers, where clients' traces read it.
     pub region_id: String,
+    /// Request-reply: replies are stored in the reply topic as well as pushed to their
+    /// requester (`storeReplyMessageEnable`, default true).
+    pub store_reply_message_enable: bool,
     /// `traceOn`, default true: whether clients should trace what goes through here
     /// (`TRACE_ON` on sent messages and send answers).
     pub trace_on: bool,
@@ -318,6 +321,7 @@ impl Default for BrokerConfig {
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             region_id: "DefaultRegion".into(),
             trace_on: true,
+            store_reply_message_enable: true,
             enable_message_life: true,
             broker_permission: 6,
             metrics_prom_exporter: false,
@@ -625,6 +629,7 @@ const KEYS: &[Key] = &[
         c.tls_mode = Some(v.parse().map_err(|e: String| invalid(k, v, &e))?)
     }),
     key!("enableMessageLife", runtime = false, |c| c.enable_message_life.to_string(), |c, k, v| c.enable_message_life = parse_bool(k, v)?),
+    key!("storeReplyMessageEnable", runtime = true, |c| c.store_reply_message_enable.to_string(), |c, k, v| c.store_reply_message_enable = parse_bool(k, v)?),
     key!("traceOn", runtime = true, |c| c.trace_on.to_string(), |c, k, v| c.trace_on = parse_bool(k, v)?),
     key!("traceTopicEnable", runtime = false, |c| c.trace_topic_enable.to_string(), |c, k, v| c.trace_topic_enable = parse_bool(k, v)?),
     key!("transactionCheckInterval", runtime = true, |c| c.transaction_check_interval_ms.to_string(), |c, k, v| c.transaction_check_interval_ms = parse_num(k, v, 1u64, u64::MAX / 2)?),

@@ -34,6 +34,9 @@ pub enum ClientError {
     /// The message or option is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A request was sent, but no reply came in time (request-reply).
+    #[error("request to {topic} sent, but no reply came within {timeout_ms} ms")]
+    RequestTimeout { topic: String, timeout_ms: u64 },
     /// The client was shut down or not started.
     #[error("the client is not running")]
     NotRunning,

@@ -24,6 +24,7 @@ mod error;
 mod instance;
 mod message;
 mod producer;
+mod request_reply;
 pub mod trace;
 mod transaction;
 

@@ -140,11 +140,14 @@ impl ProducerBuilder {
         if let Some(c) = &self.credentials {
             instance.set_credentials(c.clone());
         }
+        let replies = Arc::new(crate::request_reply::Replies::default());
+        instance.add_handler(replies.clone());
         Ok(Producer {
             inner: Arc::new(ProducerInner {
                 config: self,
                 instance,
                 faults: Mutex::new(HashMap::new()),
+                replies,
             }),
         })
     }
@@ -155,6 +158,8 @@ pub(crate) struct ProducerInner {
     pub(crate) instance: Arc<ClientInstance>,
     /// Broker name → avoided until.
     faults: Mutex<HashMap<String, Instant>>,
+    /// Requests waiting for their replies.
+    pub(crate) replies: Arc<crate::request_reply::Replies>,
 }
 
 /// A producer. Cheap to clone; all clones share connections.
@@ -362,6 +367,8 @@ impl Producer {
         };
         let code = if batch == 1 {
             request::SEND_BATCH_MESSAGE
+        } else if crate::request_reply::is_reply(msg) {
+            request::SEND_REPLY_MESSAGE_V2
         } else {
             request::SEND_MESSAGE_V2
         };

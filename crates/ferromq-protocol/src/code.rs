@@ -73,6 +73,12 @@ pub mod request {
         CONSUME_MESSAGE_DIRECTLY = 309;
         SEND_MESSAGE_V2 = 310;
         SEND_BATCH_MESSAGE = 320;
+        /// A reply to a request message (request-reply), V1 header keys.
+        SEND_REPLY_MESSAGE = 324;
+        /// A reply to a request message, V2 (one-letter) header keys.
+        SEND_REPLY_MESSAGE_V2 = 325;
+        /// Broker → requesting client: the reply to its request.
+        PUSH_REPLY_MESSAGE_TO_CLIENT = 326;
         QUERY_DATA_VERSION = 322;
         PUT_KV_CONFIG = 100;
         GET_KV_CONFIG = 101;

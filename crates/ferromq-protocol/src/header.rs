@@ -126,6 +126,7 @@ impl SendMessageRequestHeader {
     pub fn decode_request(req: &crate::RemotingCommand) -> Result<Self, HeaderError> {
         use crate::code::request;
         if req.code == request::SEND_MESSAGE
+            || req.code == request::SEND_REPLY_MESSAGE
             || (req.code == request::SEND_BATCH_MESSAGE && !req.ext_fields.contains_key("b"))
         {
             Self::decode(&req.ext_fields)

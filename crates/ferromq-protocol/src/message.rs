@@ -69,6 +69,14 @@ pub mod property {
     pub const START_DELIVER_TIME: &str = "__STARTDELIVERTIME";
     pub const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
     pub const TRACE_ON: &str = "TRACE_ON";
+    /// Request-reply: the requester's client id, where the reply goes.
+    pub const REPLY_TO_CLIENT: &str = "REPLY_TO_CLIENT";
+    /// Request-reply: pairs a reply with its request.
+    pub const CORRELATION_ID: &str = "CORRELATION_ID";
+    /// `reply` on a reply message.
+    pub const MSG_TYPE: &str = "MSG_TYPE";
+    /// Request-reply: when the broker pushed the reply (ms).
+    pub const PUSH_REPLY_TIME: &str = "PUSH_REPLY_TIME";
 }
 
 const NAME_VALUE_SEPARATOR: char = '\u{1}';

@@ -12,6 +12,7 @@ mod life;
 pub(crate) mod lock;
 mod pop;
 mod pull;
+mod reply;
 mod retry;
 pub(crate) mod send;
 
@@ -54,6 +55,9 @@ impl Broker {
         let resp = match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 Box::pin(self.send_message(conn, req)).await
+            }
+            request::SEND_REPLY_MESSAGE | request::SEND_REPLY_MESSAGE_V2 => {
+                Box::pin(self.send_reply(conn, req)).await
             }
             request::RECALL_MESSAGE => self.recall(req),
             request::POP_MESSAGE => Box::pin(self.pop_message(req)).await,

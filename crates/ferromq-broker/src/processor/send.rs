@@ -118,6 +118,10 @@ impl Broker {
             }
         };
         let header_props = h.properties.take().unwrap_or_default();
+        if let Some(requester) = property(&header_props, message::property::REPLY_TO_CLIENT) {
+            // A request message (request-reply): its reply comes back over this connection.
+            self.clients.note_requester(requester, conn);
+        }
         let batch = req.code == request::SEND_BATCH_MESSAGE;
         let messages = if batch {
             match decode_batch(&req.body) {

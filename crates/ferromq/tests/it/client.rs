@@ -492,3 +492,79 @@ async fn pull_consumer_reads_with_manual_offsets() {
     assert_eq!(r.status, PullStatus::NoNewMessage);
     assert_eq!(pc.max_offset(q0).await.unwrap(), 5);
 }
+
+/// Request-reply with the Rust client on both ends: the replier's answer (SEND_REPLY_MESSAGE_V2)
+/// is pushed back to the requester and stored in the cluster's reply topic; a request nobody
+/// answers ends in RequestTimeout; a non-request cannot be replied to.
+#[tokio::test]
+async fn requests_are_answered_through_the_reply_topic() {
+    let server = Server::start("");
+    let requester = producer(&server, "requester");
+    let replier = producer(&server, "replier");
+    requester
+        .send(Message::new("asks", "creates the topic"))
+        .await
+        .unwrap();
+    let answering = replier.clone();
+    let _c = PushConsumer::builder()
+        .name_servers([server.namesrv.clone()])
+        .group("g-replier")
+        .consume_from(ConsumeFrom::FirstOffset)
+        .subscribe("asks", Selector::All)
+        .start(move |msgs| {
+            let replier = answering.clone();
+            async move {
+                for m in msgs {
+                    let body = format!("re:{}", String::from_utf8_lossy(&m.body));
+                    if m.body.as_ref() != b"creates the topic" {
+                        replier.reply(&m, body).await.unwrap();
+                    } else {
+                        assert!(
+                            replier.reply(&m, body).await.is_err(),
+                            "a non-request was answered"
+                        );
+                    }
+                }
+                ConsumeResult::Success
+            }
+        })
+        .await
+        .unwrap();
+    for ask in ["ping", "pong"] {
+        let reply = requester
+            .request(Message::new("asks", ask), Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(reply.body.as_ref(), format!("re:{ask}").as_bytes());
+        assert_eq!(reply.topic, "DefaultCluster_REPLY_TOPIC");
+        assert!(reply.property("CORRELATION_ID").is_some());
+    }
+    // Stored as well as pushed.
+    let seen: Seen = Arc::default();
+    let _r = consumer(
+        &server,
+        "g-replies",
+        "r",
+        "DefaultCluster_REPLY_TOPIC",
+        Selector::All,
+        seen.clone(),
+    )
+    .await;
+    let stored = bodies(&wait_for(&seen, 2, Duration::from_secs(20)).await);
+    assert_eq!(
+        stored,
+        BTreeSet::from(["re:ping".to_string(), "re:pong".to_string()])
+    );
+
+    let err = requester
+        .request(
+            Message::new("unanswered", "anyone?"),
+            Duration::from_millis(800),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ferromq_client::ClientError::RequestTimeout { .. }),
+        "{err}"
+    );
+}

@@ -431,3 +431,94 @@ async fn tool_requests_with_bad_headers_or_bodies_get_clear_errors() {
     );
     assert_eq!(call(&namesrv, RemotingCommand::request(106)).await.code, 0);
 }
+
+/// Replies (SEND_REPLY_MESSAGE, 324 and 325) that cannot reach anyone are refused with the
+/// reason, and the broker goes on serving.
+#[tokio::test]
+async fn replies_without_a_requester_or_a_topic_are_refused() {
+    let server = Server::start("");
+    let conn = connect(&server.broker).await;
+    let reply = |topic: &str, props: &str, body: &[u8]| {
+        let mut r = send_request(topic, body, props);
+        r.code = 324;
+        r
+    };
+    let no_requester = call(
+        &conn,
+        reply(
+            "DefaultCluster_REPLY_TOPIC",
+            "MSG_TYPE\u{1}reply\u{2}",
+            b"x",
+        ),
+    )
+    .await;
+    assert_eq!(no_requester.code, 1);
+    assert!(
+        no_requester
+            .remark
+            .as_deref()
+            .unwrap_or_default()
+            .contains("REPLY_TO_CLIENT"),
+        "{:?}",
+        no_requester.remark
+    );
+    let gone = call(
+        &conn,
+        reply(
+            "DefaultCluster_REPLY_TOPIC",
+            "REPLY_TO_CLIENT\u{1}1.2.3.4@gone\u{2}",
+            b"x",
+        ),
+    )
+    .await;
+    assert_eq!(gone.code, 1);
+    assert!(
+        gone.remark
+            .as_deref()
+            .unwrap_or_default()
+            .contains("channel of <1.2.3.4@gone> not found"),
+        "{:?}",
+        gone.remark
+    );
+    let no_topic = call(
+        &conn,
+        reply(
+            "NoSuchReplyTopic",
+            "REPLY_TO_CLIENT\u{1}1.2.3.4@gone\u{2}",
+            b"x",
+        ),
+    )
+    .await;
+    assert_eq!(no_topic.code, 17, "{:?}", no_topic.remark);
+    let too_big = call(
+        &conn,
+        reply(
+            "DefaultCluster_REPLY_TOPIC",
+            "",
+            &vec![0u8; 5 * 1024 * 1024],
+        ),
+    )
+    .await;
+    assert_eq!(too_big.code, 13, "{:?}", too_big.remark);
+    let mut headless = RemotingCommand::request(325);
+    headless.body = bytes::Bytes::from_static(b"x");
+    let headless = call(&conn, headless).await;
+    assert_eq!(headless.code, 1, "{:?}", headless.remark);
+    // V2 keys are read as V2.
+    let mut v2 = reply("NoSuchReplyTopic", "", b"x");
+    v2.code = 325;
+    use ferromq_protocol::header::CommandHeader;
+    let mut short = v2.ext_fields.clone();
+    short.clear();
+    ferromq_protocol::header::SendMessageRequestHeader::decode(&v2.ext_fields)
+        .unwrap()
+        .encode_v2(&mut short);
+    v2.ext_fields = short;
+    assert_eq!(call(&conn, v2).await.code, 17);
+    assert_eq!(
+        call(&conn, send_request("still-served", b"x", ""))
+            .await
+            .code,
+        0
+    );
+}
