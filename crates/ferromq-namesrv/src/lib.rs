@@ -250,7 +250,7 @@ impl NameServer {
             code => RemotingCommand::error_response(
                 req,
                 response::REQUEST_CODE_NOT_SUPPORTED,
-                format!(" request type {code} not supported"),
+                ferromq_protocol::code::unsupported_remark(code),
             ),
         }
     }

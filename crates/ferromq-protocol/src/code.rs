@@ -165,3 +165,32 @@ pub mod response {
         POLLING_TIMEOUT = 210;
     }
 }
+
+/// Why FerroMQ refuses a request code Apache RocketMQ 5.5 defines, for the codes it will not
+/// serve: the answer's remark is `not supported by FerroMQ: <reason>`, never a bare
+/// "request type N not supported".
+pub fn refusal(code: i32) -> Option<&'static str> {
+    Some(match code {
+        301 | 302 => {
+            "filter servers and class filters were removed from Apache's clients in 5.0; use tag or SQL92 filters"
+        }
+        354 | 355 => "FerroMQ has no RocksDB store: consume queues are plain files",
+        513 => "static topics (logic queues, RIP-21) are not supported: a topic's queues live on its brokers",
+        902 | 903 => "the broker container (several brokers in one process) is not supported: run one broker per process",
+        905 => "slaveActingMaster is not supported: in controller mode a slave is elected master instead",
+        908 => "the master's flush offset is kept by FerroMQ's store itself and cannot be reset from outside",
+        2001..=2003 => "cold-data flow control is not needed: FerroMQ reads cold data through the page cache without blocking sends",
+        2004 => "the commit log's read mode is fixed (positioned reads through the page cache)",
+        5001 => "FerroMQ has one timer engine (the on-disk timer wheel)",
+        200070..=200079 => "lite topics (RIP-83, Apache 5.5) are not supported yet; use ordinary topics",
+        _ => return None,
+    })
+}
+
+/// The remark of a refused or unknown request code.
+pub fn unsupported_remark(code: i32) -> String {
+    match refusal(code) {
+        Some(why) => format!("request type {code} not supported by FerroMQ: {why}"),
+        None => format!(" request type {code} not supported"),
+    }
+}

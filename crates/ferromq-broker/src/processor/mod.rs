@@ -137,7 +137,7 @@ impl Broker {
             code => RemotingCommand::error_response(
                 req,
                 response::REQUEST_CODE_NOT_SUPPORTED,
-                format!(" request type {code} not supported"),
+                ferromq_protocol::code::unsupported_remark(code),
             ),
         };
         Some(resp)

@@ -5,6 +5,7 @@ mod admin;
 mod catchup;
 mod client;
 mod cluster;
+mod compatibility;
 mod controller;
 mod controller_mode;
 mod crash;

@@ -1,0 +1,315 @@
+//! Every request code of Apache RocketMQ 5.5 (`apache_request_codes.txt`, read from
+//! `RequestCode` in rocketmq-remoting-5.5.0.jar) sent with an empty header to a name server, a
+//! broker and a controller: each is served by one of them, sent by the broker to clients,
+//! refused with a reason, or owned by an open issue. `docs/compatibility.md` is this table;
+//! the test fails when the servers' answers and the file part ways
+//! (`FERROMQ_WRITE_COMPATIBILITY=1` rewrites it), or when a code answers a bare
+//! "request type N not supported" without a row saying why.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferromq_protocol::RemotingCommand;
+
+use crate::harness::{connect, free_port, Proc, Server};
+
+const NOT_SUPPORTED: i32 = 3;
+
+/// Codes the servers do not answer and that are not refused for good: why.
+fn note(code: i32) -> Option<&'static str> {
+    Some(match code {
+        39 | 40 | 220 | 307 | 309 | 326 => "sent by the broker to clients",
+        221 => "sent by brokers to clients; FerroMQ's broker will send it once it serves 223 (issue 24)",
+        13 | 22 | 23 | 27 | 47 | 209..=214 | 223 | 303 | 306 | 308 | 314 | 316 | 323 | 328
+        | 329 | 345 | 353 | 361 => "issue 24: not served yet",
+        3001..=3010 => "issue 24 (ACL 2.0): not served yet",
+        200052 | 200055 | 200056 => "issue 24: POP peek, polling info and rollback are not served yet",
+        _ => return None,
+    })
+}
+
+/// Tests that use a code through a client's API rather than by name or number.
+fn used_by(code: i32) -> &'static [&'static str] {
+    const EVERY_CLIENT: &[&str] = &["every client suite (interop/go, interop/java, it/client.rs)"];
+    match code {
+        14 | 15 | 34 | 35 | 38 | 41 | 42 | 36 => EVERY_CLIENT,
+        310 | 320 => &["interop/java", "it/client.rs"],
+        200050 | 200051 | 200053 | 200054 | 200151 => {
+            &["interop/apache-tools RemotingPopConsumerTest (the Java 5 client over remoting)"]
+        }
+        324 => &["interop/go/request_reply_test.go"],
+        325 => &["interop/java/…/RequestReplyTest.java", "it/client.rs"],
+        326 => &[
+            "interop/go/request_reply_test.go",
+            "interop/java/…/RequestReplyTest.java",
+        ],
+        _ => &[],
+    }
+}
+
+/// Which parts of FerroMQ send the code themselves (the admin tool's and dashboard's suites
+/// run them: it/admin.rs, dashboard-e2e; the broker's to its name server and controller).
+fn senders(root: &Path, name: &str) -> Vec<&'static str> {
+    let named = |path: &Path| {
+        std::fs::read_to_string(path).is_ok_and(|t| {
+            t.contains(&format!("request::{name}")) || t.contains(&format!("code::{name}"))
+        })
+    };
+    let uses = |dir: &str| {
+        let mut dirs = vec![root.join(dir)];
+        while let Some(d) = dirs.pop() {
+            if d.is_file() {
+                if named(&d) {
+                    return true;
+                }
+                continue;
+            }
+            for e in std::fs::read_dir(&d)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+            {
+                dirs.push(e.path());
+            }
+        }
+        false
+    };
+    let mut out = Vec::new();
+    if uses("crates/ferromq-cli/src") || uses("crates/ferromq-client/src/admin.rs") {
+        out.push("`ferromq admin`");
+    }
+    if uses("crates/ferromq-dashboard/src") {
+        out.push("the dashboard");
+    }
+    if uses("crates/ferromq-broker/src") || uses("crates/ferromq-ha/src") {
+        out.push("FerroMQ's broker");
+    }
+    if uses("crates/ferromq-controller/src") {
+        out.push("FerroMQ's controller");
+    }
+    out
+}
+
+#[derive(Debug)]
+struct Answer {
+    code: i32,
+    remark: String,
+}
+
+async fn ask(addr: &str, code: i32) -> Answer {
+    let conn = connect(addr).await;
+    match conn
+        .invoke(RemotingCommand::request(code), Duration::from_secs(10))
+        .await
+    {
+        Ok(r) => Answer {
+            code: r.code,
+            remark: r.remark.unwrap_or_default(),
+        },
+        Err(e) => Answer {
+            code: i32::MIN,
+            remark: format!("no answer: {e}"),
+        },
+    }
+}
+
+/// Test files (under the repository) that name the code, or send it by number.
+fn mentions(root: &Path, files: &[(PathBuf, String)], code: i32, name: &str) -> Vec<String> {
+    let by_number = [
+        format!("request({code})"),
+        format!("request({code},"),
+        format!("Addr, {code},"),
+        format!(".call({code}"),
+    ];
+    let mut out: Vec<String> = files
+        .iter()
+        .filter(|(_, text)| {
+            text.contains(&format!("request::{name}"))
+                || text.contains(&format!("RequestCode.{name}"))
+                || text.contains(&format!("{name} ({code})"))
+                || by_number.iter().any(|n| text.contains(n.as_str()))
+        })
+        .map(|(path, _)| {
+            path.strip_prefix(root)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+                .replace("crates/ferromq/tests/", "")
+        })
+        .collect();
+    out.extend(used_by(code).iter().map(|s| s.to_string()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn test_files(root: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.join("crates/ferromq/tests"), root.join("interop")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if path.is_dir() {
+                if !matches!(name, "target" | "node_modules" | ".venv") {
+                    dirs.push(path);
+                }
+            } else if name != "compatibility.rs"
+                && [".rs", ".go", ".java", ".py", ".js"]
+                    .iter()
+                    .any(|e| name.ends_with(e))
+            {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    out.push((path, text));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_apache_request_code_is_served_refused_or_owned() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap();
+    let codes: Vec<(i32, String)> = include_str!("apache_request_codes.txt")
+        .lines()
+        .filter_map(|l| {
+            let (n, name) = l.split_once(' ')?;
+            Some((n.parse().ok()?, name.trim().to_string()))
+        })
+        .collect();
+    assert!(codes.len() > 150, "the code list is cut short");
+
+    let server = Server::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = format!("127.0.0.1:{}", free_port());
+    let conf = dir.path().join("controller.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "controllerDLegerPeers=n0-{ctl}\ncontrollerDLegerSelfId=n0\ncontrollerStorePath={}\n",
+            dir.path().join("ctl").display()
+        ),
+    )
+    .unwrap();
+    let _controller = Proc::spawn(&["controller".into(), "-c".into(), conf.display().to_string()]);
+
+    let files = test_files(&root);
+    let mut rows = Vec::new();
+    let mut bare = Vec::new();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for (code, name) in &codes {
+        let answers = [
+            ("name server", ask(&server.namesrv, *code).await),
+            ("broker", ask(&server.broker, *code).await),
+            ("controller", ask(&ctl, *code).await),
+        ];
+        let by: Vec<&str> = answers
+            .iter()
+            .filter(|(_, a)| a.code != NOT_SUPPORTED && a.code != i32::MIN)
+            .map(|(who, _)| *who)
+            .collect();
+        let refusal = answers.iter().find_map(|(_, a)| {
+            a.remark
+                .split_once("not supported by FerroMQ: ")
+                .map(|(_, why)| why.to_string())
+        });
+        let (kind, detail) = if !by.is_empty() {
+            let tests = mentions(&root, &files, *code, name);
+            let tests = if tests.is_empty() {
+                "none names it".to_string()
+            } else {
+                tests.join(", ")
+            };
+            let tools = senders(&root, name);
+            let tools = if tools.is_empty() {
+                String::new()
+            } else {
+                format!("; sent by {}", tools.join(" and "))
+            };
+            (
+                "served",
+                format!("by the {}; tests: {tests}{tools}", by.join(" and ")),
+            )
+        } else if let Some(why) = refusal {
+            ("refused", why)
+        } else if let Some(why) = note(*code) {
+            (
+                if why.starts_with("sent by") {
+                    "to clients"
+                } else {
+                    "open"
+                },
+                why.to_string(),
+            )
+        } else {
+            bare.push(format!("{code} {name}"));
+            (
+                "unexplained",
+                "answers \"request type N not supported\"".to_string(),
+            )
+        };
+        *by_kind.entry(kind).or_default() += 1;
+        rows.push(format!("| {code} | `{name}` | {kind} | {detail} |"));
+    }
+    // Every probe above had an empty header: the servers must all still be there.
+    assert!(
+        ask(&server.broker, 30).await.code != i32::MIN,
+        "the broker stopped answering"
+    );
+    assert!(
+        ask(&server.namesrv, 106).await.code == 0,
+        "the name server stopped answering"
+    );
+
+    let summary = by_kind
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let table = format!(
+        "# Request codes: FerroMQ against Apache RocketMQ 5.5\n\n\
+         Generated by `cargo test -p ferromq --test it compatibility` (`crates/ferromq/tests/it/compatibility.rs`): \
+         every code of Apache 5.5's `RequestCode` ({} codes) is sent with an empty header to FerroMQ's name \
+         server, broker and controller. *served*: one of them answers it (the tests listed name the code or \
+         use it through a client); *to clients*: the broker sends it to clients; *refused*: answered \
+         \"not supported by FerroMQ\" with the reason shown; *open*: not served yet, and the issue that owns it.\n\n\
+         {summary}.\n\n\
+         | code | name | status | detail |\n|---|---|---|---|\n{}\n",
+        codes.len(),
+        rows.join("\n")
+    );
+    let path = root.join("docs/compatibility.md");
+    if std::env::var_os("FERROMQ_WRITE_COMPATIBILITY").is_some() {
+        std::fs::write(&path, &table).unwrap();
+    }
+    assert!(
+        bare.is_empty(),
+        "codes answered \"request type N not supported\" without a row saying why: {bare:?}"
+    );
+    // The statuses must match; the details (which tests name a code) may lag.
+    let statuses = |text: &str| -> BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split(" | ").collect();
+                let code = cells.first()?.strip_prefix("| ")?;
+                code.parse::<i32>().ok()?;
+                Some((code.to_string(), cells.get(2)?.to_string()))
+            })
+            .collect()
+    };
+    let written = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        statuses(&written) == statuses(&table),
+        "docs/compatibility.md is not what the servers answer now; rerun with \
+         FERROMQ_WRITE_COMPATIBILITY=1 and commit it. Now:\n{table}"
+    );
+}
