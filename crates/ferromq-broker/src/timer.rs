@@ -87,32 +87,6 @@ pub(crate) fn due_time(props: &str, now: i64) -> Option<i64> {
     requested_due(props, now).filter(|due| *due > now)
 }
 
-/// Apache's recall handle (`RecallMessageHandle.HandleV1`): URL-safe base64 of
-/// `v1 topic brokerName dueMs uniqKey`.
-pub fn recall_handle(topic: &str, broker_name: &str, due_ms: i64, uniq_key: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE
-        .encode(format!("v1 {topic} {broker_name} {due_ms} {uniq_key}"))
-}
-
-/// Why a recall was refused (Apache's ILLEGAL_OPERATION remarks).
-fn parse_recall_handle(handle: &str) -> Result<(String, String, i64, String), String> {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::URL_SAFE
-        .decode(handle.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or("recall handle is invalid")?;
-    let f: Vec<&str> = raw.split(' ').collect();
-    if f.len() < 5 || f[0] != "v1" {
-        return Err("recall handle is invalid".into());
-    }
-    let due = f[3]
-        .parse()
-        .map_err(|_| "recall failed, timestamp invalid")?;
-    Ok((f[1].to_string(), f[2].to_string(), due, f[4].to_string()))
-}
-
 impl Broker {
     /// Withdraws a timer message before it is due; returns its message id.
     ///
@@ -124,8 +98,13 @@ impl Broker {
         if self.topics.get(topic).is_none() {
             return Err(BrokerError::TopicNotFound(topic.to_string()));
         }
-        let (handle_topic, broker_name, due, uniq) =
-            parse_recall_handle(handle).map_err(BrokerError::IllegalOperation)?;
+        let ferromq_protocol::recall::RecallHandle {
+            topic: handle_topic,
+            broker_name,
+            due_ms: due,
+            uniq_key: uniq,
+        } = ferromq_protocol::recall::RecallHandle::parse(handle)
+            .map_err(|e| BrokerError::IllegalOperation(e.into()))?;
         if handle_topic != topic {
             return Err(BrokerError::IllegalOperation(
                 "recall failed, topic not match".into(),

@@ -171,6 +171,9 @@ pub mod response {
 /// "request type N not supported".
 pub fn refusal(code: i32) -> Option<&'static str> {
     Some(match code {
+        13 | 22 | 23 | 27 | 47 | 209..=214 => {
+            "Apache RocketMQ 5.5 declares this code, but none of its servers, clients or tools sends or serves it"
+        }
         301 | 302 => {
             "filter servers and class filters were removed from Apache's clients in 5.0; use tag or SQL92 filters"
         }

@@ -20,6 +20,7 @@ pub mod extra_info;
 pub mod header;
 pub mod message;
 pub mod rebalance;
+pub mod recall;
 
 pub use command::{LanguageCode, RemotingCommand, SerializeType};
 pub use error::{DecodeError, HeaderError};

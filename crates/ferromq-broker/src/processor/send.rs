@@ -322,14 +322,15 @@ impl Broker {
             .map(|r| message::offset_msg_id(self.store_host, r.phys_offset as i64))
             .collect();
         let recall_handle = match (&uniq_key, due_ms) {
-            (Some(uniq), Some(due)) if !h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) => {
-                Some(crate::timer::recall_handle(
-                    &h.topic,
-                    &config.broker_name,
-                    due.saturating_add(1),
-                    uniq,
-                ))
-            }
+            (Some(uniq), Some(due)) if !h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) => Some(
+                ferromq_protocol::recall::RecallHandle {
+                    topic: h.topic.clone(),
+                    broker_name: config.broker_name.clone(),
+                    due_ms: due.saturating_add(1),
+                    uniq_key: uniq.clone(),
+                }
+                .encode(),
+            ),
             _ => None,
         };
         Ok(SendOutcome {

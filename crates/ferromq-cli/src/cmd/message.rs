@@ -1,5 +1,5 @@
 //! Message commands: queryMsgById, queryMsgByKey, queryMsgByOffset, sendMessage,
-//! consumeMessage, and FerroMQ's resendDlq.
+//! consumeMessage, recallMessage, and FerroMQ's resendDlq.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -452,6 +452,59 @@ impl ResendDlq {
         let mut t = Table::new(["Group", "Resent"]);
         t.row([group.clone(), resent.to_string()]);
         ctx.print(t, json!({"group": group, "resent": resent}));
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct RecallMessage {
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    /// The recall handle the message's send returned.
+    #[arg(short = 'i', long = "recallHandle")]
+    handle: String,
+}
+
+impl RecallMessage {
+    pub(super) async fn run(&self, ctx: &Ctx) -> Result<()> {
+        use ferromq_protocol::recall::RecallHandle;
+        let handle = RecallHandle::parse(&self.handle).map_err(|e| anyhow!("{e}"))?;
+        if handle.topic != self.topic {
+            bail!(
+                "the recall handle is for topic {}, not {}",
+                handle.topic,
+                self.topic
+            );
+        }
+        // The handle names the broker that holds the message; its master withdraws it.
+        let route = ctx.route(&self.topic).await?;
+        let Some((_, addr)) = crate::ctx::route_masters(&route)
+            .into_iter()
+            .find(|(name, _)| *name == handle.broker_name)
+        else {
+            bail!(
+                "broker {} (named by the handle) has no master serving topic {}",
+                handle.broker_name,
+                self.topic
+            );
+        };
+        let req = RemotingCommand::request(request::RECALL_MESSAGE)
+            .with_field("producerGroup", "TOOLS_CONSUMER")
+            .with_field("topic", &self.topic)
+            .with_field("recallHandle", self.handle.trim());
+        let resp = ctx.remote.ok(&addr, req, "RECALL_MESSAGE").await?;
+        let id = resp.field("msgId").unwrap_or_default().to_string();
+        let mut t = Table::new(["Topic", "Broker", "MsgId", "WasDue"]);
+        t.row([
+            self.topic.clone(),
+            handle.broker_name.clone(),
+            id.clone(),
+            super::value::local_time(handle.due_ms, true),
+        ]);
+        ctx.print(
+            t,
+            json!({"topic": self.topic, "brokerName": handle.broker_name, "msgId": id, "dueMs": handle.due_ms}),
+        );
         Ok(())
     }
 }

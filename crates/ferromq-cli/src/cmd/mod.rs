@@ -147,6 +147,10 @@ pub enum AdminCommand {
     /// Sends a group's dead letters back to its retry topic, once each (FerroMQ).
     #[command(name = "resendDlq")]
     ResendDlq(message::ResendDlq),
+    /// Withdraws a delayed or timer message before it is due, by the recall handle its send
+    /// returned (Apache 5.3.1's RECALL_MESSAGE).
+    #[command(name = "recallMessage")]
+    RecallMessage(message::RecallMessage),
 }
 
 /// Runs one admin command.
@@ -211,5 +215,6 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::SendMessage(c) => c.run(ctx).await,
         C::ConsumeMessage(c) => c.run(ctx).await,
         C::ResendDlq(c) => c.run(ctx).await,
+        C::RecallMessage(c) => c.run(ctx).await,
     }
 }

@@ -716,3 +716,38 @@ async fn mqadmin_shows_online_consumers() {
     assert!(!found && err.contains("unknown topic nope"), "{err}");
     consumer.shutdown().await;
 }
+
+/// `recallMessage -t -i` withdraws a timer message through the broker its handle names; the
+/// message never arrives, and bad handles are refused before anything is sent.
+#[tokio::test]
+async fn recall_message_withdraws_a_timer_message_by_its_handle() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    let due = crate::harness::now_ms() + 3_000;
+    let timer = encode_properties([("TIMER_DELIVER_MS", due.to_string().as_str())]);
+    let sent = call(&broker, send_request("recallme", b"withdrawn", &timer)).await;
+    assert_eq!(sent.code, 0, "{:?}", sent.remark);
+    let handle = sent.field("recallHandle").unwrap().to_string();
+    let out = admin_json(&server, &["recallMessage", "-t", "recallme", "-i", &handle]);
+    let id = out["msgId"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "{out}");
+    assert_eq!(out["brokerName"], "broker-a");
+
+    let (ok, _, err) = admin(&server, &["recallMessage", "-t", "other", "-i", &handle]);
+    assert!(!ok && err.contains("for topic recallme"), "{err}");
+    let (ok, _, err) = admin(
+        &server,
+        &["recallMessage", "-t", "recallme", "-i", "garbage!"],
+    );
+    assert!(!ok && err.contains("recall handle is invalid"), "{err}");
+
+    // Past its due time, nothing arrived.
+    tokio::time::sleep(std::time::Duration::from_millis(4_000)).await;
+    let pulled = call(&broker, pull_request("recallme", 0, 0, 0)).await;
+    let delivered = if pulled.code == 0 {
+        MessageExt::decode_all(&pulled.body).unwrap().len()
+    } else {
+        0
+    };
+    assert_eq!(delivered, 0, "a recalled message was delivered");
+}

@@ -21,8 +21,9 @@ fn note(code: i32) -> Option<&'static str> {
     Some(match code {
         39 | 40 | 220 | 307 | 309 | 326 => "sent by the broker to clients",
         221 => "sent by brokers to clients; FerroMQ's broker will send it once it serves 223 (issue 24)",
-        13 | 22 | 23 | 27 | 47 | 209..=214 | 223 | 303 | 306 | 308 | 314 | 316 | 323 | 328
-        | 329 | 345 | 353 | 361 => "issue 24: not served yet",
+        223 | 303 | 306 | 308 | 314 | 316 | 323 | 328 | 329 | 345 | 353 | 361 => {
+            "issue 24: not served yet"
+        }
         3001..=3010 => "issue 24 (ACL 2.0): not served yet",
         200052 | 200055 | 200056 => "issue 24: POP peek, polling info and rollback are not served yet",
         _ => return None,
@@ -53,7 +54,10 @@ fn used_by(code: i32) -> &'static [&'static str] {
 fn senders(root: &Path, name: &str) -> Vec<&'static str> {
     let named = |path: &Path| {
         std::fs::read_to_string(path).is_ok_and(|t| {
-            t.contains(&format!("request::{name}")) || t.contains(&format!("code::{name}"))
+            // Building a request, not matching one: `request(request::NAME` and the like.
+            ["request::", "code::", "request::request::"]
+                .iter()
+                .any(|m| t.contains(&format!("request({m}{name}")))
         })
     };
     let uses = |dir: &str| {

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use ferromq_protocol::message::{encode_properties, MessageExt};
 
-use crate::harness::{call, connect, pull_request, send_request, Server};
+use crate::harness::{call, connect, now_ms, pull_request, send_request, Server};
 
 #[tokio::test]
 async fn delayed_message_appears_in_its_topic_only_when_due() {
@@ -57,13 +57,6 @@ async fn levels_beyond_the_table_clamp_to_the_highest() {
         elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_millis(2800),
         "{elapsed:?}"
     );
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Waits (held pulls) for the first message of a queue at `offset`; returns it and when.

@@ -2,7 +2,7 @@
 //! life: a topic's message type checked on send, ForwardMessageToDeadLetterQueue, RecallMessage,
 //! NotifyClientTermination, and gRPC producers listed beside remoting ones.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ferromq_grpc_proto::v2::{
     self as pb, messaging_service_client::MessagingServiceClient, telemetry_command, Code,
@@ -64,13 +64,6 @@ fn system(m: &pb::Message) -> &pb::SystemProperties {
 
 fn code(s: &Option<pb::Status>) -> i32 {
     s.as_ref().map_or(-1, |s| s.code)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread")]

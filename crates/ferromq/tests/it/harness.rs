@@ -264,6 +264,14 @@ pub async fn connect(addr: &str) -> Connection {
         .unwrap()
 }
 
+/// Milliseconds since the Unix epoch, as brokers stamp messages.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 pub async fn call(conn: &Connection, cmd: RemotingCommand) -> RemotingCommand {
     conn.invoke(cmd, TIMEOUT).await.unwrap()
 }

@@ -20,13 +20,6 @@ const BATCH_ACK: i32 = 200151;
 const POLLING_TIMEOUT: i32 = 210;
 const NO_MESSAGE: i32 = 208;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn pop_request(
     group: &str,
     topic: &str,
