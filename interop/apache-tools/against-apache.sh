@@ -35,6 +35,7 @@ autoCreateTopicEnable=false
 enablePropertyFilter=true
 flushDiskType=SYNC_FLUSH
 maxMessageSize=5242880
+recallMessageEnable=true
 CONF
 
 export ROCKETMQ_HOME="$work"

@@ -184,6 +184,12 @@ pub struct BrokerConfig {
     /// `regionId`, default `DefaultRegion`: written on sent messages (`MSG_REGION`) and
     /// send answers, where clients' traces read it.
     pub region_id: String,
+    /// `recallMessageEnable`: whether RECALL_MESSAGE may withdraw timer messages. Apache's
+    /// default is false; FerroMQ's is true, since only the sender holds a message's handle.
+    pub recall_message_enable: bool,
+    /// `allowRecallWhenBrokerNotWriteable` (Apache's default, true): recalls go on while the
+    /// broker's write permission is wiped.
+    pub allow_recall_when_broker_not_writeable: bool,
     /// Request-reply: replies are stored in the reply topic as well as pushed to their
     /// requester (`storeReplyMessageEnable`, default true).
     pub store_reply_message_enable: bool,
@@ -322,6 +328,8 @@ impl Default for BrokerConfig {
             region_id: "DefaultRegion".into(),
             trace_on: true,
             store_reply_message_enable: true,
+            recall_message_enable: true,
+            allow_recall_when_broker_not_writeable: true,
             enable_message_life: true,
             broker_permission: 6,
             metrics_prom_exporter: false,
@@ -629,6 +637,8 @@ const KEYS: &[Key] = &[
         c.tls_mode = Some(v.parse().map_err(|e: String| invalid(k, v, &e))?)
     }),
     key!("enableMessageLife", runtime = false, |c| c.enable_message_life.to_string(), |c, k, v| c.enable_message_life = parse_bool(k, v)?),
+    key!("recallMessageEnable", runtime = true, |c| c.recall_message_enable.to_string(), |c, k, v| c.recall_message_enable = parse_bool(k, v)?),
+    key!("allowRecallWhenBrokerNotWriteable", runtime = true, |c| c.allow_recall_when_broker_not_writeable.to_string(), |c, k, v| c.allow_recall_when_broker_not_writeable = parse_bool(k, v)?),
     key!("storeReplyMessageEnable", runtime = true, |c| c.store_reply_message_enable.to_string(), |c, k, v| c.store_reply_message_enable = parse_bool(k, v)?),
     key!("traceOn", runtime = true, |c| c.trace_on.to_string(), |c, k, v| c.trace_on = parse_bool(k, v)?),
     key!("traceTopicEnable", runtime = false, |c| c.trace_topic_enable.to_string(), |c, k, v| c.trace_topic_enable = parse_bool(k, v)?),

@@ -32,6 +32,9 @@ pub enum BrokerError {
     NotMaster,
     #[error("{0}")]
     Unavailable(String),
+    /// Asked of a slave what only a master does (Apache's SLAVE_NOT_AVAILABLE).
+    #[error("{0}")]
+    SlaveNotAvailable(String),
     /// Apache's ILLEGAL_OPERATION (a recall that cannot be done).
     #[error("{0}")]
     IllegalOperation(String),
@@ -55,6 +58,7 @@ impl BrokerError {
             BrokerError::StaleHandle(_) => response::NO_MESSAGE,
             BrokerError::IllegalOperation(_) => response::ILLEGAL_OPERATION,
             BrokerError::NotMaster | BrokerError::Unavailable(_) => response::SERVICE_NOT_AVAILABLE,
+            BrokerError::SlaveNotAvailable(_) => response::SLAVE_NOT_AVAILABLE,
             BrokerError::Put(PutError::Illegal(_)) => response::MESSAGE_ILLEGAL,
             BrokerError::Put(
                 PutError::DiskFull(_)

@@ -95,6 +95,24 @@ impl Broker {
     pub fn recall_message(&self, topic: &str, handle: &str) -> Result<String, crate::BrokerError> {
         use crate::BrokerError;
         let config = self.config();
+        // Apache's checks, in Apache's order and words.
+        if !config.recall_message_enable {
+            return Err(BrokerError::NoPermission(
+                "recall failed, operation is forbidden".into(),
+            ));
+        }
+        if self.role() != crate::Role::Master {
+            return Err(BrokerError::SlaveNotAvailable(
+                "recall failed, broker service not available".into(),
+            ));
+        }
+        if config.broker_permission & ferromq_protocol::body::perm::WRITE == 0
+            && !config.allow_recall_when_broker_not_writeable
+        {
+            return Err(BrokerError::Unavailable(
+                "recall failed, broker service not available".into(),
+            ));
+        }
         if self.topics.get(topic).is_none() {
             return Err(BrokerError::TopicNotFound(topic.to_string()));
         }

@@ -110,7 +110,9 @@ pub fn error_status(e: &BrokerError) -> pb::Status {
         // Apache's proxy answers INTERNAL_SERVER_ERROR here; a refused recall is the
         // client's request, not the server's failure.
         BrokerError::IllegalOperation(_) => Code::BadRequest,
-        BrokerError::NotMaster | BrokerError::Unavailable(_) => Code::ProxyTimeout,
+        BrokerError::NotMaster
+        | BrokerError::Unavailable(_)
+        | BrokerError::SlaveNotAvailable(_) => Code::ProxyTimeout,
         BrokerError::Put(p) => match p {
             ferromq_broker::store_service::PutError::Illegal(_) => Code::BadRequest,
             ferromq_broker::store_service::PutError::DiskFull(_) => Code::TooManyRequests,

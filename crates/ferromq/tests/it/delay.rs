@@ -243,3 +243,24 @@ async fn extreme_timer_times_are_answered_not_overflowed() {
         .with_field("recallHandle", handle);
     assert_eq!(call(&broker, recall).await.code, 604);
 }
+
+/// `recallMessageEnable=false` (Apache's default) refuses every recall with Apache's answer.
+#[tokio::test]
+async fn recall_can_be_switched_off_as_in_apache() {
+    let server = Server::start("recallMessageEnable=false\n");
+    let broker = connect(&server.broker).await;
+    let due = now_ms() + 60_000;
+    let timer = encode_properties([("TIMER_DELIVER_MS", due.to_string().as_str())]);
+    let sent = call(&broker, send_request("rcoff", b"x", &timer)).await;
+    let handle = sent.field("recallHandle").unwrap().to_string();
+    let answer = call(
+        &broker,
+        ferromq_protocol::RemotingCommand::request(370)
+            .with_field("producerGroup", "PG")
+            .with_field("topic", "rcoff")
+            .with_field("recallHandle", handle),
+    )
+    .await;
+    assert_eq!(answer.code, 16);
+    assert_eq!(answer.remark.as_deref(), Some("recall failed, operation is forbidden"));
+}

@@ -239,6 +239,44 @@ class DeliveredPropertiesTest {
 
     // ------------------------------------------------------------------ helpers
 
+    /**
+     * RECALL_MESSAGE (370, Apache 5.3.1): the 5.x client's {@code recallMessage(topic, handle)}
+     * with the recall handle a timer message's send returned withdraws it; a second message due
+     * at the same time still arrives, and a handle that is not one is refused.
+     */
+    @Test
+    void recalledTimerMessageIsNeverDelivered() throws Exception {
+        String topic = createTopic("DpRecall_");
+        BlockingQueue<Delivery> got = consume("DpRecallG_", topic, null);
+        DefaultMQProducer p = clients.producer("DpRecallP_" + uid);
+        long deliverAt = System.currentTimeMillis() + 3_000;
+        Message recalled = new Message(topic, "TagR", ("recalled-" + uid).getBytes(StandardCharsets.UTF_8));
+        recalled.setDeliverTimeMs(deliverAt);
+        SendResult r = Clients.sendWhenRouted(p, recalled, null);
+        assertEquals(SendStatus.SEND_OK, r.getSendStatus(), "send: " + r);
+        assertNotNull(r.getRecallHandle(), "a timer message's send returns a recall handle: " + r);
+        Message kept = new Message(topic, "TagR", ("kept-" + uid).getBytes(StandardCharsets.UTF_8));
+        kept.setDeliverTimeMs(deliverAt);
+        assertEquals(SendStatus.SEND_OK, Clients.sendWhenRouted(p, kept, null).getSendStatus());
+
+        assertEquals(r.getMsgId(), p.recallMessage(topic, r.getRecallHandle()), "recall answers the message's id");
+        Exception refused = null;
+        try {
+            p.recallMessage(topic, "not-a-handle");
+        } catch (Exception e) {
+            refused = e;
+        }
+        assertNotNull(refused, "a handle that is not one was accepted");
+
+        Delivery d = next(got, "kept-" + uid, "the timer message that was not recalled");
+        assertTrue(d.atMillis() >= deliverAt - 1_000, "delivered before its time");
+        Thread.sleep(2_000);
+        for (Delivery other : got) {
+            String body = new String(other.msg().getBody(), StandardCharsets.UTF_8);
+            assertTrue(!body.equals("recalled-" + uid), "the recalled message was delivered");
+        }
+    }
+
     private String createTopic(String prefix) throws Exception {
         String topic = prefix + uid;
         admin.createTopic("DefaultCluster", topic, 4, new HashMap<>());
