@@ -79,6 +79,8 @@ pub mod request {
         SEND_REPLY_MESSAGE_V2 = 325;
         /// Broker → requesting client: the reply to its request.
         PUSH_REPLY_MESSAGE_TO_CLIENT = 326;
+        GET_ALL_PRODUCER_INFO = 328;
+        QUERY_SUBSCRIPTION_BY_CONSUMER = 345;
         QUERY_DATA_VERSION = 322;
         PUT_KV_CONFIG = 100;
         GET_KV_CONFIG = 101;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod assignment;
+mod client_info;
 mod config;
 mod consumer;
 mod group;
@@ -90,6 +91,8 @@ impl Broker {
             request::GET_TOPIC_STATS_INFO => self.topic_stats(req),
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(req),
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(req),
+            request::GET_ALL_PRODUCER_INFO => self.all_producer_info(req),
+            request::QUERY_SUBSCRIPTION_BY_CONSUMER => self.subscription_by_consumer(req),
             request::GET_CONSUMER_RUNNING_INFO => Box::pin(self.consumer_running_info(req)).await,
             request::CONSUME_MESSAGE_DIRECTLY => Box::pin(self.consume_message_directly(req)).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_group_configs(req),

@@ -1,5 +1,5 @@
 //! Consumer and producer group commands: updateSubGroup, deleteSubGroup,
-//! consumerProgress, consumerConnection and producerConnection.
+//! consumerProgress, consumerConnection, producerConnection and producer.
 
 use std::collections::BTreeMap;
 
@@ -340,6 +340,50 @@ impl ProducerConnection {
             ]);
         }
         ctx.print(t, json!(conns));
+        Ok(())
+    }
+}
+
+/// Apache's `producer -b`: every producer connected to the brokers, by group
+/// (GET_ALL_PRODUCER_INFO); `-c` or neither reads a cluster's or every cluster's masters.
+#[derive(Args)]
+pub struct Producer {
+    #[command(flatten)]
+    target: Target,
+}
+
+impl Producer {
+    pub async fn run(self, ctx: &Ctx) -> Result<()> {
+        let mut t = Table::new([
+            "Broker", "Group", "ClientId", "Address", "Language", "Version",
+        ]);
+        let mut all = serde_json::Map::new();
+        for b in ctx.targets(&self.target, Members::Masters).await? {
+            let resp = ctx
+                .remote
+                .ok(
+                    &b.addr,
+                    RemotingCommand::request(request::GET_ALL_PRODUCER_INFO),
+                    "GET_ALL_PRODUCER_INFO",
+                )
+                .await?;
+            let table: Value = serde_json::from_slice(&resp.body)
+                .with_context(|| format!("{}: the producer table is not JSON", b.addr))?;
+            for (group, producers) in table["data"].as_object().into_iter().flatten() {
+                for p in producers.as_array().into_iter().flatten() {
+                    t.row([
+                        label(&b),
+                        group.clone(),
+                        s(&p["clientId"]),
+                        s(&p["remoteIP"]),
+                        s(&p["language"]),
+                        s(&p["version"]),
+                    ]);
+                }
+            }
+            all.insert(label(&b), table["data"].clone());
+        }
+        ctx.print(t, Value::Object(all));
         Ok(())
     }
 }

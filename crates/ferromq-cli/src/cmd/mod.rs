@@ -115,6 +115,9 @@ pub enum AdminCommand {
     /// A producer group's connected clients.
     #[command(name = "producerConnection")]
     ProducerConnection(group::ProducerConnection),
+    /// Every producer connected to the brokers, by group.
+    #[command(name = "producer")]
+    Producer(group::Producer),
 
     /// Moves a consumer group's offsets on a topic to a point in time.
     #[command(name = "resetOffsetByTime")]
@@ -205,6 +208,7 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::ConsumerProgress(c) => c.run(ctx).await,
         C::ConsumerConnection(c) => c.run(ctx).await,
         C::ProducerConnection(c) => c.run(ctx).await,
+        C::Producer(c) => c.run(ctx).await,
         C::ResetOffsetByTime(c) => c.run(ctx).await,
         C::SkipAccumulatedMessage(c) => c.run(ctx).await,
         C::QueryMsgById(c) => c.run(ctx).await,

@@ -751,3 +751,50 @@ async fn recall_message_withdraws_a_timer_message_by_its_handle() {
     };
     assert_eq!(delivered, 0, "a recalled message was delivered");
 }
+
+/// `producer` (GET_ALL_PRODUCER_INFO) lists a producer by its heartbeat; a subscription query
+/// (QUERY_SUBSCRIPTION_BY_CONSUMER) without its group is refused, one for an unknown group
+/// answers without a subscription.
+#[tokio::test]
+async fn producer_lists_connected_producers_and_subscriptions_are_queried() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    let heartbeat = serde_json::json!({
+        "clientID": "127.0.0.1@listed",
+        "producerDataSet": [{"groupName": "PG-listed"}],
+        "consumerDataSet": []
+    });
+    let hb = call(
+        &broker,
+        RemotingCommand::request(34).with_body(heartbeat.to_string()),
+    )
+    .await;
+    assert_eq!(hb.code, 0, "{:?}", hb.remark);
+    let listed = admin_json(&server, &["producer"]);
+    let (_, groups) = listed.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(
+        groups["PG-listed"][0]["clientId"], "127.0.0.1@listed",
+        "{listed}"
+    );
+    assert!(groups["PG-listed"][0]["remoteIP"]
+        .as_str()
+        .unwrap()
+        .starts_with("/127.0.0.1:"));
+
+    let headless = call(
+        &broker,
+        RemotingCommand::request(345).with_field("topic", "T"),
+    )
+    .await;
+    assert_eq!(headless.code, 1, "{:?}", headless.remark);
+    let unknown = call(
+        &broker,
+        RemotingCommand::request(345)
+            .with_field("group", "nobody")
+            .with_field("topic", "T"),
+    )
+    .await;
+    assert_eq!(unknown.code, 0);
+    let body: serde_json::Value = serde_json::from_slice(&unknown.body).unwrap();
+    assert_eq!(body, serde_json::json!({"group": "nobody", "topic": "T"}));
+}

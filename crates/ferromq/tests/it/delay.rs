@@ -262,5 +262,8 @@ async fn recall_can_be_switched_off_as_in_apache() {
     )
     .await;
     assert_eq!(answer.code, 16);
-    assert_eq!(answer.remark.as_deref(), Some("recall failed, operation is forbidden"));
+    assert_eq!(
+        answer.remark.as_deref(),
+        Some("recall failed, operation is forbidden")
+    );
 }

@@ -396,6 +396,44 @@ class AdminApiTest {
         assertEquals(MessageModel.CLUSTERING, cc.getMessageModel(), "message model");
     }
 
+    /**
+     * GET_ALL_PRODUCER_INFO (328) lists a producer that has sent its heartbeat, and
+     * QUERY_SUBSCRIPTION_BY_CONSUMER (345) answers an online group's subscription, or nothing
+     * for a topic it does not subscribe.
+     */
+    @Test
+    @Order(10)
+    void allProducerInfoAndSubscriptionOfAConsumer() throws Exception {
+        String group = "ApiPG_" + UID;
+        DefaultMQProducer p = clients.producer(group);
+        // A client heartbeats the brokers its routes name.
+        p.getDefaultMQProducerImpl().getMqClientFactory().updateTopicRouteInfoFromNameServer(TOPIC1);
+        p.getDefaultMQProducerImpl().getMqClientFactory().sendHeartbeatToAllBrokerWithLock();
+        org.apache.rocketmq.remoting.protocol.body.ProducerTableInfo table = admin.getAllProducerInfo(addr);
+        List<org.apache.rocketmq.remoting.protocol.body.ProducerInfo> ours = table.getData().get(group);
+        assertNotNull(ours, "producer groups listed: " + table.getData().keySet());
+        assertEquals(Clients.clientId(p), ours.get(0).getClientId(), "the producer's client id");
+        assertTrue(ours.get(0).getLastUpdateTimestamp() > System.currentTimeMillis() - 60_000,
+            "last heartbeat: " + ours.get(0).getLastUpdateTimestamp());
+
+        String sub = "ApiSubG_" + UID;
+        DefaultMQPushConsumer c = clients.pushConsumer(sub, TOPIC1, (msgs, ctx) -> ConsumeConcurrentlyStatus.CONSUME_SUCCESS);
+        c.subscribe(TOPIC1, "TagA || TagB");
+        clients.start(c);
+        AtomicReference<Object> seen = new AtomicReference<>();
+        Clients.awaitOrFail("the group's subscription to be known (last: " + seen.get() + ")", 15_000, () -> {
+            try {
+                org.apache.rocketmq.remoting.protocol.heartbeat.SubscriptionData d = admin.querySubscription(sub, TOPIC1);
+                seen.set(d);
+                return d != null && "TagA || TagB".equals(d.getSubString());
+            } catch (Exception e) {
+                seen.set(e);
+                return false;
+            }
+        });
+        assertEquals(null, admin.querySubscription("ApiNobody_" + UID, TOPIC1), "a group that is not online");
+    }
+
     // ------------------------------------------------------------------ groups
 
     @Test

@@ -1,0 +1,61 @@
+//! What the broker knows of its clients, for tools: every producer connection
+//! (GET_ALL_PRODUCER_INFO, 328; mqadmin `producer -b`) and a group's subscription to a
+//! topic (QUERY_SUBSCRIPTION_BY_CONSUMER, 345). Shapes as Apache's `ProducerTableInfo` and
+//! `QuerySubscriptionResponseBody`.
+
+use std::collections::BTreeMap;
+
+use ferromq_protocol::code::response;
+use ferromq_protocol::RemotingCommand;
+use serde_json::json;
+
+use crate::Broker;
+
+impl Broker {
+    /// GET_ALL_PRODUCER_INFO: `{"data": {group: [ProducerInfo…]}}`, every group's producers.
+    pub(crate) fn all_producer_info(&self, req: &RemotingCommand) -> RemotingCommand {
+        let now = crate::now_ms();
+        let mut data: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        for group in self.clients.producer_groups() {
+            let infos = self
+                .clients
+                .producer_channels(&group)
+                .iter()
+                .map(|c| {
+                    json!({
+                        "clientId": c.client_id,
+                        // Java's InetSocketAddress text, which Apache's tools print.
+                        "remoteIP": format!("/{}", c.conn.peer()),
+                        "language": c.language.name(),
+                        "version": c.version,
+                        "lastUpdateTimestamp": now - c.last_heartbeat.elapsed().as_millis() as i64,
+                    })
+                })
+                .collect::<Vec<_>>();
+            if !infos.is_empty() {
+                data.insert(group, infos);
+            }
+        }
+        RemotingCommand::response_to(req, response::SUCCESS)
+            .with_body(json!({ "data": data }).to_string())
+    }
+
+    /// QUERY_SUBSCRIPTION_BY_CONSUMER: the group's subscription to the topic, absent when
+    /// the group is offline or does not subscribe it (Apache answers SUCCESS either way).
+    pub(crate) fn subscription_by_consumer(&self, req: &RemotingCommand) -> RemotingCommand {
+        let field = |k: &str| req.ext_fields.get(k).map(String::as_str);
+        let Some(group) = field("group").filter(|g| !g.is_empty()) else {
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                "the request lacks the header field group",
+            );
+        };
+        let topic = field("topic").unwrap_or_default();
+        let mut body = json!({ "group": group, "topic": topic });
+        if let Some(sub) = self.clients.subscription(group, topic) {
+            body["subscriptionData"] = serde_json::to_value(sub).unwrap_or_default();
+        }
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body.to_string())
+    }
+}
