@@ -80,6 +80,9 @@ pub mod request {
         /// Broker → requesting client: the reply to its request.
         PUSH_REPLY_MESSAGE_TO_CLIENT = 326;
         GET_ALL_PRODUCER_INFO = 328;
+        CLEAN_EXPIRED_CONSUMEQUEUE = 306;
+        CLEAN_UNUSED_TOPIC = 316;
+        DELETE_EXPIRED_COMMITLOG = 329;
         QUERY_SUBSCRIPTION_BY_CONSUMER = 345;
         QUERY_DATA_VERSION = 322;
         PUT_KV_CONFIG = 100;

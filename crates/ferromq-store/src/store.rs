@@ -810,6 +810,36 @@ impl MessageStore {
         )
     }
 
+    /// Drops queue and index entries that point below the commit log's start (CLEAN_EXPIRED_CONSUMEQUEUE):
+    /// what retention would drop after deleting segments, without deleting any.
+    pub fn drop_expired_queue_entries(&self) -> Result<(), StoreError> {
+        let min = self.commit_log.min_offset();
+        self.open_all_queues()?;
+        for q in self.all_queues() {
+            q.drop_below_phys(min)?;
+        }
+        self.index.delete_below(min)
+    }
+
+    /// Topics that have queues in the store.
+    pub fn stored_topics(&self) -> std::collections::BTreeSet<String> {
+        let mut topics: std::collections::BTreeSet<String> = self
+            .queues
+            .read()
+            .expect("queues lock")
+            .keys()
+            .map(|(t, _)| t.clone())
+            .collect();
+        topics.extend(
+            self.unopened
+                .lock()
+                .expect("unopened queues lock")
+                .iter()
+                .map(|(t, _)| t.clone()),
+        );
+        topics
+    }
+
     /// Deletes commit-log segments last written before `cutoff`, then the queue and index
     /// entries that pointed into them. Returns the new minimum commit-log offset.
     pub fn delete_expired(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {

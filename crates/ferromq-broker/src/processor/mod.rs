@@ -11,6 +11,7 @@ mod ha;
 mod inspect;
 mod life;
 pub(crate) mod lock;
+mod maintenance;
 mod pop;
 mod pull;
 mod reply;
@@ -92,6 +93,9 @@ impl Broker {
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(req),
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(req),
             request::GET_ALL_PRODUCER_INFO => self.all_producer_info(req),
+            request::CLEAN_EXPIRED_CONSUMEQUEUE => Box::pin(self.clean_expired_queues(req)).await,
+            request::DELETE_EXPIRED_COMMITLOG => Box::pin(self.delete_expired_log(req)).await,
+            request::CLEAN_UNUSED_TOPIC => Box::pin(self.clean_unused_topics(req)).await,
             request::QUERY_SUBSCRIPTION_BY_CONSUMER => self.subscription_by_consumer(req),
             request::GET_CONSUMER_RUNNING_INFO => Box::pin(self.consumer_running_info(req)).await,
             request::CONSUME_MESSAGE_DIRECTLY => Box::pin(self.consume_message_directly(req)).await,

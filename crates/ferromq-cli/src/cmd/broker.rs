@@ -278,3 +278,31 @@ impl TransactionStatus {
         Ok(())
     }
 }
+
+/// A store clean-up on each broker: `-b` or `-c` (neither: every cluster's masters), as
+/// Apache's `cleanExpiredCQ`, `deleteExpiredCommitLog` and `cleanUnusedTopic`.
+#[derive(Args)]
+pub struct Cleanup {
+    #[command(flatten)]
+    target: Target,
+}
+
+impl Cleanup {
+    pub async fn run(self, ctx: &Ctx, code: i32, operation: &str) -> Result<()> {
+        let mut t = Table::new(["Broker", "Result"]);
+        let mut all = serde_json::Map::new();
+        for b in ctx.targets(&self.target, Members::Masters).await? {
+            ctx.remote
+                .ok(
+                    &b.addr,
+                    ferromq_protocol::RemotingCommand::request(code),
+                    operation,
+                )
+                .await?;
+            t.row([label(&b), "success".to_string()]);
+            all.insert(label(&b), json!("success"));
+        }
+        ctx.print(t, Value::Object(all));
+        Ok(())
+    }
+}

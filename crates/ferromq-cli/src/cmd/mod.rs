@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ferromq_client::admin::AdminClient;
+use ferromq_protocol::code::request;
 
 use crate::ctx::Ctx;
 use crate::remote::Remote;
@@ -55,6 +56,15 @@ pub enum AdminCommand {
     /// Changes a broker's configuration key (brokers that support it at run time).
     #[command(name = "updateBrokerConfig")]
     UpdateBrokerConfig(broker::UpdateBrokerConfig),
+    /// Drops queue entries that point below the commit log's start.
+    #[command(name = "cleanExpiredCQ")]
+    CleanExpiredCq(broker::Cleanup),
+    /// Deletes commit-log files older than fileReservedTime now.
+    #[command(name = "deleteExpiredCommitLog")]
+    DeleteExpiredCommitLog(broker::Cleanup),
+    /// Deletes the queues of topics the brokers no longer have.
+    #[command(name = "cleanUnusedTopic")]
+    CleanUnusedTopic(broker::Cleanup),
     /// Delayed and timer messages waiting, per level and due-time window (FerroMQ).
     #[command(name = "delayStatus")]
     DelayStatus(broker::DelayStatus),
@@ -208,6 +218,26 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::ConsumerProgress(c) => c.run(ctx).await,
         C::ConsumerConnection(c) => c.run(ctx).await,
         C::ProducerConnection(c) => c.run(ctx).await,
+        C::CleanExpiredCq(c) => {
+            c.run(
+                ctx,
+                request::CLEAN_EXPIRED_CONSUMEQUEUE,
+                "CLEAN_EXPIRED_CONSUMEQUEUE",
+            )
+            .await
+        }
+        C::DeleteExpiredCommitLog(c) => {
+            c.run(
+                ctx,
+                request::DELETE_EXPIRED_COMMITLOG,
+                "DELETE_EXPIRED_COMMITLOG",
+            )
+            .await
+        }
+        C::CleanUnusedTopic(c) => {
+            c.run(ctx, request::CLEAN_UNUSED_TOPIC, "CLEAN_UNUSED_TOPIC")
+                .await
+        }
         C::Producer(c) => c.run(ctx).await,
         C::ResetOffsetByTime(c) => c.run(ctx).await,
         C::SkipAccumulatedMessage(c) => c.run(ctx).await,

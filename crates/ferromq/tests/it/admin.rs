@@ -798,3 +798,34 @@ async fn producer_lists_connected_producers_and_subscriptions_are_queried() {
     let body: serde_json::Value = serde_json::from_slice(&unknown.body).unwrap();
     assert_eq!(body, serde_json::json!({"group": "nobody", "topic": "T"}));
 }
+
+/// `cleanExpiredCQ`, `deleteExpiredCommitLog` and `cleanUnusedTopic` run on every broker and
+/// take nothing that is still wanted: a configured topic's recent messages stay readable.
+#[tokio::test]
+async fn cleanup_commands_keep_what_is_wanted() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    assert_eq!(
+        call(&broker, send_request("kept", b"still here", ""))
+            .await
+            .code,
+        0
+    );
+    for command in [
+        "cleanExpiredCQ",
+        "deleteExpiredCommitLog",
+        "cleanUnusedTopic",
+    ] {
+        let out = admin_json(&server, &[command]);
+        let results: Vec<&serde_json::Value> = out.as_object().unwrap().values().collect();
+        assert_eq!(
+            results,
+            vec![&serde_json::json!("success")],
+            "{command}: {out}"
+        );
+    }
+    let pulled = call(&broker, pull_request("kept", 0, 0, 0)).await;
+    assert_eq!(pulled.code, 0, "{:?}", pulled.remark);
+    let found = MessageExt::decode_all(&pulled.body).unwrap();
+    assert_eq!(&found[0].body[..], b"still here");
+}

@@ -434,6 +434,17 @@ class AdminApiTest {
         assertEquals(null, admin.querySubscription("ApiNobody_" + UID, TOPIC1), "a group that is not online");
     }
 
+    /** CLEAN_EXPIRED_CONSUMEQUEUE (306), DELETE_EXPIRED_COMMITLOG (329), CLEAN_UNUSED_TOPIC (316). */
+    @Test
+    @Order(11)
+    void storeCleanupsAnswerSuccess() throws Exception {
+        assertTrue(admin.cleanExpiredConsumerQueueByAddr(addr), "cleanExpiredConsumerQueueByAddr");
+        assertTrue(admin.deleteExpiredCommitLogByAddr(addr), "deleteExpiredCommitLogByAddr");
+        assertTrue(admin.cleanUnusedTopicByAddr(addr), "cleanUnusedTopicByAddr");
+        assertTrue(admin.examineTopicStats(TOPIC1).getOffsetTable().values().stream().anyMatch(o -> o.getMaxOffset() > 0),
+            "the messages of " + TOPIC1 + " are still there");
+    }
+
     // ------------------------------------------------------------------ groups
 
     @Test
