@@ -80,6 +80,7 @@ pub mod request {
         /// Broker → requesting client: the reply to its request.
         PUSH_REPLY_MESSAGE_TO_CLIENT = 326;
         GET_ALL_PRODUCER_INFO = 328;
+        QUERY_CONSUME_TIME_SPAN = 303;
         CLEAN_EXPIRED_CONSUMEQUEUE = 306;
         CLEAN_UNUSED_TOPIC = 316;
         DELETE_EXPIRED_COMMITLOG = 329;

@@ -17,6 +17,7 @@ mod pull;
 mod reply;
 mod retry;
 pub(crate) mod send;
+mod time_span;
 
 pub(crate) use retry::DEFAULT_MAX_RECONSUME_TIMES;
 
@@ -93,6 +94,7 @@ impl Broker {
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(req),
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(req),
             request::GET_ALL_PRODUCER_INFO => self.all_producer_info(req),
+            request::QUERY_CONSUME_TIME_SPAN => self.consume_time_span(req),
             request::CLEAN_EXPIRED_CONSUMEQUEUE => Box::pin(self.clean_expired_queues(req)).await,
             request::DELETE_EXPIRED_COMMITLOG => Box::pin(self.delete_expired_log(req)).await,
             request::CLEAN_UNUSED_TOPIC => Box::pin(self.clean_unused_topics(req)).await,

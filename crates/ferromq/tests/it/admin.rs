@@ -829,3 +829,41 @@ async fn cleanup_commands_keep_what_is_wanted() {
     let found = MessageExt::decode_all(&pulled.body).unwrap();
     assert_eq!(&found[0].body[..], b"still here");
 }
+
+/// QUERY_CONSUME_TIME_SPAN (303): store times per queue and the group's delay; refusals for a
+/// missing field and an unknown topic.
+#[tokio::test]
+async fn consume_time_span_shows_what_a_group_has_left() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    for body in [b"one", b"two"] {
+        assert_eq!(call(&broker, send_request("span", body, "")).await.code, 0);
+    }
+    assert_eq!(
+        call(&broker, crate::harness::commit_request("G", "span", 0, 1))
+            .await
+            .code,
+        0
+    );
+    let span = |topic: &str, group: Option<&str>| {
+        let mut r = RemotingCommand::request(303).with_field("topic", topic);
+        if let Some(g) = group {
+            r = r.with_field("group", g);
+        }
+        r
+    };
+    let resp = call(&broker, span("span", Some("G"))).await;
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let q0 = &body["consumeTimeSpanSet"][0];
+    assert_eq!(q0["messageQueue"]["queueId"], 0);
+    let (min, max, consumed) = (
+        q0["minTimeStamp"].as_i64().unwrap(),
+        q0["maxTimeStamp"].as_i64().unwrap(),
+        q0["consumeTimeStamp"].as_i64().unwrap(),
+    );
+    assert!(min > 0 && max >= min && consumed == min, "{q0}");
+    assert!(q0["delayTime"].as_i64().unwrap() >= 0, "{q0}");
+    assert_eq!(call(&broker, span("span", None)).await.code, 1);
+    assert_eq!(call(&broker, span("nosuch", Some("G"))).await.code, 17);
+}

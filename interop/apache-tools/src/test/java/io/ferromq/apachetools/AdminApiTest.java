@@ -402,7 +402,7 @@ class AdminApiTest {
      * for a topic it does not subscribe.
      */
     @Test
-    @Order(10)
+    @Order(20)
     void allProducerInfoAndSubscriptionOfAConsumer() throws Exception {
         String group = "ApiPG_" + UID;
         DefaultMQProducer p = clients.producer(group);
@@ -434,9 +434,23 @@ class AdminApiTest {
         assertEquals(null, admin.querySubscription("ApiNobody_" + UID, TOPIC1), "a group that is not online");
     }
 
+    /** QUERY_CONSUME_TIME_SPAN (303): a fully consumed topic's queues show no delay. */
+    @Test
+    @Order(21)
+    void consumeTimeSpanOfAConsumedTopic() throws Exception {
+        List<org.apache.rocketmq.remoting.protocol.body.QueueTimeSpan> spans =
+            admin.queryConsumeTimeSpan(TOPIC1, CONSUMER_GROUP);
+        assertEquals(8, spans.size(), "one span per write queue: " + spans);
+        for (org.apache.rocketmq.remoting.protocol.body.QueueTimeSpan q : spans) {
+            assertTrue(q.getMaxTimeStamp() > 0 && q.getMinTimeStamp() > 0, "store times of " + q.getMessageQueue() + " in " + spans);
+            assertEquals(q.getMaxTimeStamp(), q.getConsumeTimeStamp(), "consumed up to the newest: " + q.getMessageQueue());
+            assertEquals(0, q.getDelayTime(), "no delay: " + q.getMessageQueue());
+        }
+    }
+
     /** CLEAN_EXPIRED_CONSUMEQUEUE (306), DELETE_EXPIRED_COMMITLOG (329), CLEAN_UNUSED_TOPIC (316). */
     @Test
-    @Order(11)
+    @Order(22)
     void storeCleanupsAnswerSuccess() throws Exception {
         assertTrue(admin.cleanExpiredConsumerQueueByAddr(addr), "cleanExpiredConsumerQueueByAddr");
         assertTrue(admin.deleteExpiredCommitLogByAddr(addr), "deleteExpiredCommitLogByAddr");
