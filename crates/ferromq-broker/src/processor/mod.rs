@@ -4,6 +4,7 @@
 mod admin;
 mod assignment;
 mod client_info;
+mod clone_offset;
 mod config;
 mod consumer;
 mod group;
@@ -95,6 +96,7 @@ impl Broker {
             request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(req),
             request::GET_ALL_PRODUCER_INFO => self.all_producer_info(req),
             request::QUERY_CONSUME_TIME_SPAN => self.consume_time_span(req),
+            request::CLONE_GROUP_OFFSET => self.clone_group_offset(req),
             request::CLEAN_EXPIRED_CONSUMEQUEUE => Box::pin(self.clean_expired_queues(req)).await,
             request::DELETE_EXPIRED_COMMITLOG => Box::pin(self.delete_expired_log(req)).await,
             request::CLEAN_UNUSED_TOPIC => Box::pin(self.clean_unused_topics(req)).await,

@@ -56,6 +56,9 @@ pub enum AdminCommand {
     /// Changes a broker's configuration key (brokers that support it at run time).
     #[command(name = "updateBrokerConfig")]
     UpdateBrokerConfig(broker::UpdateBrokerConfig),
+    /// Copies one group's committed offsets on a topic to another group.
+    #[command(name = "cloneGroupOffset")]
+    CloneGroupOffset(offset::CloneGroupOffset),
     /// Drops queue entries that point below the commit log's start.
     #[command(name = "cleanExpiredCQ")]
     CleanExpiredCq(broker::Cleanup),
@@ -218,6 +221,7 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::ConsumerProgress(c) => c.run(ctx).await,
         C::ConsumerConnection(c) => c.run(ctx).await,
         C::ProducerConnection(c) => c.run(ctx).await,
+        C::CloneGroupOffset(c) => c.run(ctx).await,
         C::CleanExpiredCq(c) => {
             c.run(
                 ctx,

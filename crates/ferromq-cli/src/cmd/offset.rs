@@ -199,3 +199,45 @@ impl Reset<'_> {
         }
     }
 }
+
+/// Apache's `cloneGroupOffset -s src -d dest -t topic [-o offline]`: the destination group
+/// takes the source group's committed offsets on the topic, on every master of the topic
+/// (CLONE_GROUP_OFFSET).
+#[derive(Args)]
+pub struct CloneGroupOffset {
+    #[arg(short = 's', long = "srcGroup")]
+    src: String,
+    #[arg(short = 'd', long = "destGroup")]
+    dest: String,
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    /// Clone even when the source group is online and no longer subscribes the topic.
+    #[arg(short = 'o', long = "offline", action = ArgAction::Set, value_parser = java_bool, default_value = "false")]
+    offline: bool,
+}
+
+impl CloneGroupOffset {
+    pub async fn run(self, ctx: &Ctx) -> Result<()> {
+        let route = ctx.route(&self.topic).await?;
+        let mut t = Table::new(["Broker", "Topic", "From", "To"]);
+        for (name, addr) in route_masters(&route) {
+            let req = RemotingCommand::request(request::CLONE_GROUP_OFFSET)
+                .with_field("srcGroup", &self.src)
+                .with_field("destGroup", &self.dest)
+                .with_field("topic", &self.topic)
+                .with_field("offline", self.offline);
+            ctx.remote.ok(&addr, req, "CLONE_GROUP_OFFSET").await?;
+            t.row([
+                name,
+                self.topic.clone(),
+                self.src.clone(),
+                self.dest.clone(),
+            ]);
+        }
+        ctx.print(
+            t,
+            json!({"topic": self.topic, "srcGroup": self.src, "destGroup": self.dest, "result": "success"}),
+        );
+        Ok(())
+    }
+}

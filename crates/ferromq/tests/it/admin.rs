@@ -867,3 +867,71 @@ async fn consume_time_span_shows_what_a_group_has_left() {
     assert_eq!(call(&broker, span("span", None)).await.code, 1);
     assert_eq!(call(&broker, span("nosuch", Some("G"))).await.code, 17);
 }
+
+/// `cloneGroupOffset -s -d -t` (CLONE_GROUP_OFFSET): the destination group takes the source's
+/// committed offsets; without a topic every topic of the source is cloned; a request without
+/// its groups is refused.
+#[tokio::test]
+async fn clone_group_offset_copies_committed_offsets() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    for topic in ["cloned-a", "cloned-b"] {
+        assert_eq!(call(&broker, send_request(topic, b"x", "")).await.code, 0);
+        assert_eq!(
+            call(&broker, crate::harness::commit_request("SRC", topic, 0, 1))
+                .await
+                .code,
+            0
+        );
+    }
+    admin_ok(
+        &server,
+        &[
+            "cloneGroupOffset",
+            "-s",
+            "SRC",
+            "-d",
+            "DST",
+            "-t",
+            "cloned-a",
+            "-o",
+            "true",
+        ],
+    );
+    let offset = |group: &str, topic: &str| {
+        RemotingCommand::request(14)
+            .with_field("consumerGroup", group)
+            .with_field("topic", topic)
+            .with_field("queueId", 0)
+    };
+    assert_eq!(
+        call(&broker, offset("DST", "cloned-a"))
+            .await
+            .field("offset"),
+        Some("1")
+    );
+    assert_ne!(
+        call(&broker, offset("DST", "cloned-b"))
+            .await
+            .field("offset"),
+        Some("1")
+    );
+    let every_topic = RemotingCommand::request(314)
+        .with_field("srcGroup", "SRC")
+        .with_field("destGroup", "ALL")
+        .with_field("offline", true);
+    assert_eq!(call(&broker, every_topic).await.code, 0);
+    for topic in ["cloned-a", "cloned-b"] {
+        assert_eq!(
+            call(&broker, offset("ALL", topic)).await.field("offset"),
+            Some("1"),
+            "{topic}"
+        );
+    }
+    let headless = call(
+        &broker,
+        RemotingCommand::request(314).with_field("srcGroup", "SRC"),
+    )
+    .await;
+    assert_eq!(headless.code, 1, "{:?}", headless.remark);
+}

@@ -448,6 +448,26 @@ class AdminApiTest {
         }
     }
 
+    /** CLONE_GROUP_OFFSET (314): another group takes the consumed group's offsets on a topic. */
+    @Test
+    @Order(23)
+    void cloneGroupOffsetCopiesCommittedOffsets() throws Exception {
+        String dest = "ApiClone_" + UID;
+        admin.cloneGroupOffset(CONSUMER_GROUP, dest, TOPIC1, true);
+        AtomicReference<Object> last = new AtomicReference<>();
+        Clients.awaitOrFail("the cloned offsets (last: " + last + ")", 15_000, () -> {
+            try {
+                ConsumeStats cs = admin.examineConsumeStats(dest, TOPIC1);
+                last.set(cs.getOffsetTable());
+                return cs.getOffsetTable().size() == 8
+                    && cs.getOffsetTable().values().stream().allMatch(o -> o.getConsumerOffset() == 2);
+            } catch (Exception e) {
+                last.set(e);
+                return false;
+            }
+        });
+    }
+
     /** CLEAN_EXPIRED_CONSUMEQUEUE (306), DELETE_EXPIRED_COMMITLOG (329), CLEAN_UNUSED_TOPIC (316). */
     @Test
     @Order(22)
