@@ -270,6 +270,70 @@ fn op_record(half: &MessageExt, decision: &str) -> MessageExt {
 }
 
 impl Broker {
+    /// RESUME_CHECK_HALF_MESSAGE (323): puts a transaction message back among the halves
+    /// with its check count at 0, so the check-back service asks its producer again
+    /// (an operator's way out of TRANS_CHECK_MAX_TIME_TOPIC). The message is named by its
+    /// offset message id, as Apache's admin API sends it.
+    pub(crate) async fn resume_check_half(&self, req: &RemotingCommand) -> RemotingCommand {
+        const FAILED: &str = "Put message back to RMQ_SYS_TRANS_HALF_TOPIC failed.";
+        let Some((_, phys)) = req
+            .ext_fields
+            .get("msgId")
+            .and_then(|id| message::decode_offset_msg_id(id))
+        else {
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                "the msgId is not an offset message id (32 or 56 hex digits)",
+            );
+        };
+        let record = match self.store.store().read_message(phys as u64) {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(_) => {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("no message is stored at offset {phys}"),
+                )
+            }
+        };
+        let Ok((mut msg, _)) = MessageExt::decode(&record) else {
+            return RemotingCommand::error_response(req, response::SYSTEM_ERROR, FAILED);
+        };
+        // A message kept in TRANS_CHECK_MAX_TIME_TOPIC names its real topic; a half already.
+        let real_topic = property(&msg.properties, message::property::REAL_TOPIC)
+            .unwrap_or(&msg.topic)
+            .to_string();
+        msg.properties = message::without_properties(
+            &msg.properties,
+            &[message::property::TRANSACTION_CHECK_TIMES],
+        );
+        message::push_property(
+            &mut msg.properties,
+            message::property::TRANSACTION_CHECK_TIMES,
+            "0",
+        );
+        if msg.topic != HALF_TOPIC {
+            msg.topic = real_topic;
+            to_half(&mut msg);
+        }
+        msg.sys_flag |= sys_flag::TRANSACTION_PREPARED;
+        match self.put_messages(vec![msg], true).await {
+            Ok(_) => {
+                info!(
+                    phys,
+                    "a transaction message was put back among the halves to be checked again"
+                );
+                RemotingCommand::response_to(req, response::SUCCESS)
+            }
+            Err(e) => RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                format!("{FAILED} {e}"),
+            ),
+        }
+    }
+
     /// END_TRANSACTION (37). Type 0 (unknown) gets no reply, as in Apache.
     pub(crate) async fn end_transaction(&self, req: &RemotingCommand) -> Option<RemotingCommand> {
         let h = match header::<EndTransactionRequestHeader>(req) {

@@ -74,6 +74,7 @@ pub mod request {
         SEND_MESSAGE_V2 = 310;
         SEND_BATCH_MESSAGE = 320;
         /// A reply to a request message (request-reply), V1 header keys.
+        RESUME_CHECK_HALF_MESSAGE = 323;
         SEND_REPLY_MESSAGE = 324;
         /// A reply to a request message, V2 (one-letter) header keys.
         SEND_REPLY_MESSAGE_V2 = 325;

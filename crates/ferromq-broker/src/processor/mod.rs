@@ -97,6 +97,7 @@ impl Broker {
             request::GET_ALL_PRODUCER_INFO => self.all_producer_info(req),
             request::QUERY_CONSUME_TIME_SPAN => self.consume_time_span(req),
             request::CLONE_GROUP_OFFSET => self.clone_group_offset(req),
+            request::RESUME_CHECK_HALF_MESSAGE => Box::pin(self.resume_check_half(req)).await,
             request::CLEAN_EXPIRED_CONSUMEQUEUE => Box::pin(self.clean_expired_queues(req)).await,
             request::DELETE_EXPIRED_COMMITLOG => Box::pin(self.delete_expired_log(req)).await,
             request::CLEAN_UNUSED_TOPIC => Box::pin(self.clean_unused_topics(req)).await,

@@ -218,6 +218,45 @@ async fn checks_give_up_after_the_maximum_and_wait_for_a_live_producer() {
         bodies(&conn, "gone").await.is_empty(),
         "a given-up transaction is never delivered"
     );
+
+    // An operator resumes it (RESUME_CHECK_HALF_MESSAGE, by the kept copy's offset id): the
+    // producer is asked again from a check count of 0, and its commit delivers it once.
+    let kept = call(&conn, pull_request("TRANS_CHECK_MAX_TIME_TOPIC", 0, 0, 0)).await;
+    let kept_id = MessageExt::decode_all(&kept.body).unwrap()[0].offset_msg_id();
+    let resume = |id: &str| {
+        RemotingCommand::request(323)
+            .with_field("topic", "TRANS_CHECK_MAX_TIME_TOPIC")
+            .with_field("msgId", id)
+    };
+    assert_eq!(call(&conn, resume("not-an-id")).await.code, 1);
+    let resumed = call(&conn, resume(&kept_id)).await;
+    assert_eq!(resumed.code, 0, "{:?}", resumed.remark);
+    let again = tokio::time::timeout(Duration::from_secs(10), checks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let m = &MessageExt::decode_all(&again.body).unwrap()[0];
+    assert_eq!(m.property("TRANSACTION_CHECK_TIMES"), Some("1"));
+    assert_eq!(&m.body[..], b"orphan");
+    let commit = RemotingCommand::request(37)
+        .with_field("producerGroup", "nobody-online")
+        .with_field(
+            "tranStateTableOffset",
+            again.field("tranStateTableOffset").unwrap(),
+        )
+        .with_field("commitLogOffset", again.field("commitLogOffset").unwrap())
+        .with_field("commitOrRollback", 8)
+        .with_field("fromTransactionCheck", true);
+    assert_eq!(call(&conn, commit).await.code, 0);
+    let mut delivered = vec![];
+    for _ in 0..40 {
+        delivered = bodies(&conn, "gone").await;
+        if !delivered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered, vec!["orphan"]);
 }
 
 #[tokio::test]
