@@ -314,7 +314,9 @@ fn needed_permissions(req: &RemotingCommand) -> Result<Vec<(String, u8)>, String
         request::SEND_MESSAGE => vec![send("topic", "group")],
         request::SEND_MESSAGE_V2 => vec![send("b", "a")],
         request::CONSUMER_SEND_MSG_BACK => vec![retry("group")],
-        request::PULL_MESSAGE => vec![topic("topic", SUB), retry("consumerGroup")],
+        request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => {
+            vec![topic("topic", SUB), retry("consumerGroup")]
+        }
         request::QUERY_MESSAGE => vec![topic("topic", SUB)],
         request::UNREGISTER_CLIENT | request::GET_CONSUMER_LIST_BY_GROUP => {
             vec![retry("consumerGroup")]

@@ -28,6 +28,8 @@ pub mod request {
     super::codes! {
         SEND_MESSAGE = 10;
         PULL_MESSAGE = 11;
+        /// PULL_MESSAGE from a lite pull consumer (its sysFlag says so); served alike.
+        LITE_PULL_MESSAGE = 361;
         QUERY_MESSAGE = 12;
         QUERY_CONSUMER_OFFSET = 14;
         UPDATE_CONSUMER_OFFSET = 15;
@@ -182,6 +184,11 @@ pub fn refusal(code: i32) -> Option<&'static str> {
         13 | 22 | 23 | 27 | 47 | 209..=214 => {
             "Apache RocketMQ 5.5 declares this code, but none of its servers, clients or tools sends or serves it"
         }
+        308 => {
+            "no Apache tool sends it, and Apache's broker deletes the filter groups' committed offsets while answering it"
+        }
+        200052 | 200055 => "Apache's broker answers it, but none of Apache's clients, proxy or tools sends it",
+        200056 => "it moves POP records out of Apache's RocksDB store; FerroMQ keeps POP state in its own journal",
         301 | 302 => {
             "filter servers and class filters were removed from Apache's clients in 5.0; use tag or SQL92 filters"
         }

@@ -52,7 +52,7 @@ impl Broker {
         if req.code == request::END_TRANSACTION {
             return Box::pin(self.end_transaction(req)).await;
         }
-        if req.code == request::PULL_MESSAGE {
+        if req.code == request::PULL_MESSAGE || req.code == request::LITE_PULL_MESSAGE {
             // None: held, answered by the hold loop.
             return self.pull_message(conn, req);
         }

@@ -170,6 +170,22 @@ async fn held_pull_is_answered_when_a_message_arrives() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// LITE_PULL_MESSAGE (361), which the Java client sends for a lite pull consumer, is a pull.
+#[tokio::test]
+async fn a_lite_pull_reads_like_a_pull() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    assert_eq!(call(&broker, send_request("lite", b"x", "")).await.code, 0);
+    let mut lite = pull_request("lite", 0, 0, 0);
+    lite.code = 361;
+    let resp = call(&broker, lite).await;
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(
+        &MessageExt::decode_all(&resp.body).unwrap()[0].body[..],
+        b"x"
+    );
+}
+
 #[tokio::test]
 async fn held_pull_times_out_with_pull_not_found() {
     let server = Server::start("");
