@@ -11,6 +11,7 @@ mod controller_mode;
 pub mod disk;
 pub mod error;
 pub mod filter;
+pub mod forbidden;
 pub mod groups;
 pub mod life;
 pub mod metrics;
@@ -117,6 +118,7 @@ pub struct Broker {
     timers: timer::TimerService,
     transactions: transaction::TransactionService,
     groups: groups::SubscriptionGroupManager,
+    forbidden: forbidden::GroupForbidden,
     /// What POP consumers were handed and have not acknowledged.
     pop: pop::PopService,
     /// Who pulled what and which commits passed it (`messageLife`).
@@ -232,6 +234,7 @@ impl Broker {
         let offsets = ConsumerOffsetManager::open(&config.store_root).map_err(meta_err)?;
         let groups =
             groups::SubscriptionGroupManager::open(&config.store_root).map_err(meta_err)?;
+        let forbidden = forbidden::GroupForbidden::open(&config.store_root).map_err(meta_err)?;
         let schedule =
             ScheduleService::open(&config.store_root, config.message_delay_levels_ms.clone())
                 .map_err(meta_err)?;
@@ -303,6 +306,7 @@ impl Broker {
                 timers,
                 transactions,
                 groups,
+                forbidden,
                 pop,
                 life,
                 request_modes,

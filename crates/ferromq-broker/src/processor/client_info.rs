@@ -1,7 +1,8 @@
 //! What the broker knows of its clients, for tools: every producer connection
-//! (GET_ALL_PRODUCER_INFO, 328; mqadmin `producer -b`) and a group's subscription to a
-//! topic (QUERY_SUBSCRIPTION_BY_CONSUMER, 345). Shapes as Apache's `ProducerTableInfo` and
-//! `QuerySubscriptionResponseBody`.
+//! (GET_ALL_PRODUCER_INFO, 328; mqadmin `producer -b`), a group's subscription to a topic
+//! (QUERY_SUBSCRIPTION_BY_CONSUMER, 345), and whether a group may read a topic
+//! (UPDATE_AND_GET_GROUP_FORBIDDEN, 353). Shapes as Apache's `ProducerTableInfo`,
+//! `QuerySubscriptionResponseBody` and `GroupForbidden`.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +57,44 @@ impl Broker {
         if let Some(sub) = self.clients.subscription(group, topic) {
             body["subscriptionData"] = serde_json::to_value(sub).unwrap_or_default();
         }
+        RemotingCommand::response_to(req, response::SUCCESS).with_body(body.to_string())
+    }
+}
+
+impl Broker {
+    /// UPDATE_AND_GET_GROUP_FORBIDDEN: with `readable`, forbids or allows the group to read
+    /// the topic; answers `{"group", "topic", "readable"}` as it now stands.
+    pub(crate) fn group_forbidden(&self, req: &RemotingCommand) -> RemotingCommand {
+        let field = |k: &str| {
+            req.ext_fields
+                .get(k)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(group), Some(topic)) = (field("group"), field("topic")) else {
+            return RemotingCommand::error_response(
+                req,
+                response::SYSTEM_ERROR,
+                "the request lacks the header field group or topic",
+            );
+        };
+        if let Some(readable) = field("readable") {
+            // Java's Boolean.parseBoolean: anything but "true" is false.
+            let readable = readable.eq_ignore_ascii_case("true");
+            if let Err(e) = self.forbidden.set_readable(group, topic, readable) {
+                return RemotingCommand::error_response(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("saving the forbidden table failed: {e}"),
+                );
+            }
+            tracing::info!(group, topic, readable, "group read permission changed");
+        }
+        let body = json!({
+            "group": group,
+            "topic": topic,
+            "readable": self.forbidden.readable(group, topic),
+        });
         RemotingCommand::response_to(req, response::SUCCESS).with_body(body.to_string())
     }
 }

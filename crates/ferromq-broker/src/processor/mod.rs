@@ -102,6 +102,7 @@ impl Broker {
             request::DELETE_EXPIRED_COMMITLOG => Box::pin(self.delete_expired_log(req)).await,
             request::CLEAN_UNUSED_TOPIC => Box::pin(self.clean_unused_topics(req)).await,
             request::QUERY_SUBSCRIPTION_BY_CONSUMER => self.subscription_by_consumer(req),
+            request::UPDATE_AND_GET_GROUP_FORBIDDEN => self.group_forbidden(req),
             request::GET_CONSUMER_RUNNING_INFO => Box::pin(self.consumer_running_info(req)).await,
             request::CONSUME_MESSAGE_DIRECTLY => Box::pin(self.consume_message_directly(req)).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_group_configs(req),

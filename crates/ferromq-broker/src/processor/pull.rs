@@ -87,6 +87,16 @@ impl Broker {
                 format!("the topic[{}] pulling message is forbidden", h.topic),
             ));
         }
+        if !self.forbidden.readable(&h.consumer_group, &h.topic) {
+            return Some(RemotingCommand::error_response(
+                req,
+                response::NO_PERMISSION,
+                format!(
+                    "the consumer group[{}] is forbidden for topic[{}]",
+                    h.consumer_group, h.topic
+                ),
+            ));
+        }
         if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
             return Some(RemotingCommand::error_response(
                 req,

@@ -428,3 +428,65 @@ async fn a_heartbeat_without_a_topic_unsubscribes_it() {
     assert_eq!(call(&conn, beat(&["sub-a"])).await.code, 0);
     assert_eq!(subscribed(&conn).await, ["sub-a"]);
 }
+
+/// UPDATE_AND_GET_GROUP_FORBIDDEN (353): a group forbidden to read a topic is refused its
+/// pulls, other groups and topics are not, and the ban survives a crash until lifted.
+#[tokio::test]
+async fn a_group_forbidden_to_read_a_topic_is_refused_its_pulls() {
+    let server = Server::start("");
+    let broker = connect(&server.broker).await;
+    for topic in ["guarded", "open"] {
+        assert_eq!(call(&broker, send_request(topic, b"x", "")).await.code, 0);
+    }
+    let forbid = |readable: Option<bool>| {
+        let mut r = RemotingCommand::request(353)
+            .with_field("group", "G")
+            .with_field("topic", "guarded");
+        if let Some(v) = readable {
+            r = r.with_field("readable", v);
+        }
+        r
+    };
+    let set = call(&broker, forbid(Some(false))).await;
+    assert_eq!(set.code, 0, "{:?}", set.remark);
+    let body: serde_json::Value = serde_json::from_slice(&set.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"group": "G", "topic": "guarded", "readable": false})
+    );
+    let refused = call(&broker, group_pull("G", "guarded", 0, 0)).await;
+    assert_eq!(refused.code, 16);
+    assert_eq!(
+        refused.remark.as_deref(),
+        Some("the consumer group[G] is forbidden for topic[guarded]")
+    );
+    assert_eq!(call(&broker, group_pull("G", "open", 0, 0)).await.code, 0);
+    assert_eq!(
+        call(&broker, group_pull("H", "guarded", 0, 0)).await.code,
+        0
+    );
+
+    let server = server.crash_and_restart("");
+    let broker = connect(&server.broker).await;
+    assert_eq!(
+        call(&broker, group_pull("G", "guarded", 0, 0)).await.code,
+        16,
+        "the ban was lost in the crash"
+    );
+    let asked = call(&broker, forbid(None)).await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&asked.body).unwrap()["readable"],
+        false
+    );
+    assert_eq!(call(&broker, forbid(Some(true))).await.code, 0);
+    assert_eq!(
+        call(&broker, group_pull("G", "guarded", 0, 0)).await.code,
+        0
+    );
+    let headless = call(
+        &broker,
+        RemotingCommand::request(353).with_field("group", "G"),
+    )
+    .await;
+    assert_eq!(headless.code, 1);
+}

@@ -468,6 +468,20 @@ class AdminApiTest {
         });
     }
 
+    /** UPDATE_AND_GET_GROUP_FORBIDDEN (353): forbid a group to read a topic, ask, allow again. */
+    @Test
+    @Order(24)
+    void groupReadForbiddenIsSetAskedAndLifted() throws Exception {
+        String group = "ApiForbidden_" + UID;
+        org.apache.rocketmq.remoting.protocol.subscription.GroupForbidden f =
+            admin.updateAndGetGroupReadForbidden(addr, group, TOPIC1, false);
+        assertEquals(Boolean.FALSE, f.getReadable(), "forbidden: " + f);
+        assertEquals(Boolean.FALSE, admin.updateAndGetGroupReadForbidden(addr, group, TOPIC1, null).getReadable(),
+            "asked without a change");
+        assertEquals(Boolean.TRUE, admin.updateAndGetGroupReadForbidden(addr, group, TOPIC1, true).getReadable(),
+            "allowed again");
+    }
+
     /** CLEAN_EXPIRED_CONSUMEQUEUE (306), DELETE_EXPIRED_COMMITLOG (329), CLEAN_UNUSED_TOPIC (316). */
     @Test
     @Order(22)
