@@ -185,6 +185,10 @@ pub fn refusal(code: i32) -> Option<&'static str> {
         13 | 22 | 23 | 27 | 47 | 209..=214 => {
             "Apache RocketMQ 5.5 declares this code, but none of its servers, clients or tools sends or serves it"
         }
+        223 => {
+            "deprecated in Apache (GetConsumerStatusBody, the client's handler) and its mqadmin command is not registered; \
+             consumerStatus and consumerProgress show the same offsets"
+        }
         308 => {
             "no Apache tool sends it, and Apache's broker deletes the filter groups' committed offsets while answering it"
         }

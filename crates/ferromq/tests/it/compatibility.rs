@@ -20,8 +20,7 @@ const NOT_SUPPORTED: i32 = 3;
 fn note(code: i32) -> Option<&'static str> {
     Some(match code {
         39 | 40 | 220 | 307 | 309 | 326 => "sent by the broker to clients",
-        221 => "sent by brokers to clients; FerroMQ's broker will send it once it serves 223 (issue 24)",
-        223 => "issue 24: not served yet",
+        221 => "sent by brokers to clients for 223, which FerroMQ refuses (deprecated in Apache)",
         3001..=3010 => "issue 24 (ACL 2.0): not served yet",
         _ => return None,
     })
