@@ -240,11 +240,14 @@ impl Broker {
                 () = held.wait_for_work() => {}
             }
             let due = held.take_due(Instant::now());
-            for pull in due.woken {
-                self.answer_held(pull, false);
-            }
-            for pull in due.expired {
-                self.answer_held(pull, true);
+            let woken = due.woken.into_iter().map(|p| (p, false));
+            let expired = due.expired.into_iter().map(|p| (p, true));
+            for (n, (pull, expired)) in woken.chain(expired).enumerate() {
+                self.answer_held(pull, expired);
+                // A slave's copy growing wakes every held pull at once: let other tasks run.
+                if n % 256 == 255 {
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
