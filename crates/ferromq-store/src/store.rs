@@ -813,7 +813,10 @@ impl MessageStore {
     /// Drops queue and index entries that point below the commit log's start (CLEAN_EXPIRED_CONSUMEQUEUE):
     /// what retention would drop after deleting segments, without deleting any.
     pub fn drop_expired_queue_entries(&self) -> Result<(), StoreError> {
-        let min = self.commit_log.min_offset();
+        self.drop_entries_below(self.commit_log.min_offset())
+    }
+
+    fn drop_entries_below(&self, min: u64) -> Result<(), StoreError> {
         self.open_all_queues()?;
         for q in self.all_queues() {
             q.drop_below_phys(min)?;
@@ -844,11 +847,7 @@ impl MessageStore {
     /// entries that pointed into them. Returns the new minimum commit-log offset.
     pub fn delete_expired(&self, cutoff: std::time::SystemTime) -> Result<u64, StoreError> {
         let min = self.commit_log.delete_segments_older_than(cutoff)?;
-        self.open_all_queues()?;
-        for q in self.all_queues() {
-            q.drop_below_phys(min)?;
-        }
-        self.index.delete_below(min)?;
+        self.drop_entries_below(min)?;
         Ok(min)
     }
 }
