@@ -207,16 +207,6 @@ impl HeldPulls {
         }
     }
 
-    /// How many pulls are held now.
-    pub fn len(&self) -> usize {
-        self.table.lock().expect("held pulls lock").deadlines.len()
-    }
-
-    /// Whether no pull is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Waits until something may be due: news, or the earliest deadline.
     pub(crate) async fn wait_for_work(&self) {
         let notified = self.news.notified();
@@ -250,11 +240,11 @@ impl HeldPulls {
         for (topic, queue_id) in woken {
             due.woken.extend(table.take_queue(&topic, queue_id));
         }
-        while let Some(((at, seq), _)) = table.deadlines.first_key_value() {
-            if *at > now {
+        while let Some(first) = table.deadlines.first_entry() {
+            if first.key().0 > now {
                 break;
             }
-            let (seq, (topic, queue_id)) = (*seq, table.deadlines.pop_first().expect("first").1);
+            let ((_, seq), (topic, queue_id)) = first.remove_entry();
             if let Some(held) = table.remove(&topic, queue_id, seq) {
                 due.expired.push(held);
             }

@@ -262,7 +262,9 @@ impl Broker {
         );
         let still_caught_up = matches!(&read, Ok(r) if caught_up(r, pull.offset));
         let (pull, read) = if still_caught_up && !expired && Instant::now() < pull.deadline {
-            // What arrived did not pass the filter: held again.
+            // Woken by a change that left this queue as it was (a slave's copy grew
+            // elsewhere): held again. A filter miss is not this case: it reads
+            // NO_MATCHED_MESSAGE and is answered.
             match self.hold(pull) {
                 Some(found) => found,
                 None => return,
