@@ -168,6 +168,42 @@ command_header! {
 }
 
 command_header! {
+    /// QUERY_CONSUME_TIME_SPAN (303).
+    pub struct QueryConsumeTimeSpanRequestHeader {
+        topic: String => "topic",
+        group: String => "group",
+    }
+}
+
+command_header! {
+    /// QUERY_SUBSCRIPTION_BY_CONSUMER (345).
+    pub struct QuerySubscriptionByConsumerRequestHeader {
+        group: String => "group",
+        topic: Option<String> => "topic",
+    }
+}
+
+command_header! {
+    /// CLONE_GROUP_OFFSET (314): without a topic, every topic the source has offsets on.
+    pub struct CloneGroupOffsetRequestHeader {
+        src_group: String => "srcGroup",
+        dest_group: String => "destGroup",
+        topic: Option<String> => "topic",
+        offline: Option<bool> => "offline",
+    }
+}
+
+command_header! {
+    /// UPDATE_AND_GET_GROUP_FORBIDDEN (353). `readable` is read as Java's
+    /// `Boolean.parseBoolean` reads it (anything but "true" is false), so it stays text.
+    pub struct UpdateGroupForbiddenRequestHeader {
+        group: String => "group",
+        topic: String => "topic",
+        readable: Option<String> => "readable",
+    }
+}
+
+command_header! {
     /// RECALL_MESSAGE (370): withdraw a timer message before it is due.
     pub struct RecallMessageRequestHeader {
         producer_group: Option<String> => "producerGroup",

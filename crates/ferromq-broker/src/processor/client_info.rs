@@ -10,7 +10,11 @@ use ferromq_protocol::code::response;
 use ferromq_protocol::RemotingCommand;
 use serde_json::json;
 
+use super::{header, not_blank};
 use crate::Broker;
+use ferromq_protocol::header::{
+    QuerySubscriptionByConsumerRequestHeader, UpdateGroupForbiddenRequestHeader,
+};
 
 impl Broker {
     /// GET_ALL_PRODUCER_INFO: `{"data": {group: [ProducerInfo…]}}`, every group's producers.
@@ -44,15 +48,13 @@ impl Broker {
     /// QUERY_SUBSCRIPTION_BY_CONSUMER: the group's subscription to the topic, absent when
     /// the group is offline or does not subscribe it (Apache answers SUCCESS either way).
     pub(crate) fn subscription_by_consumer(&self, req: &RemotingCommand) -> RemotingCommand {
-        let field = |k: &str| req.ext_fields.get(k).map(String::as_str);
-        let Some(group) = field("group").filter(|g| !g.is_empty()) else {
-            return RemotingCommand::error_response(
-                req,
-                response::SYSTEM_ERROR,
-                "the request lacks the header field group",
-            );
+        let h = match header::<QuerySubscriptionByConsumerRequestHeader>(req)
+            .and_then(|h| not_blank(req, &[("group", &h.group)]).map(|()| h))
+        {
+            Ok(h) => h,
+            Err(resp) => return resp,
         };
-        let topic = field("topic").unwrap_or_default();
+        let (group, topic) = (h.group.as_str(), h.topic.as_deref().unwrap_or_default());
         let mut body = json!({ "group": group, "topic": topic });
         if let Some(sub) = self.clients.subscription(group, topic) {
             body["subscriptionData"] = serde_json::to_value(sub).unwrap_or_default();
@@ -65,20 +67,14 @@ impl Broker {
     /// UPDATE_AND_GET_GROUP_FORBIDDEN: with `readable`, forbids or allows the group to read
     /// the topic; answers `{"group", "topic", "readable"}` as it now stands.
     pub(crate) fn group_forbidden(&self, req: &RemotingCommand) -> RemotingCommand {
-        let field = |k: &str| {
-            req.ext_fields
-                .get(k)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
+        let h = match header::<UpdateGroupForbiddenRequestHeader>(req)
+            .and_then(|h| not_blank(req, &[("group", &h.group), ("topic", &h.topic)]).map(|()| h))
+        {
+            Ok(h) => h,
+            Err(resp) => return resp,
         };
-        let (Some(group), Some(topic)) = (field("group"), field("topic")) else {
-            return RemotingCommand::error_response(
-                req,
-                response::SYSTEM_ERROR,
-                "the request lacks the header field group or topic",
-            );
-        };
-        if let Some(readable) = field("readable") {
+        let (group, topic) = (h.group.as_str(), h.topic.as_str());
+        if let Some(readable) = h.readable.as_deref() {
             // Java's Boolean.parseBoolean: anything but "true" is false.
             let readable = readable.eq_ignore_ascii_case("true");
             if let Err(e) = self.forbidden.set_readable(group, topic, readable) {

@@ -6,27 +6,27 @@ use ferromq_protocol::code::response;
 use ferromq_protocol::RemotingCommand;
 use tracing::{info, warn};
 
+use super::{header, not_blank};
 use crate::Broker;
+use ferromq_protocol::header::CloneGroupOffsetRequestHeader;
 
 impl Broker {
     pub(crate) fn clone_group_offset(&self, req: &RemotingCommand) -> RemotingCommand {
-        let field = |k: &str| {
-            req.ext_fields
-                .get(k)
-                .map(String::as_str)
-                .filter(|v| !v.trim().is_empty())
-        };
-        let (Some(src), Some(dest)) = (field("srcGroup"), field("destGroup")) else {
-            return RemotingCommand::error_response(
+        let h = match header::<CloneGroupOffsetRequestHeader>(req).and_then(|h| {
+            not_blank(
                 req,
-                response::SYSTEM_ERROR,
-                "the request lacks the header field srcGroup or destGroup",
-            );
+                &[("srcGroup", &h.src_group), ("destGroup", &h.dest_group)],
+            )
+            .map(|()| h)
+        }) {
+            Ok(h) => h,
+            Err(resp) => return resp,
         };
-        let offline = field("offline") == Some("true");
+        let (src, dest) = (h.src_group.as_str(), h.dest_group.as_str());
+        let offline = h.offline == Some(true);
         // Apache clones only the header's topic even when it loops over the source's topics,
         // so without a topic it copies nothing; FerroMQ copies every topic it names.
-        let topics = match field("topic") {
+        let topics = match h.topic.as_deref().filter(|t| !t.trim().is_empty()) {
             Some(t) => vec![t.to_string()],
             None => self.offsets.topics_of_group(src),
         };

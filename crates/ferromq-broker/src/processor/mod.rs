@@ -236,3 +236,19 @@ pub(crate) fn header<H: CommandHeader>(req: &RemotingCommand) -> Result<H, Remot
     H::decode(&req.ext_fields)
         .map_err(|e| RemotingCommand::error_response(req, response::SYSTEM_ERROR, e.to_string()))
 }
+
+/// Refuses a request whose named header fields, present, are blank: they name groups and
+/// topics, which are never empty.
+pub(crate) fn not_blank(
+    req: &RemotingCommand,
+    fields: &[(&str, &str)],
+) -> Result<(), RemotingCommand> {
+    match fields.iter().find(|(_, v)| v.trim().is_empty()) {
+        Some((key, _)) => Err(RemotingCommand::error_response(
+            req,
+            response::SYSTEM_ERROR,
+            format!("the header field {key} is empty"),
+        )),
+        None => Ok(()),
+    }
+}

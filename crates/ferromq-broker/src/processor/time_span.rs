@@ -6,23 +6,19 @@ use ferromq_protocol::code::response;
 use ferromq_protocol::RemotingCommand;
 use serde_json::json;
 
+use super::{header, not_blank};
 use crate::Broker;
+use ferromq_protocol::header::QueryConsumeTimeSpanRequestHeader;
 
 impl Broker {
     pub(crate) fn consume_time_span(&self, req: &RemotingCommand) -> RemotingCommand {
-        let field = |k: &str| {
-            req.ext_fields
-                .get(k)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
+        let h = match header::<QueryConsumeTimeSpanRequestHeader>(req)
+            .and_then(|h| not_blank(req, &[("topic", &h.topic), ("group", &h.group)]).map(|()| h))
+        {
+            Ok(h) => h,
+            Err(resp) => return resp,
         };
-        let (Some(topic), Some(group)) = (field("topic"), field("group")) else {
-            return RemotingCommand::error_response(
-                req,
-                response::SYSTEM_ERROR,
-                "the request lacks the header field topic or group",
-            );
-        };
+        let (topic, group) = (h.topic.as_str(), h.group.as_str());
         let Some(config) = self.topics.get(topic) else {
             return RemotingCommand::error_response(
                 req,

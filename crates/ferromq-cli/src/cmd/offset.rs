@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
 use ferromq_client::admin::parse_queue_map;
 use ferromq_protocol::code::{request, response};
+use ferromq_protocol::header::{CloneGroupOffsetRequestHeader, CommandHeader};
 use ferromq_protocol::RemotingCommand;
 use serde_json::json;
 
@@ -221,11 +222,14 @@ impl CloneGroupOffset {
         let route = ctx.route(&self.topic).await?;
         let mut t = Table::new(["Broker", "Topic", "From", "To"]);
         for (name, addr) in route_masters(&route) {
-            let req = RemotingCommand::request(request::CLONE_GROUP_OFFSET)
-                .with_field("srcGroup", &self.src)
-                .with_field("destGroup", &self.dest)
-                .with_field("topic", &self.topic)
-                .with_field("offline", self.offline);
+            let mut req = RemotingCommand::request(request::CLONE_GROUP_OFFSET);
+            CloneGroupOffsetRequestHeader {
+                src_group: self.src.clone(),
+                dest_group: self.dest.clone(),
+                topic: Some(self.topic.clone()),
+                offline: Some(self.offline),
+            }
+            .encode(&mut req.ext_fields);
             ctx.remote.ok(&addr, req, "CLONE_GROUP_OFFSET").await?;
             t.row([
                 name,
