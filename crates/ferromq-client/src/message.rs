@@ -131,3 +131,10 @@ impl MessageExtExt for MessageExt {
             .unwrap_or_else(|| self.offset_msg_id())
     }
 }
+
+/// Inflates a body the sender zlib-compressed (sysFlag `COMPRESSED`).
+pub(crate) fn inflate(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(body), &mut out)?;
+    Ok(out)
+}

@@ -50,12 +50,8 @@ impl ServerRequestHandler for Replies {
             .and_then(|v| v.parse::<i32>().ok())
             .unwrap_or(0);
         let body = if flags & sys_flag::COMPRESSED != 0 {
-            let mut out = Vec::new();
-            match std::io::Read::read_to_end(
-                &mut flate2::read::ZlibDecoder::new(&req.body[..]),
-                &mut out,
-            ) {
-                Ok(_) => Bytes::from(out),
+            match crate::message::inflate(&req.body) {
+                Ok(out) => Bytes::from(out),
                 Err(e) => {
                     return Some(RemotingCommand::error_response(
                         &req,

@@ -992,10 +992,7 @@ fn restore_retry_topic(mut m: MessageExt) -> MessageExt {
 
 fn decompress(mut m: MessageExt) -> MessageExt {
     if m.sys_flag & message::sys_flag::COMPRESSED != 0 {
-        let mut out = Vec::new();
-        if std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&m.body[..]), &mut out)
-            .is_ok()
-        {
+        if let Ok(out) = crate::message::inflate(&m.body) {
             m.body = out.into();
             m.sys_flag &= !message::sys_flag::COMPRESSED;
         }
