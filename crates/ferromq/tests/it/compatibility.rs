@@ -45,50 +45,38 @@ fn used_by(code: i32) -> &'static [&'static str] {
     }
 }
 
-/// Which parts of FerroMQ send the code themselves (the admin tool's and dashboard's suites
-/// run them: it/admin.rs, dashboard-e2e; the broker's to its name server and controller).
-fn senders(root: &Path, name: &str) -> Vec<&'static str> {
-    let named = |path: &Path| {
-        std::fs::read_to_string(path).is_ok_and(|t| {
-            // Building a request, not matching one: `request(request::NAME` and the like.
-            ["request::", "code::", "request::request::"]
-                .iter()
-                .any(|m| t.contains(&format!("request({m}{name}")))
-        })
+/// The parts of FerroMQ that send requests themselves, and their sources (the admin tool's
+/// and dashboard's suites run them: it/admin.rs, dashboard-e2e; the broker's go to its name
+/// server and controller).
+const SENDERS: [(&str, &[&str]); 4] = [
+    (
+        "`ferromq admin`",
+        &[
+            "crates/ferromq-cli/src",
+            "crates/ferromq-client/src/admin.rs",
+        ],
+    ),
+    ("the dashboard", &["crates/ferromq-dashboard/src"]),
+    (
+        "FerroMQ's broker",
+        &["crates/ferromq-broker/src", "crates/ferromq-ha/src"],
+    ),
+    ("FerroMQ's controller", &["crates/ferromq-controller/src"]),
+];
+
+/// Which of the [`SENDERS`] build a request with the code: `request(request::NAME`
+/// and the like, not a match arm serving it.
+fn senders(sources: &[(&'static str, Vec<(PathBuf, String)>)], name: &str) -> Vec<&'static str> {
+    let builds = |text: &str| {
+        ["request::", "code::", "request::request::"]
+            .iter()
+            .any(|m| text.contains(&format!("request({m}{name}")))
     };
-    let uses = |dir: &str| {
-        let mut dirs = vec![root.join(dir)];
-        while let Some(d) = dirs.pop() {
-            if d.is_file() {
-                if named(&d) {
-                    return true;
-                }
-                continue;
-            }
-            for e in std::fs::read_dir(&d)
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-            {
-                dirs.push(e.path());
-            }
-        }
-        false
-    };
-    let mut out = Vec::new();
-    if uses("crates/ferromq-cli/src") || uses("crates/ferromq-client/src/admin.rs") {
-        out.push("`ferromq admin`");
-    }
-    if uses("crates/ferromq-dashboard/src") {
-        out.push("the dashboard");
-    }
-    if uses("crates/ferromq-broker/src") || uses("crates/ferromq-ha/src") {
-        out.push("FerroMQ's broker");
-    }
-    if uses("crates/ferromq-controller/src") {
-        out.push("FerroMQ's controller");
-    }
-    out
+    sources
+        .iter()
+        .filter(|(_, files)| files.iter().any(|(_, text)| builds(text)))
+        .map(|(who, _)| *who)
+        .collect()
 }
 
 #[derive(Debug)]
@@ -144,31 +132,29 @@ fn mentions(root: &Path, files: &[(PathBuf, String)], code: i32, name: &str) -> 
     out
 }
 
-fn test_files(root: &Path) -> Vec<(PathBuf, String)> {
+/// The text of every source file under `paths` (files or directories, from `root`),
+/// skipping build output, dependencies and this test.
+fn read_sources(root: &Path, paths: &[&str]) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    let mut dirs = vec![root.join("crates/ferromq/tests"), root.join("interop")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if path.is_dir() {
-                if !matches!(name, "target" | "node_modules" | ".venv") {
-                    dirs.push(path);
-                }
-            } else if name != "compatibility.rs"
-                && [".rs", ".go", ".java", ".py", ".js"]
-                    .iter()
-                    .any(|e| name.ends_with(e))
-            {
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    out.push((path, text));
-                }
+    let mut pending: Vec<PathBuf> = paths.iter().map(|p| root.join(p)).collect();
+    while let Some(path) = pending.pop() {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if path.is_dir() {
+            if !matches!(name.as_str(), "target" | "node_modules" | ".venv") {
+                let entries = std::fs::read_dir(&path).into_iter().flatten();
+                pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if name != "compatibility.rs"
+            && [".rs", ".go", ".java", ".py", ".js"]
+                .iter()
+                .any(|e| name.ends_with(e))
+        {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                out.push((path, text));
             }
         }
     }
@@ -202,7 +188,11 @@ async fn every_apache_request_code_is_served_refused_or_owned() {
     .unwrap();
     let _controller = Proc::spawn(&["controller".into(), "-c".into(), conf.display().to_string()]);
 
-    let files = test_files(&root);
+    let files = read_sources(&root, &["crates/ferromq/tests", "interop"]);
+    let sources: Vec<(&'static str, Vec<(PathBuf, String)>)> = SENDERS
+        .iter()
+        .map(|(who, paths)| (*who, read_sources(&root, paths)))
+        .collect();
     let mut rows = Vec::new();
     let mut bare = Vec::new();
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
@@ -229,7 +219,7 @@ async fn every_apache_request_code_is_served_refused_or_owned() {
             } else {
                 tests.join(", ")
             };
-            let tools = senders(&root, name);
+            let tools = senders(&sources, name);
             let tools = if tools.is_empty() {
                 String::new()
             } else {
