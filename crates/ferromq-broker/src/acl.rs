@@ -104,6 +104,18 @@ struct Account {
     perms: HashMap<String, u8>,
 }
 
+/// One `plain_acl.yml` account, for the import into ACL 2.0.
+pub struct MigratedAccount {
+    pub access_key: String,
+    pub secret_key: String,
+    pub admin: bool,
+    pub default_topic_perm: Option<String>,
+    pub default_group_perm: Option<String>,
+    /// `(name, PERM)` pairs.
+    pub topic_perms: Vec<(String, String)>,
+    pub group_perms: Vec<(String, String)>,
+}
+
 /// A parsed `plain_acl.yml`.
 pub struct PlainAcl {
     global_white: Vec<AddressPattern>,
@@ -194,6 +206,36 @@ impl PlainAcl {
             global_white,
             accounts,
         })
+    }
+
+    /// The accounts of a `plain_acl.yml` as ACL 2.0's import reads them (Apache's
+    /// `AuthMigrator`): permission entries that are not `name=PERM` are skipped.
+    pub fn accounts_for_migration(text: &str) -> Result<Vec<MigratedAccount>, String> {
+        let file: AclFile = if text.trim().is_empty() {
+            AclFile::default()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?
+        };
+        let split = |entries: Vec<String>| {
+            entries
+                .iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(name, perm)| (name.trim().to_string(), perm.trim().to_string()))
+                .collect()
+        };
+        Ok(file
+            .accounts
+            .into_iter()
+            .map(|a| MigratedAccount {
+                access_key: a.access_key.into_string(),
+                secret_key: a.secret_key.into_string(),
+                admin: a.admin,
+                default_topic_perm: a.default_topic_perm,
+                default_group_perm: a.default_group_perm,
+                topic_perms: split(a.topic_perms),
+                group_perms: split(a.group_perms),
+            })
+            .collect())
     }
 
     /// Checks a request from `ip`; the error is the refusal's reason.

@@ -31,6 +31,46 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "enableTransactionMetrics",
     "enableMessageStoreMetrics",
     "enablePopMetrics",
+    // ACL 2.0 caches: FerroMQ keeps the users and policies in memory, uncached lookups.
+    "userCacheMaxNum",
+    "userCacheExpiredSecond",
+    "userCacheRefreshSecond",
+    "aclCacheMaxNum",
+    "aclCacheExpiredSecond",
+    "aclCacheRefreshSecond",
+    "statefulAuthenticationCacheMaxNum",
+    "statefulAuthenticationCacheExpiredSecond",
+    "statefulAuthorizationCacheMaxNum",
+    "statefulAuthorizationCacheExpiredSecond",
+];
+
+/// ACL 2.0's pluggable classes: FerroMQ has its own, which do what Apache's defaults do.
+/// Apache's default class names (and the stateful strategies) are accepted; others refused.
+const AUTH_CLASS_KEYS: &[(&str, &[&str])] = &[
+    ("authenticationProvider", &["DefaultAuthenticationProvider"]),
+    (
+        "authenticationMetadataProvider",
+        &["LocalAuthenticationMetadataProvider"],
+    ),
+    (
+        "authenticationStrategy",
+        &[
+            "StatelessAuthenticationStrategy",
+            "StatefulAuthenticationStrategy",
+        ],
+    ),
+    ("authorizationProvider", &["DefaultAuthorizationProvider"]),
+    (
+        "authorizationMetadataProvider",
+        &["LocalAuthorizationMetadataProvider"],
+    ),
+    (
+        "authorizationStrategy",
+        &[
+            "StatelessAuthorizationStrategy",
+            "StatefulAuthorizationStrategy",
+        ],
+    ),
 ];
 
 /// `brokerRole`: a master, or a slave that copies its master.
@@ -138,6 +178,22 @@ pub struct BrokerConfig {
     /// `plainAclFile` (FerroMQ): the `plain_acl.yml` to use, default `conf/plain_acl.yml`
     /// (where Apache looks under ROCKETMQ_HOME). Reloaded when it changes.
     pub plain_acl_file: PathBuf,
+    /// `authenticationEnabled` (ACL 2.0): requests must be signed by a known user.
+    pub authentication_enabled: bool,
+    /// `authorizationEnabled` (ACL 2.0): requests need a policy allowing them.
+    pub authorization_enabled: bool,
+    /// `initAuthenticationUser`: `{"username":…,"password":…}`, a super user made at start.
+    pub init_authentication_user: Option<String>,
+    /// `innerClientAuthenticationCredentials`: `{"accessKey":…,"secretKey":…}`, a super
+    /// user made at start that the broker's own clients (a slave's sync) sign with.
+    pub inner_client_authentication_credentials: Option<String>,
+    /// `authenticationWhitelist` / `authorizationWhitelist`: request codes that skip the check.
+    pub authentication_whitelist: String,
+    pub authorization_whitelist: String,
+    /// `migrateAuthFromV1Enabled`: import `plainAclFile`'s accounts at start.
+    pub migrate_auth_from_v1_enabled: bool,
+    /// The ACL 2.0 class keys as given (checked by [`AUTH_CLASS_KEYS`]).
+    pub auth_classes: BTreeMap<String, String>,
     /// `tls.server.mode`: `disabled`, `permissive` (TLS and plaintext on one port) or
     /// `enforcing`, as Apache's property; default `permissive` when a certificate is
     /// given, else `disabled`.
@@ -308,6 +364,14 @@ impl Default for BrokerConfig {
             force_register: true,
             max_connections: 10_000,
             acl_enable: false,
+            authentication_enabled: false,
+            authorization_enabled: false,
+            init_authentication_user: None,
+            inner_client_authentication_credentials: None,
+            authentication_whitelist: String::new(),
+            authorization_whitelist: String::new(),
+            migrate_auth_from_v1_enabled: false,
+            auth_classes: BTreeMap::new(),
             tls_mode: None,
             tls_cert_path: None,
             tls_key_path: None,
@@ -517,6 +581,19 @@ fn path_string(p: &Option<PathBuf>) -> String {
 #[rustfmt::skip]
 const KEYS: &[Key] = &[
     key!("aclEnable", runtime = false, |c| c.acl_enable.to_string(), |c, k, v| c.acl_enable = parse_bool(k, v)?),
+    key!("authenticationEnabled", runtime = false, |c| c.authentication_enabled.to_string(), |c, k, v| c.authentication_enabled = parse_bool(k, v)?),
+    key!("authorizationEnabled", runtime = false, |c| c.authorization_enabled.to_string(), |c, k, v| c.authorization_enabled = parse_bool(k, v)?),
+    key!("initAuthenticationUser", runtime = false, |c| c.init_authentication_user.clone().unwrap_or_default(), |c, k, v| c.init_authentication_user = json_object(k, v)?),
+    key!("innerClientAuthenticationCredentials", runtime = false, |c| c.inner_client_authentication_credentials.clone().unwrap_or_default(), |c, k, v| c.inner_client_authentication_credentials = json_object(k, v)?),
+    key!("authenticationWhitelist", runtime = false, |c| c.authentication_whitelist.clone(), |c, _k, v| c.authentication_whitelist = v.to_string()),
+    key!("authorizationWhitelist", runtime = false, |c| c.authorization_whitelist.clone(), |c, _k, v| c.authorization_whitelist = v.to_string()),
+    key!("migrateAuthFromV1Enabled", runtime = false, |c| c.migrate_auth_from_v1_enabled.to_string(), |c, k, v| c.migrate_auth_from_v1_enabled = parse_bool(k, v)?),
+    key!("authenticationProvider", runtime = false, |c| auth_class(c, "authenticationProvider"), |c, k, v| set_auth_class(c, k, v)?),
+    key!("authenticationMetadataProvider", runtime = false, |c| auth_class(c, "authenticationMetadataProvider"), |c, k, v| set_auth_class(c, k, v)?),
+    key!("authenticationStrategy", runtime = false, |c| auth_class(c, "authenticationStrategy"), |c, k, v| set_auth_class(c, k, v)?),
+    key!("authorizationProvider", runtime = false, |c| auth_class(c, "authorizationProvider"), |c, k, v| set_auth_class(c, k, v)?),
+    key!("authorizationMetadataProvider", runtime = false, |c| auth_class(c, "authorizationMetadataProvider"), |c, k, v| set_auth_class(c, k, v)?),
+    key!("authorizationStrategy", runtime = false, |c| auth_class(c, "authorizationStrategy"), |c, k, v| set_auth_class(c, k, v)?),
     key!("allAckInSyncStateSet", runtime = false, |c| c.all_ack_in_sync_state_set.to_string(), |c, k, v| c.all_ack_in_sync_state_set = parse_bool(k, v)?),
     key!("autoCreateSubscriptionGroup", runtime = true, |c| c.auto_create_subscription_group.to_string(), |c, k, v| c.auto_create_subscription_group = parse_bool(k, v)?),
     key!("autoCreateTopicEnable", runtime = true, |c| c.auto_create_topic.to_string(), |c, k, v| c.auto_create_topic = parse_bool(k, v)?),
@@ -737,6 +814,14 @@ impl BrokerConfig {
 
     /// Checks the combinations of keys that no single value can break.
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.acl_enable && (self.authentication_enabled || self.authorization_enabled) {
+            return Err(invalid(
+                "aclEnable",
+                "true",
+                "false when authenticationEnabled or authorizationEnabled is true: plain ACL 1.0 and ACL 2.0 \
+                 cannot both check requests (migrateAuthFromV1Enabled=true imports plainAclFile into ACL 2.0)",
+            ));
+        }
         if self.enable_controller_mode {
             if self.controller_addrs.is_empty() {
                 return Err(invalid(
@@ -915,6 +1000,46 @@ pub fn rewrite_properties(text: &str, changes: &BTreeMap<String, String>) -> Str
         out.push_str(&format!("{key}={value}\n"));
     }
     out
+}
+
+/// A JSON object value (the ACL 2.0 start-up users); empty means none.
+fn json_object(key: &str, v: &str) -> Result<Option<String>, ConfigError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(serde_json::Value::Object(_)) => Ok(Some(v.to_string())),
+        _ => Err(invalid(
+            key,
+            v,
+            "a JSON object such as {\"username\":\"…\",\"password\":\"…\"}",
+        )),
+    }
+}
+
+fn auth_class(c: &BrokerConfig, key: &str) -> String {
+    c.auth_classes.get(key).cloned().unwrap_or_default()
+}
+
+/// An ACL 2.0 class key: empty, or one of Apache's classes FerroMQ does the work of.
+fn set_auth_class(c: &mut BrokerConfig, key: &str, v: &str) -> Result<(), ConfigError> {
+    let known = AUTH_CLASS_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(&[][..], |(_, names)| *names);
+    let simple = v.rsplit('.').next().unwrap_or(v);
+    if !v.is_empty() && !known.contains(&simple) {
+        return Err(invalid(
+            key,
+            v,
+            &format!(
+                "empty or Apache's {} (FerroMQ cannot load Java classes; its own ACL 2.0 does what they do)",
+                known.join(" or ")
+            ),
+        ));
+    }
+    c.auth_classes.insert(key.to_string(), v.to_string());
+    Ok(())
 }
 
 fn non_empty(key: &str, v: &str) -> Result<String, ConfigError> {

@@ -5,6 +5,7 @@
 //! listener, so the binary (or a test) decides where it listens.
 
 pub mod acl;
+pub mod auth;
 pub mod client;
 pub mod config;
 mod controller_mode;
@@ -98,6 +99,8 @@ pub enum OpenError {
     Tls(#[from] ferromq_remoting::TlsError),
     #[error("aclEnable=true, but the ACL file cannot be used: {0}")]
     Acl(#[from] acl::AclError),
+    #[error("ACL 2.0 cannot start: {0}")]
+    Auth(#[from] auth::AuthError),
     #[error("reading broker metadata under {path} failed: {source}")]
     Metadata {
         path: String,
@@ -109,6 +112,8 @@ pub struct Broker {
     config: std::sync::RwLock<Arc<BrokerConfig>>,
     /// Present when `aclEnable=true`.
     acl: Option<Arc<acl::AclService>>,
+    /// ACL 2.0's users and policies; checks requests when enabled.
+    auth: Arc<auth::AuthService>,
     /// Present when a TLS certificate is configured.
     tls: Option<ferromq_remoting::TlsServer>,
     store: Arc<StoreService>,
@@ -181,6 +186,38 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// The store host written into records: brokerIP1 resolved once, with the listen port.
+/// An ACL 1.0 style resource (a topic, or a group as `%RETRY%group`) and permission as
+/// ACL 2.0 asks for it: SUB is Sub, PUB Pub, ANY either.
+fn front_need(name: &str, perm: u8) -> auth::Need {
+    use auth::model::{Action, ResourceType};
+    let actions: &'static [Action] = match perm {
+        acl::PUB => &[Action::Pub],
+        acl::SUB => &[Action::Sub],
+        _ => &[Action::Pub, Action::Sub],
+    };
+    match name.strip_prefix(topic::RETRY_GROUP_TOPIC_PREFIX) {
+        Some(group) => auth::Need {
+            kind: ResourceType::Group,
+            name: group.to_string(),
+            actions,
+        },
+        None => auth::Need {
+            kind: ResourceType::Topic,
+            name: name.to_string(),
+            actions,
+        },
+    }
+}
+
+/// A comma list of request codes (the ACL 2.0 whitelists).
+fn code_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 fn resolve_store_host(config: &BrokerConfig) -> SocketAddr {
     if let Ok(ip) = config.broker_ip1.parse::<IpAddr>() {
         return SocketAddr::new(ip, config.listen_port);
@@ -212,6 +249,21 @@ impl Broker {
             true => Some(Arc::new(acl::AclService::open(&config.plain_acl_file)?)),
             false => None,
         };
+        let auth = Arc::new(auth::AuthService::open(
+            &config.store_root,
+            auth::AuthSettings {
+                authentication_enabled: config.authentication_enabled,
+                authorization_enabled: config.authorization_enabled,
+                init_user: config.init_authentication_user.clone(),
+                inner_credentials: config.inner_client_authentication_credentials.clone(),
+                authentication_whitelist: code_list(&config.authentication_whitelist),
+                authorization_whitelist: code_list(&config.authorization_whitelist),
+                migrate_from: config
+                    .migrate_auth_from_v1_enabled
+                    .then(|| config.plain_acl_file.clone()),
+                cluster_name: config.cluster_name.clone(),
+            },
+        )?);
         let tls = match (&config.tls_cert_path, &config.tls_key_path) {
             (Some(cert), Some(key)) => {
                 let mode = config
@@ -298,6 +350,7 @@ impl Broker {
                 store_host: resolve_store_host(&config),
                 config: std::sync::RwLock::new(Arc::new(config)),
                 acl,
+                auth,
                 tls,
                 store,
                 topics,
@@ -366,6 +419,13 @@ impl Broker {
         resources: &[(String, u8)],
         ip: IpAddr,
     ) -> Result<(), String> {
+        if self.auth.checks_enabled() {
+            let needs: Vec<auth::Need> = resources
+                .iter()
+                .map(|(name, perm)| front_need(name, *perm))
+                .collect();
+            return self.auth.check_grpc(authorization, date_time, &needs, ip);
+        }
         match &self.acl {
             None => Ok(()),
             Some(acl) => acl.check_grpc(authorization, date_time, resources, ip),

@@ -12,12 +12,22 @@ pub const SIGNATURE: &str = "Signature";
 /// Left out of the signed content, as Apache's broker leaves it out.
 const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
 
-/// The signature a client computes for `req` with `secret_key`.
+/// The signature a client computes for `req` with `secret_key` (without
+/// `_UNIQUE_KEY_QUERY`, which clients up to 4.9.3 add after signing).
 pub fn signature(req: &RemotingCommand, secret_key: &str) -> String {
+    sign_fields(req, secret_key, false)
+}
+
+/// The signature over every field but `Signature`, as clients newer than 4.9.3 sign.
+pub fn signature_with_all_fields(req: &RemotingCommand, secret_key: &str) -> String {
+    sign_fields(req, secret_key, true)
+}
+
+fn sign_fields(req: &RemotingCommand, secret_key: &str, with_unique_key_query: bool) -> String {
     let mut fields: Vec<(&str, &str)> = req
         .ext_fields
         .iter()
-        .filter(|(k, _)| *k != SIGNATURE && *k != UNIQUE_KEY_QUERY)
+        .filter(|(k, _)| *k != SIGNATURE && (with_unique_key_query || *k != UNIQUE_KEY_QUERY))
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     fields.sort_unstable_by_key(|(k, _)| *k);

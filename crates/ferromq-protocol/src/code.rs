@@ -135,6 +135,19 @@ pub mod request {
         NOTIFICATION = 200054;
         POLLING_INFO = 200055;
         BATCH_ACK_MESSAGE = 200151;
+        INVOKE_BROKER_TO_GET_CONSUMER_STATUS = 223;
+
+        /// ACL 2.0 users and policies (Apache 5.3+).
+        AUTH_CREATE_USER = 3001;
+        AUTH_UPDATE_USER = 3002;
+        AUTH_DELETE_USER = 3003;
+        AUTH_GET_USER = 3004;
+        AUTH_LIST_USER = 3005;
+        AUTH_CREATE_ACL = 3006;
+        AUTH_UPDATE_ACL = 3007;
+        AUTH_DELETE_ACL = 3008;
+        AUTH_GET_ACL = 3009;
+        AUTH_LIST_ACL = 3010;
 
         /// FerroMQ extension: undecided transactions with age and check count (JSON body).
         /// Extension codes live in 9000–9099, a range Apache RocketMQ does not use.

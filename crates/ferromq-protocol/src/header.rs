@@ -176,6 +176,39 @@ command_header! {
 }
 
 command_header! {
+    /// AUTH_CREATE_USER, AUTH_UPDATE_USER, AUTH_DELETE_USER, AUTH_GET_USER (3001–3004);
+    /// the user's fields travel in the body (`UserInfo`).
+    pub struct AuthUserRequestHeader {
+        username: Option<String> => "username",
+    }
+}
+
+command_header! {
+    /// AUTH_LIST_USER (3005): users whose name contains the filter.
+    pub struct AuthListUsersRequestHeader {
+        filter: Option<String> => "filter",
+    }
+}
+
+command_header! {
+    /// AUTH_CREATE_ACL, AUTH_UPDATE_ACL, AUTH_GET_ACL (3006, 3007, 3009), and AUTH_DELETE_ACL
+    /// (3008) with the policy type and resource of the entry to remove (none: the whole ACL).
+    pub struct AuthAclRequestHeader {
+        subject: Option<String> => "subject",
+        policy_type: Option<String> => "policyType",
+        resource: Option<String> => "resource",
+    }
+}
+
+command_header! {
+    /// AUTH_LIST_ACL (3010).
+    pub struct AuthListAclsRequestHeader {
+        subject_filter: Option<String> => "subjectFilter",
+        resource_filter: Option<String> => "resourceFilter",
+    }
+}
+
+command_header! {
     /// QUERY_SUBSCRIPTION_BY_CONSUMER (345).
     pub struct QuerySubscriptionByConsumerRequestHeader {
         group: String => "group",

@@ -12,6 +12,7 @@
 //! before allocating.
 
 pub mod acl;
+pub mod auth;
 pub mod body;
 pub mod code;
 pub mod command;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod assignment;
+mod auth;
 mod client_info;
 mod clone_offset;
 mod config;
@@ -26,7 +27,7 @@ use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::CommandHeader;
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::Broker;
 
@@ -44,6 +45,13 @@ impl Broker {
                 let remark = format!("org.apache.rocketmq.acl.common.AclException: {why}");
                 return (!req.is_oneway())
                     .then(|| RemotingCommand::error_response(req, response::SYSTEM_ERROR, remark));
+            }
+        }
+        if self.auth.checks_enabled() {
+            if let Err(why) = self.auth.check(req, conn.peer().ip()) {
+                info!(code = req.code, peer = %conn.peer(), reason = %why, "request refused by ACL 2.0");
+                return (!req.is_oneway())
+                    .then(|| RemotingCommand::error_response(req, response::NO_PERMISSION, why));
             }
         }
         // Every awaited handler is boxed: a request's future is then no larger than its own
@@ -118,6 +126,7 @@ impl Broker {
             request::GET_TIMER_CHECK_POINT => self.timer_check_point(req),
             request::GET_TIMER_METRICS => self.timer_metrics(req),
             request::GET_ALL_MESSAGE_REQUEST_MODE => self.all_message_request_modes(req),
+            request::AUTH_CREATE_USER..=request::AUTH_LIST_ACL => self.auth_admin(req),
             request::QUERY_ASSIGNMENT => Box::pin(self.query_assignment(req)).await,
             request::SET_MESSAGE_REQUEST_MODE => self.set_message_request_mode(req),
             request::QUERY_CONSUME_QUEUE => self.query_consume_queue(req),
