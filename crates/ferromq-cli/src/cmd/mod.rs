@@ -9,6 +9,7 @@ use ferromq_protocol::code::request;
 use crate::ctx::Ctx;
 use crate::remote::Remote;
 
+mod auth;
 mod broker;
 mod group;
 mod ha;
@@ -32,10 +33,11 @@ pub struct AdminArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
-    /// Access key for brokers with ACL on (aclEnable=true); admin commands need an admin account.
+    /// Access key (ACL 2.0: the user name) for brokers that check requests; admin commands
+    /// need an admin account (ACL 1.0) or a user with a policy allowing them (ACL 2.0).
     #[arg(long = "accessKey", global = true, requires = "secret_key")]
     access_key: Option<String>,
-    /// Secret key of --accessKey.
+    /// Secret key of --accessKey (ACL 2.0: the user's password).
     #[arg(long = "secretKey", global = true, requires = "access_key")]
     secret_key: Option<String>,
     #[command(subcommand)]
@@ -90,6 +92,37 @@ pub enum AdminCommand {
     /// Hands a broker group's master role to an in-sync broker (`-bn name -b id`).
     #[command(name = "electMaster")]
     ElectMaster(ha::ElectMaster),
+
+    /// ACL 2.0: creates a user (`-t Super` for a super user).
+    #[command(name = "createUser")]
+    CreateUser(auth::CreateUser),
+    /// ACL 2.0: changes a user's password, type or status.
+    #[command(name = "updateUser")]
+    UpdateUser(auth::UpdateUser),
+    /// ACL 2.0: deletes a user and its policies.
+    #[command(name = "deleteUser")]
+    DeleteUser(auth::DeleteUser),
+    /// ACL 2.0: one user.
+    #[command(name = "getUser")]
+    GetUser(auth::GetUser),
+    /// ACL 2.0: users, by a name filter.
+    #[command(name = "listUser")]
+    ListUser(auth::ListUser),
+    /// ACL 2.0: grants or denies a subject actions on resources.
+    #[command(name = "createAcl")]
+    CreateAcl(auth::PutAcl),
+    /// ACL 2.0: as createAcl (entries for the same resources are replaced).
+    #[command(name = "updateAcl")]
+    UpdateAcl(auth::PutAcl),
+    /// ACL 2.0: removes a subject's entry for a resource, or its whole ACL.
+    #[command(name = "deleteAcl")]
+    DeleteAcl(auth::DeleteAcl),
+    /// ACL 2.0: a subject's policies.
+    #[command(name = "getAcl")]
+    GetAcl(auth::GetAcl),
+    /// ACL 2.0: policies, by subject and resource filters.
+    #[command(name = "listAcl")]
+    ListAcl(auth::ListAcl),
 
     /// Creates or updates a topic.
     #[command(name = "updateTopic")]
@@ -254,5 +287,31 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::ConsumeMessage(c) => c.run(ctx).await,
         C::ResendDlq(c) => c.run(ctx).await,
         C::RecallMessage(c) => c.run(ctx).await,
+        C::CreateUser(c) => c.run(ctx).await,
+        C::UpdateUser(c) => c.run(ctx).await,
+        C::DeleteUser(c) => c.run(ctx).await,
+        C::GetUser(c) => c.run(ctx).await,
+        C::ListUser(c) => c.run(ctx).await,
+        C::CreateAcl(c) => {
+            c.run(
+                ctx,
+                request::AUTH_CREATE_ACL,
+                "AUTH_CREATE_ACL",
+                "create acl",
+            )
+            .await
+        }
+        C::UpdateAcl(c) => {
+            c.run(
+                ctx,
+                request::AUTH_UPDATE_ACL,
+                "AUTH_UPDATE_ACL",
+                "update acl",
+            )
+            .await
+        }
+        C::DeleteAcl(c) => c.run(ctx).await,
+        C::GetAcl(c) => c.run(ctx).await,
+        C::ListAcl(c) => c.run(ctx).await,
     }
 }

@@ -1,6 +1,7 @@
 //! Black-box tests of the `ferromq` binary over real sockets on 127.0.0.1.
 
 mod acl;
+mod acl2;
 mod admin;
 mod catchup;
 mod client;
