@@ -192,9 +192,14 @@ impl Broker {
                 c
             }
         };
+        let credentials = self.auth.inner_credentials();
+        let link = Link {
+            conn: &c,
+            master: &master,
+            credentials: credentials.as_ref(),
+        };
         let topics: TopicConfigSerializeWrapper = fetch_paged(
-            &c,
-            &master,
+            &link,
             request::GET_ALL_TOPIC_CONFIG,
             Paging {
                 what: "topic configs",
@@ -206,24 +211,18 @@ impl Broker {
         )
         .await?;
         let topics_changed = self.topics.replace_with(topics)?;
-        let mut offsets: ConsumerOffsets = fetch(
-            &c,
-            &master,
-            request::GET_ALL_CONSUMER_OFFSET,
-            "consumer offsets",
-        )
-        .await?;
-        self.hand_over_offsets(&c, &master, &mut offsets.offset_table)
+        let mut offsets: ConsumerOffsets =
+            fetch(&link, request::GET_ALL_CONSUMER_OFFSET, "consumer offsets").await?;
+        self.hand_over_offsets(&link, &mut offsets.offset_table)
             .await?;
         self.offsets.put_all(offsets.offset_table);
         self.offsets.persist()?;
         let delay: DelayOffsets =
-            fetch(&c, &master, request::GET_ALL_DELAY_OFFSET, "delay offsets").await?;
+            fetch(&link, request::GET_ALL_DELAY_OFFSET, "delay offsets").await?;
         self.schedule.replace(delay.offset_table);
         self.schedule.persist()?;
         let groups: GroupTable = fetch_paged(
-            &c,
-            &master,
+            &link,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
             Paging {
                 what: "subscription groups",
@@ -250,8 +249,7 @@ impl Broker {
     /// `master_table`.
     async fn hand_over_offsets(
         &self,
-        conn: &Connection,
-        master: &str,
+        link: &Link<'_>,
         master_table: &mut BTreeMap<String, BTreeMap<i32, i64>>,
     ) -> Result<(), SyncError> {
         let mut handed = 0usize;
@@ -268,14 +266,11 @@ impl Broker {
                 .with_field("queueId", unsent.queue_id)
                 .with_field("commitOffset", unsent.offset)
                 .with_field(ONLY_IF_AHEAD, "true");
-            let resp = conn
-                .invoke(req, CALL_TIMEOUT)
-                .await
-                .map_err(|source| SyncError::Call {
-                    what: "handing over consumer offsets",
-                    master: master.to_string(),
-                    source,
-                })?;
+            let resp = link.invoke(req).await.map_err(|source| SyncError::Call {
+                what: "handing over consumer offsets",
+                master: link.master.to_string(),
+                source,
+            })?;
             if resp.code == response::SUCCESS {
                 master_table
                     .entry(key)
@@ -291,9 +286,29 @@ impl Broker {
             self.offsets.mark_sent(&unsent);
         }
         if handed > 0 {
-            info!(%master, offsets = handed, "handed the master the consumer offsets committed while it was away");
+            info!(master = %link.master, offsets = handed, "handed the master the consumer offsets committed while it was away");
         }
         Ok(())
+    }
+}
+
+/// The connection to the master, and the credentials its ACL 2.0 wants
+/// (`innerClientAuthenticationCredentials`, when authentication is on).
+struct Link<'a> {
+    conn: &'a Connection,
+    master: &'a str,
+    credentials: Option<&'a crate::auth::InnerCredentials>,
+}
+
+impl Link<'_> {
+    async fn invoke(
+        &self,
+        mut req: RemotingCommand,
+    ) -> Result<RemotingCommand, ferromq_remoting::RemotingError> {
+        if let Some(c) = self.credentials {
+            ferromq_protocol::acl::sign(&mut req, &c.access_key, &c.secret_key);
+        }
+        self.conn.invoke(req, CALL_TIMEOUT).await
     }
 }
 
@@ -314,8 +329,7 @@ struct Paging {
 /// 2000 entries at most per request), merging the pages; starts over when the master's
 /// `dataVersion` moves between pages.
 async fn fetch_paged<T: serde::de::DeserializeOwned>(
-    conn: &Connection,
-    master: &str,
+    link: &Link<'_>,
     code: i32,
     p: Paging,
 ) -> Result<T, SyncError> {
@@ -328,11 +342,10 @@ async fn fetch_paged<T: serde::de::DeserializeOwned>(
             .with_field(p.seq, seq)
             .with_field(p.max, METADATA_PAGE)
             .with_field("dataVersion", version_text);
-        let (page, total): (serde_json::Value, Option<usize>) =
-            call(conn, master, req, p.what, |resp| {
-                resp.field(p.total).and_then(|t| t.parse().ok())
-            })
-            .await?;
+        let (page, total): (serde_json::Value, Option<usize>) = call(link, req, p.what, |resp| {
+            resp.field(p.total).and_then(|t| t.parse().ok())
+        })
+        .await?;
         let page_version = page.get("dataVersion").cloned();
         if version.is_some() && page_version != version {
             // The table changed between pages: what was read may be stale.
@@ -365,39 +378,35 @@ async fn fetch_paged<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_value(merged.unwrap_or_default()).map_err(|source| SyncError::Body {
         what: p.what,
-        master: master.to_string(),
+        master: link.master.to_string(),
         source,
     })
 }
 
 /// One request to the master and its JSON body.
 async fn fetch<T: serde::de::DeserializeOwned>(
-    conn: &Connection,
-    master: &str,
+    link: &Link<'_>,
     code: i32,
     what: &'static str,
 ) -> Result<T, SyncError> {
-    call(conn, master, RemotingCommand::request(code), what, |_| ())
+    call(link, RemotingCommand::request(code), what, |_| ())
         .await
         .map(|(body, ())| body)
 }
 
 /// Sends `req`, checks the answer, decodes its JSON body and reads `extra` off it.
 async fn call<T: serde::de::DeserializeOwned, E>(
-    conn: &Connection,
-    master: &str,
+    link: &Link<'_>,
     req: RemotingCommand,
     what: &'static str,
     extra: impl FnOnce(&RemotingCommand) -> E,
 ) -> Result<(T, E), SyncError> {
-    let resp = conn
-        .invoke(req, CALL_TIMEOUT)
-        .await
-        .map_err(|source| SyncError::Call {
-            what,
-            master: master.to_string(),
-            source,
-        })?;
+    let master = link.master;
+    let resp = link.invoke(req).await.map_err(|source| SyncError::Call {
+        what,
+        master: master.to_string(),
+        source,
+    })?;
     if resp.code != response::SUCCESS {
         return Err(SyncError::Refused {
             what,

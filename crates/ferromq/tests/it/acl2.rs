@@ -418,3 +418,67 @@ async fn malformed_user_and_acl_requests_get_clear_answers() {
     let mut server = server;
     assert!(server.is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_copies_its_masters_topics_signed_with_the_inner_client_credentials() {
+    use crate::cluster::{broker, master_conf, namesrv, slave_conf};
+    use crate::harness::free_port;
+
+    let auth = "authenticationEnabled=true\nauthorizationEnabled=true\n\
+        innerClientAuthenticationCredentials={\"accessKey\":\"inner\",\"secretKey\":\"inner-secret\"}\n";
+    let (_ns, ns) = namesrv();
+    let dir = tempfile::tempdir().unwrap();
+    let ha_port = free_port();
+    let (_master, master_addr) = broker(
+        dir.path(),
+        "master",
+        &master_conf("broker-acl", &ns, ha_port, auth),
+    );
+    let (_slave, slave_addr) = broker(
+        dir.path(),
+        "slave",
+        &slave_conf("broker-acl", &ns, ha_port, auth),
+    );
+    let signed = |req: RemotingCommand| {
+        let mut req = req;
+        ferromq_protocol::acl::sign(&mut req, "inner", "inner-secret");
+        req
+    };
+    let master = connect(&master_addr).await;
+    let create = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+        .with_field("topic", "copied-under-acl")
+        .with_field("defaultTopic", "TBW102")
+        .with_field("readQueueNums", 2)
+        .with_field("writeQueueNums", 2)
+        .with_field("perm", 6)
+        .with_field("topicFilterType", "SINGLE_TAG");
+    let unsigned = call(&master, create.clone()).await;
+    assert_eq!(
+        (unsigned.code, unsigned.remark.as_deref()),
+        (response::NO_PERMISSION, Some("username cannot be null."))
+    );
+    let resp = call(&master, signed(create)).await;
+    assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
+
+    let slave = connect(&slave_addr).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = call(
+            &slave,
+            signed(
+                RemotingCommand::request(request::GET_TOPIC_CONFIG)
+                    .with_field("topic", "copied-under-acl"),
+            ),
+        )
+        .await;
+        if resp.code == response::SUCCESS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slave never copied the topic: {:?}",
+            resp.remark
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

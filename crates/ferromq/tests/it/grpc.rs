@@ -699,3 +699,94 @@ async fn with_acl_on_grpc_calls_are_signed_and_permissions_checked() {
         s.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_acl_2_on_grpc_calls_are_checked_against_the_users_policies() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start_with(
+        "authenticationEnabled=true\nauthorizationEnabled=true\ninitAuthenticationUser={\"username\":\"root\",\"password\":\"root-secret\"}\n",
+        &["--grpc-listen", &listen],
+    );
+    let root = ["--accessKey", "root", "--secretKey", "root-secret"];
+    for args in [
+        &["createUser", "-u", "grpc-user", "-p", "grpc-password"][..],
+        &[
+            "createAcl",
+            "-s",
+            "User:grpc-user",
+            "-r",
+            "Topic:TBW102",
+            "-a",
+            "Sub",
+            "-d",
+            "Allow",
+        ][..],
+    ] {
+        let (ok, out, err) = crate::admin::admin(&server, &[&root[..], args].concat());
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let mut client = MessagingServiceClient::new(channel(&format!("http://{listen}")).await);
+    let signed = |mut req: tonic::metadata::MetadataMap, secret: &str| {
+        let date = "20261207T100000Z";
+        let sig = ferromq_protocol::acl::grpc_signature(secret, date);
+        req.insert("x-mq-date-time", date.parse().unwrap());
+        req.insert(
+            "authorization",
+            format!("MQv2-HMAC-SHA1 Credential=grpc-user, SignedHeaders=x-mq-date-time, Signature={sig}")
+                .parse()
+                .unwrap(),
+        );
+        req
+    };
+    let route = |secret: &str| {
+        let mut req = tonic::Request::new(pb::QueryRouteRequest {
+            topic: resource("TBW102"),
+            endpoints: None,
+        });
+        *req.metadata_mut() = signed(req.metadata().clone(), secret);
+        req
+    };
+    let answer = client
+        .query_route(route("grpc-password"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.status.unwrap().code, Code::Ok as i32);
+    let forged = client
+        .query_route(route("guess"))
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(
+        (forged.code, forged.message.as_str()),
+        (Code::Unauthorized as i32, "check signature failed.")
+    );
+
+    let mut send = tonic::Request::new(pb::SendMessageRequest {
+        messages: vec![pb::Message {
+            topic: resource("TBW102"),
+            system_properties: Some(pb::SystemProperties {
+                message_id: "01ACL2".into(),
+                ..Default::default()
+            }),
+            body: b"x".to_vec(),
+            ..Default::default()
+        }],
+    });
+    *send.metadata_mut() = signed(send.metadata().clone(), "grpc-password");
+    let refused = client
+        .send_message(send)
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(refused.code, Code::Unauthorized as i32);
+    assert_eq!(
+        refused.message,
+        "User:grpc-user has no permission to access Topic:TBW102 from 127.0.0.1, no matched policies."
+    );
+}
