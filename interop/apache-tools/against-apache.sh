@@ -38,24 +38,53 @@ maxMessageSize=5242880
 recallMessageEnable=true
 CONF
 
+# A second pair with ACL 2.0 on, for Acl2Test (a shared broker cannot check every request):
+# the same e2e settings and the test's super user.
+auth_ns_port=$(free_port)
+taken="$taken$auth_ns_port "
+main_broker_port=$broker_port
+pick_broker_port
+auth_broker_port=$broker_port
+broker_port=$main_broker_port
+mkdir -p "$work/auth"
+printf 'listenPort=%s\n' "$auth_ns_port" > "$work/auth/namesrv.conf"
+sed -e "s/^namesrvAddr=.*/namesrvAddr=127.0.0.1:$auth_ns_port/" -e "s/^listenPort=.*/listenPort=$auth_broker_port/" \
+    -e "s#^storePathRootDir=.*#storePathRootDir=$work/auth/store#" "$work/broker.conf" > "$work/auth/broker.conf"
+cat >> "$work/auth/broker.conf" <<'CONF'
+authenticationEnabled=true
+authenticationMetadataProvider=org.apache.rocketmq.auth.authentication.provider.LocalAuthenticationMetadataProvider
+authorizationEnabled=true
+authorizationMetadataProvider=org.apache.rocketmq.auth.authorization.provider.LocalAuthorizationMetadataProvider
+initAuthenticationUser={"username":"rocketmq","password":"12345678"}
+CONF
+
 export ROCKETMQ_HOME="$work"
 java -Xmx512m -Duser.home="$work" -cp "$cp" org.apache.rocketmq.namesrv.NamesrvStartup -c "$work/namesrv.conf" > "$work/namesrv.log" 2>&1 &
 pids+=($!)
 java -Xmx1g -Duser.home="$work" -cp "$cp" org.apache.rocketmq.broker.BrokerStartup -c "$work/broker.conf" > "$work/broker.log" 2>&1 &
 pids+=($!)
+java -Xmx256m -Duser.home="$work/auth" -cp "$cp" org.apache.rocketmq.namesrv.NamesrvStartup -c "$work/auth/namesrv.conf" > "$work/auth/namesrv.log" 2>&1 &
+pids+=($!)
+java -Xmx512m -Duser.home="$work/auth" -cp "$cp" org.apache.rocketmq.broker.BrokerStartup -c "$work/auth/broker.conf" > "$work/auth/broker.log" 2>&1 &
+pids+=($!)
 
-# Bounded wait for the broker's "boot success" line (it takes about 10 s).
-for _ in $(seq 1 120); do
-    grep -q "boot success" "$work/broker.log" && break
-    sleep 1
+# Bounded waits for each broker's "boot success" line (about 10 s) and registration (see
+# apache-common.sh).
+for pair in "$work:$ns_port" "$work/auth:$auth_ns_port"; do
+    dir=${pair%:*} port=${pair##*:}
+    for _ in $(seq 1 120); do
+        grep -q "boot success" "$dir/broker.log" && break
+        sleep 1
+    done
+    grep -q "boot success" "$dir/broker.log" || { echo "Apache's broker ($dir) did not start:" >&2; tail -50 "$dir/broker.log" >&2; exit 1; }
+    for _ in $(seq 1 60); do
+        registered "$port" && break
+        sleep 1
+    done
+    registered "$port" || { echo "Apache's broker ($dir) did not register with its name server" >&2; exit 1; }
 done
-grep -q "boot success" "$work/broker.log" || { echo "Apache's broker did not start:" >&2; tail -50 "$work/broker.log" >&2; exit 1; }
-# Bounded wait until the name server knows the broker (see apache-common.sh).
-for _ in $(seq 1 60); do
-    registered "$ns_port" && break
-    sleep 1
-done
-registered "$ns_port" || { echo "Apache's broker did not register with its name server" >&2; exit 1; }
-echo "Apache RocketMQ 5.5.0: name server 127.0.0.1:$ns_port, broker 127.0.0.1:$broker_port"
+echo "Apache RocketMQ 5.5.0: name server 127.0.0.1:$ns_port, broker 127.0.0.1:$broker_port;" \
+    "with ACL 2.0: name server 127.0.0.1:$auth_ns_port, broker 127.0.0.1:$auth_broker_port"
 
-mvn -B -ntp test -Dtarget.namesrv="127.0.0.1:$ns_port" -Dtarget.broker="127.0.0.1:$broker_port" "$@"
+mvn -B -ntp test -Dtarget.namesrv="127.0.0.1:$ns_port" -Dtarget.broker="127.0.0.1:$broker_port" \
+    -Dtarget.auth.namesrv="127.0.0.1:$auth_ns_port" -Dtarget.auth.broker="127.0.0.1:$auth_broker_port" "$@"

@@ -27,7 +27,7 @@ use ferromq_protocol::code::{request, response};
 use ferromq_protocol::header::CommandHeader;
 use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::Connection;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::Broker;
 
@@ -49,7 +49,6 @@ impl Broker {
         }
         if self.auth.checks_enabled() {
             if let Err(why) = self.auth.check(req, conn.peer().ip()) {
-                info!(code = req.code, peer = %conn.peer(), reason = %why, "request refused by ACL 2.0");
                 return (!req.is_oneway())
                     .then(|| RemotingCommand::error_response(req, response::NO_PERMISSION, why));
             }

@@ -17,16 +17,25 @@ import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageQueue;
+import org.apache.rocketmq.remoting.RPCHook;
 import org.apache.rocketmq.tools.admin.DefaultMQAdminExt;
 
 /** Apache client objects with unique instance names, their shut-down, and bounded waiting. */
 public final class Clients implements AutoCloseable {
 
     private final String namesrv;
+    /** Signs every request (ACL); null for none. */
+    private final RPCHook hook;
     private final List<Runnable> shutdowns = Collections.synchronizedList(new ArrayList<>());
 
     public Clients(String namesrv) {
+        this(namesrv, null);
+    }
+
+    /** Clients whose requests {@code hook} signs (an {@code AclClientRPCHook}), or none when null. */
+    public Clients(String namesrv, RPCHook hook) {
         this.namesrv = namesrv;
+        this.hook = hook;
     }
 
     /** A short random suffix for names (topics, groups, instance names). */
@@ -35,7 +44,7 @@ public final class Clients implements AutoCloseable {
     }
 
     public DefaultMQAdminExt admin() throws MQClientException {
-        DefaultMQAdminExt admin = new DefaultMQAdminExt(5_000);
+        DefaultMQAdminExt admin = new DefaultMQAdminExt(hook, 5_000);
         admin.setNamesrvAddr(namesrv);
         admin.setInstanceName("admin-" + uid());
         admin.start();
@@ -44,7 +53,7 @@ public final class Clients implements AutoCloseable {
     }
 
     public DefaultMQProducer producer(String group) throws MQClientException {
-        DefaultMQProducer p = new DefaultMQProducer(group);
+        DefaultMQProducer p = new DefaultMQProducer(group, hook);
         configure(p, group);
         p.start();
         shutdowns.add(p::shutdown);
@@ -71,7 +80,7 @@ public final class Clients implements AutoCloseable {
      */
     public DefaultMQPushConsumer pushConsumer(String group, String topic, MessageListenerConcurrently listener)
         throws MQClientException {
-        DefaultMQPushConsumer c = new DefaultMQPushConsumer(group);
+        DefaultMQPushConsumer c = new DefaultMQPushConsumer(group, hook);
         c.setNamesrvAddr(namesrv);
         c.setInstanceName(group + "-" + uid());
         c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);

@@ -31,6 +31,8 @@ public final class FerroMQExtension implements BeforeAllCallback, AfterAllCallba
         "");
 
     private final String brokerConf;
+    /** The system-property prefix naming running servers to test instead (see FerroMQServer). */
+    private final String externalPrefix;
     private final Map<String, Integer> marks = new ConcurrentHashMap<>();
     private volatile FerroMQServer server;
 
@@ -39,7 +41,17 @@ public final class FerroMQExtension implements BeforeAllCallback, AfterAllCallba
     }
 
     public FerroMQExtension(String brokerConf) {
+        this(brokerConf, "target");
+    }
+
+    /**
+     * With settings a shared Apache broker cannot have (ACL 2.0): when the suite runs against
+     * running servers ({@code -Dtarget.namesrv}), this class needs its own, named by
+     * {@code -D<externalPrefix>.namesrv} and {@code .broker}, and is skipped without them.
+     */
+    public FerroMQExtension(String brokerConf, String externalPrefix) {
         this.brokerConf = brokerConf;
+        this.externalPrefix = externalPrefix;
     }
 
     public FerroMQServer server() {
@@ -54,7 +66,9 @@ public final class FerroMQExtension implements BeforeAllCallback, AfterAllCallba
     public void beforeAll(ExtensionContext context) throws Exception {
         Assumptions.assumeFalse(Boolean.getBoolean("apache.compare"),
             "-Dapache.compare=true is reserved for a side-by-side run against Apache; not implemented yet");
-        server = FerroMQServer.start(brokerConf);
+        Assumptions.assumeTrue(!FerroMQServer.external() || FerroMQServer.external(externalPrefix),
+            "running against external servers without -D" + externalPrefix + ".namesrv");
+        server = FerroMQServer.start(brokerConf, externalPrefix);
     }
 
     @Override

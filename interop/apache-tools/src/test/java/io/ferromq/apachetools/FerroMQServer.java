@@ -80,7 +80,12 @@ public final class FerroMQServer implements AutoCloseable {
 
     /** True when the suite runs against an already running name server and broker. */
     public static boolean external() {
-        String ns = System.getProperty("target.namesrv");
+        return external("target");
+    }
+
+    /** Whether {@code <prefix>.namesrv} names a running name server to test instead. */
+    public static boolean external(String prefix) {
+        String ns = System.getProperty(prefix + ".namesrv");
         return ns != null && !ns.isBlank();
     }
 
@@ -89,11 +94,20 @@ public final class FerroMQServer implements AutoCloseable {
      * -Dtarget.namesrv / -Dtarget.broker, only records those addresses.
      */
     public static FerroMQServer start(String brokerConf) throws IOException, InterruptedException {
-        if (external()) {
-            String ns = System.getProperty("target.namesrv").trim();
-            String broker = System.getProperty("target.broker", "").trim();
+        return start(brokerConf, "target");
+    }
+
+    /**
+     * As {@link #start(String)}; the running servers to test instead are named by
+     * {@code -D<prefix>.namesrv} and {@code -D<prefix>.broker}.
+     */
+    public static FerroMQServer start(String brokerConf, String prefix) throws IOException, InterruptedException {
+        if (external(prefix)) {
+            String ns = System.getProperty(prefix + ".namesrv").trim();
+            String broker = System.getProperty(prefix + ".broker", "").trim();
             if (broker.isEmpty()) {
-                throw new IllegalStateException("-Dtarget.namesrv needs -Dtarget.broker (the broker's HOST:PORT)");
+                throw new IllegalStateException("-D" + prefix + ".namesrv needs -D" + prefix
+                    + ".broker (the broker's HOST:PORT)");
             }
             FerroMQServer s = new FerroMQServer(null, null, port(ns), port(broker), brokerConf, ns, broker);
             s.log("[harness] using the running name server " + ns + " and broker " + broker

@@ -63,9 +63,26 @@ public final class MqAdmin implements AutoCloseable {
     private final Path home;
     private final List<Result> history = new ArrayList<>();
 
+    /** Whether runs sign their requests ({@code conf/tools.yml} under their ROCKETMQ_HOME). */
+    private final boolean signed;
+
     public MqAdmin(String namesrv) throws IOException {
         this.namesrv = namesrv;
         this.home = Files.createTempDirectory("mqadmin-home-");
+        this.signed = false;
+    }
+
+    /**
+     * An mqadmin that signs with these credentials, as operators set it up: {@code accessKey}
+     * and {@code secretKey} in {@code $ROCKETMQ_HOME/conf/tools.yml}.
+     */
+    public MqAdmin(String namesrv, String accessKey, String secretKey) throws IOException {
+        this.namesrv = namesrv;
+        this.home = Files.createTempDirectory("mqadmin-home-");
+        this.signed = true;
+        Files.createDirectories(home.resolve("conf"));
+        Files.writeString(home.resolve("conf/tools.yml"),
+            "accessKey: " + accessKey + "\nsecretKey: " + secretKey + "\n");
     }
 
     /** The working directory and user.home of every mqadmin run (consumerStatus writes files there). */
@@ -96,6 +113,9 @@ public final class MqAdmin implements AutoCloseable {
             cmd.addAll(cds);
         }
         cmd.add("-Duser.home=" + home);
+        if (signed) {
+            cmd.add("-Drocketmq.home.dir=" + home);
+        }
         cmd.add("-Drocketmq.client.logUseSlf4j=false");
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
