@@ -44,6 +44,12 @@ accounts:
 // the broker's code).
 func signedInvoke(t *testing.T, addr string, code int, ext map[string]string, ak, sk string) *remotingCmd {
 	t.Helper()
+	return signedInvokeBody(t, addr, code, ext, nil, ak, sk)
+}
+
+// signedInvokeBody is signedInvoke with a body, which the signature covers after the fields.
+func signedInvokeBody(t *testing.T, addr string, code int, ext map[string]string, body []byte, ak, sk string) *remotingCmd {
+	t.Helper()
 	ext["AccessKey"] = ak
 	keys := make([]string, 0, len(ext))
 	for k := range ext {
@@ -54,8 +60,9 @@ func signedInvoke(t *testing.T, addr string, code int, ext map[string]string, ak
 	for _, k := range keys {
 		mac.Write([]byte(ext[k]))
 	}
+	mac.Write(body)
 	ext["Signature"] = base64.StdEncoding.EncodeToString(mac.Sum(nil))
-	resp, err := rawInvoke(addr, code, ext, nil, 5*time.Second)
+	resp, err := rawInvoke(addr, code, ext, body, 5*time.Second)
 	if err != nil {
 		t.Fatalf("request %d: %v", code, err)
 	}
