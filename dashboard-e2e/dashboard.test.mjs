@@ -196,6 +196,29 @@ test("delayed, transactional and producer pages render their tables", async () =
   await shot("producers");
 });
 
+test("access page creates a user and a policy that the admin CLI sees, and removes them", async () => {
+  await openPage("#/access", "#user-list");
+  await page.fill("#create-user input[name=username]", "browser-user");
+  await page.fill("#create-user input[name=password]", "browser-secret");
+  await page.click("#create-user button");
+  await page.waitForFunction(() => document.querySelector("#user-list")?.textContent.includes("browser-user"));
+  await page.fill("#grant input[name=subject]", "User:browser-user");
+  await page.fill("#grant input[name=resources]", "Topic:e2e-orders,Group:e2e-browser");
+  await page.fill("#grant input[name=actions]", "Pub,Sub");
+  await page.fill("#grant input[name=sourceIps]", "127.0.0.1");
+  await page.click("#grant button");
+  await page.waitForFunction(() => document.querySelector("#acl-list")?.textContent.includes("Group:e2e-browser"));
+  const listed = admin("listAcl", "-s", "browser-user");
+  assert.match(listed, /Topic:e2e-orders/, "the admin CLI sees the policy made in the UI");
+  assert.match(listed, /127\.0\.0\.1/);
+  await shot("access");
+  await page.click("#acl-list form[data-resource='Topic:e2e-orders'] button");
+  await page.waitForFunction(() => !document.querySelector("#acl-list")?.textContent.includes("Topic:e2e-orders"));
+  await page.click("#user-list form[data-form='delete-user'][data-user='browser-user'] button");
+  await page.waitForFunction(() => !document.querySelector("#user-list")?.textContent.includes("browser-user"));
+  assert.doesNotMatch(admin("listUser"), /browser-user/, "the user is gone for the admin CLI too");
+});
+
 test("message traces of the Go and the Java client are drawn and tabled", async () => {
   const goId = sentIds(goClient("-mode", "send", "-trace", "-topic", "e2e-traced-go", "-count", "1", "-producer-group", "e2e-go-producer"))[0];
   goClient("-mode", "receive", "-trace", "-topic", "e2e-traced-go", "-group", "e2e-go-consumer", "-count", "1", "-timeout", "60s");

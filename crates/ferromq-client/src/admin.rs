@@ -78,7 +78,7 @@ fn malformed(operation: &'static str, e: impl std::fmt::Display) -> ClientError 
 }
 
 /// Parses a reply's JSON body, accepting fastjson's bare integer map keys.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     resp: &RemotingCommand,
     operation: &'static str,
 ) -> Result<T> {
@@ -190,7 +190,7 @@ impl AdminClient {
         Err(last.expect("at least one name server"))
     }
 
-    async fn broker_call(
+    pub(crate) async fn broker_call(
         &self,
         addr: &str,
         req: RemotingCommand,

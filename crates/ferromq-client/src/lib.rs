@@ -19,6 +19,7 @@
 //! - [`admin::AdminClient`]: clusters, topics, groups, offsets and messages.
 
 pub mod admin;
+mod admin_auth;
 pub mod consumer;
 mod error;
 mod instance;

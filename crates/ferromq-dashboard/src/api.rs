@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/producers", get(producers))
         .route("/traces/{id}", get(message_trace))
         .route("/life", get(message_life))
+        .merge(crate::access::routes())
 }
 
 /// An API error: status and message.
@@ -54,6 +55,8 @@ impl From<ClientError> for ApiError {
             ClientError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ClientError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             ClientError::Broker { code: 17, .. } => StatusCode::NOT_FOUND,
+            // NO_PERMISSION: the dashboard's credentials may not do this.
+            ClientError::Broker { code: 16, .. } => StatusCode::FORBIDDEN,
             ClientError::Broker {
                 code: 13 | 23 | 29, ..
             } => StatusCode::BAD_REQUEST,
@@ -63,7 +66,7 @@ impl From<ClientError> for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -71,7 +74,7 @@ fn not_found(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, msg.into())
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub(crate) type ApiResult = Result<Json<Value>, ApiError>;
 
 /// `system` is the name server's list of system topics (cluster and broker names).
 fn kind_of(topic: &str, system: &[String]) -> &'static str {

@@ -4,6 +4,7 @@
 //! own HTML, CSS and JavaScript, compiled into the binary: no build step, no third-party
 //! front-end code.
 
+mod access;
 mod api;
 mod sampler;
 

@@ -307,6 +307,26 @@ const pages = {
       <div id="trace-results">${results}</div>`;
   },
 
+  async access() {
+    const brokers = await api("/access");
+    const rowForm = (form, data, label) => `<form class="inline" data-form="${form}" ${Object.entries(data).map(([k, v]) => `data-${k}="${esc(v)}"`).join(" ")}><button class="plain">${label}</button></form>`;
+    const users = brokers.flatMap((b) => b.users.map((u) => [esc(b.broker), esc(u.username), esc(u.userType), esc(u.userStatus),
+      rowForm("toggle-user", { user: u.username, status: u.userStatus === "disable" ? "enable" : "disable" }, u.userStatus === "disable" ? "Enable" : "Disable")
+        + rowForm("delete-user", { user: u.username }, "Delete")]));
+    const entries = brokers.flatMap((b) => (b.acls || []).flatMap((a) => (a.policies || []).flatMap((p) => (p.entries || []).map((e) => [esc(b.broker), esc(a.subject),
+      esc(p.policyType), esc(e.resource), esc((e.actions || []).join(", ")), esc((e.sourceIps || []).join(", ")) || "anywhere", esc(e.decision),
+      p.policyType === "Custom" ? rowForm("remove-entry", { subject: a.subject, resource: e.resource }, "Remove") : ""]))));
+    return `<h2>Access</h2>
+      <p class="muted">ACL 2.0 users and their policies on each broker. Requests are checked when the brokers run with <code>authenticationEnabled</code> / <code>authorizationEnabled</code>; the most specific matching entry decides, a deny before an allow.</p>
+      <h3>Users</h3>${table(["Broker", "User", "Type", "Status", ""], users, "user-list")}
+      <form id="create-user"><input name="username" placeholder="user name" required><input name="password" type="password" placeholder="password" required>
+        <select name="userType"><option>Normal</option><option>Super</option></select><button>Create user</button></form>
+      <h3>Policies</h3>${table(["Broker", "Subject", "Policy", "Resource", "Actions", "From", "Decision", ""], entries, "acl-list")}
+      <form id="grant"><input name="subject" placeholder="User:alice" required size="14"><input name="resources" placeholder="Topic:orders,Group:billing" required size="28">
+        <input name="actions" placeholder="Pub,Sub" required size="12"><input name="sourceIps" placeholder="from (IPs or CIDR, optional)" size="24">
+        <select name="decision"><option>Allow</option><option>Deny</option></select><button>Add policy</button></form>`;
+  },
+
   async producers() {
     const list = await api("/producers");
     const rows = list.flatMap((g) => g.connections.map((c) => [esc(g.group), esc(c.clientId), esc(c.clientAddr), esc(c.language), c.version]));
@@ -355,7 +375,8 @@ document.addEventListener("submit", async (ev) => {
   const f = Object.fromEntries(new FormData(form));
   // getAttribute: a field named "id" would shadow form.id.
   try {
-    switch (form.getAttribute("id")) {
+    const list = (v) => String(v || "").split(",").map((x) => x.trim()).filter(Boolean);
+    switch (form.getAttribute("id") || form.dataset.form) {
       case "topic-filter": location.hash = `#/topics?search=${encodeURIComponent(f.search)}&kind=${f.kind}`; break;
       case "create-topic": await api("/topics", { method: "POST", body: { topic: f.topic, queues: Number(f.queues), perm: Number(f.perm) } }); await render(); break;
       case "send-message": {
@@ -377,6 +398,11 @@ document.addEventListener("submit", async (ev) => {
       case "query-life": location.hash = `#/life?topic=${encodeURIComponent(f.topic)}&id=${encodeURIComponent(f.id)}&key=${encodeURIComponent(f.key)}`; break;
       case "query-trace": location.hash = `#/trace?msgId=${encodeURIComponent(f.msgId)}&traceTopic=${encodeURIComponent(f.traceTopic)}`; break;
       case "query-id": location.hash = `#/messages?id=${encodeURIComponent(f.msgId)}&topic=${encodeURIComponent(f.topic)}`; break;
+      case "create-user": await api("/access/users", { method: "POST", body: { username: f.username, password: f.password, userType: f.userType } }); await render(); break;
+      case "toggle-user": await api(`/access/users/${encodeURIComponent(form.dataset.user)}`, { method: "POST", body: { userStatus: form.dataset.status } }); await render(); break;
+      case "delete-user": await api(`/access/users/${encodeURIComponent(form.dataset.user)}`, { method: "DELETE" }); await render(); break;
+      case "grant": await api("/access/acls", { method: "POST", body: { subject: f.subject, resources: list(f.resources), actions: list(f.actions), sourceIps: list(f.sourceIps), decision: f.decision } }); await render(); break;
+      case "remove-entry": await api(`/access/acls?subject=${encodeURIComponent(form.dataset.subject)}&resource=${encodeURIComponent(form.dataset.resource)}`, { method: "DELETE" }); await render(); break;
       case "resend": await api("/messages/resend", { method: "POST", body: { id: form.dataset.id, topic: form.dataset.topic, group: f.group } }); alert("resent"); break;
     }
   } catch (e) {

@@ -11,6 +11,7 @@ use ferromq_protocol::code::{request, response};
 use ferromq_protocol::RemotingCommand;
 
 use crate::admin::admin;
+use crate::dashboard::http;
 use crate::harness::{call, connect, refused_start, Server};
 
 const CONF: &str = "authenticationEnabled=true
@@ -213,6 +214,35 @@ async fn users_and_policies_decide_who_sends_and_consumes_and_survive_a_crash() 
         .await
         .contains("Topic:orders from 127.0.0.1, the decision is deny."));
     alice.shutdown();
+
+    // The dashboard's Access page API (signed with the root user's credentials).
+    let dashboard = server.dashboard.clone();
+    tokio::task::spawn_blocking(move || {
+        let call = |method: &str, path: &str, body: Option<serde_json::Value>| http(&dashboard, method, path, body, None);
+        let (status, body) = call("POST", "/api/access/users", Some(serde_json::json!({"username": "carol", "password": "carol-secret"})));
+        assert_eq!(status, 201, "{body}");
+        let grant = serde_json::json!({"subject": "User:carol", "resources": ["Topic:orders"], "actions": ["Sub"], "sourceIps": ["10.0.0.0/8"], "decision": "Allow"});
+        let (status, body) = call("POST", "/api/access/acls", Some(grant));
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = call("POST", "/api/access/acls", Some(serde_json::json!({"subject": "User:carol", "resources": ["Queue:q"], "actions": ["Sub"], "decision": "Allow"})));
+        assert_eq!(status, 403, "a malformed policy is the broker's refusal: {body}");
+        assert!(body.to_string().contains("resource type"), "{body}");
+        let (status, body) = call("GET", "/api/access", None);
+        assert_eq!(status, 200, "{body}");
+        let broker = &body[0];
+        let carol = broker["users"].as_array().unwrap().iter().find(|u| u["username"] == "carol").cloned();
+        assert_eq!(carol, Some(serde_json::json!({"username": "carol", "userType": "Normal", "userStatus": "enable"})), "no password shown");
+        let acl = broker["acls"].as_array().unwrap().iter().find(|a| a["subject"] == "User:carol").cloned().unwrap();
+        assert_eq!(acl["policies"][0]["entries"][0]["sourceIps"], serde_json::json!(["10.0.0.0/8"]));
+        let (status, _) = call("DELETE", "/api/access/acls?subject=User:carol&resource=Topic:orders", None);
+        assert_eq!(status, 200);
+        let (status, _) = call("DELETE", "/api/access/users/carol", None);
+        assert_eq!(status, 200);
+        let (_, body) = call("GET", "/api/access", None);
+        assert!(!body.to_string().contains("carol"), "{body}");
+    })
+    .await
+    .unwrap();
 
     // The tables are on disk: a SIGKILL loses neither the user nor the policy.
     let mut server = server.crash_and_restart(CONF);
