@@ -17,6 +17,24 @@ pub const AUTO_CREATE_TOPIC_TEMPLATE: &str = "TBW102";
 pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
 pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+
+/// A stored name as a namespace and a name, as Apache's `NamespaceUtil` reads the `%`
+/// namespace prefix clients add (`WithNamespace`): `tenant%orders` is `orders` in
+/// `tenant`, `%RETRY%tenant%g` is `%RETRY%g` in `tenant`. System topics and groups, and
+/// names without a prefix, have no namespace.
+pub fn split_namespace(resource: &str) -> (&str, String) {
+    if crate::metrics::is_system_topic(resource) || crate::metrics::is_system_group(resource) {
+        return ("", resource.to_string());
+    }
+    let (kind, bare) = [RETRY_GROUP_TOPIC_PREFIX, DLQ_GROUP_TOPIC_PREFIX]
+        .iter()
+        .find_map(|p| resource.strip_prefix(p).map(|rest| (*p, rest)))
+        .unwrap_or(("", resource));
+    match bare.find('%') {
+        Some(i) if i > 0 => (&bare[..i], format!("{kind}{}", &bare[i + 1..])),
+        _ => ("", resource.to_string()),
+    }
+}
 /// Longest topic name (the stored record's topic length is one signed byte for Java).
 pub const MAX_TOPIC_LEN: usize = 127;
 
@@ -488,6 +506,28 @@ impl TopicConfigManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaced_names_split_as_apache_splits_them() {
+        assert_eq!(
+            split_namespace("tenant%orders"),
+            ("tenant", "orders".to_string())
+        );
+        assert_eq!(
+            split_namespace("%RETRY%tenant%g"),
+            ("tenant", "%RETRY%g".to_string())
+        );
+        assert_eq!(
+            split_namespace("%DLQ%tenant%g"),
+            ("tenant", "%DLQ%g".to_string())
+        );
+        assert_eq!(split_namespace("orders"), ("", "orders".to_string()));
+        assert_eq!(split_namespace("%RETRY%g"), ("", "%RETRY%g".to_string()));
+        assert_eq!(
+            split_namespace("rmq_sys_x%y"),
+            ("", "rmq_sys_x%y".to_string())
+        );
+    }
 
     #[test]
     fn topic_names_are_validated_like_apache() {

@@ -351,10 +351,12 @@ pub fn delivered(m: &MessageExt, receipt: Option<(String, i64)>) -> pb::Message 
         Some((h, inv)) => (Some(h), Some(millis_to_duration(inv))),
         None => (None, None),
     };
+    // As Apache's proxy: a namespaced name (`tenant%orders`) is shown as its parts.
+    let (namespace, topic) = ferromq_broker::topic::split_namespace(topic);
     pb::Message {
         topic: Some(Resource {
-            resource_namespace: String::new(),
-            name: topic.to_string(),
+            resource_namespace: namespace.to_string(),
+            name: topic,
         }),
         user_properties,
         system_properties: Some(SystemProperties {
