@@ -178,6 +178,9 @@ pub struct BrokerConfig {
     /// `plainAclFile` (FerroMQ): the `plain_acl.yml` to use, default `conf/plain_acl.yml`
     /// (where Apache looks under ROCKETMQ_HOME). Reloaded when it changes.
     pub plain_acl_file: PathBuf,
+    /// `priorityOrderAsc`: POP of a PRIORITY topic takes the highest queue (the highest
+    /// priority) first, as Apache's default true; false takes queue 0 first.
+    pub priority_order_asc: bool,
     /// `authenticationEnabled` (ACL 2.0): requests must be signed by a known user.
     pub authentication_enabled: bool,
     /// `authorizationEnabled` (ACL 2.0): requests need a policy allowing them.
@@ -364,6 +367,7 @@ impl Default for BrokerConfig {
             force_register: true,
             max_connections: 10_000,
             acl_enable: false,
+            priority_order_asc: true,
             authentication_enabled: false,
             authorization_enabled: false,
             init_authentication_user: None,
@@ -581,6 +585,7 @@ fn path_string(p: &Option<PathBuf>) -> String {
 #[rustfmt::skip]
 const KEYS: &[Key] = &[
     key!("aclEnable", runtime = false, |c| c.acl_enable.to_string(), |c, k, v| c.acl_enable = parse_bool(k, v)?),
+    key!("priorityOrderAsc", runtime = true, |c| c.priority_order_asc.to_string(), |c, k, v| c.priority_order_asc = parse_bool(k, v)?),
     key!("authenticationEnabled", runtime = false, |c| c.authentication_enabled.to_string(), |c, k, v| c.authentication_enabled = parse_bool(k, v)?),
     key!("authorizationEnabled", runtime = false, |c| c.authorization_enabled.to_string(), |c, k, v| c.authorization_enabled = parse_bool(k, v)?),
     key!("initAuthenticationUser", runtime = false, |c| c.init_authentication_user.clone().unwrap_or_default(), |c, k, v| c.init_authentication_user = json_object(k, v)?),

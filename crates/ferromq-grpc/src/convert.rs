@@ -67,6 +67,7 @@ const SYSTEM_PROPERTIES: &[&str] = &[
     "TRANSACTION_CHECK_TIMES",
     "CHECK_IMMUNITY_TIME_IN_SECONDS",
     "__SHARDINGKEY",
+    "_SYS_MSG_PRIORITY_",
     "__STARTDELIVERTIME",
     "TIMER_DELAY_MS",
     "TIMER_DELAY_SEC",
@@ -256,6 +257,25 @@ pub fn outgoing(
         }
         message::push_property(&mut props, prop::SHARDING_KEY, group);
     }
+    if sys.lite_topic.as_deref().is_some_and(|t| !t.is_empty()) {
+        return Err(Refusal(
+            Code::NotImplemented,
+            "lite topics (RIP-83, Apache 5.5) are not supported by FerroMQ; send to an ordinary topic".into(),
+        ));
+    }
+    if let Some(priority) = sys.priority {
+        if priority < 0 {
+            return Err(Refusal(
+                Code::BadRequest,
+                format!("the message priority must be 0 or more, not {priority}"),
+            ));
+        }
+        message::push_property(
+            &mut props,
+            message::property::PRIORITY,
+            &priority.to_string(),
+        );
+    }
     if let Some(tc) = sys.trace_context.as_deref().filter(|t| !t.is_empty()) {
         message::push_property(&mut props, prop::TRACE_CONTEXT, tc);
     }
@@ -388,7 +408,7 @@ pub fn delivered(m: &MessageExt, receipt: Option<(String, i64)>) -> pb::Message 
             orphaned_transaction_recovery_duration: None,
             dead_letter_queue,
             lite_topic: None,
-            priority: None,
+            priority: property(props, message::property::PRIORITY).and_then(|p| p.parse().ok()),
         }),
         body: m.body.to_vec(),
     }

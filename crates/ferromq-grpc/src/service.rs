@@ -288,6 +288,7 @@ fn topic_message_type(topic: &ferromq_protocol::body::TopicConfig) -> Vec<Messag
         Some("FIFO") => vec![MessageType::Fifo],
         Some("DELAY") => vec![MessageType::Delay],
         Some("TRANSACTION") => vec![MessageType::Transaction],
+        Some("PRIORITY") => vec![MessageType::Priority],
         Some("MIXED") => vec![
             MessageType::Normal,
             MessageType::Fifo,

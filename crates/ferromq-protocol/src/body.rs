@@ -50,6 +50,8 @@ pub const TOPIC_ATTRIBUTES: [(&str, &[&str]); 3] = [
             "FIFO",
             "DELAY",
             "TRANSACTION",
+            // Apache 5.4's priority messages: POP hands out higher queues first.
+            "PRIORITY",
             "MIXED",
         ],
     ),

@@ -77,6 +77,12 @@ pub mod property {
     pub const MSG_TYPE: &str = "MSG_TYPE";
     /// Request-reply: when the broker pushed the reply (ms).
     pub const PUSH_REPLY_TIME: &str = "PUSH_REPLY_TIME";
+    /// Ordered messages' key (5.x clients' message group).
+    pub const SHARDING_KEY: &str = "__SHARDINGKEY";
+    /// Apache 5.4's priority messages (RIP-80): 0 and up, a higher value popped first.
+    pub const PRIORITY: &str = "_SYS_MSG_PRIORITY_";
+    /// Apache 5.5's lite topics (RIP-83), which FerroMQ does not serve.
+    pub const LITE_TOPIC: &str = "__LITE_TOPIC";
 }
 
 const NAME_VALUE_SEPARATOR: char = '\u{1}';

@@ -390,8 +390,23 @@ impl Broker {
         if req.queue_id >= 0 {
             return Ok(vec![QueueKey::new(&req.group, &req.topic, req.queue_id)]);
         }
-        // From a random queue, so that consumers of one group spread over the queues.
         let n = topic.read_queue_nums.max(1);
+        // Apache 5.4's priority topics: the queue is the priority, looked at in order.
+        let priority_topic = topic
+            .attributes
+            .get("message.type")
+            .is_some_and(|t| t == "PRIORITY");
+        if priority_topic && !req.fifo {
+            let order: Vec<i32> = match config.priority_order_asc {
+                true => (0..n).rev().collect(),
+                false => (0..n).collect(),
+            };
+            return Ok(order
+                .into_iter()
+                .map(|q| QueueKey::new(&req.group, &req.topic, q))
+                .collect());
+        }
+        // From a random queue, so that consumers of one group spread over the queues.
         let start = rand::thread_rng().gen_range(0..n);
         let keys: Vec<QueueKey> = (0..n)
             .map(|i| QueueKey::new(&req.group, &req.topic, (start + i) % n))

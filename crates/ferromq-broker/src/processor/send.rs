@@ -223,6 +223,31 @@ impl Broker {
         if h.messages.is_empty() {
             return Err(BrokerError::MessageIllegal("the batch is empty".into()));
         }
+        if h.messages
+            .iter()
+            .any(|m| property(&m.properties, message::property::LITE_TOPIC).is_some())
+        {
+            return Err(BrokerError::MessageIllegal(
+                "lite topics (RIP-83, Apache 5.5) are not supported by FerroMQ; send to an ordinary topic".into(),
+            ));
+        }
+        let mut h = h;
+        // Apache 5.4's priority messages: the priority picks the queue (at most the last),
+        // and a message that is not a priority one (also delayed, ordered or transactional)
+        // loses the property.
+        let queue_id = if h.batch {
+            queue_id
+        } else {
+            match priority(&h.messages[0].properties) {
+                Some(Ok(p)) => p.min(topic.write_queue_nums.max(1) - 1),
+                Some(Err(())) => {
+                    let props = &mut h.messages[0].properties;
+                    *props = message::without_properties(props, &[message::property::PRIORITY]);
+                    queue_id
+                }
+                None => queue_id,
+            }
+        };
         let mut msgs = Vec::with_capacity(h.messages.len());
         let mut uniq_key = None;
         let mut due_ms = None;
@@ -396,5 +421,27 @@ impl Broker {
             )),
             None => Err(BrokerError::TopicNotFound(h.topic.clone())),
         }
+    }
+}
+
+/// A message's priority: `Ok` for a priority message (Apache's `TopicMessageType` of its
+/// properties is PRIORITY), `Err` when it carries the property but is of another type or
+/// the value is not a number of 0 and up, `None` without one.
+fn priority(props: &str) -> Option<Result<i32, ()>> {
+    use message::property as p;
+    let value = property(props, p::PRIORITY)?;
+    let other_type = property(props, p::TRAN_MSG) == Some("true")
+        || [
+            p::DELAY,
+            p::TIMER_DELIVER_MS,
+            p::TIMER_DELAY_SEC,
+            p::TIMER_DELAY_MS,
+            p::SHARDING_KEY,
+        ]
+        .iter()
+        .any(|k| property(props, k).is_some());
+    match value.trim().parse::<i32>() {
+        Ok(n) if n >= 0 && !other_type => Some(Ok(n)),
+        _ => Some(Err(())),
     }
 }

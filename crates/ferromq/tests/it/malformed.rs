@@ -522,3 +522,35 @@ async fn replies_without_a_requester_or_a_topic_are_refused() {
         0
     );
 }
+
+#[tokio::test]
+async fn lite_topic_messages_are_refused_by_name_never_stored_as_ordinary_ones() {
+    let server = Server::start("");
+    let conn = connect(&server.broker).await;
+    let resp = call(
+        &conn,
+        send_request("lite-parent", b"x", "__LITE_TOPIC\u{1}order-42\u{2}"),
+    )
+    .await;
+    assert_eq!(resp.code, 13, "MESSAGE_ILLEGAL: {:?}", resp.remark);
+    assert!(
+        resp.remark
+            .as_deref()
+            .unwrap_or("")
+            .contains("lite topics (RIP-83"),
+        "{:?}",
+        resp.remark
+    );
+    let max = call(
+        &conn,
+        RemotingCommand::request(30)
+            .with_field("topic", "lite-parent")
+            .with_field("queueId", 0),
+    )
+    .await;
+    assert_ne!(
+        max.field("offset"),
+        Some("1"),
+        "the refused message was stored"
+    );
+}

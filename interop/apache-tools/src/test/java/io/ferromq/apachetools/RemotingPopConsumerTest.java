@@ -344,6 +344,56 @@ class RemotingPopConsumerTest {
         return b.toString();
     }
 
+    /**
+     * Apache 5.4's priority messages (RIP-80): on a topic whose {@code message.type} is PRIORITY a
+     * message's priority is its queue (at most the last), and POP hands out the highest queue
+     * first ({@code priorityOrderAsc}, default true), so one pop of everything comes back highest
+     * priority first.
+     */
+    @Test
+    void priorityTopicHandsOutTheHighestPriorityFirst() throws Exception {
+        String topic = "PriorityTopic_" + uid;
+        String group = "PriorityCG_" + uid;
+        admin.createTopic(CLUSTER, topic, QUEUES, Map.of("+message.type", "PRIORITY"));
+        awaitRoute(topic);
+        Set<String> masters = CommandUtil.fetchMasterAddrByClusterName(admin, CLUSTER);
+        for (String addr : masters) {
+            SubscriptionGroupConfig cfg = new SubscriptionGroupConfig();
+            cfg.setGroupName(group);
+            admin.createAndUpdateSubscriptionGroupConfig(addr, cfg);
+            admin.setMessageRequestMode(addr, topic, group, MessageRequestMode.POP, 0, 5_000);
+        }
+
+        DefaultMQProducer p = clients.producer("PriorityPG_" + uid);
+        int[] priorities = {0, 1, 2, 3, 9, 0, 2, 1, 3};
+        for (int i = 0; i < priorities.length; i++) {
+            Message m = new Message(topic, "TagP", ("priority-" + i).getBytes(StandardCharsets.UTF_8));
+            m.setPriority(priorities[i]);
+            SendResult r = Clients.sendWhenRouted(p, m, null);
+            assertEquals(SendStatus.SEND_OK, r.getSendStatus(), "send " + i + ": " + r);
+            assertEquals(Math.min(priorities[i], QUEUES - 1), r.getMessageQueue().getQueueId(),
+                "the priority " + priorities[i] + " picks the queue: " + r);
+        }
+
+        ConcurrentLinkedQueue<Integer> order = new ConcurrentLinkedQueue<>();
+        DefaultMQPushConsumer c = clients.pushConsumer(group, topic, (msgs, ctx) -> {
+            msgs.forEach(m -> order.add(m.getQueueId()));
+            return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+        });
+        c.setClientRebalance(false);
+        c.setPopBatchNums(32);
+        c.setConsumeThreadMin(1);
+        c.setConsumeThreadMax(1);
+        c.setConsumeMessageBatchMaxSize(1);
+        clients.start(c);
+        assertTrue(Clients.await(30_000, () -> order.size() >= priorities.length),
+            "within 30 s only " + order + " of " + priorities.length + " messages were consumed");
+        List<Integer> got = new ArrayList<>(order);
+        List<Integer> sorted = new ArrayList<>(got);
+        sorted.sort((a, b) -> b - a);
+        assertEquals(sorted, got, "POP of a priority topic hands out the highest queue first");
+    }
+
     private static void awaitRoute(String topic) throws InterruptedException {
         AtomicReference<Exception> lastErr = new AtomicReference<>();
         boolean routed = Clients.await(10_000, () -> {
