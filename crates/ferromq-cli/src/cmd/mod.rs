@@ -15,6 +15,7 @@ mod group;
 mod ha;
 mod life;
 mod message;
+mod namesrv;
 mod offset;
 mod topic;
 mod trace;
@@ -123,6 +124,26 @@ pub enum AdminCommand {
     /// ACL 2.0: policies, by subject and resource filters.
     #[command(name = "listAcl")]
     ListAcl(auth::ListAcl),
+
+    /// Takes write permission from a broker's topics in the name servers' routes, so that
+    /// clients send elsewhere (draining it before a restart).
+    #[command(name = "wipeWritePerm")]
+    WipeWritePerm(namesrv::WritePerm),
+    /// Gives a broker's topics their write permission back in the name servers' routes.
+    #[command(name = "addWritePerm")]
+    AddWritePerm(namesrv::WritePerm),
+    /// Sets a name-server KV config entry.
+    #[command(name = "updateKvConfig")]
+    UpdateKvConfig(namesrv::UpdateKvConfig),
+    /// Deletes a name-server KV config entry.
+    #[command(name = "deleteKvConfig")]
+    DeleteKvConfig(namesrv::DeleteKvConfig),
+    /// Each name server's configuration.
+    #[command(name = "getNamesrvConfig")]
+    GetNamesrvConfig(namesrv::GetNamesrvConfig),
+    /// Changes a name server's configuration key at run time (where the server allows it).
+    #[command(name = "updateNamesrvConfig")]
+    UpdateNamesrvConfig(namesrv::UpdateNamesrvConfig),
 
     /// Creates or updates a topic.
     #[command(name = "updateTopic")]
@@ -287,6 +308,12 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::ConsumeMessage(c) => c.run(ctx).await,
         C::ResendDlq(c) => c.run(ctx).await,
         C::RecallMessage(c) => c.run(ctx).await,
+        C::WipeWritePerm(c) => c.run(ctx, true).await,
+        C::AddWritePerm(c) => c.run(ctx, false).await,
+        C::UpdateKvConfig(c) => c.run(ctx).await,
+        C::DeleteKvConfig(c) => c.run(ctx).await,
+        C::GetNamesrvConfig(c) => c.run(ctx).await,
+        C::UpdateNamesrvConfig(c) => c.run(ctx).await,
         C::CreateUser(c) => c.run(ctx).await,
         C::UpdateUser(c) => c.run(ctx).await,
         C::DeleteUser(c) => c.run(ctx).await,

@@ -935,3 +935,43 @@ async fn clone_group_offset_copies_committed_offsets() {
     .await;
     assert_eq!(headless.code, 1, "{:?}", headless.remark);
 }
+
+#[tokio::test]
+async fn name_server_commands_drain_a_broker_and_manage_kv_and_config() {
+    let server = Server::start("");
+    // A topic, so that the broker has routes to take write permission from.
+    admin_ok(&server, &["updateTopic", "-t", "drained"]);
+    let out = admin_ok(&server, &["wipeWritePerm", "-b", "broker-a"]);
+    let wiped = out
+        .trim()
+        .rsplit_once(", ")
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(
+        out.contains("wipe write perm of broker[broker-a] in name server[") && wiped > 0,
+        "{out}"
+    );
+    let route = admin_json(&server, &["topicRoute", "-t", "drained"]);
+    assert_eq!(route["queueDatas"][0]["perm"], 4, "read only after the wipe: {route}");
+    let out = admin_ok(&server, &["addWritePerm", "-b", "broker-a"]);
+    assert!(out.contains("add write perm of broker[broker-a]"), "{out}");
+    let route = admin_json(&server, &["topicRoute", "-t", "drained"]);
+    assert_eq!(route["queueDatas"][0]["perm"], 6, "writable again: {route}");
+
+    let out = admin_ok(&server, &["updateKvConfig", "-s", "ORDER_TOPIC_CONFIG", "-k", "orders", "-v", "broker-a:4"]);
+    assert!(out.contains("success"), "{out}");
+    let ns = connect(&server.namesrv).await;
+    let get = RemotingCommand::request(101)
+        .with_field("namespace", "ORDER_TOPIC_CONFIG")
+        .with_field("key", "orders");
+    let resp = call(&ns, get.clone()).await;
+    assert_eq!(resp.field("value"), Some("broker-a:4"));
+    admin_ok(&server, &["deleteKvConfig", "-s", "ORDER_TOPIC_CONFIG", "-k", "orders"]);
+    assert_ne!(call(&ns, get).await.code, 0, "the entry is gone");
+
+    let config = admin_ok(&server, &["getNamesrvConfig"]);
+    assert!(config.contains(&format!("============{}============", server.namesrv)), "{config}");
+    assert!(config.contains("listenPort"), "{config}");
+    let (ok, _, err) = admin(&server, &["updateNamesrvConfig", "-k", "orderMessageEnable", "-v", "true"]);
+    assert!(!ok && err.contains("does not change at run time"), "{err}");
+}

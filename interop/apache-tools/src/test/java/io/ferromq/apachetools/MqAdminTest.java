@@ -831,6 +831,24 @@ class MqAdminTest {
         }
     }
 
+    /** wipeWritePerm and addWritePerm (205, 327 to the name server): T's route loses write, then has it back. */
+    @Test
+    @Order(46)
+    void wipeThenAddWritePerm() throws Exception {
+        endOfPhaseA();
+        try {
+            MqAdmin.Result wiped = mq.ok("wipeWritePerm", "-b", BROKER);
+            assertLine(wiped, "^wipe write perm of broker\\[" + BROKER + "] in name server\\[.+] OK, [1-9][0-9]*$",
+                "the topics whose write permission was taken");
+            assertLine(mq.ok("topicRoute", "-t", T), "\"perm\"\\s*:\\s*4", "T's route read-only");
+        } finally {
+            MqAdmin.Result added = mq.run("addWritePerm", "-b", BROKER);
+            assertLine(added, "^add write perm of broker\\[" + BROKER + "] in name server\\[.+] OK, [1-9][0-9]*$",
+                "the topics whose write permission came back");
+        }
+        assertLine(mq.ok("topicRoute", "-t", T), "\"perm\"\\s*:\\s*6", "T's route writable again");
+    }
+
     // ------------------------------------------------------------------ helpers
 
     static void assertContains(MqAdmin.Result r, String text) {
