@@ -136,6 +136,10 @@ pub mod request {
         POLLING_INFO = 200055;
         BATCH_ACK_MESSAGE = 200151;
         INVOKE_BROKER_TO_GET_CONSUMER_STATUS = 223;
+        /// Apache 5.5.1: batch deletes (`DeleteTopicListRequestBody`,
+        /// `DeleteSubscriptionGroupListRequestBody`).
+        DELETE_TOPIC_IN_BROKER_LIST = 5002;
+        DELETE_SUBSCRIPTION_GROUP_LIST = 5003;
 
         /// ACL 2.0 users and policies (Apache 5.3+).
         AUTH_CREATE_USER = 3001;

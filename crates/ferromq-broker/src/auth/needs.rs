@@ -87,7 +87,7 @@ const RULES: &[Rule] = &[
 ];
 
 /// Mutating admin codes with no header rule in Apache (so any signed user may call them
-/// there); FerroMQ asks for `Cluster:<cluster>` Update.
+/// there; the 5.5.1 batch deletes included); FerroMQ asks for `Cluster:<cluster>` Update.
 pub const STRICTER: &[i32] = &[
     request::UPDATE_AND_CREATE_TOPIC_LIST,
     request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
@@ -96,6 +96,8 @@ pub const STRICTER: &[i32] = &[
     request::CLEAN_EXPIRED_CONSUMEQUEUE,
     request::DELETE_EXPIRED_COMMITLOG,
     request::CLEAN_UNUSED_TOPIC,
+    request::DELETE_TOPIC_IN_BROKER_LIST,
+    request::DELETE_SUBSCRIPTION_GROUP_LIST,
 ];
 
 fn is_retry(topic: &str) -> bool {

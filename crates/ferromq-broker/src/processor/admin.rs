@@ -208,19 +208,7 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        let result = self
-            .topics
-            .delete(&h.topic)
-            .map_err(|e| e.to_string())
-            .and_then(|_| {
-                self.offsets.remove_topic(&h.topic);
-                self.stats.forget_topic(&h.topic);
-                self.store
-                    .store()
-                    .delete_topic(&h.topic)
-                    .map_err(|e| e.to_string())
-            });
-        match result {
+        match self.remove_topic(&h.topic) {
             Ok(()) => {
                 self.request_registration();
                 RemotingCommand::response_to(req, response::SUCCESS)
@@ -231,6 +219,18 @@ impl Broker {
                 format!("deleting the topic failed: {e}"),
             ),
         }
+    }
+
+    /// A topic's config, committed offsets, statistics and stored queues; the caller
+    /// announces the change to the name servers.
+    pub(crate) fn remove_topic(&self, topic: &str) -> Result<(), String> {
+        self.topics.delete(topic).map_err(|e| e.to_string())?;
+        self.offsets.remove_topic(topic);
+        self.stats.forget_topic(topic);
+        self.store
+            .store()
+            .delete_topic(topic)
+            .map_err(|e| e.to_string())
     }
 
     pub(crate) fn all_topic_config(&self, req: &RemotingCommand) -> RemotingCommand {

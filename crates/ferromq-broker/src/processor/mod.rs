@@ -4,6 +4,7 @@
 mod admin;
 mod assignment;
 mod auth;
+mod batch_delete;
 mod client_info;
 mod clone_offset;
 mod config;
@@ -126,6 +127,8 @@ impl Broker {
             request::GET_TIMER_METRICS => self.timer_metrics(req),
             request::GET_ALL_MESSAGE_REQUEST_MODE => self.all_message_request_modes(req),
             request::AUTH_CREATE_USER..=request::AUTH_LIST_ACL => self.auth_admin(req),
+            request::DELETE_TOPIC_IN_BROKER_LIST => self.delete_topic_list(req),
+            request::DELETE_SUBSCRIPTION_GROUP_LIST => self.delete_group_list(req),
             request::QUERY_ASSIGNMENT => Box::pin(self.query_assignment(req)).await,
             request::SET_MESSAGE_REQUEST_MODE => self.set_message_request_mode(req),
             request::QUERY_CONSUME_QUEUE => self.query_consume_queue(req),

@@ -49,7 +49,10 @@ impl WritePerm {
                 Ok(resp) if resp.code == response::SUCCESS => {
                     let n = resp.field(field).unwrap_or("0").to_string();
                     if !ctx.json {
-                        println!("{verb} write perm of broker[{}] in name server[{ns}] OK, {n}", self.broker_name);
+                        println!(
+                            "{verb} write perm of broker[{}] in name server[{ns}] OK, {n}",
+                            self.broker_name
+                        );
                     }
                     t.row([ns.clone(), self.broker_name.clone(), n.clone()]);
                     all.insert(ns.clone(), json!(n.parse::<i64>().unwrap_or(0)));
@@ -60,7 +63,10 @@ impl WritePerm {
                         Ok(resp) => refused(verb, ns, &resp),
                         Err(e) => e.to_string(),
                     };
-                    eprintln!("{verb} write perm of broker[{}] in name server[{ns}] Failed: {why}", self.broker_name);
+                    eprintln!(
+                        "{verb} write perm of broker[{}] in name server[{ns}] Failed: {why}",
+                        self.broker_name
+                    );
                     all.insert(ns.clone(), json!({ "error": why }));
                 }
             }
@@ -138,12 +144,19 @@ impl GetNamesrvConfig {
         for ns in &ctx.namesrv {
             let resp = ctx
                 .remote
-                .ok(ns, RemotingCommand::request(request::GET_NAMESRV_CONFIG), "GET_NAMESRV_CONFIG")
+                .ok(
+                    ns,
+                    RemotingCommand::request(request::GET_NAMESRV_CONFIG),
+                    "GET_NAMESRV_CONFIG",
+                )
                 .await?;
             let body = String::from_utf8_lossy(&resp.body).into_owned();
             text.push_str(&format!("============{ns}============\n"));
             let mut entries = serde_json::Map::new();
-            for line in body.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+            for line in body
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            {
                 let (k, v) = line.split_once('=').unwrap_or((line, ""));
                 text.push_str(&format!("{:<50}=  {}\n", k.trim(), v.trim()));
                 entries.insert(k.trim().to_string(), json!(v.trim()));

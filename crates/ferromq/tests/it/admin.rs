@@ -952,13 +952,27 @@ async fn name_server_commands_drain_a_broker_and_manage_kv_and_config() {
         "{out}"
     );
     let route = admin_json(&server, &["topicRoute", "-t", "drained"]);
-    assert_eq!(route["queueDatas"][0]["perm"], 4, "read only after the wipe: {route}");
+    assert_eq!(
+        route["queueDatas"][0]["perm"], 4,
+        "read only after the wipe: {route}"
+    );
     let out = admin_ok(&server, &["addWritePerm", "-b", "broker-a"]);
     assert!(out.contains("add write perm of broker[broker-a]"), "{out}");
     let route = admin_json(&server, &["topicRoute", "-t", "drained"]);
     assert_eq!(route["queueDatas"][0]["perm"], 6, "writable again: {route}");
 
-    let out = admin_ok(&server, &["updateKvConfig", "-s", "ORDER_TOPIC_CONFIG", "-k", "orders", "-v", "broker-a:4"]);
+    let out = admin_ok(
+        &server,
+        &[
+            "updateKvConfig",
+            "-s",
+            "ORDER_TOPIC_CONFIG",
+            "-k",
+            "orders",
+            "-v",
+            "broker-a:4",
+        ],
+    );
     assert!(out.contains("success"), "{out}");
     let ns = connect(&server.namesrv).await;
     let get = RemotingCommand::request(101)
@@ -966,12 +980,99 @@ async fn name_server_commands_drain_a_broker_and_manage_kv_and_config() {
         .with_field("key", "orders");
     let resp = call(&ns, get.clone()).await;
     assert_eq!(resp.field("value"), Some("broker-a:4"));
-    admin_ok(&server, &["deleteKvConfig", "-s", "ORDER_TOPIC_CONFIG", "-k", "orders"]);
+    admin_ok(
+        &server,
+        &["deleteKvConfig", "-s", "ORDER_TOPIC_CONFIG", "-k", "orders"],
+    );
     assert_ne!(call(&ns, get).await.code, 0, "the entry is gone");
 
     let config = admin_ok(&server, &["getNamesrvConfig"]);
-    assert!(config.contains(&format!("============{}============", server.namesrv)), "{config}");
+    assert!(
+        config.contains(&format!("============{}============", server.namesrv)),
+        "{config}"
+    );
     assert!(config.contains("listenPort"), "{config}");
-    let (ok, _, err) = admin(&server, &["updateNamesrvConfig", "-k", "orderMessageEnable", "-v", "true"]);
+    let (ok, _, err) = admin(
+        &server,
+        &[
+            "updateNamesrvConfig",
+            "-k",
+            "orderMessageEnable",
+            "-v",
+            "true",
+        ],
+    );
     assert!(!ok && err.contains("does not change at run time"), "{err}");
+}
+
+#[tokio::test]
+async fn batch_deletes_of_topics_and_groups_check_the_whole_list_first() {
+    let server = Server::start("");
+    for t in ["batch-a", "batch-b"] {
+        admin_ok(&server, &["updateTopic", "-t", t]);
+    }
+    for g in ["batch-g1", "batch-g2"] {
+        admin_ok(&server, &["updateSubGroup", "-g", g]);
+    }
+    let broker = connect(&server.broker).await;
+    let delete_topics =
+        |body: &str| RemotingCommand::request(5002).with_body(body.as_bytes().to_vec());
+    for (body, remark) in [
+        (r#"{"topicList":[]}"#, "The specified topic list is blank."),
+        (
+            r#"{"topicList":["batch-a"," "]}"#,
+            "The specified topic is blank.",
+        ),
+        (
+            r#"{"topicList":["batch-a","TBW102"]}"#,
+            "The topic[TBW102] is conflict with system topic.",
+        ),
+    ] {
+        let resp = call(&broker, delete_topics(body)).await;
+        assert_eq!(
+            (resp.code, resp.remark.as_deref()),
+            (29, Some(remark)),
+            "{body}"
+        );
+    }
+    let resp = call(&broker, delete_topics("[")).await;
+    assert_eq!(resp.code, 29, "{:?}", resp.remark);
+    // Nothing was deleted by the refused requests.
+    assert!(admin_ok(&server, &["topicList"]).contains("batch-a"));
+    let resp = call(
+        &broker,
+        delete_topics(r#"{"topicList":["batch-a","batch-b","batch-a"]}"#),
+    )
+    .await;
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let topics = call(&broker, RemotingCommand::request(21)).await;
+    let table: serde_json::Value = serde_json::from_slice(&topics.body).unwrap();
+    assert!(
+        table["topicConfigTable"].get("batch-a").is_none()
+            && table["topicConfigTable"].get("batch-b").is_none()
+    );
+
+    let delete_groups =
+        |body: &str| RemotingCommand::request(5003).with_body(body.as_bytes().to_vec());
+    let resp = call(&broker, delete_groups(r#"{"groupNameList":[]}"#)).await;
+    assert_eq!(
+        (resp.code, resp.remark.as_deref()),
+        (29, Some("The specified group name list is blank."))
+    );
+    let resp = call(
+        &broker,
+        delete_groups(r#"{"groupNameList":["batch-g1","batch-g2"],"cleanOffset":true}"#),
+    )
+    .await;
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    let groups = call(&broker, RemotingCommand::request(201)).await;
+    let table: serde_json::Value = serde_json::from_slice(&groups.body).unwrap();
+    assert!(
+        table["subscriptionGroupTable"].get("batch-g1").is_none(),
+        "{table}"
+    );
+    assert!(
+        table["subscriptionGroupTable"].get("batch-g2").is_none(),
+        "{table}"
+    );
 }

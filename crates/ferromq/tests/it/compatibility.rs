@@ -1,5 +1,5 @@
 //! Every request code of Apache RocketMQ 5.5 (`apache_request_codes.txt`, read from
-//! `RequestCode` in rocketmq-remoting-5.5.0.jar) sent with an empty header to a name server, a
+//! `RequestCode` in rocketmq-remoting-5.5.0.jar, with 5.5.1's 5002 and 5003) sent with an empty header to a name server, a
 //! broker and a controller: each is served by one of them, sent by the broker to clients,
 //! refused with a reason, or owned by an open issue. `docs/compatibility.md` is this table;
 //! the test fails when the servers' answers and the file part ways
