@@ -104,6 +104,8 @@ autoCreateSubscriptionGroup=true
 enablePropertyFilter=true
 flushDiskType=SYNC_FLUSH
 maxMessageSize=5242880
+# RecallMessage (Apache 5.3.1+) is off by default there, on by default in FerroMQ.
+recallMessageEnable=true
 # transaction check-back soon after the half message: every 2 s (Apache's default: 30 s) for halves
 # older than 6 s (the default). Not shorter: Apache batches a commit's or rollback's op message for
 # up to transactionOpBatchInterval (3 s), and a check in that window asks the producer again about

@@ -364,6 +364,7 @@ var (
 	topicFifo      = name("fifo")
 	topicFifoPush  = name("fifo-push")
 	topicDelay     = name("delay")
+	topicRecall    = name("recall")
 	topicTx        = name("tx")
 	topicInvisible = name("invisible")
 	topicDLQ       = name("dlq")
@@ -375,6 +376,7 @@ var (
 	// group that does not exist, even with the broker's autoCreateSubscriptionGroup=true.
 	groupNormal    = name("g-normal")
 	groupDelay     = name("g-delay")
+	groupRecall    = name("g-recall")
 	groupTx        = name("g-tx")
 	groupPush      = name("g-push")
 	groupTLS       = name("g-tls")
@@ -400,10 +402,10 @@ func resources() [][]string {
 	}
 	cmds := [][]string{
 		topic(topicNormal, "NORMAL"), topic(topicFifo, "FIFO"), topic(topicFifoPush, "FIFO"),
-		topic(topicDelay, "DELAY"), topic(topicTx, "TRANSACTION"), topic(topicInvisible, "NORMAL"),
+		topic(topicDelay, "DELAY"), topic(topicRecall, "DELAY"), topic(topicTx, "TRANSACTION"), topic(topicInvisible, "NORMAL"),
 		topic(topicDLQ, "NORMAL"), topic(topicPush, "NORMAL"), topic(topicTLS, "NORMAL"),
 	}
-	for _, g := range []string{groupNormal, groupDelay, groupTx, groupPush, groupTLS, groupDLQReader} {
+	for _, g := range []string{groupNormal, groupDelay, groupRecall, groupTx, groupPush, groupTLS, groupDLQReader} {
 		cmds = append(cmds, group(g, false, 16))
 	}
 	cmds = append(cmds, group(groupFifo, true, retryMaxTimes), group(groupFifoPush, true, retryMaxTimes),

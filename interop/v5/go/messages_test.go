@@ -161,6 +161,45 @@ func TestDelayDeliveryTimestamp(t *testing.T) {
 	t.Logf("[delay] lateness: %v", lateness)
 }
 
+// RecallMessage (Apache 5.3.1): a delayed message withdrawn by the recall handle its send
+// returned is never delivered; the other, sent beside it, is.
+func TestRecallDelayedMessage(t *testing.T) {
+	t.Parallel()
+	dumpOnFailure(t)
+	p := newProducer(t, nil, topicRecall)
+	c := newSimpleConsumer(t, groupRecall, topicRecall)
+	due := time.Now().Add(4 * time.Second).Truncate(time.Millisecond)
+	handles := map[string]string{}
+	for _, body := range []string{"recalled", "kept"} {
+		m := newMessage(topicRecall, body)
+		m.SetDelayTimestamp(due)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		r, err := p.Send(ctx, m)
+		cancel()
+		if err != nil || len(r) != 1 {
+			t.Fatalf("send %s: %v %+v", body, err, r)
+		}
+		if r[0].RecallHandle == "" {
+			t.Fatalf("the send of a delayed message returned no recall handle: %+v", r[0])
+		}
+		handles[body] = r[0].RecallHandle
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	id, err := p.Recall(ctx, topicRecall, handles["recalled"])
+	cancel()
+	if err != nil || id == "" {
+		t.Fatalf("recall: id %q, %v", id, err)
+	}
+	gs := receiveUntil(t, c, invisible, true, 15*time.Second, func(g []got) bool { return len(g) >= 2 })
+	var bodies []string
+	for _, g := range gs {
+		bodies = append(bodies, string(g.m.GetBody()))
+	}
+	if len(bodies) != 1 || bodies[0] != "kept" {
+		t.Fatalf("delivered %v, want only [kept] (the recalled message must not come)", bodies)
+	}
+}
+
 // Transactional messages: one committed, one rolled back, one left open that the check-back
 // resolves through the TransactionChecker (COMMIT). Exactly the committed two are consumed.
 func TestTransactionCommitRollbackCheckBack(t *testing.T) {
