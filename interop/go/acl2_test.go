@@ -61,7 +61,7 @@ func TestACL2(t *testing.T) {
 			t.Fatalf("send to %s: want an error containing %q, got %v", topic, want, err)
 		}
 	}
-	refused(p, denied, "User:go-app has no permission to access Topic:"+denied+" from 127.0.0.1, no matched policies.")
+	refused(p, denied, "User:go-app has no permission to access Topic:"+denied+" from 127.0.0.1, no matched policies. The request needs Pub.")
 	wrong := newProducer(t, b.NamesrvAdr, producer.WithRetry(0),
 		producer.WithCredentials(primitive.Credentials{AccessKey: "go-app", SecretKey: "not-the-password"}))
 	refused(wrong, allowed, "check signature failed.")

@@ -441,10 +441,13 @@ impl AuthService {
         let subject = format!("User:{name}");
         let source = ip_text(ip);
         for need in needs {
+            // Apache's message, then the action it needed, which Apache's leaves out.
             let deny = |detail: &str| {
+                let actions: Vec<&str> = need.actions.iter().map(|a| a.name()).collect();
                 format!(
-                    "{subject} has no permission to access {} from {source}, {detail}",
-                    resource_key(need)
+                    "{subject} has no permission to access {} from {source}, {detail} The request needs {}.",
+                    resource_key(need),
+                    actions.join(" or ")
                 )
             };
             let acl = tables
@@ -852,7 +855,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             denied,
-            "User:alice has no permission to access Topic:payments from 127.0.0.1, no matched policies."
+            "User:alice has no permission to access Topic:payments from 127.0.0.1, no matched policies. The request needs Pub."
         );
         assert_eq!(
             auth.check(&signed(send("orders"), "alice", "wrong"), ip)

@@ -89,7 +89,7 @@ async fn users_and_policies_decide_who_sends_and_consumes_and_survive_a_crash() 
         .expect("alice may publish to orders");
     assert!(
         refusal(&alice, "payments").await.contains(
-            "User:alice has no permission to access Topic:payments from 127.0.0.1, no matched policies."
+            "User:alice has no permission to access Topic:payments from 127.0.0.1, no matched policies. The request needs Pub."
         )
     );
     let anonymous = producer(&server, None, "anonymous");

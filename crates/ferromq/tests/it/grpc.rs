@@ -787,6 +787,6 @@ async fn with_acl_2_on_grpc_calls_are_checked_against_the_users_policies() {
     assert_eq!(refused.code, Code::Unauthorized as i32);
     assert_eq!(
         refused.message,
-        "User:grpc-user has no permission to access Topic:TBW102 from 127.0.0.1, no matched policies."
+        "User:grpc-user has no permission to access Topic:TBW102 from 127.0.0.1, no matched policies. The request needs Pub."
     );
 }
