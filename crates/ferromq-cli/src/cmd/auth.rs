@@ -406,3 +406,151 @@ impl ListAcl {
         Ok(())
     }
 }
+
+/// Asks one broker; `None` where it answered without a body.
+async fn read_one(
+    ctx: &Ctx,
+    addr: &str,
+    req: RemotingCommand,
+    operation: &str,
+) -> Result<Option<Value>> {
+    let resp = ctx.remote.ok(addr, req, operation).await?;
+    if resp.body.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_slice(&resp.body)?))
+}
+
+/// `copyUser -f fromBroker -t toBroker [-u a,b]`: each user made or updated on the target.
+#[derive(Args)]
+pub struct CopyUser {
+    #[arg(short = 'f', long = "fromBroker")]
+    from: String,
+    #[arg(short = 't', long = "toBroker")]
+    to: String,
+    #[arg(short = 'u', long = "usernames")]
+    usernames: Option<String>,
+}
+
+impl CopyUser {
+    pub async fn run(self, ctx: &Ctx) -> Result<()> {
+        let users: Vec<UserInfo> = match list(&self.usernames) {
+            Some(names) => {
+                let mut out = Vec::new();
+                for name in names {
+                    let req = request_with(
+                        request::AUTH_GET_USER,
+                        &AuthUserRequestHeader {
+                            username: Some(name.clone()),
+                        },
+                    );
+                    match read_one(ctx, &self.from, req, "AUTH_GET_USER").await? {
+                        Some(v) => out.push(serde_json::from_value(v)?),
+                        None => bail!("{} has no user {name}", self.from),
+                    }
+                }
+                out
+            }
+            None => {
+                let req = request_with(
+                    request::AUTH_LIST_USER,
+                    &AuthListUsersRequestHeader::default(),
+                );
+                match read_one(ctx, &self.from, req, "AUTH_LIST_USER").await? {
+                    Some(v) => serde_json::from_value(v)?,
+                    None => Vec::new(),
+                }
+            }
+        };
+        for user in users {
+            let name = user.username.clone().unwrap_or_default();
+            let header = AuthUserRequestHeader {
+                username: Some(name.clone()),
+            };
+            let exists = read_one(
+                ctx,
+                &self.to,
+                request_with(request::AUTH_GET_USER, &header),
+                "AUTH_GET_USER",
+            )
+            .await?
+            .is_some();
+            let (code, operation) = if exists {
+                (request::AUTH_UPDATE_USER, "AUTH_UPDATE_USER")
+            } else {
+                (request::AUTH_CREATE_USER, "AUTH_CREATE_USER")
+            };
+            let mut req = request_with(code, &header);
+            req.body = serde_json::to_vec(&user)?.into();
+            ctx.remote.ok(&self.to, req, operation).await?;
+            println!(
+                "copy user of {name} from {} to {} success.",
+                self.from, self.to
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `copyAcl -f fromBroker -t toBroker [-s User:a,User:b]`: each ACL merged into the target's.
+#[derive(Args)]
+pub struct CopyAcl {
+    #[arg(short = 'f', long = "fromBroker")]
+    from: String,
+    #[arg(short = 't', long = "toBroker")]
+    to: String,
+    #[arg(short = 's', long = "subjects")]
+    subjects: Option<String>,
+}
+
+impl CopyAcl {
+    pub async fn run(self, ctx: &Ctx) -> Result<()> {
+        let acls: Vec<AclInfo> = match list(&self.subjects) {
+            Some(subjects) => {
+                let mut out = Vec::new();
+                for subject in subjects {
+                    let req = request_with(
+                        request::AUTH_GET_ACL,
+                        &AuthAclRequestHeader {
+                            subject: Some(subject.clone()),
+                            ..AuthAclRequestHeader::default()
+                        },
+                    );
+                    match read_one(ctx, &self.from, req, "AUTH_GET_ACL").await? {
+                        Some(v) => out.push(serde_json::from_value(v)?),
+                        None => bail!("{} has no ACL for {subject}", self.from),
+                    }
+                }
+                out
+            }
+            None => {
+                let req = request_with(
+                    request::AUTH_LIST_ACL,
+                    &AuthListAclsRequestHeader::default(),
+                );
+                match read_one(ctx, &self.from, req, "AUTH_LIST_ACL").await? {
+                    Some(v) => serde_json::from_value(v)?,
+                    None => Vec::new(),
+                }
+            }
+        };
+        for acl in acls {
+            let subject = acl.subject.clone().unwrap_or_default();
+            // Create and update both merge into the target's ACL.
+            let mut req = request_with(
+                request::AUTH_CREATE_ACL,
+                &AuthAclRequestHeader {
+                    subject: Some(subject.clone()),
+                    ..AuthAclRequestHeader::default()
+                },
+            );
+            req.body = serde_json::to_vec(&acl)?.into();
+            ctx.remote.ok(&self.to, req, "AUTH_CREATE_ACL").await?;
+            println!(
+                "copy acl of {subject} from {} to {} success.",
+                self.from, self.to
+            );
+        }
+        Ok(())
+    }
+}

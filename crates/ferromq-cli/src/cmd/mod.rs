@@ -10,6 +10,7 @@ use crate::ctx::Ctx;
 use crate::remote::Remote;
 
 mod auth;
+mod batch;
 mod broker;
 mod group;
 mod ha;
@@ -144,6 +145,22 @@ pub enum AdminCommand {
     /// Changes a name server's configuration key at run time (where the server allows it).
     #[command(name = "updateNamesrvConfig")]
     UpdateNamesrvConfig(namesrv::UpdateNamesrvConfig),
+
+    /// Creates or updates the topics a JSON file lists (Apache's `TopicConfig`s), in one request per broker.
+    #[command(name = "updateTopicList")]
+    UpdateTopicList(batch::UpdateList),
+    /// Creates or updates the consumer groups a JSON file lists (Apache's `SubscriptionGroupConfig`s).
+    #[command(name = "updateSubGroupList")]
+    UpdateSubGroupList(batch::UpdateList),
+    /// A consumer group's configuration on each master.
+    #[command(name = "getConsumerConfig")]
+    GetConsumerConfig(batch::GetConsumerConfig),
+    /// ACL 2.0: copies users (all, or `-u a,b`) from one broker to another.
+    #[command(name = "copyUser")]
+    CopyUser(auth::CopyUser),
+    /// ACL 2.0: copies policies (all, or `-s User:a,User:b`) from one broker to another.
+    #[command(name = "copyAcl")]
+    CopyAcl(auth::CopyAcl),
 
     /// Creates or updates a topic.
     #[command(name = "updateTopic")]
@@ -314,6 +331,11 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::DeleteKvConfig(c) => c.run(ctx).await,
         C::GetNamesrvConfig(c) => c.run(ctx).await,
         C::UpdateNamesrvConfig(c) => c.run(ctx).await,
+        C::UpdateTopicList(c) => c.run(ctx, true).await,
+        C::UpdateSubGroupList(c) => c.run(ctx, false).await,
+        C::GetConsumerConfig(c) => c.run(ctx).await,
+        C::CopyUser(c) => c.run(ctx).await,
+        C::CopyAcl(c) => c.run(ctx).await,
         C::CreateUser(c) => c.run(ctx).await,
         C::UpdateUser(c) => c.run(ctx).await,
         C::DeleteUser(c) => c.run(ctx).await,

@@ -512,3 +512,69 @@ async fn a_slave_copies_its_masters_topics_signed_with_the_inner_client_credenti
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_policies_are_copied_from_one_broker_to_another() {
+    let from = Server::start("");
+    let to = Server::start("");
+    admin_ok(
+        &from,
+        &[
+            "createUser",
+            "-u",
+            "dave",
+            "-p",
+            "dave-secret",
+            "-t",
+            "Super",
+        ],
+    );
+    admin_ok(&from, &["createUser", "-u", "erin", "-p", "erin-secret"]);
+    admin_ok(
+        &from,
+        &[
+            "createAcl",
+            "-s",
+            "User:erin",
+            "-r",
+            "Topic:t1,Group:g1",
+            "-a",
+            "Sub",
+            "-d",
+            "Allow",
+        ],
+    );
+    admin_ok(&to, &["createUser", "-u", "erin", "-p", "old-password"]);
+    let out = admin_ok(&from, &["copyUser", "-f", &from.broker, "-t", &to.broker]);
+    assert!(
+        out.contains(&format!(
+            "copy user of erin from {} to {} success.",
+            from.broker, to.broker
+        )),
+        "{out}"
+    );
+    let users = admin_ok(&to, &["listUser"]);
+    assert!(users.contains("dave") && users.contains("Super"), "{users}");
+    assert!(
+        users.contains("erin-secret"),
+        "the existing user is updated: {users}"
+    );
+    let out = admin_ok(
+        &from,
+        &[
+            "copyAcl",
+            "-f",
+            &from.broker,
+            "-t",
+            &to.broker,
+            "-s",
+            "User:erin",
+        ],
+    );
+    assert!(out.contains("copy acl of User:erin"), "{out}");
+    let acls = admin_ok(&to, &["getAcl", "-s", "User:erin"]);
+    assert!(
+        acls.contains("Topic:t1") && acls.contains("Group:g1"),
+        "{acls}"
+    );
+}

@@ -1076,3 +1076,56 @@ async fn batch_deletes_of_topics_and_groups_check_the_whole_list_first() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn topic_and_group_lists_from_a_file_and_a_groups_configuration() {
+    let server = Server::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let topics = dir.path().join("topics.json");
+    std::fs::write(
+        &topics,
+        r#"[{"topicName":"listed-1","readQueueNums":2,"writeQueueNums":2,"perm":6},
+            {"topicName":"listed-2","readQueueNums":3,"writeQueueNums":3,"perm":6}]"#,
+    )
+    .unwrap();
+    let out = admin_ok(
+        &server,
+        &["updateTopicList", "-f", topics.to_str().unwrap()],
+    );
+    assert!(out.contains("submit batch of topic config to"), "{out}");
+    let list = admin_ok(&server, &["topicList"]);
+    assert!(
+        list.contains("listed-1") && list.contains("listed-2"),
+        "{list}"
+    );
+    let groups = dir.path().join("groups.json");
+    std::fs::write(
+        &groups,
+        r#"[{"groupName":"listed-g1","retryMaxTimes":3},{"groupName":"listed-g2","retryMaxTimes":5}]"#,
+    )
+    .unwrap();
+    admin_ok(
+        &server,
+        &["updateSubGroupList", "-f", groups.to_str().unwrap()],
+    );
+    let config = admin_ok(&server, &["getConsumerConfig", "-g", "listed-g2"]);
+    assert!(config.contains("DefaultCluster:broker-a"), "{config}");
+    assert!(
+        config
+            .lines()
+            .any(|l| l.starts_with("retryMaxTimes") && l.trim_end().ends_with("=  5")),
+        "{config}"
+    );
+    let missing = dir.path().join("missing.json");
+    let (ok, _, err) = admin(
+        &server,
+        &["updateTopicList", "-f", missing.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("does not exists"), "{err}");
+    std::fs::write(&missing, "{}").unwrap();
+    let (ok, _, err) = admin(
+        &server,
+        &["updateTopicList", "-f", missing.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("not a JSON list"), "{err}");
+}
