@@ -82,11 +82,6 @@ fn requested_due(props: &str, now: i64) -> Option<i64> {
         .or_else(|| parse(message::property::START_DELIVER_TIME))
 }
 
-/// When a message with timer properties is due, if it asks for a time still ahead.
-pub(crate) fn due_time(props: &str, now: i64) -> Option<i64> {
-    requested_due(props, now).filter(|due| *due > now)
-}
-
 impl Broker {
     /// Withdraws a timer message before it is due; returns its message id.
     ///

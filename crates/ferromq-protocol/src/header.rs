@@ -209,6 +209,13 @@ command_header! {
 }
 
 command_header! {
+    /// QUERY_TOPICS_BY_CONSUMER (343).
+    pub struct QueryTopicsByConsumerRequestHeader {
+        group: String => "group",
+    }
+}
+
+command_header! {
     /// QUERY_SUBSCRIPTION_BY_CONSUMER (345).
     pub struct QuerySubscriptionByConsumerRequestHeader {
         group: String => "group",

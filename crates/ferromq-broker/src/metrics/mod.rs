@@ -23,7 +23,6 @@ mod scrape;
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, Weak};
 
-use ferromq_protocol::message::{self, property};
 use prometheus_client::encoding::text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -73,28 +72,6 @@ pub(crate) fn is_system_group(group: &str) -> bool {
 
 fn bool_label(b: bool) -> String {
     if b { "true" } else { "false" }.to_string()
-}
-
-/// Apache's `message_type`, from a sent message's properties.
-pub(crate) fn message_type(props: &str) -> &'static str {
-    if property(props, message::property::TRAN_MSG) == Some("true") {
-        "transaction"
-    } else if property(props, "__SHARDINGKEY").is_some() {
-        "fifo"
-    } else if [
-        message::property::START_DELIVER_TIME,
-        message::property::DELAY,
-        message::property::TIMER_DELIVER_MS,
-        message::property::TIMER_DELAY_SEC,
-        message::property::TIMER_DELAY_MS,
-    ]
-    .iter()
-    .any(|p| property(props, p).is_some())
-    {
-        "delay"
-    } else {
-        "normal"
-    }
 }
 
 /// Topics whose traffic is the broker's own bookkeeping: Apache leaves them out of the

@@ -6,8 +6,8 @@
 use ferromq_protocol::body::fastjson_queue_map;
 use ferromq_protocol::code::response;
 use ferromq_protocol::header::{
-    ConsumerGroupRequestHeader, GetConsumeStatsInBrokerHeader,
-    GetSubscriptionGroupConfigRequestHeader, QueryConsumeQueueRequestHeader, TopicRequestHeader,
+    GetConsumeStatsInBrokerHeader, GetSubscriptionGroupConfigRequestHeader,
+    QueryConsumeQueueRequestHeader, QueryTopicsByConsumerRequestHeader, TopicRequestHeader,
     ViewBrokerStatsDataRequestHeader,
 };
 use ferromq_protocol::RemotingCommand;
@@ -193,16 +193,17 @@ impl Broker {
 
     /// Topics a group consumes: its subscriptions and the topics it has offsets on.
     pub(crate) fn topics_consumed_by_group(&self, req: &RemotingCommand) -> RemotingCommand {
-        let h = match header::<ConsumerGroupRequestHeader>(req) {
+        // Apache's header names the group `group` (QueryTopicsByConsumerRequestHeader).
+        let h = match header::<QueryTopicsByConsumerRequestHeader>(req) {
             Ok(h) => h,
             Err(resp) => return resp,
         };
         let mut topics: Vec<String> = self
             .clients
-            .subscriptions(&h.consumer_group)
+            .subscriptions(&h.group)
             .into_iter()
             .map(|s| s.topic)
-            .chain(self.offsets.topics_of_group(&h.consumer_group))
+            .chain(self.offsets.topics_of_group(&h.group))
             .collect();
         topics.sort();
         topics.dedup();

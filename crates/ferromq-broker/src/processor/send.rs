@@ -223,36 +223,30 @@ impl Broker {
         if h.messages.is_empty() {
             return Err(BrokerError::MessageIllegal("the batch is empty".into()));
         }
-        if h.messages
-            .iter()
-            .any(|m| property(&m.properties, message::property::LITE_TOPIC).is_some())
-        {
-            return Err(BrokerError::MessageIllegal(
-                "lite topics (RIP-83, Apache 5.5) are not supported by FerroMQ; send to an ordinary topic".into(),
-            ));
-        }
         let mut h = h;
-        // Apache 5.4's priority messages: the priority picks the queue (at most the last),
-        // and a message that is not a priority one (also delayed, ordered or transactional)
-        // loses the property.
-        let queue_id = if h.batch {
-            queue_id
-        } else {
-            match priority(&h.messages[0].properties) {
-                Some(Ok(p)) => p.min(topic.write_queue_nums.max(1) - 1),
-                Some(Err(())) => {
-                    let props = &mut h.messages[0].properties;
-                    *props = message::without_properties(props, &[message::property::PRIORITY]);
-                    queue_id
-                }
-                None => queue_id,
+        // Apache reads the type off the request's (first) message. Apache 5.4's priority
+        // messages: the priority picks the queue (at most the last), and a message that is
+        // not a priority one (also delayed, ordered or transactional) loses the property.
+        let (message_type, priority) = {
+            let first = SendProps::of(&h.messages[0].properties);
+            (
+                first.message_type(),
+                (!h.batch).then(|| first.priority()).flatten(),
+            )
+        };
+        let queue_id = match priority {
+            Some(Ok(p)) => p.min(topic.write_queue_nums.max(1) - 1),
+            Some(Err(())) => {
+                let props = &mut h.messages[0].properties;
+                *props = message::without_properties(props, &[message::property::PRIORITY]);
+                queue_id
             }
+            None => queue_id,
         };
         let mut msgs = Vec::with_capacity(h.messages.len());
         let mut uniq_key = None;
         let mut due_ms = None;
-        // Apache reads it off the request's (first) message.
-        let message_type = crate::metrics::message_type(&h.messages[0].properties);
+        let now = crate::now_ms();
         for out in h.messages {
             let mut props = out.properties;
             if props.len() > MAX_PROPERTIES_BYTES {
@@ -267,35 +261,49 @@ impl Broker {
                     config.max_message_size
                 )));
             }
-            let prepared = property(&props, message::property::TRAN_MSG) == Some("true");
+            // One pass over the properties for everything below (the string grows after).
+            let (prepared, given_uniq_key, has_region, has_trace_on) = {
+                let found = SendProps::of(&props);
+                if found.lite_topic.is_some() {
+                    return Err(BrokerError::MessageIllegal(
+                        "lite topics (RIP-83, Apache 5.5) are not supported by FerroMQ; send to an ordinary topic".into(),
+                    ));
+                }
+                if !h.batch {
+                    due_ms = found.due(now);
+                }
+                (
+                    found.tran_msg == Some("true"),
+                    found.uniq_key.map(str::to_string),
+                    found.msg_region.is_some(),
+                    found.trace_on.is_some(),
+                )
+            };
             if prepared && h.batch {
                 return Err(BrokerError::MessageIllegal(
                     "a batch cannot carry transaction messages".into(),
                 ));
             }
-            if !h.batch && property(&props, message::property::UNIQ_KEY).is_none() {
-                message::push_property(
-                    &mut props,
-                    message::property::UNIQ_KEY,
-                    &self.next_uniq_key(),
-                );
-            }
             if !h.batch {
-                uniq_key = property(&props, message::property::UNIQ_KEY).map(str::to_string);
-                due_ms = crate::timer::due_time(&props, crate::now_ms());
+                let key = given_uniq_key.unwrap_or_else(|| {
+                    let key = self.next_uniq_key();
+                    message::push_property(&mut props, message::property::UNIQ_KEY, &key);
+                    key
+                });
+                uniq_key = Some(key);
             }
             message::push_property(&mut props, message::property::CLUSTER, &config.cluster_name);
             // As Apache's broker: consumers' traces take the region from the message, and
             // a Java consumer drops its trace records without one.
             // (A message sent again as it was consumed carries them already.)
-            if property(&props, message::property::MSG_REGION).is_none() {
+            if !has_region {
                 message::push_property(
                     &mut props,
                     message::property::MSG_REGION,
                     &config.region_id,
                 );
             }
-            if property(&props, message::property::TRACE_ON).is_none() {
+            if !has_trace_on {
                 message::push_property(
                     &mut props,
                     message::property::TRACE_ON,
@@ -424,24 +432,151 @@ impl Broker {
     }
 }
 
-/// A message's priority: `Ok` for a priority message (Apache's `TopicMessageType` of its
-/// properties is PRIORITY), `Err` when it carries the property but is of another type or
-/// the value is not a number of 0 and up, `None` without one.
-fn priority(props: &str) -> Option<Result<i32, ()>> {
-    use message::property as p;
-    let value = property(props, p::PRIORITY)?;
-    let other_type = property(props, p::TRAN_MSG) == Some("true")
-        || [
-            p::DELAY,
-            p::TIMER_DELIVER_MS,
-            p::TIMER_DELAY_SEC,
-            p::TIMER_DELAY_MS,
-            p::SHARDING_KEY,
-        ]
-        .iter()
-        .any(|k| property(props, k).is_some());
-    match value.trim().parse::<i32>() {
-        Ok(n) if n >= 0 && !other_type => Some(Ok(n)),
-        _ => Some(Err(())),
+/// The properties a send reads, found in one pass over the string (a send used to scan it
+/// a dozen times). The first of a repeated name counts, as [`property`] finds it.
+#[derive(Default)]
+struct SendProps<'a> {
+    tran_msg: Option<&'a str>,
+    uniq_key: Option<&'a str>,
+    msg_region: Option<&'a str>,
+    trace_on: Option<&'a str>,
+    lite_topic: Option<&'a str>,
+    priority: Option<&'a str>,
+    sharding_key: Option<&'a str>,
+    delay: Option<&'a str>,
+    timer_deliver_ms: Option<&'a str>,
+    timer_delay_sec: Option<&'a str>,
+    timer_delay_ms: Option<&'a str>,
+    start_deliver_time: Option<&'a str>,
+}
+
+impl<'a> SendProps<'a> {
+    fn of(props: &'a str) -> Self {
+        use message::property as p;
+        let mut found = SendProps::default();
+        for (name, value) in message::properties_iter(props) {
+            let slot = match name {
+                p::TRAN_MSG => &mut found.tran_msg,
+                p::UNIQ_KEY => &mut found.uniq_key,
+                p::MSG_REGION => &mut found.msg_region,
+                p::TRACE_ON => &mut found.trace_on,
+                p::LITE_TOPIC => &mut found.lite_topic,
+                p::PRIORITY => &mut found.priority,
+                p::SHARDING_KEY => &mut found.sharding_key,
+                p::DELAY => &mut found.delay,
+                p::TIMER_DELIVER_MS => &mut found.timer_deliver_ms,
+                p::TIMER_DELAY_SEC => &mut found.timer_delay_sec,
+                p::TIMER_DELAY_MS => &mut found.timer_delay_ms,
+                p::START_DELIVER_TIME => &mut found.start_deliver_time,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        found
+    }
+
+    /// Apache's `message_type` metric label.
+    fn message_type(&self) -> &'static str {
+        if self.tran_msg == Some("true") {
+            "transaction"
+        } else if self.sharding_key.is_some() {
+            "fifo"
+        } else if self.start_deliver_time.is_some() || self.delays() {
+            "delay"
+        } else {
+            "normal"
+        }
+    }
+
+    fn delays(&self) -> bool {
+        self.delay.is_some()
+            || self.timer_deliver_ms.is_some()
+            || self.timer_delay_sec.is_some()
+            || self.timer_delay_ms.is_some()
+    }
+
+    /// `Ok` for a priority message (Apache's `TopicMessageType` of its properties is
+    /// PRIORITY), `Err` when it carries the property but is of another type or the value
+    /// is not a number of 0 and up, `None` without one.
+    fn priority(&self) -> Option<Result<i32, ()>> {
+        let value = self.priority?;
+        let other_type =
+            self.tran_msg == Some("true") || self.delays() || self.sharding_key.is_some();
+        match value.trim().parse::<i32>() {
+            Ok(n) if n >= 0 && !other_type => Some(Ok(n)),
+            _ => Some(Err(())),
+        }
+    }
+
+    /// When a timer message is due, if its properties ask for a time still ahead (in the
+    /// order Apache reads them).
+    fn due(&self, now: i64) -> Option<i64> {
+        let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<i64>().ok());
+        parse(self.timer_deliver_ms)
+            .or_else(|| {
+                parse(self.timer_delay_sec).map(|s| now.saturating_add(s.saturating_mul(1000)))
+            })
+            .or_else(|| parse(self.timer_delay_ms).map(|ms| now.saturating_add(ms)))
+            .or_else(|| parse(self.start_deliver_time))
+            .filter(|due| *due > now)
+    }
+}
+
+#[cfg(test)]
+mod send_props_tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_finds_type_due_time_and_keys() {
+        let now = 1_000_000;
+        // properties, message type, due time
+        let cases: [(&str, &str, Option<i64>); 8] = [
+            ("", "normal", None),
+            ("TAGS\u{1}a\u{2}", "normal", None),
+            (
+                "TRAN_MSG\u{1}true\u{2}UNIQ_KEY\u{1}u1\u{2}",
+                "transaction",
+                None,
+            ),
+            ("__SHARDINGKEY\u{1}g\u{2}TRACE_ON\u{1}false", "fifo", None),
+            ("DELAY\u{1}3\u{2}MSG_REGION\u{1}r\u{2}", "delay", None),
+            // TIMER_DELIVER_MS is read before TIMER_DELAY_SEC, as Apache reads them.
+            (
+                "TIMER_DELAY_SEC\u{1}5\u{2}TIMER_DELIVER_MS\u{1}2000000\u{2}",
+                "delay",
+                Some(2_000_000),
+            ),
+            ("TIMER_DELAY_MS\u{1}700\u{2}", "delay", Some(1_000_700)),
+            // A time already past is no due time.
+            ("__STARTDELIVERTIME\u{1}999\u{2}", "delay", None),
+        ];
+        for (props, kind, due) in cases {
+            let found = SendProps::of(props);
+            assert_eq!(
+                (found.message_type(), found.due(now)),
+                (kind, due),
+                "{props:?}"
+            );
+            assert_eq!(
+                found.uniq_key,
+                property(props, message::property::UNIQ_KEY),
+                "{props:?}"
+            );
+            assert_eq!(
+                found.msg_region,
+                property(props, message::property::MSG_REGION),
+                "{props:?}"
+            );
+        }
+        let repeated = SendProps::of("UNIQ_KEY\u{1}first\u{2}UNIQ_KEY\u{1}second\u{2}");
+        assert_eq!(repeated.uniq_key, Some("first"));
+        let p = |s: &str| SendProps::of(s).priority();
+        assert_eq!(p("_SYS_MSG_PRIORITY_\u{1}2\u{2}"), Some(Ok(2)));
+        assert_eq!(
+            p("_SYS_MSG_PRIORITY_\u{1}2\u{2}DELAY\u{1}1\u{2}"),
+            Some(Err(()))
+        );
+        assert_eq!(p("_SYS_MSG_PRIORITY_\u{1}-1\u{2}"), Some(Err(())));
+        assert_eq!(p("TAGS\u{1}x\u{2}"), None);
     }
 }

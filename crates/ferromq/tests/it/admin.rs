@@ -1129,3 +1129,37 @@ async fn topic_and_group_lists_from_a_file_and_a_groups_configuration() {
     );
     assert!(!ok && err.contains("not a JSON list"), "{err}");
 }
+
+#[tokio::test]
+async fn unit_topic_lists_follow_the_topics_flags() {
+    let server = Server::start("");
+    admin_ok(&server, &["updateTopic", "-t", "unit-topic", "-u", "true"]);
+    admin_ok(
+        &server,
+        &["updateTopic", "-t", "unit-sub-topic", "-s", "true"],
+    );
+    admin_ok(&server, &["updateTopic", "-t", "plain-topic"]);
+    let ns = connect(&server.namesrv).await;
+    let list = |code: i32| {
+        let ns = ns.clone();
+        async move {
+            let resp = call(&ns, RemotingCommand::request(code)).await;
+            assert_eq!(resp.code, 0, "{code}: {:?}", resp.remark);
+            let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+            let mut topics: Vec<String> = v["topicList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .filter(|t| t.ends_with("-topic"))
+                .collect();
+            topics.sort();
+            topics
+        }
+    };
+    // GET_UNIT_TOPIC_LIST (311), GET_HAS_UNIT_SUB_TOPIC_LIST (312),
+    // GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST (313).
+    assert_eq!(list(311).await, ["unit-topic"]);
+    assert_eq!(list(312).await, ["unit-sub-topic"]);
+    assert_eq!(list(313).await, ["unit-sub-topic"]);
+}

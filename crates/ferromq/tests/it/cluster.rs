@@ -190,6 +190,21 @@ async fn slave_copies_its_masters_metadata_and_refuses_sends() {
     let addrs = &route.broker_datas[0].broker_addrs;
     assert_eq!(addrs[&0], master_addr);
     assert_eq!(addrs[&1], slave_addr);
+    // GET_BROKER_MEMBER_GROUP (901): the group's members by id.
+    let members = call(
+        &c,
+        RemotingCommand::request(901)
+            .with_field("clusterName", "DefaultCluster")
+            .with_field("brokerName", "broker-r"),
+    )
+    .await;
+    assert_eq!(members.code, 0, "{:?}", members.remark);
+    let members: serde_json::Value = serde_json::from_slice(&members.body).unwrap();
+    assert_eq!(
+        members["brokerMemberGroup"]["brokerAddrs"],
+        serde_json::json!({"0": master_addr, "1": slave_addr}),
+        "{members}"
+    );
 }
 
 /// A "master" that answers every request with success and a body that is not JSON.

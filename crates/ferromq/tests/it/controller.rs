@@ -394,3 +394,67 @@ async fn a_single_controller_inside_the_name_server_answers_and_keeps_its_state_
         1
     );
 }
+
+#[tokio::test]
+async fn controller_config_is_shown_not_changed_at_run_time_and_dead_brokers_are_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = start_nodes(dir.path(), 1);
+    let addrs = [nodes[0].addr.as_str()];
+    let conn = connect(&leader_of(&addrs).await).await;
+    // GET_CONTROLLER_CONFIG (1010): the node's keys as controller.conf spells them.
+    let config = call(&conn, RemotingCommand::request(1010)).await;
+    assert_eq!(config.code, 0, "{:?}", config.remark);
+    let text = String::from_utf8_lossy(&config.body).into_owned();
+    assert!(
+        text.contains("scanInactiveMasterInterval=500")
+            && text.contains("controllerDLegerSelfId=n0"),
+        "{text}"
+    );
+    // UPDATE_CONTROLLER_CONFIG (1009): refused, saying how to change it.
+    let update = call(
+        &conn,
+        RemotingCommand::request(1009).with_body(b"scanInactiveMasterInterval=1000\n".to_vec()),
+    )
+    .await;
+    assert_eq!(update.code, 16, "{:?}", update.remark);
+    assert!(update.remark.unwrap_or_default().contains("restart"));
+
+    // CLEAN_BROKER_DATA (1011): broker 2 never heartbeated, so it may be cleaned; its id is
+    // then free for another broker to apply for.
+    join(&addrs, 1, "127.0.0.1:30911").await;
+    join(&addrs, 2, "127.0.0.1:30912").await;
+    // Broker 1 heartbeats and is elected: the group has a master and an in-sync set.
+    assert_eq!(
+        ask(&addrs, heartbeat(1, "127.0.0.1:30911", 60_000))
+            .await
+            .code,
+        0
+    );
+    let elected = ask(&addrs, elect_request(1)).await;
+    assert_eq!(elected.code, 0, "{:?}", elected.remark);
+    let apply_2_elsewhere = || {
+        RemotingCommand::request(1013)
+            .with_field("clusterName", "C")
+            .with_field("brokerName", "group-a")
+            .with_field("appliedBrokerId", 2)
+            .with_field("registerCheckCode", "127.0.0.1:30913;2")
+    };
+    let taken = ask(&addrs, apply_2_elsewhere()).await;
+    assert_ne!(taken.code, 0, "id 2 is another broker's before the clean");
+    let clean = |ids: &str| {
+        RemotingCommand::request(1011)
+            .with_field("clusterName", "C")
+            .with_field("brokerName", "group-a")
+            .with_field("brokerControllerIdsToClean", ids)
+    };
+    let bad = ask(&addrs, clean("2;two")).await;
+    assert_ne!(bad.code, 0, "malformed ids must be refused");
+    let done = ask(&addrs, clean("2")).await;
+    assert_eq!(done.code, 0, "{:?}", done.remark);
+    let free = ask(&addrs, apply_2_elsewhere()).await;
+    assert_eq!(
+        free.code, 0,
+        "id 2 is free after the clean: {:?}",
+        free.remark
+    );
+}

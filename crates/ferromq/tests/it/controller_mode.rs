@@ -398,9 +398,20 @@ async fn send_while_the_slave_is_paused(extra_conf: &str) -> PausedSlave {
         .await;
         assert_eq!(r.code, 0, "{:?}", r.remark);
     }
-    let confirmed = bodies(&master, "confirm").await;
-    assert_eq!(confirmed.len(), 5);
+    // A send is answered once the master holds it; it becomes readable once the in-sync
+    // slave holds it too, which may take a moment more (bounded wait).
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut confirmed = bodies(&master, "confirm").await;
+    while confirmed.len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the master never showed the 5 acknowledged messages: {}",
+            confirmed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        confirmed = bodies(&master, "confirm").await;
+    }
+    assert_eq!(confirmed.len(), 5);
     while bodies(&slave.addr, "confirm").await != confirmed {
         assert!(
             Instant::now() < deadline,

@@ -350,7 +350,7 @@ async fn tool_requests_with_bad_headers_or_bodies_get_clear_errors() {
         (321, "topic"),
         (315, "statsName"),
         (300, "topic"),
-        (343, "consumerGroup"),
+        (343, "group"),
         (352, "group"),
     ] {
         let resp = call(&broker, RemotingCommand::request(code)).await;

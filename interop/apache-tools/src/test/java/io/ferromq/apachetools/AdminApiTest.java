@@ -32,6 +32,7 @@ import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageDecoder;
 import org.apache.rocketmq.common.message.MessageExt;
 import org.apache.rocketmq.common.message.MessageQueue;
+import org.apache.rocketmq.common.topic.TopicValidator;
 import org.apache.rocketmq.remoting.protocol.admin.ConsumeStats;
 import org.apache.rocketmq.remoting.protocol.admin.OffsetWrapper;
 import org.apache.rocketmq.remoting.protocol.admin.TopicOffset;
@@ -40,6 +41,7 @@ import org.apache.rocketmq.remoting.protocol.body.ClusterInfo;
 import org.apache.rocketmq.remoting.protocol.body.Connection;
 import org.apache.rocketmq.remoting.protocol.body.ConsumerConnection;
 import org.apache.rocketmq.remoting.protocol.body.KVTable;
+import org.apache.rocketmq.remoting.protocol.body.TopicConfigSerializeWrapper;
 import org.apache.rocketmq.remoting.protocol.body.TopicList;
 import org.apache.rocketmq.remoting.protocol.heartbeat.ConsumeType;
 import org.apache.rocketmq.remoting.protocol.heartbeat.MessageModel;
@@ -294,6 +296,25 @@ class AdminApiTest {
             total += e.getValue().getMaxOffset();
         }
         assertEquals(SENT_TO_TOPIC1, total, "messages in " + TOPIC1);
+
+        // GET_EARLIEST_MSG_STORETIME (32): the store time of queue 0's first message.
+        MessageExt first = admin.viewMessage(TOPIC1, SENT.get(0).getOffsetMsgId());
+        assertEquals(first.getStoreTimestamp(), admin.earliestMsgStoreTime(new MessageQueue(TOPIC1, BROKER, 0)),
+            "the earliest store time of queue 0 is its first message's");
+    }
+
+    /**
+     * GET_SYSTEM_TOPIC_LIST_FROM_BROKER (305) through {@code getUserTopicConfig}: the broker's
+     * topics without its system topics, retry and dead-letter topics.
+     */
+    @Test
+    @Order(11)
+    void userTopicConfig() throws Exception {
+        TopicConfigSerializeWrapper user = admin.getUserTopicConfig(addr, false, 5_000);
+        Set<String> names = user.getTopicConfigTable().keySet();
+        assertTrue(names.contains(TOPIC1), "user topics: " + names);
+        assertTrue(names.stream().noneMatch(t -> TopicValidator.isSystemTopic(t) || t.startsWith("%RETRY%")
+            || t.startsWith("%DLQ%")), "system, retry or dead-letter topics among the user topics: " + names);
     }
 
     /** Depends on {@link #sendThenExamineTopicStats()}. QUERY_MESSAGE (12) by key. */
@@ -394,6 +415,10 @@ class AdminApiTest {
         assertEquals("*", cc.getSubscriptionTable().get(TOPIC1).getSubString(), "subscription expression");
         assertEquals(ConsumeType.CONSUME_PASSIVELY, cc.getConsumeType(), "consume type of a push consumer");
         assertEquals(MessageModel.CLUSTERING, cc.getMessageModel(), "message model");
+
+        // QUERY_TOPICS_BY_CONSUMER (343): the topics the group consumes.
+        TopicList consumed = admin.queryTopicsByConsumer(CONSUMER_GROUP);
+        assertTrue(consumed.getTopicList().contains(TOPIC1), "topics of " + CONSUMER_GROUP + ": " + consumed.getTopicList());
     }
 
     /**
@@ -581,6 +606,9 @@ class AdminApiTest {
         assertEquals(value, admin.getKVConfig(namespace, TOPIC1), "the value just put");
         admin.createAndUpdateKvConfig(namespace, TOPIC1, BROKER + ":4");
         assertEquals(BROKER + ":4", admin.getKVConfig(namespace, TOPIC1), "the value after an update");
+        // GET_KVLIST_BY_NAMESPACE (219)
+        KVTable table = admin.getKVListByNamespace(namespace);
+        assertEquals(BROKER + ":4", table.getTable().get(TOPIC1), "the namespace's list: " + table.getTable());
         admin.deleteKvConfig(namespace, TOPIC1);
         MQClientException e = assertThrows(MQClientException.class, () -> admin.getKVConfig(namespace, TOPIC1),
             "after deleteKvConfig the key must be gone");
