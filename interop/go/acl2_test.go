@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -52,15 +51,7 @@ func TestACL2(t *testing.T) {
 		t.Fatalf("the user's consumer did not receive: %s", compare(bodies, c.snapshot()))
 	}
 
-	refused := func(p interface {
-		SendSync(context.Context, ...*primitive.Message) (*primitive.SendResult, error)
-	}, topic, want string) {
-		t.Helper()
-		_, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("x")))
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("send to %s: want an error containing %q, got %v", topic, want, err)
-		}
-	}
+	refused := func(p syncSender, topic, want string) { expectRefused(t, p, topic, want) }
 	refused(p, denied, "User:go-app has no permission to access Topic:"+denied+" from 127.0.0.1, no matched policies. The request needs Pub.")
 	wrong := newProducer(t, b.NamesrvAdr, producer.WithRetry(0),
 		producer.WithCredentials(primitive.Credentials{AccessKey: "go-app", SecretKey: "not-the-password"}))

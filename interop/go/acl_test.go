@@ -101,15 +101,7 @@ func TestPlainACL(t *testing.T) {
 		t.Fatalf("consumer with credentials did not receive: %s", compare(bodies, c.snapshot()))
 	}
 
-	refused := func(p interface {
-		SendSync(context.Context, ...*primitive.Message) (*primitive.SendResult, error)
-	}, topic, want string) {
-		t.Helper()
-		_, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("x")))
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("send to %s: want an error containing %q, got %v", topic, want, err)
-		}
-	}
+	refused := func(p syncSender, topic, want string) { expectRefused(t, p, topic, want) }
 	// A topic the account may not publish to.
 	refused(p, denied, "No permission for topic:"+denied)
 	// The wrong secret.
@@ -147,5 +139,18 @@ func TestPlainACL(t *testing.T) {
 		return err == nil
 	}) {
 		t.Fatalf("the reloaded ACL file did not allow %s", later)
+	}
+}
+
+type syncSender interface {
+	SendSync(context.Context, ...*primitive.Message) (*primitive.SendResult, error)
+}
+
+// expectRefused: a send to topic fails with an error containing want.
+func expectRefused(t *testing.T, p syncSender, topic, want string) {
+	t.Helper()
+	_, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("x")))
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("send to %s: want an error containing %q, got %v", topic, want, err)
 	}
 }

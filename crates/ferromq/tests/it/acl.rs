@@ -70,35 +70,14 @@ async fn the_rust_client_and_admin_cli_sign_their_requests() {
         "{refused:?}"
     );
 
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let consumer = PushConsumer::builder()
-        .name_servers([server.namesrv.clone()])
-        .group("acl-cg")
-        .instance_name("signed-consumer")
-        .credentials("rust-app-key", "rust-app-secret")
-        .consume_from(ConsumeFrom::FirstOffset)
-        .subscribe("acl-topic", Selector::All)
-        .start(move |msgs| {
-            let sink = sink.clone();
-            async move {
-                sink.lock()
-                    .unwrap()
-                    .extend(msgs.into_iter().map(|m| m.body.to_vec()));
-                ConsumeResult::Success
-            }
-        })
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && seen.lock().unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        seen.lock().unwrap().first().map(Vec::as_slice),
-        Some(&b"signed"[..])
-    );
-    consumer.shutdown().await;
+    let first = first_consumed(
+        &server,
+        "acl-cg",
+        "acl-topic",
+        ("rust-app-key", "rust-app-secret"),
+    )
+    .await;
+    assert_eq!(first.as_deref(), Some(&b"signed"[..]));
 
     let create = |ak: &str, sk: &str| {
         admin(
@@ -138,4 +117,41 @@ async fn the_rust_client_and_admin_cli_sign_their_requests() {
     })
     .await
     .unwrap();
+}
+
+/// The first body a push consumer signing with `credentials` gets from `topic` (from the
+/// first offset), within 20 s.
+pub(crate) async fn first_consumed(
+    server: &Server,
+    group: &str,
+    topic: &str,
+    (access_key, secret_key): (&str, &str),
+) -> Option<Vec<u8>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let consumer = PushConsumer::builder()
+        .name_servers([server.namesrv.clone()])
+        .group(group)
+        .instance_name(format!("{group}-consumer"))
+        .credentials(access_key, secret_key)
+        .consume_from(ConsumeFrom::FirstOffset)
+        .subscribe(topic, Selector::All)
+        .start(move |msgs| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap()
+                    .extend(msgs.into_iter().map(|m| m.body.to_vec()));
+                ConsumeResult::Success
+            }
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && seen.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    consumer.shutdown().await;
+    let first = seen.lock().unwrap().first().cloned();
+    first
 }

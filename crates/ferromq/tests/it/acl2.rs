@@ -3,10 +3,9 @@
 //! refusal messages, the tables surviving a crash, the plain ACL import, and malformed
 //! admin requests.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferromq_client::{ConsumeFrom, ConsumeResult, Message, Producer, PushConsumer, Selector};
+use ferromq_client::{Message, Producer};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::RemotingCommand;
 
@@ -101,35 +100,9 @@ async fn users_and_policies_decide_who_sends_and_consumes_and_survive_a_crash() 
         .await
         .contains("check signature failed."));
 
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let consumer = PushConsumer::builder()
-        .name_servers([server.namesrv.clone()])
-        .group("billing")
-        .instance_name("alice-consumer")
-        .credentials("alice", "alice-secret")
-        .consume_from(ConsumeFrom::FirstOffset)
-        .subscribe("orders", Selector::All)
-        .start(move |msgs| {
-            let sink = sink.clone();
-            async move {
-                sink.lock()
-                    .unwrap()
-                    .extend(msgs.into_iter().map(|m| m.body.to_vec()));
-                ConsumeResult::Success
-            }
-        })
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && seen.lock().unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        seen.lock().unwrap().first().map(Vec::as_slice),
-        Some(&b"paid"[..])
-    );
-    consumer.shutdown().await;
+    let first =
+        crate::acl::first_consumed(&server, "billing", "orders", ("alice", "alice-secret")).await;
+    assert_eq!(first.as_deref(), Some(&b"paid"[..]));
 
     // Alice holds no Create on topics and no Update on the cluster.
     let (ok, out, err) = admin(
