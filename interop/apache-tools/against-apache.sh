@@ -14,10 +14,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+. ../apache-common.sh
+# The suite runs from a copy of this module, so that it may run while the same suite runs
+# against FerroMQ here (CI runs both side by side): each has its own target directory.
+mkdir -p "$work/suite"
+cp -r pom.xml src "$work/suite/"
+cd "$work/suite"
 mvn -B -q -ntp dependency:build-classpath -Dmdep.outputFile="$work/cp.txt" -Dmdep.includeScope=test
 cp=$(cat "$work/cp.txt")
 
-. ../apache-common.sh
 ns_port=$(free_port)
 taken=" $ns_port "
 pick_broker_port

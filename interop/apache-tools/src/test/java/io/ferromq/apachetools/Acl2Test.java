@@ -19,6 +19,7 @@ import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
 import org.apache.rocketmq.client.exception.MQBrokerException;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendStatus;
+import org.apache.rocketmq.common.TopicConfig;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.remoting.protocol.body.AclInfo;
 import org.apache.rocketmq.remoting.protocol.body.UserInfo;
@@ -100,8 +101,10 @@ class Acl2Test {
         String orders = "acl-orders-" + uid;
         String payments = "acl-payments-" + uid;
         String group = "acl-billing-" + uid;
-        mqadmin.ok("updateTopic", "-b", broker(), "-t", orders, "-r", "2", "-w", "2");
-        mqadmin.ok("updateTopic", "-b", broker(), "-t", payments, "-r", "2", "-w", "2");
+        for (String topic : List.of(orders, payments)) {
+            TopicConfig config = new TopicConfig(topic, 2, 2);
+            admin.createAndUpdateTopicConfig(broker(), config);
+        }
         MqAdmin.Result created = mqadmin.ok("createUser", "-b", broker(), "-u", user, "-p", "alice-password");
         assertTrue(created.output().contains("create user to " + broker() + " success."), created.describe());
         mqadmin.ok("createAcl", "-b", broker(), "-s", "User:" + user, "-r", "Topic:" + orders + ",Group:" + group,

@@ -39,6 +39,8 @@ import org.apache.rocketmq.remoting.protocol.RemotingSerializable;
 import org.apache.rocketmq.remoting.protocol.route.BrokerData;
 import org.apache.rocketmq.remoting.protocol.route.QueueData;
 import org.apache.rocketmq.remoting.protocol.route.TopicRouteData;
+import org.apache.rocketmq.common.constant.PermName;
+import org.apache.rocketmq.tools.admin.DefaultMQAdminExt;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
@@ -836,17 +838,20 @@ class MqAdminTest {
     @Order(46)
     void wipeThenAddWritePerm() throws Exception {
         endOfPhaseA();
+        DefaultMQAdminExt admin = clients.admin();
         try {
             MqAdmin.Result wiped = mq.ok("wipeWritePerm", "-b", BROKER);
             assertLine(wiped, "^wipe write perm of broker\\[" + BROKER + "] in name server\\[.+] OK, [1-9][0-9]*$",
                 "the topics whose write permission was taken");
-            assertLine(mq.ok("topicRoute", "-t", T), "\"perm\"\\s*:\\s*4", "T's route read-only");
+            int perm = admin.examineTopicRouteInfo(T).getQueueDatas().get(0).getPerm();
+            assertEquals(PermName.PERM_READ, perm, "T's route is read-only after the wipe");
         } finally {
             MqAdmin.Result added = mq.run("addWritePerm", "-b", BROKER);
             assertLine(added, "^add write perm of broker\\[" + BROKER + "] in name server\\[.+] OK, [1-9][0-9]*$",
                 "the topics whose write permission came back");
         }
-        assertLine(mq.ok("topicRoute", "-t", T), "\"perm\"\\s*:\\s*6", "T's route writable again");
+        int perm = admin.examineTopicRouteInfo(T).getQueueDatas().get(0).getPerm();
+        assertEquals(PermName.PERM_READ | PermName.PERM_WRITE, perm, "T's route is writable again");
     }
 
     // ------------------------------------------------------------------ helpers
