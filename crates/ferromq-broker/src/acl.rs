@@ -77,6 +77,16 @@ struct AccountFile {
     group_perms: Vec<String>,
 }
 
+impl AclFile {
+    /// An empty file is one without accounts.
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(AclFile::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 /// Keys may be written as numbers (`secretKey: 12345678`), as Apache's loader allows.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -156,11 +166,7 @@ impl PlainAcl {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: AclFile = if text.trim().is_empty() {
-            AclFile::default()
-        } else {
-            serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?
-        };
+        let file = AclFile::parse(text)?;
         let global_white = file
             .global_white_remote_addresses
             .iter()
@@ -211,11 +217,7 @@ impl PlainAcl {
     /// The accounts of a `plain_acl.yml` as ACL 2.0's import reads them (Apache's
     /// `AuthMigrator`): permission entries that are not `name=PERM` are skipped.
     pub fn accounts_for_migration(text: &str) -> Result<Vec<MigratedAccount>, String> {
-        let file: AclFile = if text.trim().is_empty() {
-            AclFile::default()
-        } else {
-            serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?
-        };
+        let file = AclFile::parse(text)?;
         let split = |entries: Vec<String>| {
             entries
                 .iter()
@@ -456,10 +458,7 @@ impl AddressPattern {
     }
 
     fn matches(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         match self {
             AddressPattern::Any => true,
             AddressPattern::Exact(list) => list.contains(&ip),

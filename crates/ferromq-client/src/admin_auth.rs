@@ -5,35 +5,24 @@ use ferromq_protocol::auth::{AclInfo, UserInfo};
 use ferromq_protocol::code::request;
 use ferromq_protocol::header::{
     AuthAclRequestHeader, AuthListAclsRequestHeader, AuthListUsersRequestHeader,
-    AuthUserRequestHeader, CommandHeader,
+    AuthUserRequestHeader,
 };
 use ferromq_protocol::RemotingCommand;
 
 use crate::admin::{json_body, AdminClient};
 use crate::Result;
 
-fn with_header(code: i32, header: &impl CommandHeader) -> RemotingCommand {
-    let mut req = RemotingCommand::request(code);
-    header.encode(&mut req.ext_fields);
-    req
-}
-
 fn user_request(code: i32, username: &str) -> RemotingCommand {
-    with_header(
-        code,
-        &AuthUserRequestHeader {
-            username: Some(username.to_string()),
-        },
-    )
+    RemotingCommand::request(code).with_header(&AuthUserRequestHeader {
+        username: Some(username.to_string()),
+    })
 }
 
 impl AdminClient {
     /// The broker's users (an empty answer is no users).
     pub async fn users(&self, addr: &str) -> Result<Vec<UserInfo>> {
-        let req = with_header(
-            request::AUTH_LIST_USER,
-            &AuthListUsersRequestHeader::default(),
-        );
+        let req = RemotingCommand::request(request::AUTH_LIST_USER)
+            .with_header(&AuthListUsersRequestHeader::default());
         let resp = self.broker_call(addr, req, "AUTH_LIST_USER").await?;
         if resp.body.is_empty() {
             return Ok(Vec::new());
@@ -71,10 +60,8 @@ impl AdminClient {
 
     /// The broker's policies, every subject's.
     pub async fn acls(&self, addr: &str) -> Result<Vec<AclInfo>> {
-        let req = with_header(
-            request::AUTH_LIST_ACL,
-            &AuthListAclsRequestHeader::default(),
-        );
+        let req = RemotingCommand::request(request::AUTH_LIST_ACL)
+            .with_header(&AuthListAclsRequestHeader::default());
         let resp = self.broker_call(addr, req, "AUTH_LIST_ACL").await?;
         if resp.body.is_empty() {
             return Ok(Vec::new());
@@ -84,14 +71,12 @@ impl AdminClient {
 
     /// Adds policy entries to a subject's ACL; an entry for a resource it has replaces it.
     pub async fn put_acl(&self, addr: &str, acl: &AclInfo) -> Result<()> {
-        let req = with_header(
-            request::AUTH_CREATE_ACL,
-            &AuthAclRequestHeader {
+        let req = RemotingCommand::request(request::AUTH_CREATE_ACL)
+            .with_header(&AuthAclRequestHeader {
                 subject: acl.subject.clone(),
                 ..AuthAclRequestHeader::default()
-            },
-        )
-        .with_body(serde_json::to_vec(acl).expect("AclInfo serializes"));
+            })
+            .with_body(serde_json::to_vec(acl).expect("AclInfo serializes"));
         self.broker_call(addr, req, "AUTH_CREATE_ACL")
             .await
             .map(|_| ())
@@ -104,14 +89,12 @@ impl AdminClient {
         subject: &str,
         resource: Option<&str>,
     ) -> Result<()> {
-        let req = with_header(
-            request::AUTH_DELETE_ACL,
-            &AuthAclRequestHeader {
+        let req =
+            RemotingCommand::request(request::AUTH_DELETE_ACL).with_header(&AuthAclRequestHeader {
                 subject: Some(subject.to_string()),
                 policy_type: None,
                 resource: resource.map(str::to_string),
-            },
-        );
+            });
         self.broker_call(addr, req, "AUTH_DELETE_ACL")
             .await
             .map(|_| ())

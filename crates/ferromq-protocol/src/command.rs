@@ -151,6 +151,12 @@ impl RemotingCommand {
         self
     }
 
+    /// Adds a typed header's fields.
+    pub fn with_header(mut self, header: &impl crate::header::CommandHeader) -> Self {
+        header.encode(&mut self.ext_fields);
+        self
+    }
+
     pub fn is_response(&self) -> bool {
         self.flag & FLAG_RESPONSE != 0
     }

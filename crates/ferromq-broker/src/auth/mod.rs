@@ -439,7 +439,7 @@ impl AuthService {
             return Ok(());
         }
         let subject = format!("User:{name}");
-        let source = ip_text(ip);
+        let source = ip.to_canonical().to_string();
         for need in needs {
             // Apache's message, then the action it needed, which Apache's leaves out.
             let deny = |detail: &str| {
@@ -525,12 +525,12 @@ impl AuthService {
     ) -> Result<(), Refusal> {
         let user_type = parse_user_type(info.user_type.as_deref())?;
         let status = parse_user_status(info.user_status.as_deref())?;
-        if user_type == Some(UserType::Super) && self.caller_is_not_super(caller)? {
+        let caller_not_super = self.caller_is_not_super(caller)?;
+        if user_type == Some(UserType::Super) && caller_not_super {
             return Err(system_error(
                 "The super user can only be update by super user",
             ));
         }
-        let caller_not_super = self.caller_is_not_super(caller)?;
         let mut tables = self.tables.write().expect("auth lock");
         let user = tables
             .users
@@ -698,13 +698,6 @@ impl AuthService {
 
 fn resource_key(need: &Need) -> String {
     Resource::Of(need.kind, NamePattern::Literal(need.name.clone())).key()
-}
-
-fn ip_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4).to_string(),
-        v4 => v4.to_string(),
-    }
 }
 
 /// A stored user: the table holds every field.

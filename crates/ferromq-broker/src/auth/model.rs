@@ -203,10 +203,7 @@ pub fn valid_source_ip(text: &str) -> bool {
 }
 
 fn ip_in_range(ip: IpAddr, range: &str) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
+    let ip = ip.to_canonical();
     match range.parse::<IpAddr>() {
         Ok(single) => single == ip,
         Err(_) => range.parse::<IpNet>().is_ok_and(|net| net.contains(&ip)),

@@ -9,19 +9,13 @@ use ferromq_protocol::auth::{AclInfo, PolicyEntryInfo, PolicyInfo, UserInfo};
 use ferromq_protocol::code::request;
 use ferromq_protocol::header::{
     AuthAclRequestHeader, AuthListAclsRequestHeader, AuthListUsersRequestHeader,
-    AuthUserRequestHeader, CommandHeader,
+    AuthUserRequestHeader,
 };
 use ferromq_protocol::RemotingCommand;
 use serde_json::{json, Value};
 
 use crate::ctx::{label, Ctx, Members, Target};
 use crate::table::Table;
-
-fn request_with(code: i32, header: &impl CommandHeader) -> RemotingCommand {
-    let mut req = RemotingCommand::request(code);
-    header.encode(&mut req.ext_fields);
-    req
-}
 
 /// A comma list (`-r`, `-a`, `-i`), as Apache's commands split them.
 fn list(text: &Option<String>) -> Option<Vec<String>> {
@@ -93,8 +87,7 @@ pub struct CreateUser {
 
 impl CreateUser {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let mut req = request_with(
-            request::AUTH_CREATE_USER,
+        let mut req = RemotingCommand::request(request::AUTH_CREATE_USER).with_header(
             &AuthUserRequestHeader {
                 username: Some(self.username.clone()),
             },
@@ -130,8 +123,7 @@ impl UpdateUser {
         if self.password.is_none() && self.user_type.is_none() && self.user_status.is_none() {
             bail!("updateUser needs at least one of -p, -t, -s");
         }
-        let mut req = request_with(
-            request::AUTH_UPDATE_USER,
+        let mut req = RemotingCommand::request(request::AUTH_UPDATE_USER).with_header(
             &AuthUserRequestHeader {
                 username: Some(self.username.clone()),
             },
@@ -157,8 +149,7 @@ pub struct DeleteUser {
 
 impl DeleteUser {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let req = request_with(
-            request::AUTH_DELETE_USER,
+        let req = RemotingCommand::request(request::AUTH_DELETE_USER).with_header(
             &AuthUserRequestHeader {
                 username: Some(self.username),
             },
@@ -206,12 +197,10 @@ pub struct GetUser {
 
 impl GetUser {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let req = request_with(
-            request::AUTH_GET_USER,
-            &AuthUserRequestHeader {
+        let req =
+            RemotingCommand::request(request::AUTH_GET_USER).with_header(&AuthUserRequestHeader {
                 username: Some(self.username),
-            },
-        );
+            });
         let rows = read_each(ctx, &self.target, req, "AUTH_GET_USER").await?;
         ctx.print(user_table(&rows), by_broker(rows));
         Ok(())
@@ -229,8 +218,7 @@ pub struct ListUser {
 
 impl ListUser {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let req = request_with(
-            request::AUTH_LIST_USER,
+        let req = RemotingCommand::request(request::AUTH_LIST_USER).with_header(
             &AuthListUsersRequestHeader {
                 filter: self.filter,
             },
@@ -276,13 +264,10 @@ impl PutAcl {
                 decision: Some(self.decision.clone()),
             })
             .collect();
-        let mut req = request_with(
-            code,
-            &AuthAclRequestHeader {
-                subject: Some(self.subject.clone()),
-                ..AuthAclRequestHeader::default()
-            },
-        );
+        let mut req = RemotingCommand::request(code).with_header(&AuthAclRequestHeader {
+            subject: Some(self.subject.clone()),
+            ..AuthAclRequestHeader::default()
+        });
         req.body = serde_json::to_vec(&AclInfo {
             subject: Some(self.subject),
             policies: Some(vec![PolicyInfo {
@@ -308,14 +293,12 @@ pub struct DeleteAcl {
 
 impl DeleteAcl {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let req = request_with(
-            request::AUTH_DELETE_ACL,
-            &AuthAclRequestHeader {
+        let req =
+            RemotingCommand::request(request::AUTH_DELETE_ACL).with_header(&AuthAclRequestHeader {
                 subject: Some(self.subject),
                 policy_type: None,
                 resource: self.resource,
-            },
-        );
+            });
         write_each(ctx, &self.target, req, "AUTH_DELETE_ACL", "delete acl").await
     }
 }
@@ -367,13 +350,11 @@ pub struct GetAcl {
 
 impl GetAcl {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let req = request_with(
-            request::AUTH_GET_ACL,
-            &AuthAclRequestHeader {
+        let req =
+            RemotingCommand::request(request::AUTH_GET_ACL).with_header(&AuthAclRequestHeader {
                 subject: Some(self.subject),
                 ..AuthAclRequestHeader::default()
-            },
-        );
+            });
         let rows = read_each(ctx, &self.target, req, "AUTH_GET_ACL").await?;
         ctx.print(acl_table(&rows), by_broker(rows));
         Ok(())
@@ -394,8 +375,7 @@ pub struct ListAcl {
 
 impl ListAcl {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        let req = request_with(
-            request::AUTH_LIST_ACL,
+        let req = RemotingCommand::request(request::AUTH_LIST_ACL).with_header(
             &AuthListAclsRequestHeader {
                 subject_filter: self.subject,
                 resource_filter: self.resource,
@@ -438,8 +418,7 @@ impl CopyUser {
             Some(names) => {
                 let mut out = Vec::new();
                 for name in names {
-                    let req = request_with(
-                        request::AUTH_GET_USER,
+                    let req = RemotingCommand::request(request::AUTH_GET_USER).with_header(
                         &AuthUserRequestHeader {
                             username: Some(name.clone()),
                         },
@@ -452,10 +431,8 @@ impl CopyUser {
                 out
             }
             None => {
-                let req = request_with(
-                    request::AUTH_LIST_USER,
-                    &AuthListUsersRequestHeader::default(),
-                );
+                let req = RemotingCommand::request(request::AUTH_LIST_USER)
+                    .with_header(&AuthListUsersRequestHeader::default());
                 match read_one(ctx, &self.from, req, "AUTH_LIST_USER").await? {
                     Some(v) => serde_json::from_value(v)?,
                     None => Vec::new(),
@@ -470,7 +447,7 @@ impl CopyUser {
             let exists = read_one(
                 ctx,
                 &self.to,
-                request_with(request::AUTH_GET_USER, &header),
+                RemotingCommand::request(request::AUTH_GET_USER).with_header(&header),
                 "AUTH_GET_USER",
             )
             .await?
@@ -480,7 +457,7 @@ impl CopyUser {
             } else {
                 (request::AUTH_CREATE_USER, "AUTH_CREATE_USER")
             };
-            let mut req = request_with(code, &header);
+            let mut req = RemotingCommand::request(code).with_header(&header);
             req.body = serde_json::to_vec(&user)?.into();
             ctx.remote.ok(&self.to, req, operation).await?;
             println!(
@@ -509,8 +486,7 @@ impl CopyAcl {
             Some(subjects) => {
                 let mut out = Vec::new();
                 for subject in subjects {
-                    let req = request_with(
-                        request::AUTH_GET_ACL,
+                    let req = RemotingCommand::request(request::AUTH_GET_ACL).with_header(
                         &AuthAclRequestHeader {
                             subject: Some(subject.clone()),
                             ..AuthAclRequestHeader::default()
@@ -524,10 +500,8 @@ impl CopyAcl {
                 out
             }
             None => {
-                let req = request_with(
-                    request::AUTH_LIST_ACL,
-                    &AuthListAclsRequestHeader::default(),
-                );
+                let req = RemotingCommand::request(request::AUTH_LIST_ACL)
+                    .with_header(&AuthListAclsRequestHeader::default());
                 match read_one(ctx, &self.from, req, "AUTH_LIST_ACL").await? {
                     Some(v) => serde_json::from_value(v)?,
                     None => Vec::new(),
@@ -537,8 +511,7 @@ impl CopyAcl {
         for acl in acls {
             let subject = acl.subject.clone().unwrap_or_default();
             // Create and update both merge into the target's ACL.
-            let mut req = request_with(
-                request::AUTH_CREATE_ACL,
+            let mut req = RemotingCommand::request(request::AUTH_CREATE_ACL).with_header(
                 &AuthAclRequestHeader {
                     subject: Some(subject.clone()),
                     ..AuthAclRequestHeader::default()

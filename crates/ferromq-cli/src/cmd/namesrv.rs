@@ -6,19 +6,13 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use ferromq_protocol::code::{request, response};
-use ferromq_protocol::header::{BrokerNameRequestHeader, CommandHeader, KvConfigRequestHeader};
+use ferromq_protocol::header::{BrokerNameRequestHeader, KvConfigRequestHeader};
 use ferromq_protocol::RemotingCommand;
 use serde_json::{json, Value};
 
 use crate::ctx::Ctx;
 use crate::remote::refused;
 use crate::table::Table;
-
-fn with_header(code: i32, header: &impl CommandHeader) -> RemotingCommand {
-    let mut req = RemotingCommand::request(code);
-    header.encode(&mut req.ext_fields);
-    req
-}
 
 /// `wipeWritePerm -b brokerName` and `addWritePerm -b brokerName`: the name servers' routes
 /// of the broker's topics lose (or regain) write permission, so clients send elsewhere.
@@ -39,12 +33,9 @@ impl WritePerm {
         let mut all = serde_json::Map::new();
         let mut failed = false;
         for ns in &ctx.namesrv {
-            let req = with_header(
-                code,
-                &BrokerNameRequestHeader {
-                    broker_name: self.broker_name.clone(),
-                },
-            );
+            let req = RemotingCommand::request(code).with_header(&BrokerNameRequestHeader {
+                broker_name: self.broker_name.clone(),
+            });
             match ctx.remote.call(ns, req).await {
                 Ok(resp) if resp.code == response::SUCCESS => {
                     let n = resp.field(field).unwrap_or("0").to_string();
@@ -100,7 +91,7 @@ impl UpdateKvConfig {
             value: Some(self.value),
         };
         for ns in &ctx.namesrv {
-            let req = with_header(request::PUT_KV_CONFIG, &header);
+            let req = RemotingCommand::request(request::PUT_KV_CONFIG).with_header(&header);
             ctx.remote.ok(ns, req, "PUT_KV_CONFIG").await?;
         }
         println!("create or update kv config to namespace success.");
@@ -125,7 +116,7 @@ impl DeleteKvConfig {
             value: None,
         };
         for ns in &ctx.namesrv {
-            let req = with_header(request::DELETE_KV_CONFIG, &header);
+            let req = RemotingCommand::request(request::DELETE_KV_CONFIG).with_header(&header);
             ctx.remote.ok(ns, req, "DELETE_KV_CONFIG").await?;
         }
         println!("delete kv config from namespace success.");
