@@ -104,10 +104,7 @@ fn senders(sources: &[(&'static str, Vec<(PathBuf, String)>)], name: &str) -> Ve
         let text = text.split("#[cfg(test)]").next().unwrap_or(text);
         ["request::", "code::", "request::request::"]
             .iter()
-            .any(|m| {
-                text.contains(&format!("request({m}{name}"))
-                    || text.contains(&format!("request_with({m}{name}"))
-            })
+            .any(|m| text.contains(&format!("request({m}{name}")))
     };
     sources
         .iter()
