@@ -4,6 +4,8 @@
 //! A registration adds and updates the topics it carries (Apache's rule, so increments and
 //! Apache brokers' split registrations work); only a body marked as the broker's whole
 //! table (FerroMQ brokers' `ferromqWholeTable`) also drops the broker's topics missing from it.
+//! A registration whose version the name server already has changes no route an operator
+//! changed (a wiped write permission), whatever kind of registration recorded it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -61,10 +63,32 @@ impl Tables {
             .insert(queues.broker_name.clone(), queues);
     }
 
-    fn has_queues(&self, topic: &str, broker_name: &str) -> bool {
+    /// Whether the broker's queues of `topic` are as `carried` says, but for the permission.
+    fn has_queues_like(&self, topic: &str, carried: &QueueData) -> bool {
         self.topic_queues
             .get(topic)
-            .is_some_and(|q| q.contains_key(broker_name))
+            .and_then(|q| q.get(&carried.broker_name))
+            .is_some_and(|held| {
+                QueueData {
+                    perm: carried.perm,
+                    ..held.clone()
+                } == *carried
+            })
+    }
+
+    /// A whole table names every topic the broker has: the others are gone from it.
+    fn drop_topics_missing_from<V>(&mut self, broker_name: &str, table: &BTreeMap<String, V>) {
+        let gone: Vec<String> = self
+            .topics_of_broker
+            .get(broker_name)
+            .into_iter()
+            .flatten()
+            .filter(|topic| !table.contains_key(*topic))
+            .cloned()
+            .collect();
+        for topic in gone {
+            self.remove_queues(&topic, broker_name);
+        }
     }
 
     /// Removes a broker's queues of `topic`, and the topic with its last broker.
@@ -156,41 +180,33 @@ impl RouteTable {
             .retain(|id, addr| *id != h.broker_id && *addr != h.broker_addr);
         bd.broker_addrs.insert(h.broker_id, h.broker_addr.clone());
         let master = bd.broker_addrs.get(&0).cloned();
-        // FerroMQ's increments carry a few topics under the broker's newest version: they
-        // neither count as that version's table nor are skipped for it.
+        // As Apache's, any registration (FerroMQ's increments too) records the version it
+        // carries: a whole table of that version arriving later changes nothing an operator
+        // did meanwhile (a wiped write permission stays wiped).
         let increment = h.whole_table == Some(false);
         let unchanged = !increment
             && t.versions.get(&h.broker_addr) == Some(version)
             && t.live.contains_key(&h.broker_addr);
         let configs = &body.topic_config_serialize_wrapper.topic_config_table;
-        if h.broker_id == 0 && unchanged {
-            // The same table again: only put back what is missing (an increment that never
-            // arrived, a route deleted by DELETE_TOPIC_IN_NAMESRV), as Apache's
-            // `isTopicConfigChanged` does; routes an operator changed stay as they are.
-            for (topic, tc) in configs {
-                if !t.has_queues(topic, &h.broker_name) {
+        if h.broker_id == 0 {
+            if h.whole_table == Some(true) {
+                t.drop_topics_missing_from(&h.broker_name, configs);
+            }
+            if unchanged {
+                // The same table again: only mend what differs from it in more than the
+                // permission (an increment that never arrived, a route deleted by
+                // DELETE_TOPIC_IN_NAMESRV); permissions an operator changed stay.
+                for (topic, tc) in configs {
+                    let carried = queue_data(&h.broker_name, tc);
+                    if !t.has_queues_like(topic, &carried) {
+                        t.put_queues(topic, carried);
+                    }
+                }
+            } else {
+                t.versions.insert(h.broker_addr.clone(), version.clone());
+                for (topic, tc) in configs {
                     t.put_queues(topic, queue_data(&h.broker_name, tc));
                 }
-            }
-        } else if h.broker_id == 0 {
-            if !increment {
-                t.versions.insert(h.broker_addr.clone(), version.clone());
-            }
-            if h.whole_table == Some(true) {
-                let gone: Vec<String> = t
-                    .topics_of_broker
-                    .get(&h.broker_name)
-                    .into_iter()
-                    .flatten()
-                    .filter(|topic| !configs.contains_key(*topic))
-                    .cloned()
-                    .collect();
-                for topic in gone {
-                    t.remove_queues(&topic, &h.broker_name);
-                }
-            }
-            for (topic, tc) in configs {
-                t.put_queues(topic, queue_data(&h.broker_name, tc));
             }
         }
         t.live.insert(
@@ -546,11 +562,11 @@ mod tests {
         let new_topic = body(&["New"]);
         t.register(&increment, &new_topic, 1, None);
         assert!(
-            t.version_changed(
+            !t.version_changed(
                 "127.0.0.1:1",
                 &new_topic.topic_config_serialize_wrapper.data_version
             ),
-            "an increment is not the whole table of its version"
+            "an increment records its version, as Apache's registrations do"
         );
         assert!(t.route("T").is_some(), "an increment removes nothing");
         assert!(t.route("New").is_some());
@@ -609,6 +625,43 @@ mod tests {
         // A new topic table replaces the routes, write permission included.
         t.register(&header("a", "127.0.0.1:1", 0), &body(&["T"]), 1, None);
         assert_eq!(t.route("T").unwrap().queue_datas[0].perm, 6);
+    }
+
+    #[test]
+    fn a_wipe_outlives_the_whole_table_that_follows_an_increment() {
+        let t = RouteTable::default();
+        t.register(&whole("a", "127.0.0.1:1"), &body(&["T", "Gone"]), 1, None);
+        // The broker deletes Gone and creates New (version 2), sending New as an increment.
+        let mut next = body(&["T", "New"]);
+        next.topic_config_serialize_wrapper.data_version.counter = 2;
+        let mut increment_body = body(&["New"]);
+        increment_body.topic_config_serialize_wrapper.data_version =
+            next.topic_config_serialize_wrapper.data_version.clone();
+        let increment = RegisterBrokerRequestHeader {
+            whole_table: Some(false),
+            ..header("a", "127.0.0.1:1", 0)
+        };
+        t.register(&increment, &increment_body, 1, None);
+        assert_eq!(t.set_write_perm("a", true), 3, "T, Gone and New lose write");
+        // The periodic whole table of version 2: the wipe stays, Gone goes.
+        t.register(&whole("a", "127.0.0.1:1"), &next, 1, None);
+        assert_eq!(t.route("T").unwrap().queue_datas[0].perm, perm::READ);
+        assert_eq!(t.route("New").unwrap().queue_datas[0].perm, perm::READ);
+        assert!(
+            t.route("Gone").is_none(),
+            "a whole table drops what it lacks"
+        );
+        // An update whose increment was lost is mended by the same table, wipe and all.
+        let mut wider = next.clone();
+        wider
+            .topic_config_serialize_wrapper
+            .topic_config_table
+            .get_mut("New")
+            .unwrap()
+            .write_queue_nums = 16;
+        t.register(&whole("a", "127.0.0.1:1"), &wider, 1, None);
+        let new = &t.route("New").unwrap().queue_datas[0];
+        assert_eq!(new.write_queue_nums, 16);
     }
 
     #[test]
