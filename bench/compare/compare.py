@@ -745,29 +745,48 @@ def write_report(results, path, systems):
     Path(path).write_text("\n".join(lines))
 
 
+COLORS = {"FerroMQ": "#d9480f", "Apache RocketMQ": "#1c7ed6", "rocketmq-rust": "#2f9e44", "null broker": "#adb5bd"}
+
+
 def write_chart(results, path, systems):
     """Grouped bars: Go-client throughput per scenario, and p99 send latency."""
-    colors = {"FerroMQ": "#d9480f", "Apache RocketMQ": "#1c7ed6", "rocketmq-rust": "#2f9e44", "null broker": "#adb5bd"}
     panels = []
-    for key, label, scale in (("msgs_per_sec", "Go client: messages per second", 1), ("p99_us", "Go client: p99 send latency (ms)", 1000)):
+    for key, label, scale in (("msgs_per_sec", "Go client: messages per second", 1),
+                              ("p99_us", "Go client: p99 send latency (ms)", 1000)):
         groups = []
         for sid, run in results["runs"].items():
             by = run["by"].get("Go client", {})
             vals = [(s, by[s][key] / scale) for s in systems if s in by and "error" not in by[s] and by[s].get(key)]
             if vals:
                 groups.append((sid, vals))
-        panels.append((label, groups))
-    width, panel_h, top = 980, 300, 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + 2 * (panel_h + 60) + 30}" font-family="sans-serif" font-size="11">',
+        panels.append((label, groups, kilo if key == "msgs_per_sec" else one_decimal))
+    write_bars(path, systems, panels)
+
+
+def kilo(v):
+    return f"{v / 1000:.1f}k"
+
+
+def one_decimal(v):
+    return f"{v:.1f}"
+
+
+def write_bars(path, systems, panels, width=980, panel_h=300):
+    """An SVG of grouped bar panels, one colour per system. `panels`: (title, groups, label
+    of a value) with groups [(group name, [(system, value or None for a failed run)])]."""
+    top = 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + len(panels) * (panel_h + 60) + 30}" '
+           'font-family="sans-serif" font-size="11">',
            '<rect width="100%" height="100%" fill="white"/>']
     x = 60
     for s in systems:
-        out.append(f'<rect x="{x}" y="12" width="12" height="12" fill="{colors.get(s, "#888")}"/><text x="{x + 16}" y="22">{s}</text>')
+        out.append(f'<rect x="{x}" y="12" width="12" height="12" fill="{COLORS.get(s, "#888")}"/>'
+                   f'<text x="{x + 16}" y="22">{s}</text>')
         x += 150
-    for i, (label, groups) in enumerate(panels):
+    for i, (label, groups, text_of) in enumerate(panels):
         y0 = top + i * (panel_h + 60)
         out.append(f'<text x="10" y="{y0 + 12}" font-size="13" font-weight="bold">{label}</text>')
-        vmax = max((v for _, vals in groups for _, v in vals), default=1) or 1
+        vmax = max((v for _, vals in groups for _, v in vals if v is not None), default=1) or 1
         gw = (width - 80) / max(len(groups), 1)
         base = y0 + panel_h
         out.append(f'<line x1="50" y1="{base}" x2="{width - 20}" y2="{base}" stroke="#333"/>')
@@ -775,18 +794,19 @@ def write_chart(results, path, systems):
             bw = (gw - 10) / len(systems)
             for s, v in vals:
                 k = systems.index(s)
+                if v is None:  # a run without a result
+                    out.append(f'<text x="{55 + g * gw + k * bw + bw / 2:.1f}" y="{base - 4}" text-anchor="middle" '
+                               f'font-size="10" fill="{COLORS.get(s, "#888")}">failed</text>')
+                    continue
                 h = (panel_h - 30) * v / vmax
                 bx = 55 + g * gw + k * bw
-                out.append(f'<rect x="{bx:.1f}" y="{base - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" fill="{colors.get(s, "#888")}"/>')
-                text = f"{v / 1000:.1f}k" if key_is_rate(label) else f"{v:.1f}"
-                out.append(f'<text x="{bx + bw / 2 - 1:.1f}" y="{base - h - 3:.1f}" text-anchor="middle" font-size="9">{text}</text>')
+                out.append(f'<rect x="{bx:.1f}" y="{base - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
+                           f'fill="{COLORS.get(s, "#888")}"/>')
+                out.append(f'<text x="{bx + bw / 2 - 1:.1f}" y="{base - h - 3:.1f}" text-anchor="middle" '
+                           f'font-size="9">{text_of(v)}</text>')
             out.append(f'<text x="{55 + g * gw + gw / 2:.1f}" y="{base + 14}" text-anchor="middle">{sid}</text>')
     out.append("</svg>")
     Path(path).write_text("\n".join(out))
-
-
-def key_is_rate(label):
-    return "per second" in label
 
 
 def machine():

@@ -118,6 +118,9 @@ def run_one(family, n, args):
     return r
 
 
+KEPT_MARK = "<!-- measured by bench/scale; kept when the table above is regenerated -->"
+
+
 def write_report(results, path):
     fmt, ms = c.fmt, lambda r, k: c.fmt(r.get(k, 0) / 1000, 2) if r.get(k) else "–"
     lines = [
@@ -162,8 +165,27 @@ def write_report(results, path):
                 f"{consumed} of {sent:,} | {vs1} | {ratio} |")
     lines += ["", "`consumed … of …`: what the groups received of everything sent, the measured sends and the "
               "warm-up's (every producer sends once to every topic first, so that route lookups fall outside "
-              "the measurement).", ""]
-    Path(path).write_text("\n".join(lines))
+              "the measurement).", "", "![many topics](scale.svg)", ""]
+    write_chart(results, Path(path).with_name("scale.svg"))
+    # Sections measured by the scripts in bench/scale are kept when the table is regenerated.
+    old = Path(path).read_text() if Path(path).exists() else ""
+    kept = old[old.index(KEPT_MARK):] if KEPT_MARK in old else ""
+    Path(path).write_text("\n".join(lines) + ("\n" + kept if kept else ""))
+
+
+def write_chart(results, path):
+    """Throughput, p99 and peak RSS per topic count, one bar per system."""
+    panels = []
+    for key, title, scale, text_of in (("msgs_per_sec", "messages per second", 1, c.kilo),
+                                       ("p99_us", "p99 send latency (ms)", 1000, c.one_decimal),
+                                       ("peak_rss_mb", "broker peak RSS (MB)", 1, lambda v: f"{v:,.0f}")):
+        groups = []
+        for n in results["topic_counts"]:
+            vals = [(s, r[key] / scale if r.get(key) else None) for s in results["systems"]
+                    for r in [results["runs"].get(s, {}).get(str(n))] if r is not None]
+            groups.append((f"{n:,} topic{'s' if n != 1 else ''}", vals))
+        panels.append((f"Go client, {PRODUCERS} producers: {title}", groups, text_of))
+    c.write_bars(path, results["systems"], panels, panel_h=220)
 
 
 def main():
@@ -175,12 +197,17 @@ def main():
     ap.add_argument("--work", default=str(c.ROOT / "target" / "compare-scale"), help="data directories")
     ap.add_argument("--smoke", action="store_true", help="FerroMQ only, 1 and 20 topics, 3 s loads")
     ap.add_argument("--scale", action="store_true", help=argparse.SUPPRESS)  # from bench/compare/run
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report and chart from scale.json")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     if args.smoke:
         args.systems, args.topics, args.seconds = "FerroMQ", "1,20", 3
     out = Path(args.out or (Path(args.work) / "SCALE.md" if args.smoke else c.ROOT / "bench" / "SCALE.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        write_report(json.loads(out.with_name("scale.json").read_text()), out)
+        log(f"wrote {out}")
+        return
     counts = [int(t) for t in args.topics.split(",")]
     results = {"date": datetime.date.today().isoformat(), "machine": c.machine(), "seconds": args.seconds,
                "topic_counts": counts, "systems": [], "runs": {}}

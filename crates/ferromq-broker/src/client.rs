@@ -111,6 +111,11 @@ pub struct ClientManager {
     front_clients: Mutex<HashMap<String, FrontClient>>,
     producers: Mutex<HashMap<String, HashMap<u64, ClientChannel>>>,
     consumers: Mutex<HashMap<String, ConsumerGroupInfo>>,
+    /// The groups subscribed to each topic, built from `consumers` when asked for and
+    /// dropped when a group or a subscription comes or goes: "who consumes this topic",
+    /// asked for each of thousands of topics, then costs a lookup, not a walk over every
+    /// group. Locked after `consumers`.
+    subscribers: Mutex<Option<HashMap<String, Vec<String>>>>,
     /// Request-reply: the connection each requester (by client id) last sent a request
     /// message over, so a reply reaches it before its first heartbeat does.
     requesters: Mutex<HashMap<String, Connection>>,
@@ -131,6 +136,7 @@ impl ClientManager {
     /// subscribed topics changed (members must then rebalance).
     pub fn register_consumer(&self, data: &ConsumerData, channel: ClientChannel) -> bool {
         let mut c = self.consumers.lock().expect("consumer table lock");
+        let new_group = !c.contains_key(&data.group_name);
         let info = c.entry(data.group_name.clone()).or_default();
         let new_member = !info.channels.contains_key(&channel.conn.id());
         info.channels.insert(channel.conn.id(), channel);
@@ -167,7 +173,15 @@ impl ClientManager {
                 .any(|sub| sub.topic == *topic)
         });
         topics_changed |= info.subscriptions.len() != before;
+        if new_group || topics_changed {
+            self.forget_subscribers();
+        }
         new_member || topics_changed
+    }
+
+    /// Called with the consumer table locked, after a group or subscription changed.
+    fn forget_subscribers(&self) {
+        *self.subscribers.lock().expect("subscriber index lock") = None;
     }
 
     /// Removes one client from one group (UNREGISTER_CLIENT). Returns whether a consumer
@@ -198,6 +212,7 @@ impl ClientManager {
         let removed = info.channels.remove(&conn_id).is_some();
         if info.channels.is_empty() {
             c.remove(g);
+            self.forget_subscribers();
         }
         removed
     }
@@ -220,7 +235,11 @@ impl ClientManager {
             .iter_mut()
             .filter_map(|(g, info)| info.channels.remove(&conn_id).map(|_| g.clone()))
             .collect();
+        let before = c.len();
         c.retain(|_, info| !info.channels.is_empty());
+        if c.len() != before {
+            self.forget_subscribers();
+        }
         groups
     }
 
@@ -277,6 +296,25 @@ impl ClientManager {
         let c = self.consumers.lock().expect("consumer table lock");
         c.get(group)
             .and_then(|i| i.subscriptions.get(topic).map(|s| s.data.clone()))
+    }
+
+    /// The groups whose live consumers subscribe to `topic`.
+    pub fn groups_subscribed_to(&self, topic: &str) -> Vec<String> {
+        let c = self.consumers.lock().expect("consumer table lock");
+        let mut index = self.subscribers.lock().expect("subscriber index lock");
+        let index = index.get_or_insert_with(|| {
+            let mut by_topic: HashMap<String, Vec<String>> = HashMap::new();
+            for (group, info) in c.iter() {
+                for topic in info.subscriptions.keys() {
+                    by_topic
+                        .entry(topic.clone())
+                        .or_default()
+                        .push(group.clone());
+                }
+            }
+            by_topic
+        });
+        index.get(topic).cloned().unwrap_or_default()
     }
 
     /// Every subscription of a group.

@@ -5,7 +5,7 @@
 //! the master ("unsent"), so that it can hand them to the master when it returns, and
 //! keeps them over the master's older copies until then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -35,6 +35,59 @@ pub struct UnsentOffset {
 struct Tables {
     committed: HashMap<String, BTreeMap<i32, i64>>,
     unsent: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Which groups have offsets on which topics, both ways: "who consumes this topic"
+    /// then costs its own groups, not a walk over every key (thousands of groups ask it).
+    groups_by_topic: HashMap<String, BTreeSet<String>>,
+    topics_by_group: HashMap<String, BTreeSet<String>>,
+}
+
+impl Tables {
+    fn with_committed(committed: HashMap<String, BTreeMap<i32, i64>>) -> Self {
+        let mut t = Tables::default();
+        for k in committed.keys() {
+            t.index(k);
+        }
+        t.committed = committed;
+        t
+    }
+
+    /// The queues of a `topic@group` key, indexing a new key.
+    fn queues_of(&mut self, k: String) -> &mut BTreeMap<i32, i64> {
+        if !self.committed.contains_key(&k) {
+            self.index(&k);
+        }
+        self.committed.entry(k).or_default()
+    }
+
+    fn index(&mut self, k: &str) {
+        if let Some((topic, group)) = k.split_once('@') {
+            self.groups_by_topic
+                .entry(topic.to_string())
+                .or_default()
+                .insert(group.to_string());
+            self.topics_by_group
+                .entry(group.to_string())
+                .or_default()
+                .insert(topic.to_string());
+        }
+    }
+
+    fn remove_pair(&mut self, topic: &str, group: &str) {
+        let k = key(topic, group);
+        self.committed.remove(&k);
+        self.unsent.remove(&k);
+        for (index, outer, inner) in [
+            (&mut self.groups_by_topic, topic, group),
+            (&mut self.topics_by_group, group, topic),
+        ] {
+            if let Some(set) = index.get_mut(outer) {
+                set.remove(inner);
+                if set.is_empty() {
+                    index.remove(outer);
+                }
+            }
+        }
+    }
 }
 
 pub struct ConsumerOffsetManager {
@@ -55,8 +108,8 @@ impl ConsumerOffsetManager {
         Ok(ConsumerOffsetManager {
             path,
             table: Mutex::new(Tables {
-                committed: file.offset_table.into_iter().collect(),
                 unsent: file.unsent_to_master,
+                ..Tables::with_committed(file.offset_table.into_iter().collect())
             }),
             dirty: AtomicBool::new(false),
         })
@@ -66,9 +119,7 @@ impl ConsumerOffsetManager {
         self.table
             .lock()
             .expect("offset table lock")
-            .committed
-            .entry(key(topic, group))
-            .or_default()
+            .queues_of(key(topic, group))
             .insert(queue_id, offset);
         self.dirty.store(true, Ordering::Release);
     }
@@ -77,10 +128,7 @@ impl ConsumerOffsetManager {
     pub fn commit_unsent(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         let mut t = self.table.lock().expect("offset table lock");
         let k = key(topic, group);
-        t.committed
-            .entry(k.clone())
-            .or_default()
-            .insert(queue_id, offset);
+        t.queues_of(k.clone()).insert(queue_id, offset);
         t.unsent.entry(k).or_default().insert(queue_id, offset);
         self.dirty.store(true, Ordering::Release);
     }
@@ -151,53 +199,51 @@ impl ConsumerOffsetManager {
 
     /// Topics a group has committed offsets on.
     pub fn topics_of_group(&self, group: &str) -> Vec<String> {
-        let suffix = format!("@{group}");
         let table = self.table.lock().expect("offset table lock");
         table
-            .committed
-            .keys()
-            .filter_map(|k| k.strip_suffix(&suffix).map(str::to_string))
-            .collect()
+            .topics_by_group
+            .get(group)
+            .map(|topics| topics.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Groups with committed offsets on a topic.
     pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
-        let prefix = format!("{topic}@");
         let table = self.table.lock().expect("offset table lock");
         table
-            .committed
-            .keys()
-            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
-            .collect()
+            .groups_by_topic
+            .get(topic)
+            .map(|groups| groups.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every group with committed offsets.
     pub fn groups(&self) -> Vec<String> {
         let table = self.table.lock().expect("offset table lock");
-        let mut groups: Vec<String> = table
-            .committed
-            .keys()
-            .filter_map(|k| k.split_once('@').map(|(_, g)| g.to_string()))
-            .collect();
+        let mut groups: Vec<String> = table.topics_by_group.keys().cloned().collect();
         groups.sort();
-        groups.dedup();
         groups
     }
 
     /// Forgets a deleted group's offsets.
     pub fn remove_group(&self, group: &str) {
-        let suffix = format!("@{group}");
         let mut t = self.table.lock().expect("offset table lock");
-        t.committed.retain(|k, _| !k.ends_with(&suffix));
+        for topic in t.topics_by_group.get(group).cloned().unwrap_or_default() {
+            t.remove_pair(&topic, group);
+        }
+        // Offsets only a slave holds for its master are not in the index.
+        let suffix = format!("@{group}");
         t.unsent.retain(|k, _| !k.ends_with(&suffix));
         self.dirty.store(true, Ordering::Release);
     }
 
     /// Forgets every group's offsets on a deleted topic.
     pub fn remove_topic(&self, topic: &str) {
-        let prefix = format!("{topic}@");
         let mut t = self.table.lock().expect("offset table lock");
-        t.committed.retain(|k, _| !k.starts_with(&prefix));
+        for group in t.groups_by_topic.get(topic).cloned().unwrap_or_default() {
+            t.remove_pair(topic, &group);
+        }
+        let prefix = format!("{topic}@");
         t.unsent.retain(|k, _| !k.starts_with(&prefix));
         self.dirty.store(true, Ordering::Release);
     }
@@ -217,12 +263,11 @@ impl ConsumerOffsetManager {
     /// master lacks are kept), except those still waiting to reach the master.
     pub fn put_all(&self, offsets: BTreeMap<String, BTreeMap<i32, i64>>) {
         let mut t = self.table.lock().expect("offset table lock");
-        let Tables { committed, unsent } = &mut *t;
         for (k, mut queues) in offsets {
-            if let Some(waiting) = unsent.get(&k) {
+            if let Some(waiting) = t.unsent.get(&k) {
                 queues.extend(waiting.iter().map(|(&q, &o)| (q, o)));
             }
-            committed.insert(k, queues);
+            *t.queues_of(k) = queues;
         }
         self.dirty.store(true, Ordering::Release);
     }
@@ -288,6 +333,37 @@ mod tests {
             Some(10),
             "once sent, the master's copy rules"
         );
+    }
+
+    #[test]
+    fn groups_of_a_topic_and_topics_of_a_group_follow_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = ConsumerOffsetManager::open(dir.path()).unwrap();
+        m.commit("g1", "t1", 0, 1);
+        m.commit("g1", "t2", 0, 1);
+        m.commit_unsent("g2", "t1", 3, 7);
+        m.put_all(BTreeMap::from([(
+            "t3@g3".to_string(),
+            BTreeMap::from([(0, 1)]),
+        )]));
+        assert_eq!(m.groups_of_topic("t1"), ["g1", "g2"]);
+        assert_eq!(m.topics_of_group("g1"), ["t1", "t2"]);
+        assert_eq!(m.groups(), ["g1", "g2", "g3"]);
+        m.persist().unwrap();
+        let m = ConsumerOffsetManager::open(dir.path()).unwrap();
+        assert_eq!(m.groups_of_topic("t1"), ["g1", "g2"], "rebuilt on open");
+        m.remove_topic("t1");
+        assert!(m.groups_of_topic("t1").is_empty());
+        assert_eq!(m.topics_of_group("g1"), ["t2"]);
+        assert!(m.topics_of_group("g2").is_empty());
+        assert!(
+            m.unsent().is_empty(),
+            "the deleted topic's unsent offsets go too"
+        );
+        m.remove_group("g1");
+        assert!(m.groups_of_topic("t2").is_empty());
+        assert_eq!(m.groups(), ["g3"]);
+        assert_eq!(m.query("g1", "t2", 0), None);
     }
 
     #[test]

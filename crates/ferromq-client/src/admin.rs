@@ -793,6 +793,27 @@ impl AdminClient {
             .map(|_| ())
     }
 
+    /// The groups consuming `topic` as the broker at `broker_addr` knows them: those with
+    /// offsets on it or subscribed to it (QUERY_TOPIC_CONSUME_BY_WHO).
+    pub async fn topic_consumer_groups(
+        &self,
+        broker_addr: &str,
+        topic: &str,
+    ) -> Result<Vec<String>> {
+        let req = RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO)
+            .with_field("topic", topic);
+        let resp = self
+            .broker_call(broker_addr, req, "QUERY_TOPIC_CONSUME_BY_WHO")
+            .await?;
+        let body: serde_json::Value = json_body(&resp, "QUERY_TOPIC_CONSUME_BY_WHO")?;
+        Ok(body["groupList"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect())
+    }
+
     /// Consumer groups known to any master.
     pub async fn consumer_groups(&self) -> Result<Vec<String>> {
         let mut groups = std::collections::BTreeSet::new();

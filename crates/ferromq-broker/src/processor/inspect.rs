@@ -173,18 +173,8 @@ impl Broker {
             Ok(h) => h,
             Err(resp) => return resp,
         };
-        let mut groups: Vec<String> = self
-            .clients
-            .consumer_groups()
-            .into_iter()
-            .filter(|g| self.clients.subscription(g, &h.topic).is_some())
-            .chain(
-                self.offsets
-                    .groups()
-                    .into_iter()
-                    .filter(|g| self.offsets.topics_of_group(g).contains(&h.topic)),
-            )
-            .collect();
+        let mut groups = self.clients.groups_subscribed_to(&h.topic);
+        groups.extend(self.offsets.groups_of_topic(&h.topic));
         groups.sort();
         groups.dedup();
         RemotingCommand::response_to(req, response::SUCCESS)

@@ -8,12 +8,16 @@ use clap::{ArgAction, Args};
 use ferromq_protocol::body::fastjson_to_json;
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::RemotingCommand;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::value::{attributes, java_bool};
 use crate::ctx::{label, s, Ctx, Members, Target};
 use crate::remote::refused;
 use crate::table::Table;
+
+/// `consumerProgress` without -g: groups looked up at once.
+const GROUPS_IN_FLIGHT: usize = 32;
 
 /// Defaults are Apache's `updateSubGroup`'s (which turns broadcast and from-min off).
 #[derive(Args)]
@@ -237,22 +241,30 @@ impl ConsumerProgress {
         let names = ctx.cluster_broker_names(self.cluster.as_deref()).await?;
         let mut t = Table::new(["Group", "Count", "Type", "Model", "DiffTotal"]);
         let mut rows = Vec::new();
-        for group in topics.iter().filter_map(|t| t.strip_prefix("%RETRY%")) {
-            let mut progress = ctx
-                .client
-                .consumer_progress(group, self.topic.as_deref())
-                .await
-                .unwrap_or_default();
-            if let Some(names) = &names {
-                progress.retain(|p| names.contains(&p.broker_name));
-            }
+        let names = &names;
+        // A few requests per group: many groups at once keep thousands under a second.
+        let mut lookups =
+            futures::stream::iter(topics.iter().filter_map(|t| t.strip_prefix("%RETRY%")))
+                .map(|group| async move {
+                    let mut progress = ctx
+                        .client
+                        .consumer_progress(group, self.topic.as_deref())
+                        .await
+                        .unwrap_or_default();
+                    if let Some(names) = names {
+                        progress.retain(|p| names.contains(&p.broker_name));
+                    }
+                    // An offline group has no connections to describe.
+                    let conns = ctx
+                        .client
+                        .consumer_connections(group)
+                        .await
+                        .unwrap_or(Value::Null);
+                    (group, progress, conns)
+                })
+                .buffered(GROUPS_IN_FLIGHT);
+        while let Some((group, progress, conns)) = lookups.next().await {
             let diff: i64 = progress.iter().map(|p| p.lag).sum();
-            // An offline group has no connections to describe.
-            let conns = ctx
-                .client
-                .consumer_connections(group)
-                .await
-                .unwrap_or(Value::Null);
             let count = conns["connectionSet"].as_array().map_or(0, Vec::len);
             t.row([
                 group.to_string(),

@@ -1163,3 +1163,84 @@ async fn unit_topic_lists_follow_the_topics_flags() {
     assert_eq!(list(312).await, ["unit-sub-topic"]);
     assert_eq!(list(313).await, ["unit-sub-topic"]);
 }
+
+/// QUERY_TOPIC_CONSUME_BY_WHO (300) follows every change of who subscribes: a new group, a
+/// heartbeat naming one more topic or one fewer, a client leaving; and groups with offsets.
+#[tokio::test]
+async fn topic_consumers_follow_heartbeats_and_departures() {
+    let server = Server::start("");
+    let heartbeat = |client: &str, group: &str, topics: &[&str]| {
+        let subs: Vec<serde_json::Value> = topics
+            .iter()
+            .map(|t| serde_json::json!({"topic": t, "subString": "*", "subVersion": 1}))
+            .collect();
+        RemotingCommand::request(34).with_body(
+            serde_json::json!({
+                "clientID": client,
+                "consumerDataSet": [{"groupName": group, "consumeType": "CONSUME_PASSIVELY",
+                    "messageModel": "CLUSTERING", "subscriptionDataSet": subs}],
+            })
+            .to_string(),
+        )
+    };
+    let by_who = async |topic: &str| {
+        let conn = connect(&server.broker).await;
+        let resp = call(
+            &conn,
+            RemotingCommand::request(300).with_field("topic", topic),
+        )
+        .await;
+        assert_eq!(resp.code, 0, "{:?}", resp.remark);
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        let mut groups: Vec<String> = body["groupList"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_str().unwrap().to_string())
+            .collect();
+        groups.sort();
+        groups
+    };
+    let first = connect(&server.broker).await;
+    assert_eq!(call(&first, heartbeat("c1", "g1", &["ta"])).await.code, 0);
+    assert_eq!(by_who("ta").await, ["g1"]);
+    assert!(by_who("tb").await.is_empty());
+    assert_eq!(
+        call(&first, heartbeat("c1", "g1", &["ta", "tb"]))
+            .await
+            .code,
+        0
+    );
+    assert_eq!(
+        by_who("tb").await,
+        ["g1"],
+        "a topic added by a later heartbeat"
+    );
+    let second = connect(&server.broker).await;
+    assert_eq!(call(&second, heartbeat("c2", "g2", &["tb"])).await.code, 0);
+    assert_eq!(by_who("tb").await, ["g1", "g2"], "a new group");
+    assert_eq!(call(&first, heartbeat("c1", "g1", &["ta"])).await.code, 0);
+    assert_eq!(
+        by_who("tb").await,
+        ["g2"],
+        "a topic the heartbeat no longer names"
+    );
+    second.close();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !by_who("tb").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "g2 must go with its connection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A group with an offset on the topic consumes it too, online or not.
+    let commit = RemotingCommand::request(15)
+        .with_field("consumerGroup", "g3")
+        .with_field("topic", "tb")
+        .with_field("queueId", "0")
+        .with_field("commitOffset", "4");
+    assert_eq!(call(&first, commit).await.code, 0);
+    assert_eq!(by_who("tb").await, ["g3"]);
+    assert_eq!(by_who("ta").await, ["g1"]);
+}
