@@ -72,10 +72,9 @@ impl Tables {
         }
     }
 
+    /// Forgets a pair's committed offsets (callers clear `unsent`, which the index omits).
     fn remove_pair(&mut self, topic: &str, group: &str) {
-        let k = key(topic, group);
-        self.committed.remove(&k);
-        self.unsent.remove(&k);
+        self.committed.remove(&key(topic, group));
         for (index, outer, inner) in [
             (&mut self.groups_by_topic, topic, group),
             (&mut self.topics_by_group, group, topic),

@@ -17,9 +17,9 @@ use crate::table::Table;
 
 /// Apache's name-server namespace for ordered topics' `brokerName:queues;…` settings.
 const ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";
-/// Topic system flags, as Apache's `TopicSysFlag`.
-/// `topicList -c`: topics looked up at once (each a route and a QUERY_TOPIC_CONSUME_BY_WHO).
+/// `topicList -c`: topics whose consuming groups are asked for at once.
 const LOOKUPS_IN_FLIGHT: usize = 64;
+/// Topic system flags, as Apache's `TopicSysFlag`.
 const FLAG_UNIT: i32 = 1;
 const FLAG_UNIT_SUB: i32 = 1 << 1;
 
