@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -27,16 +26,10 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from remoting import Remoting  # noqa: E402
+from remoting import Remoting, free_port  # noqa: E402
 
 HEARTBEAT, UPDATE_CONSUMER_OFFSET = 34, 15
 QUEUES = 8
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(fn, runs=3):

@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,23 +26,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compare"))
+import compare  # noqa: E402  (Apache's JVM flags and jars, as bench/compare runs them)
 from remoting import (PULL_MESSAGE, SEND_MESSAGE, UPDATE_AND_CREATE_TOPIC_LIST, Remoting,  # noqa: E402
-                      pull_fields, send_fields, topic_list_body)
+                      free_port, pull_fields, send_fields, topic_list_body)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("FERROMQ_BIN", str(ROOT / "target" / "release" / "ferromq"))
-APACHE_LIB = ROOT / "bench" / ".peers" / "apache-5.5.0" / "lib"
-# Apache's runbroker.sh flags for Java 9+, with a 1 GiB heap as bench/compare states it.
-APACHE_JVM = ["-server", "-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:G1HeapRegionSize=16m",
-              "-XX:G1ReservePercent=25", "-XX:InitiatingHeapOccupancyPercent=30",
-              "-XX:SoftRefLRUPolicyMSPerMB=0", "-XX:-OmitStackTraceInFastThrow",
-              "-XX:MaxDirectMemorySize=15g", "-XX:-UseLargePages"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status_mb(pid):
@@ -109,7 +98,7 @@ class ApacheBroker(Broker):
         home = data / "home"
         home.mkdir()
         self.env = dict(os.environ, ROCKETMQ_HOME=str(home))
-        self.java = ["java", *APACHE_JVM, f"-Duser.home={home}", "-cp", f"{APACHE_LIB}/*"]
+        self.java = ["java", *compare.APACHE_JVM, f"-Duser.home={home}", "-cp", f"{compare.APACHE_LIB}/*"]
         (data / "namesrv.conf").write_text(f"listenPort={self.ns}\nbindAddress=127.0.0.1\n")
         (data / "broker.conf").write_text(
             f"brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\n"

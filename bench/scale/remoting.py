@@ -1,5 +1,6 @@
 """A minimal RocketMQ remoting client for the scale benches (standard library only): JSON
-headers, one connection, calls answered in order or pipelined by opaque."""
+headers, one connection, calls answered in order or pipelined by opaque; and a free local
+port for the servers they start."""
 
 import json
 import socket
@@ -8,6 +9,12 @@ import time
 
 SEND_MESSAGE, PULL_MESSAGE, UPDATE_AND_CREATE_TOPIC, UPDATE_AND_CREATE_TOPIC_LIST = 10, 11, 17, 18
 GET_ALL_TOPIC_CONFIG, REGISTER_BROKER, UNREGISTER_BROKER, GET_ROUTEINFO_BY_TOPIC = 21, 103, 104, 105
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Remoting:
