@@ -219,6 +219,75 @@ async fn api_changes_topics_groups_and_refuses_bad_input() {
     .unwrap();
 }
 
+/// Names a namespaced client uses (`WithNamespace`: `<ns>%<name>`, `%RETRY%<ns>%<group>`) are
+/// shown and addressed as the broker keeps them, as Apache's dashboard does: a namespaced topic
+/// is a normal topic, its retry topic a retry topic, and both read back through `%25` in paths.
+#[tokio::test]
+async fn namespaced_topics_and_groups_are_listed_and_addressed_by_their_full_names() {
+    let server = Server::start("");
+    let d = server.dashboard.clone();
+    let broker = connect(&server.broker).await;
+    let props = encode_properties([("KEYS", "ns-key")]);
+    for topic in ["tenant-a%orders", "%RETRY%tenant-a%billing"] {
+        let sent = call(&broker, send_request(topic, b"ns-body", &props)).await;
+        assert_eq!(sent.code, 0, "{topic}: {:?}", sent.remark);
+    }
+    let commit = commit_request("tenant-a%billing", "tenant-a%orders", 0, 0);
+    assert_eq!(call(&broker, commit).await.code, 0);
+    tokio::task::spawn_blocking(move || {
+        let get = |path: &str| http(&d, "GET", path, None, None);
+        let (st, topics) = get("/api/topics");
+        assert_eq!(st, 200);
+        let kind = |name: &str| {
+            topics
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["topic"] == name)
+                .map(|t| t["kind"].clone())
+        };
+        assert_eq!(kind("tenant-a%orders"), Some(json!("normal")), "{topics}");
+        assert_eq!(
+            kind("%RETRY%tenant-a%billing"),
+            Some(json!("retry")),
+            "{topics}"
+        );
+
+        let (st, t) = get("/api/topics/tenant-a%25orders");
+        assert_eq!(st, 200, "{t}");
+        assert_eq!(t["topic"], "tenant-a%orders");
+        assert_eq!(t["queues"][0]["maxOffset"], 1);
+        let (st, found) = get("/api/messages/by-key?topic=tenant-a%25orders&key=ns-key");
+        assert_eq!(st, 200, "{found}");
+        assert_eq!(found[0]["bodyText"], "ns-body");
+
+        let (st, g) = get("/api/groups/tenant-a%25billing");
+        assert_eq!(st, 200, "{g}");
+        let progress = g["progress"].as_array().unwrap();
+        assert!(
+            progress
+                .iter()
+                .any(|p| p["topic"] == "tenant-a%orders" && p["consumerOffset"] == 0),
+            "{g}"
+        );
+        let (st, groups) = get("/api/groups");
+        assert_eq!(st, 200);
+        assert!(
+            groups
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["group"] == "tenant-a%billing" && g["lag"] == 1),
+            "{groups}"
+        );
+        // Another tenant's same names are other names.
+        let (st, _) = get("/api/topics/tenant-b%25orders");
+        assert_eq!(st, 404);
+    })
+    .await
+    .unwrap();
+}
+
 #[test]
 fn login_protects_every_page_and_route() {
     let dir = tempfile::tempdir().unwrap();

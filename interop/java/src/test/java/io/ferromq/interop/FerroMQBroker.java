@@ -13,6 +13,7 @@ import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -182,6 +183,34 @@ public final class FerroMQBroker implements AutoCloseable {
 
     public Path dataDir() {
         return dataDir;
+    }
+
+    /**
+     * Runs {@code ferromq admin -n <this name server> <args>} and returns what it printed
+     * (stdout and stderr); a non-zero exit or a run over 30 s fails with that output.
+     */
+    public String admin(String... args) throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>(List.of(binary.toString(), "admin", "-n", namesrvAddr()));
+        cmd.addAll(List.of(args));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        p.getOutputStream().close();
+        // read on its own thread so a full pipe cannot stall the command past its deadline
+        CompletableFuture<String> out = CompletableFuture.supplyAsync(() -> {
+            try {
+                return new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                return "(output unreadable: " + e + ")";
+            }
+        });
+        if (!p.waitFor(30, TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new IllegalStateException(String.join(" ", cmd) + " ran over 30 s");
+        }
+        String text = out.join();
+        if (p.exitValue() != 0) {
+            throw new IllegalStateException(String.join(" ", cmd) + " exited " + p.exitValue() + ":\n" + text);
+        }
+        return text;
     }
 
     /** SIGTERM, wait up to 5 s, then SIGKILL (destroyForcibly); removes the data directory. */
