@@ -1,4 +1,4 @@
-//! Message commands: queryMsgById, queryMsgByKey, queryMsgByOffset, sendMessage,
+//! Message commands: queryMsgById, queryMsgByUniqueKey, queryMsgByKey, queryMsgByOffset, sendMessage,
 //! consumeMessage, recallMessage, and FerroMQ's resendDlq.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use ferromq_protocol::RemotingCommand;
 use serde_json::{json, Value};
 
 use super::value::{java_bool, now_ms, timestamp};
-use crate::ctx::{route_readers, Ctx};
+use crate::ctx::{route_readers, s, Ctx};
 use crate::remote::{refused, QueuePoint};
 use crate::table::Table;
 
@@ -54,12 +54,8 @@ pub struct QueryMsgById {
     ids: String,
     #[arg(short = 't', long = "topic")]
     topic: Option<String>,
-    /// With -d: have that client consume the message (not supported here).
-    #[arg(short = 'g', long = "consumerGroup", requires = "client_id")]
-    group: Option<String>,
-    /// With -g: the consumer client id (not supported here).
-    #[arg(short = 'd', long = "clientId", requires = "group")]
-    client_id: Option<String>,
+    #[command(flatten)]
+    push: PushTo,
     /// Send the messages again, to their topic (true|false).
     #[arg(short = 's', long = "sendMessage", action = ArgAction::Set, value_parser = java_bool, default_value = "false")]
     send: bool,
@@ -77,10 +73,79 @@ pub struct QueryMsgById {
     cluster: Option<String>,
 }
 
+/// `-g group -d clientId`: instead of printing the messages, have that consumer consume
+/// each of them now (CONSUME_MESSAGE_DIRECTLY, 309), as Apache's mqadmin does.
+#[derive(Args)]
+struct PushTo {
+    /// With -d: the consumer group whose client consumes the messages.
+    #[arg(short = 'g', long = "consumerGroup", requires = "client_id")]
+    group: Option<String>,
+    /// With -g: the consumer's client id (consumerConnection lists them).
+    #[arg(short = 'd', long = "clientId", requires = "group")]
+    client_id: Option<String>,
+}
+
+impl PushTo {
+    fn target(&self) -> Option<(&str, &str)> {
+        Some((self.group.as_deref()?, self.client_id.as_deref()?))
+    }
+}
+
+/// Has `client_id` of `group` consume `m` through the broker that stores it, and prints
+/// the client's ConsumeMessageDirectlyResult (one row per message).
+async fn consume_directly(
+    ctx: &Ctx,
+    msgs: &[MessageExt],
+    group: &str,
+    client_id: &str,
+) -> Result<()> {
+    let mut t = Table::new([
+        "MsgId",
+        "Group",
+        "ClientId",
+        "ConsumeResult",
+        "Order",
+        "AutoCommit",
+        "SpentMs",
+        "Remark",
+    ]);
+    let mut rows = Vec::new();
+    for m in msgs {
+        let broker = m.store_host.to_string();
+        let req = RemotingCommand::request(request::CONSUME_MESSAGE_DIRECTLY)
+            .with_field("consumerGroup", group)
+            .with_field("clientId", client_id)
+            .with_field("msgId", m.offset_msg_id())
+            .with_field("topic", &m.topic);
+        let resp = ctx
+            .remote
+            .ok(&broker, req, "consumeMessageDirectly")
+            .await?;
+        let result: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+            anyhow!(
+                "the consumer's answer through {broker} is not a ConsumeMessageDirectlyResult: {e}"
+            )
+        })?;
+        t.row([
+            m.msg_id(),
+            group.to_string(),
+            client_id.to_string(),
+            s(&result["consumeResult"]),
+            s(&result["order"]),
+            s(&result["autoCommit"]),
+            s(&result["spentTimeMills"]),
+            s(&result["remark"]),
+        ]);
+        rows.push(json!({ "msgId": m.msg_id(), "consumerGroup": group, "clientId": client_id, "result": result }));
+    }
+    ctx.print(t, json!(rows));
+    Ok(())
+}
+
 impl QueryMsgById {
     pub async fn run(self, ctx: &Ctx) -> Result<()> {
-        if self.group.is_some() || self.client_id.is_some() {
-            bail!("queryMsgById -g/-d (a client consumes the message directly) is not supported");
+        if self.send && self.push.target().is_some() {
+            bail!("queryMsgById: -s resends and -g/-d has a consumer consume; give one of them");
         }
         let mut found = Vec::new();
         for id in self.ids.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -93,6 +158,9 @@ impl QueryMsgById {
                 ctx.client.resend(&m, &m.topic).await?;
             }
             found.push(m);
+        }
+        if let Some((group, client_id)) = self.push.target() {
+            return consume_directly(ctx, &found, group, client_id).await;
         }
         let mut t = Table::new(MESSAGE_HEADER);
         for m in &found {
@@ -111,6 +179,56 @@ impl QueryMsgById {
         };
         ctx.print(t, json);
         Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct QueryMsgByUniqueKey {
+    /// The message's unique id (the client's msgId, UNIQ_KEY).
+    #[arg(short = 'i', long = "msgId")]
+    id: String,
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    #[command(flatten)]
+    push: PushTo,
+    /// Every stored message with this id (a message sent again keeps its id), not just one.
+    #[arg(short = 'a', long = "showAll")]
+    all: bool,
+    /// Accepted for Apache's runbooks (routes are the topic's own).
+    #[arg(short = 'c', long = "cluster")]
+    #[allow(dead_code)] // only Apache's light message queues route by cluster
+    cluster: Option<String>,
+}
+
+/// How many copies of one unique id `-a` looks for (retries and resends keep the id).
+const COPIES_OF_ONE_ID: i32 = 64;
+
+impl QueryMsgByUniqueKey {
+    pub async fn run(self, ctx: &Ctx) -> Result<()> {
+        let mut found: Vec<MessageExt> = ctx
+            .client
+            .query_by_key(&self.topic, &self.id, COPIES_OF_ONE_ID)
+            .await?
+            .into_iter()
+            .filter(|m| m.msg_id() == self.id)
+            .collect();
+        if found.is_empty() {
+            bail!(
+                "no message with unique id {} in topic {}",
+                self.id,
+                self.topic
+            );
+        }
+        if !self.all {
+            found.truncate(1);
+        }
+        match self.push.target() {
+            Some((group, client_id)) => consume_directly(ctx, &found, group, client_id).await,
+            None => {
+                print_messages(ctx, &found);
+                Ok(())
+            }
+        }
     }
 }
 

@@ -210,9 +210,12 @@ pub enum AdminCommand {
     #[command(name = "skipAccumulatedMessage")]
     SkipAccumulatedMessage(offset::SkipAccumulatedMessage),
 
-    /// Messages by offset id (or unique id with -t).
+    /// Messages by offset id (or unique id with -t); with -g/-d a consumer consumes them.
     #[command(name = "queryMsgById")]
     QueryMsgById(message::QueryMsgById),
+    /// A message by its unique id within a topic; with -g/-d a consumer consumes it.
+    #[command(name = "queryMsgByUniqueKey")]
+    QueryMsgByUniqueKey(message::QueryMsgByUniqueKey),
     /// Messages of a topic carrying a key.
     #[command(name = "queryMsgByKey")]
     QueryMsgByKey(message::QueryMsgByKey),
@@ -317,6 +320,7 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::ResetOffsetByTime(c) => c.run(ctx).await,
         C::SkipAccumulatedMessage(c) => c.run(ctx).await,
         C::QueryMsgById(c) => c.run(ctx).await,
+        C::QueryMsgByUniqueKey(c) => c.run(ctx).await,
         C::QueryMsgByKey(c) => c.run(ctx).await,
         C::QueryMsgTraceById(c) => c.run(ctx).await,
         C::MessageLife(c) => c.run(ctx).await,
