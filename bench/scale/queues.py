@@ -11,7 +11,7 @@ bench/compare/run): its name server and broker with a 1 GiB heap. Apache maps ev
 consume-queue file and keeps it open, so the run first checks `vm.max_map_count` and the
 descriptor limit (the JVM raises its soft limit to the hard one) against the queue count.
 
-  queues.py [--system ferromq|apache] [--topics 12500] [--queues 8] [--log-gib 0]
+  queues.py [--system ferromq|apache] [--topics 12500] [--queues 8] [--log-gib 0] [--mappings]
 """
 
 import argparse
@@ -45,6 +45,22 @@ def status_mb(pid):
             if key in ("VmRSS", "RssAnon", "RssFile"):
                 kb[key] = int(rest.split()[0])
     return f"{kb['VmRSS'] / 1024:.0f} ({kb['RssAnon'] / 1024:.0f} anonymous + {kb['RssFile'] / 1024:.0f} file)"
+
+
+def largest_mappings(pid, top=12):
+    """The mappings holding most resident memory (/proc/<pid>/smaps), largest first: where
+    the RSS goes (heap arenas, thread stacks, mapped log and queue files)."""
+    rows, name = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                name = head[5] if len(head) > 5 else "[anonymous]"
+                # one row per file; a data directory's segments are told apart by their folder
+                name = "/".join(Path(name).parts[-2:]) if name.startswith("/") else name
+            elif head[0] == "Rss:":
+                rows[name] = rows.get(name, 0) + int(head[1])
+    return [f"{kb / 1024:.0f} MB {name}" for name, kb in sorted(rows.items(), key=lambda kv: -kv[1])[:top]]
 
 
 def open_fds(pid):
@@ -187,6 +203,7 @@ def main():
     ap.add_argument("--queues", type=int, default=8)
     ap.add_argument("--log-gib", type=float, default=0.0, help="grow the commit log to this size first")
     ap.add_argument("--system", choices=["ferromq", "apache"], default="ferromq")
+    ap.add_argument("--mappings", action="store_true", help="also list the largest mappings after the pulls")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ferromq-queues-"))
     r = {"system": args.system, "topics": args.topics, "queues": args.topics * args.queues}
@@ -234,6 +251,8 @@ def main():
             todo = missing
         r["pull_every_queue_s"] = round(time.monotonic() - t0, 2)
         r["rss_after_pulls_mb"] = status_mb(broker.proc.pid)
+        if args.mappings:
+            r["largest_mappings_after_pulls"] = largest_mappings(broker.proc.pid)
         r["open_fds"] = open_fds(broker.proc.pid)
         if args.log_gib > 0:
             big = b"y" * (1 << 20)

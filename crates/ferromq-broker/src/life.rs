@@ -16,13 +16,22 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
-/// Entries kept per (group, topic, queue) and kind; older ones fall out. 64 pulls of up to
-/// 32 messages each cover the last 2,048 messages of a busy queue in about 6 KB.
+/// Entries kept per (group, topic, queue) and kind at most; older ones fall out. 64 pulls
+/// of up to 32 messages each cover the last 2,048 messages of a busy queue in about 6 KB.
 pub const RING: usize = 64;
+
+/// Entries of each kind kept across all queues: the more queues, the shorter each ring, so
+/// that 100,000 consumed queues cost what 4,096 do (~28 MB at most) and not 64 entries each
+/// (~650 MB).
+const ENTRIES_BUDGET: usize = 1 << 18;
+
+/// The shortest ring: the last read and commit of a queue are always remembered.
+const MIN_RING: usize = 2;
 
 /// A pull answer that carried messages: offsets `from..next` went to `client`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,9 +60,17 @@ struct QueueLife {
     commits: VecDeque<Commit>,
 }
 
-fn push<T>(ring: &mut VecDeque<T>, entry: T) {
-    if ring.len() == RING {
+/// Adds `entry`, dropping the oldest beyond `len`. A ring starts at the shortest length
+/// (most queues are read once or rarely), grows as it fills, and is shrunk when more
+/// queues made its length smaller.
+fn push<T>(ring: &mut VecDeque<T>, entry: T, len: usize) {
+    while ring.len() >= len {
         ring.pop_front();
+    }
+    if ring.capacity() == 0 {
+        ring.reserve_exact(MIN_RING);
+    } else if ring.capacity() >= 2 * len {
+        ring.shrink_to(len);
     }
     ring.push_back(entry);
 }
@@ -79,6 +96,8 @@ pub struct LifeRecords {
     enabled: bool,
     since_ms: i64,
     groups: RwLock<HashMap<String, HashMap<String, Queues>>>,
+    /// (group, topic, queue) entries in `groups`: what the budget is shared by.
+    queues: AtomicUsize,
 }
 
 impl LifeRecords {
@@ -87,6 +106,7 @@ impl LifeRecords {
             enabled,
             since_ms: now_ms,
             groups: RwLock::default(),
+            queues: AtomicUsize::new(0),
         }
     }
 
@@ -113,8 +133,16 @@ impl LifeRecords {
             .entry(topic.to_string())
             .or_default()
             .entry(queue_id)
-            .or_default()
+            .or_insert_with(|| {
+                self.queues.fetch_add(1, Ordering::Relaxed);
+                Arc::default()
+            })
             .clone()
+    }
+
+    /// How many entries of each kind one queue keeps now.
+    fn ring_len(&self) -> usize {
+        (ENTRIES_BUDGET / self.queues.load(Ordering::Relaxed).max(1)).clamp(MIN_RING, RING)
     }
 
     /// A pull asked for `requested`; `read` is what it carried, if anything.
@@ -140,7 +168,7 @@ impl LifeRecords {
         let mut life = q.lock().expect("queue life lock");
         life.pulled = requested;
         if let Some(read) = read.filter(|r| self.enabled && r.next > r.from) {
-            push(&mut life.reads, read);
+            push(&mut life.reads, read, self.ring_len());
         }
     }
 
@@ -173,7 +201,7 @@ impl LifeRecords {
         {
             return;
         }
-        push(&mut life.commits, commit);
+        push(&mut life.commits, commit, self.ring_len());
     }
 
     /// Groups that pulled or committed on this topic since the broker started.
@@ -300,5 +328,44 @@ mod tests {
         off.note_pull("g", "t", 0, 0, Some(read));
         assert!(off.position("g", "t", 0, 0).reads.is_empty());
         assert_eq!(off.pull_positions().len(), 1);
+    }
+
+    #[test]
+    fn rings_shorten_as_queues_grow_so_the_entries_stay_within_the_budget() {
+        let life = LifeRecords::new(true, 0);
+        let read = |i: u64| {
+            Some(Read {
+                from: i,
+                next: i + 1,
+                client: addr(1),
+                at_ms: i as i64,
+            })
+        };
+        for i in 0..RING as u64 {
+            life.note_pull("g", "busy", 0, i, read(i));
+        }
+        assert_eq!(
+            life.position("g", "busy", 0, 0).reads.len(),
+            1,
+            "one queue keeps {RING}"
+        );
+        // Many more queues: each keeps the budget's share, the busy one's next read shortens it.
+        let queues = ENTRIES_BUDGET / MIN_RING;
+        for q in 0..queues as i32 {
+            life.note_pull("g", "many", q, 0, read(0));
+        }
+        life.note_pull("g", "busy", 0, RING as u64, read(RING as u64));
+        let kept = |from: u64| life.position("g", "busy", 0, from).reads.len();
+        assert_eq!(
+            kept(RING as u64 - MIN_RING as u64),
+            0,
+            "older entries fell out"
+        );
+        assert_eq!(kept(RING as u64 - 1) + kept(RING as u64), MIN_RING);
+        let q = life.existing("g", "busy", 0).unwrap();
+        assert!(
+            q.lock().unwrap().reads.capacity() < 2 * MIN_RING,
+            "the ring was shrunk"
+        );
     }
 }

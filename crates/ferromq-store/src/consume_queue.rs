@@ -6,7 +6,6 @@
 //! That takes a positioned write off every send; the files only need to be complete up to
 //! the checkpoint, since recovery rebuilds later entries from the commit log.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,17 +47,41 @@ impl CqEntry {
     }
 }
 
-/// A file of the queue; its handle comes from the store's [`FileCache`] when used.
-struct CqFile {
+/// The queue's files: always a contiguous run (`open` removes what follows a gap), so two
+/// numbers name them all. With 100,000 queues a map of file records per queue cost ~330
+/// bytes each (33 MB); paths are made when a file is used, and handles come from the
+/// store's [`FileCache`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FileRun {
+    /// First logical offset of the first file.
     first: u64,
-    path: PathBuf,
+    count: u64,
+}
+
+impl FileRun {
+    /// The first offset of each file, in order.
+    fn firsts(self, file_entries: u64) -> impl DoubleEndedIterator<Item = u64> {
+        (0..self.count).map(move |i| self.first + i * file_entries)
+    }
+
+    fn holds(self, first: u64, file_entries: u64) -> bool {
+        self.count > 0
+            && first >= self.first
+            && first < self.end(file_entries)
+            && (first - self.first).is_multiple_of(file_entries)
+    }
+
+    /// First offset after the last file.
+    fn end(self, file_entries: u64) -> u64 {
+        self.first + self.count * file_entries
+    }
 }
 
 pub(crate) struct ConsumeQueue {
     dir: PathBuf,
     file_entries: u64,
     cache: Arc<FileCache>,
-    files: RwLock<BTreeMap<u64, Arc<CqFile>>>,
+    files: RwLock<FileRun>,
     min_offset: AtomicU64,
     max_offset: AtomicU64,
     flushed_offset: AtomicU64,
@@ -81,7 +104,7 @@ impl ConsumeQueue {
     /// contiguous (recovery rebuilds the cut ones from the commit log).
     pub fn open(dir: &Path, file_entries: u64, cache: Arc<FileCache>) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut files = BTreeMap::new();
+        let mut files = FileRun::default();
         let mut max = 0;
         let mut min = None;
         let mut next_first: Option<u64> = None;
@@ -105,7 +128,10 @@ impl ConsumeQueue {
             max = first + whole;
             ended = whole < file_entries;
             next_first = Some(first + file_entries);
-            files.insert(first, Arc::new(CqFile { first, path }));
+            if files.count == 0 {
+                files.first = first;
+            }
+            files.count += 1;
         }
         let cq = ConsumeQueue {
             dir: dir.to_path_buf(),
@@ -217,28 +243,50 @@ impl ConsumeQueue {
             let first = offset - offset % self.file_entries;
             let room = ((first + self.file_entries - offset) * ENTRY_BYTES) as usize;
             let (now, later) = bytes.split_at(room.min(bytes.len()));
-            let f = self.file_for_write(first)?;
-            let file = self.cache.get(&f.path, true).map_err(io_err(&f.path))?;
-            file_io::write_at(&file, &f.path, now, (offset - first) * ENTRY_BYTES)
-                .map_err(io_err(&f.path))?;
+            let path = self.file_for_write(first)?;
+            let file = self.cache.get(&path, true).map_err(io_err(&path))?;
+            file_io::write_at(&file, &path, now, (offset - first) * ENTRY_BYTES)
+                .map_err(io_err(&path))?;
             offset += now.len() as u64 / ENTRY_BYTES;
             bytes = later;
         }
         Ok(())
     }
 
-    fn file_for_write(&self, first: u64) -> Result<Arc<CqFile>, StoreError> {
-        if let Some(f) = self.files.read().expect("cq files lock").get(&first) {
-            return Ok(f.clone());
-        }
-        let path = self.dir.join(offset_file_name(first * ENTRY_BYTES));
-        self.cache.get(&path, true).map_err(io_err(&path))?;
-        let f = Arc::new(CqFile { first, path });
-        self.files
-            .write()
+    fn path_of(&self, first: u64) -> PathBuf {
+        self.dir.join(offset_file_name(first * ENTRY_BYTES))
+    }
+
+    /// The file starting at `first`, created when it is the next one (written entries are
+    /// contiguous, so a write only ever goes to a held file or the one after the last).
+    fn file_for_write(&self, first: u64) -> Result<PathBuf, StoreError> {
+        let path = self.path_of(first);
+        if self
+            .files
+            .read()
             .expect("cq files lock")
-            .insert(first, f.clone());
-        Ok(f)
+            .holds(first, self.file_entries)
+        {
+            return Ok(path);
+        }
+        let mut files = self.files.write().expect("cq files lock");
+        if files.holds(first, self.file_entries) {
+            return Ok(path);
+        }
+        if files.count > 0 && first != files.end(self.file_entries) {
+            return Err(StoreError::QueueFileGap {
+                dir: self.dir.clone(),
+                at: first,
+                first: files.first,
+                end: files.end(self.file_entries),
+            });
+        }
+        self.cache.get(&path, true).map_err(io_err(&path))?;
+        if files.count == 0 {
+            files.first = first;
+        }
+        files.count += 1;
+        Ok(path)
     }
 
     /// Reads up to `max_entries` entries starting at logical `from`.
@@ -263,25 +311,25 @@ impl ConsumeQueue {
         let mut offset = from;
         while offset < in_files_end {
             let first = offset - offset % self.file_entries;
-            let Some(f) = self
+            if !self
                 .files
                 .read()
                 .expect("cq files lock")
-                .get(&first)
-                .cloned()
-            else {
+                .holds(first, self.file_entries)
+            {
                 break;
-            };
+            }
+            let path = self.path_of(first);
             let upto = in_files_end.min(first + self.file_entries);
             let mut buf = vec![0u8; ((upto - offset) * ENTRY_BYTES) as usize];
-            let file = match self.cache.get(&f.path, false) {
+            let file = match self.cache.get(&path, false) {
                 Ok(file) => file,
                 // Removed by retention since the lookup: those entries have expired.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) => return Err(io_err(&f.path)(e)),
+                Err(e) => return Err(io_err(&path)(e)),
             };
             file.read_exact_at(&mut buf, (offset - first) * ENTRY_BYTES)
-                .map_err(io_err(&f.path))?;
+                .map_err(io_err(&path))?;
             out.extend(buf.chunks_exact(ENTRY_BYTES as usize).map(CqEntry::decode));
             offset = upto;
         }
@@ -328,17 +376,20 @@ impl ConsumeQueue {
     /// Shortens the files to exactly `end` entries.
     fn cut_files_at(&self, end: u64) -> Result<(), StoreError> {
         let mut files = self.files.write().expect("cq files lock");
-        let doomed: Vec<u64> = files.range(end..).map(|(k, _)| *k).collect();
-        for first in doomed {
-            if let Some(f) = files.remove(&first) {
-                self.cache.forget(&f.path);
-                std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
+        // Last file first, so an error part-way still leaves a contiguous run.
+        while files.count > 0 {
+            let last = files.first + (files.count - 1) * self.file_entries;
+            if last < end {
+                let path = self.path_of(last);
+                let file = self.cache.get(&path, false).map_err(io_err(&path))?;
+                file_io::set_len(&file, &path, (end - last) * ENTRY_BYTES)
+                    .map_err(io_err(&path))?;
+                break;
             }
-        }
-        if let Some((_, f)) = files.range(..end).next_back() {
-            let file = self.cache.get(&f.path, false).map_err(io_err(&f.path))?;
-            file_io::set_len(&file, &f.path, (end - f.first) * ENTRY_BYTES)
-                .map_err(io_err(&f.path))?;
+            let path = self.path_of(last);
+            self.cache.forget(&path);
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+            files.count -= 1;
         }
         Ok(())
     }
@@ -395,16 +446,11 @@ impl ConsumeQueue {
             return Ok(());
         }
         let first = from - from % self.file_entries;
-        let files: Vec<Arc<CqFile>> = self
-            .files
-            .read()
-            .expect("cq files lock")
-            .range(first..)
-            .map(|(_, f)| f.clone())
-            .collect();
-        for f in files {
-            let file = self.cache.get(&f.path, false).map_err(io_err(&f.path))?;
-            file_io::sync_data(&file, &f.path).map_err(io_err(&f.path))?;
+        let files = *self.files.read().expect("cq files lock");
+        for first in files.firsts(self.file_entries).filter(|f| *f >= first) {
+            let path = self.path_of(first);
+            let file = self.cache.get(&path, false).map_err(io_err(&path))?;
+            file_io::sync_data(&file, &path).map_err(io_err(&path))?;
         }
         self.flushed_offset.fetch_max(max, Ordering::AcqRel);
         Ok(())
@@ -417,16 +463,13 @@ impl ConsumeQueue {
         let new_min = self.partition_point(self.min_offset(), max, |e| e.phys >= min_phys)?;
         self.set_min_offset(new_min);
         let mut files = self.files.write().expect("cq files lock");
-        let doomed: Vec<u64> = files
-            .keys()
-            .copied()
-            .filter(|first| first + self.file_entries <= new_min)
-            .collect();
-        for first in doomed {
-            if let Some(f) = files.remove(&first) {
-                self.cache.forget(&f.path);
-                std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
-            }
+        // First file first, so an error part-way still leaves a contiguous run.
+        while files.count > 0 && files.first + self.file_entries <= new_min {
+            let path = self.path_of(files.first);
+            self.cache.forget(&path);
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+            files.first += self.file_entries;
+            files.count -= 1;
         }
         Ok(())
     }
@@ -435,10 +478,10 @@ impl ConsumeQueue {
     pub fn destroy(&self) -> Result<(), StoreError> {
         let _writer = self.file_writer.lock().expect("cq file writer lock");
         let mut files = self.files.write().expect("cq files lock");
-        for f in files.values() {
-            self.cache.forget(&f.path);
+        for first in files.firsts(self.file_entries) {
+            self.cache.forget(&self.path_of(first));
         }
-        files.clear();
+        *files = FileRun::default();
         *self.tail.lock().expect("cq tail lock") = Tail {
             written: 0,
             entries: Vec::new(),
@@ -519,5 +562,37 @@ mod tests {
         let reopened = ConsumeQueue::open(dir.path(), 100, Arc::new(FileCache::new(2))).unwrap();
         assert_eq!(reopened.max_offset(), 210);
         assert_eq!(phys_of(&reopened, 0, 1000), (0..210).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn expired_front_files_go_and_the_run_keeps_growing_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(FileCache::new(2));
+        let cq = ConsumeQueue::open(dir.path(), 100, cache.clone()).unwrap();
+        for i in 0..350 {
+            cq.append(&[entry(i)]).unwrap();
+        }
+        cq.write_out().unwrap();
+        let files = |d: &Path| std::fs::read_dir(d).unwrap().count();
+        assert_eq!(files(dir.path()), 4);
+        // Entries below phys 2500 expire: files [0,100) and [100,200) hold none that live.
+        cq.drop_below_phys(250 * 10).unwrap();
+        assert_eq!(cq.min_offset(), 250);
+        assert_eq!(files(dir.path()), 2, "the two expired files are deleted");
+        assert_eq!(phys_of(&cq, 250, 1000), (250..350).collect::<Vec<_>>());
+        for i in 350..450 {
+            cq.append(&[entry(i)]).unwrap();
+        }
+        cq.write_out().unwrap();
+        assert_eq!(files(dir.path()), 3);
+        // A cut back into the second file left deletes the files after it.
+        cq.truncate_from_phys(320 * 10).unwrap();
+        assert_eq!(files(dir.path()), 2);
+        assert_eq!(phys_of(&cq, 250, 1000), (250..320).collect::<Vec<_>>());
+        drop(cq);
+        let reopened = ConsumeQueue::open(dir.path(), 100, cache).unwrap();
+        assert_eq!((reopened.min_offset(), reopened.max_offset()), (200, 320));
+        reopened.destroy().unwrap();
+        assert!(!dir.path().exists());
     }
 }

@@ -117,6 +117,13 @@ pub enum StoreError {
     Unaligned { offset: u64 },
     #[error("replica data at offset {offset} is not a valid record: {reason}")]
     ReplicaRecord { offset: u64, reason: String },
+    #[error("queue {dir} would get a file at entry {at}, not next to its files at {first}..{end}")]
+    QueueFileGap {
+        dir: PathBuf,
+        at: u64,
+        first: u64,
+        end: u64,
+    },
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
