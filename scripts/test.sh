@@ -61,6 +61,7 @@ step "Observability cost harness smoke run (bench/compare --observability: metri
 ./bench/compare/run --observability --smoke
 step "Many-topics harness smoke run (bench/compare --scale: topic lists, registration, load over 20 topics with consumer groups)"
 ./bench/compare/run --scale --smoke
+./bench/compare/run --scale --smoke --client rust
 step "Scale scripts smoke run (bench/scale in miniature: many queues through SIGKILL and restart; the admin tool and dashboard with live groups)"
 python3 bench/scale/queues.py --topics 100 --log-gib 0.02
 python3 bench/scale/admin_pages.py --bin "$FERROMQ_BIN" --topics 300 --groups 60 --live

@@ -301,8 +301,9 @@ def rust_client(mode, producers=1, size=1024, seconds=10, **extra):
     else:
         args = [str(FERROMQ), "bench", "produce", "--topic", TOPIC, "--mode", mode,
                 "--producers", str(producers), "--size", str(size), "--seconds", str(seconds)]
-        if extra.get("rate"):
-            args += ["--rate", str(extra["rate"])]
+        for key in ("rate", "topics", "groups", "group"):
+            if extra.get(key):
+                args += [f"--{key}", str(extra[key])]
     return "ferromq bench (Rust client)", args, parse_result_line, size
 
 
@@ -670,7 +671,7 @@ def write_report(results, path, systems):
         f" ({results['seconds']} s per load; every server on 127.0.0.1; clients and servers share the machine).",
         "",
         "Other reports: [SCALE.md](SCALE.md) (many topics, restarts with a 20 GiB log, the admin tool at 10,000"
-        " topics), [GRPC.md](GRPC.md) (the 5.x clients), [REPLICATION.md](REPLICATION.md),"
+        " topics), [SCALE-rust.md](SCALE-rust.md) (many topics, load from the Rust client), [GRPC.md](GRPC.md) (the 5.x clients), [REPLICATION.md](REPLICATION.md),"
         " [OBSERVABILITY.md](OBSERVABILITY.md).",
         "",
         *([("Measured (UTC): " + "; ".join(f"{s} {t}" for s, t in results["measured"].items() if s in systems)

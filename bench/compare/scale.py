@@ -19,6 +19,7 @@ connects to 127.0.0.1.
 import argparse
 import datetime
 import json
+import shutil
 import signal
 import sys
 import time
@@ -100,7 +101,8 @@ def run_one(family, n, args):
         r["create_s"] = create_topics(system, n)
         r["registration_bytes"], r["registration_ms"] = registration(system)
         r["idle_rss_mb"] = c.status_kb(system.broker_pid, "VmRSS") / 1024
-        client = c.go_client("sync", producers=PRODUCERS, size=SIZE, seconds=args.seconds,
+        make_client = c.rust_client if args.client == "rust" else c.go_client
+        client = make_client("sync", producers=PRODUCERS, size=SIZE, seconds=args.seconds,
                              topics=n, groups=GROUPS, group=f"scale-{n}")
         label, argv, parse, size = client
         argv = [a if a != c.TOPIC else TOPIC for a in argv]
@@ -112,10 +114,25 @@ def run_one(family, n, args):
         r["error"] = str(e)[:500]
     finally:
         system.stop()
+        set_aside(system.work, Path(args.work))
     log("  " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
                          if k in ("create_s", "registration_bytes", "registration_ms", "msgs_per_sec", "p99_us",
                                   "peak_rss_mb", "consumed", "error")))
     return r
+
+
+def set_aside(data, work):
+    """Moves a finished run's data out of the next run's way; `main` deletes it at the end.
+    Deleting it before the next start would slow that run: ext4 skips inodes freed in the
+    last 30 s when it allocates new ones, and 10,000 topics are ~90,000 files and directories
+    (the broker spent 40 % of its CPU in that scan when its predecessor's data had just gone)."""
+    if data.exists():
+        data.rename(work / f".done-{time.time_ns()}")
+
+
+def delete_set_aside(work):
+    for old in Path(work).glob(".done-*"):
+        shutil.rmtree(old, ignore_errors=True)
 
 
 KEPT_MARK = "<!-- measured by bench/scale; kept when the table above is regenerated -->"
@@ -130,7 +147,7 @@ def write_report(results, path):
         f"(`--seconds {results['seconds']}`); bench/compare/scale.py says what each column is.",
         "",
         f"Topics of {QUEUES} queues, created in lists of {LIST_CHUNK} (UPDATE_AND_CREATE_TOPIC_LIST). "
-        f"Load: {PRODUCERS} producers of the official Go client, {SIZE} B sync sends spread over all topics, "
+        f"Load: {PRODUCERS} producers of {client_label(results)}, {SIZE} B sync sends spread over all topics, "
         f"consumed meanwhile by min(topics, {GROUPS}) push consumer groups (each message once). "
         "Registration: the whole topic table as the broker registers it, and the name server's time to "
         f"take one of that size. Apache's JVMs: {c.APACHE_HEAP}.",
@@ -165,12 +182,23 @@ def write_report(results, path):
                 f"{consumed} of {sent:,} | {vs1} | {ratio} |")
     lines += ["", "`consumed … of …`: what the groups received of everything sent, the measured sends and the "
               "warm-up's (every producer sends once to every topic first, so that route lookups fall outside "
-              "the measurement).", "", "![many topics](scale.svg)", ""]
-    write_chart(results, Path(path).with_name("scale.svg"))
+              "the measurement).", "", f"![many topics]({outputs(path)[1].name})", ""]
+    write_chart(results, outputs(path)[1])
     # Sections measured by the scripts in bench/scale are kept when the table is regenerated.
     old = Path(path).read_text() if Path(path).exists() else ""
     kept = old[old.index(KEPT_MARK):] if KEPT_MARK in old else ""
     Path(path).write_text("\n".join(lines) + ("\n" + kept if kept else ""))
+
+
+def client_label(results):
+    """Who made the load: the official Go client, or FerroMQ's Rust client (`--client rust`)."""
+    return "FerroMQ's Rust client" if results.get("client") == "rust" else "the official Go client"
+
+
+def outputs(report):
+    """The JSON and chart beside a report: SCALE.md -> scale.json, scale.svg."""
+    stem = Path(report).stem.lower()
+    return Path(report).with_name(stem + ".json"), Path(report).with_name(stem + ".svg")
 
 
 def write_chart(results, path):
@@ -184,7 +212,7 @@ def write_chart(results, path):
             vals = [(s, r[key] / scale if r.get(key) else None) for s in results["systems"]
                     for r in [results["runs"].get(s, {}).get(str(n))] if r is not None]
             groups.append((f"{n:,} topic{'s' if n != 1 else ''}", vals))
-        panels.append((f"Go client, {PRODUCERS} producers: {title}", groups, text_of))
+        panels.append((f"{client_label(results)}, {PRODUCERS} producers: {title}", groups, text_of))
     c.write_bars(path, results["systems"], panels, panel_h=220)
 
 
@@ -196,28 +224,33 @@ def main():
     ap.add_argument("--out", help="the report (default bench/SCALE.md; with --smoke target/compare-scale/SCALE.md)")
     ap.add_argument("--work", default=str(c.ROOT / "target" / "compare-scale"), help="data directories")
     ap.add_argument("--smoke", action="store_true", help="FerroMQ only, 1 and 20 topics, 3 s loads")
+    ap.add_argument("--client", choices=["go", "rust"], default="go",
+                    help="the load generator: the official Go client, or FerroMQ's Rust client (lighter on the "
+                         "machine the broker shares; report bench/SCALE-rust.md)")
     ap.add_argument("--scale", action="store_true", help=argparse.SUPPRESS)  # from bench/compare/run
     ap.add_argument("--report-only", action="store_true", help="rewrite the report and chart from scale.json")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     if args.smoke:
         args.systems, args.topics, args.seconds = "FerroMQ", "1,20", 3
-    out = Path(args.out or (Path(args.work) / "SCALE.md" if args.smoke else c.ROOT / "bench" / "SCALE.md"))
+    report_name = "SCALE-rust.md" if args.client == "rust" else "SCALE.md"
+    out = Path(args.out or (Path(args.work) / report_name if args.smoke else c.ROOT / "bench" / report_name))
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        write_report(json.loads(out.with_name("scale.json").read_text()), out)
+        write_report(json.loads(outputs(out)[0].read_text()), out)
         log(f"wrote {out}")
         return
     counts = [int(t) for t in args.topics.split(",")]
     results = {"date": datetime.date.today().isoformat(), "machine": c.machine(), "seconds": args.seconds,
-               "topic_counts": counts, "systems": [], "runs": {}}
+               "topic_counts": counts, "systems": [], "runs": {}, "client": args.client}
     for name in [s.strip() for s in args.systems.split(",") if s.strip()]:
         if name not in FAMILIES:
             sys.exit(f"unknown system {name!r}; known: {', '.join(FAMILIES)}")
         results["systems"].append(name)
         for n in counts:
             results["runs"].setdefault(name, {})[str(n)] = run_one(FAMILIES[name], n, args)
-            out.with_name("scale.json").write_text(json.dumps(results, indent=1))
+            outputs(out)[0].write_text(json.dumps(results, indent=1))
+    delete_set_aside(args.work)
     write_report(results, out)
     log(f"wrote {out}")
     if args.smoke:

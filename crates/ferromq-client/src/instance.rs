@@ -1,7 +1,7 @@
 //! What producers and consumers share: connections, routes, heartbeats, and the handling
 //! of requests brokers send to clients.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -89,6 +89,10 @@ pub(crate) struct ClientInstance {
     pub shutdown: CancellationToken,
     pub call_timeout: Duration,
     wake_heartbeat: tokio::sync::Notify,
+    /// Broker addresses some route has named: a route naming another one wakes the
+    /// heartbeat. A route to a new topic on known brokers does not (with 10,000 topics a
+    /// heartbeat per new route walked every route 10,000 times).
+    routed_brokers: Mutex<HashSet<String>>,
     credentials: OnceLock<Credentials>,
 }
 
@@ -110,6 +114,7 @@ impl ClientInstance {
             shutdown: CancellationToken::new(),
             call_timeout,
             wake_heartbeat: tokio::sync::Notify::new(),
+            routed_brokers: Mutex::new(HashSet::new()),
             credentials: OnceLock::new(),
         });
         let bg = me.clone();
@@ -237,13 +242,23 @@ impl ClientInstance {
                                 reason: e.to_string(),
                             }
                         })?;
-                    let new = self
-                        .routes
+                    self.routes
                         .write()
                         .expect("routes lock")
-                        .insert(topic.to_string(), route.clone())
-                        .is_none();
-                    if new {
+                        .insert(topic.to_string(), route.clone());
+                    let mut new_broker = false;
+                    {
+                        let mut known = self.routed_brokers.lock().expect("routed brokers lock");
+                        for b in &route.broker_datas {
+                            for a in b.broker_addrs.values() {
+                                if !known.contains(a) {
+                                    known.insert(a.clone());
+                                    new_broker = true;
+                                }
+                            }
+                        }
+                    }
+                    if new_broker {
                         // Brokers learn of this client by heartbeat: tell the new ones now.
                         self.wake_heartbeat.notify_one();
                     }
@@ -306,15 +321,13 @@ impl ClientInstance {
     /// Every broker address known from cached routes, masters first.
     fn broker_addrs(&self) -> Vec<String> {
         let routes = self.routes.read().expect("routes lock");
-        let mut addrs: BTreeMap<String, ()> = BTreeMap::new();
-        for r in routes.values() {
-            for b in &r.broker_datas {
-                for a in b.broker_addrs.values() {
-                    addrs.insert(a.clone(), ());
-                }
-            }
-        }
-        addrs.into_keys().collect()
+        let addrs: BTreeSet<&str> = routes
+            .values()
+            .flat_map(|r| &r.broker_datas)
+            .flat_map(|b| b.broker_addrs.values())
+            .map(String::as_str)
+            .collect();
+        addrs.into_iter().map(str::to_string).collect()
     }
 
     /// Asks the background task to heartbeat now.

@@ -10,6 +10,8 @@ use ferromq_protocol::RemotingCommand;
 use ferromq_remoting::{Connection, NoInbound};
 use hdrhistogram::Histogram;
 
+mod topics;
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Async sends a bench producer keeps in flight at most.
 const ASYNC_IN_FLIGHT: usize = 1024;
@@ -85,6 +87,16 @@ pub struct ProduceArgs {
     /// Stop after this many messages (0 = no limit).
     #[arg(long, default_value_t = 0)]
     messages: u64,
+    /// Spread sync sends over this many topics, `<topic>-00000` … (created beforehand).
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Push consumer groups `<group>-g000` … consuming the topics while the load runs
+    /// (topic t in group t mod groups); the result then says how many messages they got.
+    #[arg(long, default_value_t = 0)]
+    groups: usize,
+    /// The consumer groups' name prefix (with --groups).
+    #[arg(long, default_value = "bench-consumer")]
+    group: String,
 }
 
 #[derive(Args)]
@@ -188,21 +200,28 @@ fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
 
 /// The machine-readable last line that bench/compare reads.
 fn print_result(messages: u64, failed: u64, size: usize, seconds: f64, h: Option<&Histogram<u64>>) {
+    println!("RESULT {}", result_json(messages, failed, size, seconds, h));
+}
+
+fn result_json(
+    messages: u64,
+    failed: u64,
+    size: usize,
+    seconds: f64,
+    h: Option<&Histogram<u64>>,
+) -> serde_json::Value {
     let q = |p: f64| h.map_or(0, |h| h.value_at_quantile(p));
-    println!(
-        "RESULT {}",
-        serde_json::json!({
-            "messages": messages,
-            "failed": failed,
-            "seconds": seconds,
-            "msgs_per_sec": messages as f64 / seconds,
-            "mb_per_sec": messages as f64 * size as f64 / seconds / 1e6,
-            "p50_us": q(0.5),
-            "p99_us": q(0.99),
-            "p999_us": q(0.999),
-            "max_us": h.map_or(0, |h| h.max()),
-        })
-    );
+    serde_json::json!({
+        "messages": messages,
+        "failed": failed,
+        "seconds": seconds,
+        "msgs_per_sec": messages as f64 / seconds,
+        "mb_per_sec": messages as f64 * size as f64 / seconds / 1e6,
+        "p50_us": q(0.5),
+        "p99_us": q(0.99),
+        "p999_us": q(0.999),
+        "max_us": h.map_or(0, |h| h.max()),
+    })
 }
 
 fn rss_kb(pid: Option<u32>) -> Option<u64> {
@@ -413,6 +432,15 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     use ferromq_client::{Message, Producer};
     use std::sync::atomic::{AtomicU64, Ordering};
     let body = bytes::Bytes::from(vec![b'x'; args.size]);
+    if args.topics > 1 && args.mode != SendMode::Sync {
+        bail!("--topics spreads sync sends only");
+    }
+    let topic_count = args.topics.max(1);
+    let topic_names: Arc<Vec<String>> = Arc::new(
+        (0..topic_count)
+            .map(|t| topics::topic_name(&args.topic, topic_count, t))
+            .collect(),
+    );
     let mut producers = Vec::new();
     for i in 0..args.producers.max(1) {
         let p = Producer::builder()
@@ -421,12 +449,40 @@ async fn produce(args: ProduceArgs) -> Result<()> {
             .instance_name(format!("bench-{i}"))
             .compress_over(usize::MAX)
             .build()?;
-        // Route lookup and topic creation happen before the clock starts.
-        p.send(Message::new(&args.topic, body.clone()))
-            .await
-            .context("warm-up send")?;
         producers.push(p);
     }
+    // Route lookups (and topic creation) happen before the clock starts: every producer
+    // sends once to every topic, the producers side by side.
+    let mut warm_ups = tokio::task::JoinSet::new();
+    for p in &producers {
+        let (p, names, body) = (p.clone(), topic_names.clone(), body.clone());
+        warm_ups.spawn(async move {
+            for topic in names.iter() {
+                p.send(Message::new(topic, body.clone()))
+                    .await
+                    .with_context(|| format!("warm-up send to {topic}"))?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = warm_ups.join_next().await {
+        done.context("warm-up task")??;
+    }
+    let warmed = (producers.len() * topic_count) as u64;
+    let groups = if args.groups > 0 {
+        Some(
+            topics::Groups::start(
+                &args.namesrv,
+                &args.topic,
+                topic_count,
+                args.groups,
+                &args.group,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let limit = if args.messages == 0 {
@@ -447,18 +503,20 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     let mut tasks = Vec::new();
     for (i, p) in producers.clone().into_iter().enumerate() {
         let turns = pace.as_ref().map(|turns| turns[i].clone());
-        let (sent, failed, body, topic, bar) = (
+        let (sent, failed, body, names, bar) = (
             sent.clone(),
             failed.clone(),
             body.clone(),
-            args.topic.clone(),
+            topic_names.clone(),
             bar.clone(),
         );
+        let producer_count = producers.len();
         let in_flight = in_flight.clone();
         let async_hist = async_hist.clone();
         let mode = args.mode;
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).expect("histogram bounds");
+            let mut sent_here = 0usize;
             while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < limit {
                 if let Some(turns) = &turns {
                     match turns.acquire().await {
@@ -466,7 +524,10 @@ async fn produce(args: ProduceArgs) -> Result<()> {
                         Err(_) => break,
                     }
                 }
-                let msg = Message::new(&topic, body.clone());
+                // Producer i takes every producers-th topic from topic i, as the Go bench.
+                let topic = &names[(sent_here * producer_count + i) % names.len()];
+                sent_here += 1;
+                let msg = Message::new(topic, body.clone());
                 let t0 = Instant::now();
                 let ok = match mode {
                     SendMode::Sync => p.send(msg).await.is_ok(),
@@ -537,13 +598,22 @@ async fn produce(args: ProduceArgs) -> Result<()> {
         done as f64 * args.size as f64 / elapsed / 1e6
     );
     print_latency("send", &hist);
-    print_result(
+    let mut result = result_json(
         done,
         failed.load(Ordering::Relaxed),
         args.size,
         elapsed,
         Some(&hist),
     );
+    if let Some(groups) = groups {
+        // Every message sent, the warm-up's too, should reach its group.
+        let want = done + warmed;
+        let (got, drain_s) = groups.drain(want).await;
+        println!("consumed={got} of {want} (drain {drain_s:.1}s)");
+        result["consumed"] = got.into();
+        result["drain_s"] = drain_s.into();
+    }
+    println!("RESULT {result}");
     for p in producers {
         p.shutdown();
     }
