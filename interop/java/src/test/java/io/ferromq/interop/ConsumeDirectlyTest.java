@@ -12,7 +12,6 @@ import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.client.producer.SendStatus;
-import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -35,23 +34,13 @@ class ConsumeDirectlyTest {
         try (FerroMQBroker broker = FerroMQBroker.start()) {
             String topic = "JavaDirect_" + uid;
             String group = "cg_direct_" + uid;
-            DefaultMQProducer producer = new DefaultMQProducer("pg_direct_" + uid);
-            producer.setNamesrvAddr(broker.namesrvAddr());
-            producer.setInstanceName("direct-p-" + uid);
-            producer.setVipChannelEnabled(false);
-            producer.start();
+            DefaultMQProducer producer = Clients.producer(broker, "pg_direct_" + uid, "direct-p-" + uid);
             DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(group);
             try {
                 SendResult sent = producer.send(new Message(topic, ("direct-" + uid).getBytes(StandardCharsets.UTF_8)));
                 assertEquals(SendStatus.SEND_OK, sent.getSendStatus());
 
-                Received rx = new Received("direct-c", consumer);
-                consumer.setNamesrvAddr(broker.namesrvAddr());
-                consumer.setInstanceName("direct-c-" + uid);
-                consumer.setVipChannelEnabled(false);
-                consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
-                consumer.subscribe(topic, "*");
-                consumer.registerMessageListener(rx.listener());
+                Received rx = Clients.recording(consumer, broker, "direct-c-" + uid, topic);
                 consumer.start();
                 String clientId = consumer.buildMQClientId();
                 awaitDeliveries(rx, 1, broker);

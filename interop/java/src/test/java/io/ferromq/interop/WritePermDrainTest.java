@@ -13,7 +13,6 @@ import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.client.producer.SendStatus;
-import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -57,14 +56,8 @@ class WritePermDrainTest {
                     "a drained broker's topic should leave the producer no route, got: " + refusal);
 
                 // Reads are not drained: a consumer started now still gets the stored message.
-                Received rx = new Received("drain-c", consumer);
-                consumer.setNamesrvAddr(broker.namesrvAddr());
-                consumer.setInstanceName("drain-c-" + uid);
-                consumer.setVipChannelEnabled(false);
+                Received rx = Clients.recording(consumer, broker, "drain-c-" + uid, topic);
                 consumer.setPollNameServerInterval(ROUTE_POLL_MS);
-                consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
-                consumer.subscribe(topic, "*");
-                consumer.registerMessageListener(rx.listener());
                 consumer.start();
                 awaitBodies(rx, List.of("before"), broker);
 
