@@ -12,6 +12,7 @@ use crate::remote::Remote;
 mod auth;
 mod batch;
 mod broker;
+mod consumer_status;
 mod group;
 mod ha;
 mod life;
@@ -196,6 +197,10 @@ pub enum AdminCommand {
     /// A consumer group's connected clients.
     #[command(name = "consumerConnection")]
     ConsumerConnection(group::ConsumerConnection),
+    /// Each running consumer of a group as it reports itself: settings, subscriptions, and
+    /// with -i the queues it holds (GET_CONSUMER_RUNNING_INFO).
+    #[command(name = "consumerStatus")]
+    ConsumerStatus(consumer_status::ConsumerStatus),
     /// A producer group's connected clients.
     #[command(name = "producerConnection")]
     ProducerConnection(group::ProducerConnection),
@@ -320,6 +325,7 @@ async fn dispatch(ctx: &Ctx, command: AdminCommand) -> Result<()> {
         C::ResetOffsetByTime(c) => c.run(ctx).await,
         C::SkipAccumulatedMessage(c) => c.run(ctx).await,
         C::QueryMsgById(c) => c.run(ctx).await,
+        C::ConsumerStatus(c) => c.run(ctx).await,
         C::QueryMsgByUniqueKey(c) => c.run(ctx).await,
         C::QueryMsgByKey(c) => c.run(ctx).await,
         C::QueryMsgTraceById(c) => c.run(ctx).await,
