@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferromq_protocol::body::{
-    fastjson_to_json, ClusterInfo, MessageQueue, TopicConfigSerializeWrapper, TopicList,
-    TopicRouteData,
+    fastjson_to_json, json_value_end, ClusterInfo, MessageQueue, TopicConfigSerializeWrapper,
+    TopicList, TopicRouteData,
 };
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::message::MessageExt;
@@ -98,24 +98,7 @@ pub fn parse_queue_map(text: &str, field: &str) -> Result<Vec<(MessageQueue, ser
     let mut out = Vec::new();
     let mut i = 1;
     let object_end = |from: usize| -> Result<usize> {
-        let (mut depth, mut in_str, mut esc) = (0i32, false, false);
-        for (j, &b) in bytes.iter().enumerate().skip(from) {
-            match (in_str, b) {
-                (true, b'\\') if !esc => esc = true,
-                (true, b'"') if !esc => in_str = false,
-                (true, _) => esc = false,
-                (false, b'"') => in_str = true,
-                (false, b'{') | (false, b'[') => depth += 1,
-                (false, b'}') | (false, b']') => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(j + 1);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Err(malformed("queue map", "unbalanced braces"))
+        json_value_end(bytes, from).ok_or_else(|| malformed("queue map", "unbalanced braces"))
     };
     while i < bytes.len() {
         match bytes[i] {

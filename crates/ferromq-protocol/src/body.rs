@@ -321,6 +321,30 @@ pub struct CheckClientConfigBody {
     pub subscription_data: SubscriptionData,
 }
 
+/// Where the JSON object or array starting at `from` ends (the index after its closing
+/// bracket), strings and nesting respected; `None` when it does not close. fastjson's maps
+/// keyed by objects (`{{"topic":…}:…}`) are not JSON, so their parts are found with this.
+pub fn json_value_end(text: &[u8], from: usize) -> Option<usize> {
+    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+    for (i, &b) in text.iter().enumerate().skip(from) {
+        match (in_str, b) {
+            (true, b'\\') if !esc => esc = true,
+            (true, b'"') if !esc => in_str = false,
+            (true, _) => esc = false,
+            (false, b'"') => in_str = true,
+            (false, b'{' | b'[') => depth += 1,
+            (false, b'}' | b']') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Apache's fastjson writes integer map keys bare (`{"brokerAddrs":{0:"host:port"}}`), which
 /// is not JSON. Quotes such keys so serde can read the body; valid JSON passes unchanged.
 pub fn fastjson_to_json(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {

@@ -5,7 +5,7 @@
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, Args};
 use ferromq_client::admin::parse_queue_map;
-use ferromq_protocol::body::fastjson_to_json;
+use ferromq_protocol::body::{fastjson_to_json, json_value_end};
 use ferromq_protocol::code::{request, response};
 use ferromq_protocol::RemotingCommand;
 use serde_json::{json, Value};
@@ -126,34 +126,12 @@ fn strip_queue_maps(text: &str) -> Vec<u8> {
         let Some(start) = out.find(&marker).map(|i| i + marker.len()) else {
             continue;
         };
-        let Some(end) = object_end(&out[start..]) else {
+        let Some(end) = json_value_end(out.as_bytes(), start) else {
             continue;
         };
-        out.replace_range(start..start + end, "{}");
+        out.replace_range(start..end, "{}");
     }
     out.into_bytes()
-}
-
-/// Length of the `{…}` object `text` starts with (strings and nesting respected).
-fn object_end(text: &str) -> Option<usize> {
-    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
-    for (i, b) in text.bytes().enumerate() {
-        match (in_str, b) {
-            (true, b'\\') if !esc => esc = true,
-            (true, b'"') if !esc => in_str = false,
-            (true, _) => esc = false,
-            (false, b'"') => in_str = true,
-            (false, b'{' | b'[') => depth += 1,
-            (false, b'}' | b']') => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 fn property(info: &Value, key: &str) -> String {
