@@ -1,5 +1,7 @@
 package io.ferromq.interop;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
 import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
@@ -34,5 +36,23 @@ final class Clients {
         Received rx = new Received(instance, consumer);
         consumer.registerMessageListener(rx.listener());
         return rx;
+    }
+
+    /** How long a test waits for deliveries it expects. */
+    static final long DELIVERY_WAIT_MS = 30_000;
+
+    /** Waits until `rx` has `n` deliveries, then checks it has exactly `n`. */
+    static void awaitDeliveries(Received rx, int n, FerroMQBroker broker) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + DELIVERY_WAIT_MS;
+        while (System.currentTimeMillis() < deadline) {
+            if (rx.all().size() >= n) {
+                assertEquals(n, rx.all().size(),
+                    "deliveries:" + Received.describe(rx.all()));
+                return;
+            }
+            Thread.sleep(100);
+        }
+        throw new AssertionError("the consumer had " + rx.all().size() + " deliveries, not " + n + ", after "
+            + DELIVERY_WAIT_MS + " ms\n" + broker.output());
     }
 }

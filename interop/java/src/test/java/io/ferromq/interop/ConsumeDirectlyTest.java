@@ -25,8 +25,6 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class ConsumeDirectlyTest {
 
-    static final long WAIT_MS = 30_000;
-
     private final String uid = UUID.randomUUID().toString().replace("-", "").substring(0, 12);
 
     @Test
@@ -43,16 +41,16 @@ class ConsumeDirectlyTest {
                 Received rx = Clients.recording(consumer, broker, "direct-c-" + uid, topic);
                 consumer.start();
                 String clientId = consumer.buildMQClientId();
-                awaitDeliveries(rx, 1, broker);
+                Clients.awaitDeliveries(rx, 1, broker);
 
                 String byId = broker.admin("queryMsgById", "-i", sent.getOffsetMsgId(), "-g", group, "-d", clientId);
                 assertTrue(byId.contains("CR_SUCCESS"), "queryMsgById -g -d: " + byId);
-                awaitDeliveries(rx, 2, broker);
+                Clients.awaitDeliveries(rx, 2, broker);
 
                 String byKey = broker.admin("queryMsgByUniqueKey", "-i", sent.getMsgId(), "-t", topic, "-g", group,
                     "-d", clientId);
                 assertTrue(byKey.contains("CR_SUCCESS"), "queryMsgByUniqueKey -g -d: " + byKey);
-                awaitDeliveries(rx, 3, broker);
+                Clients.awaitDeliveries(rx, 3, broker);
                 assertTrue(rx.all().stream().allMatch(m -> Received.body(m).equals("direct-" + uid)),
                     "every delivery is the one message:" + Received.describe(rx.all()));
 
@@ -68,18 +66,5 @@ class ConsumeDirectlyTest {
                 producer.shutdown();
             }
         }
-    }
-
-    private static void awaitDeliveries(Received rx, int n, FerroMQBroker broker) throws InterruptedException {
-        long deadline = System.currentTimeMillis() + WAIT_MS;
-        while (System.currentTimeMillis() < deadline) {
-            if (rx.all().size() >= n) {
-                assertEquals(n, rx.all().size(), "deliveries:" + Received.describe(rx.all()));
-                return;
-            }
-            Thread.sleep(100);
-        }
-        throw new AssertionError("the consumer had " + rx.all().size() + " deliveries, not " + n + ", after "
-            + WAIT_MS + " ms\n" + broker.output());
     }
 }

@@ -23,8 +23,6 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class ConsumerStatusTest {
 
-    static final long WAIT_MS = 30_000;
-
     private final String uid = UUID.randomUUID().toString().replace("-", "").substring(0, 12);
 
     @Test
@@ -39,11 +37,7 @@ class ConsumerStatusTest {
                     producer.send(new Message(topic, "status".getBytes(StandardCharsets.UTF_8))).getSendStatus());
                 Received rx = Clients.recording(consumer, broker, "status-c-" + uid, topic);
                 consumer.start();
-                long deadline = System.currentTimeMillis() + WAIT_MS;
-                while (rx.all().isEmpty() && System.currentTimeMillis() < deadline) {
-                    Thread.sleep(100);
-                }
-                assertEquals(1, rx.all().size(), "the consumer got the message\n" + broker.output());
+                Clients.awaitDeliveries(rx, 1, broker);
                 String clientId = consumer.buildMQClientId();
 
                 String all = broker.admin("consumerStatus", "-g", group);
