@@ -233,6 +233,9 @@ struct Progress {
     bytes: AtomicUsize,
     /// Last committed offset, to skip unchanged commits.
     committed: AtomicI64,
+    /// The commit offset a pull in flight carries (0: none). The broker stores it on
+    /// arrival, so the periodic commit need not send it again while the pull is held.
+    carried: AtomicI64,
     locked: AtomicBool,
 }
 
@@ -360,7 +363,7 @@ impl PushConsumer {
         })
         .await;
         for (mq, s) in &states {
-            inner.commit(mq, &s.progress).await;
+            inner.commit(mq, &s.progress, false).await;
         }
         if inner.config.orderly {
             let mqs: Vec<MessageQueue> = states.iter().map(|(mq, _)| mq.clone()).collect();
@@ -435,6 +438,9 @@ impl Inner {
 
     async fn rebalance(self: &Arc<Self>) {
         let mut changed = false;
+        // The group's members as each broker listed them in this pass: a group of many topics
+        // on one broker asks it once, not once per topic.
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
         for (topic, selector) in &self.subscriptions {
             let route = match self.instance.fetch_route(topic).await {
                 Ok(Some(r)) => r,
@@ -449,7 +455,7 @@ impl Inner {
             let mine: Vec<MessageQueue> = match self.config.model {
                 MessageModel::Broadcasting => all,
                 MessageModel::Clustering => {
-                    let Some(ids) = self.consumer_ids(&route).await else {
+                    let Some(ids) = self.consumer_ids(&route, &mut members).await else {
                         continue;
                     };
                     allocate_averagely(&self.instance.client_id, &ids, &all)
@@ -469,7 +475,7 @@ impl Inner {
                 let state = self.queues.lock().expect("queue table lock").remove(mq);
                 if let Some(s) = state {
                     s.stop.cancel();
-                    self.commit(mq, &s.progress).await;
+                    self.commit(mq, &s.progress, false).await;
                     if self.config.orderly {
                         self.lock_request(request::UNLOCK_BATCH_MQ, std::slice::from_ref(mq))
                             .await;
@@ -488,14 +494,20 @@ impl Inner {
         }
     }
 
+    /// The group's members, from the first of the route's masters that lists them; `known`
+    /// keeps each broker's answer for the rest of the rebalance pass.
     async fn consumer_ids(
         &self,
         route: &ferromq_protocol::body::TopicRouteData,
+        known: &mut HashMap<String, Vec<String>>,
     ) -> Option<Vec<String>> {
         for b in &route.broker_datas {
             let Some(addr) = b.broker_addrs.get(&0) else {
                 continue;
             };
+            if let Some(ids) = known.get(addr) {
+                return Some(ids.clone());
+            }
             let req = RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP)
                 .with_field("consumerGroup", &self.config.group);
             match self.instance.invoke(addr, req).await {
@@ -504,6 +516,7 @@ impl Inner {
                     list.consumer_id_list.sort();
                     // A client connected twice is listed twice by some brokers.
                     list.consumer_id_list.dedup();
+                    known.insert(addr.clone(), list.consumer_id_list.clone());
                     return Some(list.consumer_id_list);
                 }
                 Ok(_) => {
@@ -637,6 +650,10 @@ impl Inner {
                         self.consume_orderly(&mq, msgs, &progress, &stop).await;
                     } else {
                         self.dispatch_concurrently(&mq, msgs, &progress).await;
+                        // Let handlers that finish at once do so, so that the next pull
+                        // carries their commit and the broker holds an up-to-date offset
+                        // without a separate UPDATE_CONSUMER_OFFSET for this batch.
+                        tokio::task::yield_now().await;
                     }
                 }
                 Err(e) => {
@@ -687,10 +704,28 @@ impl Inner {
             max_msg_bytes: None,
         }
         .encode(&mut req.ext_fields);
+        let carries = flag & FLAG_COMMIT_OFFSET != 0;
+        if carries {
+            progress.carried.store(commit, Ordering::Release);
+        }
         let resp = self
             .instance
             .invoke_timeout(&addr, req, PULL_CALL_TIMEOUT)
-            .await?;
+            .await;
+        progress.carried.store(0, Ordering::Release);
+        let resp = resp?;
+        if carries
+            && matches!(
+                resp.code,
+                response::SUCCESS
+                    | response::PULL_NOT_FOUND
+                    | response::PULL_RETRY_IMMEDIATELY
+                    | response::PULL_OFFSET_MOVED
+            )
+        {
+            // The broker took the pull, and with it the commit offset.
+            progress.committed.fetch_max(commit, Ordering::AcqRel);
+        }
         let h = PullMessageResponseHeader::decode(&resp.ext_fields);
         match (resp.code, h) {
             (response::SUCCESS, Ok(h)) => {
@@ -854,7 +889,10 @@ impl Inner {
         matches!(self.instance.invoke(&addr, req).await, Ok(r) if r.code == response::SUCCESS)
     }
 
-    async fn commit(&self, mq: &MessageQueue, progress: &Progress) {
+    /// Sends the queue's commit offset unless the broker has it. `carried_counts`: a pull in
+    /// flight that carries the offset is as good as a commit (not when the queue is let go
+    /// or the consumer stops, as the pull may be dropped before it is sent).
+    async fn commit(&self, mq: &MessageQueue, progress: &Progress, carried_counts: bool) {
         let offset = progress.commit_offset();
         if self.config.model == MessageModel::Broadcasting {
             self.local_offsets
@@ -863,7 +901,9 @@ impl Inner {
                 .insert(mq.clone(), offset);
             return;
         }
-        if progress.committed.load(Ordering::Acquire) == offset {
+        if progress.committed.load(Ordering::Acquire) == offset
+            || (carried_counts && progress.carried.load(Ordering::Acquire) == offset)
+        {
             return;
         }
         let Ok(Some(route)) = self.instance.route(&mq.topic).await else {
@@ -896,7 +936,7 @@ impl Inner {
                 .map(|(q, s)| (q.clone(), s.progress.clone()))
                 .collect();
             for (mq, p) in states {
-                self.commit(&mq, &p).await;
+                self.commit(&mq, &p, true).await;
             }
         }
     }
