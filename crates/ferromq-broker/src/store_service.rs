@@ -236,7 +236,7 @@ impl StoreService {
                     .name("ferromq-checkpoint".into())
                     .spawn(move || {
                         while !sleep_unless_stopping(&stopping, CHECKPOINT_INTERVAL) {
-                            if let Err(e) = store.checkpoint() {
+                            if let Err(e) = store.checkpoint_lazily() {
                                 error!(error = %e, "checkpoint failed");
                             }
                         }

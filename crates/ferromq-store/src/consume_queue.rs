@@ -91,6 +91,25 @@ pub(crate) struct ConsumeQueue {
     file_writer: Mutex<()>,
 }
 
+/// When a checkpoint may leave a queue's unwritten entries for a later one: while they are
+/// at most `max_entries`, the first was stored at `since_ms` or later, and it points at
+/// `from_phys` or past it in the commit log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deferral {
+    pub max_entries: usize,
+    pub since_ms: i64,
+    pub from_phys: u64,
+}
+
+/// What [`ConsumeQueue::write_out_unless`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteOut {
+    /// Written (or nothing to write); the written end when no sync has covered it yet.
+    Done(Option<u64>),
+    /// Left in memory: recovery must rebuild the queue from `first_phys` on.
+    Deferred { first_phys: u64, entries: usize },
+}
+
 /// The unwritten entries `[written, written + entries.len())`; the files hold those below.
 struct Tail {
     written: u64,
@@ -433,10 +452,36 @@ impl ConsumeQueue {
 
     /// Writes out the unwritten entries. Returns the queue's written end when files hold
     /// entries no sync has covered yet.
+    #[cfg(test)]
     pub fn write_out(&self) -> Result<Option<u64>, StoreError> {
+        match self.write_out_unless(None)? {
+            WriteOut::Done(unsynced) => Ok(unsynced),
+            WriteOut::Deferred { .. } => unreachable!("nothing defers without a deferral"),
+        }
+    }
+
+    /// As [`Self::write_out`], but leaves the unwritten entries in memory while `deferral`
+    /// allows it, and then says where the first of them points into the commit log.
+    pub fn write_out_unless(&self, deferral: Option<&Deferral>) -> Result<WriteOut, StoreError> {
+        if let Some(d) = deferral {
+            let tail = self.tail.lock().expect("cq tail lock");
+            if let Some(first) = tail.entries.first() {
+                if tail.entries.len() <= d.max_entries
+                    && first.store_ms >= d.since_ms
+                    && first.phys >= d.from_phys
+                {
+                    return Ok(WriteOut::Deferred {
+                        first_phys: first.phys,
+                        entries: tail.entries.len(),
+                    });
+                }
+            }
+        }
         self.write_tail()?;
         let written = self.tail.lock().expect("cq tail lock").written;
-        Ok((self.flushed_offset.load(Ordering::Acquire) < written).then_some(written))
+        Ok(WriteOut::Done(
+            (self.flushed_offset.load(Ordering::Acquire) < written).then_some(written),
+        ))
     }
 
     /// Records that the entries below `written` are durable (a sync of the whole file
