@@ -463,7 +463,11 @@ impl ConsumeQueue {
     /// As [`Self::write_out`], but leaves the unwritten entries in memory while `deferral`
     /// allows it, and then says where the first of them points into the commit log.
     pub fn write_out_unless(&self, deferral: Option<&Deferral>) -> Result<WriteOut, StoreError> {
-        if let Some(d) = deferral {
+        // A queue without files makes them at once: a crash soon after many queues were
+        // first used should not have to rebuild them all, and their first write-out (a
+        // directory and a file each) is cheapest done while the log is still near.
+        let has_files = self.files.read().expect("cq files lock").count > 0;
+        if let Some(d) = deferral.filter(|_| has_files) {
             let tail = self.tail.lock().expect("cq tail lock");
             if let Some(first) = tail.entries.first() {
                 if tail.entries.len() <= d.max_entries

@@ -955,38 +955,61 @@ fn reads_stop_at_the_confirm_offset() {
 
 /// The periodic checkpoint leaves a quiet queue's few new entries in memory and records the
 /// log offset of the first of them, so a crash loses none; a busier queue's entries are
-/// written. Keys the index held before the crash are found once, not once per rebuild.
+/// written, and so is a queue that has no file yet. Keys the index held before the crash are
+/// found once, not once per rebuild.
 #[test]
 fn a_lazy_checkpoint_keeps_quiet_queues_in_memory_and_a_crash_rebuilds_them() {
     let dir = tempfile::tempdir().unwrap();
-    let queue_file = |topic: &str| {
-        dir.path()
+    let queue_file_len = |topic: &str| {
+        let path = dir
+            .path()
             .join("consumequeue")
             .join(topic)
-            .join("0/00000000000000000000")
+            .join("0/00000000000000000000");
+        std::fs::metadata(path).map(|m| m.len()).ok()
+    };
+    let quiet = |q: i32, round: &str| {
+        put(
+            &format!("Q{q}"),
+            0,
+            round.as_bytes(),
+            "t",
+            &format!("q{q}{round}"),
+        )
     };
     {
         let store = MessageStore::open(config(dir.path())).unwrap();
         for q in 0..20 {
-            store
-                .append(&mut [put(&format!("Q{q}"), 0, b"quiet", "t", &format!("q{q}"))])
-                .unwrap();
+            store.append(&mut [quiet(q, "first")]).unwrap();
+        }
+        store.checkpoint().unwrap();
+        for q in 0..20 {
+            store.append(&mut [quiet(q, "second")]).unwrap();
         }
         for i in 0..40u8 {
             store
                 .append(&mut [put("Busy", 0, &[i], "t", &format!("b{i}"))])
                 .unwrap();
         }
+        store
+            .append(&mut [put("Fresh", 0, b"new", "t", "f")])
+            .unwrap();
         store.checkpoint_lazily().unwrap();
-        assert!(
-            !queue_file("Q0").exists(),
-            "a quiet queue's entry stays in memory"
+        assert_eq!(
+            queue_file_len("Q0"),
+            Some(28),
+            "a quiet queue's new entry stays in memory"
+        );
+        assert_eq!(queue_file_len("Busy"), Some(40 * 28));
+        assert_eq!(
+            queue_file_len("Fresh"),
+            Some(28),
+            "a queue's first entries make its file"
         );
         assert_eq!(
-            std::fs::metadata(queue_file("Busy")).unwrap().len(),
-            40 * 28
+            bodies(&store, "Q7", 0, 0),
+            vec![b"first".to_vec(), b"second".to_vec()]
         );
-        assert_eq!(bodies(&store, "Q7", 0, 0), vec![b"quiet".to_vec()]);
         // Dropped without another checkpoint: a crash.
     }
     {
@@ -994,18 +1017,19 @@ fn a_lazy_checkpoint_keeps_quiet_queues_in_memory_and_a_crash_rebuilds_them() {
         for q in 0..20 {
             assert_eq!(
                 all_bodies(&store, &format!("Q{q}"), 0),
-                vec![b"quiet".to_vec()],
+                vec![b"first".to_vec(), b"second".to_vec()],
                 "Q{q}"
             );
         }
         let busy = all_bodies(&store, "Busy", 0);
         assert_eq!(busy, (0..40u8).map(|i| vec![i]).collect::<Vec<_>>());
-        for (topic, key) in [("Busy", "b5"), ("Q3", "q3")] {
+        assert_eq!(all_bodies(&store, "Fresh", 0), vec![b"new".to_vec()]);
+        for (topic, key) in [("Busy", "b5"), ("Q3", "q3second"), ("Q3", "q3first")] {
             let found = store.query_by_key(topic, key, 5, 0, i64::MAX).unwrap();
             assert_eq!(found.len(), 1, "{topic} {key}");
         }
         // The full checkpoint (a clean stop's) writes every queue.
         store.checkpoint().unwrap();
-        assert_eq!(std::fs::metadata(queue_file("Q0")).unwrap().len(), 28);
+        assert_eq!(queue_file_len("Q0"), Some(56));
     }
 }
