@@ -581,21 +581,33 @@ async fn consumed_offsets_reach_the_broker_and_a_restarted_group_resumes_there()
         broker_name: "broker-a".into(),
         queue_id,
     };
-    for i in 0..8 {
-        p.send_to_queue(Message::new("resumed", format!("a{i}")), &queue(i % 4))
-            .await
-            .unwrap_or_else(|e| panic!("send {i}: {e}"));
-    }
+    // `count` messages `<prefix><i>`, spread over the topic's four queues.
+    let send = |prefix: &'static str, count: i32| {
+        let (p, queue) = (&p, &queue);
+        async move {
+            for i in 0..count {
+                p.send_to_queue(
+                    Message::new("resumed", format!("{prefix}{i}")),
+                    &queue(i % 4),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("send {prefix}{i}: {e}"));
+            }
+        }
+    };
+    let start = |instance: &'static str, seen: Seen| {
+        consumer(
+            &server,
+            "g-resume",
+            instance,
+            "resumed",
+            Selector::All,
+            seen,
+        )
+    };
+    send("a", 8).await;
     let seen = Seen::default();
-    let first = consumer(
-        &server,
-        "g-resume",
-        "resume-1",
-        "resumed",
-        Selector::All,
-        seen.clone(),
-    )
-    .await;
+    let first = start("resume-1", seen.clone()).await;
     assert_eq!(
         bodies(&wait_for(&seen, 8, Duration::from_secs(20)).await).len(),
         8
@@ -622,21 +634,9 @@ async fn consumed_offsets_reach_the_broker_and_a_restarted_group_resumes_there()
     );
 
     first.shutdown().await;
-    for i in 0..4 {
-        p.send_to_queue(Message::new("resumed", format!("b{i}")), &queue(i))
-            .await
-            .unwrap_or_else(|e| panic!("send b{i}: {e}"));
-    }
+    send("b", 4).await;
     let again = Seen::default();
-    let second = consumer(
-        &server,
-        "g-resume",
-        "resume-2",
-        "resumed",
-        Selector::All,
-        again.clone(),
-    )
-    .await;
+    let second = start("resume-2", again.clone()).await;
     wait_for(&again, 4, Duration::from_secs(20)).await;
     // Anything consumed twice would arrive with the rest; give it a moment to.
     tokio::time::sleep(Duration::from_secs(1)).await;
