@@ -450,24 +450,15 @@ impl ConsumeQueue {
         Ok(())
     }
 
-    /// Writes out the unwritten entries. Returns the queue's written end when files hold
-    /// entries no sync has covered yet.
-    #[cfg(test)]
-    pub fn write_out(&self) -> Result<Option<u64>, StoreError> {
-        match self.write_out_unless(None)? {
-            WriteOut::Done(unsynced) => Ok(unsynced),
-            WriteOut::Deferred { .. } => unreachable!("nothing defers without a deferral"),
-        }
-    }
-
-    /// As [`Self::write_out`], but leaves the unwritten entries in memory while `deferral`
-    /// allows it, and then says where the first of them points into the commit log.
+    /// Writes out the unwritten entries, unless `deferral` allows leaving them in memory
+    /// (then says where the first of them points into the commit log). Once written, gives
+    /// the queue's written end when files hold entries no sync has covered yet.
     pub fn write_out_unless(&self, deferral: Option<&Deferral>) -> Result<WriteOut, StoreError> {
         // A queue without files makes them at once: a crash soon after many queues were
         // first used should not have to rebuild them all, and their first write-out (a
         // directory and a file each) is cheapest done while the log is still near.
-        let has_files = self.files.read().expect("cq files lock").count > 0;
-        if let Some(d) = deferral.filter(|_| has_files) {
+        let has_files = || self.files.read().expect("cq files lock").count > 0;
+        if let Some(d) = deferral.filter(|_| has_files()) {
             let tail = self.tail.lock().expect("cq tail lock");
             if let Some(first) = tail.entries.first() {
                 if tail.entries.len() <= d.max_entries
@@ -610,7 +601,9 @@ mod tests {
         }
         assert_eq!(phys_of(&cq, 190, 100), (190..210).collect::<Vec<_>>());
 
-        let written = cq.write_out().unwrap().expect("entries to sync");
+        let WriteOut::Done(Some(written)) = cq.write_out_unless(None).unwrap() else {
+            panic!("entries to sync");
+        };
         cq.sync_files(written).unwrap();
         assert_eq!(bytes_on_disk(dir.path()), 210 * ENTRY_BYTES);
         drop(cq);
@@ -627,7 +620,7 @@ mod tests {
         for i in 0..350 {
             cq.append(&[entry(i)]).unwrap();
         }
-        cq.write_out().unwrap();
+        cq.write_out_unless(None).unwrap();
         let files = |d: &Path| std::fs::read_dir(d).unwrap().count();
         assert_eq!(files(dir.path()), 4);
         // Entries below phys 2500 expire: files [0,100) and [100,200) hold none that live.
@@ -638,7 +631,7 @@ mod tests {
         for i in 350..450 {
             cq.append(&[entry(i)]).unwrap();
         }
-        cq.write_out().unwrap();
+        cq.write_out_unless(None).unwrap();
         assert_eq!(files(dir.path()), 3);
         // A cut back into the second file left deletes the files after it.
         cq.truncate_from_phys(320 * 10).unwrap();
